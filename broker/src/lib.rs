@@ -1,0 +1,1 @@
+//! The Sluice broker (being written; see issue 3).

@@ -1,0 +1,1 @@
+//! Partition log storage (being written; see issue 2).
