@@ -359,8 +359,9 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut strbuf = vec![0; n as usize];
-                buf.try_copy_to_slice(&mut strbuf)?;
+                // Sluice: copy only bytes that are present; never size an
+                // allocation from the wire-claimed length alone.
+                let strbuf = buf.try_get_bytes(n as usize)?.to_vec();
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
             n => {
@@ -511,8 +512,9 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut strbuf = vec![0; (n - 1) as usize];
-                buf.try_copy_to_slice(&mut strbuf)?;
+                // Sluice: copy only bytes that are present; never size an
+                // allocation from the wire-claimed length alone.
+                let strbuf = buf.try_get_bytes((n - 1) as usize)?.to_vec();
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
         }
@@ -655,9 +657,9 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut data = vec![0; n as usize];
-                buf.try_copy_to_slice(&mut data)?;
-                Ok(Some(data))
+                // Sluice: copy only bytes that are present; never size an
+                // allocation from the wire-claimed length alone.
+                Ok(Some(buf.try_get_bytes(n as usize)?.to_vec()))
             }
             n => {
                 bail!("Data length is negative ({n})");
@@ -804,9 +806,9 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut data = vec![0; (n - 1) as usize];
-                buf.try_copy_to_slice(&mut data)?;
-                Ok(Some(data))
+                // Sluice: copy only bytes that are present; never size an
+                // allocation from the wire-claimed length alone.
+                Ok(Some(buf.try_get_bytes((n - 1) as usize)?.to_vec()))
             }
         }
     }
@@ -985,7 +987,10 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut result = Vec::with_capacity(n as usize);
+                // Sluice: every element takes at least one byte, so more
+                // than `remaining()` elements cannot be present; a hostile
+                // count must not pre-allocate gigabytes and abort.
+                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1093,7 +1098,10 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut result = Vec::with_capacity((n - 1) as usize);
+                // Sluice: every element takes at least one byte, so more
+                // than `remaining()` elements cannot be present; a hostile
+                // count must not pre-allocate gigabytes and abort.
+                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
