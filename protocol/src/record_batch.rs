@@ -237,7 +237,9 @@ impl<'a> RecordBatchView<'a> {
 
     /// The record bytes after the header (compressed when a codec is set).
     pub fn records(&self) -> &'a [u8] {
-        self.bytes.get(RECORD_BATCH_HEADER_BYTES..).unwrap_or_default()
+        self.bytes
+            .get(RECORD_BATCH_HEADER_BYTES..)
+            .unwrap_or_default()
     }
 
     /// CRC-32C (Castagnoli) of bytes `21..`, as the header's `crc` should be.
@@ -385,16 +387,49 @@ pub(crate) mod tests {
     /// Builds a well-formed, uncompressed batch whose record bytes are
     /// `records` (not real records: the view never looks inside them).
     pub(crate) fn batch(base_offset: i64, last_offset_delta: i32, records: &[u8]) -> Vec<u8> {
+        batch_with_attributes(
+            base_offset,
+            last_offset_delta,
+            last_offset_delta + 1,
+            0,
+            records,
+        )
+    }
+
+    /// Base timestamp of test batches; their max timestamp is this plus
+    /// `10 * lastOffsetDelta` (records 10 ms apart).
+    pub(crate) const TEST_BASE_TIMESTAMP: i64 = 1_700_000_000_000;
+
+    /// A batch with a valid CRC and the given header fields, over
+    /// `records` exactly as given (already compressed if the codec says so).
+    pub(crate) fn batch_with_attributes(
+        base_offset: i64,
+        last_offset_delta: i32,
+        records_count: i32,
+        attributes: i16,
+        records: &[u8],
+    ) -> Vec<u8> {
         let mut b = vec![0u8; RECORD_BATCH_HEADER_BYTES];
         b.extend_from_slice(records);
         let len = i32::try_from(b.len() - BATCH_LENGTH_PREFIX_BYTES).unwrap();
+        let max_timestamp = TEST_BASE_TIMESTAMP + 10 * i64::from(last_offset_delta);
         write_at(&mut b, BASE_OFFSET_AT, &base_offset.to_be_bytes());
         write_at(&mut b, BATCH_LENGTH_AT, &len.to_be_bytes());
         write_at(&mut b, MAGIC_AT, &[2]);
-        write_at(&mut b, LAST_OFFSET_DELTA_AT, &last_offset_delta.to_be_bytes());
-        write_at(&mut b, MAX_TIMESTAMP_AT, &1_700_000_000_000i64.to_be_bytes());
+        write_at(&mut b, ATTRIBUTES_AT, &attributes.to_be_bytes());
+        write_at(
+            &mut b,
+            LAST_OFFSET_DELTA_AT,
+            &last_offset_delta.to_be_bytes(),
+        );
+        write_at(
+            &mut b,
+            BASE_TIMESTAMP_AT,
+            &TEST_BASE_TIMESTAMP.to_be_bytes(),
+        );
+        write_at(&mut b, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
         write_at(&mut b, PRODUCER_ID_AT, &(-1i64).to_be_bytes());
-        write_at(&mut b, RECORDS_COUNT_AT, &(last_offset_delta + 1).to_be_bytes());
+        write_at(&mut b, RECORDS_COUNT_AT, &records_count.to_be_bytes());
         let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
         write_at(&mut b, CRC_AT, &crc.to_be_bytes());
         b
