@@ -22,6 +22,9 @@
 //!   buffer, [`header::decode_request_header`] slices the body off the
 //!   frame, and kafka-protocol keeps `records` fields as slices of it. A
 //!   produced batch is copied once, into the segment.
+//! - Fetch response encode: [`fetch_response`] writes only the framing
+//!   around the record bytes and names the regions the broker sends
+//!   itself (sendfile), so record bytes are never copied in user space.
 //! - [`record_batch::RecordBatchView`] reads batch headers in place;
 //!   [`records`] borrows uncompressed records from the batch and copies
 //!   only what it must decompress (bounded).
@@ -30,6 +33,7 @@
 //! - [`frame`]: 4-byte size prefix; `Ok(None)` for "need more bytes".
 //! - [`header`]: request header decode, response header encode.
 //! - [`response`]: a whole response frame for every API but Fetch.
+//! - [`fetch_response`]: the hand-written, zero-copy Fetch response (v4–12).
 //! - [`api`]: API keys and version ranges served and advertised.
 //! - [`error_code`]: Kafka error codes and their retriable flag.
 //! - [`record_batch`]: the RecordBatch v2 header view and CRC-32C.
@@ -47,6 +51,7 @@ pub mod api;
 pub mod compression;
 pub mod error;
 pub mod error_code;
+pub mod fetch_response;
 pub mod frame;
 pub mod header;
 pub mod record_batch;
@@ -59,6 +64,11 @@ pub use api::{
 pub use compression::{compress, decompress};
 pub use error::{DecodeError, Result};
 pub use error_code::{ErrorCode, ResponseError};
+pub use fetch_response::{
+    CurrentLeader, DivergingEpoch, EncodedFetchResponse, FetchAbortedTransaction, FetchPart,
+    FetchResponseData, FetchResponsePartition, FetchResponseTopic, encode_fetch_response,
+    encode_fetch_response_frame,
+};
 pub use frame::{SOCKET_REQUEST_MAX_BYTES_DEFAULT, decode_frame, reserve_for_next_read};
 pub use header::{RequestFrame, decode_request_header, encode_response_header};
 pub use record_batch::{
