@@ -1,1 +1,49 @@
-//! Partition log storage (being written; see issue 2).
+//! `sluice-storage`: the partition log.
+//!
+//! A [`PartitionLog`] is one partition's directory of segments: RecordBatch
+//! v2 frames stored exactly as producers sent them (offsets and leader
+//! epoch rewritten in place), in preallocated memory-mapped `.log` files
+//! with sparse `.index` and `.timeindex` files, recovered batch by batch
+//! (CRC-32C) after a crash. A [`LogDir`] holds the partitions of one disk
+//! and the health flag they share. No networking, no async runtime.
+//!
+//! Module map: [`offset`] (newtypes), `error`, `config`, `limits`,
+//! `mmap` (the only `unsafe`), `segment`, `offset_index`, `time_index`,
+//! `log` (append/read/flush), `recovery`, `retention` (retention,
+//! DeleteRecords, truncation), `checkpoint`, `flush`, `log_dir`, `region`.
+//! The on-disk formats are specified in `docs/formats.md`; what each call
+//! makes durable is in `log.rs` and `docs/durability.md`.
+//!
+//! # Invariants
+//! - Appends to one partition are serialised by `&mut PartitionLog`;
+//!   different partitions are independent.
+//! - Bytes handed to readers ([`FileRegion`], `Bytes`) never change and
+//!   stay readable for as long as the reader holds them, even after the
+//!   segment is deleted or truncated away.
+
+mod checkpoint;
+mod config;
+mod error;
+mod flush;
+pub mod limits;
+mod log;
+mod log_dir;
+mod mmap;
+pub mod offset;
+mod offset_index;
+mod recovery;
+mod region;
+mod retention;
+mod segment;
+mod time_index;
+
+pub use config::LogConfig;
+pub use error::{Error, Result};
+pub use flush::PendingFlush;
+pub use log::{AppendInfo, PartitionLog, UnflushedFile};
+pub use log_dir::{LogDir, LogDirHealth, TopicPartition};
+pub use offset::{FilePosition, LeaderEpoch, Offset, RelativeOffset};
+pub use region::{FileRegion, ReadInfo};
+
+#[cfg(test)]
+mod test_util;

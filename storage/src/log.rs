@@ -1,0 +1,951 @@
+//! `PartitionLog`: one partition's ordered segments, and the append, read
+//! and flush paths over them.
+//!
+//! Append: validate every batch (framing, magic, CRC-32C, size) → assign
+//! offsets (leader) or check them (follower) → roll if the active segment
+//! cannot take the batch → one copy into the mapped `.log`, rewrite of
+//! `baseOffset`/`partitionLeaderEpoch` in place → sparse index entries.
+//!
+//! # What is durable after each call
+//!
+//! | call | durable on return |
+//! |---|---|
+//! | `append_as_leader` / `append_as_follower` | nothing (page cache only; a process crash keeps it, a power cut may not) |
+//! | `roll` | the checkpoint file (recovery point as of the last completed flush, log start offset) and the new segment's directory entry |
+//! | `PendingFlush::sync` | every batch below `PendingFlush::log_end_offset()` |
+//! | `complete_flush` / `flush` / `maybe_flush` (when it flushes) | same as `sync`; the recovery point in memory advances, the checkpoint file does not |
+//! | `checkpoint_recovery_point` | the recovery point and log start offset, in the checkpoint |
+//! | `advance_log_start_offset` | the new log start offset (checkpoint) |
+//! | `truncate_to` / `truncate_fully_and_start_at` | the truncation: removed batches never come back after a crash |
+//! | `delete_retained_segments` | the new log start offset (checkpoint); unlinks are not fsynced (a resurrected segment is below the log start and is deleted again) |
+//! | `close` | everything, plus the clean-shutdown marker |
+//!
+//! # Invariants
+//! - `segments` is never empty, sorted by base offset, dense: each
+//!   segment's base offset is the previous one's `next_offset`. The last
+//!   one is the active segment, the only one appended to.
+//! - `log_start <= log_end`; `recovery_point <= log_end`; every offset
+//!   below `recovery_point` has been fsynced.
+//! - Once the shared [`LogDirHealth`] is poisoned every call fails with
+//!   `Error::Poisoned`.
+//!
+//! # Caveats
+//! - Offsets are dense: compaction and its gaps are not implemented yet.
+//! - Reads do not re-check CRCs: batches were checked on append and by
+//!   recovery; consumers check them again.
+//!
+//! # References
+//! Kafka's `UnifiedLog` / `LocalLog`, KIP-74 (fetch min one batch).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use bytes::Bytes;
+use sluice_protocol::DecodeError;
+use sluice_protocol::record_batch::{BatchIter, TimestampType};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::LogConfig;
+use crate::error::{Error, Result};
+use crate::flush::PendingFlush;
+use crate::log_dir::LogDirHealth;
+use crate::offset::{FilePosition, LeaderEpoch, Offset};
+use crate::recovery;
+use crate::region::ReadInfo;
+use crate::segment::{BatchMeta, Segment};
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: Offset,
+    /// Offset of the last record appended.
+    pub last_offset: Offset,
+    /// `Some(now_ms)` when a batch uses LogAppendTime (the broker has put
+    /// that time in its maxTimestamp), else `None` (Kafka's -1).
+    pub log_append_time_ms: Option<i64>,
+    /// Largest batch maxTimestamp among the appended batches.
+    pub max_timestamp: i64,
+    /// Base offset of the batch carrying `max_timestamp`.
+    pub offset_of_max_timestamp: Offset,
+    /// Position of the first appended batch in its segment.
+    pub position: FilePosition,
+    /// Base offset of the segment holding the first appended batch.
+    pub segment_base_offset: Offset,
+    /// Offsets consumed (`last_offset - base_offset + 1`).
+    pub records_count: u64,
+    /// Batches appended.
+    pub batch_count: u32,
+    /// Bytes appended.
+    pub bytes: u64,
+    /// The log start offset after the append.
+    pub log_start_offset: Offset,
+}
+
+/// One `.log` file a crash could cut: bytes past `flushed_len` may be lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnflushedFile {
+    pub path: PathBuf,
+    pub flushed_len: u64,
+    pub written_len: u64,
+}
+
+struct Planned {
+    at: usize,
+    meta: BatchMeta,
+    log_append_time: bool,
+}
+
+/// A partition's log. See the module docs.
+#[derive(Debug)]
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) log_start: Offset,
+    pub(crate) recovery_point: Offset,
+    pub(crate) health: LogDirHealth,
+    /// Bumped by truncations: a `PendingFlush` from before is ignored.
+    pub(crate) generation: u64,
+    /// Directory entries changed (segments created) / known fsynced.
+    pub(crate) dir_changes: u64,
+    pub(crate) dir_synced: u64,
+    pub(crate) last_flush_ms: Option<i64>,
+}
+
+pub(crate) fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir` (`<topic>-<partition>`),
+    /// recovering it: see `recovery.rs`. The directory gets its own health
+    /// flag; use [`crate::LogDir::open_partition`] to share one.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self> {
+        Self::open_with_health(dir, config, LogDirHealth::new(dir))
+    }
+
+    /// [`PartitionLog::open`] sharing `health` with other partitions.
+    pub fn open_with_health(dir: &Path, config: LogConfig, health: LogDirHealth) -> Result<Self> {
+        config.validate()?;
+        health.check()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, e))?;
+        let r = recovery::recover(dir, &config, wall_clock_ms()).inspect_err(|e| {
+            if matches!(e, Error::Io { .. }) {
+                health.poison();
+            }
+        })?;
+        let mut log = Self {
+            dir: dir.to_path_buf(),
+            config,
+            segments: r.segments,
+            log_start: r.log_start,
+            recovery_point: r.recovery_point,
+            health,
+            generation: 0,
+            dir_changes: 0,
+            dir_synced: 0,
+            last_flush_ms: None,
+        };
+        if log.log_start > log.log_end_offset() {
+            // The checkpoint's log start lies past the data that survived
+            // (unflushed tail lost): keep offsets monotonic for consumers.
+            let start = log.log_start;
+            log.truncate_fully_and_start_at(start)?;
+        }
+        let removed = checkpoint::remove_clean_shutdown(dir);
+        log.poison_on_err(removed)?;
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the config (a topic config change). Takes effect at the
+    /// next roll, retention pass and flush-policy check; existing segments
+    /// keep their size.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// The first offset a read may ask for.
+    pub fn log_start_offset(&self) -> Offset {
+        self.log_start
+    }
+
+    /// One past the last offset in the log.
+    pub fn log_end_offset(&self) -> Offset {
+        self.active().next_offset
+    }
+
+    /// Every offset below this is fsynced (as of the last completed flush).
+    pub fn recovery_point(&self) -> Offset {
+        self.recovery_point
+    }
+
+    /// Bytes of batches in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<Offset> {
+        self.segments.iter().map(|s| s.base).collect()
+    }
+
+    pub fn health(&self) -> &LogDirHealth {
+        &self.health
+    }
+
+    /// Offsets appended but not yet fsynced.
+    pub fn unflushed_messages(&self) -> u64 {
+        u64::try_from(self.log_end_offset().0 - self.recovery_point.0).unwrap_or(0)
+    }
+
+    pub(crate) fn active(&self) -> &Segment {
+        // The invariant "segments is never empty" holds from open on; the
+        // fallback index keeps this total without a panic path.
+        let last = self.segments.len().saturating_sub(1);
+        #[allow(clippy::indexing_slicing)]
+        &self.segments[last]
+    }
+
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len().saturating_sub(1);
+        #[allow(clippy::indexing_slicing)]
+        &mut self.segments[last]
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        self.health.check()
+    }
+
+    /// Poisons the directory on a failure that may leave the files and
+    /// memory apart (any I/O failure other than a refused preallocation).
+    pub(crate) fn poison_on_err<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r
+            && matches!(e, Error::Io { .. } | Error::Corrupt { .. })
+        {
+            tracing::error!(dir = %self.dir.display(), error = %e, "log directory is now offline");
+            self.health.poison();
+        }
+        r
+    }
+
+    /// Appends batches as the leader: offsets are assigned from the log end
+    /// offset and each batch's `baseOffset` and `partitionLeaderEpoch` are
+    /// rewritten (outside the CRC).
+    pub fn append_as_leader(
+        &mut self,
+        batches: &[u8],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        self.append(batches, Some(leader_epoch), now_ms)
+    }
+
+    /// Appends batches as a follower: offsets and epochs are kept and must
+    /// continue the log exactly (`Error::OffsetMismatch` otherwise).
+    pub fn append_as_follower(&mut self, batches: &[u8]) -> Result<AppendInfo> {
+        self.append(batches, None, wall_clock_ms())
+    }
+
+    fn append(
+        &mut self,
+        batches: &[u8],
+        stamp: Option<LeaderEpoch>,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        self.check()?;
+        let plan = self.plan(batches, stamp.is_some())?;
+        let (Some(first), Some(last)) = (plan.first(), plan.last()) else {
+            return Err(Error::EmptyAppend);
+        };
+        let mut info = AppendInfo {
+            base_offset: first.meta.base,
+            last_offset: last.meta.last,
+            log_append_time_ms: None,
+            max_timestamp: -1,
+            offset_of_max_timestamp: first.meta.base,
+            position: FilePosition(0),
+            segment_base_offset: self.active().base,
+            records_count: 0,
+            batch_count: 0,
+            bytes: 0,
+            log_start_offset: self.log_start,
+        };
+        let total: u64 = plan.iter().map(|p| p.meta.size).sum();
+        // Keep one append in one segment when a fresh segment can hold it.
+        if !self.active().fits(total, last.meta.last, &self.config)
+            && total <= self.config.segment_bytes
+        {
+            self.roll(now_ms)?;
+        }
+        for (i, p) in plan.iter().enumerate() {
+            if !self.active().fits(p.meta.size, p.meta.last, &self.config) {
+                self.roll(now_ms)?;
+            }
+            let src = batches
+                .get(p.at..p.at + p.meta.size as usize)
+                .ok_or(Error::EmptyAppend)?;
+            let config = &self.config;
+            let seg = self.segments.last_mut().ok_or(Error::EmptyAppend)?;
+            let seg_base = seg.base;
+            let r = seg.append_batch(src, p.meta, stamp, config);
+            let pos = self.poison_on_err(r)?;
+            if i == 0 {
+                info.position = pos;
+                info.segment_base_offset = seg_base;
+            }
+            if p.meta.max_timestamp > info.max_timestamp {
+                info.max_timestamp = p.meta.max_timestamp;
+                info.offset_of_max_timestamp = p.meta.base;
+            }
+            if p.log_append_time {
+                info.log_append_time_ms = Some(now_ms);
+            }
+            info.records_count += (p.meta.last.0 - p.meta.base.0 + 1) as u64;
+            info.batch_count += 1;
+            info.bytes += p.meta.size;
+        }
+        Ok(info)
+    }
+
+    /// Checks every batch before any byte is written, so a bad batch
+    /// rejects the whole append.
+    fn plan(&self, batches: &[u8], leader: bool) -> Result<Vec<Planned>> {
+        let max = self.config.max_message_bytes as usize;
+        let mut next = self.log_end_offset();
+        let mut out = Vec::new();
+        let mut iter = BatchIter::new(batches, max);
+        while let Some(item) = iter.next() {
+            let (at, view) = item.map_err(|e| batch_error(e, iter.position(), max))?;
+            view.verify_crc().map_err(|source| Error::InvalidBatch {
+                position: at,
+                source,
+            })?;
+            let delta = i64::from(view.last_offset_delta());
+            if delta < 0 {
+                return Err(Error::InvalidBatch {
+                    position: at,
+                    source: DecodeError::InvalidBatchField {
+                        field: "lastOffsetDelta",
+                        value: delta,
+                    },
+                });
+            }
+            let base = if leader {
+                next
+            } else {
+                Offset(view.base_offset())
+            };
+            if base != next {
+                return Err(Error::OffsetMismatch {
+                    expected: next,
+                    found: base,
+                });
+            }
+            let last =
+                base.checked_add(delta)
+                    .filter(|l| l.0 < i64::MAX)
+                    .ok_or(Error::InvalidBatch {
+                        position: at,
+                        source: DecodeError::InvalidBatchField {
+                            field: "lastOffsetDelta",
+                            value: delta,
+                        },
+                    })?;
+            let meta = BatchMeta {
+                base,
+                last,
+                ..BatchMeta::of(&view)
+            };
+            out.push(Planned {
+                at,
+                meta,
+                log_append_time: view.timestamp_type() == TimestampType::LogAppendTime,
+            });
+            next = last.next();
+        }
+        Ok(out)
+    }
+
+    /// Reads whole batches from the one holding `start`, up to `max_bytes`
+    /// (KIP-74: with `min_one_batch` the first batch is returned whole even
+    /// if larger), never including a batch whose last offset is at or
+    /// above `upper_bound` (exclusive: e.g. the high watermark).
+    pub fn read(
+        &self,
+        start: Offset,
+        max_bytes: u32,
+        upper_bound: Offset,
+        min_one_batch: bool,
+    ) -> Result<ReadInfo> {
+        self.check()?;
+        let log_end = self.log_end_offset();
+        if start < self.log_start || start > log_end {
+            return Err(self.out_of_range(start));
+        }
+        let mut info = ReadInfo {
+            next_offset: start,
+            log_start_offset: self.log_start,
+            log_end_offset: log_end,
+            ..ReadInfo::default()
+        };
+        let budget = u64::from(max_bytes);
+        let first_segment = self.segment_for(start);
+        let mut target = start;
+        for seg in self.segments.iter().skip(first_segment) {
+            let Some((mut pos, _)) = seg.find(target)? else {
+                continue;
+            };
+            let region_start = pos;
+            let mut stop = false;
+            while pos < seg.size() {
+                let meta = seg.batch_at(pos)?;
+                let first = info.bytes == 0;
+                if meta.last >= upper_bound
+                    || (info.bytes + meta.size > budget && !(first && min_one_batch))
+                {
+                    stop = true;
+                    break;
+                }
+                info.first_offset.get_or_insert(meta.base);
+                info.bytes += meta.size;
+                info.next_offset = meta.last.next();
+                pos += meta.size;
+            }
+            if pos > region_start {
+                info.regions
+                    .push(seg.region(region_start, pos - region_start));
+            }
+            if stop {
+                break;
+            }
+            target = seg.next_offset;
+        }
+        Ok(info)
+    }
+
+    /// Index of the segment that holds `offset` (the last with base <= it).
+    pub(crate) fn segment_for(&self, offset: Offset) -> usize {
+        self.segments
+            .partition_point(|s| s.base <= offset)
+            .saturating_sub(1)
+    }
+
+    pub(crate) fn out_of_range(&self, requested: Offset) -> Error {
+        Error::OffsetOutOfRange {
+            requested,
+            log_start: self.log_start,
+            log_end: self.log_end_offset(),
+        }
+    }
+
+    /// The first batch (at or after the log start) whose max timestamp is
+    /// `>= ts`, found through the time index; the broker looks inside it
+    /// for the exact record (ListOffsets by timestamp).
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<Bytes>> {
+        self.check()?;
+        for seg in &self.segments {
+            if seg.max_timestamp < ts || seg.next_offset <= self.log_start {
+                continue;
+            }
+            if let Some((pos, meta)) = seg.find_by_timestamp(ts, self.log_start)? {
+                return seg.bytes(pos, meta.size).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first batch carrying the log's largest timestamp (ListOffsets
+    /// MAX_TIMESTAMP), or `None` when the log is empty.
+    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>> {
+        self.check()?;
+        let mut best: Option<&Segment> = None;
+        for seg in self.segments.iter().filter(|s| !s.is_empty()) {
+            if best.is_none_or(|b| seg.max_timestamp > b.max_timestamp) {
+                best = Some(seg);
+            }
+        }
+        let Some(seg) = best else {
+            return Ok(None);
+        };
+        match seg.find(seg.offset_of_max_timestamp)? {
+            Some((pos, meta)) => seg.bytes(pos, meta.size).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts a new active segment at the log end offset (no-op when the
+    /// active segment is empty). Seals the old one (trims its files) and
+    /// writes the checkpoint.
+    pub fn roll(&mut self, now_ms: i64) -> Result<()> {
+        self.check()?;
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        let base = self.log_end_offset();
+        // A refused preallocation (full disk) changes nothing: no poison.
+        let new = Segment::create(&self.dir, base, &self.config, now_ms)?;
+        let sealed = self.active_mut().seal();
+        self.poison_on_err(sealed)?;
+        self.segments.push(new);
+        self.dir_changes += 1;
+        self.write_checkpoint()
+    }
+
+    /// Rolls when the active segment is older than `segment.ms`.
+    pub fn maybe_roll(&mut self, now_ms: i64) -> Result<bool> {
+        self.check()?;
+        let active = self.active();
+        let age = now_ms.saturating_sub(active.rolling_base_ms());
+        if active.is_empty() || age < i64::try_from(self.config.segment_ms).unwrap_or(i64::MAX) {
+            return Ok(false);
+        }
+        self.roll(now_ms)?;
+        Ok(true)
+    }
+
+    pub(crate) fn write_checkpoint(&self) -> Result<()> {
+        let c = Checkpoint {
+            recovery_point: self.recovery_point,
+            log_start_offset: self.log_start,
+        };
+        self.poison_on_err(c.write(&self.dir))
+    }
+
+    /// Persists the recovery point and log start offset (atomically; see
+    /// `checkpoint.rs`). Flushes do not do this by themselves.
+    pub fn checkpoint_recovery_point(&mut self) -> Result<()> {
+        self.check()?;
+        self.write_checkpoint()
+    }
+
+    /// The fsync work needed to make everything appended so far durable, or
+    /// `None` if it already is. Run [`PendingFlush::sync`] without the lock,
+    /// then [`PartitionLog::complete_flush`].
+    pub fn pending_flush(&self) -> Option<PendingFlush> {
+        let mut files = Vec::new();
+        let mut sizes = Vec::new();
+        for seg in self.segments.iter().filter(|s| s.flushed_bytes < s.size()) {
+            files.push(std::sync::Arc::clone(seg.log.shared()));
+            sizes.push((seg.base, seg.size()));
+        }
+        let dir_dirty = self.dir_changes != self.dir_synced;
+        let log_end = self.log_end_offset();
+        if files.is_empty() && !dir_dirty && self.recovery_point >= log_end {
+            return None;
+        }
+        Some(PendingFlush {
+            files,
+            sizes,
+            dir: dir_dirty.then(|| self.dir.clone()),
+            dir_changes: self.dir_changes,
+            log_end,
+            generation: self.generation,
+            health: self.health.clone(),
+            synced: AtomicBool::new(false),
+        })
+    }
+
+    /// Records a successful [`PendingFlush::sync`]: the recovery point
+    /// advances to the flush's log end offset. Ignores a flush that did
+    /// not succeed or was taken before a truncation.
+    pub fn complete_flush(&mut self, flush: &PendingFlush) {
+        if !flush.is_synced() || flush.generation != self.generation {
+            return;
+        }
+        for (base, size) in &flush.sizes {
+            if let Some(seg) = self.segments.iter_mut().find(|s| s.base == *base) {
+                seg.flushed_bytes = seg.flushed_bytes.max((*size).min(seg.size()));
+            }
+        }
+        if flush.dir.is_some() {
+            self.dir_synced = self.dir_synced.max(flush.dir_changes);
+        }
+        self.recovery_point = self
+            .recovery_point
+            .max(flush.log_end.min(self.log_end_offset()));
+    }
+
+    /// `pending_flush` + `sync` + `complete_flush` under the caller's lock.
+    pub fn flush(&mut self) -> Result<()> {
+        self.check()?;
+        if let Some(pending) = self.pending_flush() {
+            pending.sync()?;
+            self.complete_flush(&pending);
+        }
+        Ok(())
+    }
+
+    /// Flushes when `flush.messages` unflushed offsets have piled up or the
+    /// last flush is `flush.ms` old; returns whether it flushed.
+    pub fn maybe_flush(&mut self, now_ms: i64) -> Result<bool> {
+        self.check()?;
+        let last = *self.last_flush_ms.get_or_insert(now_ms);
+        let unflushed = self.unflushed_messages();
+        let by_count = self.config.flush_messages.is_some_and(|n| unflushed >= n);
+        let by_time = self
+            .config
+            .flush_ms
+            .is_some_and(|ms| now_ms.saturating_sub(last) >= i64::try_from(ms).unwrap_or(i64::MAX));
+        if unflushed == 0 || !(by_count || by_time) {
+            return Ok(false);
+        }
+        self.flush()?;
+        self.last_flush_ms = Some(now_ms);
+        Ok(true)
+    }
+
+    /// Flushes everything, trims the active segment, writes the checkpoint
+    /// and the clean-shutdown marker: the next open skips the scan.
+    pub fn close(mut self) -> Result<()> {
+        self.check()?;
+        let sealed = self.active_mut().seal();
+        self.poison_on_err(sealed)?;
+        self.dir_changes += 1;
+        self.flush()?;
+        let synced = self.segments.iter().try_for_each(|s| {
+            s.files()
+                .iter()
+                .try_for_each(|f| crate::flush::fail_point(f.path()).and_then(|()| f.sync_data()))
+        });
+        self.poison_on_err(synced)?;
+        self.write_checkpoint()?;
+        let marker = checkpoint::write_clean_shutdown(&self.dir, self.log_end_offset());
+        self.poison_on_err(marker)
+    }
+
+    /// Testing seam: drops the log as a crash would (no trim, no
+    /// checkpoint, no marker) and names the `.log` bytes that were never
+    /// fsynced, which a power cut could lose or tear.
+    #[doc(hidden)]
+    pub fn simulate_crash(self) -> Vec<UnflushedFile> {
+        self.segments
+            .iter()
+            .filter(|s| s.flushed_bytes < s.size())
+            .map(|s| UnflushedFile {
+                path: s.path().to_path_buf(),
+                flushed_len: s.flushed_bytes,
+                written_len: s.size(),
+            })
+            .collect()
+    }
+}
+
+/// Maps a framing error of an incoming batch to the append's error.
+fn batch_error(e: DecodeError, position: usize, max: usize) -> Error {
+    match e {
+        DecodeError::BatchLengthOutOfBounds { length, .. } if length > (max as i64 - 12).max(0) => {
+            Error::BatchTooLarge {
+                size: (length + 12) as u64,
+                max: max as u64,
+            }
+        }
+        source => Error::InvalidBatch { position, source },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{batch, small_config};
+    use sluice_protocol::RecordBatchView;
+
+    const TS: i64 = 1_700_000_000_000;
+
+    fn open(dir: &Path) -> PartitionLog {
+        PartitionLog::open(dir, small_config()).unwrap()
+    }
+
+    fn views(info: &ReadInfo) -> Vec<(i64, i64, i32)> {
+        let mut out = Vec::new();
+        for r in &info.regions {
+            let b = r.bytes();
+            for item in BatchIter::new(&b, 1 << 20) {
+                let (_, v) = item.unwrap();
+                v.verify_crc().unwrap();
+                out.push((v.base_offset(), v.last_offset(), v.partition_leader_epoch()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn leader_append_assigns_offsets_and_stamps_epoch_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let mut two = batch(0, 3, TS, 10);
+        two.extend(batch(0, 2, TS + 5, 10));
+        let info = log.append_as_leader(&two, LeaderEpoch(7), 42).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (Offset(0), Offset(4)));
+        assert_eq!(info.records_count, 5);
+        assert_eq!(info.batch_count, 2);
+        assert_eq!(info.max_timestamp, TS + 5);
+        assert_eq!(info.offset_of_max_timestamp, Offset(3));
+        assert_eq!(info.position, FilePosition(0));
+        assert_eq!(info.log_append_time_ms, None);
+        let info = log
+            .append_as_leader(&batch(99, 1, TS, 0), LeaderEpoch(8), 43)
+            .unwrap();
+        assert_eq!(info.base_offset, Offset(5));
+        assert_eq!(info.position, FilePosition(142));
+        assert_eq!(log.log_end_offset(), Offset(6));
+        let read = log.read(Offset(0), 1 << 20, Offset(6), false).unwrap();
+        assert_eq!(views(&read), vec![(0, 2, 7), (3, 4, 7), (5, 5, 8)]);
+        assert_eq!(read.next_offset, Offset(6));
+        assert_eq!(read.bytes, log.size_bytes());
+    }
+
+    #[test]
+    fn bad_appends_are_typed_errors_and_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let mut good_then_bad = batch(0, 1, TS, 5);
+        let mut bad = batch(0, 1, TS, 5);
+        *bad.last_mut().unwrap() ^= 1;
+        good_then_bad.extend(&bad);
+        assert!(matches!(
+            log.append_as_leader(&good_then_bad, LeaderEpoch(0), 0),
+            Err(Error::InvalidBatch { position: 66, .. })
+        ));
+        assert!(matches!(
+            log.append_as_leader(&batch(0, 1, TS, 3000), LeaderEpoch(0), 0),
+            Err(Error::BatchTooLarge {
+                size: 3061,
+                max: 2048
+            })
+        ));
+        assert!(matches!(
+            log.append_as_leader(&[], LeaderEpoch(0), 0),
+            Err(Error::EmptyAppend)
+        ));
+        let torn = batch(0, 1, TS, 5);
+        assert!(matches!(
+            log.append_as_leader(&torn[..40], LeaderEpoch(0), 0),
+            Err(Error::InvalidBatch { position: 0, .. })
+        ));
+        assert_eq!(log.log_end_offset(), Offset(0));
+        assert_eq!(log.size_bytes(), 0);
+    }
+
+    #[test]
+    fn follower_keeps_offsets_and_rejects_gaps_and_overlaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        log.append_as_follower(&batch(0, 2, TS, 1)).unwrap();
+        assert!(matches!(
+            log.append_as_follower(&batch(3, 1, TS, 1)),
+            Err(Error::OffsetMismatch {
+                expected: Offset(2),
+                found: Offset(3)
+            })
+        ));
+        assert!(matches!(
+            log.append_as_follower(&batch(1, 1, TS, 1)),
+            Err(Error::OffsetMismatch {
+                expected: Offset(2),
+                found: Offset(1)
+            })
+        ));
+        let info = log.append_as_follower(&batch(2, 4, TS, 1)).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (Offset(2), Offset(5)));
+    }
+
+    fn filled(dir: &Path, batches: i64) -> PartitionLog {
+        let mut log = open(dir);
+        for i in 0..batches {
+            log.append_as_leader(&batch(0, 2, TS + i, 339), LeaderEpoch(1), 0)
+                .unwrap();
+        }
+        log
+    }
+
+    #[test]
+    fn reads_respect_bounds_max_bytes_and_min_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = filled(dir.path(), 30); // 400-byte batches of 2 offsets; 10 per segment
+        assert_eq!(log.log_end_offset(), Offset(60));
+        assert_eq!(log.segment_count(), 3);
+        let r = log.read(Offset(5), 1000, Offset(60), false).unwrap();
+        assert_eq!(
+            r.first_offset,
+            Some(Offset(4)),
+            "whole batch holding the start"
+        );
+        assert_eq!((r.bytes, r.next_offset), (800, Offset(8)));
+        let r = log.read(Offset(5), 10, Offset(60), true).unwrap();
+        assert_eq!((r.bytes, r.next_offset), (400, Offset(6)), "KIP-74");
+        let r = log.read(Offset(5), 10, Offset(60), false).unwrap();
+        assert!(r.regions.is_empty());
+        assert_eq!(r.next_offset, Offset(5));
+        let r = log.read(Offset(0), u32::MAX, Offset(60), false).unwrap();
+        assert_eq!(r.regions.len(), 3, "one region per segment");
+        assert_eq!(r.bytes, 12_000);
+        assert_eq!(views(&r).len(), 30);
+        let r = log.read(Offset(18), u32::MAX, Offset(23), false).unwrap();
+        assert_eq!(
+            views(&r),
+            vec![(18, 19, 1), (20, 21, 1)],
+            "never past the upper bound"
+        );
+        assert!(
+            log.read(Offset(60), 100, Offset(60), true)
+                .unwrap()
+                .regions
+                .is_empty()
+        );
+        assert!(matches!(
+            log.read(Offset(61), 100, Offset(60), true),
+            Err(Error::OffsetOutOfRange {
+                requested: Offset(61),
+                log_start: Offset(0),
+                log_end: Offset(60)
+            })
+        ));
+    }
+
+    #[test]
+    fn rolls_at_segment_bytes_and_trims_the_old_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = filled(dir.path(), 11);
+        assert_eq!(log.segment_base_offsets(), vec![Offset(0), Offset(20)]);
+        let len = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().len();
+        assert_eq!(len("00000000000000000000.log"), 4000);
+        assert_eq!(
+            len("00000000000000000020.log"),
+            4096,
+            "active is preallocated"
+        );
+        assert_eq!(len("00000000000000000000.index") % 8, 0);
+        assert!(len("00000000000000000000.index") > 0);
+        assert_eq!(len("00000000000000000020.index"), 256);
+        // Index lookups through the sparse entries find every batch.
+        for o in 0..22 {
+            let r = log.read(Offset(o), 1, Offset(22), true).unwrap();
+            assert_eq!(r.first_offset, Some(Offset(o - o % 2)), "offset {o}");
+        }
+    }
+
+    #[test]
+    fn maybe_roll_follows_segment_ms_from_the_first_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_ms: 1000,
+            ..small_config()
+        };
+        let mut log = PartitionLog::open(dir.path(), config).unwrap();
+        assert!(
+            !log.maybe_roll(TS + 5000).unwrap(),
+            "empty segments never roll"
+        );
+        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(0), TS)
+            .unwrap();
+        assert!(!log.maybe_roll(TS + 999).unwrap());
+        assert!(log.maybe_roll(TS + 1000).unwrap());
+        assert_eq!(log.segment_count(), 2);
+    }
+
+    #[test]
+    fn flush_advances_the_recovery_point_without_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), 3);
+        assert_eq!(log.recovery_point(), Offset(0));
+        let pending = log.pending_flush().unwrap();
+        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(1), 0)
+            .unwrap();
+        std::thread::scope(|s| s.spawn(|| pending.sync().unwrap()).join().unwrap());
+        log.complete_flush(&pending);
+        assert_eq!(log.recovery_point(), Offset(6));
+        assert_eq!(log.unflushed_messages(), 1);
+        log.flush().unwrap();
+        assert_eq!(log.recovery_point(), Offset(7));
+        assert!(log.pending_flush().is_none());
+        // An unsynced PendingFlush never advances anything.
+        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(1), 0)
+            .unwrap();
+        let unsynced = log.pending_flush().unwrap();
+        log.complete_flush(&unsynced);
+        assert_eq!(log.recovery_point(), Offset(7));
+    }
+
+    #[test]
+    fn maybe_flush_applies_flush_messages_and_flush_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush_messages: Some(3),
+            flush_ms: Some(100),
+            ..small_config()
+        };
+        let mut log = PartitionLog::open(dir.path(), config).unwrap();
+        log.append_as_leader(&batch(0, 2, TS, 1), LeaderEpoch(0), 0)
+            .unwrap();
+        assert!(!log.maybe_flush(0).unwrap());
+        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(0), 0)
+            .unwrap();
+        assert!(log.maybe_flush(10).unwrap(), "3 messages");
+        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(0), 0)
+            .unwrap();
+        assert!(!log.maybe_flush(50).unwrap());
+        assert!(log.maybe_flush(110).unwrap(), "100 ms since the last flush");
+        assert_eq!(log.recovery_point(), Offset(4));
+    }
+
+    #[test]
+    fn failed_fsync_poisons_the_log_and_is_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), 2);
+        crate::flush::fail_next_sync();
+        let err = log.flush().unwrap_err();
+        assert!(matches!(err, Error::Io { op: "fsync", .. }), "{err}");
+        assert!(err.is_storage_error());
+        assert_eq!(log.recovery_point(), Offset(0));
+        assert!(matches!(log.flush(), Err(Error::Poisoned { .. })));
+        assert!(matches!(
+            log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(0), 0),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(matches!(
+            log.read(Offset(0), 10, Offset(4), true),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(log.health().is_poisoned());
+    }
+
+    #[test]
+    fn timestamp_lookups_use_the_time_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = filled(dir.path(), 25); // batch i has max timestamp TS + i
+        let base_of = |b: Option<Bytes>| {
+            let b = b.unwrap();
+            RecordBatchView::parse(&b, 1 << 20).unwrap().base_offset()
+        };
+        assert_eq!(base_of(log.offset_for_timestamp(TS + 13).unwrap()), 26);
+        assert_eq!(base_of(log.offset_for_timestamp(0).unwrap()), 0);
+        assert_eq!(base_of(log.offset_for_timestamp(TS + 24).unwrap()), 48);
+        assert!(log.offset_for_timestamp(TS + 25).unwrap().is_none());
+        assert_eq!(base_of(log.batch_with_max_timestamp().unwrap()), 48);
+        let empty_dir = tempfile::tempdir().unwrap();
+        assert!(
+            open(empty_dir.path())
+                .batch_with_max_timestamp()
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! `LogDir`: the partitions on one disk, and the health flag they share.
+//!
+//! ```text
+//! <log dir>/<topic>-<partition>/   one PartitionLog each
+//! ```
+//!
+//! # Invariants
+//! - Every partition opened through a `LogDir` shares its
+//!   [`LogDirHealth`]: one fsync or write failure in any of them poisons
+//!   all, and every later call on any of them returns `Error::Poisoned`
+//!   (Kafka's `LogDirFailureChannel`). Nothing un-poisons a directory but
+//!   a restart.
+//! - Each partition keeps its own clean-shutdown marker and checkpoint in
+//!   its directory, so a partition can be opened, closed and recovered on
+//!   its own; `LogDir` only enumerates and opens them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::LogConfig;
+use crate::error::{Error, Result};
+use crate::log::PartitionLog;
+
+/// Shared "this log directory has failed" flag.
+#[derive(Debug, Clone)]
+pub struct LogDirHealth {
+    dir: Arc<PathBuf>,
+    poisoned: Arc<AtomicBool>,
+}
+
+impl LogDirHealth {
+    /// A healthy flag for the directory at `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: Arc::new(dir.to_path_buf()),
+            poisoned: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Marks the directory failed, for good.
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn poisoned_error(&self) -> Error {
+        Error::Poisoned {
+            dir: self.dir.as_ref().clone(),
+        }
+    }
+
+    /// `Err(Poisoned)` once poisoned.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.is_poisoned() {
+            Err(self.poisoned_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A topic-partition found on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// The directory name, `<topic>-<partition>`.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+
+    /// Parses `<topic>-<partition>` (the topic may itself contain `-`).
+    pub fn parse(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        if topic.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self {
+            topic: topic.to_string(),
+            partition: partition.parse().ok()?,
+        })
+    }
+}
+
+/// One log directory (one disk) holding partition directories.
+#[derive(Debug, Clone)]
+pub struct LogDir {
+    path: PathBuf,
+    health: LogDirHealth,
+}
+
+impl LogDir {
+    /// Opens (creating if needed) the log directory at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(|e| Error::io("mkdir", path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            health: LogDirHealth::new(path),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn health(&self) -> &LogDirHealth {
+        &self.health
+    }
+
+    /// The `<topic>-<partition>` directories present, sorted.
+    pub fn partitions(&self) -> Result<Vec<TopicPartition>> {
+        let entries =
+            std::fs::read_dir(&self.path).map_err(|e| Error::io("readdir", &self.path, e))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("readdir", &self.path, e))?;
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
+                out.extend(TopicPartition::parse(name));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Opens (creating if needed) one partition's log, sharing this
+    /// directory's health flag.
+    pub fn open_partition(&self, tp: &TopicPartition, config: LogConfig) -> Result<PartitionLog> {
+        self.health.check()?;
+        PartitionLog::open_with_health(&self.path.join(tp.dir_name()), config, self.health.clone())
+    }
+
+    /// Deletes a partition's directory (its log must be dropped first):
+    /// renamed to `<name>.deleted`, then removed, so a crash mid-way leaves
+    /// no half-deleted partition that `partitions()` would list.
+    pub fn delete_partition(&self, tp: &TopicPartition) -> Result<()> {
+        let from = self.path.join(tp.dir_name());
+        let to = self.path.join(format!("{}.deleted", tp.dir_name()));
+        std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
+        crate::checkpoint::sync_dir(&self.path)?;
+        std::fs::remove_dir_all(&to).map_err(|e| Error::io("rmdir", &to, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_partition_dir_names() {
+        let tp = TopicPartition::parse("my-topic-12").unwrap();
+        assert_eq!((tp.topic.as_str(), tp.partition), ("my-topic", 12));
+        assert_eq!(tp.dir_name(), "my-topic-12");
+        assert_eq!(TopicPartition::parse("nodash"), None);
+        assert_eq!(TopicPartition::parse("t-0.deleted"), None);
+        assert_eq!(TopicPartition::parse("-3"), None);
+    }
+
+    #[test]
+    fn lists_opens_and_deletes_partitions() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = LogDir::open(root.path()).unwrap();
+        let tp = TopicPartition::parse("a-b-1").unwrap();
+        let config = crate::test_util::small_config();
+        let log = dir.open_partition(&tp, config).unwrap();
+        std::fs::write(root.path().join("stray-file"), b"").unwrap();
+        assert_eq!(dir.partitions().unwrap(), vec![tp.clone()]);
+        drop(log);
+        dir.delete_partition(&tp).unwrap();
+        assert!(dir.partitions().unwrap().is_empty());
+        dir.health().poison();
+        assert!(matches!(
+            dir.open_partition(&tp, LogConfig::default()),
+            Err(Error::Poisoned { .. })
+        ));
+    }
+}

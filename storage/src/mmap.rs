@@ -1,0 +1,420 @@
+//! Preallocated, memory-mapped files with a single writer and many readers.
+//!
+//! A [`MappedFile`] is one open file and a shared mapping of it. It is held
+//! in an `Arc`: the segment's [`MapWriter`] holds one, and every
+//! [`crate::FileRegion`] or `Bytes` handed to a reader holds another, so a
+//! file that is renamed or unlinked stays mapped and readable while any
+//! reader still views it.
+//!
+//! ```text
+//! 0                      published                 writable_end   map_len
+//! |  written, readable   |  reserved, being written  |  unused     |
+//! |  (&[u8] views only)  |  (&mut [u8] by the writer) |            |
+//! ```
+//!
+//! # Invariants
+//! - `published` only grows while the `Arc` is shared. Readers only get
+//!   slices of `[0, published)`; the one [`MapWriter`] only gets `&mut [u8]`
+//!   of `[published, writable_end)`. The two never overlap, so no `&mut [u8]`
+//!   aliases a `&[u8]`.
+//! - The file is at least `writable_end` bytes long, and at least
+//!   `published` bytes long, whenever those bytes are touched through the
+//!   mapping: trimming never cuts below `published`, so no access faults
+//!   past end-of-file (SIGBUS).
+//! - Lowering `published` (recovery truncating a torn tail) or remapping
+//!   requires `Arc::get_mut` to succeed: no reader exists at that moment.
+//! - Blocks are reserved with `fallocate`, so writes into
+//!   `[published, writable_end)` never need the file system to allocate and
+//!   cannot fail with a full disk on a page fault.
+//!
+//! # Caveats
+//! - When the file system does not support `fallocate` (`EOPNOTSUPP`), the
+//!   file is only extended with `set_len` (a sparse file) and a warning is
+//!   logged once: on such a file system a full disk surfaces as SIGBUS on
+//!   the page fault of a write, which kills the process.
+//! - Another process writing our files while they are mapped would change
+//!   bytes under a `&[u8]`; the log directory is assumed to be ours alone.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::FallocateFlags;
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+
+/// An open file and its shared mapping. See the module docs.
+#[derive(Debug)]
+pub(crate) struct MappedFile {
+    path: PathBuf,
+    file: File,
+    /// `None` when the mapped length is zero (`mmap` refuses empty maps).
+    map: Option<MmapRaw>,
+    map_len: u64,
+    published: AtomicU64,
+}
+
+/// The unique writing handle of a [`MappedFile`]. Not `Clone`.
+#[derive(Debug)]
+pub(crate) struct MapWriter {
+    file: Arc<MappedFile>,
+    writable_end: u64,
+}
+
+static FALLOCATE_UNSUPPORTED_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Reserves blocks for `[0, len)` of `file`, extending it to `len`.
+///
+/// `ENOSPC` is [`Error::NoSpace`]. Falls back to a sparse `set_len` only
+/// when the file system does not implement `fallocate`.
+pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
+        Err(e) if e == Errno::NOSPC => Err(Error::NoSpace {
+            path: path.to_path_buf(),
+            requested: len,
+        }),
+        Err(e) if e == Errno::OPNOTSUPP || e == Errno::NOSYS => {
+            if !FALLOCATE_UNSUPPORTED_WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    path = %path.display(),
+                    "fallocate unsupported: segments are sparse and a full disk may raise SIGBUS"
+                );
+            }
+            extend_sparse(file, path, len)
+        }
+        Err(e) => Err(Error::io("fallocate", path, e.into())),
+    }
+}
+
+fn extend_sparse(file: &File, path: &Path, len: u64) -> Result<()> {
+    let current = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .len();
+    if current < len {
+        file.set_len(len)
+            .map_err(|e| Error::io("set_len", path, e))?;
+    }
+    Ok(())
+}
+
+fn map(file: &File, path: &Path, len: u64) -> Result<Option<MmapRaw>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    let len_usize = usize::try_from(len).map_err(|_| Error::Corrupt {
+        path: path.to_path_buf(),
+        position: len,
+        reason: "file too large to map".to_string(),
+    })?;
+    MmapOptions::new()
+        .len(len_usize)
+        .map_raw(file)
+        .map(Some)
+        .map_err(|e| Error::io("mmap", path, e))
+}
+
+impl MappedFile {
+    /// Creates a new file (failing if it exists), reserves `capacity` bytes
+    /// and maps them. Nothing is published. On failure the file is removed.
+    pub(crate) fn create(path: &Path, capacity: u64) -> Result<MapWriter> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Error::io("create", path, e))?;
+        let made = preallocate(&file, path, capacity)
+            .and_then(|()| map(&file, path, capacity))
+            .map(|map| Self::writer(path, file, map, capacity, 0));
+        if made.is_err() {
+            // Best effort: leave no half-made segment behind for recovery.
+            let _ = std::fs::remove_file(path);
+        }
+        made
+    }
+
+    /// Opens an existing file and maps its current length. Everything in it
+    /// is published: the caller (recovery) then finds the real end and calls
+    /// [`MapWriter::truncate_exclusive`].
+    pub(crate) fn open(path: &Path) -> Result<MapWriter> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("open", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", path, e))?
+            .len();
+        let map = map(&file, path, len)?;
+        Ok(Self::writer(path, file, map, len, len))
+    }
+
+    fn writer(
+        path: &Path,
+        file: File,
+        map: Option<MmapRaw>,
+        len: u64,
+        published: u64,
+    ) -> MapWriter {
+        MapWriter {
+            file: Arc::new(MappedFile {
+                path: path.to_path_buf(),
+                file,
+                map,
+                map_len: len,
+                published: AtomicU64::new(published),
+            }),
+            writable_end: len,
+        }
+    }
+
+    /// The path the file had when it was opened (it may since have been
+    /// renamed or unlinked; used for messages).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Bytes written and visible to readers.
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// A view of published bytes `[pos, pos + len)`, or `None` if any of
+    /// them is not published.
+    pub(crate) fn slice(&self, pos: u64, len: u64) -> Option<&[u8]> {
+        let end = pos.checked_add(len)?;
+        if end > self.published() {
+            return None;
+        }
+        if len == 0 {
+            return Some(&[]);
+        }
+        let map = self.map.as_ref()?;
+        let start = usize::try_from(pos).ok()?;
+        let len = usize::try_from(len).ok()?;
+        // SAFETY: `[pos, end)` lies within `[0, published)`, which lies
+        // within the mapping (`published <= map_len`) and within the file
+        // (trims never cut below `published`), so the memory is valid for
+        // the lifetime of `&self`, which keeps the mapping alive. Published
+        // bytes are never written again while the `Arc` is shared (module
+        // invariant), so no `&mut` aliases this slice.
+        Some(unsafe { std::slice::from_raw_parts(map.as_ptr().add(start), len) })
+    }
+
+    /// All published bytes from `pos` on.
+    pub(crate) fn tail(&self, pos: u64) -> Option<&[u8]> {
+        self.slice(pos, self.published().checked_sub(pos)?)
+    }
+
+    /// `fdatasync` of the file: makes every byte written through the
+    /// mapping, and the file length, durable (on Linux, fsync writes back
+    /// pages dirtied through a shared mapping).
+    pub(crate) fn sync_data(&self) -> Result<()> {
+        rustix::fs::fdatasync(&self.file).map_err(|e| Error::io("fdatasync", &self.path, e.into()))
+    }
+}
+
+/// Owner that lets a mapped range travel as `Bytes` without a copy.
+struct MappedSlice {
+    file: Arc<MappedFile>,
+    pos: u64,
+    len: u64,
+}
+
+impl AsRef<[u8]> for MappedSlice {
+    fn as_ref(&self) -> &[u8] {
+        // Checked when built; published bytes stay published while this
+        // `Arc` is held, so this never falls back in practice.
+        self.file.slice(self.pos, self.len).unwrap_or_default()
+    }
+}
+
+/// `Bytes` viewing published bytes `[pos, pos + len)` of `file`, no copy.
+pub(crate) fn bytes(file: &Arc<MappedFile>, pos: u64, len: u64) -> Option<bytes::Bytes> {
+    file.slice(pos, len)?;
+    Some(bytes::Bytes::from_owner(MappedSlice {
+        file: Arc::clone(file),
+        pos,
+        len,
+    }))
+}
+
+impl MapWriter {
+    pub(crate) fn shared(&self) -> &Arc<MappedFile> {
+        &self.file
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    pub(crate) fn published(&self) -> u64 {
+        self.file.published()
+    }
+
+    /// Bytes that can still be written before the mapping is full.
+    pub(crate) fn remaining(&self) -> u64 {
+        self.writable_end.saturating_sub(self.published())
+    }
+
+    /// `&mut` view of the next `len` unpublished bytes, to be filled and
+    /// then made visible with [`MapWriter::publish`].
+    pub(crate) fn reserve(&mut self, len: usize) -> Result<&mut [u8]> {
+        let pos = self.published();
+        let len64 = len as u64;
+        if len64 > self.remaining() {
+            return Err(Error::Corrupt {
+                path: self.file.path.clone(),
+                position: pos,
+                reason: format!("write of {len} bytes past the mapped end"),
+            });
+        }
+        let Some(map) = self.file.map.as_ref() else {
+            return Ok(&mut []);
+        };
+        let start = usize::try_from(pos).map_err(|_| Error::Corrupt {
+            path: self.file.path.clone(),
+            position: pos,
+            reason: "position beyond the address space".to_string(),
+        })?;
+        // SAFETY: `[published, published + len)` lies within
+        // `[0, writable_end)`, which is mapped and backed by the file.
+        // Readers only ever see `[0, published)` and `&mut self` makes this
+        // the only writer, so the returned slice aliases nothing. The bytes
+        // are initialised (file contents, zeros after fallocate).
+        Ok(unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().add(start), len) })
+    }
+
+    /// Makes the next `len` reserved bytes visible to readers.
+    pub(crate) fn publish(&mut self, len: usize) {
+        let new = self
+            .published()
+            .saturating_add(len as u64)
+            .min(self.writable_end);
+        self.file.published.store(new, Ordering::Release);
+    }
+
+    /// Copies `src` to the end and publishes it.
+    pub(crate) fn append(&mut self, src: &[u8]) -> Result<()> {
+        self.reserve(src.len())?.copy_from_slice(src);
+        self.publish(src.len());
+        Ok(())
+    }
+
+    /// Shrinks the file to its published length: no further writes.
+    pub(crate) fn trim(&mut self) -> Result<()> {
+        let published = self.published();
+        self.file
+            .file
+            .set_len(published)
+            .map_err(|e| Error::io("set_len", &self.file.path, e))?;
+        self.writable_end = published;
+        Ok(())
+    }
+
+    /// Sets the published length to `len` (which may be lower) and makes
+    /// the file exactly `capacity.max(len)` bytes, zero beyond `len`, mapped
+    /// in full. Only possible while no reader holds the file.
+    pub(crate) fn truncate_exclusive(&mut self, len: u64, capacity: u64) -> Result<()> {
+        let path = self.file.path.clone();
+        let inner = Arc::get_mut(&mut self.file).ok_or_else(|| Error::Corrupt {
+            path: path.clone(),
+            position: len,
+            reason: "truncate while readers hold the file".to_string(),
+        })?;
+        let capacity = capacity.max(len);
+        // Cutting first and then re-reserving zeroes whatever followed `len`
+        // (a torn tail must not resurface as if it were a batch later).
+        inner
+            .file
+            .set_len(len)
+            .map_err(|e| Error::io("set_len", &path, e))?;
+        preallocate(&inner.file, &path, capacity)?;
+        if capacity != inner.map_len {
+            inner.map = map(&inner.file, &path, capacity)?;
+            inner.map_len = capacity;
+        }
+        inner.published.store(len, Ordering::Release);
+        self.writable_end = capacity;
+        Ok(())
+    }
+
+    /// Records that the file now lives at `path` (after a rename). Only
+    /// while no reader holds the file.
+    pub(crate) fn renamed_exclusive(&mut self, path: &Path) -> Result<()> {
+        let inner = Arc::get_mut(&mut self.file).ok_or_else(|| Error::Corrupt {
+            path: path.to_path_buf(),
+            position: 0,
+            reason: "rename while readers hold the file".to_string(),
+        })?;
+        inner.path = path.to_path_buf();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_see_only_published_bytes_and_keep_them_after_unlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = MappedFile::create(&path, 64).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 64);
+        w.reserve(5).unwrap().copy_from_slice(b"hello");
+        assert_eq!(w.shared().slice(0, 5), None);
+        w.publish(5);
+        let b = bytes(w.shared(), 0, 5).unwrap();
+        assert_eq!(&b[..], b"hello");
+        assert!(bytes(w.shared(), 3, 3).is_none());
+        w.trim().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 5);
+        assert!(w.reserve(1).is_err());
+        std::fs::remove_file(&path).unwrap();
+        drop(w);
+        assert_eq!(&b[..], b"hello");
+    }
+
+    #[test]
+    fn truncate_exclusive_refuses_while_shared_and_zeroes_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = MappedFile::create(&path, 16).unwrap();
+        w.append(b"abcdefgh").unwrap();
+        let reader = Arc::clone(w.shared());
+        assert!(w.truncate_exclusive(2, 16).is_err());
+        drop(reader);
+        w.truncate_exclusive(2, 32).unwrap();
+        assert_eq!(w.published(), 2);
+        assert_eq!(w.remaining(), 30);
+        w.publish(6);
+        assert_eq!(w.shared().slice(0, 8).unwrap(), b"ab\0\0\0\0\0\0");
+    }
+
+    #[test]
+    fn open_publishes_the_whole_file_and_empty_files_map_to_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"xyz").unwrap();
+        let w = MappedFile::open(&path).unwrap();
+        assert_eq!(w.shared().slice(0, 3).unwrap(), b"xyz");
+        std::fs::write(&path, b"").unwrap();
+        let w = MappedFile::open(&path).unwrap();
+        assert_eq!(w.shared().slice(0, 0).unwrap(), b"");
+        assert_eq!(w.remaining(), 0);
+    }
+}

@@ -1,0 +1,370 @@
+//! Opening a partition directory: find the real end of the log.
+//!
+//! 1. Leftovers of interrupted operations are removed: `*.deleted`,
+//!    `*.swap`, `*.tmp`, and index files without a `.log`.
+//! 2. Segments are listed by the 20-digit base offset in their names.
+//! 3. Each segment is either *trusted* or *scanned*:
+//!    - trusted (the clean-shutdown marker is valid, or the whole segment
+//!      lies below the checkpoint's recovery point): its indexes are loaded
+//!      and sanity-checked, and only the batches after the last `.index`
+//!      entry are scanned to find the end;
+//!    - scanned (everything from the segment holding the recovery point
+//!      on, after an unclean stop): every batch is checked (length bounds,
+//!      magic, CRC-32C, dense offsets) and both indexes are rebuilt.
+//! 4. The first batch that fails ends the log: the segment is truncated
+//!    there (one `warn` with path and position) and every later segment is
+//!    deleted. A zero-filled header (the preallocated tail of the active
+//!    segment) is the end, not corruption. A segment whose base offset does
+//!    not continue the previous one also ends the log.
+//! 5. A trusted segment whose index fails its checks, or whose tail scan
+//!    meets a bad batch, is scanned in full instead: indexes are never
+//!    trusted over the `.log`.
+//!
+//! # Invariants
+//! - After recovery every byte of every segment up to its size is a
+//!   well-formed batch (CRC-checked unless it was fsynced before the
+//!   recovery point or closed cleanly), offsets are dense, and nothing
+//!   past the end is ever read: the tail is cut and re-reserved as zeros.
+//! - The clean-shutdown marker must also name the log end offset that the
+//!   trusted open finds; if not, the open is redone as unclean.
+//!
+//! # References
+//! Kafka's `LogLoader` and `LogSegment.recover`.
+
+use std::path::Path;
+
+use sluice_protocol::{RECORD_BATCH_HEADER_BYTES, RecordBatchView};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::LogConfig;
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::mmap::MappedFile;
+use crate::offset::{Offset, RelativeOffset};
+use crate::offset_index::OffsetIndex;
+use crate::segment::{
+    self, BatchMeta, DELETED_SUFFIX, INDEX_EXT, LOG_EXT, SWAP_SUFFIX, Segment, TIME_INDEX_EXT,
+};
+use crate::time_index::TimeIndex;
+
+/// What recovery found.
+pub(crate) struct Recovered {
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) log_start: Offset,
+    pub(crate) recovery_point: Offset,
+}
+
+/// How a scan ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// End of file or a zero-filled header: the clean end.
+    End,
+    /// A batch that is not valid: torn write or corruption.
+    Bad { position: u64, reason: String },
+}
+
+pub(crate) fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Recovered> {
+    remove_leftovers(dir)?;
+    let bases = list_bases(dir)?;
+    let ckpt = Checkpoint::read(dir)?;
+    let marker = checkpoint::read_clean_shutdown(dir)?;
+    let rp = ckpt.map(|c| c.recovery_point);
+    let mut segments = recover_segments(dir, &bases, config, rp, marker.is_some(), now_ms)?;
+    let end = segments.last().map(|s| s.next_offset);
+    if marker.is_some() && end != marker {
+        tracing::warn!(dir = %dir.display(), ?marker, ?end, "clean-shutdown marker disagrees with the log; recovering as unclean");
+        drop(segments);
+        let bases = list_bases(dir)?;
+        segments = recover_segments(dir, &bases, config, rp, false, now_ms)?;
+    }
+    let ckpt_start = ckpt.map_or(Offset::ZERO, |c| c.log_start_offset);
+    if segments.is_empty() {
+        segments.push(Segment::create(
+            dir,
+            ckpt_start.max(Offset::ZERO),
+            config,
+            now_ms,
+        )?);
+    }
+    let first_base = segments.first().map_or(Offset::ZERO, |s| s.base);
+    let log_end = segments.last().map_or(Offset::ZERO, |s| s.next_offset);
+    let recovery_point = if marker.is_some() && end == marker {
+        log_end
+    } else {
+        rp.unwrap_or(first_base).max(first_base).min(log_end)
+    };
+    for seg in &mut segments {
+        // Conservative: only segments wholly below the recovery point count
+        // as flushed; the next flush syncs the rest again.
+        seg.flushed_bytes = if seg.next_offset <= recovery_point {
+            seg.size()
+        } else {
+            0
+        };
+    }
+    if let Some(active) = segments.last_mut() {
+        let size = active.size();
+        active
+            .log
+            .truncate_exclusive(size, config.segment_bytes.max(size))?;
+        active
+            .offset_index
+            .reserve_capacity(config.segment_index_bytes)?;
+        active
+            .time_index
+            .reserve_capacity(config.segment_index_bytes)?;
+    }
+    Ok(Recovered {
+        segments,
+        log_start: ckpt_start.max(first_base),
+        recovery_point,
+    })
+}
+
+fn recover_segments(
+    dir: &Path,
+    bases: &[Offset],
+    config: &LogConfig,
+    rp: Option<Offset>,
+    clean: bool,
+    now_ms: i64,
+) -> Result<Vec<Segment>> {
+    let mut segments: Vec<Segment> = Vec::new();
+    for (i, &base) in bases.iter().enumerate() {
+        if let Some(prev) = segments.last()
+            && prev.next_offset != base
+        {
+            tracing::warn!(dir = %dir.display(), expected = %prev.next_offset, found = %base, "segment does not continue the log; deleting it and later segments");
+            delete_from(dir, bases.get(i..).unwrap_or_default())?;
+            break;
+        }
+        let below_rp = bases
+            .get(i + 1)
+            .is_some_and(|next| rp.is_some_and(|rp| *next <= rp));
+        let (seg, stop) = recover_segment(dir, base, config, clean || below_rp, now_ms)?;
+        segments.push(seg);
+        if let Stop::Bad { position, reason } = stop {
+            tracing::warn!(path = %segment::segment_path(dir, base, LOG_EXT).display(), position, reason, "truncating torn or corrupt log tail");
+            delete_from(dir, bases.get(i + 1..).unwrap_or_default())?;
+            break;
+        }
+    }
+    Ok(segments)
+}
+
+fn delete_from(dir: &Path, bases: &[Offset]) -> Result<()> {
+    for &base in bases {
+        segment::delete_files(dir, base)?;
+    }
+    Ok(())
+}
+
+/// Opens one segment and finds its end; see the module docs.
+fn recover_segment(
+    dir: &Path,
+    base: Offset,
+    config: &LogConfig,
+    trusted: bool,
+    now_ms: i64,
+) -> Result<(Segment, Stop)> {
+    let log = MappedFile::open(&segment::segment_path(dir, base, LOG_EXT))?;
+    let (oi, oi_sane) = open_or_create(
+        dir,
+        base,
+        INDEX_EXT,
+        config,
+        OffsetIndex::open,
+        OffsetIndex::create,
+    )?;
+    let (ti, ti_sane) = open_or_create(
+        dir,
+        base,
+        TIME_INDEX_EXT,
+        config,
+        TimeIndex::open,
+        TimeIndex::create,
+    )?;
+    let mut seg = Segment::assemble(base, log, oi, ti, now_ms);
+    if trusted
+        && oi_sane
+        && ti_sane
+        && let Some(stop) = resume_from_index(&mut seg, config)?
+    {
+        return finish(seg, stop);
+    }
+    rebuild(&mut seg, config)?;
+    let stop = scan(&mut seg, 0, config)?;
+    finish(seg, stop)
+}
+
+type Opener<I> = fn(&Path) -> Result<(I, bool)>;
+type Creator<I> = fn(&Path, u64) -> Result<I>;
+
+fn open_or_create<I>(
+    dir: &Path,
+    base: Offset,
+    ext: &str,
+    config: &LogConfig,
+    open: Opener<I>,
+    create: Creator<I>,
+) -> Result<(I, bool)> {
+    let path = segment::segment_path(dir, base, ext);
+    if path.exists() {
+        open(&path)
+    } else {
+        tracing::info!(path = %path.display(), "index missing; rebuilding it");
+        Ok((create(&path, config.segment_index_bytes)?, false))
+    }
+}
+
+/// Trusted path: continue from the last `.index` entry. `None` when the
+/// indexes do not agree with the `.log` and a full rebuild is needed.
+fn resume_from_index(seg: &mut Segment, config: &LogConfig) -> Result<Option<Stop>> {
+    let (start, next) = match seg.offset_index.last() {
+        Some(e) => (e.position.get(), e.relative.absolute(seg.base)),
+        None => (0, seg.base),
+    };
+    if start > 0 {
+        match seg.batch_at(start) {
+            Ok(meta) if meta.base == next => {}
+            _ => return Ok(None),
+        }
+    }
+    if seg.size() > 0
+        && let Ok(first) = seg.batch_at(0)
+    {
+        seg.first_batch_timestamp = Some(first.max_timestamp);
+    }
+    if let Some(t) = seg.time_index.last() {
+        seg.max_timestamp = t.timestamp;
+        seg.offset_of_max_timestamp = t.relative.absolute(seg.base);
+    }
+    seg.next_offset = next;
+    let stop = scan(seg, start, config)?;
+    let time_ok = seg.time_index.last().is_none_or(|t| {
+        t.relative.absolute(seg.base) < seg.next_offset && t.timestamp <= seg.max_timestamp
+    });
+    if stop != Stop::End || !time_ok {
+        return Ok(None);
+    }
+    Ok(Some(stop))
+}
+
+/// Drops the index entries and in-memory state before a full scan.
+fn rebuild(seg: &mut Segment, config: &LogConfig) -> Result<()> {
+    seg.offset_index.reset(config.segment_index_bytes)?;
+    seg.time_index.reset(config.segment_index_bytes)?;
+    seg.next_offset = seg.base;
+    seg.max_timestamp = -1;
+    seg.offset_of_max_timestamp = seg.base;
+    seg.first_batch_timestamp = None;
+    seg.bytes_since_index_entry = 0;
+    Ok(())
+}
+
+/// Cuts the segment at its real end and seals it (the caller re-opens the
+/// last segment for appends).
+fn finish(mut seg: Segment, stop: Stop) -> Result<(Segment, Stop)> {
+    let end = match &stop {
+        Stop::Bad { position, .. } => *position,
+        Stop::End => seg.size(),
+    };
+    seg.log.truncate_exclusive(end, end)?;
+    seg.seal()?;
+    Ok((seg, stop))
+}
+
+/// Checks batches from `pos` on, indexing each; stops at the first that
+/// is not a valid, dense continuation of the segment.
+fn scan(seg: &mut Segment, mut pos: u64, config: &LogConfig) -> Result<Stop> {
+    let file = std::sync::Arc::clone(seg.log.shared());
+    loop {
+        let Some(rest) = file.tail(pos) else {
+            return Ok(Stop::End);
+        };
+        if is_zero_header(rest) {
+            return Ok(Stop::End);
+        }
+        let meta = match check_batch(rest, seg.base, seg.next_offset) {
+            Ok(meta) => meta,
+            Err(reason) => {
+                return Ok(Stop::Bad {
+                    position: pos,
+                    reason,
+                });
+            }
+        };
+        seg.note_batch(pos, meta, config)?;
+        pos += meta.size;
+    }
+}
+
+/// The end of the written part: nothing left, or a header of zeros.
+fn is_zero_header(rest: &[u8]) -> bool {
+    rest.iter().take(RECORD_BATCH_HEADER_BYTES).all(|&b| b == 0)
+}
+
+fn check_batch(rest: &[u8], base: Offset, expected: Offset) -> Result<BatchMeta, String> {
+    let view =
+        RecordBatchView::parse(rest, limits::MAX_STORED_BATCH_BYTES).map_err(|e| e.to_string())?;
+    view.verify_crc().map_err(|e| e.to_string())?;
+    let meta = BatchMeta::of(&view);
+    if meta.base != expected {
+        return Err(format!(
+            "batch base offset {} where {} was expected",
+            meta.base, expected
+        ));
+    }
+    if meta.last < meta.base || RelativeOffset::between(base, meta.last).is_none() {
+        return Err(format!("batch last offset {} out of range", meta.last));
+    }
+    Ok(meta)
+}
+
+/// Base offsets of the `.log` files in `dir`, sorted.
+fn list_bases(dir: &Path) -> Result<Vec<Offset>> {
+    let mut bases = Vec::new();
+    for name in file_names(dir)? {
+        if let Some(stem) = name.strip_suffix(".log")
+            && stem.len() == 20
+            && stem.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(base) = stem.parse::<i64>()
+        {
+            bases.push(Offset(base));
+        }
+    }
+    bases.sort();
+    Ok(bases)
+}
+
+fn file_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("readdir", dir, e))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("readdir", dir, e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
+}
+
+/// Removes what interrupted deletes, truncations and checkpoint writes
+/// left behind, and index files whose `.log` is gone.
+fn remove_leftovers(dir: &Path) -> Result<()> {
+    let names = file_names(dir)?;
+    for name in &names {
+        let leftover = name.ends_with(DELETED_SUFFIX)
+            || name.ends_with(SWAP_SUFFIX)
+            || name.ends_with(checkpoint::TMP_SUFFIX);
+        let orphan = [INDEX_EXT, TIME_INDEX_EXT].iter().any(|ext| {
+            name.strip_suffix(&format!(".{ext}"))
+                .is_some_and(|stem| !names.contains(&format!("{stem}.{LOG_EXT}")))
+        });
+        if leftover || orphan {
+            let path = dir.join(name);
+            std::fs::remove_file(&path).map_err(|e| Error::io("unlink", path, e))?;
+        }
+    }
+    Ok(())
+}

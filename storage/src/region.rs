@@ -1,0 +1,93 @@
+//! What a read hands out: file regions of whole batches.
+//!
+//! A [`FileRegion`] names `len` bytes at `position` of one segment's `.log`
+//! and holds an `Arc` to the open, mapped file, so the bytes stay readable
+//! (by `sendfile` from [`FileRegion::file`], or as `Bytes` from
+//! [`FileRegion::bytes`]) even after the segment is deleted by retention or
+//! replaced by `truncate_to`.
+//!
+//! # Invariants
+//! - A region covers only published bytes of whole batches, and those bytes
+//!   never change while the region exists (see `mmap.rs`).
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::mmap::{self, MappedFile};
+use crate::offset::Offset;
+
+/// Whole batches at `[position, position + len)` of one `.log` file.
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    file: Arc<MappedFile>,
+    position: u64,
+    len: u64,
+}
+
+impl FileRegion {
+    pub(crate) fn new(file: Arc<MappedFile>, position: u64, len: u64) -> Self {
+        Self {
+            file,
+            position,
+            len,
+        }
+    }
+
+    /// Byte position of the region in its file (the `sendfile` offset).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Length of the region in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The open segment file, for `sendfile`.
+    pub fn file(&self) -> &File {
+        self.file.file()
+    }
+
+    /// The path the file was opened at (it may since be renamed or gone).
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The region's bytes as a view of the mapping: no copy.
+    pub fn bytes(&self) -> Bytes {
+        // A region is only built over published bytes, so this cannot miss.
+        mmap::bytes(&self.file, self.position, self.len).unwrap_or_default()
+    }
+}
+
+impl AsFd for FileRegion {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.file().as_fd()
+    }
+}
+
+/// The answer to [`crate::PartitionLog::read`].
+#[derive(Debug, Clone, Default)]
+pub struct ReadInfo {
+    /// Whole batches, in offset order, to send back to back.
+    pub regions: Vec<FileRegion>,
+    /// Base offset of the first batch returned (may be below the requested
+    /// offset: the batch containing it is returned whole). `None` if empty.
+    pub first_offset: Option<Offset>,
+    /// One past the last offset returned; the requested offset when empty.
+    pub next_offset: Offset,
+    /// Total bytes in `regions`.
+    pub bytes: u64,
+    /// The log start offset at the time of the read.
+    pub log_start_offset: Offset,
+    /// The log end offset at the time of the read.
+    pub log_end_offset: Offset,
+}

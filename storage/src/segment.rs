@@ -1,0 +1,378 @@
+//! A segment: one `.log` and its `.index` and `.timeindex`, for one base
+//! offset.
+//!
+//! ```text
+//! <partition dir>/<base offset, 20 digits>.log        RecordBatch v2 frames back to back
+//! <partition dir>/<base offset, 20 digits>.index      see offset_index.rs
+//! <partition dir>/<base offset, 20 digits>.timeindex  see time_index.rs
+//! ```
+//!
+//! The `.log` holds the batches exactly as producers sent them, except for
+//! `baseOffset` and `partitionLeaderEpoch`, which the leader rewrites
+//! (both lie outside the CRC). The active segment's files are preallocated
+//! (`segment.bytes`, `segment.index.bytes`) and trimmed to their real
+//! length when the segment rolls or the log closes.
+//!
+//! # Invariants
+//! - Batches are dense: the first starts at the base offset, each next one
+//!   at the previous `lastOffset + 1`; `next_offset` is one past the last.
+//! - `size()` (the published length of the `.log`) is the end of the last
+//!   whole batch; nothing past it is ever read.
+//! - Every offset in the segment is at most `u32::MAX` above the base, and
+//!   every position fits a `u32`, so index entries can name them.
+//!
+//! # References
+//! Kafka's `LogSegment`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sluice_protocol::RecordBatchView;
+use sluice_protocol::record_batch::{set_base_offset, set_partition_leader_epoch};
+
+use crate::config::LogConfig;
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::mmap::{self, MapWriter, MappedFile};
+use crate::offset::{FilePosition, LeaderEpoch, Offset, RelativeOffset};
+use crate::offset_index::OffsetIndex;
+use crate::region::FileRegion;
+use crate::time_index::TimeIndex;
+
+/// The header facts of one stored batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchMeta {
+    pub(crate) base: Offset,
+    pub(crate) last: Offset,
+    pub(crate) size: u64,
+    pub(crate) max_timestamp: i64,
+}
+
+impl BatchMeta {
+    pub(crate) fn of(view: &RecordBatchView<'_>) -> Self {
+        Self {
+            base: Offset(view.base_offset()),
+            last: Offset(view.last_offset()),
+            size: view.size() as u64,
+            max_timestamp: view.max_timestamp(),
+        }
+    }
+}
+
+/// `<dir>/<20-digit base>.<ext>`.
+pub(crate) fn segment_path(dir: &Path, base: Offset, ext: &str) -> PathBuf {
+    dir.join(format!("{:020}.{ext}", base.0))
+}
+
+pub(crate) const LOG_EXT: &str = "log";
+pub(crate) const INDEX_EXT: &str = "index";
+pub(crate) const TIME_INDEX_EXT: &str = "timeindex";
+/// Suffix of a file being deleted (renamed first, then unlinked).
+pub(crate) const DELETED_SUFFIX: &str = ".deleted";
+/// Suffix of a file being built to replace another (truncation).
+pub(crate) const SWAP_SUFFIX: &str = ".swap";
+
+/// One segment. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base: Offset,
+    pub(crate) log: MapWriter,
+    pub(crate) offset_index: OffsetIndex,
+    pub(crate) time_index: TimeIndex,
+    pub(crate) next_offset: Offset,
+    /// Largest batch max timestamp, `-1` when empty.
+    pub(crate) max_timestamp: i64,
+    /// Base offset of the first batch that carries `max_timestamp`.
+    pub(crate) offset_of_max_timestamp: Offset,
+    /// The first batch's max timestamp: the segment.ms clock starts there.
+    pub(crate) first_batch_timestamp: Option<i64>,
+    /// When this process created or opened the segment (wall clock, ms).
+    pub(crate) created_ms: i64,
+    pub(crate) bytes_since_index_entry: u64,
+    /// `.log` bytes known to be on disk (fdatasync done).
+    pub(crate) flushed_bytes: u64,
+}
+
+impl Segment {
+    /// Creates the three files of a new, empty, preallocated segment.
+    pub(crate) fn create(
+        dir: &Path,
+        base: Offset,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let log_path = segment_path(dir, base, LOG_EXT);
+        let index_path = segment_path(dir, base, INDEX_EXT);
+        let log = MappedFile::create(&log_path, config.segment_bytes)?;
+        let offset_index = OffsetIndex::create(&index_path, config.segment_index_bytes)
+            .inspect_err(|_| remove_quietly(&log_path))?;
+        let time_index = TimeIndex::create(
+            &segment_path(dir, base, TIME_INDEX_EXT),
+            config.segment_index_bytes,
+        )
+        .inspect_err(|_| {
+            remove_quietly(&log_path);
+            remove_quietly(&index_path);
+        })?;
+        Ok(Self::assemble(base, log, offset_index, time_index, now_ms))
+    }
+
+    pub(crate) fn assemble(
+        base: Offset,
+        log: MapWriter,
+        offset_index: OffsetIndex,
+        time_index: TimeIndex,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            base,
+            log,
+            offset_index,
+            time_index,
+            next_offset: base,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base,
+            first_batch_timestamp: None,
+            created_ms: now_ms,
+            bytes_since_index_entry: 0,
+            flushed_bytes: 0,
+        }
+    }
+
+    /// Bytes of whole batches in the `.log`.
+    pub(crate) fn size(&self) -> u64 {
+        self.log.published()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.next_offset == self.base
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.log.path()
+    }
+
+    /// Whether a batch of `size` bytes ending at `last` can go here.
+    pub(crate) fn fits(&self, size: u64, last: Offset, config: &LogConfig) -> bool {
+        self.log.remaining() >= size
+            && (self.is_empty() || self.size().saturating_add(size) <= config.segment_bytes)
+            && RelativeOffset::between(self.base, last).is_some()
+            && !self.offset_index.is_full()
+            && !self.time_index.is_full()
+    }
+
+    /// Copies one validated batch in and indexes it; returns its position.
+    ///
+    /// This is the one copy of the record bytes on the append path: the
+    /// batch goes straight from the request buffer into the mapped file, and
+    /// the leader's `baseOffset`/`partitionLeaderEpoch` rewrite happens in
+    /// the mapped destination afterwards (both fields lie outside the CRC,
+    /// so no re-checksum). The caller checked `fits`.
+    pub(crate) fn append_batch(
+        &mut self,
+        src: &[u8],
+        meta: BatchMeta,
+        stamp: Option<LeaderEpoch>,
+        config: &LogConfig,
+    ) -> Result<FilePosition> {
+        let pos = self.size();
+        let dst = self.log.reserve(src.len())?;
+        dst.copy_from_slice(src);
+        if let Some(epoch) = stamp {
+            set_base_offset(dst, meta.base.0);
+            set_partition_leader_epoch(dst, epoch.0);
+        }
+        self.log.publish(src.len());
+        self.note_batch(pos, meta, config)?;
+        Ok(FilePosition(u32::try_from(pos).unwrap_or(u32::MAX)))
+    }
+
+    /// Updates the in-memory state and the sparse indexes for a batch now
+    /// at `pos`. Shared by append and by recovery's index rebuild, so a
+    /// rebuilt index equals the one written on append.
+    pub(crate) fn note_batch(
+        &mut self,
+        pos: u64,
+        meta: BatchMeta,
+        config: &LogConfig,
+    ) -> Result<()> {
+        let mut indexed = false;
+        if self.bytes_since_index_entry >= u64::from(config.index_interval_bytes) {
+            if let (Some(rel), Ok(p)) = (
+                RelativeOffset::between(self.base, meta.base),
+                u32::try_from(pos),
+            ) {
+                indexed = self.offset_index.append(rel, FilePosition(p))?;
+            }
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry = self.bytes_since_index_entry.saturating_add(meta.size);
+        if self.first_batch_timestamp.is_none() {
+            self.first_batch_timestamp = Some(meta.max_timestamp);
+        }
+        if meta.max_timestamp > self.max_timestamp {
+            self.max_timestamp = meta.max_timestamp;
+            self.offset_of_max_timestamp = meta.base;
+        }
+        self.next_offset = meta.last.next();
+        if indexed {
+            self.append_time_entry()?;
+        }
+        Ok(())
+    }
+
+    fn append_time_entry(&mut self) -> Result<()> {
+        if self.max_timestamp < 0 {
+            return Ok(());
+        }
+        if let Some(rel) = RelativeOffset::between(self.base, self.offset_of_max_timestamp) {
+            self.time_index.append(self.max_timestamp, rel)?;
+        }
+        Ok(())
+    }
+
+    /// The header of the batch at `pos` (no CRC check: stored batches were
+    /// checked on append or by recovery).
+    pub(crate) fn batch_at(&self, pos: u64) -> Result<BatchMeta> {
+        let corrupt = |reason: String| Error::Corrupt {
+            path: self.path().to_path_buf(),
+            position: pos,
+            reason,
+        };
+        let tail = self
+            .log
+            .shared()
+            .tail(pos)
+            .ok_or_else(|| corrupt("position past the end".to_string()))?;
+        RecordBatchView::parse(tail, limits::MAX_STORED_BATCH_BYTES)
+            .map(|v| BatchMeta::of(&v))
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Where a scan for `target` may start: an index entry at or below it.
+    fn scan_start(&self, target: Offset) -> u64 {
+        RelativeOffset::between(self.base, target)
+            .and_then(|rel| self.offset_index.lookup(rel))
+            .map_or(0, |e| e.position.get())
+    }
+
+    /// The batch holding `target` (its last offset `>= target`), if any.
+    pub(crate) fn find(&self, target: Offset) -> Result<Option<(u64, BatchMeta)>> {
+        if target >= self.next_offset {
+            return Ok(None);
+        }
+        let mut pos = self.scan_start(target);
+        while pos < self.size() {
+            let meta = self.batch_at(pos)?;
+            if meta.last >= target {
+                return Ok(Some((pos, meta)));
+            }
+            pos += meta.size;
+        }
+        Ok(None)
+    }
+
+    /// The first batch whose max timestamp is `>= ts` and whose last
+    /// offset is `>= not_before` (the log start offset), if any.
+    pub(crate) fn find_by_timestamp(
+        &self,
+        ts: i64,
+        not_before: Offset,
+    ) -> Result<Option<(u64, BatchMeta)>> {
+        if self.max_timestamp < ts {
+            return Ok(None);
+        }
+        let mut pos = self
+            .time_index
+            .lookup(ts)
+            .map_or(0, |e| self.scan_start(e.relative.absolute(self.base)));
+        while pos < self.size() {
+            let meta = self.batch_at(pos)?;
+            if meta.max_timestamp >= ts && meta.last >= not_before {
+                return Ok(Some((pos, meta)));
+            }
+            pos += meta.size;
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn region(&self, pos: u64, len: u64) -> FileRegion {
+        FileRegion::new(Arc::clone(self.log.shared()), pos, len)
+    }
+
+    pub(crate) fn bytes(&self, pos: u64, len: u64) -> Result<Bytes> {
+        mmap::bytes(self.log.shared(), pos, len).ok_or_else(|| Error::Corrupt {
+            path: self.path().to_path_buf(),
+            position: pos,
+            reason: format!("{len} bytes past the end"),
+        })
+    }
+
+    /// Makes this segment inactive: records the final time-index entry and
+    /// trims all three files to their real lengths.
+    pub(crate) fn seal(&mut self) -> Result<()> {
+        if self.max_timestamp >= 0
+            && let Some(rel) = RelativeOffset::between(self.base, self.offset_of_max_timestamp)
+        {
+            self.time_index.append(self.max_timestamp, rel)?;
+        }
+        self.log.trim()?;
+        self.offset_index.trim()?;
+        self.time_index.trim()
+    }
+
+    /// The three open files, log first.
+    pub(crate) fn files(&self) -> [Arc<MappedFile>; 3] {
+        [
+            Arc::clone(self.log.shared()),
+            Arc::clone(self.offset_index.writer().shared()),
+            Arc::clone(self.time_index.writer().shared()),
+        ]
+    }
+
+    /// The time the segment.ms clock runs from.
+    pub(crate) fn rolling_base_ms(&self) -> i64 {
+        match self.first_batch_timestamp {
+            Some(ts) if ts > 0 => ts,
+            _ => self.created_ms,
+        }
+    }
+
+    /// The timestamp retention.ms compares against.
+    pub(crate) fn largest_timestamp(&self) -> i64 {
+        if self.max_timestamp >= 0 {
+            self.max_timestamp
+        } else {
+            self.created_ms
+        }
+    }
+
+    /// Deletes the files: renamed to `*.deleted`, then unlinked, as Kafka
+    /// does. Readers holding regions keep the open files.
+    pub(crate) fn delete(self, dir: &Path) -> Result<()> {
+        delete_files(dir, self.base)
+    }
+}
+
+/// Renames a segment's three files to `*.deleted` and unlinks them.
+pub(crate) fn delete_files(dir: &Path, base: Offset) -> Result<()> {
+    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+        let path = segment_path(dir, base, ext);
+        let mut deleted = path.clone().into_os_string();
+        deleted.push(DELETED_SUFFIX);
+        match std::fs::rename(&path, &deleted) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("rename", &path, e)),
+        }
+        std::fs::remove_file(&deleted)
+            .map_err(|e| Error::io("unlink", PathBuf::from(&deleted), e))?;
+    }
+    Ok(())
+}
+
+fn remove_quietly(path: &Path) {
+    // Cleanup after a failed create; a leftover is removed at next open.
+    let _ = std::fs::remove_file(path);
+}
