@@ -77,7 +77,7 @@ pub use record_batch::{
 pub use records::{
     BatchRecords, BatchSummary, Record, RecordIter, offset_for_timestamp, validate_batch,
 };
-pub use response::encode_response;
+pub use response::{encode_legacy_produce_error, encode_response};
 
 /// kafka-protocol, re-exported so callers use the exact (vendored) version
 /// this crate decodes with.
