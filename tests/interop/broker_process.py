@@ -1,0 +1,166 @@
+"""A real `sluice serve` child process on 127.0.0.1 with an ephemeral port.
+
+The broker logs to stderr; the line ``listening on 127.0.0.1:<port>`` tells
+us the port it bound (``--listen 127.0.0.1:0``). The log goes to a file in
+the test's temporary directory, never a pipe, so a chatty broker can never
+block on a full pipe while a test waits for it.
+
+Every process started here is remembered by its `BrokerProcess`, and
+`BrokerProcess.close()` (called by the fixture finalizer, even when the test
+failed) SIGKILLs whatever is still running, by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+# Strips the ANSI colours tracing-subscriber adds when it thinks it is on a
+# terminal, so the log excerpts in failure messages stay readable.
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0
+
+
+class BrokerProcess:
+    """One broker's data directory, across any number of (re)starts."""
+
+    def __init__(self, binary: str, workdir: Path, config: dict | None = None):
+        self.binary = binary
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path: Path | None = None
+        if config:
+            self.config_path = workdir / "sluice.toml"
+            self.config_path.write_text(toml_text(config))
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.starts = 0
+        self.log_path: Path | None = None
+
+    # -- lifecycle -----------------------------------------------------
+
+    def start(self, port: int = 0) -> "BrokerProcess":
+        """Starts the broker (``port=0``: a fresh ephemeral port) and waits
+        for its "listening on" line."""
+        assert self.proc is None or self.proc.poll() is not None, "broker already running"
+        self.starts += 1
+        self.log_path = self.workdir / f"broker-{self.starts}.log"
+        cmd = [
+            self.binary,
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ]
+        if self.config_path is not None:
+            cmd += ["--config", str(self.config_path)]
+        env = dict(os.environ)
+        env.setdefault("SLUICE_LOG", "info")
+        env["NO_COLOR"] = "1"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
+            )
+        self.port = self._wait_for_port()
+        return self
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            m = LISTENING.search(self.log())
+            if m:
+                return int(m.group(1))
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"broker exited with {self.proc.returncode} before listening:\n{self.log_tail()}"
+                )
+            time.sleep(0.02)
+        raise AssertionError(f"broker did not log 'listening on' within {START_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def terminate(self) -> int:
+        """SIGTERM (clean shutdown); returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+            raise AssertionError(f"broker ignored SIGTERM for {STOP_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to flush or close anything."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=STOP_TIMEOUT_S)
+
+    def restart(self, same_port: bool = False) -> "BrokerProcess":
+        """Clean stop (asserting exit code 0), then start on the same data
+        directory."""
+        code = self.terminate()
+        assert code == 0, f"broker exited with {code} on SIGTERM:\n{self.log_tail()}"
+        return self.start(port=self.port if same_port else 0)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+
+    # -- observation ---------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_kib(self) -> int:
+        """VmRSS of the running broker, in KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS line in /proc status")
+
+    def log(self, start: int | None = None) -> str:
+        """The current run's log, or run number `start`'s."""
+        path = self.log_path if start is None else self.workdir / f"broker-{start}.log"
+        if path is None or not path.exists():
+            return ""
+        return ANSI.sub("", path.read_text(errors="replace"))
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+
+def toml_text(config: dict) -> str:
+    """Writes a flat dict as TOML with every key quoted (Kafka's dotted
+    names must not become TOML tables)."""
+    out = []
+    for key, value in config.items():
+        if isinstance(value, bool):
+            v = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            v = str(value)
+        else:
+            v = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        out.append(f'"{key}" = {v}')
+    return "\n".join(out) + "\n"

@@ -1,0 +1,74 @@
+"""Fixtures shared by the interop tests: a real broker per test, unique topic
+names, and the broker's log printed when a test fails.
+
+The binary comes from ``SLUICE_BIN`` (``tests/run-all`` sets it to
+``target/release/sluice``). A missing binary is a failure, not a skip: a
+suite that silently skips everything proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from broker_process import BrokerProcess
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    # Lets fixtures see whether the test failed (to print broker logs).
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def sluice_bin() -> str:
+    path = os.environ.get("SLUICE_BIN", "")
+    if not path or not os.access(path, os.X_OK):
+        pytest.fail(f"SLUICE_BIN={path!r} is not an executable sluice binary; build it with "
+                    "`cargo build --release --bin sluice`")
+    return path
+
+
+@pytest.fixture
+def broker_factory(sluice_bin, tmp_path, request):
+    """`make(config=None, start=True) -> BrokerProcess`. Every broker made
+    here is SIGKILLed at teardown if still running."""
+    made: list[BrokerProcess] = []
+
+    def make(config: dict | None = None, start: bool = True) -> BrokerProcess:
+        b = BrokerProcess(sluice_bin, tmp_path / f"broker{len(made)}", config)
+        made.append(b)
+        if start:
+            b.start()
+        return b
+
+    yield make
+
+    failed = any(getattr(request.node, f"rep_{w}", None) is not None
+                 and getattr(request.node, f"rep_{w}").failed for w in ("setup", "call"))
+    for b in made:
+        b.close()
+        if failed:
+            for run in range(1, b.starts + 1):
+                print(f"---- broker {b.workdir.name} run {run} log (tail) ----")
+                print("\n".join(b.log(run).splitlines()[-60:]))
+
+
+@pytest.fixture
+def broker(broker_factory) -> BrokerProcess:
+    """A broker with the embedded defaults (auto-create on, 1 partition,
+    durability fsync)."""
+    return broker_factory()
+
+
+@pytest.fixture
+def topic(request) -> str:
+    """A topic name unique to this test (and this run)."""
+    base = re.sub(r"[^a-zA-Z0-9._-]", "-", request.node.name)[:150]
+    return f"{base}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,112 @@
+"""Reading a topic back with confluent-kafka, without consumer groups.
+
+The broker does not serve the group APIs yet, so consumers use `assign()`
+with explicit offsets and never commit. `group.id` is still required by
+librdkafka's config; nothing is committed under it.
+
+A read ends when every partition has been read up to the high watermark
+measured at the start (ListOffsets latest through
+`get_watermark_offsets`), or fails at its deadline.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+
+@dataclass(frozen=True)
+class Consumed:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple | None
+    timestamp_type: int
+    timestamp: int
+
+
+def consumer(bootstrap: str, **extra) -> Consumer:
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": f"interop-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "error",
+        "socket.timeout.ms": 10000,
+    }
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def producer(bootstrap: str, **extra) -> Producer:
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": 30000,
+    }
+    conf.update(extra)
+    return Producer(conf)
+
+
+def watermarks(bootstrap: str, topic: str, partitions: int, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """partition -> (low, high) watermark, asked of the broker."""
+    c = consumer(bootstrap)
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
+                for p in range(partitions)}
+    finally:
+        c.close()
+
+
+def read_partitions(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0,
+                    start_offset: int = OFFSET_BEGINNING) -> dict[int, list[Consumed]]:
+    """Every record of `topic` below the current high watermark, per
+    partition in offset order. Fails on any consumer error."""
+    marks = watermarks(bootstrap, topic, partitions)
+    c = consumer(bootstrap)
+    out: dict[int, list[Consumed]] = {p: [] for p in range(partitions)}
+    todo = {p for p in range(partitions) if marks[p][1] > marks[p][0]}
+    try:
+        c.assign([TopicPartition(topic, p, start_offset) for p in range(partitions)])
+        deadline = time.monotonic() + timeout
+        while todo:
+            assert time.monotonic() < deadline, (
+                f"read of {topic} timed out; watermarks {marks}, "
+                f"read so far {{p: len}} = { {p: len(v) for p, v in out.items()} }")
+            for m in c.consume(num_messages=10000, timeout=0.5):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise AssertionError(f"consumer error on {topic}[{m.partition()}]: {err}")
+                hdrs = m.headers()
+                ts_type, ts = m.timestamp()
+                out[m.partition()].append(Consumed(m.partition(), m.offset(), m.key(), m.value(),
+                                                   tuple(hdrs) if hdrs is not None else None, ts_type, ts))
+                if m.offset() + 1 >= marks[m.partition()][1]:
+                    todo.discard(m.partition())
+    finally:
+        c.close()
+    return out
+
+
+def assert_dense(records: list[Consumed], start: int = 0) -> None:
+    """Offsets are start, start+1, ... with no gap and no repeat."""
+    offsets = [r.offset for r in records]
+    expected = list(range(start, start + len(records)))
+    if offsets != expected:
+        first_bad = next(i for i, (a, b) in enumerate(zip(offsets, expected)) if a != b)
+        raise AssertionError(
+            f"offsets not dense from {start}: first mismatch at index {first_bad}: "
+            f"got {offsets[max(0, first_bad - 3):first_bad + 3]}, "
+            f"expected {expected[max(0, first_bad - 3):first_bad + 3]}")
