@@ -222,7 +222,14 @@ pub fn validate_batch(
     for record in records.iter() {
         let record = record?;
         let expected = summary.records_count;
-        if record.offset_delta != expected || expected >= claimed {
+        if expected >= claimed {
+            return Err(DecodeError::InvalidRecords {
+                reason: "more records than recordsCount",
+                expected: i64::from(claimed),
+                found: i64::from(expected) + 1,
+            });
+        }
+        if record.offset_delta != expected {
             return Err(DecodeError::InvalidRecords {
                 reason: "offset deltas must run 0, 1, … recordsCount-1",
                 expected: i64::from(expected),
