@@ -57,8 +57,8 @@ pub(crate) struct Recovered {
 /// How a scan ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Stop {
-    /// End of file or a zero-filled header: the clean end.
-    End,
+    /// End of file or a zero-filled header at `position`: the clean end.
+    End { position: u64 },
     /// A batch that is not valid: torn write or corruption.
     Bad { position: u64, reason: String },
 }
@@ -244,7 +244,7 @@ fn resume_from_index(seg: &mut Segment, config: &LogConfig) -> Result<Option<Sto
     let time_ok = seg.time_index.last().is_none_or(|t| {
         t.relative.absolute(seg.base) < seg.next_offset && t.timestamp <= seg.max_timestamp
     });
-    if stop != Stop::End || !time_ok {
+    if !matches!(stop, Stop::End { .. }) || !time_ok {
         return Ok(None);
     }
     Ok(Some(stop))
@@ -265,10 +265,7 @@ fn rebuild(seg: &mut Segment, config: &LogConfig) -> Result<()> {
 /// Cuts the segment at its real end and seals it (the caller re-opens the
 /// last segment for appends).
 fn finish(mut seg: Segment, stop: Stop) -> Result<(Segment, Stop)> {
-    let end = match &stop {
-        Stop::Bad { position, .. } => *position,
-        Stop::End => seg.size(),
-    };
+    let (Stop::Bad { position: end, .. } | Stop::End { position: end }) = stop;
     seg.log.truncate_exclusive(end, end)?;
     seg.seal()?;
     Ok((seg, stop))
@@ -280,10 +277,10 @@ fn scan(seg: &mut Segment, mut pos: u64, config: &LogConfig) -> Result<Stop> {
     let file = std::sync::Arc::clone(seg.log.shared());
     loop {
         let Some(rest) = file.tail(pos) else {
-            return Ok(Stop::End);
+            return Ok(Stop::End { position: pos });
         };
         if is_zero_header(rest) {
-            return Ok(Stop::End);
+            return Ok(Stop::End { position: pos });
         }
         let meta = match check_batch(rest, seg.base, seg.next_offset) {
             Ok(meta) => meta,
@@ -367,4 +364,241 @@ fn remove_leftovers(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_util::{batch, small_config};
+    use crate::{Error, LeaderEpoch, LogConfig, Offset, PartitionLog};
+    use std::path::{Path, PathBuf};
+
+    const TS: i64 = 1_700_000_000_000;
+
+    fn open(dir: &Path) -> PartitionLog {
+        PartitionLog::open(dir, small_config()).unwrap()
+    }
+
+    /// 400-byte batches of two offsets: ten per 4 KiB segment.
+    fn append(log: &mut PartitionLog, n: i64) {
+        for i in 0..n {
+            log.append_as_leader(&batch(0, 2, TS + i, 339), LeaderEpoch(1), 0)
+                .unwrap();
+        }
+    }
+
+    fn seg(dir: &Path, base: i64, ext: &str) -> PathBuf {
+        dir.join(format!("{base:020}.{ext}"))
+    }
+
+    fn all_offsets(log: &PartitionLog) -> Vec<i64> {
+        let r = log
+            .read(log.log_start_offset(), u32::MAX, log.log_end_offset(), true)
+            .unwrap();
+        let mut out = Vec::new();
+        for region in &r.regions {
+            let b = region.bytes();
+            for item in sluice_protocol::BatchIter::new(&b, 1 << 20) {
+                let (_, v) = item.unwrap();
+                v.verify_crc().unwrap();
+                out.extend(v.base_offset()..=v.last_offset());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn clean_close_reopens_without_loss_and_removes_the_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        append(&mut log, 15);
+        log.close().unwrap();
+        assert!(dir.path().join("clean.shutdown").exists());
+        assert_eq!(
+            std::fs::metadata(seg(dir.path(), 20, "log")).unwrap().len(),
+            2000
+        );
+        let mut log = open(dir.path());
+        assert!(!dir.path().join("clean.shutdown").exists());
+        assert_eq!(log.log_end_offset(), Offset(30));
+        assert_eq!(log.recovery_point(), Offset(30));
+        assert_eq!(all_offsets(&log), (0..30).collect::<Vec<_>>());
+        append(&mut log, 1);
+        assert_eq!(log.log_end_offset(), Offset(32));
+    }
+
+    #[test]
+    fn crash_with_a_zeroed_preallocated_tail_finds_the_real_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        append(&mut log, 13);
+        drop(log.simulate_crash());
+        assert_eq!(
+            std::fs::metadata(seg(dir.path(), 20, "log")).unwrap().len(),
+            4096
+        );
+        let log = open(dir.path());
+        assert_eq!(log.log_end_offset(), Offset(26));
+        assert_eq!(all_offsets(&log), (0..26).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_to_the_last_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        append(&mut log, 13);
+        log.flush().unwrap();
+        drop(log.simulate_crash());
+        let path = seg(dir.path(), 20, "log");
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(1000).unwrap(); // batches 20..=23 whole, 24 torn mid-way
+        let mut log = open(dir.path());
+        assert_eq!(log.log_end_offset(), Offset(24));
+        assert_eq!(all_offsets(&log).len(), 24);
+        append(&mut log, 1);
+        assert_eq!(log.log_end_offset(), Offset(26));
+    }
+
+    #[test]
+    fn corrupt_byte_truncates_there_and_deletes_later_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        append(&mut log, 25);
+        drop(log.simulate_crash());
+        let path = seg(dir.path(), 0, "log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[1250] ^= 0xff; // inside the 4th batch (offsets 6, 7)
+        std::fs::write(&path, &bytes).unwrap();
+        let log = open(dir.path());
+        assert_eq!(log.log_end_offset(), Offset(6));
+        assert_eq!(log.segment_count(), 1);
+        assert!(!seg(dir.path(), 20, "log").exists());
+        assert!(!seg(dir.path(), 40, "log").exists());
+        assert_eq!(all_offsets(&log), (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn missing_and_garbage_indexes_are_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        append(&mut log, 25);
+        log.close().unwrap();
+        let index = seg(dir.path(), 0, "index");
+        let good = std::fs::read(&index).unwrap();
+        std::fs::remove_file(&index).unwrap();
+        std::fs::write(
+            seg(dir.path(), 20, "index"),
+            b"\xff\xff\xff\xff\0\0\0\x01garbage",
+        )
+        .unwrap();
+        std::fs::write(seg(dir.path(), 20, "timeindex"), [7u8; 24]).unwrap();
+        let log = open(dir.path());
+        assert_eq!(
+            std::fs::read(&index).unwrap().len(),
+            good.len(),
+            "rebuilt and trimmed"
+        );
+        assert_eq!(log.log_end_offset(), Offset(50));
+        for o in [0, 7, 19, 20, 33, 49] {
+            let r = log.read(Offset(o), 1, Offset(50), true).unwrap();
+            assert_eq!(r.first_offset, Some(Offset(o - o % 2)), "offset {o}");
+        }
+        log.close().unwrap();
+        assert_eq!(
+            std::fs::read(&index).unwrap(),
+            good,
+            "rebuilt index equals the original"
+        );
+    }
+
+    #[test]
+    fn an_index_pointing_past_the_log_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        append(&mut log, 25);
+        log.close().unwrap();
+        // Increasing, sane-looking entries that point nowhere real.
+        let mut fake = Vec::new();
+        for (rel, pos) in [(2u32, 401u32), (4, 777)] {
+            fake.extend(rel.to_be_bytes());
+            fake.extend(pos.to_be_bytes());
+        }
+        std::fs::write(seg(dir.path(), 0, "index"), &fake).unwrap();
+        let log = open(dir.path());
+        assert_eq!(all_offsets(&log), (0..50).collect::<Vec<_>>());
+        let r = log.read(Offset(5), 1, Offset(50), true).unwrap();
+        assert_eq!(r.first_offset, Some(Offset(4)));
+    }
+
+    #[test]
+    fn checkpoint_with_a_bad_crc_is_ignored_and_everything_is_scanned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        append(&mut log, 25);
+        log.flush().unwrap();
+        log.advance_log_start_offset(Offset(4)).unwrap();
+        drop(log.simulate_crash());
+        let ckpt = dir.path().join("partition.checkpoint");
+        let mut b = std::fs::read(&ckpt).unwrap();
+        b[9] ^= 0x10;
+        std::fs::write(&ckpt, &b).unwrap();
+        // Corrupt a trusted-if-checkpointed segment: only a full scan sees it.
+        let path = seg(dir.path(), 0, "log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3900] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let log = open(dir.path());
+        assert_eq!(log.log_end_offset(), Offset(18));
+        assert_eq!(
+            log.log_start_offset(),
+            Offset(0),
+            "safe fallback: first segment base"
+        );
+        assert_eq!(log.recovery_point(), Offset(0));
+    }
+
+    #[test]
+    fn a_marker_that_disagrees_with_the_files_means_an_unclean_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        append(&mut log, 5);
+        log.close().unwrap();
+        crate::checkpoint::write_clean_shutdown(dir.path(), Offset(99)).unwrap();
+        let log = open(dir.path());
+        assert_eq!(log.log_end_offset(), Offset(10));
+        assert_eq!(log.recovery_point(), Offset(10), "checkpointed at close");
+    }
+
+    #[test]
+    fn leftovers_are_removed_and_bad_configs_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("00000000000000000000.log.deleted"), b"x").unwrap();
+        std::fs::write(dir.path().join("00000000000000000007.index"), b"x").unwrap();
+        std::fs::write(dir.path().join("partition.checkpoint.tmp"), b"x").unwrap();
+        let log = open(dir.path());
+        assert_eq!(log.log_end_offset(), Offset(0));
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "00000000000000000000.index",
+                "00000000000000000000.log",
+                "00000000000000000000.timeindex"
+            ]
+        );
+        let bad = LogConfig {
+            index_interval_bytes: 0,
+            ..small_config()
+        };
+        assert!(matches!(
+            PartitionLog::open(dir.path(), bad),
+            Err(Error::InvalidConfig {
+                key: "index.interval.bytes",
+                ..
+            })
+        ));
+    }
 }

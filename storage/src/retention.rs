@@ -220,3 +220,146 @@ impl PartitionLog {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_util::{batch, small_config};
+    use crate::{Error, LeaderEpoch, LogConfig, Offset, PartitionLog};
+    use std::path::Path;
+
+    const TS: i64 = 1_700_000_000_000;
+
+    fn filled(dir: &Path, config: LogConfig, n: i64) -> PartitionLog {
+        let mut log = PartitionLog::open(dir, config).unwrap();
+        for i in 0..n {
+            log.append_as_leader(&batch(0, 2, TS + i * 1000, 339), LeaderEpoch(1), TS)
+                .unwrap();
+        }
+        log
+    }
+
+    #[test]
+    fn retention_by_time_deletes_expired_segments_and_rolls_an_expired_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_ms: Some(10_000),
+            ..small_config()
+        };
+        let mut log = filled(dir.path(), config, 25); // segments of 10 batches
+        // Segment 0 max ts TS+9s, segment 20 max TS+19s, active TS+24s.
+        assert_eq!(log.delete_retained_segments(TS + 19_000).unwrap(), 0);
+        assert_eq!(log.delete_retained_segments(TS + 19_001).unwrap(), 1);
+        assert_eq!(log.log_start_offset(), Offset(20));
+        assert!(!dir.path().join("00000000000000000000.log").exists());
+        assert!(matches!(
+            log.read(Offset(0), 100, Offset(50), true),
+            Err(Error::OffsetOutOfRange {
+                log_start: Offset(20),
+                ..
+            })
+        ));
+        assert_eq!(log.delete_retained_segments(TS + 60_000).unwrap(), 2);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.log_start_offset(), Offset(50));
+        assert_eq!(log.log_end_offset(), Offset(50));
+        drop(log);
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.log_start_offset(), Offset(50));
+    }
+
+    #[test]
+    fn retention_by_bytes_keeps_at_least_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_bytes: Some(5000),
+            ..small_config()
+        };
+        let mut log = filled(dir.path(), config, 25); // 4000 + 4000 + 2000 bytes
+        assert_eq!(log.delete_retained_segments(TS).unwrap(), 1);
+        assert_eq!(log.size_bytes(), 6000);
+        assert_eq!(
+            log.delete_retained_segments(TS).unwrap(),
+            0,
+            "never the active segment"
+        );
+    }
+
+    #[test]
+    fn advance_log_start_offset_is_persisted_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), small_config(), 25);
+        assert!(matches!(
+            log.advance_log_start_offset(Offset(51)),
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        log.advance_log_start_offset(Offset(23)).unwrap();
+        assert_eq!(log.segment_count(), 2, "segment 0 is wholly below");
+        let r = log.read(Offset(23), 1, Offset(50), true).unwrap();
+        assert_eq!(r.first_offset, Some(Offset(22)));
+        drop(log.simulate_crash());
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.log_start_offset(), Offset(23));
+        assert!(log.read(Offset(22), 1, Offset(50), true).is_err());
+        let ts = log.offset_for_timestamp(0).unwrap().unwrap();
+        assert_eq!(i64::from_be_bytes(ts[..8].try_into().unwrap()), 22);
+    }
+
+    #[test]
+    fn truncate_to_cuts_at_a_batch_boundary_and_readers_keep_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), small_config(), 25);
+        let before = log.read(Offset(20), u32::MAX, Offset(50), false).unwrap();
+        let held = before.regions[0].bytes();
+        let held_copy = held.to_vec();
+        assert_eq!(log.truncate_to(Offset(27)).unwrap(), Offset(26));
+        assert_eq!(log.log_end_offset(), Offset(26));
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(&held[..], &held_copy[..], "a reader's bytes never change");
+        assert_eq!(
+            std::fs::metadata(dir.path().join("00000000000000000020.log"))
+                .unwrap()
+                .len(),
+            4096
+        );
+        let info = log
+            .append_as_leader(&batch(0, 1, TS, 5), LeaderEpoch(2), TS)
+            .unwrap();
+        assert_eq!(info.base_offset, Offset(26));
+        assert_eq!(
+            log.truncate_to(Offset(100)).unwrap(),
+            Offset(27),
+            "past the end: no-op"
+        );
+        assert_eq!(log.truncate_to(Offset(20)).unwrap(), Offset(20));
+        assert_eq!(log.segment_count(), 2);
+        assert!(
+            log.read(Offset(20), 100, Offset(20), true)
+                .unwrap()
+                .regions
+                .is_empty()
+        );
+        drop(log.simulate_crash());
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.log_end_offset(), Offset(20), "truncation is durable");
+    }
+
+    #[test]
+    fn truncate_fully_and_start_at_empties_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), small_config(), 25);
+        log.truncate_fully_and_start_at(Offset(1000)).unwrap();
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (Offset(1000), Offset(1000))
+        );
+        assert_eq!(log.segment_count(), 1);
+        let info = log
+            .append_as_leader(&batch(0, 1, TS, 5), LeaderEpoch(2), TS)
+            .unwrap();
+        assert_eq!(info.base_offset, Offset(1000));
+        drop(log.simulate_crash());
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.log_start_offset(), Offset(1000));
+        assert_eq!(log.log_end_offset(), Offset(1001));
+    }
+}
