@@ -1,1 +1,23 @@
-//! The Sluice broker (being written; see issue 3).
+//! `sluice-broker`: the Sluice broker — network server, request handlers,
+//! partition replicas, metadata, durability.
+//!
+//! ```text
+//! server ─► connection (one task each) ─► dispatch ─► handlers/*
+//!              │                                        │
+//!              └ writes replies in order                ├─► replica::ReplicaManager ─► Partition ─► storage::PartitionLog
+//!                (sendfile for fetch regions)           └─► Broker::propose ─► metadata::Controller ─► MetadataLog
+//! ```
+//!
+//! See `docs/ARCHITECTURE.md` for the produce and fetch paths and
+//! `docs/durability.md` for what an acknowledgement promises.
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod error;
+pub mod handlers;
+pub mod metadata;
+pub mod replica;
+pub mod response;
+pub mod server;

@@ -156,6 +156,7 @@ impl PartitionLog {
             let start = log.log_start;
             log.truncate_fully_and_start_at(start)?;
         }
+        log.write_checkpoint()?;
         let removed = checkpoint::remove_clean_shutdown(dir);
         log.poison_on_err(removed)?;
         Ok(log)

@@ -1,1 +1,109 @@
-fn main() {}
+//! `sluice`: the broker (`sluice serve`) and, later, the admin and data
+//! subcommands. `anyhow` lives here and nowhere else in the crate.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sluice_broker::config::BrokerConfig;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "A Kafka-compatible log broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker. With no flags: a single-node cluster in ./sluice-data,
+    /// listening on 127.0.0.1:9092.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file; flags given here override it.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for partition logs and the metadata log.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address of the Kafka listener (port 0 picks a free one).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// host:port clients are told to connect to.
+    #[arg(long)]
+    advertised: Option<String>,
+    /// This node's id.
+    #[arg(long)]
+    node_id: Option<i32>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<BrokerConfig> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                BrokerConfig::from_toml(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => BrokerConfig::default(),
+        };
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.advertised {
+            config.advertised = Some(v);
+        }
+        if let Some(v) = self.node_id {
+            config.node_id = v;
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.into_config()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(sluice_broker::server::run(config, stop_signal()))
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; only SIGINT stops the broker");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,184 @@
+//! `Broker`: the state every request handler shares — config, identity,
+//! the metadata controller and the replica manager.
+//!
+//! # Ownership
+//! `Broker` is built once at start and shared as `Arc<Broker>`. It owns the
+//! [`Controller`] (the only writer of metadata) and the [`ReplicaManager`]
+//! (the only owner of partition logs); a metadata change goes through
+//! [`Broker::propose`], which applies it to both in that order.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use sluice_storage::LogDir;
+use tokio::sync::Mutex;
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::metadata::topic_config::TopicDefaults;
+use crate::metadata::{Controller, MetadataImage, MetadataRecord};
+use crate::replica::ReplicaManager;
+
+/// Producer ids are allocated from the metadata log in blocks, so a restart
+/// never hands out an id twice and most InitProducerId calls write nothing.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// The node's identity as clients see it.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub cluster_id: String,
+}
+
+/// Next producer id to hand out, and the end of the block the metadata log
+/// has reserved for this node.
+#[derive(Debug, Default)]
+struct ProducerIdBlock {
+    next: i64,
+    end: i64,
+}
+
+/// Shared broker state.
+pub struct Broker {
+    config: BrokerConfig,
+    identity: NodeIdentity,
+    controller: Controller,
+    replicas: ReplicaManager,
+    producer_ids: Mutex<ProducerIdBlock>,
+}
+
+impl Broker {
+    /// Opens the data directory: metadata log first, then every partition
+    /// log the metadata names. Blocking: call before serving.
+    pub fn open(config: BrokerConfig, bound: SocketAddr) -> Result<Arc<Self>, BrokerError> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            BrokerError::InvalidRequest(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let cluster_id = cluster_id(&data_dir)?;
+        let controller = Controller::open(&data_dir)
+            .map_err(|e| BrokerError::Metadata(crate::metadata::ProposeError::Log(e)))?;
+        let log_dir = LogDir::open(&data_dir).map_err(|source| BrokerError::Storage {
+            topic: String::new(),
+            partition: -1,
+            source,
+        })?;
+        let defaults = TopicDefaults {
+            segment_bytes: config.log_segment_bytes,
+            retention_ms: config.log_retention_ms,
+            max_message_bytes: config.message_max_bytes,
+        };
+        let replicas = ReplicaManager::new(log_dir, config.durability, defaults);
+        replicas.reconcile(|| controller.image())?;
+        let (host, port) = config.advertised_host_port(bound);
+        let identity = NodeIdentity {
+            node_id: config.node_id,
+            host,
+            port,
+            cluster_id,
+        };
+        Ok(Arc::new(Self {
+            config,
+            identity,
+            controller,
+            replicas,
+            producer_ids: Mutex::new(ProducerIdBlock::default()),
+        }))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    pub fn replicas(&self) -> &ReplicaManager {
+        &self.replicas
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.controller.image()
+    }
+
+    /// Bytes of requests held in memory across all connections.
+    pub fn memory_budget(&self) -> usize {
+        self.config
+            .queued_max_request_bytes
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
+    }
+
+    /// Persists and applies a metadata change, then brings the partition
+    /// logs in line with the new image.
+    pub async fn propose(
+        self: &Arc<Self>,
+        record: MetadataRecord,
+    ) -> Result<Arc<MetadataImage>, BrokerError> {
+        let image = self.controller.propose(record).await?;
+        let this = Arc::clone(self);
+        // Reconcile with the newest image, not this proposal's: two
+        // proposals may finish in either order, and an older image must
+        // never undo a newer one (deleting a just-created topic's logs).
+        tokio::task::spawn_blocking(move || this.replicas.reconcile(|| this.controller.image()))
+            .await
+            .map_err(|e| BrokerError::InvalidRequest(format!("reconcile task failed: {e}")))??;
+        Ok(image)
+    }
+
+    /// A fresh producer id (InitProducerId), reserving a new block in the
+    /// metadata log when the current one is used up.
+    pub async fn allocate_producer_id(self: &Arc<Self>) -> Result<i64, BrokerError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.next >= block.end {
+            let start = self.image().next_producer_id().max(block.end);
+            let end = start + PRODUCER_ID_BLOCK_SIZE;
+            self.propose(MetadataRecord::ProducerIdsAllocated {
+                next_producer_id: end,
+            })
+            .await?;
+            *block = ProducerIdBlock { next: start, end };
+        }
+        let id = block.next;
+        block.next += 1;
+        Ok(id)
+    }
+
+    /// Flushes and closes every partition log (clean shutdown).
+    pub fn shutdown(&self) {
+        self.replicas.shutdown();
+    }
+}
+
+/// The cluster id, made once per data directory and kept in
+/// `meta.properties` as Kafka does.
+fn cluster_id(data_dir: &Path) -> Result<String, BrokerError> {
+    let path = data_dir.join("meta.properties");
+    let io_err =
+        |e: std::io::Error| BrokerError::InvalidRequest(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            if let Some(id) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("cluster.id="))
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+            {
+                return Ok(id.to_string());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let tmp = data_dir.join("meta.properties.tmp");
+    std::fs::write(&tmp, format!("version=1\ncluster.id={id}\n")).map_err(io_err)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err)?;
+    std::fs::rename(&tmp, &path).map_err(io_err)?;
+    Ok(id)
+}

@@ -1,0 +1,158 @@
+//! Broker configuration: the embedded defaults, an optional TOML file, and
+//! command-line overrides, in that order of precedence (later wins).
+//!
+//! Keys that mirror Kafka's keep Kafka's spelling (`log.dirs` becomes
+//! `data_dir`, but `auto.create.topics.enable`, `num.partitions`,
+//! `message.max.bytes`, … are written as in Kafka), so a Kafka user's
+//! settings carry over.
+//!
+//! # Invariants
+//! - `BrokerConfig::default()` is a complete, working single-node broker:
+//!   `./sluice-data`, listener `127.0.0.1:9092`, node id 1.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// When an acknowledged write is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityMode {
+    /// acks=1 and acks=all are answered only after an fdatasync covered the
+    /// batch (group commit: one sync per partition file serves every append
+    /// of a short window). Survives process kill, OS crash and power loss.
+    Fsync,
+    /// Kafka's default: acknowledged after the append reaches the page
+    /// cache; the flush policy (`flush.messages`/`flush.ms`) syncs later.
+    /// Survives a process kill, not an OS crash or power loss.
+    PageCache,
+}
+
+/// Everything the broker reads at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Where partition logs and the metadata log live.
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds (`listeners`).
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to connect to (`advertised.listeners`);
+    /// defaults to the bound address.
+    pub advertised: Option<String>,
+    /// `node.id`.
+    pub node_id: i32,
+    /// `auto.create.topics.enable`: Metadata and Produce for an unknown topic
+    /// create it with `num.partitions` partitions.
+    #[serde(rename = "auto.create.topics.enable")]
+    pub auto_create_topics_enable: bool,
+    /// `num.partitions`: partitions of an auto-created topic, or of a
+    /// CreateTopics request that leaves the count at -1.
+    #[serde(rename = "num.partitions")]
+    pub num_partitions: i32,
+    /// `durability`: see [`DurabilityMode`].
+    pub durability: DurabilityMode,
+    /// `socket.request.max.bytes`: the largest request frame accepted.
+    #[serde(rename = "socket.request.max.bytes")]
+    pub socket_request_max_bytes: usize,
+    /// `message.max.bytes`: the largest record batch accepted (per topic
+    /// `max.message.bytes` may lower or raise it).
+    #[serde(rename = "message.max.bytes")]
+    pub message_max_bytes: usize,
+    /// `max.connections`.
+    #[serde(rename = "max.connections")]
+    pub max_connections: usize,
+    /// `queued.max.request.bytes`: request bytes held in memory across all
+    /// connections; readers wait (back-pressure) beyond it.
+    #[serde(rename = "queued.max.request.bytes")]
+    pub queued_max_request_bytes: usize,
+    /// `connections.max.idle.ms`.
+    #[serde(rename = "connections.max.idle.ms")]
+    pub connections_max_idle_ms: u64,
+    /// Default `segment.bytes` for new topics.
+    #[serde(rename = "log.segment.bytes")]
+    pub log_segment_bytes: u64,
+    /// Default `retention.ms` for new topics (-1 = keep forever).
+    #[serde(rename = "log.retention.ms")]
+    pub log_retention_ms: i64,
+    /// How often retention and segment.ms rolls are checked.
+    #[serde(rename = "log.retention.check.interval.ms")]
+    pub log_retention_check_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./sluice-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised: None,
+            node_id: 1,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            durability: DurabilityMode::Fsync,
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            message_max_bytes: 1024 * 1024 + 12,
+            max_connections: 10_000,
+            queued_max_request_bytes: 512 * 1024 * 1024,
+            connections_max_idle_ms: 10 * 60 * 1000,
+            log_segment_bytes: 1024 * 1024 * 1024,
+            log_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            log_retention_check_interval_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Reads a TOML file over the defaults.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The `(host, port)` clients are told to use.
+    pub fn advertised_host_port(&self, bound: SocketAddr) -> (String, i32) {
+        if let Some(adv) = &self.advertised
+            && let Some((host, port)) = adv.rsplit_once(':')
+            && let Ok(port) = port.parse::<u16>()
+        {
+            return (host.to_string(), i32::from(port));
+        }
+        (bound.ip().to_string(), i32::from(bound.port()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_quick_start_broker() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.data_dir, PathBuf::from("./sluice-data"));
+        assert_eq!(c.durability, DurabilityMode::Fsync);
+    }
+
+    #[test]
+    fn toml_overrides_kafka_spelled_keys() {
+        let c = BrokerConfig::from_toml(
+            "\"num.partitions\" = 6\nlisten = \"127.0.0.1:0\"\ndurability = \"page_cache\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.num_partitions, 6);
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.durability, DurabilityMode::PageCache);
+        assert!(BrokerConfig::from_toml("no_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn advertised_address_falls_back_to_bound() {
+        let mut c = BrokerConfig::default();
+        let bound = SocketAddr::from(([127, 0, 0, 1], 4000));
+        assert_eq!(c.advertised_host_port(bound), ("127.0.0.1".into(), 4000));
+        c.advertised = Some("broker.example:19092".into());
+        assert_eq!(
+            c.advertised_host_port(bound),
+            ("broker.example".into(), 19092)
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! AlterConfigs (v0–2): replace a topic's whole set of config overrides,
+//! and the topic-config change both Alter* APIs end in.
+//!
+//! Kafka's legacy semantics: the request is the complete new override set.
+//! A key it does not name goes back to its default; a key named with a null
+//! value does too. The change is one `TopicConfigChanged` record (`Some` to
+//! set, `None` to remove), so it applies whole or not at all, survives a
+//! restart, and reaches the partition logs through reconcile.
+//!
+//! ```text
+//! per resource ─► named twice in the request?      INVALID_REQUEST
+//!   TOPIC  ─► unknown?                              UNKNOWN_TOPIC_OR_PARTITION
+//!          ─► a key named twice?                    INVALID_REQUEST
+//!          ─► unknown key or bad value?             INVALID_CONFIG, with the reason
+//!          ─► validate_only? stop here, change nothing
+//!          ─► propose TopicConfigChanged
+//!   BROKER ─► INVALID_REQUEST: broker configs are static
+//!   other  ─► INVALID_REQUEST
+//! ```
+//!
+//! # Why broker configs are refused
+//! Kafka can change some broker settings at runtime (KIP-226 "dynamic
+//! broker configs", kept in the metadata log). Sluice reads its broker
+//! settings once, from the config file and flags, and sizes its limits
+//! (connection permits, request memory budget) from them at start; changing
+//! them under a running broker would leave those limits stale. So a BROKER
+//! resource is answered with INVALID_REQUEST and a message saying to edit
+//! the config file and restart — the code Kafka uses when a request names
+//! a broker config that cannot be updated dynamically.
+//!
+//! # References
+//! KIP-133 (AlterConfigs), `ConfigurationControlManager.legacyAlterConfigs`
+//! in Kafka.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::describe_configs::{
+    RESOURCE_BROKER, RESOURCE_TOPIC, check_broker_resource, topic_resource,
+    unexpected_resource_type,
+};
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::metadata::MetadataRecord;
+use crate::metadata::topic_config::{self, TopicConfig};
+
+/// Per key: `Some(value)` sets an override, `None` removes it.
+pub type ConfigChanges = BTreeMap<String, Option<String>>;
+
+pub async fn handle_alter_configs(
+    broker: &Arc<Broker>,
+    _version: i16,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let duplicated = duplicated_resources(
+        request
+            .resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in &request.resources {
+        let result =
+            if duplicated.contains(&(resource.resource_type, resource.resource_name.as_str())) {
+                Err(BrokerError::InvalidRequest("Duplicate resource.".into()))
+            } else {
+                alter(broker, resource, request.validate_only).await
+            };
+        let out = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        responses.push(match result {
+            Ok(()) => out,
+            Err(e) => {
+                tracing::debug!(resource = %resource.resource_name, error = %e, "alter configs refused");
+                out.with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(e.to_string())))
+            }
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+async fn alter(
+    broker: &Arc<Broker>,
+    resource: &AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), BrokerError> {
+    match resource.resource_type {
+        RESOURCE_TOPIC => {
+            let topic = topic_resource(broker, &resource.resource_name)?;
+            let changes = replacement(&topic.configs, &resource.configs)?;
+            change_topic_config(broker, &topic.name, changes, validate_only).await
+        }
+        RESOURCE_BROKER => {
+            check_broker_resource(broker, &resource.resource_name)?;
+            Err(static_broker_configs())
+        }
+        other => Err(unexpected_resource_type(other)),
+    }
+}
+
+/// The changes that turn `current` overrides into exactly `wanted`.
+fn replacement(
+    current: &BTreeMap<String, String>,
+    wanted: &[AlterableConfig],
+) -> Result<ConfigChanges, BrokerError> {
+    let mut changes = ConfigChanges::new();
+    for config in wanted {
+        let key = config.name.to_string();
+        if changes.contains_key(&key) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "Duplicate config key {key}."
+            )));
+        }
+        changes.insert(key, config.value.as_ref().map(|v| v.to_string()));
+    }
+    for key in current.keys() {
+        changes.entry(key.clone()).or_insert(None);
+    }
+    Ok(changes)
+}
+
+/// Checks `changes` and, unless `validate_only`, makes them durable in one
+/// metadata record. Shared by AlterConfigs and IncrementalAlterConfigs.
+pub async fn change_topic_config(
+    broker: &Arc<Broker>,
+    topic: &str,
+    changes: ConfigChanges,
+    validate_only: bool,
+) -> Result<(), BrokerError> {
+    validate_changes(broker, &changes)?;
+    let record = MetadataRecord::TopicConfigChanged {
+        name: topic.to_string(),
+        changes,
+    };
+    if validate_only {
+        return broker
+            .image()
+            .check(&record)
+            .map_err(|e| BrokerError::Metadata(e.into()));
+    }
+    broker.propose(record).await?;
+    tracing::info!(topic, "topic config changed");
+    Ok(())
+}
+
+/// Every key must be one Sluice serves (removing an unknown key is refused
+/// too, as Kafka does) and every new value must pass its key's rule.
+fn validate_changes(broker: &Broker, changes: &ConfigChanges) -> Result<(), BrokerError> {
+    let known = TopicConfig::resolve(&BTreeMap::new(), broker.replicas().defaults());
+    for (key, value) in changes {
+        match value {
+            Some(v) => topic_config::validate(key, v)
+                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?,
+            None if !known.entries().any(|(k, _, _)| k == key) => {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "unknown topic config {key}"
+                )));
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// The answer to any attempt to alter a BROKER resource.
+pub fn static_broker_configs() -> BrokerError {
+    BrokerError::InvalidRequest(
+        "Sluice broker configs are static: set them in the config file or on the command line and restart the broker"
+            .into(),
+    )
+}
+
+/// `(resource type, name)` pairs named more than once; Kafka answers each
+/// of their entries with INVALID_REQUEST rather than pick one.
+pub fn duplicated_resources<'a>(
+    resources: impl Iterator<Item = (i8, &'a str)>,
+) -> BTreeSet<(i8, &'a str)> {
+    let mut seen = BTreeSet::new();
+    let mut twice = BTreeSet::new();
+    for r in resources {
+        if !seen.insert(r) {
+            twice.insert(r);
+        }
+    }
+    twice
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(name: &str, value: Option<&str>) -> AlterableConfig {
+        AlterableConfig::default()
+            .with_name(StrBytes::from_string(name.into()))
+            .with_value(value.map(|v| StrBytes::from_string(v.into())))
+    }
+
+    #[test]
+    fn replacement_reverts_every_key_not_named() {
+        let mut current = BTreeMap::new();
+        current.insert("retention.ms".to_string(), "1000".to_string());
+        current.insert("segment.bytes".to_string(), "1048576".to_string());
+        let changes = replacement(
+            &current,
+            &[
+                config("retention.ms", Some("2000")),
+                config("flush.ms", None),
+            ],
+        )
+        .unwrap();
+        let expected: ConfigChanges = [
+            ("flush.ms".to_string(), None),
+            ("retention.ms".to_string(), Some("2000".to_string())),
+            ("segment.bytes".to_string(), None),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(changes, expected);
+    }
+
+    #[test]
+    fn a_key_named_twice_is_refused() {
+        let twice = [
+            config("retention.ms", Some("1")),
+            config("retention.ms", Some("2")),
+        ];
+        assert!(matches!(
+            replacement(&BTreeMap::new(), &twice),
+            Err(BrokerError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn duplicated_resources_are_found() {
+        let dups = duplicated_resources([(2, "a"), (2, "b"), (2, "a"), (4, "a")].into_iter());
+        assert_eq!(dups.into_iter().collect::<Vec<_>>(), vec![(2, "a")]);
+    }
+}

@@ -1,0 +1,211 @@
+//! CreatePartitions (v0–3): grow a topic's partition count.
+//!
+//! ```text
+//! per topic ─► named twice?                     INVALID_REQUEST
+//!           ─► internal topic?                  INVALID_TOPIC_EXCEPTION
+//!           ─► unknown?                         UNKNOWN_TOPIC_OR_PARTITION
+//!           ─► count ≤ current, or > 100 000?   INVALID_PARTITIONS
+//!           ─► assignments: one per new partition, each exactly [this node]
+//!                                               else INVALID_REPLICA_ASSIGNMENT
+//!           ─► validate_only? check against the image, change nothing
+//!           ─► propose PartitionsAdded ─► reconcile opens the new logs
+//! ```
+//!
+//! # Invariants
+//! - Partition counts only grow (the metadata image refuses anything else);
+//!   existing partitions and their data are untouched.
+//!
+//! # Caveats
+//! - Kafka's broker lets an administrator grow `__consumer_offsets`; Sluice
+//!   refuses, because the group coordinator maps a group to a partition by
+//!   hashing over the partition count, and changing it would orphan every
+//!   group's committed offsets.
+//!
+//! # References
+//! `ReplicationControlManager.createPartitions` in Kafka (its error
+//! messages are mirrored here).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::create_topics::PARTITIONS_PER_TOPIC_MAX;
+use super::delete_topics::is_internal;
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::metadata::MetadataRecord;
+
+pub async fn handle_create_partitions(
+    broker: &Arc<Broker>,
+    _version: i16,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut times_named: BTreeMap<&str, usize> = BTreeMap::new();
+    for topic in &request.topics {
+        *times_named.entry(topic.name.0.as_str()).or_default() += 1;
+    }
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let result = if times_named
+            .get(topic.name.0.as_str())
+            .is_some_and(|n| *n > 1)
+        {
+            Err(BrokerError::InvalidRequest("Duplicate topic name.".into()))
+        } else {
+            grow(broker, topic, request.validate_only).await
+        };
+        let out = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        results.push(match result {
+            Ok(()) => out,
+            Err(e) => {
+                tracing::debug!(topic = %topic.name.0, error = %e, "create partitions refused");
+                out.with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(e.to_string())))
+            }
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+async fn grow(
+    broker: &Arc<Broker>,
+    topic: &CreatePartitionsTopic,
+    validate_only: bool,
+) -> Result<(), BrokerError> {
+    let name = topic.name.0.as_str();
+    if is_internal(name) {
+        return Err(BrokerError::InvalidTopic {
+            name: name.to_string(),
+            reason: "the partition count of an internal topic cannot be changed",
+        });
+    }
+    let current = broker
+        .image()
+        .topic(name)
+        .map(|t| t.partitions)
+        .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+            topic: name.to_string(),
+            partition: -1,
+        })?;
+    check_count(current, topic.count)?;
+    if let Some(assignments) = &topic.assignments {
+        check_assignments(broker.identity().node_id, current, topic.count, assignments)?;
+    }
+    let record = MetadataRecord::PartitionsAdded {
+        name: name.to_string(),
+        partitions: topic.count,
+    };
+    if validate_only {
+        return broker
+            .image()
+            .check(&record)
+            .map_err(|e| BrokerError::Metadata(e.into()));
+    }
+    broker.propose(record).await?;
+    tracing::info!(
+        topic = name,
+        from = current,
+        to = topic.count,
+        "partitions added"
+    );
+    Ok(())
+}
+
+fn check_count(current: i32, requested: i32) -> Result<(), BrokerError> {
+    if requested < current {
+        return Err(BrokerError::InvalidPartitions(format!(
+            "The topic currently has {current} partition(s); {requested} would not be an increase."
+        )));
+    }
+    if requested == current {
+        return Err(BrokerError::InvalidPartitions(format!(
+            "Topic already has {current} partition(s)."
+        )));
+    }
+    if requested > PARTITIONS_PER_TOPIC_MAX {
+        return Err(BrokerError::InvalidPartitions(format!(
+            "partition count {requested} is above the limit of {PARTITIONS_PER_TOPIC_MAX}"
+        )));
+    }
+    Ok(())
+}
+
+/// Manual assignments: one replica list per new partition, and on a
+/// cluster of one each list is exactly this node.
+fn check_assignments(
+    node: i32,
+    current: i32,
+    requested: i32,
+    assignments: &[CreatePartitionsAssignment],
+) -> Result<(), BrokerError> {
+    let added = i64::from(requested) - i64::from(current);
+    if i64::try_from(assignments.len()).ok() != Some(added) {
+        return Err(BrokerError::InvalidReplicaAssignment(format!(
+            "Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.",
+            assignments.len()
+        )));
+    }
+    let only_this_node = assignments
+        .iter()
+        .all(|a| a.broker_ids.len() == 1 && a.broker_ids.iter().all(|b| b.0 == node));
+    if !only_this_node {
+        return Err(BrokerError::InvalidReplicaAssignment(format!(
+            "each new partition's replicas must be exactly [{node}], the one broker"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::BrokerId;
+
+    use super::*;
+
+    fn assignment(ids: &[i32]) -> CreatePartitionsAssignment {
+        CreatePartitionsAssignment::default()
+            .with_broker_ids(ids.iter().map(|i| BrokerId(*i)).collect())
+    }
+
+    #[test]
+    fn count_must_grow_within_the_limit() {
+        assert!(check_count(3, 4).is_ok());
+        assert!(matches!(
+            check_count(3, 3),
+            Err(BrokerError::InvalidPartitions(_))
+        ));
+        assert!(matches!(
+            check_count(3, 2),
+            Err(BrokerError::InvalidPartitions(_))
+        ));
+        assert!(matches!(
+            check_count(3, PARTITIONS_PER_TOPIC_MAX + 1),
+            Err(BrokerError::InvalidPartitions(_))
+        ));
+    }
+
+    #[test]
+    fn assignments_name_this_node_once_per_new_partition() {
+        assert!(check_assignments(1, 1, 3, &[assignment(&[1]), assignment(&[1])]).is_ok());
+        for bad in [
+            vec![assignment(&[1])],
+            vec![assignment(&[1]), assignment(&[2])],
+            vec![assignment(&[1]), assignment(&[1, 1])],
+            vec![assignment(&[1]), assignment(&[])],
+        ] {
+            assert!(
+                matches!(
+                    check_assignments(1, 1, 3, &bad),
+                    Err(BrokerError::InvalidReplicaAssignment(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! DescribeCluster (v0–1): the brokers of the cluster, its id and its
+//! controller, as the admin client's `describeCluster` shows them.
+//!
+//! A Sluice node is a complete cluster of one: this node is the only
+//! broker and the controller. v1 lets the client say which endpoints it
+//! asked for; this listener serves brokers (endpoint type 1), so a request
+//! for controllers (2) gets MISMATCHED_ENDPOINT_TYPE, as Kafka's brokers
+//! answer it.
+//!
+//! # Caveats
+//! - Authorized operations are not computed (there is no authorizer):
+//!   `cluster_authorized_operations` is Kafka's "omitted" value.
+//!
+//! # References
+//! KIP-700 (DescribeCluster), KIP-919 (endpoint types);
+//! `AuthHelper.computeDescribeClusterResponse` in Kafka.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+
+/// `EndpointType.BROKER`.
+const ENDPOINT_BROKERS: i8 = 1;
+
+/// Kafka's value for "authorized operations not computed".
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub async fn handle_describe_cluster(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let id = broker.identity();
+    let base = DescribeClusterResponse::default()
+        .with_endpoint_type(ENDPOINT_BROKERS)
+        .with_cluster_id(StrBytes::from_string(id.cluster_id.clone()))
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    // endpoint_type exists in requests from v1; v0 always means brokers.
+    if version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
+        let e = BrokerError::MismatchedEndpointType(request.endpoint_type);
+        return base
+            .with_controller_id(BrokerId(-1))
+            .with_error_code(e.code())
+            .with_error_message(Some(StrBytes::from_string(e.to_string())));
+    }
+    base.with_controller_id(BrokerId(id.node_id))
+        .with_brokers(vec![
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id.node_id))
+                .with_host(StrBytes::from_string(id.host.clone()))
+                .with_port(id.port),
+        ])
+}

@@ -1,0 +1,248 @@
+//! Fetch (v4–12): read whole batches below the high watermark and send them
+//! from the segment files without copying them through user space.
+//!
+//! ```text
+//! per partition, in request order: Partition::read(offset, partition_max_bytes)
+//!   → file regions of whole batches (the first non-empty partition may
+//!     exceed the limits by one batch, KIP-74)
+//! total < min_bytes and max_wait_ms > 0 → wait for any high watermark to
+//!   advance (or the deadline), then read again
+//! response = encoded head + per partition [encoded fields, regions…]
+//! ```
+//!
+//! `read_committed` reads below the last stable offset, which equals the
+//! high watermark because transactions are not served. Fetch sessions
+//! (KIP-227) are not kept: every response carries session id 0, which tells
+//! clients to send full requests; an incremental request gets
+//! FETCH_SESSION_ID_NOT_FOUND.
+//!
+//! # Copies
+//! Zero for record bytes: they go from the page cache to the socket by
+//! `sendfile`. Only the partition headers are encoded in memory.
+//!
+//! # Limits
+//! - `max_bytes` (whole response) and `partition_max_bytes` as the client
+//!   asks, capped at [`FETCH_RESPONSE_BYTES_MAX`].
+//! - `max_wait_ms` capped at [`FETCH_WAIT_MS_MAX`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::FetchRequest;
+use sluice_protocol::fetch_response::{
+    FetchPart, FetchResponseData, FetchResponsePartition, FetchResponseTopic,
+    encode_fetch_response_frame,
+};
+use sluice_protocol::header::RequestFrame;
+use sluice_storage::FileRegion;
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::response::{FramePart, Reply, ResponseFrame};
+
+/// Largest fetch response, whatever the client asks (Kafka's
+/// `fetch.max.bytes` default is 55 MiB).
+pub const FETCH_RESPONSE_BYTES_MAX: u32 = 64 * 1024 * 1024;
+
+/// Longest long-poll wait, whatever the client asks.
+pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
+
+/// One partition's read.
+struct PartitionRead {
+    partition: i32,
+    error: Option<ResponseError>,
+    high_watermark: i64,
+    log_start_offset: i64,
+    regions: Vec<FileRegion>,
+}
+
+pub async fn handle_fetch(
+    broker: &Arc<Broker>,
+    frame: &RequestFrame,
+    request: FetchRequest,
+) -> Reply {
+    let version = frame.api_version();
+    let correlation_id = frame.correlation_id();
+    if request.session_id != 0 {
+        let response = FetchResponseData {
+            error_code: ResponseError::FetchSessionIdNotFound.code(),
+            ..FetchResponseData::default()
+        };
+        tracing::debug!(
+            session_id = request.session_id,
+            "incremental fetch refused: sessions are not kept"
+        );
+        return reply_now(version, correlation_id, response, Vec::new());
+    }
+    let (reads, bytes, any_error) = read_all(broker, &request);
+    let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
+    let wait = Duration::from_millis(
+        u64::try_from(request.max_wait_ms.max(0))
+            .unwrap_or(0)
+            .min(FETCH_WAIT_MS_MAX),
+    );
+    if bytes >= min_bytes || any_error || wait.is_zero() {
+        return respond(version, correlation_id, &request, reads);
+    }
+    let broker = Arc::clone(broker);
+    Reply::Later(Box::pin(async move {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = broker.replicas().data_arrived().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (reads, bytes, any_error) = read_all(&broker, &request);
+            if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+                return match respond(version, correlation_id, &request, reads) {
+                    Reply::Now(frame) => Ok(frame),
+                    _ => Err("fetch response does not encode".to_string()),
+                };
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }))
+}
+
+/// Reads every requested partition; returns the reads, the record bytes
+/// found, and whether any partition failed.
+fn read_all(
+    broker: &Broker,
+    request: &FetchRequest,
+) -> (Vec<(usize, Vec<PartitionRead>)>, u64, bool) {
+    let mut budget = u32::try_from(request.max_bytes.max(0))
+        .unwrap_or(0)
+        .min(FETCH_RESPONSE_BYTES_MAX);
+    let mut total: u64 = 0;
+    let mut any_error = false;
+    let mut out = Vec::with_capacity(request.topics.len());
+    for (ti, topic) in request.topics.iter().enumerate() {
+        let mut reads = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let limit = u32::try_from(p.partition_max_bytes.max(0))
+                .unwrap_or(0)
+                .min(budget);
+            let read = read_partition(
+                broker,
+                &topic.topic.0,
+                p.partition,
+                p.fetch_offset,
+                limit,
+                total == 0,
+            );
+            let size: u64 = read.regions.iter().map(|r| r.len()).sum();
+            total += size;
+            budget = budget.saturating_sub(u32::try_from(size).unwrap_or(u32::MAX));
+            any_error |= read.error.is_some();
+            reads.push(read);
+        }
+        out.push((ti, reads));
+    }
+    (out, total, any_error)
+}
+
+fn read_partition(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_bytes: u32,
+    first: bool,
+) -> PartitionRead {
+    let failed = |e: BrokerError, hw: i64, start: i64| PartitionRead {
+        partition,
+        error: Some(e.error_code()),
+        high_watermark: hw,
+        log_start_offset: start,
+        regions: Vec::new(),
+    };
+    let Some(replica) = broker.replicas().partition(topic, partition) else {
+        let e = BrokerError::UnknownTopicOrPartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        return failed(e, -1, -1);
+    };
+    match replica.read(offset, max_bytes, first) {
+        Ok(read) => PartitionRead {
+            partition,
+            error: None,
+            high_watermark: read.high_watermark,
+            log_start_offset: read.log_start_offset,
+            regions: read.regions,
+        },
+        Err(e) => {
+            let p = replica.progress();
+            failed(e, p.high_watermark, p.log_start_offset)
+        }
+    }
+}
+
+fn respond(
+    version: i16,
+    correlation_id: i32,
+    request: &FetchRequest,
+    reads: Vec<(usize, Vec<PartitionRead>)>,
+) -> Reply {
+    let mut regions = Vec::new();
+    let mut topics = Vec::with_capacity(reads.len());
+    for (ti, partitions) in reads {
+        let Some(topic) = request.topics.get(ti) else {
+            continue;
+        };
+        let mut out = Vec::with_capacity(partitions.len());
+        for read in partitions {
+            let lengths = read
+                .regions
+                .iter()
+                .map(|r| usize::try_from(r.len()).unwrap_or(usize::MAX))
+                .collect();
+            regions.extend(read.regions);
+            out.push(FetchResponsePartition {
+                partition_index: read.partition,
+                error_code: read.error.map_or(0, |e| e.code()),
+                high_watermark: read.high_watermark,
+                last_stable_offset: read.high_watermark,
+                log_start_offset: read.log_start_offset,
+                record_regions: lengths,
+                ..FetchResponsePartition::default()
+            });
+        }
+        topics.push(FetchResponseTopic {
+            name: topic.topic.clone(),
+            partitions: out,
+        });
+    }
+    let response = FetchResponseData {
+        topics,
+        ..FetchResponseData::default()
+    };
+    reply_now(version, correlation_id, response, regions)
+}
+
+/// Frames the response: the encoder's parts in order, with each region's
+/// bytes sent from its file where the encoder left room for them.
+fn reply_now(
+    version: i16,
+    correlation_id: i32,
+    response: FetchResponseData,
+    regions: Vec<FileRegion>,
+) -> Reply {
+    let encoded = match encode_fetch_response_frame(&response, version, correlation_id) {
+        Ok(e) => e,
+        Err(e) => return Reply::Close(format!("fetch response does not encode: {e}")),
+    };
+    let mut regions: Vec<Option<FileRegion>> = regions.into_iter().map(Some).collect();
+    let mut parts = Vec::with_capacity(encoded.parts.len());
+    for part in encoded.parts {
+        match part {
+            FetchPart::Encoded(bytes) => parts.push(FramePart::Bytes(bytes)),
+            FetchPart::Records { index, .. } => match regions.get_mut(index).and_then(Option::take)
+            {
+                Some(region) => parts.push(FramePart::Region(region)),
+                None => return Reply::Close(format!("fetch encoder named unknown region {index}")),
+            },
+        }
+    }
+    Reply::Now(ResponseFrame::Parts(parts))
+}

@@ -1,0 +1,33 @@
+//! One file per Kafka API; each defines `handle_<api>` taking the decoded
+//! request and returning the response (or a [`Handled`] when the answer may
+//! come later or not at all).
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A handler's answer.
+pub enum Handled<R> {
+    /// The response is ready.
+    Now(R),
+    /// The response completes later (durability wait, fetch long-poll);
+    /// requests behind it are processed meanwhile, replies stay in order.
+    Later(Pin<Box<dyn Future<Output = R> + Send + 'static>>),
+    /// No response is sent (acks=0 produce).
+    Nothing,
+}

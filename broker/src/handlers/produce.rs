@@ -1,0 +1,324 @@
+//! Produce (served v3–11): validate each partition's record batch, append
+//! it as leader, and answer per `acks`.
+//!
+//! ```text
+//! per partition: exactly one RecordBatch v2 ─► size ≤ max.message.bytes
+//!   ─► framing, magic 2, CRC-32C, codec, record count ─► Partition::append_as_leader
+//!      (idempotence check + one copy into the segment)
+//! acks=0   no response at all
+//! acks=1 / acks=-1 (all)
+//!   durability=fsync      answer once the high watermark covers the batch
+//!                         (the group-commit fdatasync finished), or
+//!                         REQUEST_TIMED_OUT after timeout_ms
+//!   durability=page_cache answer right after the append
+//! ```
+//!
+//! On one node the ISR is this node, so acks=1 and acks=all promise the
+//! same thing; `docs/durability.md` says exactly what.
+//!
+//! # Copies
+//! The batch bytes are a slice of the request frame (no copy on decode) and
+//! are copied once, into the mapped segment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::{
+    ErrorCode, RecordBatchView, RequestFrame, ResponseError, encode_legacy_produce_error,
+};
+
+use super::Handled;
+use crate::broker::Broker;
+use crate::config::DurabilityMode;
+use crate::error::BrokerError;
+use crate::replica::{AppendOutcome, Partition};
+use crate::server::now_ms;
+
+/// A partition's append that must become durable before the answer.
+struct Waiting {
+    topic: usize,
+    partition: usize,
+    replica: Arc<Partition>,
+    last_offset: i64,
+}
+
+pub async fn handle_produce(
+    broker: &Arc<Broker>,
+    _version: i16,
+    request: ProduceRequest,
+) -> Handled<ProduceResponse> {
+    let acks = request.acks;
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    let mut waiting = Vec::new();
+    for (ti, topic) in request.topic_data.iter().enumerate() {
+        let name = topic.name.0.as_str();
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for (pi, data) in topic.partition_data.iter().enumerate() {
+            let result = if !matches!(acks, -1..=1) {
+                Err(BrokerError::InvalidRequiredAcks(acks))
+            } else if request.transactional_id.is_some() {
+                Err(BrokerError::Unsupported("transactional produce"))
+            } else {
+                produce_partition(broker, name, data.index, data.records.as_ref())
+            };
+            let response = match result {
+                Ok((replica, outcome)) => {
+                    if acks != 0 && broker.replicas().durability() == DurabilityMode::Fsync {
+                        waiting.push(Waiting {
+                            topic: ti,
+                            partition: pi,
+                            replica,
+                            last_offset: outcome.last_offset,
+                        });
+                    }
+                    success(data.index, &outcome)
+                }
+                Err(e) => {
+                    tracing::debug!(topic = name, partition = data.index, error = %e, "produce refused");
+                    failure(data.index, &e)
+                }
+            };
+            partitions.push(response);
+        }
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_partition_responses(partitions),
+        );
+    }
+    let response = ProduceResponse::default().with_responses(topics);
+    if acks == 0 {
+        return Handled::Nothing;
+    }
+    if waiting.is_empty() {
+        return Handled::Now(response);
+    }
+    for w in &waiting {
+        broker.replicas().flusher().request(&w.replica).await;
+    }
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    Handled::Later(Box::pin(await_durable(response, waiting, timeout)))
+}
+
+/// Validates and appends one partition's records.
+fn produce_partition(
+    broker: &Arc<Broker>,
+    topic: &str,
+    index: i32,
+    records: Option<&Bytes>,
+) -> Result<(Arc<Partition>, AppendOutcome), BrokerError> {
+    let replica = broker.replicas().partition(topic, index).ok_or_else(|| {
+        BrokerError::UnknownTopicOrPartition {
+            topic: topic.to_string(),
+            partition: index,
+        }
+    })?;
+    let max = broker
+        .replicas()
+        .topic_config(topic)
+        .map_or(broker.config().message_max_bytes, |c| c.max_message_bytes());
+    let records = records.ok_or_else(|| BrokerError::InvalidRecord("no records".into()))?;
+    let view = validate_single_batch(records, max)?;
+    let outcome = replica.append_as_leader(&view, now_ms())?;
+    Ok((replica, outcome))
+}
+
+/// The checks every produced batch passes before it reaches a log.
+///
+/// Kafka's rules for magic-2 produce requests: exactly one batch per
+/// partition, no larger than `max.message.bytes`, intact (CRC-32C),
+/// with a known codec, records that decode and match the header's count,
+/// and not a control or transactional batch (transactions are not served).
+pub fn validate_single_batch(
+    records: &Bytes,
+    max_message_bytes: usize,
+) -> Result<RecordBatchView<'_>, BrokerError> {
+    if records.len() > max_message_bytes {
+        return Err(BrokerError::MessageTooLarge {
+            size: records.len(),
+            max: max_message_bytes,
+        });
+    }
+    let view = RecordBatchView::parse(records, max_message_bytes).map_err(BrokerError::Batch)?;
+    if view.size() != records.len() {
+        return Err(BrokerError::InvalidRecord(
+            "a produce request must carry exactly one record batch per partition".into(),
+        ));
+    }
+    view.verify_crc().map_err(BrokerError::Batch)?;
+    if view.compression().is_none() {
+        return Err(BrokerError::UnsupportedCompression(
+            view.attributes() & 0x07,
+        ));
+    }
+    if view.is_control() || view.is_transactional() {
+        return Err(BrokerError::InvalidRecord(
+            "control and transactional batches are not accepted".into(),
+        ));
+    }
+    sluice_protocol::records::validate_batch(
+        &view,
+        max_message_bytes.saturating_mul(RECORDS_EXPANSION_MAX),
+    )
+    .map_err(BrokerError::Batch)?;
+    Ok(view)
+}
+
+/// How much larger than `max.message.bytes` a batch's records may be once
+/// decompressed before it is refused: bounds the memory one compressed
+/// batch can make the broker use while validating it.
+pub const RECORDS_EXPANSION_MAX: usize = 64;
+
+async fn await_durable(
+    mut response: ProduceResponse,
+    waiting: Vec<Waiting>,
+    timeout: Duration,
+) -> ProduceResponse {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for w in waiting {
+        let mut progress = w.replica.subscribe();
+        let done = tokio::time::timeout_at(
+            deadline,
+            progress.wait_for(|p| p.high_watermark > w.last_offset || p.failed),
+        )
+        .await;
+        let error = match done {
+            Ok(Ok(p)) if !p.failed => None,
+            Ok(_) => Some(BrokerError::StorageFailed),
+            Err(_) => Some(BrokerError::RequestTimedOut(
+                i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
+            )),
+        };
+        if let Some(e) = error
+            && let Some(slot) = response
+                .responses
+                .get_mut(w.topic)
+                .and_then(|t| t.partition_responses.get_mut(w.partition))
+        {
+            *slot = failure(slot.index, &e);
+        }
+    }
+    response
+}
+
+fn success(index: i32, outcome: &AppendOutcome) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(outcome.base_offset)
+        .with_log_append_time_ms(outcome.log_append_time_ms)
+        .with_log_start_offset(outcome.log_start_offset)
+}
+
+fn failure(index: i32, e: &BrokerError) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(e.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(Some(StrBytes::from_string(e.to_string())))
+}
+
+/// The whole response frame (size prefix, header v0, body) to a Produce
+/// v0–2 request: UNSUPPORTED_VERSION for every partition it names.
+///
+/// Those versions carry the v0/v1 message sets Sluice does not store, but
+/// Produce is advertised from v0 (see `sluice_protocol::api`), so an old
+/// client gets a per-partition error it can report instead of a closed
+/// connection. kafka-protocol cannot encode v0–2; the frame is written by
+/// `sluice_protocol::encode_legacy_produce_error`, which decodes the body
+/// with the bounded (vendored) decoders. `None`: the body does not decode,
+/// and the connection is closed.
+pub fn unsupported_version_response(request: &RequestFrame) -> Option<Bytes> {
+    let error = ErrorCode::of(ResponseError::UnsupportedVersion);
+    match encode_legacy_produce_error(request, error) {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            tracing::debug!(version = request.api_version(), error = %e, "undecodable legacy produce");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use bytes::{Buf, BufMut, BytesMut};
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use sluice_protocol::decode_request_header;
+
+    use super::*;
+
+    fn legacy_request(version: i16, body: &[u8]) -> RequestFrame {
+        let mut frame = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(0)
+            .with_request_api_version(version)
+            .with_correlation_id(9)
+            .with_client_id(Some(StrBytes::from_static_str("old")))
+            .encode(&mut frame, 1)
+            .unwrap();
+        frame.put_slice(body);
+        decode_request_header(frame.freeze()).unwrap()
+    }
+
+    /// acks, timeout, [topic "ab", [partition 3 with 5 record bytes]].
+    fn body() -> Vec<u8> {
+        let mut b = BytesMut::new();
+        b.put_i16(1);
+        b.put_i32(500);
+        b.put_i32(1);
+        b.put_i16(2);
+        b.put_slice(b"ab");
+        b.put_i32(1);
+        b.put_i32(3);
+        b.put_i32(5);
+        b.put_slice(b"12345");
+        b.to_vec()
+    }
+
+    #[test]
+    fn every_legacy_version_gets_unsupported_version_per_partition() {
+        for version in 0..=2 {
+            let mut out = unsupported_version_response(&legacy_request(version, &body())).unwrap();
+            assert_eq!(out.get_i32() as usize, out.len(), "v{version}");
+            assert_eq!(out.get_i32(), 9);
+            assert_eq!(out.get_i32(), 1);
+            assert_eq!(out.get_i16(), 2);
+            assert_eq!(out.copy_to_bytes(2).as_ref(), b"ab");
+            assert_eq!(out.get_i32(), 1);
+            assert_eq!(out.get_i32(), 3);
+            assert_eq!(out.get_i16(), 35);
+            assert_eq!(out.get_i64(), -1);
+            if version >= 2 {
+                assert_eq!(out.get_i64(), -1, "log_append_time");
+            }
+            if version >= 1 {
+                assert_eq!(out.get_i32(), 0, "throttle_time_ms");
+            }
+            assert!(out.is_empty(), "v{version}: {} bytes left", out.len());
+        }
+    }
+
+    #[test]
+    fn truncated_or_hostile_bodies_are_refused_not_allocated() {
+        let full = body();
+        for cut in 0..full.len() {
+            let cut_body = full.get(..cut).unwrap();
+            assert!(
+                unsupported_version_response(&legacy_request(1, cut_body)).is_none(),
+                "cut at {cut}"
+            );
+        }
+        // A topic array claiming i32::MAX entries in a 10-byte body.
+        let mut hostile = BytesMut::new();
+        hostile.put_i16(1);
+        hostile.put_i32(500);
+        hostile.put_i32(i32::MAX);
+        assert!(unsupported_version_response(&legacy_request(0, &hostile)).is_none());
+    }
+}

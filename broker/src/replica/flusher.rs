@@ -1,0 +1,115 @@
+//! Group commit: one task that fsyncs partitions with unflushed appends and
+//! then advances their high watermarks, which releases the produce requests
+//! waiting for durability.
+//!
+//! ```text
+//! append ─► Partition::try_queue_flush ─► queue (bounded) ─► flusher:
+//!   drain everything queued ─► take pending flush handles (under each lock)
+//!   ─► fdatasync them all (blocking pool, no lock held)
+//!   ─► complete_flush ─► high watermark advances ─► waiters answer
+//! ```
+//!
+//! While one round syncs, new appends queue up and the next round covers
+//! them all: the more producers, the more appends each fdatasync serves.
+//!
+//! # Invariants
+//! - A partition is in the queue at most once (its `flush_queued` flag), so
+//!   the queue's bound is never reached by one busy partition.
+//! - An fsync error is never retried: the partition is marked failed, and
+//!   its waiters are answered KAFKA_STORAGE_ERROR.
+//!
+//! # Limits
+//! - [`FLUSH_QUEUE_CAPACITY`] partitions wait at once; producers beyond
+//!   that wait to enqueue (back-pressure).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::partition::Partition;
+
+/// Partitions that may wait for a flush at once.
+pub const FLUSH_QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// Handle producers use to ask for a flush.
+#[derive(Clone)]
+pub struct Flusher {
+    queue: mpsc::Sender<Arc<Partition>>,
+}
+
+impl Flusher {
+    /// Starts the flusher task on the current runtime.
+    pub fn start() -> Self {
+        let (queue, rx) = mpsc::channel(FLUSH_QUEUE_CAPACITY);
+        tokio::spawn(run(rx));
+        Self { queue }
+    }
+
+    /// Asks for `partition` to be flushed soon; returns at once unless the
+    /// queue is full.
+    pub async fn request(&self, partition: &Arc<Partition>) {
+        if partition.try_queue_flush() && self.queue.send(Arc::clone(partition)).await.is_err() {
+            tracing::error!("flusher task is gone; durability waits will time out");
+        }
+    }
+}
+
+/// The flusher loop. It never ends while any `Flusher` handle lives.
+async fn run(mut rx: mpsc::Receiver<Arc<Partition>>) {
+    let mut round: Vec<Arc<Partition>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        round.clear();
+        round.push(first);
+        while let Ok(next) = rx.try_recv() {
+            round.push(next);
+        }
+        flush_round(&round).await;
+    }
+    tracing::debug!("flusher stopped: every handle was dropped");
+}
+
+async fn flush_round(partitions: &[Arc<Partition>]) {
+    let mut pending = Vec::with_capacity(partitions.len());
+    for p in partitions {
+        match p.take_pending_flush() {
+            Ok(Some(flush)) => pending.push((Arc::clone(p), flush)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cannot take pending flush")
+            }
+        }
+    }
+    if pending.is_empty() {
+        return;
+    }
+    let synced = tokio::task::spawn_blocking(move || {
+        pending
+            .into_iter()
+            .map(|(p, flush)| {
+                let result = flush.sync();
+                (p, flush, result)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let synced = match synced {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "flush task failed");
+            return;
+        }
+    };
+    for (p, flush, result) in synced {
+        match result {
+            Ok(()) => {
+                if let Err(e) = p.complete_flush(&flush) {
+                    tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cannot complete flush");
+                }
+            }
+            Err(e) => {
+                tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "fdatasync failed; partition marked failed");
+                p.mark_failed();
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Partitions this node hosts: their logs, producer state, high watermarks
+//! and the group-commit flusher.
+//!
+//! Today every partition is led by this node (a cluster of one). The
+//! replication work adds followers, the ISR and leader epochs here, behind
+//! the same `Partition` surface handlers use.
+
+pub mod flusher;
+pub mod manager;
+pub mod partition;
+pub mod producer_state;
+
+pub use flusher::Flusher;
+pub use manager::ReplicaManager;
+pub use partition::{AppendOutcome, Partition, Progress, ReadOutcome};

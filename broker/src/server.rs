@@ -1,0 +1,161 @@
+//! The Kafka listener: accepts connections under a connection limit, runs
+//! the background maintenance loop, and shuts down cleanly on SIGINT or
+//! SIGTERM (stop accepting, let connections finish their replies, close
+//! every log so the next start skips recovery).
+//!
+//! # Limits
+//! - `max.connections` connections at once; the next waits in the kernel's
+//!   accept queue until one closes.
+//! - Connections get [`SHUTDOWN_GRACE`] to drain their replies on shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::connection;
+
+/// How long connections may take to finish after shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the flush policy, retention and segment.ms rolls are checked.
+const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
+
+/// Binds, opens the data directory and serves until `stop` resolves.
+pub async fn run(
+    config: BrokerConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, bound)).await??;
+    // Tests and scripts read this line to find an ephemeral port.
+    tracing::info!(
+        node_id = broker.identity().node_id,
+        data_dir = %broker.config().data_dir.display(),
+        "listening on {bound}"
+    );
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let maintenance = tokio::spawn(maintain(Arc::clone(&broker), shutdown_rx.clone()));
+    let connections = accept_loop(&broker, listener, shutdown_rx, stop).await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    drain(connections).await;
+    maintenance.abort();
+    let closing = Arc::clone(&broker);
+    tokio::task::spawn_blocking(move || closing.shutdown()).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn accept_loop(
+    broker: &Arc<Broker>,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+    stop: impl std::future::Future<Output = ()>,
+) -> JoinSet<()> {
+    let permits = Arc::new(Semaphore::new(broker.config().max_connections.max(1)));
+    let memory = Arc::new(Semaphore::new(broker.memory_budget()));
+    let mut connections = JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stop => break,
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        tracing::debug!(%peer, "connection accepted");
+        let (b, m, s) = (Arc::clone(broker), Arc::clone(&memory), shutdown.clone());
+        connections.spawn(async move {
+            connection::serve(b, stream, m, s).await;
+            drop(permit);
+        });
+        // Reap finished connections so the set stays bounded by the limit.
+        while connections.try_join_next().is_some() {}
+    }
+    connections
+}
+
+async fn drain(mut connections: JoinSet<()>) {
+    let deadline = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = connections.join_next() => if next.is_none() { return },
+            _ = &mut deadline => {
+                tracing::warn!(remaining = connections.len(), "connections did not finish in time; aborting them");
+                connections.abort_all();
+                return;
+            }
+        }
+    }
+}
+
+/// Background work that must never stop while the broker runs: the flush
+/// policy, retention, segment.ms rolls, recovery-point checkpoints.
+async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let retention_every =
+        Duration::from_millis(broker.config().log_retention_check_interval_ms.max(100));
+    let mut last_retention = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(MAINTENANCE_TICK) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let run_retention = last_retention.elapsed() >= retention_every;
+        if run_retention {
+            last_retention = tokio::time::Instant::now();
+        }
+        let b = Arc::clone(&broker);
+        let done = tokio::task::spawn_blocking(move || maintenance_pass(&b, run_retention)).await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "maintenance pass failed");
+        }
+    }
+}
+
+fn maintenance_pass(broker: &Broker, run_retention: bool) {
+    let now = now_ms();
+    for p in broker.replicas().all_partitions() {
+        if let Err(e) = p.maybe_flush(now) {
+            tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "policy flush failed");
+        }
+        if run_retention
+            && let Err(e) = p.with_log(|log| {
+                log.maybe_roll(now)?;
+                log.delete_retained_segments(now)?;
+                log.checkpoint_recovery_point()
+            })
+        {
+            tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "retention pass failed");
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (Kafka timestamps).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
