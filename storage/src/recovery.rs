@@ -19,6 +19,9 @@
 //! 5. A trusted segment whose index fails its checks, or whose tail scan
 //!    meets a bad batch, is scanned in full instead: indexes are never
 //!    trusted over the `.log`.
+//! 6. After an unclean start, the scanned segments are fsynced, so the
+//!    recovery point is the log end offset when `open` returns: a batch
+//!    served after recovery cannot be taken back by a later power cut.
 //!
 //! # Invariants
 //! - After recovery every byte of every segment up to its size is a
@@ -88,19 +91,18 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Rec
     }
     let first_base = segments.first().map_or(Offset::ZERO, |s| s.base);
     let log_end = segments.last().map_or(Offset::ZERO, |s| s.next_offset);
-    let recovery_point = if marker.is_some() && end == marker {
-        log_end
-    } else {
-        rp.unwrap_or(first_base).max(first_base).min(log_end)
-    };
+    if marker.is_none() || end != marker {
+        // What recovery kept is what will be served: make it durable now,
+        // so a reader never sees a batch that a later power cut takes
+        // back, and the next crash need not scan these segments again.
+        let old_rp = rp.unwrap_or(first_base);
+        for seg in segments.iter().filter(|s| s.next_offset > old_rp) {
+            seg.log.shared().sync_data()?;
+        }
+        checkpoint::sync_dir(dir)?;
+    }
     for seg in &mut segments {
-        // Conservative: only segments wholly below the recovery point count
-        // as flushed; the next flush syncs the rest again.
-        seg.flushed_bytes = if seg.next_offset <= recovery_point {
-            seg.size()
-        } else {
-            0
-        };
+        seg.flushed_bytes = seg.size();
     }
     if let Some(active) = segments.last_mut() {
         let size = active.size();
@@ -117,7 +119,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Rec
     Ok(Recovered {
         segments,
         log_start: ckpt_start.max(first_base),
-        recovery_point,
+        recovery_point: log_end,
     })
 }
 
@@ -553,7 +555,11 @@ mod tests {
             Offset(0),
             "safe fallback: first segment base"
         );
-        assert_eq!(log.recovery_point(), Offset(0));
+        assert_eq!(
+            log.recovery_point(),
+            Offset(18),
+            "recovery fsyncs what it keeps"
+        );
     }
 
     #[test]
@@ -586,7 +592,8 @@ mod tests {
             [
                 "00000000000000000000.index",
                 "00000000000000000000.log",
-                "00000000000000000000.timeindex"
+                "00000000000000000000.timeindex",
+                "partition.checkpoint"
             ]
         );
         let bad = LogConfig {
