@@ -482,22 +482,32 @@ def produce(conn: Connection, topic: str, partition: int, records: bytes | None,
     return ProducePartitionResponse(err, base, message)
 
 
-# -- ListOffsets v1 ------------------------------------------------------
+# -- ListOffsets v1-v5 ---------------------------------------------------
 
 LATEST, EARLIEST = -1, -2
 
 
-def list_offset(conn: Connection, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
-    """(error_code, offset) for `timestamp` (or LATEST / EARLIEST)."""
-    body = i32(-1) + array([string(topic) + array([i32(partition) + i64(timestamp)])])
-    r = conn.roundtrip(API_LIST_OFFSETS, 1, body, flexible=False)
+def list_offset(conn: Connection, topic: str, partition: int, timestamp: int,
+                version: int = 4) -> tuple[int, int]:
+    """(error_code, offset) for `timestamp` (or LATEST / EARLIEST), with
+    ListOffsets v1..v5 (the non-flexible ones)."""
+    assert 1 <= version <= 5
+    part = i32(partition) + (i32(-1) if version >= 4 else b"") + i64(timestamp)
+    body = (i32(-1) + (i8(0) if version >= 2 else b"")
+            + array([string(topic) + array([part])]))
+    r = conn.roundtrip(API_LIST_OFFSETS, version, body, flexible=False)
+    if version >= 2:
+        r.i32()  # throttle_time_ms
     assert r.array_len() == 1
     r.string()
     assert r.array_len() == 1
     index, err = r.i32(), r.i16()
     assert index == partition
     r.i64()  # timestamp
-    return err, r.i64()
+    offset = r.i64()
+    if version >= 4:
+        r.i32()  # leader_epoch
+    return err, offset
 
 
 # -- Fetch v4 ------------------------------------------------------------

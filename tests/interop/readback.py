@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,16 @@ def consumer(bootstrap: str, **extra) -> Consumer:
 
 def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create_topic(bootstrap: str, name: str, partitions: int, config: dict | None = None,
+                 timeout: float = 15) -> None:
+    """CreateTopics for one topic, failing the test on any error. (The
+    AdminClient must outlive its futures, or they fail with _DESTROY.)"""
+    client = admin(bootstrap)
+    fut = client.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                         config=config or {})], request_timeout=timeout)[name]
+    fut.result(timeout)
 
 
 def producer(bootstrap: str, **extra) -> Producer:

@@ -68,3 +68,20 @@ def test_create_with_invalid_config_is_refused(broker, topic):
     assert err.code() == KafkaError.INVALID_CONFIG, f"got {err}"
     md = client.list_topics(timeout=TIMEOUT)
     assert topic not in md.topics, "a refused CreateTopics left the topic behind"
+
+
+def test_small_segment_bytes_is_accepted(broker, topic):
+    """segment.bytes down to 1024 is a valid topic config (Kafka does not tie
+    it to max.message.bytes: a batch larger than a segment gets a segment of
+    its own). Below the minimum it is INVALID_CONFIG, not a storage error."""
+    client = admin(broker.bootstrap)
+    err = create(client, NewTopic(topic, num_partitions=1, replication_factor=1, config={"segment.bytes": "1024"}))
+    assert err is None, f"CreateTopics with segment.bytes=1024 failed: {err}"
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    configs = client.describe_configs([resource], request_timeout=TIMEOUT)[resource].result(timeout=TIMEOUT)
+    assert configs["segment.bytes"].value == "1024"
+
+    too_small = topic + "-too-small"
+    err = create(client, NewTopic(too_small, num_partitions=1, replication_factor=1, config={"segment.bytes": "1000"}))
+    assert err is not None and err.code() == KafkaError.INVALID_CONFIG, f"segment.bytes=1000: got {err}"
+    assert too_small not in client.list_topics(timeout=TIMEOUT).topics, "a refused CreateTopics left the topic behind"

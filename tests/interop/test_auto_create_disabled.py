@@ -4,10 +4,9 @@ even when the Metadata request allows auto-creation; CreateTopics still
 works."""
 
 from confluent_kafka import KafkaError
-from confluent_kafka.admin import NewTopic
 
 import kafka_wire
-from readback import admin, producer
+from readback import admin, create_topic, producer
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 
@@ -37,7 +36,7 @@ def test_unknown_topic_is_not_created(broker_factory, topic):
         assert kafka_wire.metadata(conn, [topic], allow_auto_create=True)[topic].error_code == UNKNOWN_TOPIC_OR_PARTITION
 
     # Explicit creation is unaffected.
-    client.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(15)
+    create_topic(broker.bootstrap, topic, 2)
     with kafka_wire.Connection(broker.address) as conn:
         md = kafka_wire.metadata(conn, [topic], allow_auto_create=False)
         assert md[topic].error_code == 0 and md[topic].partitions == {0: 0, 1: 0}

@@ -15,10 +15,9 @@ import random
 
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME
-from confluent_kafka.admin import NewTopic
 
 import kafka_wire
-from readback import admin, assert_dense, producer, read_partitions
+from readback import assert_dense, create_topic, producer, read_partitions
 
 N = 100_000
 PARTITIONS = 3
@@ -80,8 +79,7 @@ def produce_all(bootstrap, topic, codec, records):
 
 @pytest.mark.parametrize("codec", list(CODEC_IDS))
 def test_codec_roundtrip(broker, topic, codec):
-    client = admin(broker.bootstrap)
-    client.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(15)
+    create_topic(broker.bootstrap, topic, PARTITIONS)
 
     rnd = random.Random(f"{codec}-{N}")
     records = [make_record(codec, i, rnd) for i in range(N)]

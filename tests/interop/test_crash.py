@@ -10,9 +10,7 @@ allows them, as long as each is a record we really sent.
 import threading
 import time
 
-from confluent_kafka.admin import NewTopic
-
-from readback import admin, assert_dense, producer, read_partitions
+from readback import assert_dense, create_topic, producer, read_partitions
 
 PARTITIONS = 3
 ACKS_BEFORE_KILL = 20_000
@@ -20,8 +18,7 @@ PRODUCE_DEADLINE_S = 60
 
 
 def test_kill9_loses_no_acknowledged_record(broker, topic):
-    admin(broker.bootstrap).create_topics(
-        [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(15)
+    create_topic(broker.bootstrap, topic, PARTITIONS)
 
     # Short timeouts: once the broker is dead, pending messages should fail
     # quickly instead of holding the test up.

@@ -9,10 +9,9 @@ numbers continue, so the broker must have kept the producer state).
 
 import time
 
-from confluent_kafka.admin import NewTopic
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from readback import admin
+from readback import create_topic
 
 N = 2000
 PARTITIONS = 3
@@ -64,7 +63,7 @@ def check_exactly_once(got, expected_values, acked):
 
 
 def make_topic(bootstrap, topic):
-    admin(bootstrap).create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(15)
+    create_topic(bootstrap, topic, PARTITIONS)
 
 
 def test_new_idempotent_producer_after_restart(broker, topic):

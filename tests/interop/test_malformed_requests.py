@@ -19,7 +19,7 @@ import pytest
 import kafka_wire
 from kafka_wire import (API_METADATA, API_PRODUCE, NO_TAGS, Record, compact_array, compact_string,
                         i8, i16, i32, record_batch, uvarint, varint)
-from readback import read_partitions
+from readback import create_topic, read_partitions
 
 CORRUPT_MESSAGE = 2
 I32_MAX = 2**31 - 1
@@ -71,6 +71,7 @@ FLIPS = {
 
 @pytest.mark.parametrize("where", list(FLIPS))
 def test_flipped_byte_is_corrupt_message(broker, topic, where):
+    create_topic(broker.bootstrap, topic, 1)
     with kafka_wire.Connection(broker.address) as conn:
         good = kafka_wire.produce(conn, topic, 0, three_records())
         assert (good.error_code, good.base_offset) == (0, 0), good
@@ -164,6 +165,7 @@ HOSTILE_BATCHES = {
 @pytest.mark.parametrize("kind", list(HOSTILE_BATCHES))
 def test_lying_batch_is_refused_without_allocating(broker, topic, kind):
     batch = HOSTILE_BATCHES[kind]()
+    create_topic(broker.bootstrap, topic, 1)
     with kafka_wire.Connection(broker.address) as conn:
         assert kafka_wire.produce(conn, topic, 0, three_records()).error_code == 0
         rss_before = broker.rss_kib()

@@ -8,10 +8,9 @@ that librdkafka sends the batch and the broker is the one refusing it.
 import os
 
 from confluent_kafka import KafkaError
-from confluent_kafka.admin import NewTopic
 
 import kafka_wire
-from readback import admin, producer, watermarks
+from readback import create_topic, producer, watermarks
 
 BROKER_MAX = 1024 * 1024 + 12  # the broker's default message.max.bytes
 MESSAGE_TOO_LARGE = 10
@@ -39,8 +38,7 @@ def test_librdkafka_gets_msg_size_too_large_from_broker_default(broker, topic):
 
 
 def test_librdkafka_gets_msg_size_too_large_from_topic_config(broker, topic):
-    admin(broker.bootstrap).create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
-                                                    config={"max.message.bytes": "10000"})])[topic].result(15)
+    create_topic(broker.bootstrap, topic, 1, {"max.message.bytes": "10000"})
     err, _ = produce_one(broker.bootstrap, topic, os.urandom(20_000))
     assert err is not None, "a batch over the topic's max.message.bytes was accepted"
     assert err.code() == KafkaError.MSG_SIZE_TOO_LARGE, f"got {err}"
@@ -55,11 +53,8 @@ def one_record_batch(value_size: int) -> bytes:
 
 def test_hand_built_oversized_batch_gets_error_10(broker, topic):
     other = topic + "-default"
-    futures = admin(broker.bootstrap).create_topics([
-        NewTopic(topic, num_partitions=1, replication_factor=1, config={"max.message.bytes": "2000"}),
-        NewTopic(other, num_partitions=1, replication_factor=1)])
-    for f in futures.values():
-        f.result(15)
+    create_topic(broker.bootstrap, topic, 1, {"max.message.bytes": "2000"})
+    create_topic(broker.bootstrap, other, 1)
     with kafka_wire.Connection(broker.address) as conn:
         big = one_record_batch(3000)
         assert len(big) > 2000

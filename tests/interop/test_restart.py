@@ -2,9 +2,9 @@
 nothing that was acknowledged, keeps topic metadata and configs, and the
 logs continue at the offsets where they stopped."""
 
-from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import ConfigResource, ResourceType
 
-from readback import admin, assert_dense, producer, read_partitions, watermarks
+from readback import admin, assert_dense, create_topic, producer, read_partitions, watermarks
 
 PARTITIONS = 3
 N = 5000
@@ -32,9 +32,7 @@ def produce_acked(bootstrap, topic, start, n):
 
 
 def test_sigterm_restart_keeps_acknowledged_records(broker, topic):
-    client = admin(broker.bootstrap)
-    client.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1,
-                                   config={"retention.ms": "86400000"})])[topic].result(15)
+    create_topic(broker.bootstrap, topic, PARTITIONS, {"retention.ms": "86400000"})
     before = produce_acked(broker.bootstrap, topic, 0, N)
     marks_before = watermarks(broker.bootstrap, topic, PARTITIONS)
 
