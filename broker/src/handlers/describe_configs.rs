@@ -174,7 +174,9 @@ pub async fn handle_describe_configs(
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             match describe(broker, resource, &options) {
-                Ok(configs) => out.with_configs(configs),
+                // Kafka sends a null message on success; the generated
+                // default is an empty string.
+                Ok(configs) => out.with_error_message(None).with_configs(configs),
                 Err(e) => {
                     tracing::debug!(resource = %resource.resource_name, error = %e, "describe configs refused");
                     out.with_error_code(e.code())
@@ -274,14 +276,13 @@ fn describe_topic(
                 .entries()
                 .find(|e| e.0 == name)
                 .map_or_else(String::new, |e| e.1.to_string());
-            let from_broker = key
-                .and_then(|k| k.broker_synonym)
-                .filter(|b| broker_changed(broker.config(), b));
-            let default_source = if from_broker.is_some() {
-                SOURCE_STATIC_BROKER
-            } else {
-                SOURCE_DEFAULT
-            };
+            let broker_synonym = key.and_then(|k| k.broker_synonym);
+            let default_source =
+                if broker_synonym.is_some_and(|b| broker_changed(broker.config(), b)) {
+                    SOURCE_STATIC_BROKER
+                } else {
+                    SOURCE_DEFAULT
+                };
             let source = if is_override {
                 SOURCE_DYNAMIC_TOPIC
             } else {
@@ -298,15 +299,17 @@ fn describe_topic(
                 if is_override {
                     synonyms.push(synonym(name, value.to_string(), SOURCE_DYNAMIC_TOPIC));
                 }
-                let default_name = from_broker.unwrap_or(name);
+                let default_name = broker_synonym.unwrap_or(name);
                 synonyms.push(synonym(default_name, default_value, default_source));
                 out = out.with_synonyms(synonyms);
             }
             if options.version >= 3 {
-                out = out.with_config_type(key.map_or(0, |k| k.config_type));
-                if options.documentation {
-                    out = out.with_documentation(key.map(|k| StrBytes::from_static_str(k.doc)));
-                }
+                let doc = key
+                    .filter(|_| options.documentation)
+                    .map(|k| StrBytes::from_static_str(k.doc));
+                out = out
+                    .with_config_type(key.map_or(0, |k| k.config_type))
+                    .with_documentation(doc);
             }
             out
         })
@@ -342,10 +345,10 @@ fn broker_result(e: BrokerEntry, options: &Options) -> DescribeConfigsResourceRe
         ]);
     }
     if options.version >= 3 {
-        out = out.with_config_type(e.config_type);
-        if options.documentation {
-            out = out.with_documentation(Some(StrBytes::from_static_str(e.doc)));
-        }
+        let doc = options
+            .documentation
+            .then(|| StrBytes::from_static_str(e.doc));
+        out = out.with_config_type(e.config_type).with_documentation(doc);
     }
     out
 }

@@ -71,7 +71,9 @@ pub async fn handle_incremental_alter_configs(
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
         responses.push(match result {
-            Ok(()) => out,
+            // Kafka sends a null message on success; the generated default
+            // is an empty string.
+            Ok(()) => out.with_error_message(None),
             Err(e) => {
                 tracing::debug!(resource = %resource.resource_name, error = %e, "incremental alter configs refused");
                 out.with_error_code(e.code())
