@@ -208,10 +208,21 @@ impl TopicConfig {
     }
 
     /// The largest record batch this topic accepts.
+    ///
+    /// `max.message.bytes` capped at `segment.bytes`: Kafka accepts a
+    /// larger setting but refuses any batch that would not fit a segment
+    /// (RecordBatchTooLargeException), so the cap is the same promise.
     pub fn max_message_bytes(&self) -> usize {
-        self.long("max.message.bytes")
-            .and_then(|v| usize::try_from(v).ok())
-            .unwrap_or(0)
+        let to_usize = |v: i64| usize::try_from(v).ok();
+        let max = self
+            .long("max.message.bytes")
+            .and_then(to_usize)
+            .unwrap_or(0);
+        let segment = self
+            .long("segment.bytes")
+            .and_then(to_usize)
+            .unwrap_or(usize::MAX);
+        max.min(segment)
     }
 
     /// The storage configuration of this topic's partition logs.
