@@ -59,15 +59,16 @@ pub async fn handle_list_offsets(
                     let out = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     match answer {
+                        // leader_epoch exists from v4; below, it must stay
+                        // at its default (-1) or the response does not encode.
                         Ok((offset, timestamp, epoch)) => out
                             .with_offset(offset)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(epoch),
+                            .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
                         Err(e) => out
                             .with_error_code(e.code())
                             .with_offset(-1)
-                            .with_timestamp(-1)
-                            .with_leader_epoch(-1),
+                            .with_timestamp(-1),
                     }
                 })
                 .collect();

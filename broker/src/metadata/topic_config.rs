@@ -312,7 +312,8 @@ mod tests {
         let lc = c.log_config();
         assert_eq!(lc.retention_ms, Some(60_000));
         assert_eq!(lc.segment_bytes, 1_048_576);
-        assert_eq!(c.max_message_bytes(), 1_048_588);
+        // Capped at segment.bytes (1 MiB here).
+        assert_eq!(c.max_message_bytes(), 1_048_576);
         let retention = c.entries().find(|e| e.0 == "retention.ms").unwrap();
         assert_eq!(retention, ("retention.ms", "60000", true));
         let cleanup = c.entries().find(|e| e.0 == "cleanup.policy").unwrap();
