@@ -520,11 +520,11 @@ class FetchPartitionResponse:
 
 
 def fetch(conn: Connection, topic: str, partition: int, offset: int,
-          max_bytes: int = 1 << 20, max_wait_ms: int = 0) -> FetchPartitionResponse:
+          max_bytes: int = 1 << 20, max_wait_ms: int = 0, min_bytes: int = 0) -> FetchPartitionResponse:
     body = (
         i32(-1)            # replica_id
         + i32(max_wait_ms)
-        + i32(0)           # min_bytes
+        + i32(min_bytes)
         + i32(max_bytes)
         + i8(0)            # isolation_level read_uncommitted
         + array([string(topic) + array([i32(partition) + i64(offset) + i32(max_bytes)])])

@@ -29,9 +29,9 @@ def expected_offset(t: int) -> int:
 
 
 def test_offsets_for_times_and_watermarks(broker, topic):
-    # segment.bytes=16384 makes the lookups below cross segment files;
-    # max.message.bytes goes down with it because a batch must fit a
-    # segment (test_admin checks what the broker says about that).
+    # segment.bytes=16384 makes the lookups below cross segment files.
+    # max.message.bytes is lowered with it so that no batch is bigger than
+    # a segment, whatever the broker does with such batches.
     create_topic(broker.bootstrap, topic, 1, {"segment.bytes": "16384", "max.message.bytes": "16384"})
 
     # Empty partition first: earliest = latest = 0, no offset for any time.
