@@ -22,8 +22,6 @@ pub enum BrokerError {
     Batch(DecodeError),
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
-    #[error("unsupported compression codec id {0}")]
-    UnsupportedCompression(i16),
     #[error("producer {producer_id} epoch {epoch} is older than the current {current}")]
     InvalidProducerEpoch {
         producer_id: i64,
@@ -93,7 +91,6 @@ impl BrokerError {
                 .error()
                 .unwrap_or(ResponseError::CorruptMessage),
             Self::InvalidRecord(_) => ResponseError::InvalidRecord,
-            Self::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType,
             Self::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             Self::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             Self::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,

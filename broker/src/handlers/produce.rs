@@ -149,22 +149,19 @@ pub fn validate_single_batch(
             "a produce request must carry exactly one record batch per partition".into(),
         ));
     }
-    view.verify_crc().map_err(BrokerError::Batch)?;
-    if view.compression().is_none() {
-        return Err(BrokerError::UnsupportedCompression(
-            view.attributes() & 0x07,
-        ));
-    }
-    if view.is_control() || view.is_transactional() {
-        return Err(BrokerError::InvalidRecord(
-            "control and transactional batches are not accepted".into(),
-        ));
-    }
+    // CRC-32C first (inside validate_batch), so damaged bytes are reported
+    // as CORRUPT_MESSAGE whatever field the damage hit; then the codec and
+    // every record. The CRC is computed once on this path.
     sluice_protocol::records::validate_batch(
         &view,
         max_message_bytes.saturating_mul(RECORDS_EXPANSION_MAX),
     )
     .map_err(BrokerError::Batch)?;
+    if view.is_control() || view.is_transactional() {
+        return Err(BrokerError::InvalidRecord(
+            "control and transactional batches are not accepted".into(),
+        ));
+    }
     Ok(view)
 }
 
