@@ -466,6 +466,11 @@ def produce_v9_body(topic: str, partition: int, records: bytes | None, acks: int
 def produce(conn: Connection, topic: str, partition: int, records: bytes | None,
             acks: int = -1) -> ProducePartitionResponse:
     r = conn.roundtrip(API_PRODUCE, 9, produce_v9_body(topic, partition, records, acks), flexible=True)
+    return parse_produce_v9(r, topic, partition)
+
+
+def parse_produce_v9(r: Reader, topic: str, partition: int) -> ProducePartitionResponse:
+    """A one-topic, one-partition Produce v9 answer (Reader after the header)."""
     n_topics = r.compact_array_len()
     assert n_topics == 1, f"produce response has {n_topics} topics"
     name = r.compact_string()
