@@ -239,3 +239,57 @@ def test_lying_array_length_does_not_allocate(broker, kind):
         assert errors and all(errors), f"{kind}: answered without an error: {errors}"
     assert rss_after - rss_before < RSS_JUMP_MAX_KIB, f"{kind}: broker RSS grew {rss_before} -> {rss_after} KiB"
     assert_serving(broker)
+
+
+# ---------------------------------------------------------------------------
+# (d) batches that are intact (good CRC) but break a rule of the format
+
+INVALID_RECORD, UNSUPPORTED_COMPRESSION_TYPE, INVALID_REQUIRED_ACKS = 87, 76, 21
+
+
+def patched(batch: bytes, at: int, value: bytes) -> bytes:
+    """`batch` with bytes at `at` replaced and the CRC recomputed."""
+    b = bytearray(batch)
+    b[at:at + len(value)] = value
+    b[kafka_wire.CRC_AT:kafka_wire.CRC_AT + 4] = kafka_wire.u32(kafka_wire.crc32c(bytes(b[kafka_wire.ATTRIBUTES_AT:])))
+    return bytes(b)
+
+
+def non_sequential_offset_deltas() -> bytes:
+    recs = [Record(b"a", b"1"), Record(b"b", b"2"), Record(b"c", b"3")]
+    raw = b"".join(kafka_wire.encode_record(r, d) for r, d in zip(recs, (0, 0, 2)))
+    return record_batch(recs, base_timestamp=TS, records_bytes=raw)
+
+
+RULE_BREAKERS = {
+    # case: (records bytes, acks, acceptable error codes)
+    "two_batches_in_one_partition": (lambda: three_records() + three_records(), -1, {INVALID_RECORD}),
+    "unknown_codec_7": (lambda: patched(three_records(), kafka_wire.ATTRIBUTES_AT, i16(7)), -1,
+                        {UNSUPPORTED_COMPRESSION_TYPE, CORRUPT_MESSAGE, INVALID_RECORD}),
+    "count_says_4_holds_3": (lambda: patched(three_records(), kafka_wire.RECORDS_COUNT_AT, i32(4)), -1,
+                             {CORRUPT_MESSAGE, INVALID_RECORD}),
+    "count_says_2_holds_3": (lambda: patched(three_records(), kafka_wire.RECORDS_COUNT_AT, i32(2)), -1,
+                             {CORRUPT_MESSAGE, INVALID_RECORD}),
+    "last_offset_delta_5_for_3_records": (lambda: patched(three_records(), kafka_wire.ATTRIBUTES_AT + 2, i32(5)),
+                                          -1, {CORRUPT_MESSAGE, INVALID_RECORD}),
+    "offset_deltas_0_0_2": (non_sequential_offset_deltas, -1, {CORRUPT_MESSAGE, INVALID_RECORD}),
+    "magic_1": (lambda: three_records()[:16] + b"\x01" + three_records()[17:], -1,
+                {CORRUPT_MESSAGE, INVALID_RECORD, 43}),
+    "null_records": (lambda: None, -1, {INVALID_RECORD, CORRUPT_MESSAGE}),
+    "truncated_batch": (lambda: three_records()[:-5], -1, {CORRUPT_MESSAGE, INVALID_RECORD}),
+    "acks_5": (three_records, 5, {INVALID_REQUIRED_ACKS}),
+}
+
+
+@pytest.mark.parametrize("case", list(RULE_BREAKERS))
+def test_rule_breaking_batch_is_refused(broker, topic, case):
+    build, acks, codes = RULE_BREAKERS[case]
+    create_topic(broker.bootstrap, topic, 1)
+    with kafka_wire.Connection(broker.address) as conn:
+        assert kafka_wire.produce(conn, topic, 0, three_records()).error_code == 0
+        r = kafka_wire.produce(conn, topic, 0, build(), acks=acks)
+        assert r.error_code in codes, f"{case}: error {r.error_code} ({r.error_message}), want one of {codes}"
+        assert kafka_wire.list_offset(conn, topic, 0, kafka_wire.LATEST) == (0, 3), f"{case}: log end moved"
+        again = kafka_wire.produce(conn, topic, 0, three_records())
+        assert (again.error_code, again.base_offset) == (0, 3), again
+    assert_serving(broker)
