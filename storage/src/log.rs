@@ -90,8 +90,8 @@ pub struct UnflushedFile {
     pub written_len: u64,
 }
 
-struct Planned {
-    at: usize,
+struct Planned<'a> {
+    bytes: &'a [u8],
     meta: BatchMeta,
     log_append_time: bool,
 }
@@ -297,6 +297,9 @@ impl PartitionLog {
             log_start_offset: self.log_start,
         };
         let total: u64 = plan.iter().map(|p| p.meta.size).sum();
+        // A few integers: copied so the active segment can be borrowed
+        // mutably beside it.
+        let config = self.config.clone();
         // Keep one append in one segment when a fresh segment can hold it.
         if !self.active().fits(total, last.meta.last, &self.config)
             && total <= self.config.segment_bytes
@@ -307,13 +310,9 @@ impl PartitionLog {
             if !self.active().fits(p.meta.size, p.meta.last, &self.config) {
                 self.roll(now_ms)?;
             }
-            let src = batches
-                .get(p.at..p.at + p.meta.size as usize)
-                .ok_or(Error::EmptyAppend)?;
-            let config = &self.config;
-            let seg = self.segments.last_mut().ok_or(Error::EmptyAppend)?;
+            let seg = self.active_mut();
             let seg_base = seg.base;
-            let r = seg.append_batch(src, p.meta, stamp, config);
+            let r = seg.append_batch(p.bytes, p.meta, stamp, &config);
             let pos = self.poison_on_err(r)?;
             if i == 0 {
                 info.position = pos;
@@ -335,7 +334,7 @@ impl PartitionLog {
 
     /// Checks every batch before any byte is written, so a bad batch
     /// rejects the whole append.
-    fn plan(&self, batches: &[u8], leader: bool) -> Result<Vec<Planned>> {
+    fn plan<'a>(&self, batches: &'a [u8], leader: bool) -> Result<Vec<Planned<'a>>> {
         let max = self.config.max_message_bytes as usize;
         let mut next = self.log_end_offset();
         let mut out = Vec::new();
@@ -389,7 +388,7 @@ impl PartitionLog {
                 ..BatchMeta::of(&view)
             };
             out.push(Planned {
-                at,
+                bytes: view.as_bytes(),
                 meta,
                 log_append_time: view.timestamp_type() == TimestampType::LogAppendTime,
             });
@@ -951,6 +950,14 @@ mod tests {
             Err(Error::Poisoned { .. })
         ));
         assert!(log.health().is_poisoned());
+    }
+
+    #[test]
+    fn the_broker_can_share_logs_and_regions_across_threads() {
+        fn is_send_sync<T: Send + Sync>() {}
+        is_send_sync::<PartitionLog>();
+        is_send_sync::<crate::FileRegion>();
+        is_send_sync::<PendingFlush>();
     }
 
     #[test]

@@ -144,7 +144,13 @@ impl PartitionLog {
         for seg in self.segments.drain(i + 1..).rev() {
             seg.delete(&self.dir)?;
         }
-        let old = self.segments.pop().ok_or(Error::EmptyAppend)?;
+        let Some(old) = self.segments.pop() else {
+            return Err(Error::Corrupt {
+                path: self.dir.clone(),
+                position: 0,
+                reason: "log without segments".to_string(),
+            });
+        };
         let copy = self.copy_prefix(&old, cut_pos)?;
         drop(old);
         self.segments.push(copy);
