@@ -9,7 +9,7 @@
 //! the mapping, index upkeep, rolls), the page cache being the same for
 //! both. Run: `cargo bench -p sluice-storage --bench append`.
 //! `SLUICE_BENCH_DIR` picks the directory (default: the system temp dir);
-//! `SLUICE_BENCH_MIB` the MiB per round (default 1024: well below the
+//! `SLUICE_BENCH_MIB` the MiB per round (default 512: well below the
 //! dirty-page limit, so writeback throttling does not dominate). Nine
 //! rounds, alternating which side goes first; medians are reported.
 
@@ -159,7 +159,7 @@ fn main() {
     let mib: usize = std::env::var("SLUICE_BENCH_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+        .unwrap_or(512);
     let batch = batch();
     let n = mib;
     let total = (batch.len() * n) as u64;

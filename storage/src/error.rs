@@ -123,5 +123,5 @@ impl Error {
     }
 }
 
-/// `Result` with the storage [`Error`].
+/// `Result` with the storage [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
