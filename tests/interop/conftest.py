@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -54,6 +55,10 @@ def broker_factory(sluice_bin, tmp_path, request):
                  and getattr(request.node, f"rep_{w}").failed for w in ("setup", "call"))
     for b in made:
         b.close()
+        # Segment files are preallocated (1 GiB each with the default
+        # log.segment.bytes): a kept data directory per test would fill the
+        # disk within a run or two. The logs stay, beside it.
+        shutil.rmtree(b.data_dir, ignore_errors=True)
         if failed:
             for run in range(1, b.starts + 1):
                 print(f"---- broker {b.workdir.name} run {run} log (tail) ----")
