@@ -37,7 +37,7 @@ def test_create_describe_and_duplicate(broker, topic):
     assert sorted(t.partitions) == [0, 1, 2, 3]
     for p in t.partitions.values():
         assert p.error is None, f"partition {p.id} error {p.error}"
-        assert p.leader == md.controller_id or p.leader in md.brokers, f"partition {p.id} leader {p.leader}"
+        assert p.leader in md.brokers, f"partition {p.id} leader {p.leader} is not a listed broker"
         assert p.replicas == [p.leader] and p.isrs == [p.leader]
 
     resource = ConfigResource(ResourceType.TOPIC, topic)
