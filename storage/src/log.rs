@@ -111,6 +111,10 @@ pub struct PartitionLog {
     pub(crate) dir_changes: u64,
     pub(crate) dir_synced: u64,
     pub(crate) last_flush_ms: Option<i64>,
+    /// What the checkpoint file holds, once this process wrote it: an
+    /// unchanged checkpoint is not rewritten (each write costs two fsyncs,
+    /// and a roll would otherwise pay them even when no flush happened).
+    pub(crate) last_checkpoint: Option<Checkpoint>,
 }
 
 pub(crate) fn wall_clock_ms() -> i64 {
@@ -149,6 +153,7 @@ impl PartitionLog {
             dir_changes: 0,
             dir_synced: 0,
             last_flush_ms: None,
+            last_checkpoint: None,
         };
         if log.log_start > log.log_end_offset() {
             // The checkpoint's log start lies past the data that survived
@@ -534,12 +539,17 @@ impl PartitionLog {
         Ok(true)
     }
 
-    pub(crate) fn write_checkpoint(&self) -> Result<()> {
+    pub(crate) fn write_checkpoint(&mut self) -> Result<()> {
         let c = Checkpoint {
             recovery_point: self.recovery_point,
             log_start_offset: self.log_start,
         };
-        self.poison_on_err(c.write(&self.dir))
+        if self.last_checkpoint == Some(c) {
+            return Ok(());
+        }
+        self.poison_on_err(c.write(&self.dir))?;
+        self.last_checkpoint = Some(c);
+        Ok(())
     }
 
     /// Persists the recovery point and log start offset (atomically; see

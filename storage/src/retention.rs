@@ -21,7 +21,7 @@
 //! - The active segment is never deleted by retention; when it alone has
 //!   expired by time it is rolled first (Kafka does the same).
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::log::PartitionLog;
 use crate::offset::Offset;
@@ -209,12 +209,9 @@ impl PartitionLog {
         self.poison_on_err(r)
     }
 
+    /// Called with `log_start` and `recovery_point` already at `offset`.
     fn restart_at(&mut self, offset: Offset) -> Result<()> {
-        Checkpoint {
-            recovery_point: offset,
-            log_start_offset: offset,
-        }
-        .write(&self.dir)?;
+        self.write_checkpoint()?;
         let created_ms = self.active().created_ms;
         for seg in self.segments.drain(..) {
             seg.delete(&self.dir)?;
