@@ -75,3 +75,23 @@ def test_hand_built_oversized_batch_gets_error_10(broker, topic):
         assert kafka_wire.list_offset(conn, other, 0, kafka_wire.LATEST) == (0, 0)
         # The connection is still in step after the refusals.
         assert kafka_wire.api_versions(conn).error_code == 0
+
+
+def batch_of_exactly(size: int) -> bytes:
+    """A one-record batch whose whole size (with baseOffset and batchLength,
+    as Kafka counts it against max.message.bytes) is `size` bytes."""
+    value_size = size - len(one_record_batch(0))
+    for v in range(max(value_size - 8, 0), value_size + 1):  # varint lengths grow by a byte or two
+        batch = kafka_wire.record_batch([kafka_wire.Record(b"k", b"x" * v)], base_timestamp=1_700_000_000_000)
+        if len(batch) == size:
+            return batch
+    raise AssertionError(f"cannot build a batch of exactly {size} bytes")
+
+
+def test_limit_is_inclusive(broker, topic):
+    create_topic(broker.bootstrap, topic, 1, {"max.message.bytes": "2000"})
+    with kafka_wire.Connection(broker.address) as conn:
+        r = kafka_wire.produce(conn, topic, 0, batch_of_exactly(2001))
+        assert r.error_code == MESSAGE_TOO_LARGE, f"2001-byte batch: error {r.error_code}, want 10"
+        r = kafka_wire.produce(conn, topic, 0, batch_of_exactly(2000))
+        assert (r.error_code, r.base_offset) == (0, 0), f"2000-byte batch at max.message.bytes=2000: {r}"
