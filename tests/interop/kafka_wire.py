@@ -291,6 +291,7 @@ def parse_batches(data: bytes, check_crc: bool = True) -> list[BatchHeader]:
 # Connection and requests.
 
 API_PRODUCE, API_FETCH, API_LIST_OFFSETS, API_METADATA, API_API_VERSIONS = 0, 1, 2, 3, 18
+API_INIT_PRODUCER_ID = 22
 
 
 class ConnectionClosed(Exception):
@@ -513,6 +514,16 @@ def list_offset(conn: Connection, topic: str, partition: int, timestamp: int,
     if version >= 4:
         r.i32()  # leader_epoch
     return err, offset
+
+
+# -- InitProducerId v1 ---------------------------------------------------
+
+def init_producer_id(conn: Connection) -> tuple[int, int, int]:
+    """(error_code, producer_id, producer_epoch) for a non-transactional
+    idempotent producer."""
+    r = conn.roundtrip(API_INIT_PRODUCER_ID, 1, string(None) + i32(60_000), flexible=False)
+    r.i32()  # throttle_time_ms
+    return r.i16(), r.i64(), r.i16()
 
 
 # -- Fetch v4 ------------------------------------------------------------
