@@ -192,9 +192,11 @@ fn main() {
         read_rates.push(gib_per_s(read_bytes, read));
         pread_rates.push(gib_per_s(pread_bytes, pread));
         println!(
-            "round {round}: plain write {:.2} GiB/s | log append {:.2} GiB/s | log read {:.2} GiB/s | plain read {:.2} GiB/s | segments {}",
+            "round {round}: plain write {:.2} GiB/s (per cpu-s {:.2}) | log append {:.2} GiB/s (per cpu-s {:.2}) | log read {:.2} GiB/s | plain read {:.2} GiB/s | segments {}",
             plain_rates[round],
+            plain_cpu[round],
             log_rates[round],
+            log_cpu[round],
             read_rates[round],
             pread_rates[round],
             log.segment_count()
