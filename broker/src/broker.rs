@@ -73,6 +73,7 @@ impl Broker {
         };
         let replicas = ReplicaManager::new(log_dir, config.durability, defaults);
         replicas.reconcile(|| controller.image())?;
+        replicas.remove_orphans(&controller.image())?;
         let (host, port) = config.advertised_host_port(bound);
         let identity = NodeIdentity {
             node_id: config.node_id,

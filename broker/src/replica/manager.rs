@@ -19,10 +19,11 @@ use tokio::sync::Notify;
 
 use super::flusher::Flusher;
 use super::partition::Partition;
+use super::partition_metadata;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
-use crate::metadata::MetadataImage;
 use crate::metadata::topic_config::{TopicConfig, TopicDefaults};
+use crate::metadata::{MetadataImage, TopicImage};
 
 struct TopicPartitions {
     topic_id: uuid::Uuid,
@@ -143,20 +144,7 @@ impl ReplicaManager {
             let name: Arc<str> = Arc::from(topic.name.as_str());
             while entry.partitions.len() < usize::try_from(topic.partitions).unwrap_or(0) {
                 let index = i32::try_from(entry.partitions.len()).unwrap_or(i32::MAX);
-                let log = self
-                    .log_dir
-                    .open_partition(
-                        &TopicPartition {
-                            topic: topic.name.clone(),
-                            partition: index,
-                        },
-                        log_config.clone(),
-                    )
-                    .map_err(|source| BrokerError::Storage {
-                        topic: topic.name.clone(),
-                        partition: index,
-                        source,
-                    })?;
+                let log = self.open_log(topic, index, log_config.clone())?;
                 entry.partitions.push(Arc::new(Partition::new(
                     Arc::clone(&name),
                     index,
@@ -164,6 +152,69 @@ impl ReplicaManager {
                     self.durability,
                     Arc::clone(&self.data_arrived),
                 )?));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens one partition's log, first deleting a directory left behind
+    /// by another topic of the same name (its `partition.metadata` names a
+    /// different topic id, or it has none: it was never fully created).
+    fn open_log(
+        &self,
+        topic: &TopicImage,
+        index: i32,
+        config: sluice_storage::LogConfig,
+    ) -> Result<sluice_storage::PartitionLog, BrokerError> {
+        let tp = TopicPartition {
+            topic: topic.name.clone(),
+            partition: index,
+        };
+        let storage_err = |source| BrokerError::Storage {
+            topic: topic.name.clone(),
+            partition: index,
+            source,
+        };
+        let dir = self.log_dir.path().join(tp.dir_name());
+        if dir.exists() && partition_metadata::read_topic_id(&dir) != Some(topic.topic_id) {
+            tracing::warn!(dir = %dir.display(), "partition directory belongs to another topic id; deleting it");
+            self.log_dir.delete_partition(&tp).map_err(storage_err)?;
+        }
+        if !dir.exists() {
+            partition_metadata::write_topic_id(&dir, topic.topic_id).map_err(|e| {
+                BrokerError::InvalidRequest(format!("cannot write {}: {e}", dir.display()))
+            })?;
+        }
+        self.log_dir
+            .open_partition(&tp, config)
+            .map_err(storage_err)
+    }
+
+    /// Deletes partition directories the image does not name (a topic
+    /// deleted, or shrunk by a crash mid-creation, while the broker was
+    /// down). Call once at start, after the first reconcile.
+    pub fn remove_orphans(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+        let on_disk = self
+            .log_dir
+            .partitions()
+            .map_err(|source| BrokerError::Storage {
+                topic: String::new(),
+                partition: -1,
+                source,
+            })?;
+        for tp in on_disk {
+            let known = image
+                .topic(&tp.topic)
+                .is_some_and(|t| (0..t.partitions).contains(&tp.partition));
+            if !known {
+                tracing::warn!(topic = %tp.topic, partition = tp.partition, "deleting a partition directory no topic owns");
+                self.log_dir
+                    .delete_partition(&tp)
+                    .map_err(|source| BrokerError::Storage {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        source,
+                    })?;
             }
         }
         Ok(())

@@ -8,6 +8,7 @@
 pub mod flusher;
 pub mod manager;
 pub mod partition;
+pub mod partition_metadata;
 pub mod producer_state;
 
 pub use flusher::Flusher;
