@@ -69,7 +69,7 @@ echo "produce: ${records} records in ${produce_s}s = ${produce} MiB/s of values"
 
 # 5. Fetch everything back.
 t0=$(now)
-consumed=$(kcat -C -b "$bootstrap" -t bench -p 0 -o beginning -e -q -X fetch.max.bytes=52428800 -X fetch.message.max.bytes=10485760 | wc -l)
+consumed=$(kcat -C -b "$bootstrap" -t bench -p 0 -o beginning -e -q -f '%o\n' -X fetch.max.bytes=52428800 -X fetch.message.max.bytes=10485760 | wc -l)
 t1=$(now)
 fetch_s=$(python3 -c "print($t1-$t0)")
 fetch=$(rate "$payload" "$fetch_s")
