@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::group::Coordinator;
 use crate::metadata::topic_config::TopicDefaults;
 use crate::metadata::{Controller, MetadataImage, MetadataRecord};
 use crate::replica::ReplicaManager;
@@ -48,6 +49,8 @@ pub struct Broker {
     controller: Controller,
     replicas: ReplicaManager,
     producer_ids: Mutex<ProducerIdBlock>,
+    /// The consumer-group coordinator (`group::start` loads it).
+    groups: Coordinator,
 }
 
 impl Broker {
@@ -81,7 +84,9 @@ impl Broker {
             port,
             cluster_id,
         };
+        let groups = Coordinator::new(crate::group::group_config(&config));
         Ok(Arc::new(Self {
+            groups,
             config,
             identity,
             controller,
@@ -100,6 +105,10 @@ impl Broker {
 
     pub fn replicas(&self) -> &ReplicaManager {
         &self.replicas
+    }
+
+    pub fn groups(&self) -> &Coordinator {
+        &self.groups
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
@@ -150,6 +159,7 @@ impl Broker {
 
     /// Flushes and closes every partition log (clean shutdown).
     pub fn shutdown(&self) {
+        self.groups.shutdown();
         self.replicas.shutdown();
     }
 }

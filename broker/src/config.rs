@@ -15,6 +15,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::group::limits as group_limits;
+
 /// When an acknowledged write is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,6 +80,30 @@ pub struct BrokerConfig {
     /// How often retention and segment.ms rolls are checked.
     #[serde(rename = "log.retention.check.interval.ms")]
     pub log_retention_check_interval_ms: u64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
+    /// when it is created (an existing topic keeps its count).
+    #[serde(rename = "offsets.topic.num.partitions")]
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`: committed offsets of a group that has
+    /// been empty this long are deleted.
+    #[serde(rename = "offsets.retention.minutes")]
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`.
+    #[serde(rename = "offsets.retention.check.interval.ms")]
+    pub offsets_retention_check_interval_ms: u64,
+    /// `group.max.size`: members of one consumer group.
+    #[serde(rename = "group.max.size")]
+    pub group_max_size: usize,
+    /// `group.min.session.timeout.ms`.
+    #[serde(rename = "group.min.session.timeout.ms")]
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    #[serde(rename = "group.max.session.timeout.ms")]
+    pub group_max_session_timeout_ms: i32,
+    /// `group.initial.rebalance.delay.ms`: a new group's first rebalance
+    /// waits this long for more members.
+    #[serde(rename = "group.initial.rebalance.delay.ms")]
+    pub group_initial_rebalance_delay_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -98,6 +124,14 @@ impl Default for BrokerConfig {
             log_segment_bytes: 1024 * 1024 * 1024,
             log_retention_ms: 7 * 24 * 60 * 60 * 1000,
             log_retention_check_interval_ms: 5 * 60 * 1000,
+            offsets_topic_num_partitions: group_limits::OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+            offsets_retention_minutes: group_limits::OFFSETS_RETENTION_MINUTES_DEFAULT,
+            offsets_retention_check_interval_ms:
+                group_limits::OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+            group_max_size: group_limits::GROUP_MAX_SIZE_DEFAULT,
+            group_min_session_timeout_ms: group_limits::MIN_SESSION_TIMEOUT_MS_DEFAULT,
+            group_max_session_timeout_ms: group_limits::MAX_SESSION_TIMEOUT_MS_DEFAULT,
+            group_initial_rebalance_delay_ms: group_limits::INITIAL_REBALANCE_DELAY_MS_DEFAULT,
         }
     }
 }

@@ -77,6 +77,8 @@ pub enum BrokerError {
     UnknownLeaderEpoch { requested: i32, current: i32 },
     #[error("this endpoint serves brokers (endpoint type 1), not endpoint type {0}")]
     MismatchedEndpointType(i8),
+    #[error(transparent)]
+    Group(#[from] crate::group::GroupError),
 }
 
 impl BrokerError {
@@ -115,6 +117,7 @@ impl BrokerError {
             Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             Self::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             Self::MismatchedEndpointType(_) => ResponseError::MismatchedEndpointType,
+            Self::Group(e) => e.error_code(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod error;
+pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod replica;

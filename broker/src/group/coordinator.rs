@@ -1,0 +1,1033 @@
+//! The group coordinator: every group of this broker, their parked
+//! JoinGroup/SyncGroup replies, their committed offsets, and the records in
+//! `__consumer_offsets` that make all of it survive a restart.
+//!
+//! ```text
+//! handler ─► Coordinator::join/sync/… ─► lock ─► Group (state machine)
+//!                                              ─► Outputs: answer parked waiters,
+//!                                                 Store ─► GroupMetadata record
+//!                                              ─► OffsetTable (commits, tombstones)
+//!                                              ─► append one RecordBatch to the
+//!                                                 group's __consumer_offsets partition
+//!                                        unlock ─► flush request ─► wait for the
+//!                                                 high watermark (commits, deletes)
+//! tick task (every TICK_MS) ─► Group::tick for every group; offsets retention
+//! start ─► create __consumer_offsets if absent ─► replay it ─► serve
+//! ```
+//!
+//! # Ownership
+//! One `Coordinator` per broker, owned by `Broker`. All groups live in one
+//! map under one `std::sync::Mutex`; nothing awaits while holding it. The
+//! lock order is coordinator → partition (an append under the coordinator
+//! lock takes the partition lock); nothing takes them the other way round.
+//! Parked replies are `oneshot` senders held here, never in `Group`.
+//!
+//! # Invariants
+//! - Records are appended and applied to the in-memory state in the same
+//!   critical section, in log order: the live committed offsets and stored
+//!   group generations always equal a replay of the log (model-tested in
+//!   `tests/group_model.rs`).
+//! - An OffsetCommit is acknowledged only once its record is below the
+//!   partition's high watermark (fsynced, in `durability = fsync`).
+//! - The group for `group_id` lives in partition
+//!   `partition_for(group_id, offsets.topic.num.partitions)`.
+//!
+//! # Limits
+//! [`GROUPS_MAX`] groups, [`MEMBERS_MAX`] members across groups, and the
+//! per-group bounds of `limits.rs`.
+//!
+//! # Caveats
+//! - A commit is visible to OffsetFetch as soon as it is appended, slightly
+//!   before it is durable (Kafka keeps it pending until then). A crash in
+//!   that window loses a commit no client was told succeeded.
+//! - Group metadata (generations, members) is appended without waiting for
+//!   durability: after a crash, members rejoin anyway.
+//! - `__consumer_offsets` uses `cleanup.policy=delete` with unlimited
+//!   retention until compaction exists (issue 7): it grows without bound,
+//!   and replay reads it whole at start.
+//!
+//! # References
+//! Kafka's `GroupCoordinator.scala`, `GroupMetadataManager.scala`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Buf;
+use kafka_protocol::messages::ConsumerProtocolSubscription;
+use kafka_protocol::protocol::Decodable;
+use sluice_protocol::{BatchIter, BatchRecords, RecordBatchView};
+use tokio::sync::oneshot;
+
+use super::error::GroupError;
+use super::group::{
+    Group, GroupLimits, GroupState, JoinRequest, JoinResult, Output, Reply, SyncRequest, SyncResult,
+};
+use super::limits::{
+    COMMIT_TIMEOUT_MS, GROUPS_MAX, ID_BYTES_MAX, MEMBERS_MAX, REPLAY_RECORDS_BYTES_MAX,
+};
+use super::offsets::{CommittedOffset, OffsetTable};
+use super::records::{
+    GroupMetadataValue, MemberMetadata, OFFSETS_TOPIC, OffsetsRecord, build_batch, partition_for,
+};
+use crate::config::DurabilityMode;
+use crate::error::BrokerError;
+use crate::metadata::MetadataImage;
+use crate::replica::{Partition, ReplicaManager};
+
+/// The coordinator's settings (broker config).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupConfig {
+    pub limits: GroupLimits,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: i64,
+}
+
+/// A JoinGroup or SyncGroup answer: now, or when the rebalance gets there.
+pub enum Waiting<T> {
+    Now(T),
+    Later(oneshot::Receiver<T>),
+}
+
+impl<T> Waiting<T> {
+    /// Resolves the answer; a waiter dropped without an answer (the
+    /// coordinator stopped) reads as `gone`.
+    pub async fn resolve(self, gone: T) -> T {
+        match self {
+            Self::Now(t) => t,
+            Self::Later(rx) => rx.await.unwrap_or(gone),
+        }
+    }
+}
+
+/// A record batch appended to an offsets partition.
+struct Written {
+    partition: Arc<Partition>,
+    last_offset: i64,
+}
+
+struct Entry {
+    group: Group,
+    offsets: OffsetTable,
+    /// A group metadata record exists for this group in the log.
+    stored: bool,
+    joins: HashMap<String, oneshot::Sender<JoinResult>>,
+    syncs: HashMap<String, oneshot::Sender<SyncResult>>,
+}
+
+#[derive(Default)]
+struct State {
+    groups: HashMap<String, Entry>,
+    members_total: usize,
+    last_retention_ms: i64,
+}
+
+/// What survives a restart, for comparing a live coordinator with one
+/// rebuilt from the log: per group, the stored (generation, protocol type)
+/// and the committed offsets.
+pub type DurableView = BTreeMap<String, (Option<(i32, Option<String>)>, OffsetTable)>;
+
+/// The group coordinator. See the module docs.
+pub struct Coordinator {
+    config: GroupConfig,
+    partitions: std::sync::atomic::AtomicI32,
+    state: Mutex<State>,
+    loaded: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl Coordinator {
+    pub fn new(config: GroupConfig) -> Self {
+        Self {
+            config,
+            partitions: std::sync::atomic::AtomicI32::new(1),
+            state: Mutex::new(State::default()),
+            loaded: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// Partitions of `__consumer_offsets` (known once loaded).
+    pub fn offsets_partitions(&self) -> i32 {
+        self.partitions.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, GroupError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        if !self.loaded.load(Ordering::Acquire) {
+            return Err(GroupError::CoordinatorLoadInProgress);
+        }
+        self.state
+            .lock()
+            .map_err(|_| GroupError::CoordinatorNotAvailable)
+    }
+
+    /// Whether group requests can be served now (FindCoordinator).
+    pub fn check_available(&self) -> Result<(), GroupError> {
+        self.lock().map(drop)
+    }
+
+    /// Stops serving (broker shutdown): parked requests are dropped, and
+    /// later calls answer COORDINATOR_NOT_AVAILABLE.
+    pub fn shutdown(&self) {
+        self.stopped.store(true, Ordering::Release);
+        if let Ok(mut state) = self.state.lock() {
+            for entry in state.groups.values_mut() {
+                entry.joins.clear();
+                entry.syncs.clear();
+            }
+        }
+    }
+
+    // ---- loading ---------------------------------------------------------
+
+    /// Rebuilds every group and committed offset by replaying
+    /// `__consumer_offsets`; groups come back `Empty`. Blocking (reads the
+    /// logs): call it off the reactor, before serving.
+    pub fn load(&self, replicas: &ReplicaManager, partitions: i32) -> Result<usize, BrokerError> {
+        let mut state = State::default();
+        let mut records = 0usize;
+        for index in 0..partitions {
+            let partition = replicas.partition(OFFSETS_TOPIC, index).ok_or_else(|| {
+                BrokerError::UnknownTopicOrPartition {
+                    topic: OFFSETS_TOPIC.to_string(),
+                    partition: index,
+                }
+            })?;
+            records += replay_partition(&partition, &mut |record| {
+                self.apply_replayed(&mut state, record)
+            })?;
+        }
+        state.members_total = 0;
+        let groups = state.groups.len();
+        let mut live = self.state.lock().map_err(|_| BrokerError::StatePoisoned)?;
+        *live = state;
+        drop(live);
+        self.partitions.store(partitions.max(1), Ordering::Release);
+        self.loaded.store(true, Ordering::Release);
+        tracing::info!(partitions, records, groups, "group coordinator loaded");
+        Ok(groups)
+    }
+
+    fn apply_replayed(&self, state: &mut State, record: OffsetsRecord) {
+        match record {
+            OffsetsRecord::OffsetCommit {
+                group,
+                topic,
+                partition,
+                value,
+            } => {
+                let entry = self.entry_for_replay(state, &group);
+                match value {
+                    Some(v) => entry.offsets.put(topic, partition, v.into()),
+                    None => {
+                        entry.offsets.remove(&topic, partition);
+                    }
+                }
+                forget_if_unused(state, &group);
+            }
+            OffsetsRecord::GroupMetadata { group, value: None } => {
+                state.groups.remove(&group);
+            }
+            OffsetsRecord::GroupMetadata {
+                group,
+                value: Some(v),
+            } => {
+                let protocol_type = Some(v.protocol_type).filter(|t| !t.is_empty());
+                let limits = self.config.limits;
+                let entry = self.entry_for_replay(state, &group);
+                entry.group = Group::restore(
+                    group,
+                    limits,
+                    v.generation,
+                    protocol_type,
+                    v.current_state_timestamp_ms,
+                );
+                entry.stored = true;
+            }
+        }
+    }
+
+    fn entry_for_replay<'s>(&self, state: &'s mut State, group: &str) -> &'s mut Entry {
+        let limits = self.config.limits;
+        state
+            .groups
+            .entry(group.to_string())
+            .or_insert_with(|| new_entry(group, limits, -1))
+    }
+
+    // ---- membership ------------------------------------------------------
+
+    pub async fn join(
+        &self,
+        replicas: &ReplicaManager,
+        group_id: &str,
+        req: JoinRequest,
+        now_ms: i64,
+    ) -> Waiting<JoinResult> {
+        let new_member = req.member_id.is_empty();
+        let result = self.with_group(replicas, group_id, true, now_ms, |state, entry, out| {
+            if new_member && state_members(state) >= MEMBERS_MAX {
+                return Waiting::Now(Err(GroupError::LimitExceeded(format!(
+                    "the broker already holds {MEMBERS_MAX} group members"
+                ))));
+            }
+            match entry.group.join(req, now_ms, out) {
+                Reply::Now(r) => Waiting::Now(r),
+                Reply::Wait { member_id } => {
+                    let (tx, rx) = oneshot::channel();
+                    if let Some(old) = entry.joins.insert(member_id, tx) {
+                        let _ = old.send(Err(GroupError::RebalanceInProgress));
+                    }
+                    Waiting::Later(rx)
+                }
+            }
+        });
+        self.finish(replicas, result)
+            .await
+            .unwrap_or_else(|e| Waiting::Now(Err(e)))
+    }
+
+    pub async fn sync(
+        &self,
+        replicas: &ReplicaManager,
+        group_id: &str,
+        req: SyncRequest,
+        now_ms: i64,
+    ) -> Waiting<SyncResult> {
+        let member_id = req.member_id.clone();
+        let result = self.with_group(
+            replicas,
+            group_id,
+            false,
+            now_ms,
+            |_, entry, out| match entry.group.sync(req, now_ms, out) {
+                Reply::Now(r) => Waiting::Now(r),
+                Reply::Wait { member_id } => {
+                    let (tx, rx) = oneshot::channel();
+                    if let Some(old) = entry.syncs.insert(member_id, tx) {
+                        let _ = old.send(Err(GroupError::RebalanceInProgress));
+                    }
+                    Waiting::Later(rx)
+                }
+            },
+        );
+        match self.finish(replicas, result).await {
+            Ok(w) => w,
+            Err(GroupError::GroupIdNotFound(_)) => {
+                Waiting::Now(Err(GroupError::UnknownMemberId(member_id)))
+            }
+            Err(e) => Waiting::Now(Err(e)),
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        now_ms: i64,
+    ) -> Result<(), GroupError> {
+        let mut state = self.lock()?;
+        let entry = state
+            .groups
+            .get_mut(group_id)
+            .ok_or_else(|| GroupError::UnknownMemberId(member_id.to_string()))?;
+        entry
+            .group
+            .heartbeat(member_id, group_instance_id, generation_id, now_ms)
+    }
+
+    /// LeaveGroup for several members; one result per member, in order.
+    pub async fn leave(
+        &self,
+        replicas: &ReplicaManager,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+        now_ms: i64,
+    ) -> Result<Vec<Result<String, GroupError>>, GroupError> {
+        let result = self.with_group(replicas, group_id, false, now_ms, |_, entry, out| {
+            members
+                .iter()
+                .map(|(id, instance)| entry.group.leave(id, instance.as_deref(), now_ms, out))
+                .collect()
+        });
+        match self.finish(replicas, result).await {
+            Err(GroupError::GroupIdNotFound(_)) => Ok(members
+                .iter()
+                .map(|(id, _)| Err(GroupError::UnknownMemberId(id.clone())))
+                .collect()),
+            other => other,
+        }
+    }
+
+    // ---- offsets ---------------------------------------------------------
+
+    /// OffsetCommit: validates the member, appends one record per offset,
+    /// and returns once they are durable.
+    pub async fn commit_offsets(
+        &self,
+        replicas: &ReplicaManager,
+        group_id: &str,
+        member: (&str, Option<&str>, i32),
+        offsets: Vec<(String, i32, CommittedOffset)>,
+        now_ms: i64,
+    ) -> Result<(), GroupError> {
+        let create = member.2 < 0;
+        let written = {
+            let mut state = self.lock()?;
+            let state = &mut *state;
+            if !state.groups.contains_key(group_id) && !create {
+                return Err(GroupError::IllegalGeneration {
+                    requested: member.2,
+                    current: -1,
+                });
+            }
+            let written = self.commit_locked(replicas, state, group_id, member, offsets, now_ms);
+            forget_if_unused(state, group_id);
+            written?
+        };
+        self.await_durable(replicas, written).await
+    }
+
+    fn commit_locked(
+        &self,
+        replicas: &ReplicaManager,
+        state: &mut State,
+        group_id: &str,
+        (member_id, instance_id, generation_id): (&str, Option<&str>, i32),
+        offsets: Vec<(String, i32, CommittedOffset)>,
+        now_ms: i64,
+    ) -> Result<Written, GroupError> {
+        let entry = self.entry(state, group_id, now_ms)?;
+        entry
+            .group
+            .validate_commit(member_id, instance_id, generation_id, now_ms)?;
+        if entry
+            .offsets
+            .would_overflow(offsets.iter().map(|(t, p, _)| (t.as_str(), *p)))
+        {
+            return Err(GroupError::LimitExceeded(
+                "too many committed partitions in one group".into(),
+            ));
+        }
+        let records: Vec<OffsetsRecord> = offsets
+            .iter()
+            .map(|(topic, partition, c)| OffsetsRecord::OffsetCommit {
+                group: group_id.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+                value: Some(c.into()),
+            })
+            .collect();
+        let written = self.append(replicas, group_id, &records, now_ms)?;
+        for (topic, partition, c) in offsets {
+            entry.offsets.put(topic, partition, c);
+        }
+        Ok(written)
+    }
+
+    /// OffsetFetch: the committed offsets of `topics` (all when `None`);
+    /// `None` entries have no committed offset.
+    #[allow(clippy::type_complexity)]
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, GroupError> {
+        let state = self.lock()?;
+        let table = state.groups.get(group_id).map(|e| &e.offsets);
+        let Some(topics) = topics else {
+            let mut all: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
+            for (topic, partition, c) in table.into_iter().flat_map(OffsetTable::iter) {
+                all.entry(topic.to_string())
+                    .or_default()
+                    .push((partition, Some(c.clone())));
+            }
+            return Ok(all.into_iter().collect());
+        };
+        Ok(topics
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let found = partitions
+                    .into_iter()
+                    .map(|p| (p, table.and_then(|t| t.get(&topic, p)).cloned()))
+                    .collect();
+                (topic, found)
+            })
+            .collect())
+    }
+
+    /// OffsetDelete: removes offsets of topics no member is subscribed to.
+    pub async fn delete_offsets(
+        &self,
+        replicas: &ReplicaManager,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+        now_ms: i64,
+    ) -> Result<Vec<(String, i32, Result<(), GroupError>)>, GroupError> {
+        let (results, written) = {
+            let mut state = self.lock()?;
+            let entry = state
+                .groups
+                .get_mut(group_id)
+                .filter(|e| e.group.state() != GroupState::Dead)
+                .ok_or_else(|| GroupError::GroupIdNotFound(group_id.to_string()))?;
+            let subscribed = subscribed_topics(&entry.group);
+            let mut results = Vec::with_capacity(partitions.len());
+            let mut records = Vec::new();
+            for (topic, partition) in partitions {
+                if subscribed.contains(&topic) {
+                    let e = GroupError::GroupSubscribedToTopic(topic.clone());
+                    results.push((topic, partition, Err(e)));
+                    continue;
+                }
+                if entry.offsets.get(&topic, partition).is_some() {
+                    records.push(OffsetsRecord::OffsetCommit {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition,
+                        value: None,
+                    });
+                }
+                results.push((topic, partition, Ok(())));
+            }
+            let written = if records.is_empty() {
+                None
+            } else {
+                let w = self.append(replicas, group_id, &records, now_ms)?;
+                apply_tombstones(entry, &records);
+                Some(w)
+            };
+            forget_if_unused(&mut state, group_id);
+            (results, written)
+        };
+        if let Some(w) = written {
+            self.await_durable(replicas, w).await?;
+        }
+        Ok(results)
+    }
+
+    /// DeleteGroups for one group: only an `Empty` group can be deleted; its
+    /// offsets and metadata get tombstones.
+    pub async fn delete_group(
+        &self,
+        replicas: &ReplicaManager,
+        group_id: &str,
+        now_ms: i64,
+    ) -> Result<(), GroupError> {
+        let written = {
+            let mut state = self.lock()?;
+            let entry = state
+                .groups
+                .get_mut(group_id)
+                .filter(|e| e.group.state() != GroupState::Dead)
+                .ok_or_else(|| GroupError::GroupIdNotFound(group_id.to_string()))?;
+            if entry.group.state() != GroupState::Empty {
+                return Err(GroupError::NonEmptyGroup);
+            }
+            let records = group_tombstones(group_id, entry);
+            let written = self.append(replicas, group_id, &records, now_ms)?;
+            let mut out = Vec::new();
+            entry.group.mark_dead(now_ms, &mut out);
+            state.groups.remove(group_id);
+            written
+        };
+        self.await_durable(replicas, written).await
+    }
+
+    // ---- inspection --------------------------------------------------------
+
+    /// Runs `f` on the group (`None` if unknown), under the lock.
+    pub fn inspect<T>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(Option<&Group>) -> T,
+    ) -> Result<T, GroupError> {
+        let state = self.lock()?;
+        Ok(f(state.groups.get(group_id).map(|e| &e.group)))
+    }
+
+    /// Runs `f` on every group, under the lock.
+    pub fn list<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Group>) -> T,
+    ) -> Result<T, GroupError> {
+        let state = self.lock()?;
+        let mut groups = state.groups.values().map(|e| &e.group);
+        Ok(f(&mut groups))
+    }
+
+    /// What a restart would rebuild from the log (see [`DurableView`]).
+    pub fn durable_view(&self) -> Result<DurableView, GroupError> {
+        let state = self.lock()?;
+        Ok(state
+            .groups
+            .iter()
+            .filter(|(_, e)| e.stored || !e.offsets.is_empty())
+            .map(|(id, e)| {
+                let stored = e.stored.then(|| {
+                    (
+                        e.group.generation_id(),
+                        e.group.protocol_type().map(str::to_string),
+                    )
+                });
+                (id.clone(), (stored, e.offsets.clone()))
+            })
+            .collect())
+    }
+
+    // ---- timers ------------------------------------------------------------
+
+    /// Advances every group's timers to `now_ms`, and every
+    /// `offsets.retention.check.interval.ms` removes expired offsets and
+    /// the offsets of topics `image` no longer has.
+    pub async fn tick(&self, replicas: &ReplicaManager, image: &MetadataImage, now_ms: i64) {
+        let written = match self.tick_locked(replicas, image, now_ms) {
+            Ok(w) => w,
+            Err(GroupError::CoordinatorLoadInProgress | GroupError::CoordinatorNotAvailable) => {
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group coordinator tick failed");
+                return;
+            }
+        };
+        for w in written {
+            request_flush(replicas, &w.partition).await;
+        }
+    }
+
+    fn tick_locked(
+        &self,
+        replicas: &ReplicaManager,
+        image: &MetadataImage,
+        now_ms: i64,
+    ) -> Result<Vec<Written>, GroupError> {
+        let mut state = self.lock()?;
+        let state = &mut *state;
+        let retention_due = now_ms
+            >= state
+                .last_retention_ms
+                .saturating_add(self.config.offsets_retention_check_interval_ms);
+        if retention_due {
+            state.last_retention_ms = now_ms;
+        }
+        let ids: Vec<String> = state.groups.keys().cloned().collect();
+        let mut written = Vec::new();
+        for id in ids {
+            let Some(entry) = state.groups.get_mut(&id) else {
+                continue;
+            };
+            let before = entry.group.member_count();
+            let mut out = Vec::new();
+            entry.group.tick(now_ms, &mut out);
+            let mut records = self.dispatch(&id, entry, out);
+            if retention_due {
+                records.extend(self.expired_offsets(&id, entry, image, now_ms));
+            }
+            adjust_members(&mut state.members_total, before, entry.group.member_count());
+            if !records.is_empty() {
+                match self.append(replicas, &id, &records, now_ms) {
+                    Ok(w) => {
+                        if let Some(entry) = state.groups.get_mut(&id) {
+                            apply_tombstones(entry, &records);
+                        }
+                        written.push(w);
+                    }
+                    Err(e) => {
+                        tracing::error!(group = %id, error = %e, "cannot write group records")
+                    }
+                }
+            }
+            forget_if_unused(state, &id);
+        }
+        Ok(written)
+    }
+
+    /// Tombstones for offsets past retention or of deleted topics, and for
+    /// the group itself once it is empty with no offsets left.
+    fn expired_offsets(
+        &self,
+        group_id: &str,
+        entry: &Entry,
+        image: &MetadataImage,
+        now_ms: i64,
+    ) -> Vec<OffsetsRecord> {
+        let g = &entry.group;
+        let empty_since = (g.state() == GroupState::Empty).then(|| g.state_timestamp_ms());
+        let mut gone: HashSet<(String, i32)> = entry
+            .offsets
+            .expired(
+                now_ms,
+                self.config.offsets_retention_ms,
+                empty_since,
+                g.protocol_type().is_some(),
+            )
+            .into_iter()
+            .collect();
+        gone.extend(
+            entry
+                .offsets
+                .iter()
+                .filter(|(t, p, _)| image.topic(t).is_none_or(|topic| *p >= topic.partitions))
+                .map(|(t, p, _)| (t.to_string(), p)),
+        );
+        let mut records: Vec<OffsetsRecord> = gone
+            .into_iter()
+            .map(|(topic, partition)| OffsetsRecord::OffsetCommit {
+                group: group_id.to_string(),
+                topic,
+                partition,
+                value: None,
+            })
+            .collect();
+        let all_gone = records.len() == entry.offsets.len();
+        if entry.stored
+            && all_gone
+            && empty_since.is_some_and(|since| {
+                now_ms >= since.saturating_add(self.config.offsets_retention_ms)
+            })
+        {
+            records.push(OffsetsRecord::GroupMetadata {
+                group: group_id.to_string(),
+                value: None,
+            });
+        }
+        records
+    }
+
+    // ---- plumbing ------------------------------------------------------------
+
+    /// Runs `f` on the group under the lock, then answers parked requests
+    /// and appends the records the outputs ask for.
+    fn with_group<T>(
+        &self,
+        replicas: &ReplicaManager,
+        group_id: &str,
+        create: bool,
+        now_ms: i64,
+        f: impl FnOnce(&State, &mut Entry, &mut Vec<Output>) -> T,
+    ) -> Result<(T, Option<Written>), GroupError> {
+        if group_id.is_empty() || group_id.len() > ID_BYTES_MAX {
+            return Err(GroupError::InvalidGroupId(group_id.to_string()));
+        }
+        let mut state = self.lock()?;
+        let state = &mut *state;
+        if !create && !state.groups.contains_key(group_id) {
+            return Err(GroupError::GroupIdNotFound(group_id.to_string()));
+        }
+        // Take the entry out so `f` may read the rest of the state.
+        let mut entry = match state.groups.remove(group_id) {
+            Some(e) => e,
+            None if state.groups.len() >= GROUPS_MAX => {
+                return Err(GroupError::LimitExceeded(format!(
+                    "the broker already holds {GROUPS_MAX} groups"
+                )));
+            }
+            None => new_entry(group_id, self.config.limits, now_ms),
+        };
+        let before = entry.group.member_count();
+        let mut out = Vec::new();
+        let value = f(state, &mut entry, &mut out);
+        let records = self.dispatch(group_id, &mut entry, out);
+        adjust_members(&mut state.members_total, before, entry.group.member_count());
+        state.groups.insert(group_id.to_string(), entry);
+        let written = if records.is_empty() {
+            None
+        } else {
+            match self.append(replicas, group_id, &records, now_ms) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(group = group_id, error = %e, "cannot store group metadata");
+                    None
+                }
+            }
+        };
+        forget_if_unused(state, group_id);
+        Ok((value, written))
+    }
+
+    async fn finish<T>(
+        &self,
+        replicas: &ReplicaManager,
+        result: Result<(T, Option<Written>), GroupError>,
+    ) -> Result<T, GroupError> {
+        let (value, written) = result?;
+        if let Some(w) = written {
+            request_flush(replicas, &w.partition).await;
+        }
+        Ok(value)
+    }
+
+    /// Answers parked requests; returns the records the outputs ask for.
+    fn dispatch(&self, group_id: &str, entry: &mut Entry, out: Vec<Output>) -> Vec<OffsetsRecord> {
+        let mut store = false;
+        for o in out {
+            match o {
+                Output::Joined { member_id, result } => {
+                    if let Some(tx) = entry.joins.remove(&member_id) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Output::Synced { member_id, result } => {
+                    if let Some(tx) = entry.syncs.remove(&member_id) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Output::Store => store = true,
+            }
+        }
+        if !store {
+            return Vec::new();
+        }
+        entry.stored = true;
+        vec![OffsetsRecord::GroupMetadata {
+            group: group_id.to_string(),
+            value: Some(metadata_value(&entry.group)),
+        }]
+    }
+
+    fn entry<'s>(
+        &self,
+        state: &'s mut State,
+        group_id: &str,
+        now_ms: i64,
+    ) -> Result<&'s mut Entry, GroupError> {
+        if group_id.is_empty() || group_id.len() > ID_BYTES_MAX {
+            return Err(GroupError::InvalidGroupId(group_id.to_string()));
+        }
+        if !state.groups.contains_key(group_id) && state.groups.len() >= GROUPS_MAX {
+            return Err(GroupError::LimitExceeded(format!(
+                "the broker already holds {GROUPS_MAX} groups"
+            )));
+        }
+        let limits = self.config.limits;
+        Ok(state
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| new_entry(group_id, limits, now_ms)))
+    }
+
+    /// Appends `records` as one batch to the group's offsets partition.
+    fn append(
+        &self,
+        replicas: &ReplicaManager,
+        group_id: &str,
+        records: &[OffsetsRecord],
+        now_ms: i64,
+    ) -> Result<Written, GroupError> {
+        let index = partition_for(group_id, self.offsets_partitions());
+        let partition = replicas
+            .partition(OFFSETS_TOPIC, index)
+            .ok_or(GroupError::CoordinatorNotAvailable)?;
+        let batch = build_batch(records, now_ms).map_err(|e| GroupError::Storage(e.to_string()))?;
+        let view = RecordBatchView::parse(&batch, batch.len())
+            .map_err(|e| GroupError::Storage(e.to_string()))?;
+        let outcome = partition
+            .append_as_leader(&view, now_ms)
+            .map_err(|e| GroupError::Storage(e.to_string()))?;
+        Ok(Written {
+            partition,
+            last_offset: outcome.last_offset,
+        })
+    }
+
+    async fn await_durable(&self, replicas: &ReplicaManager, w: Written) -> Result<(), GroupError> {
+        request_flush(replicas, &w.partition).await;
+        let mut progress = w.partition.subscribe();
+        let timeout = Duration::from_millis(COMMIT_TIMEOUT_MS);
+        match tokio::time::timeout(
+            timeout,
+            progress.wait_for(|p| p.high_watermark > w.last_offset || p.failed),
+        )
+        .await
+        {
+            Ok(Ok(p)) if !p.failed => Ok(()),
+            Ok(_) => Err(GroupError::Storage("the offsets partition failed".into())),
+            Err(_) => Err(GroupError::RequestTimedOut),
+        }
+    }
+}
+
+async fn request_flush(replicas: &ReplicaManager, partition: &Arc<Partition>) {
+    if replicas.durability() == DurabilityMode::Fsync {
+        replicas.flusher().request(partition).await;
+    }
+}
+
+fn new_entry(group_id: &str, limits: GroupLimits, now_ms: i64) -> Entry {
+    Entry {
+        group: Group::new(group_id.to_string(), limits, now_ms),
+        offsets: OffsetTable::default(),
+        stored: false,
+        joins: HashMap::new(),
+        syncs: HashMap::new(),
+    }
+}
+
+fn state_members(state: &State) -> usize {
+    state.members_total
+}
+
+fn adjust_members(total: &mut usize, before: usize, after: usize) {
+    *total = total.saturating_sub(before).saturating_add(after);
+}
+
+/// Drops a group that holds nothing: no members or pending ids, no
+/// offsets, no stored metadata (a refused first join, say).
+fn forget_if_unused(state: &mut State, group_id: &str) {
+    if state.groups.get(group_id).is_some_and(|e| {
+        !e.stored && e.offsets.is_empty() && e.group.size() == 0 && e.joins.is_empty()
+    }) {
+        state.groups.remove(group_id);
+    }
+}
+
+fn apply_tombstones(entry: &mut Entry, records: &[OffsetsRecord]) {
+    for r in records {
+        match r {
+            OffsetsRecord::OffsetCommit {
+                topic,
+                partition,
+                value: None,
+                ..
+            } => {
+                entry.offsets.remove(topic, *partition);
+            }
+            OffsetsRecord::GroupMetadata { value: None, .. } => entry.stored = false,
+            _ => {}
+        }
+    }
+}
+
+fn group_tombstones(group_id: &str, entry: &Entry) -> Vec<OffsetsRecord> {
+    let mut records: Vec<OffsetsRecord> = entry
+        .offsets
+        .iter()
+        .map(|(topic, partition, _)| OffsetsRecord::OffsetCommit {
+            group: group_id.to_string(),
+            topic: topic.to_string(),
+            partition,
+            value: None,
+        })
+        .collect();
+    records.push(OffsetsRecord::GroupMetadata {
+        group: group_id.to_string(),
+        value: None,
+    });
+    records
+}
+
+fn metadata_value(g: &Group) -> GroupMetadataValue {
+    GroupMetadataValue {
+        protocol_type: g.protocol_type().unwrap_or_default().to_string(),
+        generation: g.generation_id(),
+        protocol: g.protocol_name().map(str::to_string),
+        leader: g.leader_id().map(str::to_string),
+        current_state_timestamp_ms: g.state_timestamp_ms(),
+        members: g
+            .members()
+            .map(|m| MemberMetadata {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                session_timeout_ms: m.session_timeout_ms,
+            })
+            .collect(),
+    }
+}
+
+/// Topics the members of a `consumer` group subscribe to, read from their
+/// metadata for the group's protocol (ConsumerProtocolSubscription).
+fn subscribed_topics(group: &Group) -> HashSet<String> {
+    let mut topics = HashSet::new();
+    if group.protocol_type() != Some("consumer") {
+        return topics;
+    }
+    let protocol = group.protocol_name().unwrap_or_default();
+    for m in group.members() {
+        let mut bytes = m.metadata_for(protocol);
+        if bytes.remaining() < 2 {
+            continue;
+        }
+        let version = bytes.get_i16();
+        if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut bytes, version.clamp(0, 3)) {
+            topics.extend(sub.topics.iter().map(|t| t.to_string()));
+        }
+    }
+    topics
+}
+
+/// Feeds every record of one offsets partition to `apply`, in log order.
+fn replay_partition(
+    partition: &Partition,
+    apply: &mut dyn FnMut(OffsetsRecord),
+) -> Result<usize, BrokerError> {
+    let mut next = partition.progress().log_start_offset;
+    let mut count = 0usize;
+    loop {
+        let read = partition.read(next, 16 * 1024 * 1024, true)?;
+        if read.regions.is_empty() {
+            return Ok(count);
+        }
+        let before = next;
+        for region in &read.regions {
+            let bytes = region.bytes();
+            for item in BatchIter::new(&bytes, REPLAY_RECORDS_BYTES_MAX) {
+                let Ok((_, view)) = item else { break };
+                next = view.last_offset() + 1;
+                count += replay_batch(view, partition, apply);
+            }
+        }
+        if next <= before {
+            return Ok(count);
+        }
+    }
+}
+
+fn replay_batch(
+    view: RecordBatchView<'_>,
+    partition: &Partition,
+    apply: &mut dyn FnMut(OffsetsRecord),
+) -> usize {
+    if view.is_control() {
+        return 0;
+    }
+    let base_offset = view.base_offset();
+    let records = match BatchRecords::new(view, REPLAY_RECORDS_BYTES_MAX) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(partition = partition.index(), base_offset, error = %e, "unreadable __consumer_offsets batch skipped");
+            return 0;
+        }
+    };
+    let mut count = 0;
+    for record in records.iter() {
+        let Ok(record) = record else { break };
+        let Some(key) = record.key else { continue };
+        match OffsetsRecord::decode(key, record.value) {
+            Ok(Some(r)) => {
+                apply(r);
+                count += 1;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(partition = partition.index(), base_offset, error = %e, "malformed __consumer_offsets record skipped");
+            }
+        }
+    }
+    count
+}

@@ -1,0 +1,126 @@
+//! Consumer groups: the classic group protocol and committed offsets.
+//!
+//! ```text
+//! handlers/{find_coordinator,join_group,sync_group,heartbeat,leave_group,
+//!           offset_commit,offset_fetch,list_groups,describe_groups,
+//!           delete_groups,offset_delete}.rs
+//!     └─► coordinator::Coordinator   (one per broker; waiters, lock, log writes)
+//!            ├─► group::Group         (I/O-free state machine per group)
+//!            ├─► offsets::OffsetTable (committed offsets per group)
+//!            └─► records              (Kafka's __consumer_offsets schemas)
+//!                  └─► replica::Partition::append_as_leader (the normal log path)
+//! ```
+//!
+//! [`start`] runs once at broker start: it creates `__consumer_offsets` if
+//! absent (through `Broker::propose`, like any topic), replays it, and
+//! starts the timer task. On one node this broker coordinates every group.
+//!
+//! # Caveats
+//! - One node: the coordinator of every offsets partition is this node.
+//!   Leadership changes (loading and unloading partitions, NOT_COORDINATOR)
+//!   arrive with replication.
+//! - `__consumer_offsets` is created with `cleanup.policy=delete` and
+//!   `retention.ms=-1` because compaction does not exist yet (issue 7); it
+//!   must switch to `compact` then, and until then it only grows.
+//! - Transactional offset commits (TxnOffsetCommit) and the KIP-848
+//!   consumer protocol are not served.
+
+pub mod coordinator;
+pub mod error;
+#[allow(clippy::module_inception)]
+pub mod group;
+pub mod limits;
+pub mod offsets;
+pub mod records;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+pub use coordinator::{Coordinator, GroupConfig, Waiting};
+pub use error::GroupError;
+pub use records::OFFSETS_TOPIC;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::server::now_ms;
+
+/// The coordinator settings a broker config gives.
+pub fn group_config(config: &BrokerConfig) -> GroupConfig {
+    GroupConfig {
+        limits: group::GroupLimits {
+            max_size: config.group_max_size.max(1),
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms.max(0),
+        },
+        offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+        offsets_retention_check_interval_ms: i64::try_from(
+            config.offsets_retention_check_interval_ms,
+        )
+        .unwrap_or(i64::MAX),
+    }
+}
+
+/// Topic configs of `__consumer_offsets` (see the module caveats).
+fn offsets_topic_configs() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("cleanup.policy".to_string(), "delete".to_string()),
+        ("retention.ms".to_string(), "-1".to_string()),
+        (
+            "segment.bytes".to_string(),
+            limits::OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
+        ),
+        (
+            "segment.index.bytes".to_string(),
+            limits::OFFSETS_TOPIC_SEGMENT_INDEX_BYTES.to_string(),
+        ),
+    ])
+}
+
+/// Creates `__consumer_offsets` if absent, replays it into the
+/// coordinator, and starts the coordinator's timer task.
+pub async fn start(broker: &Arc<Broker>) -> Result<(), BrokerError> {
+    let partitions = match broker.image().topic(OFFSETS_TOPIC) {
+        Some(topic) => topic.partitions,
+        None => {
+            let wanted = broker.config().offsets_topic_num_partitions;
+            crate::handlers::create_topics::create_topic(
+                broker,
+                OFFSETS_TOPIC,
+                wanted,
+                offsets_topic_configs(),
+                false,
+            )
+            .await?
+            .partitions
+        }
+    };
+    let b = Arc::clone(broker);
+    tokio::task::spawn_blocking(move || b.groups().load(b.replicas(), partitions))
+        .await
+        .map_err(|e| BrokerError::InvalidRequest(format!("group load task failed: {e}")))??;
+    tokio::spawn(tick_loop(Arc::downgrade(broker)));
+    Ok(())
+}
+
+/// The coordinator's timer: session expiry, rebalance and sync deadlines,
+/// offsets retention. Runs for as long as the broker lives; it must never
+/// stop before that, or rebalances would wait forever on dead members.
+async fn tick_loop(broker: Weak<Broker>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(limits::TICK_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(broker) = broker.upgrade() else {
+            tracing::debug!("group coordinator timer stopped: the broker is gone");
+            return;
+        };
+        let image = broker.image();
+        broker
+            .groups()
+            .tick(broker.replicas(), &image, now_ms())
+            .await;
+    }
+}
