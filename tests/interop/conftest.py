@@ -53,8 +53,12 @@ def broker_factory(sluice_bin, tmp_path, request):
 
     failed = any(getattr(request.node, f"rep_{w}", None) is not None
                  and getattr(request.node, f"rep_{w}").failed for w in ("setup", "call"))
+    bad_lines = []
     for b in made:
         b.close()
+        for run in range(1, b.starts + 1):
+            bad_lines += [f"{b.workdir.name} run {run}: {line}" for line in b.log(run).splitlines()
+                          if "panicked" in line or " ERROR " in line]
         # Segment files are preallocated (1 GiB each with the default
         # log.segment.bytes): a kept data directory per test would fill the
         # disk within a run or two. The logs stay, beside it.
@@ -63,6 +67,10 @@ def broker_factory(sluice_bin, tmp_path, request):
             for run in range(1, b.starts + 1):
                 print(f"---- broker {b.workdir.name} run {run} log (tail) ----")
                 print("\n".join(b.log(run).splitlines()[-60:]))
+    # Nothing a client sends may panic the broker (a panicking connection
+    # task would not stop the process, so only the log shows it), and
+    # client misbehaviour is logged at debug, not error (STYLE.md).
+    assert not bad_lines, "broker logged panics or errors:\n" + "\n".join(bad_lines[:20])
 
 
 @pytest.fixture
