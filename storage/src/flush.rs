@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Result;
+use crate::log::PartitionLog;
 use crate::log_dir::LogDirHealth;
 use crate::mmap::MappedFile;
 use crate::offset::Offset;
@@ -78,6 +79,84 @@ impl PendingFlush {
     }
 }
 
+impl PartitionLog {
+    /// The fsync work needed to make everything appended so far durable, or
+    /// `None` if it already is. Run [`PendingFlush::sync`] without the lock,
+    /// then [`PartitionLog::complete_flush`].
+    pub fn pending_flush(&self) -> Option<PendingFlush> {
+        let mut files = Vec::new();
+        let mut sizes = Vec::new();
+        for seg in self.segments.iter().filter(|s| s.flushed_bytes < s.size()) {
+            files.push(std::sync::Arc::clone(seg.log.shared()));
+            sizes.push((seg.base, seg.size()));
+        }
+        let dir_dirty = self.dir_changes != self.dir_synced;
+        let log_end = self.log_end_offset();
+        if files.is_empty() && !dir_dirty && self.recovery_point >= log_end {
+            return None;
+        }
+        Some(PendingFlush {
+            files,
+            sizes,
+            dir: dir_dirty.then(|| self.dir.clone()),
+            dir_changes: self.dir_changes,
+            log_end,
+            generation: self.generation,
+            health: self.health.clone(),
+            synced: AtomicBool::new(false),
+        })
+    }
+
+    /// Records a successful [`PendingFlush::sync`]: the recovery point
+    /// advances to the flush's log end offset. Ignores a flush that did
+    /// not succeed or was taken before a truncation.
+    pub fn complete_flush(&mut self, flush: &PendingFlush) {
+        if !flush.is_synced() || flush.generation != self.generation {
+            return;
+        }
+        for (base, size) in &flush.sizes {
+            if let Some(seg) = self.segments.iter_mut().find(|s| s.base == *base) {
+                seg.flushed_bytes = seg.flushed_bytes.max((*size).min(seg.size()));
+            }
+        }
+        if flush.dir.is_some() {
+            self.dir_synced = self.dir_synced.max(flush.dir_changes);
+        }
+        self.recovery_point = self
+            .recovery_point
+            .max(flush.log_end.min(self.log_end_offset()));
+    }
+
+    /// `pending_flush` + `sync` + `complete_flush` under the caller's lock.
+    pub fn flush(&mut self) -> Result<()> {
+        self.check()?;
+        if let Some(pending) = self.pending_flush() {
+            pending.sync()?;
+            self.complete_flush(&pending);
+        }
+        Ok(())
+    }
+
+    /// Flushes when `flush.messages` unflushed offsets have piled up or the
+    /// last flush is `flush.ms` old; returns whether it flushed.
+    pub fn maybe_flush(&mut self, now_ms: i64) -> Result<bool> {
+        self.check()?;
+        let last = *self.last_flush_ms.get_or_insert(now_ms);
+        let unflushed = self.unflushed_messages();
+        let by_count = self.config.flush_messages.is_some_and(|n| unflushed >= n);
+        let by_time = self
+            .config
+            .flush_ms
+            .is_some_and(|ms| now_ms.saturating_sub(last) >= i64::try_from(ms).unwrap_or(i64::MAX));
+        if unflushed == 0 || !(by_count || by_time) {
+            return Ok(false);
+        }
+        self.flush()?;
+        self.last_flush_ms = Some(now_ms);
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 thread_local! {
     static FAIL_NEXT_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -106,6 +185,8 @@ pub(crate) fn fail_point(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{TS, batch, filled_log as filled, small_config};
+    use crate::{Error, LeaderEpoch, LogConfig};
 
     #[test]
     fn pending_flush_can_cross_threads_and_fails_closed_when_poisoned() {
@@ -126,5 +207,71 @@ mod tests {
         assert!(pf.is_synced());
         health.poison();
         assert!(matches!(pf.sync(), Err(crate::Error::Poisoned { .. })));
+    }
+
+    #[test]
+    fn flush_advances_the_recovery_point_without_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), 3);
+        assert_eq!(log.recovery_point(), Offset(0));
+        let pending = log.pending_flush().unwrap();
+        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(1), 0)
+            .unwrap();
+        std::thread::scope(|s| s.spawn(|| pending.sync().unwrap()).join().unwrap());
+        log.complete_flush(&pending);
+        assert_eq!(log.recovery_point(), Offset(6));
+        assert_eq!(log.unflushed_messages(), 1);
+        log.flush().unwrap();
+        assert_eq!(log.recovery_point(), Offset(7));
+        assert!(log.pending_flush().is_none());
+        // An unsynced PendingFlush never advances anything.
+        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(1), 0)
+            .unwrap();
+        let unsynced = log.pending_flush().unwrap();
+        log.complete_flush(&unsynced);
+        assert_eq!(log.recovery_point(), Offset(7));
+    }
+
+    #[test]
+    fn maybe_flush_applies_flush_messages_and_flush_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush_messages: Some(3),
+            flush_ms: Some(100),
+            ..small_config()
+        };
+        let mut log = PartitionLog::open(dir.path(), config).unwrap();
+        log.append_as_leader(&batch(0, 2, TS, 1), LeaderEpoch(0), 0)
+            .unwrap();
+        assert!(!log.maybe_flush(0).unwrap());
+        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(0), 0)
+            .unwrap();
+        assert!(log.maybe_flush(10).unwrap(), "3 messages");
+        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(0), 0)
+            .unwrap();
+        assert!(!log.maybe_flush(50).unwrap());
+        assert!(log.maybe_flush(110).unwrap(), "100 ms since the last flush");
+        assert_eq!(log.recovery_point(), Offset(4));
+    }
+
+    #[test]
+    fn failed_fsync_poisons_the_log_and_is_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), 2);
+        crate::flush::fail_next_sync();
+        let err = log.flush().unwrap_err();
+        assert!(matches!(err, Error::Io { op: "fsync", .. }), "{err}");
+        assert!(err.is_storage_error());
+        assert_eq!(log.recovery_point(), Offset(0));
+        assert!(matches!(log.flush(), Err(Error::Poisoned { .. })));
+        assert!(matches!(
+            log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(0), 0),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(matches!(
+            log.read(Offset(0), 10, Offset(4), true),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(log.health().is_poisoned());
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Module map: [`offset`] (newtypes), `error`, `config`, `limits`,
 //! `mmap` (the only `unsafe`), `segment`, `offset_index`, `time_index`,
-//! `log` (append/read/flush), `recovery`, `retention` (retention,
+//! `log` (open, append, roll, close), `read`, `recovery`, `retention` (retention,
 //! DeleteRecords, truncation), `checkpoint`, `flush`, `log_dir`, `region`.
 //! The on-disk formats are specified in `docs/formats.md`; what each call
 //! makes durable is in `log.rs` and `docs/durability.md`.
@@ -31,6 +31,7 @@ mod log_dir;
 mod mmap;
 pub mod offset;
 mod offset_index;
+mod read;
 mod recovery;
 mod region;
 mod retention;

@@ -38,20 +38,16 @@
 //! Kafka's `UnifiedLog` / `LocalLog`, KIP-74 (fetch min one batch).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
-use bytes::Bytes;
 use sluice_protocol::DecodeError;
 use sluice_protocol::record_batch::{BatchIter, TimestampType};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
-use crate::flush::PendingFlush;
 use crate::log_dir::LogDirHealth;
 use crate::offset::{FilePosition, LeaderEpoch, Offset};
 use crate::recovery;
-use crate::region::ReadInfo;
 use crate::segment::{BatchMeta, Segment};
 
 /// What an append did.
@@ -402,63 +398,6 @@ impl PartitionLog {
         Ok(out)
     }
 
-    /// Reads whole batches from the one holding `start`, up to `max_bytes`
-    /// (KIP-74: with `min_one_batch` the first batch is returned whole even
-    /// if larger), never including a batch whose last offset is at or
-    /// above `upper_bound` (exclusive: e.g. the high watermark).
-    pub fn read(
-        &self,
-        start: Offset,
-        max_bytes: u32,
-        upper_bound: Offset,
-        min_one_batch: bool,
-    ) -> Result<ReadInfo> {
-        self.check()?;
-        let log_end = self.log_end_offset();
-        if start < self.log_start || start > log_end {
-            return Err(self.out_of_range(start));
-        }
-        let mut info = ReadInfo {
-            next_offset: start,
-            log_start_offset: self.log_start,
-            log_end_offset: log_end,
-            ..ReadInfo::default()
-        };
-        let budget = u64::from(max_bytes);
-        let first_segment = self.segment_for(start);
-        let mut target = start;
-        for seg in self.segments.iter().skip(first_segment) {
-            let Some((mut pos, _)) = seg.find(target)? else {
-                continue;
-            };
-            let region_start = pos;
-            let mut stop = false;
-            while pos < seg.size() {
-                let meta = seg.batch_at(pos)?;
-                let first = info.bytes == 0;
-                if meta.last >= upper_bound
-                    || (info.bytes + meta.size > budget && !(first && min_one_batch))
-                {
-                    stop = true;
-                    break;
-                }
-                info.first_offset.get_or_insert(meta.base);
-                info.bytes += meta.size;
-                info.next_offset = meta.last.next();
-                pos += meta.size;
-            }
-            if pos > region_start {
-                info.regions
-                    .push(seg.region(region_start, pos - region_start));
-            }
-            if stop {
-                break;
-            }
-            target = seg.next_offset;
-        }
-        Ok(info)
-    }
-
     /// Index of the segment that holds `offset` (the last with base <= it).
     pub(crate) fn segment_for(&self, offset: Offset) -> usize {
         self.segments
@@ -471,41 +410,6 @@ impl PartitionLog {
             requested,
             log_start: self.log_start,
             log_end: self.log_end_offset(),
-        }
-    }
-
-    /// The first batch (at or after the log start) whose max timestamp is
-    /// `>= ts`, found through the time index; the broker looks inside it
-    /// for the exact record (ListOffsets by timestamp).
-    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<Bytes>> {
-        self.check()?;
-        for seg in &self.segments {
-            if seg.max_timestamp < ts || seg.next_offset <= self.log_start {
-                continue;
-            }
-            if let Some((pos, meta)) = seg.find_by_timestamp(ts, self.log_start)? {
-                return seg.bytes(pos, meta.size).map(Some);
-            }
-        }
-        Ok(None)
-    }
-
-    /// The first batch carrying the log's largest timestamp (ListOffsets
-    /// MAX_TIMESTAMP), or `None` when the log is empty.
-    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>> {
-        self.check()?;
-        let mut best: Option<&Segment> = None;
-        for seg in self.segments.iter().filter(|s| !s.is_empty()) {
-            if best.is_none_or(|b| seg.max_timestamp > b.max_timestamp) {
-                best = Some(seg);
-            }
-        }
-        let Some(seg) = best else {
-            return Ok(None);
-        };
-        match seg.find(seg.offset_of_max_timestamp)? {
-            Some((pos, meta)) => seg.bytes(pos, meta.size).map(Some),
-            None => Ok(None),
         }
     }
 
@@ -557,82 +461,6 @@ impl PartitionLog {
     pub fn checkpoint_recovery_point(&mut self) -> Result<()> {
         self.check()?;
         self.write_checkpoint()
-    }
-
-    /// The fsync work needed to make everything appended so far durable, or
-    /// `None` if it already is. Run [`PendingFlush::sync`] without the lock,
-    /// then [`PartitionLog::complete_flush`].
-    pub fn pending_flush(&self) -> Option<PendingFlush> {
-        let mut files = Vec::new();
-        let mut sizes = Vec::new();
-        for seg in self.segments.iter().filter(|s| s.flushed_bytes < s.size()) {
-            files.push(std::sync::Arc::clone(seg.log.shared()));
-            sizes.push((seg.base, seg.size()));
-        }
-        let dir_dirty = self.dir_changes != self.dir_synced;
-        let log_end = self.log_end_offset();
-        if files.is_empty() && !dir_dirty && self.recovery_point >= log_end {
-            return None;
-        }
-        Some(PendingFlush {
-            files,
-            sizes,
-            dir: dir_dirty.then(|| self.dir.clone()),
-            dir_changes: self.dir_changes,
-            log_end,
-            generation: self.generation,
-            health: self.health.clone(),
-            synced: AtomicBool::new(false),
-        })
-    }
-
-    /// Records a successful [`PendingFlush::sync`]: the recovery point
-    /// advances to the flush's log end offset. Ignores a flush that did
-    /// not succeed or was taken before a truncation.
-    pub fn complete_flush(&mut self, flush: &PendingFlush) {
-        if !flush.is_synced() || flush.generation != self.generation {
-            return;
-        }
-        for (base, size) in &flush.sizes {
-            if let Some(seg) = self.segments.iter_mut().find(|s| s.base == *base) {
-                seg.flushed_bytes = seg.flushed_bytes.max((*size).min(seg.size()));
-            }
-        }
-        if flush.dir.is_some() {
-            self.dir_synced = self.dir_synced.max(flush.dir_changes);
-        }
-        self.recovery_point = self
-            .recovery_point
-            .max(flush.log_end.min(self.log_end_offset()));
-    }
-
-    /// `pending_flush` + `sync` + `complete_flush` under the caller's lock.
-    pub fn flush(&mut self) -> Result<()> {
-        self.check()?;
-        if let Some(pending) = self.pending_flush() {
-            pending.sync()?;
-            self.complete_flush(&pending);
-        }
-        Ok(())
-    }
-
-    /// Flushes when `flush.messages` unflushed offsets have piled up or the
-    /// last flush is `flush.ms` old; returns whether it flushed.
-    pub fn maybe_flush(&mut self, now_ms: i64) -> Result<bool> {
-        self.check()?;
-        let last = *self.last_flush_ms.get_or_insert(now_ms);
-        let unflushed = self.unflushed_messages();
-        let by_count = self.config.flush_messages.is_some_and(|n| unflushed >= n);
-        let by_time = self
-            .config
-            .flush_ms
-            .is_some_and(|ms| now_ms.saturating_sub(last) >= i64::try_from(ms).unwrap_or(i64::MAX));
-        if unflushed == 0 || !(by_count || by_time) {
-            return Ok(false);
-        }
-        self.flush()?;
-        self.last_flush_ms = Some(now_ms);
-        Ok(true)
     }
 
     /// Flushes everything, trims the active segment, writes the checkpoint
@@ -687,27 +515,9 @@ fn batch_error(e: DecodeError, position: usize, max: usize) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{batch, small_config};
-    use sluice_protocol::RecordBatchView;
-
-    const TS: i64 = 1_700_000_000_000;
-
-    fn open(dir: &Path) -> PartitionLog {
-        PartitionLog::open(dir, small_config()).unwrap()
-    }
-
-    fn views(info: &ReadInfo) -> Vec<(i64, i64, i32)> {
-        let mut out = Vec::new();
-        for r in &info.regions {
-            let b = r.bytes();
-            for item in BatchIter::new(&b, 1 << 20) {
-                let (_, v) = item.unwrap();
-                v.verify_crc().unwrap();
-                out.push((v.base_offset(), v.last_offset(), v.partition_leader_epoch()));
-            }
-        }
-        out
-    }
+    use crate::test_util::{
+        TS, batch, batch_ranges as views, filled_log as filled, open_small as open, small_config,
+    };
 
     #[test]
     fn leader_append_assigns_offsets_and_stamps_epoch_in_place() {
@@ -802,59 +612,6 @@ mod tests {
         assert_eq!((info.base_offset, info.last_offset), (Offset(2), Offset(5)));
     }
 
-    fn filled(dir: &Path, batches: i64) -> PartitionLog {
-        let mut log = open(dir);
-        for i in 0..batches {
-            log.append_as_leader(&batch(0, 2, TS + i, 339), LeaderEpoch(1), 0)
-                .unwrap();
-        }
-        log
-    }
-
-    #[test]
-    fn reads_respect_bounds_max_bytes_and_min_one_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = filled(dir.path(), 30); // 400-byte batches of 2 offsets; 10 per segment
-        assert_eq!(log.log_end_offset(), Offset(60));
-        assert_eq!(log.segment_count(), 3);
-        let r = log.read(Offset(5), 1000, Offset(60), false).unwrap();
-        assert_eq!(
-            r.first_offset,
-            Some(Offset(4)),
-            "whole batch holding the start"
-        );
-        assert_eq!((r.bytes, r.next_offset), (800, Offset(8)));
-        let r = log.read(Offset(5), 10, Offset(60), true).unwrap();
-        assert_eq!((r.bytes, r.next_offset), (400, Offset(6)), "KIP-74");
-        let r = log.read(Offset(5), 10, Offset(60), false).unwrap();
-        assert!(r.regions.is_empty());
-        assert_eq!(r.next_offset, Offset(5));
-        let r = log.read(Offset(0), u32::MAX, Offset(60), false).unwrap();
-        assert_eq!(r.regions.len(), 3, "one region per segment");
-        assert_eq!(r.bytes, 12_000);
-        assert_eq!(views(&r).len(), 30);
-        let r = log.read(Offset(18), u32::MAX, Offset(23), false).unwrap();
-        assert_eq!(
-            views(&r),
-            vec![(18, 19, 1), (20, 21, 1)],
-            "never past the upper bound"
-        );
-        assert!(
-            log.read(Offset(60), 100, Offset(60), true)
-                .unwrap()
-                .regions
-                .is_empty()
-        );
-        assert!(matches!(
-            log.read(Offset(61), 100, Offset(60), true),
-            Err(Error::OffsetOutOfRange {
-                requested: Offset(61),
-                log_start: Offset(0),
-                log_end: Offset(60)
-            })
-        ));
-    }
-
     #[test]
     fn rolls_at_segment_bytes_and_trims_the_old_segment() {
         let dir = tempfile::tempdir().unwrap();
@@ -897,69 +654,41 @@ mod tests {
     }
 
     #[test]
-    fn flush_advances_the_recovery_point_without_the_lock() {
+    fn a_full_disk_at_roll_is_a_typed_error_that_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = filled(dir.path(), 3);
-        assert_eq!(log.recovery_point(), Offset(0));
-        let pending = log.pending_flush().unwrap();
-        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(1), 0)
-            .unwrap();
-        std::thread::scope(|s| s.spawn(|| pending.sync().unwrap()).join().unwrap());
-        log.complete_flush(&pending);
-        assert_eq!(log.recovery_point(), Offset(6));
-        assert_eq!(log.unflushed_messages(), 1);
-        log.flush().unwrap();
-        assert_eq!(log.recovery_point(), Offset(7));
-        assert!(log.pending_flush().is_none());
-        // An unsynced PendingFlush never advances anything.
-        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(1), 0)
-            .unwrap();
-        let unsynced = log.pending_flush().unwrap();
-        log.complete_flush(&unsynced);
-        assert_eq!(log.recovery_point(), Offset(7));
-    }
-
-    #[test]
-    fn maybe_flush_applies_flush_messages_and_flush_ms() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig {
-            flush_messages: Some(3),
-            flush_ms: Some(100),
-            ..small_config()
-        };
-        let mut log = PartitionLog::open(dir.path(), config).unwrap();
-        log.append_as_leader(&batch(0, 2, TS, 1), LeaderEpoch(0), 0)
-            .unwrap();
-        assert!(!log.maybe_flush(0).unwrap());
-        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(0), 0)
-            .unwrap();
-        assert!(log.maybe_flush(10).unwrap(), "3 messages");
-        log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(0), 0)
-            .unwrap();
-        assert!(!log.maybe_flush(50).unwrap());
-        assert!(log.maybe_flush(110).unwrap(), "100 ms since the last flush");
-        assert_eq!(log.recovery_point(), Offset(4));
-    }
-
-    #[test]
-    fn failed_fsync_poisons_the_log_and_is_not_retried() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = filled(dir.path(), 2);
-        crate::flush::fail_next_sync();
-        let err = log.flush().unwrap_err();
-        assert!(matches!(err, Error::Io { op: "fsync", .. }), "{err}");
+        let mut log = filled(dir.path(), 10); // the active segment is full
+        let before = std::fs::read_dir(dir.path()).unwrap().count();
+        crate::mmap::fail_next_fallocate();
+        let err = log
+            .append_as_leader(&batch(0, 2, TS, 339), LeaderEpoch(1), 0)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::NoSpace {
+                    requested: 4096,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.is_storage_error());
-        assert_eq!(log.recovery_point(), Offset(0));
-        assert!(matches!(log.flush(), Err(Error::Poisoned { .. })));
-        assert!(matches!(
-            log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(0), 0),
-            Err(Error::Poisoned { .. })
-        ));
-        assert!(matches!(
-            log.read(Offset(0), 10, Offset(4), true),
-            Err(Error::Poisoned { .. })
-        ));
-        assert!(log.health().is_poisoned());
+        assert!(!log.health().is_poisoned());
+        assert_eq!(log.log_end_offset(), Offset(20));
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            before,
+            "no half-made segment"
+        );
+        let info = log
+            .append_as_leader(&batch(0, 2, TS, 339), LeaderEpoch(1), 0)
+            .unwrap();
+        assert_eq!(
+            info.base_offset,
+            Offset(20),
+            "a retry once space is back succeeds"
+        );
     }
 
     #[test]
@@ -967,28 +696,6 @@ mod tests {
         fn is_send_sync<T: Send + Sync>() {}
         is_send_sync::<PartitionLog>();
         is_send_sync::<crate::FileRegion>();
-        is_send_sync::<PendingFlush>();
-    }
-
-    #[test]
-    fn timestamp_lookups_use_the_time_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = filled(dir.path(), 25); // batch i has max timestamp TS + i
-        let base_of = |b: Option<Bytes>| {
-            let b = b.unwrap();
-            RecordBatchView::parse(&b, 1 << 20).unwrap().base_offset()
-        };
-        assert_eq!(base_of(log.offset_for_timestamp(TS + 13).unwrap()), 26);
-        assert_eq!(base_of(log.offset_for_timestamp(0).unwrap()), 0);
-        assert_eq!(base_of(log.offset_for_timestamp(TS + 24).unwrap()), 48);
-        assert!(log.offset_for_timestamp(TS + 25).unwrap().is_none());
-        assert_eq!(base_of(log.batch_with_max_timestamp().unwrap()), 48);
-        let empty_dir = tempfile::tempdir().unwrap();
-        assert!(
-            open(empty_dir.path())
-                .batch_with_max_timestamp()
-                .unwrap()
-                .is_none()
-        );
+        is_send_sync::<crate::PendingFlush>();
     }
 }

@@ -66,6 +66,17 @@ pub(crate) struct MapWriter {
 
 static FALLOCATE_UNSUPPORTED_WARNED: AtomicBool = AtomicBool::new(false);
 
+#[cfg(test)]
+thread_local! {
+    static FAIL_NEXT_FALLOCATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Test seam: the next preallocation on this thread finds the disk full.
+#[cfg(test)]
+pub(crate) fn fail_next_fallocate() {
+    FAIL_NEXT_FALLOCATE.with(|f| f.set(true));
+}
+
 /// Reserves blocks for `[0, len)` of `file`, extending it to `len`.
 ///
 /// `ENOSPC` is [`Error::NoSpace`]. Falls back to a sparse `set_len` only
@@ -73,6 +84,13 @@ static FALLOCATE_UNSUPPORTED_WARNED: AtomicBool = AtomicBool::new(false);
 pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<()> {
     if len == 0 {
         return Ok(());
+    }
+    #[cfg(test)]
+    if FAIL_NEXT_FALLOCATE.with(|f| f.replace(false)) {
+        return Err(Error::NoSpace {
+            path: path.to_path_buf(),
+            requested: len,
+        });
     }
     match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len) {
         Ok(()) => Ok(()),

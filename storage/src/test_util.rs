@@ -1,6 +1,16 @@
 //! Test helpers: well-formed batches and small configs.
 
+use std::path::Path;
+
+use sluice_protocol::BatchIter;
+
 use crate::config::LogConfig;
+use crate::log::PartitionLog;
+use crate::offset::LeaderEpoch;
+use crate::region::ReadInfo;
+
+/// A timestamp for test batches.
+pub(crate) const TS: i64 = 1_700_000_000_000;
 
 /// An uncompressed RecordBatch v2 of `count` records (the record bytes are
 /// `payload` filler: storage never looks inside them), with a valid CRC.
@@ -33,4 +43,30 @@ pub(crate) fn small_config() -> LogConfig {
         retention_ms: None,
         ..LogConfig::default()
     }
+}
+
+pub(crate) fn open_small(dir: &Path) -> PartitionLog {
+    PartitionLog::open(dir, small_config()).unwrap()
+}
+
+pub(crate) fn batch_ranges(info: &ReadInfo) -> Vec<(i64, i64, i32)> {
+    let mut out = Vec::new();
+    for r in &info.regions {
+        let b = r.bytes();
+        for item in BatchIter::new(&b, 1 << 20) {
+            let (_, v) = item.unwrap();
+            v.verify_crc().unwrap();
+            out.push((v.base_offset(), v.last_offset(), v.partition_leader_epoch()));
+        }
+    }
+    out
+}
+
+pub(crate) fn filled_log(dir: &Path, batches: i64) -> PartitionLog {
+    let mut log = open_small(dir);
+    for i in 0..batches {
+        log.append_as_leader(&batch(0, 2, TS + i, 339), LeaderEpoch(1), 0)
+            .unwrap();
+    }
+    log
 }
