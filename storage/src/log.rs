@@ -692,6 +692,43 @@ mod tests {
     }
 
     #[test]
+    fn a_full_index_rolls_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_index_bytes: 48, // 4 time-index slots, one kept for the roll
+            index_interval_bytes: 1,
+            ..small_config()
+        };
+        let mut log = PartitionLog::open(dir.path(), config).unwrap();
+        for i in 0..6 {
+            log.append_as_leader(&batch(0, 1, TS + i, 10), LeaderEpoch(0), 0)
+                .unwrap();
+        }
+        // Entries go in before batches 2, 3 and 4; then the time index is
+        // full and batch 5 starts a new segment.
+        assert_eq!(log.segment_base_offsets(), vec![Offset(0), Offset(4)]);
+        let r = log.read(Offset(3), 1, Offset(6), true).unwrap();
+        assert_eq!(r.first_offset, Some(Offset(3)));
+    }
+
+    #[test]
+    fn regions_expose_the_file_for_sendfile() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = filled(dir.path(), 12);
+        let r = log.read(Offset(4), 1000, Offset(24), false).unwrap();
+        let region = &r.regions[0];
+        assert_eq!((region.position(), region.len()), (800, 800));
+        let mut via_fd = vec![0u8; 800];
+        region
+            .file()
+            .read_exact_at(&mut via_fd, region.position())
+            .unwrap();
+        assert_eq!(&via_fd[..], &region.bytes()[..]);
+        assert!(region.path().ends_with("00000000000000000000.log"));
+    }
+
+    #[test]
     fn the_broker_can_share_logs_and_regions_across_threads() {
         fn is_send_sync<T: Send + Sync>() {}
         is_send_sync::<PartitionLog>();

@@ -181,4 +181,31 @@ mod tests {
             Err(Error::Poisoned { .. })
         ));
     }
+
+    #[test]
+    fn one_failed_fsync_poisons_every_partition_of_the_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = LogDir::open(root.path()).unwrap();
+        let config = crate::test_util::small_config();
+        let a = TopicPartition::parse("t-0").unwrap();
+        let b = TopicPartition::parse("t-1").unwrap();
+        let mut log_a = dir.open_partition(&a, config.clone()).unwrap();
+        let mut log_b = dir.open_partition(&b, config).unwrap();
+        let one = crate::test_util::batch(0, 1, crate::test_util::TS, 10);
+        log_a
+            .append_as_leader(&one, crate::LeaderEpoch(0), 0)
+            .unwrap();
+        log_b
+            .append_as_leader(&one, crate::LeaderEpoch(0), 0)
+            .unwrap();
+        let pending = log_a.pending_flush().unwrap();
+        crate::flush::fail_next_sync();
+        assert!(matches!(pending.sync(), Err(Error::Io { .. })));
+        assert!(dir.health().is_poisoned());
+        assert!(matches!(
+            log_b.append_as_leader(&one, crate::LeaderEpoch(0), 0),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(matches!(log_b.flush(), Err(Error::Poisoned { .. })));
+    }
 }
