@@ -31,6 +31,12 @@
 //!
 //! # Caveats
 //! - Offsets are dense: compaction and its gaps are not implemented yet.
+//! - The active segment reserves `segment.bytes` of disk (plus two index
+//!   files of `segment.index.bytes`) per partition from the moment it is
+//!   created: size the disk for it, or lower `segment.bytes` for topics
+//!   with many partitions.
+//! - Every open segment holds three memory mappings: `vm.max_map_count`
+//!   (65530 by default) bounds a broker to about 21 000 segments.
 //! - Reads do not re-check CRCs: batches were checked on append and by
 //!   recovery; consumers check them again.
 //!
