@@ -38,6 +38,9 @@ def consumer(bootstrap: str, **extra) -> Consumer:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "error",
         "socket.timeout.ms": 10000,
+        # Every batch read is CRC-checked by librdkafka too: the broker
+        # must never serve bytes that fail their CRC-32C.
+        "check.crcs": True,
     }
     conf.update(extra)
     return Consumer(conf)
