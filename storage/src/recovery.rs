@@ -362,7 +362,13 @@ fn remove_leftovers(dir: &Path) -> Result<()> {
         });
         if leftover || orphan {
             let path = dir.join(name);
-            std::fs::remove_file(&path).map_err(|e| Error::io("unlink", path, e))?;
+            // `truncate_to` builds its copy in a `<base>.swap/` directory.
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| Error::io("unlink", path, e))?;
         }
     }
     Ok(())
@@ -580,6 +586,9 @@ mod tests {
         std::fs::write(dir.path().join("00000000000000000000.log.deleted"), b"x").unwrap();
         std::fs::write(dir.path().join("00000000000000000007.index"), b"x").unwrap();
         std::fs::write(dir.path().join("partition.checkpoint.tmp"), b"x").unwrap();
+        let swap = dir.path().join("00000000000000000000.swap");
+        std::fs::create_dir(&swap).unwrap();
+        std::fs::write(swap.join("00000000000000000000.log"), b"half a copy").unwrap();
         let log = open(dir.path());
         assert_eq!(log.log_end_offset(), Offset(0));
         let mut names: Vec<_> = std::fs::read_dir(dir.path())
