@@ -11,7 +11,7 @@
 //! | call | durable on return |
 //! |---|---|
 //! | `append_as_leader` / `append_as_follower` | nothing (page cache only; a process crash keeps it, a power cut may not) |
-//! | `roll` | the checkpoint file (recovery point as of the last completed flush, log start offset) and the new segment's directory entry |
+//! | `roll` | the checkpoint file (recovery point as of the last completed flush, log start offset), if it changed since last written; the new segment's directory entry only with the next flush |
 //! | `PendingFlush::sync` | every batch below `PendingFlush::log_end_offset()` |
 //! | `complete_flush` / `flush` / `maybe_flush` (when it flushes) | same as `sync`; the recovery point in memory advances, the checkpoint file does not |
 //! | `checkpoint_recovery_point` | the recovery point and log start offset, in the checkpoint |
