@@ -1,0 +1,461 @@
+//! One TCP connection to one broker: framing, correlation ids, pipelined
+//! requests, timeouts, and the ApiVersions handshake.
+//!
+//! ```text
+//! caller ──call()──► [in-flight permit] ──frame──► writer task ──► socket
+//!    ▲                                        │ push Pending (FIFO)
+//!    └──── oneshot(response body) ◄── reader task ◄── socket
+//! ```
+//!
+//! Kafka answers the requests of one connection in the order they were
+//! sent, so pending requests are a FIFO: the reader pops the front and
+//! checks that the correlation id matches (a mismatch means the stream is
+//! broken, and the connection closes).
+//!
+//! Frames are written with `sluice_protocol::frame::frame_size_prefix` and
+//! read with `sluice_protocol::frame::decode_frame`; headers and bodies are
+//! kafka-protocol's generated codecs at the negotiated version.
+//!
+//! # Invariants
+//! - A request is pushed onto the pending FIFO before its bytes are
+//!   written, so the reader always finds it.
+//! - Once closed, a connection stays closed: every pending and later call
+//!   fails with [`Error::Disconnected`]; the cluster replaces it.
+//! - A request timeout closes the connection (as the Java client does):
+//!   the stream may still carry the late response, and skipping it safely
+//!   would need bookkeeping that a fresh connection makes unnecessary.
+//!
+//! # Limits
+//! - In-flight requests: a semaphore of `in_flight` permits, each held
+//!   until its response arrives. Frames queued for the writer:
+//!   [`WRITE_QUEUE_FRAMES`].
+//! - Response frames above [`RESPONSE_FRAME_BYTES_MAX`] close the
+//!   connection before any allocation.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use sluice_protocol::error_code::{ErrorCode, ResponseError};
+use sluice_protocol::frame::{decode_frame, frame_size_prefix, reserve_for_next_read};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result, protocol};
+use crate::limits::{RESPONSE_FRAME_BYTES_MAX, WRITE_QUEUE_FRAMES};
+use crate::versions::VersionTable;
+
+/// What a connection needs to know from the client configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionOptions {
+    pub client_id: String,
+    pub in_flight: usize,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// A request waiting for its response.
+struct Pending {
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    reply: oneshot::Sender<Result<Bytes>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Outgoing {
+    frame: Bytes,
+    pending: Option<Pending>,
+}
+
+/// State shared by the handle and its two tasks.
+struct Shared {
+    broker: String,
+    pending: Mutex<VecDeque<Pending>>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    /// Marks the connection closed and fails every pending request.
+    fn close(&self, reason: &str) {
+        self.closed.store(true, Ordering::Release);
+        let drained: Vec<Pending> = match self.pending.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(poisoned) => poisoned.into_inner().drain(..).collect(),
+        };
+        for p in drained {
+            let _ = p.reply.send(Err(Error::Disconnected {
+                broker: self.broker.clone(),
+                reason: reason.to_owned(),
+            }));
+        }
+    }
+
+    fn push(&self, p: Pending) {
+        match self.pending.lock() {
+            Ok(mut q) => q.push_back(p),
+            Err(poisoned) => poisoned.into_inner().push_back(p),
+        }
+    }
+
+    fn pop(&self) -> Option<Pending> {
+        match self.pending.lock() {
+            Ok(mut q) => q.pop_front(),
+            Err(poisoned) => poisoned.into_inner().pop_front(),
+        }
+    }
+}
+
+/// A live connection to one broker. Cheap to share (`Arc`); dropping the
+/// last handle stops its tasks.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Outgoing>,
+    in_flight: Arc<Semaphore>,
+    next_correlation_id: AtomicI32,
+    versions: VersionTable,
+    options: ConnectionOptions,
+    client_id: StrBytes,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The writer ends when `tx` drops; the reader is parked on the
+        // socket and must be stopped explicitly.
+        self.reader.abort();
+    }
+}
+
+impl Connection {
+    /// Connects to `addr`, negotiates API versions, and returns the
+    /// connection. `broker` names it in errors (`node 1 (host:port)`).
+    pub(crate) async fn connect(
+        addr: &str,
+        broker: String,
+        options: &ConnectionOptions,
+    ) -> Result<Self> {
+        let connect_error = |reason: String| Error::Connect {
+            broker: broker.clone(),
+            reason,
+        };
+        let stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| connect_error(format!("timed out after {:?}", options.connect_timeout)))?
+            .map_err(|e| connect_error(e.to_string()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| connect_error(e.to_string()))?;
+        let mut conn = Self::start(stream, broker.clone(), options.clone());
+        let versions =
+            tokio::time::timeout(options.connect_timeout, conn.negotiate_versions()).await;
+        match versions {
+            Ok(Ok(table)) => {
+                conn.versions = table;
+                Ok(conn)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(connect_error(format!(
+                "no ApiVersions answer within {:?}",
+                options.connect_timeout
+            ))),
+        }
+    }
+
+    fn start(stream: TcpStream, broker: String, options: ConnectionOptions) -> Self {
+        let (read, write) = stream.into_split();
+        let shared = Arc::new(Shared {
+            broker,
+            pending: Mutex::new(VecDeque::new()),
+            closed: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_FRAMES);
+        tokio::spawn(write_loop(write, rx, Arc::clone(&shared)));
+        let reader = tokio::spawn(read_loop(read, Arc::clone(&shared)));
+        let client_id = StrBytes::from_string(options.client_id.clone());
+        Self {
+            shared,
+            tx,
+            in_flight: Arc::new(Semaphore::new(options.in_flight.max(1))),
+            next_correlation_id: AtomicI32::new(1),
+            versions: VersionTable::handshake(3),
+            options,
+            client_id,
+            reader,
+        }
+    }
+
+    /// ApiVersions at v3; if the broker does not speak v3 it answers with
+    /// UNSUPPORTED_VERSION and its own range, and we retry at v0 (KIP-511).
+    async fn negotiate_versions(&mut self) -> Result<VersionTable> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("sluice-client"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let mut response: ApiVersionsResponse = self.call_at(&request, 3).await?;
+        if response.error_code == ErrorCode::of(ResponseError::UnsupportedVersion).code() {
+            response = self.call_at(&ApiVersionsRequest::default(), 0).await?;
+        }
+        Error::check(response.error_code, || {
+            format!("ApiVersions from {}", self.shared.broker)
+        })?;
+        Ok(VersionTable::negotiate(&response.api_keys))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire) || self.tx.is_closed()
+    }
+
+    /// The negotiated version of `api`, or an error naming it.
+    pub(crate) fn version(&self, api: ApiKey) -> Result<i16> {
+        self.versions
+            .get(api)
+            .ok_or_else(|| Error::UnsupportedVersion {
+                api: api_name(api),
+                broker: self.shared.broker.clone(),
+            })
+    }
+
+    /// Sends `request` at the negotiated version and awaits its response.
+    pub(crate) async fn call<R: Request>(&self, request: &R) -> Result<R::Response> {
+        let version = self.version(api_key_of::<R>()?)?;
+        self.call_at(request, version).await
+    }
+
+    /// Sends `request` at `version` and awaits its response.
+    pub(crate) async fn call_at<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response> {
+        let api_key = api_key_of::<R>()?;
+        let timeout = self.options.request_timeout;
+        let body =
+            match tokio::time::timeout(timeout, self.round_trip(request, api_key, version)).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    self.shared.close("request timed out");
+                    return Err(Error::Timeout {
+                        api: api_name(api_key),
+                        broker: self.shared.broker.clone(),
+                        after: timeout,
+                    });
+                }
+            };
+        let mut body = body;
+        R::Response::decode(&mut body, version).map_err(|e| {
+            protocol(format!(
+                "{} v{version} response from {} does not decode: {e}",
+                api_name(api_key),
+                self.shared.broker
+            ))
+        })
+    }
+
+    async fn round_trip<R: Request>(
+        &self,
+        request: &R,
+        api_key: ApiKey,
+        version: i16,
+    ) -> Result<Bytes> {
+        let permit = Arc::clone(&self.in_flight)
+            .acquire_owned()
+            .await
+            .map_err(|_| self.disconnected("connection shut down"))?;
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode(request, api_key, version, correlation_id)?;
+        let (reply, response) = oneshot::channel();
+        let pending = Pending {
+            correlation_id,
+            api_key,
+            version,
+            reply,
+            _permit: permit,
+        };
+        self.enqueue(frame, Some(pending)).await?;
+        response
+            .await
+            .map_err(|_| self.disconnected("connection task ended"))?
+    }
+
+    /// Sends a request that gets no response (Produce with acks=0).
+    pub(crate) async fn send_no_response<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<()> {
+        let api_key = api_key_of::<R>()?;
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode(request, api_key, version, correlation_id)?;
+        self.enqueue(frame, None).await
+    }
+
+    async fn enqueue(&self, frame: Bytes, pending: Option<Pending>) -> Result<()> {
+        if self.is_closed() {
+            return Err(self.disconnected("connection closed"));
+        }
+        self.tx
+            .send(Outgoing { frame, pending })
+            .await
+            .map_err(|_| self.disconnected("connection closed"))
+    }
+
+    fn encode<R: Request>(
+        &self,
+        request: &R,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<Bytes> {
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let header_version = api_key.request_header_version(version);
+        let encode_error = |e: &dyn std::fmt::Display| {
+            protocol(format!(
+                "{} v{version} request does not encode: {e}",
+                api_name(api_key)
+            ))
+        };
+        let size = header
+            .compute_size(header_version)
+            .and_then(|h| Ok(h + request.compute_size(version)?))
+            .map_err(|e| encode_error(&e))?;
+        let mut frame = BytesMut::with_capacity(4 + size);
+        frame.extend_from_slice(&frame_size_prefix(size)?);
+        header
+            .encode(&mut frame, header_version)
+            .map_err(|e| encode_error(&e))?;
+        request
+            .encode(&mut frame, version)
+            .map_err(|e| encode_error(&e))?;
+        Ok(frame.freeze())
+    }
+
+    fn disconnected(&self, reason: &str) -> Error {
+        Error::Disconnected {
+            broker: self.shared.broker.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+fn api_key_of<R: Request>() -> Result<ApiKey> {
+    ApiKey::try_from(R::KEY).map_err(|()| protocol(format!("unknown api key {}", R::KEY)))
+}
+
+/// A short name for `api` in messages (`Produce`).
+pub(crate) fn api_name(api: ApiKey) -> &'static str {
+    match api {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        _ => "request",
+    }
+}
+
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outgoing>,
+    shared: Arc<Shared>,
+) {
+    while let Some(out) = rx.recv().await {
+        if shared.closed.load(Ordering::Acquire) {
+            break;
+        }
+        if let Some(p) = out.pending {
+            shared.push(p);
+        }
+        if let Err(e) = write.write_all(&out.frame).await {
+            shared.close(&format!("write failed: {e}"));
+            break;
+        }
+    }
+    let _ = write.shutdown().await;
+    shared.close("connection dropped");
+}
+
+async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>) {
+    let reason = read_responses(&mut read, &shared).await;
+    shared.close(&reason);
+}
+
+/// Reads frames and answers pending requests until the stream ends or
+/// breaks; returns why.
+async fn read_responses(read: &mut OwnedReadHalf, shared: &Shared) -> String {
+    let mut buf = BytesMut::new();
+    loop {
+        loop {
+            let frame = match decode_frame(&mut buf, RESPONSE_FRAME_BYTES_MAX) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => return format!("bad response frame: {e}"),
+            };
+            if let Err(reason) = deliver(frame, shared) {
+                return reason;
+            }
+        }
+        if let Err(e) = reserve_for_next_read(&mut buf, RESPONSE_FRAME_BYTES_MAX) {
+            return format!("bad response frame: {e}");
+        }
+        match read.read_buf(&mut buf).await {
+            Ok(0) => return "closed by the broker".to_owned(),
+            Ok(_) => {}
+            Err(e) => return format!("read failed: {e}"),
+        }
+    }
+}
+
+/// Hands one response frame to the request at the front of the FIFO.
+fn deliver(mut frame: Bytes, shared: &Shared) -> std::result::Result<(), String> {
+    let Some(pending) = shared.pop() else {
+        return Err("response with no request in flight".to_owned());
+    };
+    // ApiVersions always answers with header v0 (KIP-511).
+    let header_version = match pending.api_key {
+        ApiKey::ApiVersions => 0,
+        key => key.response_header_version(pending.version),
+    };
+    let header = ResponseHeader::decode(&mut frame, header_version)
+        .map_err(|e| format!("bad response header: {e}"))?;
+    if header.correlation_id != pending.correlation_id {
+        let reason = format!(
+            "correlation id {} in the response, {} expected",
+            header.correlation_id, pending.correlation_id
+        );
+        let _ = pending.reply.send(Err(protocol(&reason)));
+        return Err(reason);
+    }
+    // The caller may have timed out and gone; that is not our error.
+    let _ = pending.reply.send(Ok(frame));
+    Ok(())
+}

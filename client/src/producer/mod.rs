@@ -1,0 +1,521 @@
+//! The producer: `send` a record, get a future for its (partition, offset).
+//!
+//! ```text
+//! send() ─► partitioner ─► buffer permit (awaits when full) ─► accumulator
+//!                                                                 │ sealed batches
+//!            DeliveryFuture ◄── sender task ◄── Produce per leader ◄┘
+//! ```
+//!
+//! - Keyed records are placed with Kafka's murmur2 partitioner; keyless
+//!   ones with sticky partitioning ([`partitioner`]).
+//! - Batches per partition (`batch_size`, `linger`), compressed with any
+//!   of the four codecs ([`accumulator`], `batch`).
+//! - acks 0 / 1 / all; retriable errors are retried with backoff until
+//!   `delivery_timeout`, refreshing metadata when the leader moved
+//!   ([`sender`]).
+//! - Idempotence (default on, as in Kafka 3+): InitProducerId once, then a
+//!   sequence per partition, so a retried batch is never written twice.
+//!
+//! # Limits
+//! - `buffer_bytes` bounds the bytes of records accepted but not yet
+//!   acknowledged; `send` waits for room (back-pressure) instead of
+//!   queueing without bound. A record larger than the whole buffer is an
+//!   error.
+//! - In-flight requests per connection: `ClientConfig::in_flight_per_connection`.
+
+pub mod accumulator;
+mod batch;
+pub mod partitioner;
+mod sender;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::InitProducerIdRequest;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Record, TimestampType};
+use sluice_protocol::compression::CompressionType;
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
+
+use crate::cluster::Cluster;
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+use accumulator::{Accumulator, BatchOptions, OpenFailure, TopicPartition};
+use batch::ProducerIdentity;
+
+/// How many acknowledgements a produce waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Fire and forget: no response; offsets resolve to -1.
+    None,
+    /// The leader wrote it.
+    Leader,
+    /// Every in-sync replica has it.
+    All,
+}
+
+impl Acks {
+    fn wire(self) -> i16 {
+        match self {
+            Self::None => 0,
+            Self::Leader => 1,
+            Self::All => -1,
+        }
+    }
+}
+
+/// A batch codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub(crate) fn codec(self) -> CompressionType {
+        match self {
+            Self::None => CompressionType::None,
+            Self::Gzip => CompressionType::Gzip,
+            Self::Snappy => CompressionType::Snappy,
+            Self::Lz4 => CompressionType::Lz4,
+            Self::Zstd => CompressionType::Zstd,
+        }
+    }
+
+    pub(crate) fn kafka_protocol(self) -> kafka_protocol::records::Compression {
+        use kafka_protocol::records::Compression as K;
+        match self {
+            Self::None => K::None,
+            Self::Gzip => K::Gzip,
+            Self::Snappy => K::Snappy,
+            Self::Lz4 => K::Lz4,
+            Self::Zstd => K::Zstd,
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "gzip" => Ok(Self::Gzip),
+            "snappy" => Ok(Self::Snappy),
+            "lz4" => Ok(Self::Lz4),
+            "zstd" => Ok(Self::Zstd),
+            other => Err(Error::Config(format!(
+                "unknown compression '{other}' (none, gzip, snappy, lz4, zstd)"
+            ))),
+        }
+    }
+}
+
+/// Producer settings; [`ProducerConfig::new`] gives Kafka's defaults.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub client: ClientConfig,
+    pub acks: Acks,
+    /// How long a batch waits for more records before it is sent.
+    pub linger: Duration,
+    /// Uncompressed bytes per batch before it is sent without waiting.
+    pub batch_size: usize,
+    pub compression: Compression,
+    /// Bytes of records accepted and not yet acknowledged; `send` waits
+    /// when they would exceed it.
+    pub buffer_bytes: usize,
+    /// How long a record may take from `send` to acknowledgement,
+    /// retries included.
+    pub delivery_timeout: Duration,
+    /// Retries per batch for retriable errors.
+    pub retries: u32,
+    /// Idempotent delivery (needs acks=all).
+    pub idempotent: bool,
+    /// Ask the broker to create unknown topics (if it allows that).
+    pub allow_auto_create_topics: bool,
+}
+
+impl ProducerConfig {
+    pub fn new(client: ClientConfig) -> Self {
+        Self {
+            client,
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_size: 64 * 1024,
+            compression: Compression::None,
+            buffer_bytes: 32 * 1024 * 1024,
+            delivery_timeout: Duration::from_secs(120),
+            retries: u32::MAX,
+            idempotent: true,
+            allow_auto_create_topics: true,
+        }
+    }
+
+    pub fn with_acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        if acks != Acks::All {
+            self.idempotent = false;
+        }
+        self
+    }
+
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    pub fn with_batch_size(mut self, bytes: usize) -> Self {
+        self.batch_size = bytes;
+        self
+    }
+
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    pub fn with_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes;
+        self
+    }
+
+    pub fn with_idempotence(mut self, on: bool) -> Self {
+        self.idempotent = on;
+        self
+    }
+
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    pub fn with_delivery_timeout(mut self, timeout: Duration) -> Self {
+        self.delivery_timeout = timeout;
+        self
+    }
+}
+
+/// One record to send.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord {
+    pub topic: String,
+    /// `None`: chosen by the partitioner.
+    pub partition: Option<i32>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Milliseconds since the epoch; `None`: now.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..Self::default()
+        }
+    }
+
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((key.into(), Some(value.into())));
+        self
+    }
+
+    pub fn with_timestamp(mut self, ms: i64) -> Self {
+        self.timestamp = Some(ms);
+        self
+    }
+
+    /// Buffer bytes this record is charged: its payload plus the record
+    /// framing overhead (at most 21 bytes of varints and attributes).
+    fn size(&self) -> usize {
+        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + len(v) + 10)
+            .sum();
+        21 + len(&self.key) + len(&self.value) + headers
+    }
+}
+
+/// Resolves to the record's `(partition, offset)` once acknowledged
+/// (offset -1 with acks=0), or to the error that ended its delivery.
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<(i32, i64)>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<(i32, i64)>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed("producer"))))
+    }
+}
+
+/// State shared by the producer handle and its sender task.
+pub(crate) struct Inner {
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) config: ProducerConfig,
+    pub(crate) accumulator: Mutex<Accumulator>,
+    /// Wakes the sender: a batch opened or sealed, a flush, a close.
+    pub(crate) wake: Notify,
+    /// Buffer bytes available (back-pressure).
+    pub(crate) buffer: Semaphore,
+    /// Records sent and not yet resolved.
+    pub(crate) outstanding: watch::Sender<usize>,
+    /// Flushes in progress: while non-zero the sender does not linger.
+    pub(crate) flushing: std::sync::atomic::AtomicUsize,
+    pub(crate) closed: AtomicBool,
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Accumulator> {
+        match self.accumulator.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Resolves `deliveries` and returns their buffer bytes.
+    pub(crate) fn finish(
+        &self,
+        deliveries: Vec<accumulator::Delivery>,
+        buffer_bytes: usize,
+        outcome: impl Fn(usize) -> Result<(i32, i64)>,
+    ) {
+        let n = deliveries.len();
+        for (i, d) in deliveries.into_iter().enumerate() {
+            let _ = d.send(outcome(i));
+        }
+        self.buffer.add_permits(buffer_bytes);
+        self.outstanding.send_modify(|o| *o = o.saturating_sub(n));
+    }
+}
+
+/// The producer. Cheap to clone; all clones share one sender task.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+impl Producer {
+    /// Connects, gets a producer id when idempotent, and starts the sender.
+    pub async fn connect(config: ProducerConfig) -> Result<Self> {
+        if config.idempotent && config.acks != Acks::All {
+            return Err(Error::Config("idempotence needs acks=all".into()));
+        }
+        if config.buffer_bytes == 0 || config.buffer_bytes > Semaphore::MAX_PERMITS {
+            return Err(Error::Config("buffer_bytes out of range".into()));
+        }
+        let cluster = Cluster::connect(config.client.clone()).await?;
+        let producer = if config.idempotent {
+            init_producer_id(&cluster).await?
+        } else {
+            ProducerIdentity::NONE
+        };
+        let options = BatchOptions {
+            batch_size: config.batch_size.max(1),
+            linger: config.linger,
+            compression: config.compression,
+            producer,
+            idempotent: config.idempotent,
+        };
+        let inner = Arc::new(Inner {
+            cluster,
+            buffer: Semaphore::new(config.buffer_bytes),
+            config,
+            accumulator: Mutex::new(Accumulator::new(options)),
+            wake: Notify::new(),
+            outstanding: watch::Sender::new(0),
+            flushing: std::sync::atomic::AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        });
+        tokio::spawn(sender::run(Arc::clone(&inner)));
+        Ok(Self { inner })
+    }
+
+    /// Queues `record`, waiting while the buffer is full. The returned
+    /// future resolves when the broker acknowledges it.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed("producer"));
+        }
+        let size = record.size();
+        let permits = u32::try_from(size)
+            .ok()
+            .filter(|&p| (p as usize) <= inner.config.buffer_bytes)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "record of {size} bytes is larger than the producer buffer ({} bytes)",
+                    inner.config.buffer_bytes
+                ))
+            })?;
+        let partitions = self.partition_count(&record.topic).await?;
+        inner
+            .buffer
+            .acquire_many(permits)
+            .await
+            .map_err(|_| Error::Closed("producer"))?
+            .forget();
+        let (tx, rx) = oneshot::channel();
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let wake = {
+            let mut acc = inner.lock();
+            let partition = match (record.partition, &record.key) {
+                (Some(p), _) => p,
+                (None, Some(key)) => partitioner::partition_for_key(key, partitions),
+                (None, None) => acc.sticky.partition(&record.topic, partitions),
+            };
+            let tp = TopicPartition {
+                topic: Arc::from(record.topic.as_str()),
+                partition,
+            };
+            inner.outstanding.send_modify(|o| *o += 1);
+            let kafka_record = to_record(record, timestamp);
+            match acc.append(&tp, partitions, kafka_record, size, tx) {
+                Ok(wake) => wake,
+                Err((
+                    OpenFailure {
+                        deliveries,
+                        buffer_bytes,
+                    },
+                    e,
+                )) => {
+                    drop(acc);
+                    let e2 = e.clone();
+                    inner.finish(deliveries, buffer_bytes, |_| Err(e2.clone()));
+                    return Err(e);
+                }
+            }
+        };
+        if wake {
+            inner.wake.notify_one();
+        }
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Sends everything queued now and waits until every record sent so
+    /// far has resolved.
+    pub async fn flush(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.flushing.fetch_add(1, Ordering::AcqRel);
+        inner.wake.notify_one();
+        let mut rx = inner.outstanding.subscribe();
+        let result = rx.wait_for(|n| *n == 0).await.map(|_| ());
+        inner.flushing.fetch_sub(1, Ordering::AcqRel);
+        result.map_err(|_| Error::Closed("producer"))
+    }
+
+    /// Flushes, then stops the sender. Later sends fail.
+    pub async fn close(&self) -> Result<()> {
+        let flushed = self.flush().await;
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+        flushed
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<i32> {
+        let meta = self.inner.cluster.metadata();
+        if let Some(t) = meta.topics.get(topic) {
+            return i32::try_from(t.partition_count())
+                .map_err(|_| Error::Protocol("partitions".into()));
+        }
+        let info = self
+            .inner
+            .cluster
+            .topic(topic, self.inner.config.allow_auto_create_topics)
+            .await?;
+        match i32::try_from(info.partition_count()) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(Error::kafka(
+                sluice_protocol::ErrorCode::of(
+                    sluice_protocol::error_code::ResponseError::LeaderNotAvailable,
+                ),
+                format!("topic '{topic}'"),
+                Some("no partitions".into()),
+            )),
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // The last handle gone (the sender task holds one more `Arc`):
+        // let the sender finish what is queued and exit.
+        if Arc::strong_count(&self.inner) <= 2 {
+            self.inner.closed.store(true, Ordering::Release);
+            self.inner.wake.notify_one();
+        }
+    }
+}
+
+fn to_record(r: ProducerRecord, timestamp: i64) -> Record {
+    let headers: IndexMap<StrBytes, Option<Bytes>> = r
+        .headers
+        .into_iter()
+        .map(|(k, v)| (StrBytes::from_string(k), v))
+        .collect();
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: r.key,
+        value: r.value,
+        headers,
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+async fn init_producer_id(cluster: &Cluster) -> Result<ProducerIdentity> {
+    let deadline = std::time::Instant::now() + cluster.config().request_timeout;
+    cluster
+        .retry(deadline, &[], || async {
+            let request = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(i32::MAX)
+                .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                .with_producer_epoch(-1);
+            let response = cluster.any_connection().await?.call(&request).await?;
+            Error::check(response.error_code, || "InitProducerId".to_owned())?;
+            Ok(ProducerIdentity {
+                id: response.producer_id.0,
+                epoch: response.producer_epoch,
+            })
+        })
+        .await
+}
