@@ -81,6 +81,25 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Reply {
         ApiKey::OffsetForLeaderEpoch => {
             serve_now!(handlers::offset_for_leader_epoch::handle_offset_for_leader_epoch)
         }
+        ApiKey::FindCoordinator => {
+            serve_now!(handlers::find_coordinator::handle_find_coordinator)
+        }
+        ApiKey::JoinGroup => match decode(&request) {
+            Ok(body) => finish(
+                &request,
+                handlers::join_group::handle_join_group(broker, &request, body).await,
+            ),
+            Err(reply) => reply,
+        },
+        ApiKey::SyncGroup => serve!(handlers::sync_group::handle_sync_group),
+        ApiKey::Heartbeat => serve_now!(handlers::heartbeat::handle_heartbeat),
+        ApiKey::LeaveGroup => serve_now!(handlers::leave_group::handle_leave_group),
+        ApiKey::OffsetCommit => serve!(handlers::offset_commit::handle_offset_commit),
+        ApiKey::OffsetFetch => serve_now!(handlers::offset_fetch::handle_offset_fetch),
+        ApiKey::ListGroups => serve_now!(handlers::list_groups::handle_list_groups),
+        ApiKey::DescribeGroups => serve_now!(handlers::describe_groups::handle_describe_groups),
+        ApiKey::DeleteGroups => serve_now!(handlers::delete_groups::handle_delete_groups),
+        ApiKey::OffsetDelete => serve_now!(handlers::offset_delete::handle_offset_delete),
         other => Reply::Close(format!(
             "{other:?} v{version} is advertised but has no handler"
         )),

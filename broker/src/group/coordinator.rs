@@ -109,6 +109,29 @@ struct Written {
     last_offset: i64,
 }
 
+/// Records of an OffsetCommit, appended and waiting to become durable.
+pub struct Durable(Written);
+
+impl Durable {
+    /// Resolves once the records are below the high watermark, or after
+    /// `offsets.commit.timeout.ms`.
+    pub async fn wait(self) -> Result<(), GroupError> {
+        let w = self.0;
+        let mut progress = w.partition.subscribe();
+        let timeout = Duration::from_millis(COMMIT_TIMEOUT_MS);
+        match tokio::time::timeout(
+            timeout,
+            progress.wait_for(|p| p.high_watermark > w.last_offset || p.failed),
+        )
+        .await
+        {
+            Ok(Ok(p)) if !p.failed => Ok(()),
+            Ok(_) => Err(GroupError::Storage("the offsets partition failed".into())),
+            Err(_) => Err(GroupError::RequestTimedOut),
+        }
+    }
+}
+
 struct Entry {
     group: Group,
     offsets: OffsetTable,
@@ -373,8 +396,9 @@ impl Coordinator {
 
     // ---- offsets ---------------------------------------------------------
 
-    /// OffsetCommit: validates the member, appends one record per offset,
-    /// and returns once they are durable.
+    /// OffsetCommit: validates the member and appends one record per
+    /// offset; the returned [`Durable`] resolves once they are durable, so
+    /// the connection can go on reading requests meanwhile.
     pub async fn commit_offsets(
         &self,
         replicas: &ReplicaManager,
@@ -382,7 +406,7 @@ impl Coordinator {
         member: (&str, Option<&str>, i32),
         offsets: Vec<(String, i32, CommittedOffset)>,
         now_ms: i64,
-    ) -> Result<(), GroupError> {
+    ) -> Result<Durable, GroupError> {
         let create = member.2 < 0;
         let written = {
             let mut state = self.lock()?;
@@ -397,7 +421,8 @@ impl Coordinator {
             forget_if_unused(state, group_id);
             written?
         };
-        self.await_durable(replicas, written).await
+        request_flush(replicas, &written.partition).await;
+        Ok(Durable(written))
     }
 
     fn commit_locked(
@@ -513,7 +538,8 @@ impl Coordinator {
             (results, written)
         };
         if let Some(w) = written {
-            self.await_durable(replicas, w).await?;
+            request_flush(replicas, &w.partition).await;
+            Durable(w).wait().await?;
         }
         Ok(results)
     }
@@ -543,7 +569,8 @@ impl Coordinator {
             state.groups.remove(group_id);
             written
         };
-        self.await_durable(replicas, written).await
+        request_flush(replicas, &written.partition).await;
+        Durable(written).wait().await
     }
 
     // ---- inspection --------------------------------------------------------
@@ -834,6 +861,13 @@ impl Coordinator {
         let batch = build_batch(records, now_ms).map_err(|e| GroupError::Storage(e.to_string()))?;
         let view = RecordBatchView::parse(&batch, batch.len())
             .map_err(|e| GroupError::Storage(e.to_string()))?;
+        // The records must form exactly one batch: one append, one offset
+        // range, all or nothing.
+        if view.size() != batch.len() {
+            return Err(GroupError::Storage(
+                "offsets records did not encode as one batch".into(),
+            ));
+        }
         let outcome = partition
             .append_as_leader(&view, now_ms)
             .map_err(|e| GroupError::Storage(e.to_string()))?;
@@ -841,22 +875,6 @@ impl Coordinator {
             partition,
             last_offset: outcome.last_offset,
         })
-    }
-
-    async fn await_durable(&self, replicas: &ReplicaManager, w: Written) -> Result<(), GroupError> {
-        request_flush(replicas, &w.partition).await;
-        let mut progress = w.partition.subscribe();
-        let timeout = Duration::from_millis(COMMIT_TIMEOUT_MS);
-        match tokio::time::timeout(
-            timeout,
-            progress.wait_for(|p| p.high_watermark > w.last_offset || p.failed),
-        )
-        .await
-        {
-            Ok(Ok(p)) if !p.failed => Ok(()),
-            Ok(_) => Err(GroupError::Storage("the offsets partition failed".into())),
-            Err(_) => Err(GroupError::RequestTimedOut),
-        }
     }
 }
 

@@ -285,7 +285,10 @@ pub fn build_batch(records: &[OffsetsRecord], now_ms: i64) -> Result<Bytes, Reco
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i64::try_from(i).unwrap_or(i64::MAX),
-                sequence: -1,
+                // kafka-protocol starts a new batch whenever
+                // `offset - sequence` changes; `i - 1` keeps every record in
+                // one batch whose base sequence is -1 (no producer id).
+                sequence: i32::try_from(i).unwrap_or(i32::MAX).wrapping_sub(1),
                 timestamp: now_ms,
                 key: Some(key),
                 value,
@@ -510,5 +513,39 @@ mod tests {
         view.verify_crc().unwrap();
         assert_eq!(view.records_count(), 1);
         assert_eq!(view.producer_id(), -1);
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn every_record_of_a_built_batch_reads_back_in_order() {
+        let records: Vec<OffsetsRecord> = (0..3)
+            .map(|p| OffsetsRecord::OffsetCommit {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: p,
+                value: None,
+            })
+            .chain([OffsetsRecord::GroupMetadata {
+                group: "g".into(),
+                value: None,
+            }])
+            .collect();
+        let batch = build_batch(&records, 5).unwrap();
+        let view = sluice_protocol::RecordBatchView::parse(&batch, batch.len()).unwrap();
+        let parsed = sluice_protocol::BatchRecords::new(view, 1 << 20).unwrap();
+        let back: Vec<OffsetsRecord> = parsed
+            .iter()
+            .map(|r| {
+                let r = r.unwrap();
+                OffsetsRecord::decode(r.key.unwrap(), r.value)
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(back, records);
     }
 }
