@@ -26,6 +26,12 @@
 //! - Blocks are reserved with `fallocate`, so writes into
 //!   `[published, writable_end)` never need the file system to allocate and
 //!   cannot fail with a full disk on a page fault.
+//! - The reservation grows in steps (64 KiB, doubling, at most 64 MiB a
+//!   step) up to the file's capacity, so an idle partition holds 64 KiB per
+//!   file, not `segment.bytes`. Growing maps the longer file into a new
+//!   [`MappedFile`]; readers keep the old one, whose bytes stay valid
+//!   because files only grow while shared. A refused growth (`ENOSPC`) is
+//!   [`Error::NoSpace`] before any byte is written.
 //!
 //! # Caveats
 //! - When the file system does not support `fallocate` (`EOPNOTSUPP`), the
@@ -61,7 +67,24 @@ pub(crate) struct MappedFile {
 #[derive(Debug)]
 pub(crate) struct MapWriter {
     file: Arc<MappedFile>,
+    /// End of the reserved, mapped range; grows toward `capacity`.
     writable_end: u64,
+    /// The most the file may hold (`segment.bytes`, `segment.index.bytes`).
+    capacity: u64,
+}
+
+/// First reservation of a new file, and the smallest growth step: small,
+/// so thousands of partitions do not reserve gigabytes they never use.
+pub(crate) const RESERVE_BYTES_MIN: u64 = 64 * 1024;
+
+/// Largest growth step: a 1 GiB segment grows in at most ~20 steps, each
+/// one `fallocate` and one `mmap` of the new length.
+pub(crate) const RESERVE_STEP_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// How far a file reserved to `current` grows to hold `needed` bytes.
+fn grown_reservation(current: u64, needed: u64, capacity: u64) -> u64 {
+    let step = current.clamp(RESERVE_BYTES_MIN, RESERVE_STEP_BYTES_MAX);
+    current.saturating_add(step).max(needed).min(capacity)
 }
 
 static FALLOCATE_UNSUPPORTED_WARNED: AtomicBool = AtomicBool::new(false);
@@ -140,8 +163,9 @@ fn map(file: &File, path: &Path, len: u64) -> Result<Option<MmapRaw>> {
 }
 
 impl MappedFile {
-    /// Creates a new file (failing if it exists), reserves `capacity` bytes
-    /// and maps them. Nothing is published. On failure the file is removed.
+    /// Creates a new file (failing if it exists) that may grow to
+    /// `capacity` bytes, reserves its first step and maps it. Nothing is
+    /// published. On failure the file is removed.
     pub(crate) fn create(path: &Path, capacity: u64) -> Result<MapWriter> {
         let file = OpenOptions::new()
             .read(true)
@@ -149,9 +173,10 @@ impl MappedFile {
             .create_new(true)
             .open(path)
             .map_err(|e| Error::io("create", path, e))?;
-        let made = preallocate(&file, path, capacity)
-            .and_then(|()| map(&file, path, capacity))
-            .map(|map| Self::writer(path, file, map, capacity, 0));
+        let reserved = capacity.min(RESERVE_BYTES_MIN);
+        let made = preallocate(&file, path, reserved)
+            .and_then(|()| map(&file, path, reserved))
+            .map(|map| Self::writer(path, file, map, reserved, 0, capacity));
         if made.is_err() {
             // Best effort: leave no half-made segment behind for recovery.
             let _ = std::fs::remove_file(path);
@@ -173,7 +198,7 @@ impl MappedFile {
             .map_err(|e| Error::io("stat", path, e))?
             .len();
         let map = map(&file, path, len)?;
-        Ok(Self::writer(path, file, map, len, len))
+        Ok(Self::writer(path, file, map, len, len, len))
     }
 
     fn writer(
@@ -182,6 +207,7 @@ impl MappedFile {
         map: Option<MmapRaw>,
         len: u64,
         published: u64,
+        capacity: u64,
     ) -> MapWriter {
         MapWriter {
             file: Arc::new(MappedFile {
@@ -192,6 +218,7 @@ impl MappedFile {
                 published: AtomicU64::new(published),
             }),
             writable_end: len,
+            capacity: capacity.max(len),
         }
     }
 
@@ -283,13 +310,37 @@ impl MapWriter {
         self.file.published()
     }
 
-    /// Bytes that can still be written before the mapping is full.
+    /// Bytes that can still be written before the file is at capacity.
     pub(crate) fn remaining(&self) -> u64 {
-        self.writable_end.saturating_sub(self.published())
+        self.capacity.saturating_sub(self.published())
+    }
+
+    /// Reserves and maps more of the file so it holds at least `needed`
+    /// bytes; readers keep the previous mapping.
+    fn grow(&mut self, needed: u64) -> Result<()> {
+        let path = self.file.path.clone();
+        let new_end = grown_reservation(self.writable_end, needed, self.capacity);
+        preallocate(&self.file.file, &path, new_end)?;
+        let file = self
+            .file
+            .file
+            .try_clone()
+            .map_err(|e| Error::io("dup", &path, e))?;
+        let map = map(&file, &path, new_end)?;
+        self.file = Arc::new(MappedFile {
+            path,
+            file,
+            map,
+            map_len: new_end,
+            published: AtomicU64::new(self.published()),
+        });
+        self.writable_end = new_end;
+        Ok(())
     }
 
     /// `&mut` view of the next `len` unpublished bytes, to be filled and
-    /// then made visible with [`MapWriter::publish`].
+    /// then made visible with [`MapWriter::publish`]. Grows the reservation
+    /// when needed ([`Error::NoSpace`] on a full disk, nothing changed).
     pub(crate) fn reserve(&mut self, len: usize) -> Result<&mut [u8]> {
         let pos = self.published();
         let len64 = len as u64;
@@ -297,8 +348,12 @@ impl MapWriter {
             return Err(Error::Corrupt {
                 path: self.file.path.clone(),
                 position: pos,
-                reason: format!("write of {len} bytes past the mapped end"),
+                reason: format!("write of {len} bytes past the file's capacity"),
             });
+        }
+        let end = pos.saturating_add(len64);
+        if end > self.writable_end {
+            self.grow(end)?;
         }
         let Some(map) = self.file.map.as_ref() else {
             return Ok(&mut []);
@@ -332,6 +387,21 @@ impl MapWriter {
         Ok(())
     }
 
+    /// Appends an index entry: like [`MapWriter::append`], but a full disk
+    /// skips the entry (`Ok(false)`) instead of failing. Index entries are
+    /// hints — a sparse index missing one only makes a lookup scan further
+    /// — so the append whose log bytes are already written must not fail.
+    pub(crate) fn append_hint(&mut self, src: &[u8]) -> Result<bool> {
+        match self.append(src) {
+            Ok(()) => Ok(true),
+            Err(Error::NoSpace { path, requested }) => {
+                tracing::warn!(path = %path.display(), requested, "disk full: index entry skipped");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Shrinks the file to its published length: no further writes.
     pub(crate) fn trim(&mut self) -> Result<()> {
         let published = self.published();
@@ -340,12 +410,14 @@ impl MapWriter {
             .set_len(published)
             .map_err(|e| Error::io("set_len", &self.file.path, e))?;
         self.writable_end = published;
+        self.capacity = published;
         Ok(())
     }
 
-    /// Sets the published length to `len` (which may be lower) and makes
-    /// the file exactly `capacity.max(len)` bytes, zero beyond `len`, mapped
-    /// in full. Only possible while no reader holds the file.
+    /// Sets the published length to `len` (which may be lower), zero beyond
+    /// it, and lets the file grow to `capacity.max(len)` bytes (reserving
+    /// one growth step past `len` now). Only possible while no reader holds
+    /// the file.
     pub(crate) fn truncate_exclusive(&mut self, len: u64, capacity: u64) -> Result<()> {
         let path = self.file.path.clone();
         let inner = Arc::get_mut(&mut self.file).ok_or_else(|| Error::Corrupt {
@@ -354,19 +426,21 @@ impl MapWriter {
             reason: "truncate while readers hold the file".to_string(),
         })?;
         let capacity = capacity.max(len);
+        let reserved = grown_reservation(len, len, capacity);
         // Cutting first and then re-reserving zeroes whatever followed `len`
         // (a torn tail must not resurface as if it were a batch later).
         inner
             .file
             .set_len(len)
             .map_err(|e| Error::io("set_len", &path, e))?;
-        preallocate(&inner.file, &path, capacity)?;
-        if capacity != inner.map_len {
-            inner.map = map(&inner.file, &path, capacity)?;
-            inner.map_len = capacity;
+        preallocate(&inner.file, &path, reserved)?;
+        if reserved != inner.map_len {
+            inner.map = map(&inner.file, &path, reserved)?;
+            inner.map_len = reserved;
         }
         inner.published.store(len, Ordering::Release);
-        self.writable_end = capacity;
+        self.writable_end = reserved;
+        self.capacity = capacity;
         Ok(())
     }
 
@@ -421,6 +495,52 @@ mod tests {
         assert_eq!(w.remaining(), 30);
         w.publish(6);
         assert_eq!(w.shared().slice(0, 8).unwrap(), b"ab\0\0\0\0\0\0");
+    }
+
+    #[test]
+    fn reservation_grows_in_steps_and_readers_keep_the_old_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let capacity = 4 * RESERVE_BYTES_MIN;
+        let mut w = MappedFile::create(&path, capacity).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), RESERVE_BYTES_MIN);
+        assert_eq!(w.remaining(), capacity);
+        let first = vec![7u8; usize::try_from(RESERVE_BYTES_MIN).unwrap()];
+        w.append(&first).unwrap();
+        let early = bytes(w.shared(), 0, 16).unwrap();
+        let old = Arc::clone(w.shared());
+        w.append(b"more").unwrap();
+        assert!(
+            !Arc::ptr_eq(&old, w.shared()),
+            "growth maps a new MappedFile"
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            2 * RESERVE_BYTES_MIN
+        );
+        assert_eq!(&early[..], &[7u8; 16][..]);
+        assert_eq!(w.shared().slice(RESERVE_BYTES_MIN, 4).unwrap(), b"more");
+        let big = vec![1u8; usize::try_from(2 * RESERVE_BYTES_MIN).unwrap()];
+        w.append(&big).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), capacity);
+        assert!(
+            w.reserve(usize::try_from(RESERVE_BYTES_MIN).unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn refused_growth_is_no_space_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = MappedFile::create(&path, 4 * RESERVE_BYTES_MIN).unwrap();
+        let fill = vec![3u8; usize::try_from(RESERVE_BYTES_MIN).unwrap()];
+        w.append(&fill).unwrap();
+        fail_next_fallocate();
+        assert!(matches!(w.append(b"x"), Err(Error::NoSpace { .. })));
+        assert_eq!(w.published(), RESERVE_BYTES_MIN);
+        w.append(b"x").unwrap();
+        assert_eq!(w.published(), RESERVE_BYTES_MIN + 1);
     }
 
     #[test]

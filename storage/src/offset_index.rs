@@ -130,7 +130,9 @@ impl OffsetIndex {
         let mut b = [0u8; OFFSET_INDEX_ENTRY_BYTES];
         b[..4].copy_from_slice(&relative.0.to_be_bytes());
         b[4..].copy_from_slice(&position.0.to_be_bytes());
-        self.w.append(&b)?;
+        if !self.w.append_hint(&b)? {
+            return Ok(false);
+        }
         self.entries += 1;
         Ok(true)
     }

@@ -115,7 +115,9 @@ impl TimeIndex {
         let mut b = [0u8; TIME_INDEX_ENTRY_BYTES];
         b[..8].copy_from_slice(&timestamp.to_be_bytes());
         b[8..].copy_from_slice(&relative.0.to_be_bytes());
-        self.w.append(&b)?;
+        if !self.w.append_hint(&b)? {
+            return Ok(false);
+        }
         self.entries += 1;
         Ok(true)
     }

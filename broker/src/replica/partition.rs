@@ -341,7 +341,11 @@ impl Partition {
     }
 
     fn storage_error(&self, e: sluice_storage::Error) -> BrokerError {
-        if e.is_storage_error() {
+        use sluice_storage::Error as E;
+        // An I/O failure poisons the log directory for good; a full disk
+        // (NoSpace) fails this request only, and later appends succeed once
+        // space is freed.
+        if matches!(e, E::Io { .. } | E::Poisoned { .. } | E::Corrupt { .. }) {
             self.mark_failed();
         }
         BrokerError::Storage {
