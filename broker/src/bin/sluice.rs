@@ -1,5 +1,7 @@
-//! `sluice`: the broker (`sluice serve`) and, later, the admin and data
-//! subcommands. `anyhow` lives here and nowhere else in the crate.
+//! `sluice`: the broker (`sluice serve`) and the admin and data
+//! subcommands (`topic`, `group`, `cluster`, `produce`, `consume`), which
+//! talk to a cluster through `sluice-client`. `anyhow` lives here and
+//! nowhere else in the crate.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -8,6 +10,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_broker::config::BrokerConfig;
+
+// The client subcommands are part of this binary, not of the broker
+// library: they are client code and use `anyhow`.
+#[path = "../cli/mod.rs"]
+mod cli;
 
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "A Kafka-compatible log broker")]
@@ -21,6 +28,41 @@ enum Command {
     /// Run a broker. With no flags: a single-node cluster in ./sluice-data,
     /// listening on 127.0.0.1:9092.
     Serve(ServeArgs),
+    /// Create, list, describe, alter and delete topics.
+    Topic {
+        #[command(subcommand)]
+        command: cli::topic::TopicCommand,
+        #[command(flatten)]
+        connect: cli::ConnectArgs,
+    },
+    /// List, describe, reset and delete consumer groups.
+    Group {
+        #[command(subcommand)]
+        command: cli::group::GroupCommand,
+        #[command(flatten)]
+        connect: cli::ConnectArgs,
+    },
+    /// Brokers and controller of the cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: cli::cluster::ClusterCommand,
+        #[command(flatten)]
+        connect: cli::ConnectArgs,
+    },
+    /// Produce lines of stdin (or --file) as records.
+    Produce {
+        #[command(flatten)]
+        args: cli::produce::ProduceArgs,
+        #[command(flatten)]
+        connect: cli::ConnectArgs,
+    },
+    /// Print records of a topic.
+    Consume {
+        #[command(flatten)]
+        args: cli::consume::ConsumeArgs,
+        #[command(flatten)]
+        connect: cli::ConnectArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -88,7 +130,32 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(sluice_broker::server::run(config, stop_signal()))
         }
+        client => run_client(client),
     }
+}
+
+/// Runs a client subcommand; on failure prints one plain line (the
+/// context, then the Kafka error by name) and exits with status 1.
+fn run_client(command: Command) -> anyhow::Result<()> {
+    let runtime = cli::runtime()?;
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Serve(_) => Ok(()),
+            Command::Topic { command, connect } => cli::topic::run(command, &connect).await,
+            Command::Group { command, connect } => cli::group::run(command, &connect).await,
+            Command::Cluster { command, connect } => cli::cluster::run(command, &connect).await,
+            Command::Produce { args, connect } => cli::produce::run(args, &connect).await,
+            Command::Consume { args, connect } => cli::consume::run(args, &connect).await,
+        }
+    });
+    if let Err(e) = result {
+        match cli::hint(&e) {
+            Some(hint) => eprintln!("sluice: {e:#} ({hint})"),
+            None => eprintln!("sluice: {e:#}"),
+        }
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

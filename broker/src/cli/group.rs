@@ -1,0 +1,208 @@
+//! `sluice group list|describe|reset-offsets|delete`, and `consume
+//! --group`.
+//!
+//! These need a broker serving the consumer-group APIs; against one that
+//! does not, they fail with "does not support FindCoordinator".
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::json;
+use sluice_client::{Admin, GroupOffset, Offset, OffsetSpec};
+
+use super::ConnectArgs;
+use super::consume::{ConsumeArgs, parse_from};
+use super::output::{Format, print_json, print_table};
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// List consumer groups.
+    List,
+    /// Members, assignments, committed offsets and lag of a group.
+    Describe { group: String },
+    /// Set a group's committed offsets for a topic (the group must have no
+    /// members).
+    ResetOffsets {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        /// beginning, end, offset:N or timestamp:MS.
+        #[arg(long, value_parser = parse_from)]
+        to: Offset,
+        /// Only these partitions (repeatable); default: all.
+        #[arg(long, short = 'p')]
+        partition: Vec<i32>,
+    },
+    /// Delete a group (it must have no members).
+    Delete { group: String },
+}
+
+pub async fn run(command: GroupCommand, connect: &ConnectArgs) -> anyhow::Result<()> {
+    let admin = Admin::connect(connect.client_config()).await?;
+    match command {
+        GroupCommand::List => {
+            let groups = admin.list_groups().await.context("cannot list groups")?;
+            match connect.output {
+                Format::Json => {
+                    print_json(&json!(groups.iter().map(|g| json!({
+                    "group": g.group_id, "protocol_type": g.protocol_type, "state": g.state,
+                })).collect::<Vec<_>>()))?
+                }
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = groups
+                        .iter()
+                        .map(|g| vec![g.group_id.clone(), g.state.clone(), g.protocol_type.clone()])
+                        .collect();
+                    print_table(&["GROUP", "STATE", "PROTOCOL TYPE"], &rows)?;
+                }
+            }
+        }
+        GroupCommand::Describe { group } => describe(&admin, connect, &group).await?,
+        GroupCommand::ResetOffsets {
+            group,
+            topic,
+            to,
+            partition,
+        } => {
+            let context = || format!("cannot reset offsets of group '{group}'");
+            let spec = match to {
+                Offset::Beginning => Some(OffsetSpec::Earliest),
+                Offset::End => Some(OffsetSpec::Latest),
+                Offset::Timestamp(ms) => Some(OffsetSpec::Timestamp(ms)),
+                Offset::At(_) => None,
+            };
+            let all = admin
+                .list_offsets(&topic, spec.unwrap_or(OffsetSpec::Latest))
+                .await
+                .with_context(context)?;
+            let offsets: Vec<GroupOffset> = all
+                .iter()
+                .filter(|o| partition.is_empty() || partition.contains(&o.partition))
+                .map(|o| GroupOffset {
+                    topic: topic.clone(),
+                    partition: o.partition,
+                    offset: match to {
+                        Offset::At(n) => n,
+                        _ => o.offset,
+                    },
+                })
+                .collect();
+            admin
+                .reset_group_offsets(&group, &offsets)
+                .await
+                .with_context(context)?;
+            match connect.output {
+                Format::Json => print_json(&json!(
+                    offsets
+                        .iter()
+                        .map(|o| json!({
+                            "topic": o.topic, "partition": o.partition, "offset": o.offset,
+                        }))
+                        .collect::<Vec<_>>()
+                ))?,
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = offsets
+                        .iter()
+                        .map(|o| {
+                            vec![
+                                o.topic.clone(),
+                                o.partition.to_string(),
+                                o.offset.to_string(),
+                            ]
+                        })
+                        .collect();
+                    print_table(&["TOPIC", "PARTITION", "NEW OFFSET"], &rows)?;
+                }
+            }
+        }
+        GroupCommand::Delete { group } => {
+            admin
+                .delete_group(&group)
+                .await
+                .with_context(|| format!("cannot delete group '{group}'"))?;
+            match connect.output {
+                Format::Json => print_json(&json!({"deleted": group}))?,
+                Format::Table => println!("deleted group '{group}'"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn describe(admin: &Admin, connect: &ConnectArgs, group: &str) -> anyhow::Result<()> {
+    let context = || format!("cannot describe group '{group}'");
+    let d = admin.describe_group(group).await.with_context(context)?;
+    let offsets = admin.group_offsets(group).await.with_context(context)?;
+    let mut rows = Vec::new();
+    let mut json_offsets = Vec::new();
+    for o in &offsets {
+        let end = admin
+            .list_offsets(&o.topic, OffsetSpec::Latest)
+            .await
+            .ok()
+            .and_then(|l| l.into_iter().find(|p| p.partition == o.partition))
+            .map_or(-1, |p| p.offset);
+        let lag = if end >= 0 { end - o.offset } else { -1 };
+        let owner = d
+            .members
+            .iter()
+            .find(|m| {
+                m.assignment
+                    .iter()
+                    .any(|(t, ps)| *t == o.topic && ps.contains(&o.partition))
+            })
+            .map_or("-".to_owned(), |m| m.member_id.clone());
+        rows.push(vec![
+            o.topic.clone(),
+            o.partition.to_string(),
+            o.offset.to_string(),
+            end.to_string(),
+            lag.to_string(),
+            owner.clone(),
+        ]);
+        json_offsets.push(json!({
+            "topic": o.topic, "partition": o.partition, "committed": o.offset,
+            "end": end, "lag": lag, "member": owner,
+        }));
+    }
+    match connect.output {
+        Format::Json => print_json(&json!({
+            "group": d.group_id, "state": d.state, "protocol": d.protocol,
+            "members": d.members.iter().map(|m| json!({
+                "member_id": m.member_id, "client_id": m.client_id, "host": m.client_host,
+                "assignment": m.assignment,
+            })).collect::<Vec<_>>(),
+            "offsets": json_offsets,
+        }))?,
+        Format::Table => {
+            println!(
+                "group: {}  state: {}  protocol: {}  members: {}\n",
+                d.group_id,
+                d.state,
+                if d.protocol.is_empty() {
+                    "-"
+                } else {
+                    &d.protocol
+                },
+                d.members.len()
+            );
+            print_table(
+                &["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"],
+                &rows,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `sluice consume --group`: not available until the client's group
+/// membership lands (issue 5 follow-up).
+pub async fn consume_in_group(
+    _args: &ConsumeArgs,
+    group: &str,
+    _connect: &ConnectArgs,
+) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "cannot consume as group '{group}': consumer-group membership is not implemented in \
+         sluice-client yet; consume without --group (manual assignment)"
+    )
+}
