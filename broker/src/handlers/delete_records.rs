@@ -99,11 +99,7 @@ fn delete_all(broker: &Broker, topics: &[DeleteRecordsTopic]) -> Vec<DeleteRecor
                         .with_partition_index(p.partition_index);
                     let result = broker
                         .replicas()
-                        .partition(&topic.name.0, p.partition_index)
-                        .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-                            topic: topic.name.0.to_string(),
-                            partition: p.partition_index,
-                        })
+                        .partition_or_error(&topic.name.0, p.partition_index)
                         .and_then(|replica| delete_below(&replica, p.offset));
                     match result {
                         Ok(low_watermark) => out.with_low_watermark(low_watermark),

@@ -156,12 +156,9 @@ fn read_partition(
         log_start_offset: start,
         regions: Vec::new(),
     };
-    let Some(replica) = broker.replicas().partition(topic, partition) else {
-        let e = BrokerError::UnknownTopicOrPartition {
-            topic: topic.to_string(),
-            partition,
-        };
-        return failed(e, -1, -1);
+    let replica = match broker.replicas().partition_or_error(topic, partition) {
+        Ok(r) => r,
+        Err(e) => return failed(e, -1, -1),
     };
     match replica.read(offset, max_bytes, first) {
         Ok(read) => PartitionRead {

@@ -50,11 +50,7 @@ pub async fn handle_list_offsets(
                 .map(|p| {
                     let answer = broker
                         .replicas()
-                        .partition(&topic.name.0, p.partition_index)
-                        .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-                            topic: topic.name.0.to_string(),
-                            partition: p.partition_index,
-                        })
+                        .partition_or_error(&topic.name.0, p.partition_index)
                         .and_then(|replica| lookup(&replica, p.timestamp, version));
                     let out = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);

@@ -60,11 +60,7 @@ pub async fn handle_offset_for_leader_epoch(
                     let out = EpochEndOffset::default().with_partition(p.partition);
                     let result = broker
                         .replicas()
-                        .partition(&topic.topic.0, p.partition)
-                        .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-                            topic: topic.topic.0.to_string(),
-                            partition: p.partition,
-                        })
+                        .partition_or_error(&topic.topic.0, p.partition)
                         .and_then(|replica| end_offset(&replica, p));
                     match result {
                         Ok((epoch, offset)) => out.with_leader_epoch(epoch).with_end_offset(offset),

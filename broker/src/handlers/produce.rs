@@ -111,12 +111,7 @@ fn produce_partition(
     index: i32,
     records: Option<&Bytes>,
 ) -> Result<(Arc<Partition>, AppendOutcome), BrokerError> {
-    let replica = broker.replicas().partition(topic, index).ok_or_else(|| {
-        BrokerError::UnknownTopicOrPartition {
-            topic: topic.to_string(),
-            partition: index,
-        }
-    })?;
+    let replica = broker.replicas().partition_or_error(topic, index)?;
     let max = broker
         .replicas()
         .topic_config(topic)

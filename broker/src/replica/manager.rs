@@ -78,6 +78,21 @@ impl ReplicaManager {
         topics.get(topic)?.partitions.get(idx).cloned()
     }
 
+    /// The partition, or UNKNOWN_TOPIC_OR_PARTITION (Kafka's
+    /// `getPartitionOrError`): the one lookup every partition-level
+    /// handler starts with.
+    pub fn partition_or_error(
+        &self,
+        topic: &str,
+        index: i32,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        self.partition(topic, index)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                topic: topic.to_string(),
+                partition: index,
+            })
+    }
+
     /// Every hosted partition.
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         self.topics
