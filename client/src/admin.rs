@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::metadata::{ClusterMetadata, TopicInfo, require_topic};
 use crate::offsets::{OffsetSpec, PartitionOffset, list_offsets};
 
-mod groups;
+pub(crate) mod groups;
 
 pub use groups::{GroupDescription, GroupListing, GroupMember, GroupOffset};
 

@@ -318,6 +318,30 @@ impl Cluster {
     /// A connection to the coordinator of consumer group `group`
     /// (FindCoordinator, retried while the coordinator is loading).
     pub(crate) async fn coordinator(&self, group: &str) -> Result<Arc<Connection>> {
+        let node_id = self.find_coordinator(group).await?;
+        self.node(node_id).await
+    }
+
+    /// A connection of its own to `group`'s coordinator, shared with
+    /// nothing else: a JoinGroup parked for seconds must not hold up
+    /// fetches, and long-poll fetches must not delay heartbeats (the Java
+    /// client does the same).
+    pub(crate) async fn dedicated_coordinator(&self, group: &str) -> Result<Arc<Connection>> {
+        let node_id = self.find_coordinator(group).await?;
+        let addr = self
+            .metadata()
+            .brokers
+            .get(&node_id)
+            .map(crate::metadata::BrokerInfo::address)
+            .ok_or_else(|| Error::Connect {
+                broker: format!("node {node_id}"),
+                reason: "coordinator not in the cluster metadata".into(),
+            })?;
+        let label = format!("coordinator node {node_id} ({addr})");
+        Ok(Arc::new(self.connect_with_backoff(&addr, label).await?))
+    }
+
+    async fn find_coordinator(&self, group: &str) -> Result<i32> {
         use kafka_protocol::messages::FindCoordinatorRequest;
         let deadline = Instant::now() + self.config.request_timeout;
         let node_id = self
@@ -337,6 +361,6 @@ impl Cluster {
         if !self.metadata().brokers.contains_key(&node_id) {
             self.refresh_metadata(Some(&[])).await?;
         }
-        self.node(node_id).await
+        Ok(node_id)
     }
 }

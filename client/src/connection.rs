@@ -236,8 +236,20 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<R::Response> {
+        self.call_with_timeout(request, version, self.options.request_timeout)
+            .await
+    }
+
+    /// As [`Connection::call_at`] with its own timeout: for requests the
+    /// broker may park longer than a normal request (JoinGroup waits for
+    /// the whole group, up to the rebalance timeout).
+    pub(crate) async fn call_with_timeout<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let api_key = api_key_of::<R>()?;
-        let timeout = self.options.request_timeout;
         let body =
             match tokio::time::timeout(timeout, self.round_trip(request, api_key, version)).await {
                 Ok(result) => result?,

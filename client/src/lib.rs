@@ -55,7 +55,9 @@ pub use admin::{
     NewTopic, TopicDescription,
 };
 pub use config::ClientConfig;
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset};
+pub use consumer::{
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, Offset, RebalanceListener, TopicPartition,
+};
 pub use error::{Error, Result, kafka_name};
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use offsets::{OffsetSpec, PartitionOffset};

@@ -23,12 +23,24 @@
 //! - At most one fetch in flight per leader; bytes per fetch are bounded
 //!   by `fetch_max_bytes` and per partition by `partition_max_bytes`.
 //!
+//! # Groups
+//! With a `group_id`, [`Consumer::subscribe`] makes the consumer a group
+//! member ([`coordinator`]): each `poll` first rejoins if the heartbeat
+//! task saw a rebalance, calls the [`RebalanceListener`], then fetches.
+//! Positions of newly assigned partitions come from the group's committed
+//! offsets, else `auto_offset_reset`. With auto commit, positions are
+//! committed every `auto_commit_interval`, before partitions are given up
+//! and on [`Consumer::close`].
+//!
 //! # Caveats
-//! - Consumer groups (subscribe, rebalance, commit) are not written yet:
-//!   the broker does not serve the group APIs at the time of writing
-//!   (issue 5 follow-up). `assign` + `seek` work against any broker.
+//! - Positions are committed as "next offset to return": records returned
+//!   by the last `poll` count as processed once the next `poll` starts
+//!   (Kafka's at-least-once auto-commit rule).
 
+pub mod assignor;
+pub mod coordinator;
 pub mod fetcher;
+mod group;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -42,7 +54,17 @@ use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result, partition_context};
 use crate::offsets::{OffsetSpec, list_offsets};
+pub use assignor::{Assignor, TopicPartition};
+use coordinator::Membership;
 use fetcher::{FetchOptions, FetchOutcome, FetchTarget, decode_records, fetch};
+
+/// Told about partitions a group rebalance takes away or hands over.
+/// Called from inside `poll`, before records of the new assignment are
+/// fetched; with auto commit, revoked partitions are committed first.
+pub trait RebalanceListener: Send + Sync {
+    fn on_partitions_revoked(&self, partitions: &[TopicPartition]);
+    fn on_partitions_assigned(&self, partitions: &[TopicPartition]);
+}
 
 /// Where to start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +93,7 @@ pub struct ConsumerRecord {
 }
 
 /// Consumer settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsumerConfig {
     pub client: ClientConfig,
     /// Longest a fetch waits on the broker for `fetch_min_bytes`.
@@ -81,6 +103,17 @@ pub struct ConsumerConfig {
     pub partition_max_bytes: i32,
     /// Where to go when a position is unknown or out of range.
     pub auto_offset_reset: Offset,
+    /// The consumer group to join on [`Consumer::subscribe`].
+    pub group_id: Option<String>,
+    pub assignor: Assignor,
+    pub enable_auto_commit: bool,
+    pub auto_commit_interval: Duration,
+    /// The coordinator removes a member it has not heard from for this long.
+    pub session_timeout: Duration,
+    /// How long the coordinator waits for every member to rejoin.
+    pub rebalance_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub rebalance_listener: Option<Arc<dyn RebalanceListener>>,
 }
 
 impl ConsumerConfig {
@@ -92,7 +125,40 @@ impl ConsumerConfig {
             fetch_max_bytes: 50 * 1024 * 1024,
             partition_max_bytes: 1024 * 1024,
             auto_offset_reset: Offset::End,
+            group_id: None,
+            assignor: Assignor::CooperativeSticky,
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(1),
+            rebalance_listener: None,
         }
+    }
+
+    pub fn with_group(mut self, group_id: impl Into<String>) -> Self {
+        self.group_id = Some(group_id.into());
+        self
+    }
+
+    pub fn with_assignor(mut self, assignor: Assignor) -> Self {
+        self.assignor = assignor;
+        self
+    }
+
+    pub fn with_auto_commit(mut self, on: bool) -> Self {
+        self.enable_auto_commit = on;
+        self
+    }
+
+    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    pub fn with_rebalance_listener(mut self, listener: Arc<dyn RebalanceListener>) -> Self {
+        self.rebalance_listener = Some(listener);
+        self
     }
 
     pub fn with_auto_offset_reset(mut self, reset: Offset) -> Self {
@@ -125,6 +191,8 @@ pub struct Consumer {
     in_flight: HashSet<i32>,
     outcomes_tx: mpsc::Sender<FetchOutcome>,
     outcomes_rx: mpsc::Receiver<FetchOutcome>,
+    group: Option<Membership>,
+    last_commit: tokio::time::Instant,
 }
 
 /// Fetch answers waiting to be read: one per leader at most, so a small
@@ -142,6 +210,8 @@ impl Consumer {
             in_flight: HashSet::new(),
             outcomes_tx,
             outcomes_rx,
+            group: None,
+            last_commit: tokio::time::Instant::now(),
         })
     }
 
@@ -232,6 +302,7 @@ impl Consumer {
     /// Returns the next records, waiting up to `fetch_max_wait` (plus a
     /// round trip) for some; empty when none arrived.
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>> {
+        self.maintain_group().await?;
         self.resolve_seeks().await?;
         self.start_fetches();
         if self.in_flight.is_empty() {
