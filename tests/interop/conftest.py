@@ -26,6 +26,13 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+# Segments are preallocated at their full size, 1 GiB by default: a test
+# with a few partitions would need gigabytes of free disk, and the CI
+# machine's disk is shared with builds and benchmarks. 64 MiB still holds
+# every test's data in one segment unless the test asks for small ones.
+SHARED_DISK_CONFIG = {"log.segment.bytes": 64 * 1024 * 1024}
+
+
 @pytest.fixture(scope="session")
 def sluice_bin() -> str:
     path = os.environ.get("SLUICE_BIN", "")
@@ -37,12 +44,13 @@ def sluice_bin() -> str:
 
 @pytest.fixture
 def broker_factory(sluice_bin, tmp_path, request):
-    """`make(config=None, start=True) -> BrokerProcess`. Every broker made
-    here is SIGKILLed at teardown if still running."""
+    """`make(config=None, start=True) -> BrokerProcess`, with `config` over
+    SHARED_DISK_CONFIG. Every broker made here is SIGKILLed at teardown if
+    still running."""
     made: list[BrokerProcess] = []
 
     def make(config: dict | None = None, start: bool = True) -> BrokerProcess:
-        b = BrokerProcess(sluice_bin, tmp_path / f"broker{len(made)}", config)
+        b = BrokerProcess(sluice_bin, tmp_path / f"broker{len(made)}", {**SHARED_DISK_CONFIG, **(config or {})})
         made.append(b)
         if start:
             b.start()
@@ -75,7 +83,7 @@ def broker_factory(sluice_bin, tmp_path, request):
 @pytest.fixture
 def broker(broker_factory) -> BrokerProcess:
     """A broker with the embedded defaults (auto-create on, 1 partition,
-    durability fsync)."""
+    durability fsync) except for SHARED_DISK_CONFIG."""
     return broker_factory()
 
 
