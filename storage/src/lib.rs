@@ -8,7 +8,8 @@
 //! and the health flag they share. No networking, no async runtime.
 //!
 //! Module map: [`offset`] (newtypes), `error`, `config`, `limits`,
-//! `mmap` (the only `unsafe`), `segment`, `offset_index`, `time_index`,
+//! `mmap` (the only `unsafe`), `segment`, `sparse_index` (what `offset_index`
+//! and `time_index` share), `offset_index`, `time_index`,
 //! `log` (open, append, roll, close), `read`, `recovery`, `retention` (retention,
 //! DeleteRecords, truncation), `checkpoint`, `flush`, `log_dir`, `region`.
 //! The on-disk formats are specified in `docs/formats.md`; what each call
@@ -36,6 +37,7 @@ mod recovery;
 mod region;
 mod retention;
 mod segment;
+mod sparse_index;
 mod time_index;
 
 pub use config::LogConfig;

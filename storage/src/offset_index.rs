@@ -9,7 +9,9 @@
 //! One entry is added before a batch once `index.interval.bytes` of batches
 //! have been written since the last entry, pointing at that batch. The file
 //! is preallocated to `segment.index.bytes` (zeros) and trimmed to its
-//! entries when the segment rolls or the log closes.
+//! entries when the segment rolls or the log closes. The file handling
+//! (load, sanity check, append, lookup, trim) is [`SparseIndex`]'s; this
+//! module is the entry format and its order.
 //!
 //! # Invariants
 //! - Entries strictly increase in both fields, and every position is > 0
@@ -23,15 +25,12 @@
 //! # References
 //! Kafka's `OffsetIndex`.
 
-use std::path::Path;
-
 use crate::error::Result;
-use crate::mmap::{MapWriter, MappedFile};
 use crate::offset::{FilePosition, RelativeOffset};
+use crate::sparse_index::{IndexEntry, SparseIndex};
 
 /// Size of one `.index` entry.
 pub(crate) const OFFSET_INDEX_ENTRY_BYTES: usize = 8;
-const ENTRY: u64 = OFFSET_INDEX_ENTRY_BYTES as u64;
 
 /// One `.index` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,79 +39,12 @@ pub(crate) struct OffsetEntry {
     pub(crate) position: FilePosition,
 }
 
-/// The `.index` of one segment.
-#[derive(Debug)]
-pub(crate) struct OffsetIndex {
-    w: MapWriter,
-    entries: u64,
-}
-
-fn decode(b: &[u8]) -> Option<OffsetEntry> {
-    let rel = u32::from_be_bytes(b.get(0..4)?.try_into().ok()?);
-    let pos = u32::from_be_bytes(b.get(4..8)?.try_into().ok()?);
-    Some(OffsetEntry {
-        relative: RelativeOffset(rel),
-        position: FilePosition(pos),
-    })
-}
+/// The `.index` of one segment; [`SparseIndex::lookup`] takes a
+/// [`RelativeOffset`] and returns the last entry at or below it, where a
+/// scan for that offset may start (`None`: from position 0).
+pub(crate) type OffsetIndex = SparseIndex<OffsetEntry>;
 
 impl OffsetIndex {
-    /// A new, empty index with room for `capacity_bytes` (rounded down to
-    /// whole entries).
-    pub(crate) fn create(path: &Path, capacity_bytes: u64) -> Result<Self> {
-        let w = MappedFile::create(path, capacity_bytes - capacity_bytes % ENTRY)?;
-        Ok(Self { w, entries: 0 })
-    }
-
-    /// Loads an existing index; the bool is false when the file fails the
-    /// sanity check and must be rebuilt (it is kept open for that).
-    pub(crate) fn open(path: &Path) -> Result<(Self, bool)> {
-        let w = MappedFile::open(path)?;
-        let (entries, sane) = valid_entries(&w);
-        let mut index = Self { w, entries: 0 };
-        if sane {
-            index.entries = entries;
-            let len = entries * ENTRY;
-            index.w.truncate_exclusive(len, len)?;
-        }
-        Ok((index, sane))
-    }
-
-    /// Drops every entry and reserves `capacity_bytes` again.
-    pub(crate) fn reset(&mut self, capacity_bytes: u64) -> Result<()> {
-        self.entries = 0;
-        self.w
-            .truncate_exclusive(0, capacity_bytes - capacity_bytes % ENTRY)
-    }
-
-    /// Makes room for `capacity_bytes` after the current entries (the
-    /// segment becomes active again after a restart).
-    pub(crate) fn reserve_capacity(&mut self, capacity_bytes: u64) -> Result<()> {
-        let len = self.entries * ENTRY;
-        let cap = (capacity_bytes - capacity_bytes % ENTRY).max(len);
-        self.w.truncate_exclusive(len, cap)
-    }
-
-    pub(crate) fn is_full(&self) -> bool {
-        self.w.remaining() < ENTRY
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> u64 {
-        self.entries
-    }
-
-    pub(crate) fn entry(&self, i: u64) -> Option<OffsetEntry> {
-        if i >= self.entries {
-            return None;
-        }
-        decode(self.w.shared().slice(i * ENTRY, ENTRY)?)
-    }
-
-    pub(crate) fn last(&self) -> Option<OffsetEntry> {
-        self.entries.checked_sub(1).and_then(|i| self.entry(i))
-    }
-
     /// Appends an entry if it strictly follows the last one; returns
     /// whether it did. A full index is left alone (the segment rolls first).
     pub(crate) fn append(
@@ -120,158 +52,98 @@ impl OffsetIndex {
         relative: RelativeOffset,
         position: FilePosition,
     ) -> Result<bool> {
-        let follows = match self.last() {
-            Some(last) => relative > last.relative && position > last.position,
-            None => position.0 > 0,
-        };
-        if !follows || self.is_full() {
-            return Ok(false);
-        }
-        let mut b = [0u8; OFFSET_INDEX_ENTRY_BYTES];
-        b[..4].copy_from_slice(&relative.0.to_be_bytes());
-        b[4..].copy_from_slice(&position.0.to_be_bytes());
-        if !self.w.append_hint(&b)? {
-            return Ok(false);
-        }
-        self.entries += 1;
-        Ok(true)
-    }
-
-    /// The last entry whose relative offset is `<= target`: where a scan
-    /// for `target` may start. `None` means "from position 0".
-    pub(crate) fn lookup(&self, target: RelativeOffset) -> Option<OffsetEntry> {
-        // Binary search for the first entry above `target`.
-        let (mut lo, mut hi) = (0u64, self.entries);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.entry(mid) {
-                Some(e) if e.relative <= target => lo = mid + 1,
-                _ => hi = mid,
-            }
-        }
-        lo.checked_sub(1).and_then(|i| self.entry(i))
-    }
-
-    pub(crate) fn trim(&mut self) -> Result<()> {
-        self.w.trim()
-    }
-
-    pub(crate) fn writer(&self) -> &MapWriter {
-        &self.w
+        self.append_entry(OffsetEntry { relative, position })
     }
 }
 
-/// Counts the entries before the first all-zero one and checks them; the
-/// bool is false when the file must be rebuilt.
-fn valid_entries(w: &MapWriter) -> (u64, bool) {
-    let len = w.published();
-    let Some(bytes) = w.shared().slice(0, len) else {
-        return (0, false);
-    };
-    if !len.is_multiple_of(ENTRY) {
-        return (0, false);
+impl IndexEntry for OffsetEntry {
+    const BYTES: usize = OFFSET_INDEX_ENTRY_BYTES;
+    type Encoded = [u8; OFFSET_INDEX_ENTRY_BYTES];
+    type Key = RelativeOffset;
+
+    fn encode(&self) -> Self::Encoded {
+        let mut b = [0u8; OFFSET_INDEX_ENTRY_BYTES];
+        b[..4].copy_from_slice(&self.relative.0.to_be_bytes());
+        b[4..].copy_from_slice(&self.position.0.to_be_bytes());
+        b
     }
-    let mut count = 0u64;
-    let mut last: Option<OffsetEntry> = None;
-    let mut chunks = bytes.chunks_exact(OFFSET_INDEX_ENTRY_BYTES);
-    for chunk in chunks.by_ref() {
-        let Some(e) = decode(chunk) else {
-            return (0, false);
-        };
-        if e.position.0 == 0 && e.relative.0 == 0 {
-            let rest_zero = chunks.all(|c| c.iter().all(|&b| b == 0));
-            return (count, rest_zero);
-        }
-        let increasing = match last {
-            Some(l) => e.relative > l.relative && e.position > l.position,
-            None => e.position.0 > 0,
-        };
-        if !increasing {
-            return (0, false);
-        }
-        last = Some(e);
-        count += 1;
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (rel, pos) = bytes.split_first_chunk::<4>()?;
+        Some(OffsetEntry {
+            relative: RelativeOffset(u32::from_be_bytes(*rel)),
+            position: FilePosition(u32::from_be_bytes(pos.try_into().ok()?)),
+        })
     }
-    (count, true)
+
+    fn is_end_marker(&self) -> bool {
+        self.relative.0 == 0 && self.position.0 == 0
+    }
+
+    /// Stricter than "not the end marker": the first batch (position 0)
+    /// never gets an entry.
+    fn may_start(&self) -> bool {
+        self.position.0 > 0
+    }
+
+    fn strictly_follows(&self, prev: &Self) -> bool {
+        self.relative > prev.relative && self.position > prev.position
+    }
+
+    fn key(&self) -> RelativeOffset {
+        self.relative
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn index_with(entries: &[(u32, u32)]) -> (tempfile::TempDir, OffsetIndex) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut idx = OffsetIndex::create(&dir.path().join("0.index"), 1024).unwrap();
-        for &(r, p) in entries {
-            assert!(idx.append(RelativeOffset(r), FilePosition(p)).unwrap());
+    fn e(relative: u32, position: u32) -> OffsetEntry {
+        OffsetEntry {
+            relative: RelativeOffset(relative),
+            position: FilePosition(position),
         }
-        (dir, idx)
     }
 
     #[test]
-    fn lookup_at_boundaries() {
-        let (_d, idx) = index_with(&[(10, 100), (20, 200), (30, 300)]);
-        let at = |t| {
-            idx.lookup(RelativeOffset(t))
-                .map(|e| (e.relative.0, e.position.0))
-        };
-        assert_eq!(at(0), None);
-        assert_eq!(at(9), None);
-        assert_eq!(at(10), Some((10, 100)));
-        assert_eq!(at(19), Some((10, 100)));
-        assert_eq!(at(20), Some((20, 200)));
-        assert_eq!(at(30), Some((30, 300)));
-        assert_eq!(at(u32::MAX), Some((30, 300)));
-        let (_d, empty) = index_with(&[]);
-        assert_eq!(empty.lookup(RelativeOffset(5)), None);
+    fn entry_layout_is_relative_then_position_big_endian() {
+        let entry = e(0x0102_0304, 0x0a0b_0c0d);
+        assert_eq!(entry.encode(), [1, 2, 3, 4, 0xa, 0xb, 0xc, 0xd]);
+        assert_eq!(OffsetEntry::decode(&entry.encode()), Some(entry));
+        assert_eq!(OffsetEntry::decode(&[1, 2, 3, 4, 5, 6, 7]), None);
+        assert_eq!(OffsetEntry::decode(&[0; 9]), None);
+        assert!(e(0, 0).is_end_marker());
+        assert!(!e(0, 1).is_end_marker() && !e(1, 0).is_end_marker());
     }
 
     #[test]
-    fn refuses_non_increasing_entries_and_stops_when_full() {
-        let (_d, mut idx) = index_with(&[(10, 100)]);
-        assert!(!idx.append(RelativeOffset(10), FilePosition(200)).unwrap());
-        assert!(!idx.append(RelativeOffset(11), FilePosition(100)).unwrap());
-        assert_eq!(idx.len(), 1);
+    fn entries_increase_in_both_fields_and_never_point_at_position_0() {
+        assert!(!e(10, 200).strictly_follows(&e(10, 100)), "same offset");
+        assert!(!e(11, 100).strictly_follows(&e(10, 100)), "same position");
+        assert!(!e(9, 200).strictly_follows(&e(10, 100)), "lower offset");
+        assert!(e(11, 101).strictly_follows(&e(10, 100)));
+        assert!(!e(5, 0).may_start(), "first batch gets no entry");
+        assert!(e(0, 1).may_start());
+    }
+
+    #[test]
+    fn appends_and_looks_up_by_relative_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let mut small = OffsetIndex::create(&dir.path().join("s.index"), 20).unwrap();
-        assert!(small.append(RelativeOffset(1), FilePosition(1)).unwrap());
-        assert!(small.append(RelativeOffset(2), FilePosition(2)).unwrap());
-        assert!(small.is_full());
-        assert!(!small.append(RelativeOffset(3), FilePosition(3)).unwrap());
-    }
-
-    #[test]
-    fn reopen_keeps_entries_of_untrimmed_and_trimmed_files() {
-        let (dir, mut idx) = index_with(&[(1, 10), (2, 20)]);
         let path = dir.path().join("0.index");
-        drop(idx);
-        let (reopened, sane) = OffsetIndex::open(&path).unwrap();
-        assert!(sane);
-        assert_eq!(reopened.len(), 2);
-        idx = reopened;
+        let mut idx = OffsetIndex::create(&path, 1024).unwrap();
+        assert!(idx.append(RelativeOffset(10), FilePosition(100)).unwrap());
+        assert!(idx.append(RelativeOffset(20), FilePosition(200)).unwrap());
+        assert!(!idx.append(RelativeOffset(20), FilePosition(300)).unwrap());
+        assert_eq!(idx.lookup(RelativeOffset(19)), Some(e(10, 100)));
         idx.trim().unwrap();
         drop(idx);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
-        let (idx, sane) = OffsetIndex::open(&path).unwrap();
-        assert!(sane);
-        assert_eq!(idx.last().unwrap().position, FilePosition(20));
-    }
-
-    #[test]
-    fn garbage_files_fail_the_sanity_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.index");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            [0, 0, 0, 10, 0, 0, 0, 100, 0, 0, 0, 20, 0, 0, 0, 200]
+        );
+        // Offsets go backwards while positions grow: rebuilt.
         std::fs::write(&path, [0u8, 0, 0, 5, 0, 0, 0, 9, 0, 0, 0, 4, 0, 0, 0, 10]).unwrap();
-        assert!(!OffsetIndex::open(&path).unwrap().1, "decreasing entries");
-        std::fs::write(&path, [1u8, 2, 3]).unwrap();
-        assert!(!OffsetIndex::open(&path).unwrap().1, "partial entry");
-        let mut b = vec![0u8; 32];
-        b[20] = 7;
-        std::fs::write(&path, &b).unwrap();
-        assert!(!OffsetIndex::open(&path).unwrap().1, "bytes after the end");
-        std::fs::write(&path, vec![0u8; 32]).unwrap();
-        let (idx, sane) = OffsetIndex::open(&path).unwrap();
-        assert!(sane);
-        assert_eq!(idx.len(), 0);
+        assert!(!OffsetIndex::open(&path).unwrap().1);
     }
 }

@@ -9,28 +9,28 @@
 //! An entry is added whenever an `.index` entry is, if the segment's max
 //! timestamp grew since the last entry, and once more when the segment
 //! rolls or the log closes, so the last entry holds the segment's max.
+//! The file handling (load, sanity check, append, lookup, trim) is
+//! [`SparseIndex`]'s; this module is the entry format and its order.
 //!
 //! # Invariants
 //! - Entries strictly increase in both fields. Every batch before an
 //!   entry's offset has a max timestamp below the entry's timestamp, so a
 //!   search for the first batch with max timestamp `>= t` may start at the
 //!   last entry whose timestamp is `<= t`.
-//! - One entry of room is kept back so the roll/close entry always fits.
+//! - One entry of room is kept back so the roll/close entry always fits
+//!   ([`IndexEntry::RESERVED_ENTRIES`]).
 //! - As with `.index`, an all-zero entry ends a preallocated file, and a
 //!   file that fails the sanity check is rebuilt, never trusted.
 //!
 //! # References
 //! Kafka's `TimeIndex`.
 
-use std::path::Path;
-
 use crate::error::Result;
-use crate::mmap::{MapWriter, MappedFile};
 use crate::offset::RelativeOffset;
+use crate::sparse_index::{IndexEntry, SparseIndex};
 
 /// Size of one `.timeindex` entry.
 pub(crate) const TIME_INDEX_ENTRY_BYTES: usize = 12;
-const ENTRY: u64 = TIME_INDEX_ENTRY_BYTES as u64;
 
 /// One `.timeindex` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,148 +39,84 @@ pub(crate) struct TimeEntry {
     pub(crate) relative: RelativeOffset,
 }
 
-/// The `.timeindex` of one segment.
-#[derive(Debug)]
-pub(crate) struct TimeIndex {
-    w: MapWriter,
-    entries: u64,
-}
-
-fn decode(b: &[u8]) -> Option<TimeEntry> {
-    let ts = i64::from_be_bytes(b.get(0..8)?.try_into().ok()?);
-    let rel = u32::from_be_bytes(b.get(8..12)?.try_into().ok()?);
-    Some(TimeEntry {
-        timestamp: ts,
-        relative: RelativeOffset(rel),
-    })
-}
+/// The `.timeindex` of one segment; [`SparseIndex::lookup`] takes a
+/// timestamp and returns the last entry at or below it: a search for the
+/// first batch with max timestamp `>= target` may start at its offset.
+pub(crate) type TimeIndex = SparseIndex<TimeEntry>;
 
 impl TimeIndex {
-    pub(crate) fn create(path: &Path, capacity_bytes: u64) -> Result<Self> {
-        let w = MappedFile::create(path, capacity_bytes - capacity_bytes % ENTRY)?;
-        Ok(Self { w, entries: 0 })
-    }
-
-    /// Loads an existing index; the bool is false when it must be rebuilt.
-    pub(crate) fn open(path: &Path) -> Result<(Self, bool)> {
-        let w = MappedFile::open(path)?;
-        let (entries, sane) = valid_entries(&w);
-        let mut index = Self { w, entries: 0 };
-        if sane {
-            index.entries = entries;
-            let len = entries * ENTRY;
-            index.w.truncate_exclusive(len, len)?;
-        }
-        Ok((index, sane))
-    }
-
-    pub(crate) fn reset(&mut self, capacity_bytes: u64) -> Result<()> {
-        self.entries = 0;
-        self.w
-            .truncate_exclusive(0, capacity_bytes - capacity_bytes % ENTRY)
-    }
-
-    pub(crate) fn reserve_capacity(&mut self, capacity_bytes: u64) -> Result<()> {
-        let len = self.entries * ENTRY;
-        let cap = (capacity_bytes - capacity_bytes % ENTRY).max(len);
-        self.w.truncate_exclusive(len, cap)
-    }
-
-    /// Full for sparse entries: the last slot is kept for the roll entry.
-    pub(crate) fn is_full(&self) -> bool {
-        self.w.remaining() < 2 * ENTRY
-    }
-
-    pub(crate) fn entry(&self, i: u64) -> Option<TimeEntry> {
-        if i >= self.entries {
-            return None;
-        }
-        decode(self.w.shared().slice(i * ENTRY, ENTRY)?)
-    }
-
-    pub(crate) fn last(&self) -> Option<TimeEntry> {
-        self.entries.checked_sub(1).and_then(|i| self.entry(i))
-    }
-
     /// Appends an entry if it strictly follows the last one (in timestamp
-    /// and offset) and there is room; returns whether it did.
+    /// and offset) and there is room, the reserved roll slot included;
+    /// returns whether it did.
     pub(crate) fn append(&mut self, timestamp: i64, relative: RelativeOffset) -> Result<bool> {
-        let follows = match self.last() {
-            Some(last) => timestamp > last.timestamp && relative > last.relative,
-            None => timestamp != 0 || relative.0 != 0,
-        };
-        if !follows || self.w.remaining() < ENTRY {
-            return Ok(false);
-        }
-        let mut b = [0u8; TIME_INDEX_ENTRY_BYTES];
-        b[..8].copy_from_slice(&timestamp.to_be_bytes());
-        b[8..].copy_from_slice(&relative.0.to_be_bytes());
-        if !self.w.append_hint(&b)? {
-            return Ok(false);
-        }
-        self.entries += 1;
-        Ok(true)
-    }
-
-    /// The last entry with timestamp `<= target`: a search for the first
-    /// batch with max timestamp `>= target` may start at its offset.
-    pub(crate) fn lookup(&self, target: i64) -> Option<TimeEntry> {
-        let (mut lo, mut hi) = (0u64, self.entries);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.entry(mid) {
-                Some(e) if e.timestamp <= target => lo = mid + 1,
-                _ => hi = mid,
-            }
-        }
-        lo.checked_sub(1).and_then(|i| self.entry(i))
-    }
-
-    pub(crate) fn trim(&mut self) -> Result<()> {
-        self.w.trim()
-    }
-
-    pub(crate) fn writer(&self) -> &MapWriter {
-        &self.w
+        self.append_entry(TimeEntry {
+            timestamp,
+            relative,
+        })
     }
 }
 
-fn valid_entries(w: &MapWriter) -> (u64, bool) {
-    let len = w.published();
-    let Some(bytes) = w.shared().slice(0, len) else {
-        return (0, false);
-    };
-    if !len.is_multiple_of(ENTRY) {
-        return (0, false);
+impl IndexEntry for TimeEntry {
+    const BYTES: usize = TIME_INDEX_ENTRY_BYTES;
+    /// The roll/close entry.
+    const RESERVED_ENTRIES: u64 = 1;
+    type Encoded = [u8; TIME_INDEX_ENTRY_BYTES];
+    type Key = i64;
+
+    fn encode(&self) -> Self::Encoded {
+        let mut b = [0u8; TIME_INDEX_ENTRY_BYTES];
+        b[..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        b[8..].copy_from_slice(&self.relative.0.to_be_bytes());
+        b
     }
-    let mut count = 0u64;
-    let mut last: Option<TimeEntry> = None;
-    let mut chunks = bytes.chunks_exact(TIME_INDEX_ENTRY_BYTES);
-    for chunk in chunks.by_ref() {
-        let Some(e) = decode(chunk) else {
-            return (0, false);
-        };
-        if e.timestamp == 0 && e.relative.0 == 0 {
-            let rest_zero = chunks.all(|c| c.iter().all(|&b| b == 0));
-            return (count, rest_zero);
-        }
-        if let Some(l) = last
-            && (e.timestamp <= l.timestamp || e.relative <= l.relative)
-        {
-            return (0, false);
-        }
-        last = Some(e);
-        count += 1;
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (ts, rel) = bytes.split_first_chunk::<8>()?;
+        Some(TimeEntry {
+            timestamp: i64::from_be_bytes(*ts),
+            relative: RelativeOffset(u32::from_be_bytes(rel.try_into().ok()?)),
+        })
     }
-    (count, true)
+
+    fn is_end_marker(&self) -> bool {
+        self.timestamp == 0 && self.relative.0 == 0
+    }
+
+    fn strictly_follows(&self, prev: &Self) -> bool {
+        self.timestamp > prev.timestamp && self.relative > prev.relative
+    }
+
+    fn key(&self) -> i64 {
+        self.timestamp
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn e(timestamp: i64, relative: u32) -> TimeEntry {
+        TimeEntry {
+            timestamp,
+            relative: RelativeOffset(relative),
+        }
+    }
+
     #[test]
-    fn lookup_at_boundaries_and_increasing_entries_only() {
+    fn entry_layout_is_timestamp_then_relative_big_endian() {
+        let entry = e(0x0102_0304_0506_0708, 0x0a0b_0c0d);
+        assert_eq!(entry.encode(), [1, 2, 3, 4, 5, 6, 7, 8, 0xa, 0xb, 0xc, 0xd]);
+        assert_eq!(TimeEntry::decode(&entry.encode()), Some(entry));
+        assert_eq!(TimeEntry::decode(&e(-1, 3).encode()), Some(e(-1, 3)));
+        assert_eq!(TimeEntry::decode(&[0; 11]), None);
+        assert_eq!(TimeEntry::decode(&[0; 13]), None);
+        assert!(e(0, 0).is_end_marker());
+        assert!(!e(0, 0).may_start());
+        assert!(e(0, 1).may_start() && e(1, 0).may_start());
+    }
+
+    #[test]
+    fn appends_increasing_entries_only_and_looks_up_by_timestamp() {
         let dir = tempfile::tempdir().unwrap();
         let mut idx = TimeIndex::create(&dir.path().join("0.timeindex"), 120).unwrap();
         assert!(idx.append(100, RelativeOffset(0)).unwrap());
@@ -193,9 +129,7 @@ mod tests {
         assert!(!idx.append(400, RelativeOffset(9)).unwrap(), "same offset");
         let at = |t| idx.lookup(t).map(|e| (e.timestamp, e.relative.0));
         assert_eq!(at(99), None);
-        assert_eq!(at(100), Some((100, 0)));
         assert_eq!(at(250), Some((200, 5)));
-        assert_eq!(at(300), Some((300, 9)));
         assert_eq!(at(i64::MAX), Some((300, 9)));
     }
 
@@ -205,16 +139,24 @@ mod tests {
         let path = dir.path().join("t.timeindex");
         let mut idx = TimeIndex::create(&path, 36).unwrap();
         assert!(idx.append(1, RelativeOffset(1)).unwrap());
+        assert!(!idx.is_full());
         assert!(idx.append(2, RelativeOffset(2)).unwrap());
         assert!(idx.is_full());
         assert!(idx.append(3, RelativeOffset(3)).unwrap(), "roll entry fits");
+        assert!(
+            !idx.append(4, RelativeOffset(4)).unwrap(),
+            "and nothing after"
+        );
         drop(idx);
         let (idx, sane) = TimeIndex::open(&path).unwrap();
         assert!(sane);
-        assert_eq!(idx.last().unwrap().timestamp, 3);
+        assert_eq!(idx.last(), Some(e(3, 3)));
+        // Timestamps go backwards: rebuilt.
         let mut bad = vec![0u8; 24];
         bad[7] = 9;
+        bad[11] = 1;
         bad[19] = 1;
+        bad[23] = 2;
         std::fs::write(&path, &bad).unwrap();
         assert!(!TimeIndex::open(&path).unwrap().1);
     }
