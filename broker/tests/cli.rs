@@ -303,3 +303,97 @@ fn errors_name_the_problem_and_exit_non_zero() {
         .clone();
     assert!(String::from_utf8_lossy(&out).contains("no broker reachable"));
 }
+
+#[test]
+fn groups_consume_commit_describe_reset_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).unwrap();
+    stdout(sluice(&broker).args(["topic", "create", "gt", "-p", "1"]));
+    let input: String = (0..10).map(|i| format!("v{i}\n")).collect();
+    stdout(sluice(&broker).args(["produce", "gt"]).write_stdin(input));
+
+    // A group member prints four records and commits exactly those.
+    let out = stdout(sluice(&broker).args([
+        "consume",
+        "gt",
+        "--group",
+        "cg",
+        "--from",
+        "beginning",
+        "-n",
+        "4",
+    ]));
+    assert_eq!(out, "v0\nv1\nv2\nv3\n");
+
+    let out = stdout(sluice(&broker).args(["group", "list"]));
+    assert!(out.lines().any(|l| l.starts_with("cg ")), "{out}");
+    let out = stdout(sluice(&broker).args(["group", "describe", "cg", "--output", "json"]));
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["offsets"][0]["committed"], 4, "{out}");
+    assert_eq!(d["offsets"][0]["end"], 10, "{out}");
+    assert_eq!(d["offsets"][0]["lag"], 6, "{out}");
+    assert_eq!(d["members"].as_array().unwrap().len(), 0, "{out}");
+    let out = stdout(sluice(&broker).args(["group", "describe", "cg"]));
+    assert!(out.contains("LAG") && out.contains("gt"), "{out}");
+
+    // The next member continues where the last one stopped.
+    let out = stdout(sluice(&broker).args([
+        "consume",
+        "gt",
+        "--group",
+        "cg",
+        "-n",
+        "3",
+        "--format",
+        "{offset}:{value}",
+    ]));
+    assert_eq!(out, "4:v4\n5:v5\n6:v6\n");
+
+    // Reset to the beginning, then to an exact offset.
+    let out = stdout(sluice(&broker).args([
+        "group",
+        "reset-offsets",
+        "cg",
+        "--topic",
+        "gt",
+        "--to",
+        "beginning",
+    ]));
+    assert!(out.contains("NEW OFFSET"), "{out}");
+    let out = stdout(sluice(&broker).args(["consume", "gt", "--group", "cg", "-n", "1"]));
+    assert_eq!(out, "v0\n");
+    stdout(sluice(&broker).args([
+        "group",
+        "reset-offsets",
+        "cg",
+        "--topic",
+        "gt",
+        "--to",
+        "offset:8",
+        "--output",
+        "json",
+    ]));
+    let out = stdout(sluice(&broker).args(["consume", "gt", "--group", "cg", "-n", "2"]));
+    assert_eq!(out, "v8\nv9\n");
+
+    let out = stdout(sluice(&broker).args(["group", "delete", "cg"]));
+    assert_eq!(out.trim(), "deleted group 'cg'");
+    let out = stdout(sluice(&broker).args(["group", "list", "--output", "json"]));
+    assert!(!out.contains("\"cg\""), "{out}");
+    let err = failure(sluice(&broker).args(["group", "delete", "cg"]));
+    assert!(
+        err.contains("cannot delete group 'cg'") && err.contains("GROUP_ID_NOT_FOUND"),
+        "{err}"
+    );
+
+    let err = failure(sluice(&broker).args([
+        "group",
+        "reset-offsets",
+        "cg",
+        "--topic",
+        "nope",
+        "--to",
+        "end",
+    ]));
+    assert!(err.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{err}");
+}

@@ -2,15 +2,18 @@
 //! --group`.
 //!
 //! These need a broker serving the consumer-group APIs; against one that
-//! does not, they fail with "does not support FindCoordinator".
+//! does not, they fail naming the unsupported API.
 
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
-use sluice_client::{Admin, GroupOffset, Offset, OffsetSpec};
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use sluice_client::{Admin, Consumer, ConsumerConfig, GroupOffset, Offset, OffsetSpec};
 
 use super::ConnectArgs;
-use super::consume::{ConsumeArgs, parse_from};
+use super::consume::{ConsumeArgs, parse_from, print_record};
 use super::output::{Format, print_json, print_table};
 
 #[derive(Subcommand, Debug)]
@@ -194,15 +197,48 @@ async fn describe(admin: &Admin, connect: &ConnectArgs, group: &str) -> anyhow::
     Ok(())
 }
 
-/// `sluice consume --group`: not available until the client's group
-/// membership lands (issue 5 follow-up).
+/// `sluice consume --group`: consume as a group member (cooperative-sticky),
+/// committing what was printed when it stops. `--from` applies to
+/// partitions the group has no committed offset for.
 pub async fn consume_in_group(
-    _args: &ConsumeArgs,
+    args: &ConsumeArgs,
     group: &str,
-    _connect: &ConnectArgs,
+    connect: &ConnectArgs,
 ) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "cannot consume as group '{group}': consumer-group membership is not implemented in \
-         sluice-client yet; consume without --group (manual assignment)"
-    )
+    let context = || format!("cannot consume from '{}' as group '{group}'", args.topic);
+    if !args.partition.is_empty() {
+        anyhow::bail!("--partition and --group do not mix: the group assigns partitions");
+    }
+    let config = ConsumerConfig::new(connect.client_config())
+        .with_group(group)
+        .with_auto_offset_reset(args.from);
+    let mut consumer = Consumer::connect(config).await.with_context(context)?;
+    consumer
+        .subscribe(&[args.topic.as_str()])
+        .await
+        .with_context(context)?;
+    let mut printed = 0u64;
+    // The first record per partition that was fetched but not printed
+    // (--count reached): the position goes back to it before the commit,
+    // so the next run starts there instead of skipping it.
+    let mut unprinted: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut out = std::io::stdout().lock();
+    while args.count.is_none_or(|n| printed < n) {
+        for record in consumer.poll().await.with_context(context)? {
+            if args.count.is_some_and(|n| printed >= n) {
+                unprinted.entry(record.partition).or_insert(record.offset);
+                continue;
+            }
+            print_record(&mut out, &record, &args.format, connect.output)?;
+            printed += 1;
+        }
+        out.flush()?;
+    }
+    for (partition, offset) in unprinted {
+        consumer
+            .seek(&args.topic, partition, Offset::At(offset))
+            .await
+            .with_context(context)?;
+    }
+    consumer.close().await.with_context(context)
 }
