@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use crate::broker::Broker;
 
 /// Whether the consumer-group APIs are served (and so advertised).
-pub const GROUP_APIS_SERVED: bool = false;
+pub const GROUP_APIS_SERVED: bool = true;
 
 pub async fn handle_api_versions(
     _broker: &Arc<Broker>,
