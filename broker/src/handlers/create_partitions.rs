@@ -36,10 +36,10 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::PARTITIONS_PER_TOPIC_MAX;
-use super::delete_topics::is_internal;
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::metadata::MetadataRecord;
+use crate::metadata::topic_name::is_internal;
 
 pub async fn handle_create_partitions(
     broker: &Arc<Broker>,

@@ -32,15 +32,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::metadata::MetadataRecord;
-
-/// Kafka's internal topics (`Topic.isInternal`): the group coordinator's
-/// committed offsets and the transaction coordinator's state.
-pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
-
-/// Whether `name` is one of Kafka's internal topics.
-pub fn is_internal(name: &str) -> bool {
-    INTERNAL_TOPICS.contains(&name)
-}
+use crate::metadata::topic_name::is_internal;
 
 pub async fn handle_delete_topics(
     broker: &Arc<Broker>,

@@ -20,6 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::create_topics::create_topic;
 use crate::broker::Broker;
 use crate::metadata::TopicImage;
+use crate::metadata::topic_name::is_internal;
 
 /// Kafka's "operations not requested" value for authorized-operations fields.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -113,7 +114,7 @@ fn describe(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.topic_id)
-        .with_is_internal(topic.name.starts_with("__"))
+        .with_is_internal(is_internal(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

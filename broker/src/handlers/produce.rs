@@ -35,6 +35,7 @@ use super::Handled;
 use crate::broker::Broker;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
+use crate::metadata::topic_name::is_internal;
 use crate::replica::{AppendOutcome, Partition};
 use crate::server::now_ms;
 
@@ -67,7 +68,10 @@ pub async fn handle_produce(
             };
             let response = match result {
                 Ok((replica, outcome)) => {
-                    if acks != 0 && broker.replicas().durability() == DurabilityMode::Fsync {
+                    // In fsync mode every append is flushed, acks=0 too:
+                    // the high watermark (what consumers see) only moves
+                    // with a flush. acks=0 just does not wait for it.
+                    if broker.replicas().durability() == DurabilityMode::Fsync {
                         waiting.push(Waiting {
                             topic: ti,
                             partition: pi,
@@ -91,14 +95,14 @@ pub async fn handle_produce(
         );
     }
     let response = ProduceResponse::default().with_responses(topics);
+    for w in &waiting {
+        broker.replicas().flusher().request(&w.replica).await;
+    }
     if acks == 0 {
         return Handled::Nothing;
     }
     if waiting.is_empty() {
         return Handled::Now(response);
-    }
-    for w in &waiting {
-        broker.replicas().flusher().request(&w.replica).await;
     }
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     Handled::Later(Box::pin(await_durable(response, waiting, timeout)))
@@ -111,6 +115,14 @@ fn produce_partition(
     index: i32,
     records: Option<&Bytes>,
 ) -> Result<(Arc<Partition>, AppendOutcome), BrokerError> {
+    if is_internal(topic) {
+        // Kafka: "Cannot append to internal topic" (only the coordinators
+        // write there, through the log directly).
+        return Err(BrokerError::InvalidTopic {
+            name: topic.to_string(),
+            reason: "clients may not produce to an internal topic",
+        });
+    }
     let replica = broker.replicas().partition_or_error(topic, index)?;
     let max = broker
         .replicas()

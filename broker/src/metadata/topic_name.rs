@@ -8,6 +8,16 @@
 /// 255 bytes with a `-<partition>` suffix).
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
+/// Kafka's internal topics (`Topic.isInternal`): the group coordinator's
+/// committed offsets and the transaction coordinator's state. Clients may
+/// not produce to, grow or delete them.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
+/// Whether `name` is one of Kafka's internal topics.
+pub fn is_internal(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 /// Why `name` is not a legal topic name, or `None` if it is.
 pub fn invalid_reason(name: &str) -> Option<&'static str> {
     if name.is_empty() {
