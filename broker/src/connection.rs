@@ -67,11 +67,15 @@ pub async fn serve(
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    // Kafka's client host form, as JoinGroup and DescribeGroups report it.
+    let peer_host = stream
+        .peer_addr()
+        .map_or_else(|_| String::new(), |a| format!("/{}", a.ip()));
     let stream = Arc::new(stream);
     let (tx, rx) = mpsc::channel(INFLIGHT_REQUESTS_MAX);
     let writer = tokio::spawn(write_replies(Arc::clone(&stream), rx));
     let reason = tokio::select! {
-        r = read_requests(&broker, &stream, &memory, &tx) => r,
+        r = read_requests(&broker, &stream, &memory, &tx, &peer_host) => r,
         _ = shutdown.wait_for(|stop| *stop) => "broker shutting down".to_string(),
     };
     tracing::debug!(%peer, %reason, "connection closing");
@@ -88,6 +92,7 @@ async fn read_requests(
     stream: &TcpStream,
     memory: &Arc<Semaphore>,
     tx: &mpsc::Sender<Pending>,
+    peer_host: &str,
 ) -> String {
     let max_frame = broker.config().socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config().connections_max_idle_ms);
@@ -101,7 +106,7 @@ async fn read_requests(
             Err(e) => return e,
         };
         let (frame, permit) = frame;
-        let reply = dispatch::dispatch(broker, frame).await;
+        let reply = dispatch::dispatch(broker, frame, peer_host).await;
         let close = match &reply {
             Reply::Close(reason) => Some(reason.clone()),
             _ => None,

@@ -23,8 +23,9 @@ use crate::broker::Broker;
 use crate::handlers::{self, Handled};
 use crate::response::{Reply, ResponseFrame};
 
-/// Decodes, handles and encodes one request frame.
-pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Reply {
+/// Decodes, handles and encodes one request frame from the client at
+/// `peer_host` (Kafka's `/<ip>` form, which JoinGroup records).
+pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer_host: &str) -> Reply {
     let request = match decode_request_header(frame) {
         Ok(r) => r,
         Err(e) => return Reply::Close(format!("undecodable request header: {e}")),
@@ -87,7 +88,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Reply {
         ApiKey::JoinGroup => match decode(&request) {
             Ok(body) => finish(
                 &request,
-                handlers::join_group::handle_join_group(broker, &request, body).await,
+                handlers::join_group::handle_join_group(broker, &request, peer_host, body).await,
             ),
             Err(reply) => reply,
         },

@@ -23,6 +23,7 @@ use crate::server::now_ms;
 pub async fn handle_join_group(
     broker: &Arc<Broker>,
     frame: &RequestFrame,
+    client_host: &str,
     request: JoinGroupRequest,
 ) -> Handled<JoinGroupResponse> {
     let version = frame.api_version();
@@ -42,8 +43,7 @@ pub async fn handle_join_group(
         group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
         fresh_member_id: format!("{client_id}-{}", uuid::Uuid::new_v4()),
         client_id,
-        // The peer address is not passed to handlers yet.
-        client_host: String::new(),
+        client_host: client_host.to_string(),
         session_timeout_ms: request.session_timeout_ms,
         rebalance_timeout_ms,
         protocol_type: request.protocol_type.to_string(),
