@@ -1,8 +1,9 @@
 """Reading a topic back with confluent-kafka, without consumer groups.
 
-The broker does not serve the group APIs yet, so consumers use `assign()`
-with explicit offsets and never commit. `group.id` is still required by
-librdkafka's config; nothing is committed under it.
+Consumers here use `assign()` with explicit offsets and never commit, so
+that what these tests check does not depend on the group coordinator
+(written after them). `group.id` is still required by librdkafka's config;
+nothing is committed under it.
 
 A read ends when every partition has been read up to the high watermark
 measured at the start (ListOffsets latest through
