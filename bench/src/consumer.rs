@@ -1,0 +1,138 @@
+//! Consumer workers, each a `sluice_client::Consumer` with its own
+//! connection, reading every partition of the topic (fan-out):
+//!
+//! - [`tail`]: started at the log end before the producers, reads while
+//!   they run; end-to-end latency = receipt time − the send stamp at the
+//!   start of each value (producer and consumer share this machine's
+//!   clock). Stops once it has read everything the producers had
+//!   acknowledged, or `drain` after the producers' end.
+//! - [`readback`]: after the run, reads the whole retained log from the
+//!   beginning as fast as it can — consume throughput, and for the config
+//!   workload the time a new subscriber needs to read the whole state.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_client::{Consumer, ConsumerRecord};
+use tokio::sync::watch;
+
+use crate::latency::Latency;
+use crate::progress::Live;
+use crate::stamp;
+use crate::timeline::Timeline;
+
+/// What one tailing consumer measured.
+#[derive(Default)]
+pub struct TailOutcome {
+    pub received: u64,
+    /// Records received whose send stamp lies in the measured window.
+    pub measured: u64,
+    /// When the last of those arrived.
+    pub last_measured: Option<Instant>,
+    pub measured_bytes: u64,
+    pub e2e: Latency,
+    pub error: Option<String>,
+}
+
+fn payload_bytes(r: &ConsumerRecord) -> u64 {
+    (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())) as u64
+}
+
+/// `produced` holds `Some(total acknowledged)` once the producers are done.
+pub async fn tail(
+    mut consumer: Consumer,
+    timeline: Arc<Timeline>,
+    mut produced: watch::Receiver<Option<u64>>,
+    live: Arc<Live>,
+) -> TailOutcome {
+    let mut o = TailOutcome::default();
+    let warmup_wall = timeline.warmup_end_wall_ns();
+    let end_wall = timeline.end_wall_ns();
+    let deadline = timeline.end + timeline.drain;
+    loop {
+        if Instant::now() >= deadline {
+            break;
+        }
+        if let Some(total) = *produced.borrow_and_update()
+            && o.received >= total
+        {
+            break;
+        }
+        let records = tokio::select! {
+            r = consumer.poll() => r,
+            () = tokio::time::sleep_until(deadline.into()) => break,
+        };
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => {
+                o.error = Some(e.to_string());
+                break;
+            }
+        };
+        let now = Instant::now();
+        let now_ns = stamp::now_ns();
+        let mut bytes = 0;
+        for r in &records {
+            let b = payload_bytes(r);
+            bytes += b;
+            if let Some(sent) = r.value.as_deref().and_then(stamp::decode)
+                && sent >= warmup_wall
+            {
+                o.e2e.record_ns(now_ns.saturating_sub(sent));
+                if sent < end_wall {
+                    o.measured += 1;
+                    o.measured_bytes += b;
+                    o.last_measured = Some(now);
+                }
+            }
+        }
+        o.received += records.len() as u64;
+        live.add_consumed(records.len() as u64, bytes);
+    }
+    o
+}
+
+/// What the read-back measured.
+#[derive(Debug, Default)]
+pub struct ReadbackOutcome {
+    pub records: u64,
+    pub bytes: u64,
+    pub time: Duration,
+    /// False when the deadline came before the log end was reached.
+    pub complete: bool,
+}
+
+/// Reads `topic` from the beginning until every partition's position
+/// reaches its `targets` offset, or until `deadline`.
+pub async fn readback(
+    mut consumer: Consumer,
+    topic: &str,
+    targets: &[(i32, i64)],
+    deadline: Instant,
+    live: Arc<Live>,
+) -> anyhow::Result<ReadbackOutcome> {
+    let mut o = ReadbackOutcome::default();
+    let start = Instant::now();
+    loop {
+        let done = targets
+            .iter()
+            .all(|&(p, end)| consumer.position(topic, p).is_some_and(|pos| pos >= end));
+        if done {
+            o.complete = true;
+            break;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        let records = tokio::select! {
+            r = consumer.poll() => r?,
+            () = tokio::time::sleep_until(deadline.into()) => break,
+        };
+        let bytes: u64 = records.iter().map(payload_bytes).sum();
+        o.records += records.len() as u64;
+        o.bytes += bytes;
+        live.add_consumed(records.len() as u64, bytes);
+    }
+    o.time = start.elapsed();
+    Ok(o)
+}

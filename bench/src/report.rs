@@ -1,0 +1,147 @@
+//! The result of a run: one JSON document (stdout or `--json FILE`) for
+//! machines, and a human summary on stderr. Rates are per second of the
+//! measured window (warm-up excluded); bytes are record payload (key +
+//! value), not wire bytes; MiB = 2^20 bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ceiling::Ceiling;
+use crate::latency::LatencySummary;
+use crate::machine::Machine;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub tool: String,
+    pub version: String,
+    pub scenario: String,
+    pub workload: String,
+    pub description: String,
+    pub notes: Vec<String>,
+    pub bootstrap: String,
+    pub started_unix_s: u64,
+    /// "closed-loop" or "open-loop".
+    pub mode: String,
+    /// Target records/s (open loop), 0 in closed loop.
+    pub target_rate: f64,
+    pub overrides: Vec<String>,
+    /// The scenario as run, overrides applied.
+    pub config: serde_json::Value,
+    pub machine: Machine,
+    pub ceiling: Option<Ceiling>,
+    pub produce: ProduceResult,
+    pub consume: Option<ConsumeResult>,
+    pub readback: Option<ReadbackResult>,
+    pub ratios: Ratios,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProduceResult {
+    pub producers: u32,
+    pub records_sent: u64,
+    pub records_acked: u64,
+    pub measured_records: u64,
+    pub measured_bytes: u64,
+    pub measured_seconds: f64,
+    pub records_per_s: f64,
+    pub mib_per_s: f64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Send → ack (open loop: intended send → ack).
+    pub latency: LatencySummary,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConsumeResult {
+    pub consumers: u32,
+    /// Records received by all consumers together (each reads everything).
+    pub records_received: u64,
+    pub measured_records: u64,
+    pub records_per_s: f64,
+    pub mib_per_s: f64,
+    /// Producer stamp in the record → consumer receipt.
+    pub e2e_latency: LatencySummary,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReadbackResult {
+    pub records: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub records_per_s: f64,
+    pub mib_per_s: f64,
+    pub complete: bool,
+}
+
+/// Fractions of the ceiling measured in the same invocation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ratios {
+    pub produce_of_loopback: Option<f64>,
+    pub readback_of_loopback: Option<f64>,
+    pub produce_of_disk: Option<f64>,
+}
+
+impl RunResult {
+    /// The human summary (stderr).
+    pub fn print_summary(&self) {
+        eprintln!(
+            "== {} ({}, {}{}) against {}",
+            self.scenario,
+            self.workload,
+            self.mode,
+            if self.target_rate > 0.0 {
+                format!(" at {:.0} records/s", self.target_rate)
+            } else {
+                String::new()
+            },
+            self.bootstrap
+        );
+        for n in &self.notes {
+            eprintln!("   note: {n}");
+        }
+        if let Some(c) = &self.ceiling {
+            eprintln!("ceiling : {c}");
+        }
+        let p = &self.produce;
+        eprintln!(
+            "produce : {:.0} records/s, {:.1} MiB/s over {:.1} s ({} producers, {} acked, {} errors)",
+            p.records_per_s,
+            p.mib_per_s,
+            p.measured_seconds,
+            p.producers,
+            p.records_acked,
+            p.errors
+        );
+        if let Some(e) = &p.first_error {
+            eprintln!("          first error: {e}");
+        }
+        eprintln!("  latency (send → ack): {}", p.latency);
+        if let Some(c) = &self.consume {
+            eprintln!(
+                "consume : {:.0} records/s, {:.1} MiB/s across {} tailing consumers ({} received)",
+                c.records_per_s, c.mib_per_s, c.consumers, c.records_received
+            );
+            eprintln!("  end-to-end latency: {}", c.e2e_latency);
+            for e in &c.errors {
+                eprintln!("          error: {e}");
+            }
+        }
+        if let Some(r) = &self.readback {
+            eprintln!(
+                "readback: {:.0} records/s, {:.1} MiB/s ({} records in {:.2} s{})",
+                r.records_per_s,
+                r.mib_per_s,
+                r.records,
+                r.seconds,
+                if r.complete { "" } else { ", INCOMPLETE" }
+            );
+        }
+        let pct = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{:.1} %", v * 100.0));
+        eprintln!(
+            "ratios  : produce / loopback {}, readback / loopback {}, produce / disk {}",
+            pct(self.ratios.produce_of_loopback),
+            pct(self.ratios.readback_of_loopback),
+            pct(self.ratios.produce_of_disk)
+        );
+    }
+}

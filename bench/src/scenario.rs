@@ -1,0 +1,331 @@
+//! A scenario: one TOML file in `bench/scenarios/` describing the topic to
+//! create, the records to send, the producers and consumers, and how long
+//! to run — plus `--set key=value` overrides applied before it is parsed.
+//!
+//! ```toml
+//! name = "messaging"
+//! workload = "messaging"          # which record generator (workload/<name>.rs)
+//! [run]     duration_s, warmup_s, records, rate, drain_s
+//! [topic]   name, partitions, replication_factor, recreate, [topic.configs]
+//! [producer] connections, acks, compression, linger_ms, batch_bytes, buffer_bytes
+//! [consumer] connections, fetch_max_wait_ms, readback
+//! [records] value_bytes, keys, key_distribution, zipf_exponent, tombstone_every
+//! ```
+//!
+//! Unknown keys are errors (`deny_unknown_fields`), so a mistyped `--set`
+//! is refused instead of silently measuring the default.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// The record generator: messaging, metrics, counters, config, leases.
+    pub workload: String,
+    #[serde(default)]
+    pub description: String,
+    /// Caveats carried into the result (e.g. "compaction not measured").
+    #[serde(default)]
+    pub notes: Vec<String>,
+    pub run: Run,
+    pub topic: Topic,
+    pub producer: ProducerSpec,
+    pub consumer: ConsumerSpec,
+    pub records: Records,
+}
+
+/// How long, how much, how fast.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Run {
+    /// Length of the whole produce phase, warm-up included.
+    pub duration_s: f64,
+    /// Leading part of the run left out of every figure.
+    pub warmup_s: f64,
+    /// Stop after this many records in total (0: no count limit).
+    #[serde(default)]
+    pub records: u64,
+    /// Records per second across all producers; 0 runs closed-loop (as
+    /// fast as acknowledgements allow).
+    #[serde(default)]
+    pub rate: f64,
+    /// How long tailing consumers may keep reading after the producers end.
+    #[serde(default = "default_drain_s")]
+    pub drain_s: f64,
+}
+
+fn default_drain_s() -> f64 {
+    5.0
+}
+
+/// The topic the scenario creates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topic {
+    pub name: String,
+    pub partitions: i32,
+    #[serde(default = "default_rf")]
+    pub replication_factor: i16,
+    /// Delete the topic first if it exists, so each run starts empty.
+    #[serde(default = "default_true")]
+    pub recreate: bool,
+    /// Kafka topic configs; numbers and booleans are accepted and sent as
+    /// their text.
+    #[serde(default, deserialize_with = "configs_as_text")]
+    pub configs: BTreeMap<String, String>,
+}
+
+fn configs_as_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "topic config {k}: {other} is not a scalar"
+                    )));
+                }
+            };
+            Ok((k, text))
+        })
+        .collect()
+}
+
+fn default_rf() -> i16 {
+    -1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Producer connections and their settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSpec {
+    /// Producers, each with its own connection(s).
+    pub connections: u32,
+    /// "0", "1" or "all".
+    pub acks: String,
+    pub compression: String,
+    pub linger_ms: u64,
+    pub batch_bytes: usize,
+    #[serde(default = "default_buffer_bytes")]
+    pub buffer_bytes: usize,
+    /// Idempotent delivery (needs acks = "all").
+    #[serde(default)]
+    pub idempotent: bool,
+}
+
+fn default_buffer_bytes() -> usize {
+    32 * 1024 * 1024
+}
+
+/// Consumers: tailing ones during the run, and the read-back after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSpec {
+    /// Consumers tailing the topic during the run, for end-to-end latency
+    /// (each its own connection, each reading every partition: fan-out).
+    pub connections: u32,
+    #[serde(default = "default_fetch_wait")]
+    pub fetch_max_wait_ms: u64,
+    /// After the run, one consumer reads the whole retained log from the
+    /// beginning as fast as it can (consume throughput; for the config
+    /// workload, "how long a new subscriber takes to read the state").
+    #[serde(default = "default_true")]
+    pub readback: bool,
+}
+
+fn default_fetch_wait() -> u64 {
+    100
+}
+
+/// What the records look like.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Records {
+    /// Value size in bytes (the first bytes carry the send timestamp).
+    pub value_bytes: usize,
+    /// Distinct keys; 0 sends keyless records.
+    #[serde(default)]
+    pub keys: u64,
+    /// "uniform", "zipf" or "sequential".
+    #[serde(default = "default_distribution")]
+    pub key_distribution: String,
+    #[serde(default = "default_zipf")]
+    pub zipf_exponent: f64,
+    /// Every n-th record is a tombstone (null value); 0: none.
+    #[serde(default)]
+    pub tombstone_every: u64,
+}
+
+fn default_distribution() -> String {
+    "uniform".into()
+}
+
+fn default_zipf() -> f64 {
+    0.99
+}
+
+impl Scenario {
+    /// Reads `path` and applies `overrides` (`key=value`, dotted paths).
+    pub fn load(path: &Path, overrides: &[String]) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read scenario {}", path.display()))?;
+        Self::parse(&text, overrides).with_context(|| format!("scenario {}", path.display()))
+    }
+
+    /// Parses scenario text and applies `overrides`.
+    pub fn parse(text: &str, overrides: &[String]) -> anyhow::Result<Self> {
+        let mut table: toml::Table = text.parse().context("not valid TOML")?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let scenario: Scenario = toml::Value::Table(table)
+            .try_into()
+            .context("not a valid scenario")?;
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.run.duration_s.is_nan() || self.run.duration_s <= 0.0 {
+            bail!("run.duration_s must be positive");
+        }
+        if self.run.warmup_s.is_nan()
+            || self.run.warmup_s < 0.0
+            || self.run.warmup_s >= self.run.duration_s
+        {
+            bail!("run.warmup_s must be at least 0 and less than run.duration_s");
+        }
+        if self.run.rate.is_nan() || self.run.rate < 0.0 {
+            bail!("run.rate must be 0 (closed loop) or positive");
+        }
+        if self.producer.connections == 0 {
+            bail!("producer.connections must be at least 1");
+        }
+        if self.topic.partitions < 1 {
+            bail!("topic.partitions must be at least 1");
+        }
+        let min = crate::workload::value_bytes_min(&self.workload)?;
+        if self.records.value_bytes < min {
+            bail!(
+                "records.value_bytes must be at least {min} for the {} workload (the send stamp)",
+                self.workload
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Sets `path=value` in `table`. The value is read as a TOML value
+/// (`3`, `2.5`, `true`, `"x"`) and, failing that, as a bare string. The
+/// path descends through existing sub-tables; the rest of it is one key,
+/// so `topic.configs.segment.bytes=1048576` sets the `segment.bytes` key
+/// of `[topic.configs]`.
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Result<()> {
+    let (path, raw) = assignment
+        .split_once('=')
+        .with_context(|| format!("--set {assignment}: expected key=value"))?;
+    let value = match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    };
+    let mut current = table;
+    let mut rest = path.trim();
+    loop {
+        if let Some((head, tail)) = rest.split_once('.')
+            && current.get(head).is_some_and(toml::Value::is_table)
+        {
+            current = match current.get_mut(head) {
+                Some(toml::Value::Table(t)) => t,
+                _ => bail!("--set {assignment}: {head} is not a table"),
+            };
+            rest = tail;
+            continue;
+        }
+        // Keep the type of an existing value where the override reads
+        // as a different one (`topic.configs.x=5` stays a string).
+        let value = match (current.get(rest), value) {
+            (Some(toml::Value::String(_)), v) if !v.is_str() => toml::Value::String(raw.to_owned()),
+            (Some(toml::Value::Float(_)), toml::Value::Integer(i)) => toml::Value::Float(i as f64),
+            (_, v) => v,
+        };
+        current.insert(rest.to_owned(), value);
+        return Ok(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"
+name = "t"
+workload = "messaging"
+[run]
+duration_s = 10.0
+warmup_s = 1.0
+[topic]
+name = "t"
+partitions = 1
+[topic.configs]
+"segment.bytes" = "1048576"
+[producer]
+connections = 1
+acks = "1"
+compression = "none"
+linger_ms = 5
+batch_bytes = 65536
+[consumer]
+connections = 1
+[records]
+value_bytes = 1024
+"#;
+
+    #[test]
+    fn overrides_reach_nested_and_dotted_keys() -> anyhow::Result<()> {
+        let s = Scenario::parse(
+            TEXT,
+            &[
+                "run.duration_s=2".into(),
+                "topic.configs.segment.bytes=2048".into(),
+                "topic.configs.retention.ms=1000".into(),
+                "producer.acks=all".into(),
+                "records.keys=10".into(),
+            ],
+        )?;
+        assert_eq!(s.run.duration_s, 2.0);
+        assert_eq!(
+            s.topic.configs.get("segment.bytes").map(String::as_str),
+            Some("2048")
+        );
+        assert_eq!(
+            s.topic.configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
+        assert_eq!(s.producer.acks, "all");
+        assert_eq!(s.records.keys, 10);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Scenario::parse(TEXT, &["run.duraton_s=2".into()]).is_err());
+    }
+}

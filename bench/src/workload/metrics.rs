@@ -1,0 +1,75 @@
+//! Metrics ingestion: ~500 B JSON metric points keyed by host, so a host's
+//! points stay in order on one partition.
+//!
+//! ```json
+//! {"ts":1712345678901234567,"host":"host-00042","metric":"cpu.user","value":12.345,"tags":{…},"pad":"…"}
+//! ```
+
+use bytes::Bytes;
+
+use super::{Filler, Generated, RecordSource};
+use crate::keys::KeyChooser;
+use crate::rng::Rng;
+use crate::scenario::Records;
+use crate::stamp;
+
+const METRICS: &[&str] = &[
+    "cpu.user",
+    "cpu.system",
+    "mem.used",
+    "disk.read_bytes",
+    "disk.write_bytes",
+    "net.rx_bytes",
+    "net.tx_bytes",
+    "http.requests",
+];
+
+pub struct Metrics {
+    rng: Rng,
+    hosts: Option<KeyChooser>,
+    filler: Filler,
+    value_bytes: usize,
+}
+
+impl Metrics {
+    pub fn new(spec: &Records, seed: u64) -> anyhow::Result<Self> {
+        let mut rng = Rng::new(seed);
+        let filler = Filler::new(&mut rng, spec.value_bytes, true);
+        Ok(Self {
+            hosts: KeyChooser::new(spec.keys, &spec.key_distribution, spec.zipf_exponent)?,
+            rng,
+            filler,
+            value_bytes: spec.value_bytes,
+        })
+    }
+}
+
+impl RecordSource for Metrics {
+    fn next(&mut self, stamp_ns: u64) -> Generated {
+        let host = self.hosts.as_mut().map_or(0, |k| k.next(&mut self.rng));
+        let metric = METRICS
+            .get(self.rng.below(METRICS.len() as u64) as usize)
+            .copied()
+            .unwrap_or("cpu.user");
+        let reading = self.rng.next_f64() * 1000.0;
+        let mut value = Vec::with_capacity(self.value_bytes);
+        stamp::put_json(&mut value, stamp_ns);
+        value.extend_from_slice(
+            format!(
+                ",\"host\":\"host-{host:05}\",\"metric\":\"{metric}\",\"value\":{reading:.3},\
+                 \"tags\":{{\"dc\":\"eu-west-1\",\"rack\":\"r{rack:02}\",\"service\":\"api\"}},\"pad\":\"",
+                rack = host % 40
+            )
+            .as_bytes(),
+        );
+        // Pad to the configured size with printable filler, then close.
+        let closing = b"\"}";
+        let pad = self.value_bytes.saturating_sub(value.len() + closing.len());
+        self.filler.extend(&mut value, pad);
+        value.extend_from_slice(closing);
+        Generated {
+            key: Some(Bytes::from(format!("host-{host:05}"))),
+            value: Some(Bytes::from(value)),
+        }
+    }
+}

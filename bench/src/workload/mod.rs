@@ -1,0 +1,106 @@
+//! Record generators, one file per workload of `shared/workloads.md`. Each
+//! turns "the next record, stamped with this send time" into a key and a
+//! value shaped like that workload's data; the scenario file picks one by
+//! name and sizes it (`[records]`).
+//!
+//! Every value begins with the send stamp ([`crate::stamp`]) so consumers
+//! can measure end-to-end latency, except tombstones (no value).
+
+mod config;
+mod counters;
+mod leases;
+mod messaging;
+mod metrics;
+
+use bytes::Bytes;
+
+use crate::rng::Rng;
+use crate::scenario::Records;
+
+/// The workloads, by the names scenario files use.
+pub const NAMES: &[&str] = &["messaging", "metrics", "counters", "config", "leases"];
+
+/// One record's key and value (`None` value: a tombstone).
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+}
+
+/// Produces the records of one producer.
+pub trait RecordSource: Send {
+    /// The next record, its value stamped with `stamp_ns`.
+    fn next(&mut self, stamp_ns: u64) -> Generated;
+}
+
+/// The smallest `records.value_bytes` the workload can write: its send
+/// stamp (JSON for metrics, binary for the rest), plus the counters'
+/// 8-byte delta.
+pub fn value_bytes_min(workload: &str) -> anyhow::Result<usize> {
+    Ok(match workload {
+        "metrics" => crate::stamp::JSON_BYTES,
+        "counters" => crate::stamp::BINARY_BYTES + 8,
+        "messaging" | "config" | "leases" => crate::stamp::BINARY_BYTES,
+        other => anyhow::bail!("unknown workload {other:?} (one of {NAMES:?})"),
+    })
+}
+
+/// The generator for `workload`, seeded per producer so producers differ
+/// but every run repeats.
+pub fn source(
+    workload: &str,
+    records: &Records,
+    producer: u32,
+) -> anyhow::Result<Box<dyn RecordSource>> {
+    let seed = 0x5EED_0000_u64 ^ (u64::from(producer) << 32);
+    Ok(match workload {
+        "messaging" => Box::new(messaging::Messaging::new(records, seed)?),
+        "metrics" => Box::new(metrics::Metrics::new(records, seed)?),
+        "counters" => Box::new(counters::Counters::new(records, seed)?),
+        "config" => Box::new(config::Config::new(records, seed)?),
+        "leases" => Box::new(leases::Leases::new(records, seed)?),
+        other => anyhow::bail!("unknown workload {other:?} (one of {NAMES:?})"),
+    })
+}
+
+/// A block of random bytes that values are cut from, at a moving offset,
+/// so values differ without drawing random numbers per byte.
+#[derive(Debug, Clone)]
+pub struct Filler {
+    block: Vec<u8>,
+    offset: usize,
+}
+
+/// Distinct starting points in the filler block.
+const FILLER_SPAN: usize = 64 * 1024;
+
+impl Filler {
+    /// A filler able to supply up to `max` bytes per call. `printable`
+    /// restricts it to letters and digits (for text values).
+    pub fn new(rng: &mut Rng, max: usize, printable: bool) -> Self {
+        let mut block = vec![0u8; FILLER_SPAN + max];
+        rng.fill(&mut block);
+        if printable {
+            const ALPHABET: &[u8] =
+                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+            for b in &mut block {
+                *b = ALPHABET
+                    .get(usize::from(*b) % ALPHABET.len())
+                    .copied()
+                    .unwrap_or(b'x');
+            }
+        }
+        Self { block, offset: 0 }
+    }
+
+    /// Appends `n` bytes (at most the `max` given at construction).
+    pub fn extend(&mut self, buf: &mut Vec<u8>, n: usize) {
+        let start = self.offset;
+        self.offset = (self.offset + 131) % FILLER_SPAN;
+        if let Some(bytes) = self.block.get(start..start + n) {
+            buf.extend_from_slice(bytes);
+        } else {
+            buf.resize(buf.len() + n, b'x');
+        }
+    }
+}
