@@ -25,7 +25,7 @@
 //! ```
 //!
 //! # Layout
-//! - [`connection`](crate::connection): one broker connection — frames,
+//! - `connection`: one broker connection — frames,
 //!   correlation ids, pipelining, ApiVersions negotiation, timeouts.
 //! - `cluster`: bootstrap, connection per broker, reconnect backoff,
 //!   metadata refresh, leader routing.
@@ -33,7 +33,27 @@
 //! - [`admin`]: topics, configs, offsets, groups.
 //! - [`producer`]: batching, partitioning, compression, acks, retries,
 //!   idempotence.
-//! - [`consumer`]: assignment, seeking, the pipelined fetch loop.
+//! - [`consumer`]: assignment, seeking, the pipelined fetch loop, and
+//!   consumer groups (join, sync, heartbeats, `range` and
+//!   `cooperative-sticky`, auto and manual commit).
+//!
+//! # Groups
+//! ```no_run
+//! # use sluice_client::{ClientConfig, Consumer, ConsumerConfig, Offset};
+//! # async fn run() -> sluice_client::Result<()> {
+//! let config = ConsumerConfig::new(ClientConfig::new("127.0.0.1:9092"))
+//!     .with_group("billing")
+//!     .with_auto_offset_reset(Offset::Beginning);
+//! let mut consumer = Consumer::connect(config).await?;
+//! consumer.subscribe(&["orders"]).await?;
+//! for _ in 0..10 {
+//!     for record in consumer.poll().await? {
+//!         println!("{}/{}: {:?}", record.partition, record.offset, record.value);
+//!     }
+//! }
+//! consumer.close().await?; // commits and leaves the group
+//! # Ok(()) }
+//! ```
 //!
 //! Frames, headers, codecs and the record format come from
 //! `sluice-protocol` and kafka-protocol; nothing here re-implements them.

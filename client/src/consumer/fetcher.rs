@@ -4,7 +4,7 @@
 //!
 //! Record bytes stay in the response frame: an uncompressed record's key
 //! and value are `Bytes` slices of it; a compressed batch is decompressed
-//! once (bounded by [`DECOMPRESSED_BATCH_BYTES_MAX`]) and its records
+//! once (bounded by `limits::DECOMPRESSED_BATCH_BYTES_MAX`) and its records
 //! slice that buffer.
 //!
 //! # Invariants

@@ -12,7 +12,7 @@
 //!   of the four codecs ([`accumulator`], `batch`).
 //! - acks 0 / 1 / all; retriable errors are retried with backoff until
 //!   `delivery_timeout`, refreshing metadata when the leader moved
-//!   ([`sender`]).
+//!   (`sender`).
 //! - Idempotence (default on, as in Kafka 3+): InitProducerId once, then a
 //!   sequence per partition, so a retried batch is never written twice.
 //!
@@ -313,10 +313,24 @@ impl Inner {
     }
 }
 
-/// The producer. Cheap to clone; all clones share one sender task.
+/// The producer. Cheap to clone; all clones share one sender task, which
+/// finishes what is queued and stops once the last clone is dropped.
 #[derive(Clone)]
 pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+/// Owned only by `Producer` clones (the sender and request tasks hold
+/// `Inner` directly), so its drop means "no producer is left".
+struct Handle {
     inner: Arc<Inner>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+    }
 }
 
 impl Producer {
@@ -352,13 +366,15 @@ impl Producer {
             closed: AtomicBool::new(false),
         });
         tokio::spawn(sender::run(Arc::clone(&inner)));
-        Ok(Self { inner })
+        Ok(Self {
+            handle: Arc::new(Handle { inner }),
+        })
     }
 
     /// Queues `record`, waiting while the buffer is full. The returned
     /// future resolves when the broker acknowledges it.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
-        let inner = &self.inner;
+        let inner = &self.handle.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed("producer"));
         }
@@ -419,7 +435,7 @@ impl Producer {
     /// Sends everything queued now and waits until every record sent so
     /// far has resolved.
     pub async fn flush(&self) -> Result<()> {
-        let inner = &self.inner;
+        let inner = &self.handle.inner;
         inner.flushing.fetch_add(1, Ordering::AcqRel);
         inner.wake.notify_one();
         let mut rx = inner.outstanding.subscribe();
@@ -431,21 +447,21 @@ impl Producer {
     /// Flushes, then stops the sender. Later sends fail.
     pub async fn close(&self) -> Result<()> {
         let flushed = self.flush().await;
-        self.inner.closed.store(true, Ordering::Release);
-        self.inner.wake.notify_one();
+        self.handle.inner.closed.store(true, Ordering::Release);
+        self.handle.inner.wake.notify_one();
         flushed
     }
 
     async fn partition_count(&self, topic: &str) -> Result<i32> {
-        let meta = self.inner.cluster.metadata();
+        let inner = &self.handle.inner;
+        let meta = inner.cluster.metadata();
         if let Some(t) = meta.topics.get(topic) {
             return i32::try_from(t.partition_count())
                 .map_err(|_| Error::Protocol("partitions".into()));
         }
-        let info = self
-            .inner
+        let info = inner
             .cluster
-            .topic(topic, self.inner.config.allow_auto_create_topics)
+            .topic(topic, inner.config.allow_auto_create_topics)
             .await?;
         match i32::try_from(info.partition_count()) {
             Ok(n) if n > 0 => Ok(n),
@@ -456,17 +472,6 @@ impl Producer {
                 format!("topic '{topic}'"),
                 Some("no partitions".into()),
             )),
-        }
-    }
-}
-
-impl Drop for Producer {
-    fn drop(&mut self) {
-        // The last handle gone (the sender task holds one more `Arc`):
-        // let the sender finish what is queued and exit.
-        if Arc::strong_count(&self.inner) <= 2 {
-            self.inner.closed.store(true, Ordering::Release);
-            self.inner.wake.notify_one();
         }
     }
 }
