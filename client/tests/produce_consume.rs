@@ -203,3 +203,54 @@ async fn acks_zero_and_unknown_topic() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_and_consumer_reconnect_after_a_broker_restart() {
+    let broker = TestBroker::start().unwrap();
+    let admin = Admin::connect(config(&broker)).await.unwrap();
+    admin
+        .create_topic(&NewTopic::new("restart", 2))
+        .await
+        .unwrap();
+    let producer = Producer::connect(ProducerConfig::new(config(&broker)))
+        .await
+        .unwrap();
+    for i in 0..100 {
+        producer
+            .send(ProducerRecord::new("restart", format!("a{i}")).with_key(format!("k{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let mut consumer = Consumer::connect(ConsumerConfig::new(config(&broker)))
+        .await
+        .unwrap();
+    consumer.assign_all("restart").await.unwrap();
+    consumer.seek_all(Offset::Beginning).await.unwrap();
+
+    // Crash and restart the broker under both clients.
+    let broker = broker.restart().unwrap();
+    let started = Instant::now();
+    let mut futures = Vec::new();
+    for i in 0..100 {
+        futures.push(
+            producer
+                .send(ProducerRecord::new("restart", format!("b{i}")).with_key(format!("k{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for f in futures {
+        f.await.unwrap();
+    }
+    let mut seen = 0;
+    while seen < 200 {
+        seen += consumer.poll().await.unwrap().len();
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{seen} of 200 after restart"
+        );
+    }
+    assert_eq!(seen, 200);
+    drop(broker);
+}

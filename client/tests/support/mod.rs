@@ -60,12 +60,26 @@ impl TestBroker {
 
     /// Starts with extra `serve` arguments.
     pub fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
+        Self::spawn(tempfile::tempdir()?, 0, extra)
+    }
+
+    /// SIGKILLs the broker and starts it again on the same port and data
+    /// directory (a crash and a restart, as clients see it).
+    pub fn restart(self) -> anyhow::Result<Self> {
+        let port = self.port;
+        let mut this = self;
+        this.kill();
+        let dir = std::mem::replace(&mut this._dir, tempfile::tempdir()?);
+        drop(this);
+        Self::spawn(dir, port, &[])
+    }
+
+    fn spawn(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(sluice_bin()?)
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .env("NO_COLOR", "1")
             .env("SLUICE_LOG", "info")
