@@ -254,3 +254,72 @@ async fn producer_and_consumer_reconnect_after_a_broker_restart() {
     assert_eq!(seen, 200);
     drop(broker);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_waits_while_the_buffer_is_full() {
+    let broker = TestBroker::start().unwrap();
+    let admin = Admin::connect(config(&broker)).await.unwrap();
+    admin
+        .create_topic(&NewTopic::new("pressure", 1))
+        .await
+        .unwrap();
+    let producer = Producer::connect(
+        ProducerConfig::new(config(&broker))
+            .with_buffer_bytes(4096)
+            .with_linger(Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &broker.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig}");
+    };
+    let value = vec![b'x'; 100];
+    // Warm up: metadata and the connection are in place before the freeze.
+    producer
+        .send(ProducerRecord::new("pressure", value.clone()))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // A frozen broker acknowledges nothing: the buffer fills, then `send`
+    // must wait instead of queueing without bound.
+    signal("-STOP");
+    let mut accepted = 0;
+    let blocked = loop {
+        let send = producer.send(ProducerRecord::new("pressure", value.clone()));
+        match tokio::time::timeout(Duration::from_millis(500), send).await {
+            Ok(d) => {
+                drop(d.unwrap());
+                accepted += 1;
+                assert!(
+                    accepted <= 4096 / 100,
+                    "{accepted} records of ~121 B in a 4 KiB buffer"
+                );
+            }
+            Err(_) => break accepted,
+        }
+    };
+    assert!(
+        blocked >= 4096 / 121 - 1,
+        "only {blocked} accepted before blocking"
+    );
+    signal("-CONT");
+    let d = tokio::time::timeout(
+        Duration::from_secs(30),
+        producer.send(ProducerRecord::new("pressure", value.clone())),
+    )
+    .await
+    .expect("send still blocked after the broker resumed")
+    .unwrap();
+    producer.flush().await.unwrap();
+    let (_, offset) = d.await.unwrap();
+    assert_eq!(
+        offset,
+        i64::from(blocked) + 1,
+        "every record acknowledged once, in order"
+    );
+}
