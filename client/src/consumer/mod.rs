@@ -306,6 +306,9 @@ impl Consumer {
         self.resolve_seeks().await?;
         self.start_fetches();
         if self.in_flight.is_empty() {
+            // Nothing to fetch (no partitions yet, or no leader known):
+            // wait as a fetch would, so a polling loop does not spin.
+            tokio::time::sleep(self.config.fetch_max_wait).await;
             return Ok(Vec::new());
         }
         let wait = self.config.fetch_max_wait + self.config.client.request_timeout;
