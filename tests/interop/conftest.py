@@ -26,13 +26,6 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-# Segments are preallocated at their full size, 1 GiB by default: a test
-# with a few partitions would need gigabytes of free disk, and the CI
-# machine's disk is shared with builds and benchmarks. 64 MiB still holds
-# every test's data in one segment unless the test asks for small ones.
-SHARED_DISK_CONFIG = {"log.segment.bytes": 64 * 1024 * 1024}
-
-
 @pytest.fixture(scope="session")
 def sluice_bin() -> str:
     path = os.environ.get("SLUICE_BIN", "")
@@ -44,13 +37,12 @@ def sluice_bin() -> str:
 
 @pytest.fixture
 def broker_factory(sluice_bin, tmp_path, request):
-    """`make(config=None, start=True) -> BrokerProcess`, with `config` over
-    SHARED_DISK_CONFIG. Every broker made here is SIGKILLed at teardown if
-    still running."""
+    """`make(config=None, start=True) -> BrokerProcess`. Every broker made
+    here is SIGKILLed at teardown if still running."""
     made: list[BrokerProcess] = []
 
     def make(config: dict | None = None, start: bool = True) -> BrokerProcess:
-        b = BrokerProcess(sluice_bin, tmp_path / f"broker{len(made)}", {**SHARED_DISK_CONFIG, **(config or {})})
+        b = BrokerProcess(sluice_bin, tmp_path / f"broker{len(made)}", config)
         made.append(b)
         if start:
             b.start()
@@ -66,9 +58,9 @@ def broker_factory(sluice_bin, tmp_path, request):
         for run in range(1, b.starts + 1):
             bad_lines += [f"{b.workdir.name} run {run}: {line}" for line in b.log(run).splitlines()
                           if "panicked" in line or " ERROR " in line]
-        # Segment files are preallocated (1 GiB each with the default
-        # log.segment.bytes): a kept data directory per test would fill the
-        # disk within a run or two. The logs stay, beside it.
+        # Data directories go even when the test failed (the logs stay,
+        # beside them): one run of earlier builds, which preallocated whole
+        # 1 GiB segments, filled the shared disk with kept directories.
         shutil.rmtree(b.data_dir, ignore_errors=True)
         if failed:
             for run in range(1, b.starts + 1):
@@ -83,7 +75,7 @@ def broker_factory(sluice_bin, tmp_path, request):
 @pytest.fixture
 def broker(broker_factory) -> BrokerProcess:
     """A broker with the embedded defaults (auto-create on, 1 partition,
-    durability fsync) except for SHARED_DISK_CONFIG."""
+    durability fsync)."""
     return broker_factory()
 
 
