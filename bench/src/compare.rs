@@ -37,6 +37,19 @@ const ROWS: &[(&str, &str, bool)] = &[
     ("ceiling disk MiB/s", "/ceiling/disk_write_mib_per_s", true),
     ("produce / loopback", "/ratios/produce_of_loopback", true),
     ("readback / loopback", "/ratios/readback_of_loopback", true),
+    (
+        "produce MiB / broker CPU-s",
+        "/ratios/produce_mib_per_broker_cpu_s",
+        true,
+    ),
+    (
+        "readback MiB / broker CPU-s",
+        "/ratios/readback_mib_per_broker_cpu_s",
+        true,
+    ),
+    ("broker CPU-s (run)", "/cpu/run/broker_cpu_s", false),
+    ("bench CPU-s (run)", "/cpu/run/bench_cpu_s", false),
+    ("load average (run)", "/cpu/run/load_average_1m", false),
 ];
 
 fn load(path: &Path) -> anyhow::Result<Value> {

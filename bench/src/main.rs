@@ -18,12 +18,14 @@
 //! - `run.rs`: one scenario end to end; `producer.rs`, `consumer.rs`: the
 //!   workers; `timeline.rs`: warm-up / window / drain instants;
 //! - `latency.rs`, `report.rs`, `progress.rs`, `compare.rs`: results;
-//! - `ceiling.rs`, `machine.rs`: what the machine can do and what it is;
+//! - `ceiling.rs`, `machine.rs`, `cpu.rs`: what the machine can do, what
+//!   it is, and the CPU time the bench and the broker used;
 //! - `stamp.rs`, `keys.rs`, `zipf.rs`, `rng.rs`: record contents.
 
 mod ceiling;
 mod compare;
 mod consumer;
+mod cpu;
 mod keys;
 mod latency;
 mod machine;
@@ -78,6 +80,10 @@ enum Command {
         /// Directory for the disk ceiling's temp file (the broker's disk).
         #[arg(long, default_value_os_t = std::env::temp_dir())]
         ceiling_dir: PathBuf,
+        /// PID of a broker on this machine: its CPU time is reported
+        /// (records and bytes per broker CPU-second).
+        #[arg(long)]
+        broker_pid: Option<u32>,
     },
     /// Measures the loopback TCP and sequential disk-write ceiling.
     Ceiling {
@@ -103,6 +109,7 @@ fn main() -> anyhow::Result<()> {
             ceiling_secs,
             no_ceiling,
             ceiling_dir,
+            broker_pid,
         } => {
             let path = scenario_path(&scenario);
             let s = scenario::Scenario::load(&path, &set)?;
@@ -111,6 +118,7 @@ fn main() -> anyhow::Result<()> {
                 overrides: set,
                 ceiling_secs: (!no_ceiling).then_some(ceiling_secs),
                 ceiling_dir,
+                broker_pid,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

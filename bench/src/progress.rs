@@ -4,10 +4,11 @@
 
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::Notify;
 
 /// Counters since the start of the run, warm-up included.
 #[derive(Debug, Default)]
@@ -41,14 +42,14 @@ impl Live {
 
 /// The display task; stopped by [`Progress::finish`] (or when dropped).
 pub struct Progress {
-    stop: Arc<AtomicBool>,
+    stop: Arc<Notify>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Progress {
     /// Shows `live` for a phase expected to last `expected`.
     pub fn start(label: &str, live: Arc<Live>, expected: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Notify::new());
         let terminal = std::io::stderr().is_terminal();
         let tick = if terminal {
             Duration::from_millis(500)
@@ -73,7 +74,7 @@ impl Progress {
     }
 
     pub async fn finish(mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.notify_one();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -82,7 +83,7 @@ impl Progress {
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.notify_one();
     }
 }
 
@@ -92,7 +93,7 @@ async fn show(
     expected: Duration,
     tick: Duration,
     terminal: bool,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Notify>,
 ) {
     let bar = terminal.then(|| {
         let bar = ProgressBar::new(u64::try_from(expected.as_millis()).unwrap_or(u64::MAX));
@@ -106,8 +107,11 @@ async fn show(
     let mut last = (start, live.snapshot());
     let mut interval = tokio::time::interval(tick);
     interval.tick().await;
-    while !stop.load(Ordering::Acquire) {
-        interval.tick().await;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = stop.notified() => break,
+        }
         let now = Instant::now();
         let snap = live.snapshot();
         let secs = now.duration_since(last.0).as_secs_f64().max(1e-9);

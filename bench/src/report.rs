@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ceiling::Ceiling;
+use crate::cpu::CpuUse;
 use crate::latency::LatencySummary;
 use crate::machine::Machine;
 
@@ -32,6 +33,16 @@ pub struct RunResult {
     pub consume: Option<ConsumeResult>,
     pub readback: Option<ReadbackResult>,
     pub ratios: Ratios,
+    #[serde(default)]
+    pub cpu: CpuReport,
+}
+
+/// CPU time over the run (producers and tailing consumers, warm-up and
+/// drain included) and over the read-back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuReport {
+    pub run: CpuUse,
+    pub readback: Option<CpuUse>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -79,6 +90,12 @@ pub struct Ratios {
     pub produce_of_loopback: Option<f64>,
     pub readback_of_loopback: Option<f64>,
     pub produce_of_disk: Option<f64>,
+    /// Payload MiB acknowledged per CPU-second of the broker (needs
+    /// `--broker-pid`): the fair measure on a shared machine.
+    #[serde(default)]
+    pub produce_mib_per_broker_cpu_s: Option<f64>,
+    #[serde(default)]
+    pub readback_mib_per_broker_cpu_s: Option<f64>,
 }
 
 impl RunResult {
@@ -136,6 +153,33 @@ impl RunResult {
                 if r.complete { "" } else { ", INCOMPLETE" }
             );
         }
+        let secs = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.2} s"));
+        eprintln!(
+            "cpu     : run {:.1} s wall, bench {} CPU ({} waiting for a CPU), broker {} CPU ({} waiting), load average {}",
+            self.cpu.run.wall_s,
+            secs(self.cpu.run.bench_cpu_s),
+            secs(self.cpu.run.bench_cpu_wait_s),
+            secs(self.cpu.run.broker_cpu_s),
+            secs(self.cpu.run.broker_cpu_wait_s),
+            self.cpu
+                .run
+                .load_average_1m
+                .map_or("-".to_owned(), |l| format!("{l:.1}"))
+        );
+        if let Some(r) = &self.cpu.readback {
+            eprintln!(
+                "          readback {:.1} s wall, bench {} CPU, broker {} CPU",
+                r.wall_s,
+                secs(r.bench_cpu_s),
+                secs(r.broker_cpu_s)
+            );
+        }
+        let per_cpu = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.0} MiB/s"));
+        eprintln!(
+            "per broker CPU-second: produce {}, readback {}",
+            per_cpu(self.ratios.produce_mib_per_broker_cpu_s),
+            per_cpu(self.ratios.readback_mib_per_broker_cpu_s)
+        );
         let pct = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{:.1} %", v * 100.0));
         eprintln!(
             "ratios  : produce / loopback {}, readback / loopback {}, produce / disk {}",

@@ -22,11 +22,12 @@ use tokio::sync::watch;
 
 use crate::ceiling::{self, mib_per_s};
 use crate::consumer;
+use crate::cpu;
 use crate::latency::Latency;
 use crate::machine::Machine;
 use crate::producer::{self, Plan};
 use crate::progress::{Live, Progress};
-use crate::report::{ConsumeResult, ProduceResult, Ratios, ReadbackResult, RunResult};
+use crate::report::{ConsumeResult, CpuReport, ProduceResult, Ratios, ReadbackResult, RunResult};
 use crate::scenario::Scenario;
 use crate::timeline::Timeline;
 use crate::workload;
@@ -39,6 +40,8 @@ pub struct RunOptions {
     /// Seconds per ceiling part; `None`: no ceiling.
     pub ceiling_secs: Option<f64>,
     pub ceiling_dir: PathBuf,
+    /// The broker's PID, when it runs on this machine (CPU accounting).
+    pub broker_pid: Option<u32>,
 }
 
 /// Longest the topic setup may take (deletion of an old copy included).
@@ -100,6 +103,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
         Duration::from_secs_f64(scenario.run.duration_s),
         Duration::from_secs_f64(scenario.run.drain_s),
     ));
+    let cpu_start = cpu::sample(opts.broker_pid);
     let progress = Progress::start(
         &scenario.name,
         Arc::clone(&live),
@@ -196,11 +200,19 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
         Some(c)
     };
     progress.finish().await;
+    let cpu_produced = cpu::sample(opts.broker_pid);
 
     let readback = if scenario.consumer.readback {
         Some(readback(scenario, &client).await?)
     } else {
         None
+    };
+    let cpu_read = cpu::sample(opts.broker_pid);
+    let cpu = CpuReport {
+        run: cpu::between(&cpu_start, &cpu_produced),
+        readback: readback
+            .as_ref()
+            .map(|_| cpu::between(&cpu_produced, &cpu_read)),
     };
 
     let ratios = Ratios {
@@ -214,6 +226,20 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
         produce_of_disk: ceiling
             .as_ref()
             .map(|c| produce.mib_per_s / c.disk_write_mib_per_s),
+        // Everything the broker did during the run (warm-up, consumers
+        // and drain included) is charged to the records acknowledged.
+        produce_mib_per_broker_cpu_s: cpu.run.broker_cpu_s.map(|s| {
+            produce.records_acked as f64 * produce.measured_bytes as f64
+                / produce.measured_records.max(1) as f64
+                / (1024.0 * 1024.0)
+                / s.max(1e-9)
+        }),
+        readback_mib_per_broker_cpu_s: cpu
+            .readback
+            .as_ref()
+            .and_then(|c| c.broker_cpu_s)
+            .zip(readback.as_ref())
+            .map(|(s, r)| r.bytes as f64 / (1024.0 * 1024.0) / s.max(1e-9)),
     };
     Ok(RunResult {
         tool: "sluice-bench".into(),
@@ -239,6 +265,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
         consume,
         readback,
         ratios,
+        cpu,
     })
 }
 
