@@ -48,6 +48,7 @@
 //!   records and codecs).
 
 pub mod api;
+pub mod batch_builder;
 pub mod compression;
 pub mod error;
 pub mod error_code;

@@ -38,9 +38,8 @@
 //! `GroupMetadataManager.scala`.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use sluice_protocol::CompressionType;
+use sluice_protocol::batch_builder::{self, ProducerIdentity};
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -271,42 +270,20 @@ fn decode_group_value(bytes: &[u8]) -> Result<GroupMetadataValue, RecordError> {
 /// One RecordBatch v2 (uncompressed, no producer id) holding `records`,
 /// ready for `Partition::append_as_leader`.
 pub fn build_batch(records: &[OffsetsRecord], now_ms: i64) -> Result<Bytes, RecordError> {
-    let encoded: Vec<Record> = records
+    let mut encoded: Vec<_> = records
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
+        .map(|r| {
             let (key, value) = r.encode();
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i64::try_from(i).unwrap_or(i64::MAX),
-                // kafka-protocol starts a new batch whenever
-                // `offset - sequence` changes; `i - 1` keeps every record in
-                // one batch whose base sequence is -1 (no producer id).
-                sequence: i32::try_from(i).unwrap_or(i32::MAX).wrapping_sub(1),
-                timestamp: now_ms,
-                key: Some(key),
-                value,
-                headers: Default::default(),
-            }
+            batch_builder::record(now_ms, Some(key), value, [])
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &encoded,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
+    batch_builder::encode_batch(
+        &mut encoded,
+        CompressionType::None,
+        ProducerIdentity::NONE,
+        -1,
     )
-    .map_err(|_| RecordError("record batch does not encode"))?;
-    Ok(buf.freeze())
+    .map_err(|_| RecordError("record batch does not encode"))
 }
 
 fn put_string(b: &mut BytesMut, s: &str) {

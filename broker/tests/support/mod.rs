@@ -21,12 +21,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use sluice_protocol::CompressionType;
+use sluice_protocol::batch_builder::{self, ProducerIdentity};
 
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -284,34 +282,16 @@ impl Client {
 
 /// One RecordBatch v2 holding `count` small records, uncompressed.
 pub fn record_batch(count: usize) -> anyhow::Result<Bytes> {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::try_from(i).unwrap_or(0),
-            // kafka-protocol starts a new batch wherever offset − sequence
-            // changes; this keeps one batch with base sequence -1 (not
-            // idempotent).
-            sequence: i32::try_from(i).unwrap_or(0) - 1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("value-{i}"))),
-            headers: IndexMap::new(),
+    let mut records: Vec<_> = (0..count)
+        .map(|i| {
+            let value = Bytes::from(format!("value-{i}"));
+            batch_builder::record(1_700_000_000_000, None, Some(value), [])
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
-    Ok(buf.freeze())
+    Ok(batch_builder::encode_batch(
+        &mut records,
+        CompressionType::None,
+        ProducerIdentity::NONE,
+        -1,
+    )?)
 }

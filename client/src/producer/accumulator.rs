@@ -32,10 +32,10 @@ use bytes::Bytes;
 use kafka_protocol::records::Record;
 use tokio::sync::oneshot;
 
-use crate::error::Result;
+use crate::error::{Result, protocol};
 use crate::producer::Compression;
-use crate::producer::batch::{ProducerIdentity, encode_batch};
 use crate::producer::partitioner::StickyPartitioner;
+use sluice_protocol::batch_builder::{ProducerIdentity, encode_batch};
 
 /// Where a record's outcome goes.
 pub(crate) type Delivery = oneshot::Sender<Result<(i32, i64)>>;
@@ -223,10 +223,12 @@ fn seal(
     };
     match encode_batch(
         &mut open.records,
-        options.compression,
+        options.compression.codec(),
         options.producer,
         base_sequence,
-    ) {
+    )
+    .map_err(|e| protocol(format!("record batch does not encode: {e}")))
+    {
         Ok(data) => {
             if options.idempotent {
                 // Sequences wrap at i32::MAX, as Kafka's do.

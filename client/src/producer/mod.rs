@@ -24,7 +24,6 @@
 //! - In-flight requests per connection: `ClientConfig::in_flight_per_connection`.
 
 pub mod accumulator;
-mod batch;
 pub mod partitioner;
 mod sender;
 
@@ -36,10 +35,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::InitProducerIdRequest;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, TimestampType};
+use kafka_protocol::records::Record;
 use sluice_protocol::compression::CompressionType;
 use tokio::sync::{Notify, Semaphore, oneshot, watch};
 
@@ -47,7 +44,7 @@ use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use accumulator::{Accumulator, BatchOptions, OpenFailure, TopicPartition};
-use batch::ProducerIdentity;
+use sluice_protocol::batch_builder::ProducerIdentity;
 
 /// How many acknowledgements a produce waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,17 +85,6 @@ impl Compression {
             Self::Snappy => CompressionType::Snappy,
             Self::Lz4 => CompressionType::Lz4,
             Self::Zstd => CompressionType::Zstd,
-        }
-    }
-
-    pub(crate) fn kafka_protocol(self) -> kafka_protocol::records::Compression {
-        use kafka_protocol::records::Compression as K;
-        match self {
-            Self::None => K::None,
-            Self::Gzip => K::Gzip,
-            Self::Snappy => K::Snappy,
-            Self::Lz4 => K::Lz4,
-            Self::Zstd => K::Zstd,
         }
     }
 }
@@ -477,26 +463,7 @@ impl Producer {
 }
 
 fn to_record(r: ProducerRecord, timestamp: i64) -> Record {
-    let headers: IndexMap<StrBytes, Option<Bytes>> = r
-        .headers
-        .into_iter()
-        .map(|(k, v)| (StrBytes::from_string(k), v))
-        .collect();
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp,
-        key: r.key,
-        value: r.value,
-        headers,
-    }
+    sluice_protocol::batch_builder::record(timestamp, r.key, r.value, r.headers)
 }
 
 pub(crate) fn now_ms() -> i64 {
