@@ -44,8 +44,10 @@ pub struct BrokerConfig {
     pub advertised: Option<String>,
     /// `node.id`.
     pub node_id: i32,
-    /// `auto.create.topics.enable`: Metadata and Produce for an unknown topic
-    /// create it with `num.partitions` partitions.
+    /// `auto.create.topics.enable`: a Metadata request naming an unknown
+    /// topic (what producers and consumers send before using one) creates
+    /// it with `num.partitions` partitions. A Produce for an unknown topic
+    /// is answered UNKNOWN_TOPIC_OR_PARTITION, as in Kafka.
     #[serde(rename = "auto.create.topics.enable")]
     pub auto_create_topics_enable: bool,
     /// `num.partitions`: partitions of an auto-created topic, or of a
