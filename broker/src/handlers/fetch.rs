@@ -39,6 +39,7 @@ use sluice_storage::FileRegion;
 
 use crate::broker::Broker;
 use crate::error::BrokerError;
+use crate::replica::Partition;
 use crate::response::{FramePart, Reply, ResponseFrame};
 
 /// Largest fetch response, whatever the client asks (Kafka's
@@ -75,6 +76,10 @@ pub async fn handle_fetch(
         );
         return reply_now(version, correlation_id, response, Vec::new());
     }
+    // Watermarks taken before the first read: an advance between this read
+    // and the wait below shows up as a difference, never as a lost wake.
+    let watched = watched_partitions(broker, &request);
+    let mut seen = watermarks(&watched);
     let (reads, bytes, any_error) = read_all(broker, &request);
     let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let wait = Duration::from_millis(
@@ -88,12 +93,22 @@ pub async fn handle_fetch(
     let broker = Arc::clone(broker);
     Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + wait;
+        // Every high-watermark advance on the node wakes every waiting
+        // fetch; comparing this fetch's own partitions' watermarks first
+        // (no locks) keeps a wake for someone else's partition cheap.
         loop {
             let notified = broker.replicas().data_arrived().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let now = watermarks(&watched);
+            let expired = tokio::time::Instant::now() >= deadline;
+            if now == seen && !expired {
+                let _ = tokio::time::timeout_at(deadline, notified).await;
+                continue;
+            }
+            seen = now;
             let (reads, bytes, any_error) = read_all(&broker, &request);
-            if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+            if bytes >= min_bytes || any_error || expired {
                 return match respond(version, correlation_id, &request, reads) {
                     Reply::Now(frame) => Ok(frame),
                     _ => Err("fetch response does not encode".to_string()),
@@ -102,6 +117,30 @@ pub async fn handle_fetch(
             let _ = tokio::time::timeout_at(deadline, notified).await;
         }
     }))
+}
+
+/// The requested partitions this node hosts (bounded by the request).
+fn watched_partitions(broker: &Broker, request: &FetchRequest) -> Vec<Arc<Partition>> {
+    request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter_map(|p| broker.replicas().partition(&t.topic.0, p.partition))
+        })
+        .collect()
+}
+
+/// The high watermark and log start offset of each watched partition.
+fn watermarks(watched: &[Arc<Partition>]) -> Vec<(i64, i64)> {
+    watched
+        .iter()
+        .map(|p| {
+            let progress = p.progress();
+            (progress.high_watermark, progress.log_start_offset)
+        })
+        .collect()
 }
 
 /// Reads every requested partition; returns the reads, the record bytes
