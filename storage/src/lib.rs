@@ -2,7 +2,8 @@
 //!
 //! A [`PartitionLog`] is one partition's directory of segments: RecordBatch
 //! v2 frames stored exactly as producers sent them (offsets and leader
-//! epoch rewritten in place), in preallocated memory-mapped `.log` files
+//! epoch rewritten on the way in), in reserved (fallocate) memory-mapped
+//! `.log` files written with `pwrite` and read through the mapping
 //! with sparse `.index` and `.timeindex` files, recovered batch by batch
 //! (CRC-32C) after a crash. A [`LogDir`] holds the partitions of one disk
 //! and the health flag they share. No networking, no async runtime.

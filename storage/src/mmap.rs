@@ -380,6 +380,43 @@ impl MapWriter {
         self.file.published.store(new, Ordering::Release);
     }
 
+    /// Writes `parts`, in order, at the end of the file with `pwrite` and
+    /// publishes them: the append path. One copy, socket buffer → page
+    /// cache; readers see the bytes through the mapping (same page cache).
+    ///
+    /// Why not copy through the mapping: the first store to each page of a
+    /// shared file mapping faults, and the kernel zero-fills the page before
+    /// the copy overwrites it (a third of the broker's produce CPU in
+    /// `perf`, and slower still when the system is busy); `pwrite` of whole
+    /// pages fills the page cache directly. The bytes land in the reserved
+    /// range `[published, writable_end)`, which no reader views.
+    pub(crate) fn append_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let pos = self.published();
+        if len > self.remaining() {
+            return Err(Error::Corrupt {
+                path: self.file.path.clone(),
+                position: pos,
+                reason: format!("write of {len} bytes past the file's capacity"),
+            });
+        }
+        let end = pos.saturating_add(len);
+        if end > self.writable_end {
+            self.grow(end)?;
+        }
+        let mut at = pos;
+        for part in parts {
+            self.file
+                .file
+                .write_all_at(part, at)
+                .map_err(|e| Error::io("pwrite", &self.file.path, e))?;
+            at += part.len() as u64;
+        }
+        self.file.published.store(end, Ordering::Release);
+        Ok(())
+    }
+
     /// Copies `src` to the end and publishes it.
     pub(crate) fn append(&mut self, src: &[u8]) -> Result<()> {
         self.reserve(src.len())?.copy_from_slice(src);

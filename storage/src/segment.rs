@@ -9,9 +9,10 @@
 //!
 //! The `.log` holds the batches exactly as producers sent them, except for
 //! `baseOffset` and `partitionLeaderEpoch`, which the leader rewrites
-//! (both lie outside the CRC). The active segment's files are preallocated
-//! (`segment.bytes`, `segment.index.bytes`) and trimmed to their real
-//! length when the segment rolls or the log closes.
+//! (both lie outside the CRC). The active segment's files are reserved in
+//! growing steps up to `segment.bytes` / `segment.index.bytes` and trimmed
+//! to their real length when the segment rolls or the log closes. Reads go
+//! through the mapping; `.log` appends are `pwrite`s into the reserved range.
 //!
 //! # Invariants
 //! - Batches are dense: the first starts at the base offset, each next one
@@ -28,8 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice_protocol::RecordBatchView;
 use sluice_protocol::record_batch::{set_base_offset, set_partition_leader_epoch};
+use sluice_protocol::{RECORD_BATCH_HEADER_BYTES, RecordBatchView};
 
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
@@ -165,10 +166,11 @@ impl Segment {
     /// Copies one validated batch in and indexes it; returns its position.
     ///
     /// This is the one copy of the record bytes on the append path: the
-    /// batch goes straight from the request buffer into the mapped file, and
-    /// the leader's `baseOffset`/`partitionLeaderEpoch` rewrite happens in
-    /// the mapped destination afterwards (both fields lie outside the CRC,
-    /// so no re-checksum). The caller checked `fits`.
+    /// batch goes from the request buffer into the file's page cache with
+    /// `pwrite` (see `MapWriter::append_parts` for why not through the
+    /// mapping), the leader's `baseOffset`/`partitionLeaderEpoch` rewritten
+    /// in a stack copy of the 61-byte header on the way (both fields lie
+    /// outside the CRC, so no re-checksum). The caller checked `fits`.
     pub(crate) fn append_batch(
         &mut self,
         src: &[u8],
@@ -177,13 +179,21 @@ impl Segment {
         config: &LogConfig,
     ) -> Result<FilePosition> {
         let pos = self.size();
-        let dst = self.log.reserve(src.len())?;
-        dst.copy_from_slice(src);
-        if let Some(epoch) = stamp {
-            set_base_offset(dst, meta.base.0);
-            set_partition_leader_epoch(dst, epoch.0);
+        match stamp {
+            Some(epoch) => {
+                // The rewritten header goes from a stack copy; the records
+                // after it straight from `src`: still one copy per byte.
+                let split = src.len().min(RECORD_BATCH_HEADER_BYTES);
+                let (head, records) = src.split_at(split);
+                let mut header = [0u8; RECORD_BATCH_HEADER_BYTES];
+                let header = header.get_mut(..split).unwrap_or_default();
+                header.copy_from_slice(head);
+                set_base_offset(header, meta.base.0);
+                set_partition_leader_epoch(header, epoch.0);
+                self.log.append_parts(&[header, records])?;
+            }
+            None => self.log.append_parts(&[src])?,
         }
-        self.log.publish(src.len());
         self.note_batch(pos, meta, config)?;
         Ok(FilePosition(u32::try_from(pos).unwrap_or(u32::MAX)))
     }
