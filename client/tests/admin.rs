@@ -9,7 +9,8 @@ use sluice_client::{
     Admin, ClientConfig, ConfigChange, Error, NewTopic, OffsetSpec, Producer, ProducerConfig,
     ProducerRecord,
 };
-use support::{TestBroker, dead_address};
+use sluice_testkit::dead_address;
+use support::TestBroker;
 
 fn config(broker: &TestBroker) -> ClientConfig {
     ClientConfig::new(&broker.bootstrap()).with_request_timeout(Duration::from_secs(10))

@@ -3,21 +3,18 @@
 //! kafka-protocol's messages, stop it with SIGTERM, start it again on the
 //! same data directory.
 //!
-//! Every wait is bounded: the broker must print its `listening on` line
-//! within [`START_TIMEOUT`], answer each request within [`IO_TIMEOUT`] and
-//! exit within [`STOP_TIMEOUT`] of SIGTERM; a [`TestBroker`] dropped while
-//! its process runs kills it by PID, so a failing test leaves no broker
-//! behind.
+//! Every wait is bounded: the process side (start, SIGTERM, kill on drop)
+//! is `sluice_testkit`'s; each request must be answered within
+//! [`IO_TIMEOUT`].
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -26,21 +23,20 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use sluice_protocol::CompressionType;
 use sluice_protocol::batch_builder::{self, ProducerIdentity};
 
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+use sluice_testkit::BrokerProcess;
+
 pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Largest response frame a test accepts (guards against reading garbage
 /// as a length).
 const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// A `sluice serve` child process.
+/// A `sluice serve` child process (this crate's own binary) on a data
+/// directory the test owns; see `sluice_testkit::BrokerProcess`.
 pub struct TestBroker {
-    child: Child,
+    process: BrokerProcess,
     pub port: u16,
     pub data_dir: PathBuf,
-    /// The broker's stderr, line by line, kept for failure messages.
-    log: mpsc::Receiver<String>,
 }
 
 impl TestBroker {
@@ -52,79 +48,17 @@ impl TestBroker {
 
     /// As [`TestBroker::start`], with extra `serve` arguments.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("NO_COLOR", "1")
-            .env("SLUICE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start the sluice binary")?;
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        let (lines_tx, lines_rx) = mpsc::channel();
-        // Drains stderr for the life of the process so the broker never
-        // blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut broker = Self {
-            child,
-            port: 0,
+        let bin = Path::new(env!("CARGO_BIN_EXE_sluice"));
+        let process = BrokerProcess::start(bin, data_dir, 0, extra)?;
+        Ok(Self {
+            port: process.port(),
             data_dir: data_dir.to_path_buf(),
-            log: lines_rx,
-        };
-        broker.port = broker.wait_for_port()?;
-        Ok(broker)
-    }
-
-    fn wait_for_port(&mut self) -> anyhow::Result<u16> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!(
-                    "no `listening on` line within {START_TIMEOUT:?}; stderr:\n{}",
-                    seen.join("\n")
-                );
-            }
-            match self.log.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(line) => {
-                    if let Some(port) = parse_listening_port(&line) {
-                        return Ok(port);
-                    }
-                    seen.push(line);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(status) = self.child.try_wait()? {
-                        bail!(
-                            "sluice exited with {status} before listening; stderr:\n{}",
-                            seen.join("\n")
-                        );
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    bail!(
-                        "sluice closed stderr before listening; stderr:\n{}",
-                        seen.join("\n")
-                    );
-                }
-            }
-        }
+            process,
+        })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// A new connection to the broker.
@@ -133,47 +67,14 @@ impl TestBroker {
     }
 
     /// SIGTERM (a clean shutdown), then waits for the exit.
-    pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .context("cannot run kill")?;
-        if !status.success() {
-            bail!("kill -TERM {} failed: {status}", self.pid());
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!("sluice did not exit within {STOP_TIMEOUT:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    pub fn stop(self) -> anyhow::Result<ExitStatus> {
+        self.process.stop()
     }
 
     /// Stderr lines received so far (for failure messages).
     pub fn log_so_far(&self) -> Vec<String> {
-        self.log.try_iter().collect()
+        self.process.log_so_far()
     }
-}
-
-impl Drop for TestBroker {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // Child::kill sends SIGKILL to this child's PID only.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The port of a `listening on 127.0.0.1:<port>` log line.
-pub fn parse_listening_port(line: &str) -> Option<u16> {
-    let rest = line.split("listening on 127.0.0.1:").nth(1)?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
 }
 
 /// One connection speaking the Kafka wire protocol, blocking, with
