@@ -86,10 +86,11 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
     }
     let mut tails = Vec::new();
     for i in 0..scenario.consumer.connections {
-        let config =
-            ConsumerConfig::new(client.clone().with_client_id(format!("sluice-bench-c{i}")))
-                .with_auto_offset_reset(Offset::End)
-                .with_fetch_max_wait(Duration::from_millis(scenario.consumer.fetch_max_wait_ms));
+        let config = consumer_config(
+            scenario,
+            client.clone().with_client_id(format!("sluice-bench-c{i}")),
+            Offset::End,
+        );
         let mut c = Consumer::connect(config)
             .await
             .with_context(|| format!("consumer {i} cannot connect"))?;
@@ -269,6 +270,18 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
     })
 }
 
+/// A consumer config with the scenario's fetch settings.
+fn consumer_config(scenario: &Scenario, client: ClientConfig, reset: Offset) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(client)
+        .with_auto_offset_reset(reset)
+        .with_fetch_max_wait(Duration::from_millis(scenario.consumer.fetch_max_wait_ms));
+    config.partition_max_bytes = scenario.consumer.partition_max_bytes;
+    config.fetch_max_bytes = config
+        .fetch_max_bytes
+        .max(scenario.consumer.partition_max_bytes);
+    config
+}
+
 fn producer_config(scenario: &Scenario, client: ClientConfig) -> anyhow::Result<ProducerConfig> {
     let p = &scenario.producer;
     let acks = match p.acks.as_str() {
@@ -344,9 +357,11 @@ async fn readback(scenario: &Scenario, client: &ClientConfig) -> anyhow::Result<
         .into_iter()
         .map(|p| (p.partition, p.offset))
         .collect();
-    let config = ConsumerConfig::new(client.clone().with_client_id("sluice-bench-readback"))
-        .with_auto_offset_reset(Offset::Beginning)
-        .with_fetch_max_wait(Duration::from_millis(scenario.consumer.fetch_max_wait_ms));
+    let config = consumer_config(
+        scenario,
+        client.clone().with_client_id("sluice-bench-readback"),
+        Offset::Beginning,
+    );
     let mut c = Consumer::connect(config).await?;
     c.assign_all(topic).await?;
     c.seek_all(Offset::Beginning).await?;

@@ -8,7 +8,7 @@
 //! [run]     duration_s, warmup_s, records, rate, drain_s
 //! [topic]   name, partitions, replication_factor, recreate, [topic.configs]
 //! [producer] connections, acks, compression, linger_ms, batch_bytes, buffer_bytes
-//! [consumer] connections, fetch_max_wait_ms, readback
+//! [consumer] connections, fetch_max_wait_ms, partition_max_bytes, readback
 //! [records] value_bytes, keys, key_distribution, zipf_exponent, tombstone_every
 //! ```
 //!
@@ -142,11 +142,19 @@ pub struct ConsumerSpec {
     pub connections: u32,
     #[serde(default = "default_fetch_wait")]
     pub fetch_max_wait_ms: u64,
+    /// Bytes per partition per fetch (Kafka's `max.partition.fetch.bytes`,
+    /// default 1 MiB): on one partition, one round trip per this many bytes.
+    #[serde(default = "default_partition_max_bytes")]
+    pub partition_max_bytes: i32,
     /// After the run, one consumer reads the whole retained log from the
     /// beginning as fast as it can (consume throughput; for the config
     /// workload, "how long a new subscriber takes to read the state").
     #[serde(default = "default_true")]
     pub readback: bool,
+}
+
+fn default_partition_max_bytes() -> i32 {
+    1024 * 1024
 }
 
 fn default_fetch_wait() -> u64 {
