@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-/// Linux's USER_HZ: the unit of utime/stime in /proc/<pid>/stat.
+/// Linux's USER_HZ: the unit of utime/stime in `/proc/<pid>/stat`.
 const TICKS_PER_S: f64 = 100.0;
 
 #[derive(Debug, Clone, Copy)]

@@ -61,7 +61,7 @@ enum Command {
     /// Runs a scenario file (or the name of one in bench/scenarios/).
     Run {
         scenario: String,
-        /// Brokers to bootstrap from (host:port[,host:port]).
+        /// Brokers to bootstrap from (host:port, comma-separated).
         #[arg(long, default_value = "127.0.0.1:9092", env = "SLUICE_BENCH_BOOTSTRAP")]
         bootstrap: String,
         /// Overrides a scenario key: `--set run.duration_s=10`,
