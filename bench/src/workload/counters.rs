@@ -4,47 +4,31 @@
 
 use bytes::Bytes;
 
-use super::{Filler, Generated, RecordSource};
-use crate::keys::KeyChooser;
-use crate::rng::Rng;
+use super::{Draw, Generated, RecordSource};
 use crate::scenario::Records;
-use crate::stamp;
 
 pub struct Counters {
-    rng: Rng,
-    keys: Option<KeyChooser>,
-    filler: Filler,
-    value_bytes: usize,
+    draw: Draw,
 }
 
 impl Counters {
     pub fn new(spec: &Records, seed: u64) -> anyhow::Result<Self> {
-        let mut rng = Rng::new(seed);
-        let filler = Filler::new(&mut rng, spec.value_bytes, false);
         Ok(Self {
-            keys: KeyChooser::new(spec.keys, &spec.key_distribution, spec.zipf_exponent)?,
-            rng,
-            filler,
-            value_bytes: spec.value_bytes,
+            draw: Draw::new(spec, seed, false)?,
         })
     }
 }
 
 impl RecordSource for Counters {
     fn next(&mut self, stamp_ns: u64) -> Generated {
-        let key = self.keys.as_mut().map(|k| {
-            let id = k.next(&mut self.rng);
-            Bytes::copy_from_slice(&id.to_be_bytes())
-        });
-        let delta = (self.rng.below(10) as i64) + 1;
-        let mut value = Vec::with_capacity(self.value_bytes);
-        stamp::put_binary(&mut value, stamp_ns);
-        value.extend_from_slice(&delta.to_le_bytes());
-        let rest = self.value_bytes.saturating_sub(value.len());
-        self.filler.extend(&mut value, rest);
+        let key = self
+            .draw
+            .key_id()
+            .map(|id| Bytes::copy_from_slice(&id.to_be_bytes()));
+        let delta = (self.draw.rng.below(10) as i64) + 1;
         Generated {
             key,
-            value: Some(Bytes::from(value)),
+            value: Some(self.draw.stamped_value(stamp_ns, &delta.to_le_bytes())),
         }
     }
 }

@@ -7,9 +7,7 @@
 
 use bytes::Bytes;
 
-use super::{Filler, Generated, RecordSource};
-use crate::keys::KeyChooser;
-use crate::rng::Rng;
+use super::{Draw, Generated, RecordSource};
 use crate::scenario::Records;
 use crate::stamp;
 
@@ -24,35 +22,28 @@ const METRICS: &[&str] = &[
     "http.requests",
 ];
 
+/// Keys are hosts: the key chooser picks which host reports.
 pub struct Metrics {
-    rng: Rng,
-    hosts: Option<KeyChooser>,
-    filler: Filler,
-    value_bytes: usize,
+    draw: Draw,
 }
 
 impl Metrics {
     pub fn new(spec: &Records, seed: u64) -> anyhow::Result<Self> {
-        let mut rng = Rng::new(seed);
-        let filler = Filler::new(&mut rng, spec.value_bytes, true);
         Ok(Self {
-            hosts: KeyChooser::new(spec.keys, &spec.key_distribution, spec.zipf_exponent)?,
-            rng,
-            filler,
-            value_bytes: spec.value_bytes,
+            draw: Draw::new(spec, seed, true)?,
         })
     }
 }
 
 impl RecordSource for Metrics {
     fn next(&mut self, stamp_ns: u64) -> Generated {
-        let host = self.hosts.as_mut().map_or(0, |k| k.next(&mut self.rng));
+        let host = self.draw.key_id().unwrap_or(0);
         let metric = METRICS
-            .get(self.rng.below(METRICS.len() as u64) as usize)
+            .get(self.draw.rng.below(METRICS.len() as u64) as usize)
             .copied()
             .unwrap_or("cpu.user");
-        let reading = self.rng.next_f64() * 1000.0;
-        let mut value = Vec::with_capacity(self.value_bytes);
+        let reading = self.draw.rng.next_f64() * 1000.0;
+        let mut value = Vec::with_capacity(self.draw.value_bytes);
         stamp::put_json(&mut value, stamp_ns);
         value.extend_from_slice(
             format!(
@@ -64,8 +55,11 @@ impl RecordSource for Metrics {
         );
         // Pad to the configured size with printable filler, then close.
         let closing = b"\"}";
-        let pad = self.value_bytes.saturating_sub(value.len() + closing.len());
-        self.filler.extend(&mut value, pad);
+        let pad = self
+            .draw
+            .value_bytes
+            .saturating_sub(value.len() + closing.len());
+        self.draw.filler.extend(&mut value, pad);
         value.extend_from_slice(closing);
         Generated {
             key: Some(Bytes::from(format!("host-{host:05}"))),

@@ -14,6 +14,7 @@ mod metrics;
 
 use bytes::Bytes;
 
+use crate::keys::KeyChooser;
 use crate::rng::Rng;
 use crate::scenario::Records;
 
@@ -28,6 +29,46 @@ pub struct Generated {
 }
 
 /// Produces the records of one producer.
+/// What every workload draws from: its random stream, its key chooser
+/// (none when keyless), the filler and the value size.
+pub struct Draw {
+    pub rng: Rng,
+    keys: Option<KeyChooser>,
+    pub filler: Filler,
+    pub value_bytes: usize,
+}
+
+impl Draw {
+    /// `printable` restricts the filler to letters and digits (text values).
+    pub fn new(spec: &Records, seed: u64, printable: bool) -> anyhow::Result<Self> {
+        let mut rng = Rng::new(seed);
+        let filler = Filler::new(&mut rng, spec.value_bytes, printable);
+        Ok(Self {
+            keys: KeyChooser::new(spec.keys, &spec.key_distribution, spec.zipf_exponent)?,
+            rng,
+            filler,
+            value_bytes: spec.value_bytes,
+        })
+    }
+
+    /// The next key id, or `None` for a keyless workload.
+    pub fn key_id(&mut self) -> Option<u64> {
+        let rng = &mut self.rng;
+        self.keys.as_mut().map(|k| k.next(rng))
+    }
+
+    /// A value: the binary send-time stamp, then `body`, then filler up to
+    /// `value_bytes`.
+    pub fn stamped_value(&mut self, stamp_ns: u64, body: &[u8]) -> Bytes {
+        let mut value = Vec::with_capacity(self.value_bytes);
+        crate::stamp::put_binary(&mut value, stamp_ns);
+        value.extend_from_slice(body);
+        let rest = self.value_bytes.saturating_sub(value.len());
+        self.filler.extend(&mut value, rest);
+        Bytes::from(value)
+    }
+}
+
 pub trait RecordSource: Send {
     /// The next record, its value stamped with `stamp_ns`.
     fn next(&mut self, stamp_ns: u64) -> Generated;
