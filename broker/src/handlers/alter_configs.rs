@@ -57,34 +57,24 @@ pub async fn handle_alter_configs(
     _version: i16,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
-    let duplicated = duplicated_resources(
-        request
-            .resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.as_str())),
-    );
-    let mut responses = Vec::with_capacity(request.resources.len());
-    for resource in &request.resources {
-        let result =
-            if duplicated.contains(&(resource.resource_type, resource.resource_name.as_str())) {
-                Err(BrokerError::InvalidRequest("Duplicate resource.".into()))
-            } else {
-                alter(broker, resource, request.validate_only).await
-            };
-        let out = AlterConfigsResourceResponse::default()
-            .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name.clone());
-        responses.push(match result {
-            // Kafka sends a null message on success; the generated default
-            // is an empty string.
-            Ok(()) => out.with_error_message(None),
-            Err(e) => {
-                tracing::debug!(resource = %resource.resource_name, error = %e, "alter configs refused");
-                out.with_error_code(e.code())
-                    .with_error_message(Some(StrBytes::from_string(e.to_string())))
-            }
-        });
-    }
+    let outcomes = alter_each(
+        &request.resources,
+        |r| (r.resource_type, r.resource_name.as_str()),
+        |r| alter(broker, r, request.validate_only),
+    )
+    .await;
+    let responses = request
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(resource, (code, message))| {
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone())
+                .with_error_code(code)
+                .with_error_message(message)
+        })
+        .collect();
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -179,9 +169,41 @@ pub fn static_broker_configs() -> BrokerError {
     )
 }
 
+/// Runs `alter` on each resource of an AlterConfigs or
+/// IncrementalAlterConfigs request, in order, and returns each one's
+/// `(error code, error message)`. A resource named twice is not altered:
+/// both entries get INVALID_REQUEST, as Kafka does. Success has a null
+/// message, as Kafka sends (the generated default is an empty string).
+pub async fn alter_each<'a, R, Fut>(
+    resources: &'a [R],
+    id: impl Fn(&'a R) -> (i8, &'a str),
+    alter: impl Fn(&'a R) -> Fut,
+) -> Vec<(i16, Option<StrBytes>)>
+where
+    Fut: std::future::Future<Output = Result<(), BrokerError>>,
+{
+    let duplicated = duplicated_resources(resources.iter().map(&id));
+    let mut out = Vec::with_capacity(resources.len());
+    for resource in resources {
+        let result = if duplicated.contains(&id(resource)) {
+            Err(BrokerError::InvalidRequest("Duplicate resource.".into()))
+        } else {
+            alter(resource).await
+        };
+        out.push(match result {
+            Ok(()) => (0, None),
+            Err(e) => {
+                tracing::debug!(resource = id(resource).1, error = %e, "config change refused");
+                (e.code(), Some(StrBytes::from_string(e.to_string())))
+            }
+        });
+    }
+    out
+}
+
 /// `(resource type, name)` pairs named more than once; Kafka answers each
 /// of their entries with INVALID_REQUEST rather than pick one.
-pub fn duplicated_resources<'a>(
+fn duplicated_resources<'a>(
     resources: impl Iterator<Item = (i8, &'a str)>,
 ) -> BTreeSet<(i8, &'a str)> {
     let mut seen = BTreeSet::new();

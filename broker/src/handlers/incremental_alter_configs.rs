@@ -27,11 +27,8 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
-use kafka_protocol::protocol::StrBytes;
 
-use super::alter_configs::{
-    ConfigChanges, change_topic_config, duplicated_resources, static_broker_configs,
-};
+use super::alter_configs::{ConfigChanges, alter_each, change_topic_config, static_broker_configs};
 use super::describe_configs::{
     RESOURCE_BROKER, RESOURCE_TOPIC, check_broker_resource, topic_resource,
     unexpected_resource_type,
@@ -53,34 +50,24 @@ pub async fn handle_incremental_alter_configs(
     _version: i16,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let duplicated = duplicated_resources(
-        request
-            .resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.as_str())),
-    );
-    let mut responses = Vec::with_capacity(request.resources.len());
-    for resource in &request.resources {
-        let result =
-            if duplicated.contains(&(resource.resource_type, resource.resource_name.as_str())) {
-                Err(BrokerError::InvalidRequest("Duplicate resource.".into()))
-            } else {
-                alter(broker, resource, request.validate_only).await
-            };
-        let out = AlterConfigsResourceResponse::default()
-            .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name.clone());
-        responses.push(match result {
-            // Kafka sends a null message on success; the generated default
-            // is an empty string.
-            Ok(()) => out.with_error_message(None),
-            Err(e) => {
-                tracing::debug!(resource = %resource.resource_name, error = %e, "incremental alter configs refused");
-                out.with_error_code(e.code())
-                    .with_error_message(Some(StrBytes::from_string(e.to_string())))
-            }
-        });
-    }
+    let outcomes = alter_each(
+        &request.resources,
+        |r| (r.resource_type, r.resource_name.as_str()),
+        |r| alter(broker, r, request.validate_only),
+    )
+    .await;
+    let responses = request
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(resource, (code, message))| {
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone())
+                .with_error_code(code)
+                .with_error_message(message)
+        })
+        .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -176,6 +163,8 @@ fn edit_list(base: &str, items: &str, append: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    use kafka_protocol::protocol::StrBytes;
+
     use super::*;
 
     fn op(name: &str, operation: i8, value: Option<&str>) -> AlterableConfig {
