@@ -78,9 +78,9 @@ pub async fn handle_fetch(
     }
     // Watermarks taken before the first read: an advance between this read
     // and the wait below shows up as a difference, never as a lost wake.
-    let watched = watched_partitions(broker, &request);
-    let mut seen = watermarks(&watched);
-    let (reads, bytes, any_error) = read_all(broker, &request);
+    let replicas = resolve(broker, &request);
+    let mut seen = watermarks(&replicas);
+    let (reads, bytes, any_error) = read_all(&replicas, &request);
     let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let wait = Duration::from_millis(
         u64::try_from(request.max_wait_ms.max(0))
@@ -100,14 +100,14 @@ pub async fn handle_fetch(
             let notified = broker.replicas().data_arrived().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let now = watermarks(&watched);
+            let now = watermarks(&replicas);
             let expired = tokio::time::Instant::now() >= deadline;
             if now == seen && !expired {
                 let _ = tokio::time::timeout_at(deadline, notified).await;
                 continue;
             }
             seen = now;
-            let (reads, bytes, any_error) = read_all(&broker, &request);
+            let (reads, bytes, any_error) = read_all(&replicas, &request);
             if bytes >= min_bytes || any_error || expired {
                 return match respond(version, correlation_id, &request, reads) {
                     Reply::Now(frame) => Ok(frame),
@@ -119,23 +119,25 @@ pub async fn handle_fetch(
     }))
 }
 
-/// The requested partitions this node hosts (bounded by the request).
-fn watched_partitions(broker: &Broker, request: &FetchRequest) -> Vec<Arc<Partition>> {
+/// Each requested partition, in request order (topic by topic), looked up
+/// once per fetch: `None` where this node does not host it.
+fn resolve(broker: &Broker, request: &FetchRequest) -> Vec<Option<Arc<Partition>>> {
     request
         .topics
         .iter()
         .flat_map(|t| {
             t.partitions
                 .iter()
-                .filter_map(|p| broker.replicas().partition(&t.topic.0, p.partition))
+                .map(|p| broker.replicas().partition(&t.topic.0, p.partition))
         })
         .collect()
 }
 
-/// The high watermark and log start offset of each watched partition.
-fn watermarks(watched: &[Arc<Partition>]) -> Vec<(i64, i64)> {
-    watched
+/// The high watermark and log start offset of each hosted partition.
+fn watermarks(replicas: &[Option<Arc<Partition>>]) -> Vec<(i64, i64)> {
+    replicas
         .iter()
+        .flatten()
         .map(|p| {
             let progress = p.progress();
             (progress.high_watermark, progress.log_start_offset)
@@ -146,9 +148,10 @@ fn watermarks(watched: &[Arc<Partition>]) -> Vec<(i64, i64)> {
 /// Reads every requested partition; returns the reads, the record bytes
 /// found, and whether any partition failed.
 fn read_all(
-    broker: &Broker,
+    replicas: &[Option<Arc<Partition>>],
     request: &FetchRequest,
 ) -> (Vec<(usize, Vec<PartitionRead>)>, u64, bool) {
+    let mut replicas = replicas.iter();
     let mut budget = u32::try_from(request.max_bytes.max(0))
         .unwrap_or(0)
         .min(FETCH_RESPONSE_BYTES_MAX);
@@ -161,8 +164,9 @@ fn read_all(
             let limit = u32::try_from(p.partition_max_bytes.max(0))
                 .unwrap_or(0)
                 .min(budget);
+            let replica = replicas.next().and_then(Option::as_ref);
             let read = read_partition(
-                broker,
+                replica,
                 &topic.topic.0,
                 p.partition,
                 p.fetch_offset,
@@ -181,7 +185,7 @@ fn read_all(
 }
 
 fn read_partition(
-    broker: &Broker,
+    replica: Option<&Arc<Partition>>,
     topic: &str,
     partition: i32,
     offset: i64,
@@ -195,9 +199,12 @@ fn read_partition(
         log_start_offset: start,
         regions: Vec::new(),
     };
-    let replica = match broker.replicas().partition_or_error(topic, partition) {
-        Ok(r) => r,
-        Err(e) => return failed(e, -1, -1),
+    let Some(replica) = replica else {
+        let e = BrokerError::UnknownTopicOrPartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        return failed(e, -1, -1);
     };
     match replica.read(offset, max_bytes, first) {
         Ok(read) => PartitionRead {
