@@ -75,7 +75,12 @@ impl Broker {
             max_message_bytes: config.message_max_bytes,
         };
         let replicas = ReplicaManager::new(log_dir, config.durability, defaults);
-        replicas.reconcile(|| controller.image())?;
+        // A partition that cannot be opened now (a resource limit) must not
+        // keep the broker down: every other partition is served, and the
+        // maintenance pass retries the rest (`retry_reconcile`).
+        if let Err(e) = replicas.reconcile(|| controller.image()) {
+            tracing::error!(error = %e, "some partitions could not be opened at start; they are retried in the background");
+        }
         replicas.remove_orphans(&controller.image())?;
         let (host, port) = config.advertised_host_port(bound);
         let identity = NodeIdentity {
@@ -124,19 +129,76 @@ impl Broker {
 
     /// Persists and applies a metadata change, then brings the partition
     /// logs in line with the new image.
+    ///
+    /// A topic creation is all or nothing: when its partitions cannot all
+    /// be opened, the topic is deleted again (a `TopicDeleted` record) and
+    /// the error returned, so no half-created topic stays behind.
     pub async fn propose(
         self: &Arc<Self>,
         record: MetadataRecord,
     ) -> Result<Arc<MetadataImage>, BrokerError> {
+        // The partitions this record asks this node to host.
+        let wanted = match &record {
+            MetadataRecord::TopicCreated {
+                name, partitions, ..
+            }
+            | MetadataRecord::PartitionsAdded { name, partitions } => Some((
+                name.clone(),
+                *partitions,
+                matches!(record, MetadataRecord::TopicCreated { .. }),
+            )),
+            _ => None,
+        };
         let image = self.controller.propose(record).await?;
+        let Err(e) = self.reconcile().await else {
+            return Ok(image);
+        };
+        // Another topic's failure (retried in the background) does not
+        // fail this change; only this record's own partitions count.
+        let Some((name, partitions, created)) = wanted else {
+            return Ok(image);
+        };
+        let hosted = self.replicas.hosted_partitions(&name);
+        if hosted >= usize::try_from(partitions).unwrap_or(0) {
+            return Ok(image);
+        }
+        if created && hosted == 0 {
+            tracing::warn!(topic = %name, error = %e, "topic creation failed on this node; deleting the topic again");
+            self.controller
+                .propose(MetadataRecord::TopicDeleted { name })
+                .await?;
+            // Leaves the rolled-back topic out; its failure is the answer.
+            if let Err(again) = self.reconcile().await {
+                tracing::debug!(error = %again, "reconcile after a rollback");
+            }
+        }
+        Err(e)
+    }
+
+    /// Brings the partition logs in line with the newest image, off the
+    /// reactor.
+    async fn reconcile(self: &Arc<Self>) -> Result<(), BrokerError> {
         let this = Arc::clone(self);
-        // Reconcile with the newest image, not this proposal's: two
-        // proposals may finish in either order, and an older image must
-        // never undo a newer one (deleting a just-created topic's logs).
+        // Reconcile with the newest image, not a proposal's: two proposals
+        // may finish in either order, and an older image must never undo a
+        // newer one (deleting a just-created topic's logs).
         tokio::task::spawn_blocking(move || this.replicas.reconcile(|| this.controller.image()))
             .await
-            .map_err(|e| BrokerError::InvalidRequest(format!("reconcile task failed: {e}")))??;
-        Ok(image)
+            .map_err(|e| BrokerError::InvalidRequest(format!("reconcile task failed: {e}")))?
+    }
+
+    /// Retries a reconcile that could not open every partition (a resource
+    /// limit at start or during a change), so the broker recovers by
+    /// itself once the resource returns. Blocking: the maintenance pass
+    /// calls it.
+    pub fn retry_reconcile(&self) {
+        if !self.replicas.is_incomplete() {
+            return;
+        }
+        match self.replicas.reconcile(|| self.controller.image()) {
+            Ok(()) => tracing::info!("partitions that could not be opened earlier are now served"),
+            Err(e) => tracing::debug!(error = %e, "partitions still cannot be opened"),
+        }
     }
 
     /// A fresh producer id (InitProducerId), reserving a new block in the

@@ -8,18 +8,32 @@
 //!
 //! | variant | Kafka error |
 //! |---|---|
-//! | `Io`, `NoSpace`, `Poisoned` | `KAFKA_STORAGE_ERROR` |
+//! | `Io`, `Poisoned` | `KAFKA_STORAGE_ERROR` (the log directory is offline) |
+//! | `NoSpace`, `Resource` | `KAFKA_STORAGE_ERROR` (retriable; this call only, nothing goes offline) |
 //! | `OffsetOutOfRange` | `OFFSET_OUT_OF_RANGE` |
 //! | `InvalidBatch`, `EmptyAppend` | `CORRUPT_MESSAGE` |
 //! | `BatchTooLarge` | `MESSAGE_TOO_LARGE` |
 //! | `OffsetMismatch` | follower append out of order: `UNKNOWN_SERVER_ERROR` (the replica fetcher truncates and retries) |
 //! | `InvalidConfig` | `INVALID_CONFIG` |
 //!
+//! # Which failures take a log directory offline
+//! Only a failure that may have left the files and the in-memory state
+//! apart: an error from a write, truncate or fsync of a segment, an index
+//! or a checkpoint (`Io`), or a stored file found damaged under a running
+//! log (`Corrupt`). Kafka's `LogDirFailureChannel` does the same.
+//!
+//! A refused resource is not such a failure: the call that needed it
+//! changed nothing (or put back what it changed), so it fails alone and a
+//! later call succeeds once the resource returns. [`Error::io`] sorts every
+//! system-call error into one of the two by its errno:
+//! `EMFILE`/`ENFILE` (descriptors), `ENOMEM` (memory, or mappings when
+//! `vm.max_map_count` is reached) and `EAGAIN` become [`Error::Resource`];
+//! `ENOSPC` from `fallocate` is [`Error::NoSpace`].
+//!
 //! # Invariants
-//! - `Io` and `NoSpace` are returned once, by the call that met them; when
-//!   the failure may have left the files and the in-memory state apart (any
-//!   fsync failure, or a write failure after a file was changed), the log
-//!   directory is poisoned and every later call returns `Poisoned`.
+//! - `Io`, `Resource` and `NoSpace` are returned once, by the call that met
+//!   them; after an `Io` (see above) the log directory is poisoned and every
+//!   later call returns `Poisoned`. `Resource` and `NoSpace` never poison.
 
 use std::io;
 use std::path::PathBuf;
@@ -35,6 +49,19 @@ pub enum Error {
     /// A system call on a log file failed.
     #[error("{op} {path}: {source} ({kind:?})")]
     Io {
+        op: &'static str,
+        path: PathBuf,
+        kind: io::ErrorKind,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The system refused a resource, not the disk: a descriptor
+    /// (`EMFILE`, `ENFILE`), memory or a mapping (`ENOMEM`, e.g. at
+    /// `vm.max_map_count`), or asked to try again (`EAGAIN`). Nothing on
+    /// disk is in doubt; the call can be retried once the resource returns.
+    #[error("{op} {path}: {source} (a resource limit: retriable)")]
+    Resource {
         op: &'static str,
         path: PathBuf,
         kind: io::ErrorKind,
@@ -104,13 +131,26 @@ pub enum Error {
 }
 
 impl Error {
-    /// Builds an [`Error::Io`] from a failed call on `path`.
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io {
-            op,
-            path: path.into(),
-            kind: source.kind(),
-            source,
+    /// Builds the error for a failed system call `op` on `path`:
+    /// [`Error::Resource`] when the errno names a refused resource (see the
+    /// module docs), else [`Error::Io`].
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        let kind = source.kind();
+        if is_resource_errno(&source) {
+            Error::Resource {
+                op,
+                path,
+                kind,
+                source,
+            }
+        } else {
+            Error::Io {
+                op,
+                path,
+                kind,
+                source,
+            }
         }
     }
 
@@ -118,10 +158,72 @@ impl Error {
     pub fn is_storage_error(&self) -> bool {
         matches!(
             self,
-            Error::Io { .. } | Error::NoSpace { .. } | Error::Poisoned { .. }
+            Error::Io { .. }
+                | Error::Resource { .. }
+                | Error::NoSpace { .. }
+                | Error::Poisoned { .. }
         )
     }
+
+    /// Whether this failure may have left files and memory apart, so the
+    /// log directory must go offline (see the module docs).
+    pub fn takes_log_dir_offline(&self) -> bool {
+        matches!(self, Error::Io { .. } | Error::Corrupt { .. })
+    }
+
+    /// Whether the same call may succeed later without anyone repairing
+    /// the disk: a refused resource or a full disk.
+    pub fn is_retriable_resource(&self) -> bool {
+        matches!(self, Error::Resource { .. } | Error::NoSpace { .. })
+    }
+}
+
+/// Whether `e` is a refused resource rather than a disk failure.
+fn is_resource_errno(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    let Some(raw) = e.raw_os_error() else {
+        return e.kind() == io::ErrorKind::OutOfMemory;
+    };
+    [Errno::MFILE, Errno::NFILE, Errno::NOMEM, Errno::AGAIN]
+        .iter()
+        .any(|errno| errno.raw_os_error() == raw)
 }
 
 /// `Result` with the storage [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_decides_between_resource_and_io() {
+        let of = |errno: rustix::io::Errno| {
+            Error::io(
+                "open",
+                "/x",
+                io::Error::from_raw_os_error(errno.raw_os_error()),
+            )
+        };
+        for errno in [
+            rustix::io::Errno::MFILE,
+            rustix::io::Errno::NFILE,
+            rustix::io::Errno::NOMEM,
+        ] {
+            let e = of(errno);
+            assert!(matches!(e, Error::Resource { .. }), "{errno:?}: {e}");
+            assert!(
+                !e.takes_log_dir_offline() && e.is_retriable_resource() && e.is_storage_error()
+            );
+        }
+        for errno in [
+            rustix::io::Errno::IO,
+            rustix::io::Errno::ROFS,
+            rustix::io::Errno::NOENT,
+        ] {
+            let e = of(errno);
+            assert!(matches!(e, Error::Io { .. }), "{errno:?}: {e}");
+            assert!(e.takes_log_dir_offline() && !e.is_retriable_resource());
+        }
+    }
+}

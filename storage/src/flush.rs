@@ -13,7 +13,8 @@
 //!   After it returns `Ok`, every offset below `log_end_offset()` is on disk.
 //! - A failed fsync is never retried: it poisons the log directory (Linux
 //!   may drop the dirty pages after reporting the error, so a retry that
-//!   succeeds would lie).
+//!   succeeds would lie). A refused resource before any fsync ran (no
+//!   descriptor to open the directory) fails this flush only.
 //! - `complete_flush` only advances the recovery point for a `PendingFlush`
 //!   whose `sync` succeeded, and ignores one taken before a truncation.
 
@@ -66,6 +67,10 @@ impl PendingFlush {
                 self.synced.store(true, Ordering::Release);
                 Ok(())
             }
+            // A refused resource (no descriptor to open the directory
+            // with) happened before any fsync ran: nothing was reported
+            // lost, so the flush is simply retried later.
+            Err(e) if e.is_retriable_resource() => Err(e),
             Err(e) => {
                 tracing::error!(error = %e, "fsync failed; log directory is now offline");
                 self.health.poison();

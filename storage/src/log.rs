@@ -243,10 +243,11 @@ impl PartitionLog {
     }
 
     /// Poisons the directory on a failure that may leave the files and
-    /// memory apart (any I/O failure other than a refused preallocation).
+    /// memory apart ([`Error::takes_log_dir_offline`]); a refused resource
+    /// or preallocation fails the call alone.
     pub(crate) fn poison_on_err<T>(&self, r: Result<T>) -> Result<T> {
         if let Err(e) = &r
-            && matches!(e, Error::Io { .. } | Error::Corrupt { .. })
+            && e.takes_log_dir_offline()
         {
             tracing::error!(dir = %self.dir.display(), error = %e, "log directory is now offline");
             self.health.poison();

@@ -137,6 +137,45 @@ impl LogDir {
         PartitionLog::open_with_health(&self.path.join(tp.dir_name()), config, self.health.clone())
     }
 
+    /// Whether the partition's directory holds any batch bytes (a `.log`
+    /// file that is not empty). A missing directory holds none.
+    pub fn holds_batches(&self, tp: &TopicPartition) -> Result<bool> {
+        let dir = self.path.join(tp.dir_name());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io("readdir", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("readdir", &dir, e))?;
+            let path = entry.path();
+            if path
+                .extension()
+                .is_some_and(|x| x == crate::segment::LOG_EXT)
+            {
+                let len = entry
+                    .metadata()
+                    .map_err(|e| Error::io("stat", &path, e))?
+                    .len();
+                if len > 0 {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Renames a partition's directory to `<topic>-<partition>.<tag>-stray`
+    /// (which [`LogDir::partitions`] does not list) and returns the new
+    /// path: Kafka's way of keeping data no topic owns for an operator.
+    pub fn mark_stray(&self, tp: &TopicPartition, tag: &str) -> Result<PathBuf> {
+        let from = self.path.join(tp.dir_name());
+        let to = self.path.join(format!("{}.{tag}-stray", tp.dir_name()));
+        std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
+        crate::checkpoint::sync_dir(&self.path)?;
+        Ok(to)
+    }
+
     /// Deletes a partition's directory (its log must be dropped first):
     /// renamed to `<name>.deleted`, then removed, so a crash mid-way leaves
     /// no half-deleted partition that `partitions()` would list.
@@ -161,6 +200,7 @@ mod tests {
         assert_eq!(TopicPartition::parse("nodash"), None);
         assert_eq!(TopicPartition::parse("t-0.deleted"), None);
         assert_eq!(TopicPartition::parse("-3"), None);
+        assert_eq!(TopicPartition::parse("t-0.abc-stray"), None);
     }
 
     #[test]
@@ -180,6 +220,27 @@ mod tests {
             dir.open_partition(&tp, LogConfig::default()),
             Err(Error::Poisoned { .. })
         ));
+    }
+
+    #[test]
+    fn strays_keep_their_batches_and_leave_the_listing() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = LogDir::open(root.path()).unwrap();
+        let tp = TopicPartition::parse("t-3").unwrap();
+        assert!(!dir.holds_batches(&tp).unwrap());
+        let mut log = dir
+            .open_partition(&tp, crate::test_util::small_config())
+            .unwrap();
+        let one = crate::test_util::batch(0, 1, crate::test_util::TS, 10);
+        log.append_as_leader(&one, crate::LeaderEpoch(0), 0)
+            .unwrap();
+        log.close().unwrap();
+        assert!(dir.holds_batches(&tp).unwrap());
+        let stray = dir.mark_stray(&tp, "id").unwrap();
+        assert!(stray.ends_with("t-3.id-stray"));
+        assert!(dir.partitions().unwrap().is_empty());
+        let reopened = PartitionLog::open(&stray, crate::test_util::small_config()).unwrap();
+        assert_eq!(reopened.log_end_offset(), crate::Offset(1));
     }
 
     #[test]

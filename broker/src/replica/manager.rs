@@ -4,15 +4,22 @@
 //! # Ownership
 //! The manager owns the map of partitions; each `Partition` owns its log.
 //! Handlers get `Arc<Partition>` clones and never hold the map's lock while
-//! they work on a partition.
+//! they work on a partition. The map's lock is held only for map edits;
+//! files are opened, created and deleted outside it (see `reconcile`).
 //!
 //! # Invariants
 //! - After [`ReplicaManager::reconcile`] with an image, exactly the
 //!   partitions of that image's topics are open, each with the log config
-//!   the image gives it; logs of topics the image no longer has are deleted.
+//!   the image gives it, except for topics it reported it could not open;
+//!   logs of topics the image no longer has are deleted.
+//! - A topic is in the map with all the partitions a reconcile opened for
+//!   it, or not at all: a request never sees half of a topic's creation.
+//! - Nothing at start deletes a batch: directories no topic owns are
+//!   deleted only when empty, else kept as strays.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use sluice_storage::{LogDir, TopicPartition};
 use tokio::sync::Notify;
@@ -31,12 +38,28 @@ struct TopicPartitions {
     partitions: Vec<Arc<Partition>>,
 }
 
+/// Topics detached from the map whose logs are to be deleted.
+type Stale = Vec<(String, TopicPartitions)>;
+
+/// Partitions `from..to` of `topic` to open, with the config they get.
+struct OpenPlan {
+    topic: TopicImage,
+    config: TopicConfig,
+    from: usize,
+    to: usize,
+}
+
 /// The partitions of this node.
 pub struct ReplicaManager {
     log_dir: LogDir,
     durability: DurabilityMode,
     defaults: TopicDefaults,
     topics: RwLock<HashMap<String, TopicPartitions>>,
+    /// Serialises reconciles. The request path never takes it, so file
+    /// work done under it never stalls a produce or fetch.
+    reconciling: Mutex<()>,
+    /// Set when the last reconcile could not open every partition.
+    incomplete: AtomicBool,
     flusher: Flusher,
     /// Notified whenever any partition's high watermark advances; long-poll
     /// fetches wait on it.
@@ -50,6 +73,8 @@ impl ReplicaManager {
             durability,
             defaults,
             topics: RwLock::new(HashMap::new()),
+            reconciling: Mutex::new(()),
+            incomplete: AtomicBool::new(false),
             flusher: Flusher::start(),
             data_arrived: Arc::new(Notify::new()),
         }
@@ -93,6 +118,15 @@ impl ReplicaManager {
             })
     }
 
+    /// How many partitions of `topic` this node serves (0 when none).
+    pub fn hosted_partitions(&self, topic: &str) -> usize {
+        self.topics
+            .read()
+            .ok()
+            .and_then(|t| t.get(topic).map(|tp| tp.partitions.len()))
+            .unwrap_or(0)
+    }
+
     /// Every hosted partition.
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         self.topics
@@ -118,68 +152,167 @@ impl ReplicaManager {
     /// exactly the partitions of the image `current` returns. Blocking
     /// (opens files): call it off the reactor.
     ///
-    /// `current` is called under the map's write lock, so of two racing
-    /// reconciles the later one always applies the newer image.
+    /// Reconciles are serialised by their own lock, and `current` is called
+    /// under it, so of two racing reconciles the later one always applies
+    /// the newer image. The map's lock is held only to edit the map: every
+    /// file is created, mapped or deleted outside it, so creating or
+    /// deleting thousands of partitions never stalls a produce or a fetch
+    /// of another partition.
+    ///
+    /// A topic whose partitions cannot all be opened (a resource limit, a
+    /// full disk) is left out, and nothing of it that this call created is
+    /// left on disk; every other topic is still brought in line. The first
+    /// such failure is returned, and [`ReplicaManager::is_incomplete`] says
+    /// a later reconcile should try again.
     pub fn reconcile(
         &self,
         current: impl FnOnce() -> Arc<MetadataImage>,
     ) -> Result<(), BrokerError> {
+        let _serial = self
+            .reconciling
+            .lock()
+            .map_err(|_| BrokerError::StatePoisoned)?;
+        let image = current();
+        let (stale, plans) = self.plan(&image)?;
+        for (name, tp) in stale {
+            self.delete_topic_logs(&name, tp);
+        }
+        let mut first_failure = None;
+        for plan in plans {
+            match self.open_partitions(&plan) {
+                Ok(opened) => self.install(plan, opened)?,
+                Err(e) => {
+                    tracing::error!(topic = %plan.topic.name, error = %e, "partitions could not be opened; the topic is not served until a later reconcile opens them");
+                    first_failure.get_or_insert(e);
+                }
+            }
+        }
+        self.incomplete
+            .store(first_failure.is_some(), Ordering::Release);
+        first_failure.map_or(Ok(()), Err)
+    }
+
+    /// Whether the last reconcile left partitions of the image unopened.
+    pub fn is_incomplete(&self) -> bool {
+        self.incomplete.load(Ordering::Acquire)
+    }
+
+    /// Under the map's write lock, map edits only: detaches topics gone
+    /// from `image` (their files are deleted by the caller, outside the
+    /// lock), applies config changes, and lists the partitions to open.
+    fn plan(&self, image: &MetadataImage) -> Result<(Stale, Vec<OpenPlan>), BrokerError> {
         let mut topics = self
             .topics
             .write()
             .map_err(|_| BrokerError::StatePoisoned)?;
-        let image = current();
         // Topics gone from the image, or re-created under a new id.
-        let stale: Vec<String> = topics
+        let stale_names: Vec<String> = topics
             .iter()
             .filter(|(name, tp)| image.topic(name).is_none_or(|t| t.topic_id != tp.topic_id))
             .map(|(name, _)| name.clone())
             .collect();
-        for name in stale {
-            if let Some(tp) = topics.remove(&name) {
-                self.delete_topic_logs(&name, tp)?;
-            }
-        }
+        let stale = stale_names
+            .into_iter()
+            .filter_map(|name| topics.remove(&name).map(|tp| (name, tp)))
+            .collect();
+        let mut plans = Vec::new();
         for topic in image.topics() {
             let config = TopicConfig::resolve(&topic.configs, &self.defaults);
-            let entry = topics
-                .entry(topic.name.clone())
-                .or_insert_with(|| TopicPartitions {
-                    topic_id: topic.topic_id,
-                    config: config.clone(),
-                    partitions: Vec::new(),
-                });
-            let log_config = config.log_config();
-            if entry.config.log_config() != log_config {
-                for p in &entry.partitions {
-                    p.set_log_config(log_config.clone())?;
+            let wanted = usize::try_from(topic.partitions).unwrap_or(0);
+            let hosted = match topics.get_mut(&topic.name) {
+                Some(entry) => {
+                    let log_config = config.log_config();
+                    if entry.config.log_config() != log_config {
+                        for p in &entry.partitions {
+                            p.set_log_config(log_config.clone())?;
+                        }
+                    }
+                    entry.config = config.clone();
+                    entry.partitions.len()
                 }
-            }
-            entry.config = config;
-            let name: Arc<str> = Arc::from(topic.name.as_str());
-            while entry.partitions.len() < usize::try_from(topic.partitions).unwrap_or(0) {
-                let index = i32::try_from(entry.partitions.len()).unwrap_or(i32::MAX);
-                let log = self.open_log(topic, index, log_config.clone())?;
-                entry.partitions.push(Arc::new(Partition::new(
-                    Arc::clone(&name),
-                    index,
-                    log,
-                    self.durability,
-                    Arc::clone(&self.data_arrived),
-                )?));
+                None => 0,
+            };
+            if wanted > hosted {
+                plans.push(OpenPlan {
+                    topic: topic.clone(),
+                    config,
+                    from: hosted,
+                    to: wanted,
+                });
             }
         }
+        Ok((stale, plans))
+    }
+
+    /// Opens partitions `plan.from..plan.to`, outside every lock. All or
+    /// none: on a failure the ones opened are dropped and the directories
+    /// this call created are deleted again (a directory that existed
+    /// before holds data and is kept).
+    fn open_partitions(&self, plan: &OpenPlan) -> Result<Vec<Arc<Partition>>, BrokerError> {
+        let name: Arc<str> = Arc::from(plan.topic.name.as_str());
+        let log_config = plan.config.log_config();
+        let mut opened = Vec::with_capacity(plan.to - plan.from);
+        let mut created = Vec::new();
+        for index in plan.from..plan.to {
+            let index = i32::try_from(index).unwrap_or(i32::MAX);
+            let result = self
+                .open_log(&plan.topic, index, log_config.clone(), &mut created)
+                .and_then(|log| {
+                    Partition::new(
+                        Arc::clone(&name),
+                        index,
+                        log,
+                        self.durability,
+                        Arc::clone(&self.data_arrived),
+                    )
+                });
+            match result {
+                Ok(p) => opened.push(Arc::new(p)),
+                Err(e) => {
+                    drop(opened);
+                    for tp in created {
+                        if let Err(e) = self.log_dir.delete_partition(&tp) {
+                            tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "could not delete a partition of a failed creation; it is removed at the next start");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(opened)
+    }
+
+    /// Under the map's write lock, adds partitions opened by
+    /// [`ReplicaManager::open_partitions`]. Reconciles are serialised, so
+    /// the map still looks as `plan` saw it.
+    fn install(&self, plan: OpenPlan, opened: Vec<Arc<Partition>>) -> Result<(), BrokerError> {
+        let mut topics = self
+            .topics
+            .write()
+            .map_err(|_| BrokerError::StatePoisoned)?;
+        let entry = topics
+            .entry(plan.topic.name.clone())
+            .or_insert_with(|| TopicPartitions {
+                topic_id: plan.topic.topic_id,
+                config: plan.config,
+                partitions: Vec::new(),
+            });
+        debug_assert_eq!(entry.partitions.len(), plan.from, "reconciles overlapped");
+        entry.partitions.extend(opened);
         Ok(())
     }
 
-    /// Opens one partition's log, first deleting a directory left behind
-    /// by another topic of the same name (its `partition.metadata` names a
-    /// different topic id, or it has none: it was never fully created).
+    /// Opens one partition's log. A directory left behind by another topic
+    /// of the same name (its `partition.metadata` names a different topic
+    /// id, or it has none) is set aside first (see
+    /// [`ReplicaManager::set_aside`]). A directory this call makes is
+    /// added to `created`.
     fn open_log(
         &self,
         topic: &TopicImage,
         index: i32,
         config: sluice_storage::LogConfig,
+        created: &mut Vec<TopicPartition>,
     ) -> Result<sluice_storage::PartitionLog, BrokerError> {
         let tp = TopicPartition {
             topic: topic.name.clone(),
@@ -192,12 +325,16 @@ impl ReplicaManager {
         };
         let dir = self.log_dir.path().join(tp.dir_name());
         if dir.exists() && partition_metadata::read_topic_id(&dir) != Some(topic.topic_id) {
-            tracing::warn!(dir = %dir.display(), "partition directory belongs to another topic id; deleting it");
-            self.log_dir.delete_partition(&tp).map_err(storage_err)?;
+            self.set_aside(&tp).map_err(storage_err)?;
         }
         if !dir.exists() {
+            created.push(tp.clone());
             partition_metadata::write_topic_id(&dir, topic.topic_id).map_err(|e| {
-                BrokerError::InvalidRequest(format!("cannot write {}: {e}", dir.display()))
+                storage_err(sluice_storage::Error::io(
+                    "write",
+                    dir.join(partition_metadata::FILE_NAME),
+                    e,
+                ))
             })?;
         }
         self.log_dir
@@ -205,9 +342,15 @@ impl ReplicaManager {
             .map_err(storage_err)
     }
 
-    /// Deletes partition directories the image does not name (a topic
-    /// deleted, or shrunk by a crash mid-creation, while the broker was
-    /// down). Call once at start, after the first reconcile.
+    /// Sets aside partition directories the image does not name (a topic
+    /// deleted while the broker was down, a creation cut short by a crash
+    /// or a failure). Call once at start, after the first reconcile.
+    ///
+    /// Never deletes a record: a directory holding batches is renamed
+    /// `<topic>-<partition>.<topic id>-stray` and kept for the operator, as
+    /// Kafka does with stray logs (KAFKA-14616), because a metadata log
+    /// that lost its tail must not take acknowledged data with it. Only a
+    /// directory without a batch in it is deleted.
     pub fn remove_orphans(&self, image: &MetadataImage) -> Result<(), BrokerError> {
         let on_disk = self
             .log_dir
@@ -221,39 +364,45 @@ impl ReplicaManager {
             let known = image
                 .topic(&tp.topic)
                 .is_some_and(|t| (0..t.partitions).contains(&tp.partition));
-            if !known {
-                tracing::warn!(topic = %tp.topic, partition = tp.partition, "deleting a partition directory no topic owns");
-                self.log_dir
-                    .delete_partition(&tp)
-                    .map_err(|source| BrokerError::Storage {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
-                        source,
-                    })?;
+            if !known && let Err(e) = self.set_aside(&tp) {
+                tracing::error!(topic = %tp.topic, partition = tp.partition, error = %e, "could not set aside a partition directory no topic owns");
             }
         }
         Ok(())
     }
 
-    fn delete_topic_logs(&self, name: &str, tp: TopicPartitions) -> Result<(), BrokerError> {
+    /// Deletes the directory of `tp` if it holds no batch; otherwise
+    /// renames it out of the way as a stray (see
+    /// [`ReplicaManager::remove_orphans`]).
+    fn set_aside(&self, tp: &TopicPartition) -> Result<(), sluice_storage::Error> {
+        let dir = self.log_dir.path().join(tp.dir_name());
+        if !self.log_dir.holds_batches(tp)? {
+            tracing::info!(dir = %dir.display(), "deleting a partition directory that holds no batch and no topic owns");
+            return self.log_dir.delete_partition(tp);
+        }
+        let id = partition_metadata::read_topic_id(&dir).unwrap_or_else(uuid::Uuid::new_v4);
+        let stray = self.log_dir.mark_stray(tp, &id.simple().to_string())?;
+        tracing::warn!(dir = %dir.display(), stray = %stray.display(), "a partition directory with data belongs to no topic of the metadata; kept as a stray for the operator to inspect or delete");
+        Ok(())
+    }
+
+    /// Closes and deletes the logs of a topic gone from the image. A
+    /// failure is logged: the directory is set aside at the next start.
+    fn delete_topic_logs(&self, name: &str, tp: TopicPartitions) {
         for p in tp.partitions {
             let index = p.index();
             // Stop appends and drop the mapping before the directory goes.
             if let Err(e) = p.close() {
                 tracing::warn!(topic = name, partition = index, error = %e, "closing a deleted partition failed");
             }
-            self.log_dir
-                .delete_partition(&TopicPartition {
-                    topic: name.to_string(),
-                    partition: index,
-                })
-                .map_err(|source| BrokerError::Storage {
-                    topic: name.to_string(),
-                    partition: index,
-                    source,
-                })?;
+            let tp = TopicPartition {
+                topic: name.to_string(),
+                partition: index,
+            };
+            if let Err(e) = self.log_dir.delete_partition(&tp) {
+                tracing::error!(topic = name, partition = index, error = %e, "deleting a partition failed; it is set aside at the next start");
+            }
         }
-        Ok(())
     }
 
     /// Flushes and closes every log; each writes its clean-shutdown marker.

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use uuid::Uuid;
 
-const FILE_NAME: &str = "partition.metadata";
+pub const FILE_NAME: &str = "partition.metadata";
 
 /// The topic id recorded in `dir`, `None` if there is no readable record.
 pub fn read_topic_id(dir: &Path) -> Option<Uuid> {
