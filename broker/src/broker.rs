@@ -17,9 +17,9 @@ use tokio::sync::Mutex;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::group::Coordinator;
-use crate::metadata::topic_config::TopicDefaults;
 use crate::metadata::{Controller, MetadataImage, MetadataRecord};
 use crate::replica::ReplicaManager;
+use crate::settings::{TopicDefaults, invalid_overrides};
 
 /// Producer ids are allocated from the metadata log in blocks, so a restart
 /// never hands out an id twice and most InitProducerId calls write nothing.
@@ -58,8 +58,10 @@ impl Broker {
     /// log the metadata names. Blocking: call before serving.
     pub fn open(config: BrokerConfig, bound: SocketAddr) -> Result<Arc<Self>, BrokerError> {
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|e| {
-            BrokerError::InvalidRequest(format!("cannot create {}: {e}", data_dir.display()))
+        std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::DataDirIo {
+            op: "create",
+            path: data_dir.clone(),
+            source,
         })?;
         let cluster_id = cluster_id(&data_dir)?;
         let controller = Controller::open(&data_dir)
@@ -69,11 +71,8 @@ impl Broker {
             partition: -1,
             source,
         })?;
-        let defaults = TopicDefaults {
-            segment_bytes: config.log_segment_bytes,
-            retention_ms: config.log_retention_ms,
-            max_message_bytes: config.message_max_bytes,
-        };
+        let defaults = TopicDefaults::from_broker(&config)?;
+        warn_invalid_stored_configs(&controller.image());
         let replicas = ReplicaManager::new(log_dir, config.durability, defaults);
         // A partition that cannot be opened now (a resource limit) must not
         // keep the broker down: every other partition is served, and the
@@ -184,7 +183,10 @@ impl Broker {
         // newer one (deleting a just-created topic's logs).
         tokio::task::spawn_blocking(move || this.replicas.reconcile(|| this.controller.image()))
             .await
-            .map_err(|e| BrokerError::InvalidRequest(format!("reconcile task failed: {e}")))?
+            .map_err(|source| BrokerError::TaskFailed {
+                task: "reconcile",
+                source,
+            })?
     }
 
     /// Retries a reconcile that could not open every partition (a resource
@@ -226,12 +228,25 @@ impl Broker {
     }
 }
 
+/// Logs, once at start, every stored topic config the settings table
+/// refuses (written by an older version with other bounds). Such a value
+/// is ignored: the key takes its default, and the broker starts.
+fn warn_invalid_stored_configs(image: &MetadataImage) {
+    for topic in image.topics() {
+        for error in invalid_overrides(&topic.configs) {
+            tracing::warn!(topic = %topic.name, %error, "stored topic config is invalid; using the default for that key");
+        }
+    }
+}
+
 /// The cluster id, made once per data directory and kept in
 /// `meta.properties` as Kafka does.
 fn cluster_id(data_dir: &Path) -> Result<String, BrokerError> {
     let path = data_dir.join("meta.properties");
-    let io_err =
-        |e: std::io::Error| BrokerError::InvalidRequest(format!("{}: {e}", path.display()));
+    let io_err = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BrokerError::DataDirIo { op, path, source }
+    };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             if let Some(id) = text
@@ -244,14 +259,14 @@ fn cluster_id(data_dir: &Path) -> Result<String, BrokerError> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
+        Err(e) => return Err(io_err("read", &path)(e)),
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
     let tmp = data_dir.join("meta.properties.tmp");
-    std::fs::write(&tmp, format!("version=1\ncluster.id={id}\n")).map_err(io_err)?;
+    std::fs::write(&tmp, format!("version=1\ncluster.id={id}\n")).map_err(io_err("write", &tmp))?;
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
-        .map_err(io_err)?;
-    std::fs::rename(&tmp, &path).map_err(io_err)?;
+        .map_err(io_err("fsync", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
     Ok(id)
 }

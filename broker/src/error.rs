@@ -1,7 +1,16 @@
 //! `BrokerError` and the one mapping from broker errors to Kafka error codes.
 //!
 //! [`BrokerError::error_code`] is an exhaustive `match` with no catch-all
-//! arm: a new variant forces a decision about what clients are told.
+//! arm (nor do the matches it delegates to have one): a new variant forces
+//! a decision about what clients are told.
+//!
+//! # Invariants
+//! - A server fault is never INVALID_REQUEST: I/O on the data directory is
+//!   KAFKA_STORAGE_ERROR, an internal fault (a poisoned lock, a failed
+//!   task, a record the broker built wrong) is UNKNOWN_SERVER_ERROR, and
+//!   each keeps its source error rather than a string of it.
+
+use std::path::PathBuf;
 
 use kafka_protocol::error::ResponseError;
 use sluice_protocol::DecodeError;
@@ -34,6 +43,15 @@ pub enum BrokerError {
         expected: i32,
         received: i32,
     },
+    #[error(
+        "record timestamp {timestamp} is out of range: it must lie within [{earliest}, {latest}] \
+         (message.timestamp.before.max.ms / message.timestamp.after.max.ms)"
+    )]
+    InvalidTimestamp {
+        timestamp: i64,
+        earliest: i64,
+        latest: i64,
+    },
     #[error("acks must be -1, 0 or 1, got {0}")]
     InvalidRequiredAcks(i16),
     #[error("request timed out after {0} ms")]
@@ -57,6 +75,23 @@ pub enum BrokerError {
     PartitionClosed { topic: String, partition: i32 },
     #[error("a broker lock was poisoned by a panic")]
     StatePoisoned,
+    /// A file of the data directory outside any partition log
+    /// (`meta.properties`, `partition.metadata`, the directory itself)
+    /// could not be read or written.
+    #[error("{op} {path}: {source}")]
+    DataDirIo {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking task a request waited on panicked or was cancelled.
+    #[error("{task} task failed: {source}")]
+    TaskFailed {
+        task: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error(transparent)]
     Metadata(#[from] ProposeError),
     #[error("invalid request: {0}")]
@@ -69,8 +104,8 @@ pub enum BrokerError {
     InvalidReplicaAssignment(String),
     #[error("{0} is not supported by Sluice")]
     Unsupported(&'static str),
-    #[error("invalid config: {0}")]
-    InvalidConfig(String),
+    #[error(transparent)]
+    InvalidConfig(#[from] crate::settings::ConfigError),
     #[error("leader epoch {requested} is older than the current {current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is newer than the current {current}")]
@@ -95,6 +130,7 @@ impl BrokerError {
             Self::InvalidRecord(_) => ResponseError::InvalidRecord,
             Self::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             Self::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            Self::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
             Self::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
             Self::RequestTimedOut(_) => ResponseError::RequestTimedOut,
             Self::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
@@ -104,10 +140,13 @@ impl BrokerError {
             // metadata and retry elsewhere or later.
             Self::PartitionClosed { .. } => ResponseError::NotLeaderOrFollower,
             Self::StatePoisoned => ResponseError::UnknownServerError,
+            Self::DataDirIo { .. } => ResponseError::KafkaStorageError,
+            Self::TaskFailed { .. } => ResponseError::UnknownServerError,
             Self::Metadata(ProposeError::Rejected(e)) => apply_error_code(e),
-            Self::Metadata(ProposeError::Log(_) | ProposeError::Task(_)) => {
-                ResponseError::KafkaStorageError
-            }
+            // The metadata log could not make the record durable.
+            Self::Metadata(ProposeError::Log(_)) => ResponseError::KafkaStorageError,
+            // The metadata writer's lock or task failed: an internal fault.
+            Self::Metadata(ProposeError::Task(_)) => ResponseError::UnknownServerError,
             Self::InvalidRequest(_) => ResponseError::InvalidRequest,
             Self::InvalidPartitions(_) => ResponseError::InvalidPartitions,
             Self::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
@@ -133,19 +172,34 @@ fn apply_error_code(e: &ApplyError) -> ResponseError {
         ApplyError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         ApplyError::PartitionCountNotIncreased { .. } => ResponseError::InvalidPartitions,
         ApplyError::InvalidConfig(_) => ResponseError::InvalidConfig,
-        ApplyError::Invalid(_) => ResponseError::InvalidRequest,
+        // Handlers check client input before they propose, so a record the
+        // image refuses for its shape (no partitions, producer ids going
+        // backwards) was built wrong by the broker itself.
+        ApplyError::Invalid(_) => ResponseError::UnknownServerError,
     }
 }
 
+/// Storage's errors, as the table in `sluice_storage::error` maps them.
 fn storage_error_code(e: &sluice_storage::Error) -> ResponseError {
     use sluice_storage::Error as E;
     match e {
+        E::Io { .. }
+        | E::NoSpace { .. }
+        | E::Resource { .. }
+        | E::Poisoned { .. }
+        | E::Corrupt { .. } => ResponseError::KafkaStorageError,
         E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         E::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         E::InvalidBatch { source, .. } => source
             .error_code()
             .error()
             .unwrap_or(ResponseError::CorruptMessage),
-        _ => ResponseError::KafkaStorageError,
+        E::EmptyAppend => ResponseError::CorruptMessage,
+        // A follower append out of order: the replica fetcher truncates
+        // and retries; never a client's doing.
+        E::OffsetMismatch { .. } => ResponseError::UnknownServerError,
+        // The settings table keeps every resolved LogConfig valid, so this
+        // is reached only by a broker bug; INVALID_CONFIG still names it.
+        E::InvalidConfig { .. } => ResponseError::InvalidConfig,
     }
 }

@@ -22,3 +22,4 @@ pub mod metadata;
 pub mod replica;
 pub mod response;
 pub mod server;
+pub mod settings;

@@ -18,14 +18,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use sluice_broker::config::DurabilityMode;
+use sluice_broker::config::{BrokerConfig, DurabilityMode};
 use sluice_broker::group::OFFSETS_TOPIC;
 use sluice_broker::group::coordinator::{Coordinator, GroupConfig};
 use sluice_broker::group::group::{GroupLimits, JoinRequest, Protocol, SyncRequest};
 use sluice_broker::group::offsets::CommittedOffset;
-use sluice_broker::metadata::topic_config::TopicDefaults;
 use sluice_broker::metadata::{MetadataImage, MetadataRecord};
 use sluice_broker::replica::ReplicaManager;
+use sluice_broker::settings::TopicDefaults;
 use sluice_storage::LogDir;
 
 const GROUPS: [&str; 3] = ["alpha", "beta", "gamma"];
@@ -121,11 +121,13 @@ fn open(dir: &Path, image: &Arc<MetadataImage>) -> Node {
     let replicas = ReplicaManager::new(
         LogDir::open(dir).unwrap(),
         DurabilityMode::PageCache,
-        TopicDefaults {
-            segment_bytes: 1 << 20,
-            retention_ms: -1,
-            max_message_bytes: 1 << 20,
-        },
+        TopicDefaults::from_broker(&BrokerConfig {
+            log_segment_bytes: 1 << 20,
+            log_retention_ms: -1,
+            message_max_bytes: 1 << 20,
+            ..BrokerConfig::default()
+        })
+        .unwrap(),
     );
     replicas.reconcile(|| Arc::clone(image)).unwrap();
     let coordinator = Coordinator::new(config());

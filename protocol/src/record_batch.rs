@@ -247,6 +247,28 @@ impl<'a> RecordBatchView<'a> {
         crc32c::crc32c(self.bytes.get(ATTRIBUTES_AT..).unwrap_or_default())
     }
 
+    /// A copy of this batch whose header says `timestamp_type` (attribute
+    /// bit 3) and `max_timestamp`, with the CRC recomputed (both fields lie
+    /// in the CRC-covered range), as Kafka's
+    /// `DefaultRecordBatch.setMaxTimestamp` does. The records, and so their
+    /// timestamp deltas, are unchanged.
+    pub fn with_max_timestamp(
+        &self,
+        timestamp_type: TimestampType,
+        max_timestamp: i64,
+    ) -> bytes::Bytes {
+        let mut b = self.bytes.to_vec();
+        let attributes = match timestamp_type {
+            TimestampType::LogAppendTime => self.attributes() | TIMESTAMP_TYPE_BIT,
+            TimestampType::CreateTime => self.attributes() & !TIMESTAMP_TYPE_BIT,
+        };
+        write_at(&mut b, ATTRIBUTES_AT, &attributes.to_be_bytes());
+        write_at(&mut b, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
+        let crc = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
+        write_at(&mut b, CRC_AT, &crc.to_be_bytes());
+        bytes::Bytes::from(b)
+    }
+
     /// Checks the header's CRC against the bytes.
     pub fn verify_crc(&self) -> Result<()> {
         let (expected, actual) = (self.crc(), self.compute_crc());
@@ -433,6 +455,23 @@ pub(crate) mod tests {
         let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
         write_at(&mut b, CRC_AT, &crc.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn with_max_timestamp_sets_type_and_time_and_keeps_the_crc_valid() {
+        let b = batch(42, 9, b"0123456789");
+        let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
+        let stamped = view.with_max_timestamp(TimestampType::LogAppendTime, 77);
+        let out = RecordBatchView::parse(&stamped, usize::MAX).unwrap();
+        out.verify_crc().unwrap();
+        assert_eq!(out.timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(out.max_timestamp(), 77);
+        assert_eq!(out.base_timestamp(), view.base_timestamp());
+        assert_eq!(out.records(), view.records());
+        let back = out.with_max_timestamp(TimestampType::CreateTime, 5);
+        let back = RecordBatchView::parse(&back, usize::MAX).unwrap();
+        back.verify_crc().unwrap();
+        assert_eq!(back.attributes(), view.attributes());
     }
 
     #[test]

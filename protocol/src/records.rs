@@ -171,8 +171,11 @@ pub struct BatchSummary {
     /// Records decoded, equal to the header's `recordsCount` and to
     /// `lastOffsetDelta + 1`.
     pub records_count: i32,
-    /// Largest record timestamp (`baseTimestamp + timestampDelta`).
+    /// Largest record timestamp (`baseTimestamp + timestampDelta`), as the
+    /// records say, whatever the header's `maxTimestamp` claims.
     pub max_timestamp: i64,
+    /// Smallest record timestamp.
+    pub min_timestamp: i64,
     /// Offset delta of the first record carrying `max_timestamp`.
     pub offset_delta_of_max_timestamp: i32,
     /// Records whose key is null (a compacted topic refuses them).
@@ -215,6 +218,7 @@ pub fn validate_batch(
         compression: batch_codec(view)?,
         records_count: 0,
         max_timestamp: i64::MIN,
+        min_timestamp: i64::MAX,
         offset_delta_of_max_timestamp: 0,
         null_key_records: 0,
         uncompressed_bytes: records.bytes().len(),
@@ -241,6 +245,7 @@ pub fn validate_batch(
             summary.max_timestamp = timestamp;
             summary.offset_delta_of_max_timestamp = record.offset_delta;
         }
+        summary.min_timestamp = summary.min_timestamp.min(timestamp);
         summary.null_key_records += i32::from(record.key.is_none());
         summary.records_count += 1;
     }
@@ -534,6 +539,7 @@ pub(crate) mod tests {
             assert_eq!(summary.null_key_records, 2, "{codec:?}");
             assert_eq!(summary.offset_delta_of_max_timestamp, 4);
             assert_eq!(summary.max_timestamp, view.base_timestamp() + 40);
+            assert_eq!(summary.min_timestamp, view.base_timestamp());
         }
     }
 

@@ -16,6 +16,10 @@
 //! - A validated config has `MIN_SEGMENT_BYTES <= segment_bytes <=
 //!   MAX_SEGMENT_BYTES` and `max_message_bytes <= segment_bytes`, so a
 //!   single accepted batch always fits an empty segment.
+//! - Every bound checked here is a constant of [`crate::limits`]; the
+//!   broker's settings table (`broker/src/settings/`) validates topic
+//!   configs against the same constants, so a value a client was allowed
+//!   to set always opens a log.
 
 use crate::error::{Error, Result};
 use crate::limits;
@@ -94,11 +98,10 @@ impl LogConfig {
                 "must hold a few index entries and stay below i32::MAX",
             );
         }
-        if self.index_interval_bytes == 0 {
-            return bad("index.interval.bytes", 0, "must be positive");
-        }
-        if self.segment_ms == 0 {
-            return bad("segment.ms", 0, "must be positive");
+        // index.interval.bytes: every u32 is valid; its floor
+        // (limits::MIN_INDEX_INTERVAL_BYTES) is 0, as in Kafka.
+        if self.segment_ms < limits::MIN_SEGMENT_MS {
+            return bad("segment.ms", self.segment_ms, "must be positive");
         }
         Ok(())
     }
@@ -142,5 +145,14 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn an_index_entry_per_batch_is_a_valid_config() {
+        let c = LogConfig {
+            index_interval_bytes: limits::MIN_INDEX_INTERVAL_BYTES,
+            ..LogConfig::default()
+        };
+        c.validate().unwrap();
     }
 }

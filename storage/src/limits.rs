@@ -12,8 +12,16 @@
 /// caps the setting at `Integer.MAX_VALUE`.
 pub const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
 
-/// `segment.bytes` floor: a segment must hold at least one batch header.
-pub const MIN_SEGMENT_BYTES: u64 = sluice_protocol::RECORD_BATCH_HEADER_BYTES as u64;
+/// `segment.bytes` floor.
+///
+/// Kafka 3.x allows 14 (a v0 message's overhead, smaller than any v2 batch
+/// header) and Kafka 4.0 raised it to 1 MiB (KIP-1030). Sluice takes
+/// 1 KiB: every segment holds a batch header with records behind it, and
+/// small segments stay usable for tests of rolling and retention.
+pub const MIN_SEGMENT_BYTES: u64 = 1024;
+
+// A segment must be able to hold at least one batch header.
+const _: () = assert!(MIN_SEGMENT_BYTES >= sluice_protocol::RECORD_BATCH_HEADER_BYTES as u64);
 
 /// Kafka's default `segment.bytes` (1 GiB).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 1 << 30;
@@ -25,8 +33,17 @@ pub const DEFAULT_SEGMENT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 pub const DEFAULT_SEGMENT_INDEX_BYTES: u64 = 10 * 1024 * 1024;
 
 /// `segment.index.bytes` floor: room for a few entries of either index, so
-/// an index-full roll cannot loop on an empty segment.
+/// an index-full roll cannot loop on an empty segment. (Kafka's floor is 4
+/// bytes, less than one entry; Sluice refuses 4..47.)
 pub const MIN_SEGMENT_INDEX_BYTES: u64 = 4 * crate::time_index::TIME_INDEX_ENTRY_BYTES as u64;
+
+/// `index.interval.bytes` floor, Kafka's: 0 adds an index entry for every
+/// batch (as 1 does, since an entry is added once at least this many bytes
+/// were appended since the last one).
+pub const MIN_INDEX_INTERVAL_BYTES: u32 = 0;
+
+/// `segment.ms` floor, Kafka's: a segment lives at least 1 ms.
+pub const MIN_SEGMENT_MS: u64 = 1;
 
 /// Kafka's default `index.interval.bytes`: one sparse index entry per 4 KiB.
 pub const DEFAULT_INDEX_INTERVAL_BYTES: u32 = 4096;

@@ -606,13 +606,13 @@ mod tests {
             ]
         );
         let bad = LogConfig {
-            index_interval_bytes: 0,
+            segment_ms: 0,
             ..small_config()
         };
         assert!(matches!(
             PartitionLog::open(dir.path(), bad),
             Err(Error::InvalidConfig {
-                key: "index.interval.bytes",
+                key: "segment.ms",
                 ..
             })
         ));

@@ -63,6 +63,8 @@ pub struct BrokerProcess {
     port: u16,
     data_dir: PathBuf,
     log: mpsc::Receiver<String>,
+    /// Stderr lines before `listening on` (what the start logged).
+    startup_log: Vec<String>,
 }
 
 impl BrokerProcess {
@@ -98,6 +100,7 @@ impl BrokerProcess {
             port: 0,
             data_dir: data_dir.to_path_buf(),
             log,
+            startup_log: Vec::new(),
         };
         broker.port = broker.wait_for_port()?;
         Ok(broker)
@@ -110,6 +113,7 @@ impl BrokerProcess {
             match self.log.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) => {
                     if let Some(port) = parse_listening_port(&line) {
+                        self.startup_log = seen;
                         return Ok(port);
                     }
                     seen.push(line);
@@ -180,6 +184,10 @@ impl BrokerProcess {
     }
 
     /// Stderr lines received so far (for failure messages).
+    pub fn startup_log(&self) -> &[String] {
+        &self.startup_log
+    }
+
     pub fn log_so_far(&self) -> Vec<String> {
         self.log.try_iter().collect()
     }

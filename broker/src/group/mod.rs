@@ -100,7 +100,10 @@ pub async fn start(broker: &Arc<Broker>) -> Result<(), BrokerError> {
     let b = Arc::clone(broker);
     tokio::task::spawn_blocking(move || b.groups().load(b.replicas(), partitions))
         .await
-        .map_err(|e| BrokerError::InvalidRequest(format!("group load task failed: {e}")))??;
+        .map_err(|source| BrokerError::TaskFailed {
+            task: "group load",
+            source,
+        })??;
     tokio::spawn(tick_loop(Arc::downgrade(broker)));
     Ok(())
 }

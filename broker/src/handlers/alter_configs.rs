@@ -40,14 +40,14 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::describe_configs::{
-    RESOURCE_BROKER, RESOURCE_TOPIC, check_broker_resource, topic_resource,
-    unexpected_resource_type,
-};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::metadata::MetadataRecord;
-use crate::metadata::topic_config::{self, TopicConfig};
+use crate::settings::resource::{
+    RESOURCE_BROKER, RESOURCE_TOPIC, check_broker_resource, topic_resource,
+    unexpected_resource_type,
+};
+use crate::settings::{ConfigError, table, validate_topic_value};
 
 /// Per key: `Some(value)` sets an override, `None` removes it.
 pub type ConfigChanges = BTreeMap<String, Option<String>>;
@@ -126,7 +126,7 @@ pub async fn change_topic_config(
     changes: ConfigChanges,
     validate_only: bool,
 ) -> Result<(), BrokerError> {
-    validate_changes(broker, &changes)?;
+    validate_changes(&changes)?;
     let record = MetadataRecord::TopicConfigChanged {
         name: topic.to_string(),
         changes,
@@ -144,16 +144,12 @@ pub async fn change_topic_config(
 
 /// Every key must be one Sluice serves (removing an unknown key is refused
 /// too, as Kafka does) and every new value must pass its key's rule.
-fn validate_changes(broker: &Broker, changes: &ConfigChanges) -> Result<(), BrokerError> {
-    let known = TopicConfig::resolve(&BTreeMap::new(), broker.replicas().defaults());
+fn validate_changes(changes: &ConfigChanges) -> Result<(), ConfigError> {
     for (key, value) in changes {
         match value {
-            Some(v) => topic_config::validate(key, v)
-                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?,
-            None if !known.entries().any(|(k, _, _)| k == key) => {
-                return Err(BrokerError::InvalidConfig(format!(
-                    "unknown topic config {key}"
-                )));
+            Some(v) => validate_topic_value(key, v)?,
+            None if table::topic_setting(key).is_none() => {
+                return Err(ConfigError::UnknownKey(key.clone()));
             }
             None => {}
         }

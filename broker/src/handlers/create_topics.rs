@@ -10,16 +10,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kafka_protocol::messages::create_topics_response::{
-    CreatableTopicConfigs, CreatableTopicResult,
-};
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 use crate::error::BrokerError;
-use crate::metadata::topic_config::{self, TopicConfig};
 use crate::metadata::{MetadataRecord, TopicImage, topic_name};
+use crate::settings::describe::created_topic_configs;
+use crate::settings::{TopicConfig, validate_topic_values};
 
 /// Most partitions one topic may have on this node.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
@@ -161,23 +160,18 @@ async fn create_one(
             configs.insert(c.name.to_string(), value.to_string());
         }
     }
-    topic_config::validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map_err(|e| BrokerError::Metadata(crate::metadata::ApplyError::from(e).into()))?;
+    // Every key and value is checked here, before anything is written;
+    // the image checks them again for the other creation paths.
+    validate_topic_values(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     create_topic(broker, &topic.name.0, partitions, configs, validate_only).await
 }
 
-fn describe(broker: &Broker, topic: &TopicImage) -> Vec<CreatableTopicConfigs> {
-    let config = TopicConfig::resolve(&topic.configs, broker.replicas().defaults());
-    config
-        .entries()
-        .map(|(name, value, is_override)| {
-            CreatableTopicConfigs::default()
-                .with_name(StrBytes::from_static_str(name))
-                .with_value(Some(StrBytes::from_string(value.to_string())))
-                .with_read_only(false)
-                // 1 = DYNAMIC_TOPIC_CONFIG, 5 = DEFAULT_CONFIG.
-                .with_config_source(if is_override { 1 } else { 5 })
-                .with_is_sensitive(false)
-        })
-        .collect()
+fn describe(
+    broker: &Broker,
+    topic: &TopicImage,
+) -> Vec<kafka_protocol::messages::create_topics_response::CreatableTopicConfigs> {
+    created_topic_configs(&TopicConfig::resolve(
+        &topic.configs,
+        broker.replicas().defaults(),
+    ))
 }

@@ -29,21 +29,19 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use super::alter_configs::{ConfigChanges, alter_each, change_topic_config, static_broker_configs};
-use super::describe_configs::{
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::settings::resource::{
     RESOURCE_BROKER, RESOURCE_TOPIC, check_broker_resource, topic_resource,
     unexpected_resource_type,
 };
-use crate::broker::Broker;
-use crate::error::BrokerError;
-use crate::metadata::topic_config::TopicConfig;
+use crate::settings::table::{ConfigType, topic_setting};
+use crate::settings::{ConfigError, TopicConfig};
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
-
-/// Topic keys whose values are comma-separated lists.
-const LIST_KEYS: &[&str] = &["cleanup.policy"];
 
 pub async fn handle_incremental_alter_configs(
     broker: &Arc<Broker>,
@@ -80,8 +78,10 @@ async fn alter(
         RESOURCE_TOPIC => {
             let topic = topic_resource(broker, &resource.resource_name)?;
             let effective = TopicConfig::resolve(&topic.configs, broker.replicas().defaults());
-            let current: BTreeMap<&str, &str> =
-                effective.entries().map(|(k, v, _)| (k, v)).collect();
+            let current: BTreeMap<&str, &str> = effective
+                .entries()
+                .map(|e| (e.setting.name, e.value.as_str()))
+                .collect();
             let changes = incremental_changes(&current, &resource.configs)?;
             change_topic_config(broker, &topic.name, changes, validate_only).await
         }
@@ -115,10 +115,12 @@ fn incremental_changes(
             })?),
             OP_DELETE => None,
             OP_APPEND | OP_SUBTRACT => {
-                if !LIST_KEYS.contains(&key.as_str()) {
-                    return Err(BrokerError::InvalidConfig(format!(
-                        "Config value append/subtract is not allowed for config key {key}: it is not a list"
-                    )));
+                match topic_setting(&key) {
+                    None => return Err(ConfigError::UnknownKey(key).into()),
+                    Some(s) if s.config_type != ConfigType::List => {
+                        return Err(ConfigError::NotAList(key).into());
+                    }
+                    Some(_) => {}
                 }
                 let base = current.get(key.as_str()).copied().unwrap_or("");
                 Some(edit_list(

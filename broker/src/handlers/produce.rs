@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! per partition: exactly one RecordBatch v2 ─► size ≤ max.message.bytes
-//!   ─► framing, magic 2, CRC-32C, codec, record count ─► Partition::append_as_leader
-//!      (idempotence check + one copy into the segment)
+//!   ─► framing, magic 2, CRC-32C, codec, record count
+//!   ─► timestamps (`replica::timestamps`): CreateTime bounds → INVALID_TIMESTAMP;
+//!      header maxTimestamp/type as Kafka writes them (LogAppendTime: now)
+//!   ─► Partition::append_as_leader (idempotence check + one copy into the segment)
 //! acks=0   no response at all
 //! acks=1 / acks=-1 (all)
 //!   durability=fsync      answer once the high watermark covers the batch
@@ -18,7 +20,8 @@
 //!
 //! # Copies
 //! The batch bytes are a slice of the request frame (no copy on decode) and
-//! are copied once, into the mapped segment.
+//! are copied once, into the mapped segment; a batch whose header the
+//! timestamp rules rewrite (every LogAppendTime batch) is copied once more.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +30,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::records::BatchSummary;
 use sluice_protocol::{
     ErrorCode, RecordBatchView, RequestFrame, ResponseError, encode_legacy_produce_error,
 };
@@ -36,6 +40,7 @@ use crate::broker::Broker;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
 use crate::metadata::topic_name::is_internal;
+use crate::replica::timestamps::{self, TimestampRules};
 use crate::replica::{AppendOutcome, Partition};
 use crate::server::now_ms;
 
@@ -124,13 +129,22 @@ fn produce_partition(
         });
     }
     let replica = broker.replicas().partition_or_error(topic, index)?;
-    let max = broker
-        .replicas()
-        .topic_config(topic)
+    let config = broker.replicas().topic_config(topic);
+    let max = config
+        .as_ref()
         .map_or(broker.config().message_max_bytes, |c| c.max_message_bytes());
+    let rules = config.as_ref().map(TimestampRules::of).unwrap_or_default();
     let records = records.ok_or_else(|| BrokerError::InvalidRecord("no records".into()))?;
-    let view = validate_single_batch(records, max)?;
-    let outcome = replica.append_as_leader(&view, now_ms())?;
+    let (view, summary) = validate_single_batch(records, max)?;
+    let now = now_ms();
+    let outcome = match timestamps::stamp(&view, &summary, &rules, now)? {
+        None => replica.append_as_leader(&view, now)?,
+        Some(stamped) => {
+            // Same length as the batch just validated: parses the same.
+            let view = RecordBatchView::parse(&stamped, max).map_err(BrokerError::Batch)?;
+            replica.append_as_leader(&view, now)?
+        }
+    };
     Ok((replica, outcome))
 }
 
@@ -143,7 +157,7 @@ fn produce_partition(
 pub fn validate_single_batch(
     records: &Bytes,
     max_message_bytes: usize,
-) -> Result<RecordBatchView<'_>, BrokerError> {
+) -> Result<(RecordBatchView<'_>, BatchSummary), BrokerError> {
     if records.len() > max_message_bytes {
         return Err(BrokerError::MessageTooLarge {
             size: records.len(),
@@ -159,7 +173,7 @@ pub fn validate_single_batch(
     // CRC-32C first (inside validate_batch), so damaged bytes are reported
     // as CORRUPT_MESSAGE whatever field the damage hit; then the codec and
     // every record. The CRC is computed once on this path.
-    sluice_protocol::records::validate_batch(
+    let summary = sluice_protocol::records::validate_batch(
         &view,
         max_message_bytes.saturating_mul(RECORDS_EXPANSION_MAX),
     )
@@ -169,7 +183,7 @@ pub fn validate_single_batch(
             "control and transactional batches are not accepted".into(),
         ));
     }
-    Ok(view)
+    Ok((view, summary))
 }
 
 /// How much larger than `max.message.bytes` a batch's records may be once

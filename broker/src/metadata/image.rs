@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::records::MetadataRecord;
-use super::topic_config;
+use crate::settings::{ConfigError, validate_topic_values};
 
 /// One topic as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub enum ApplyError {
         requested: i32,
     },
     #[error(transparent)]
-    InvalidConfig(#[from] topic_config::ConfigError),
+    InvalidConfig(#[from] ConfigError),
     #[error("invalid record: {0}")]
     Invalid(String),
 }
@@ -71,14 +71,40 @@ impl MetadataImage {
         self.next_producer_id
     }
 
-    /// Checks `record` against the image without changing it.
+    /// Checks a proposed `record` against the image without changing it:
+    /// the structural checks of [`Self::apply`], and every config value
+    /// against the settings table.
+    ///
+    /// Config values are checked here, when a record is proposed, and not
+    /// on apply: a record written by an older version with other bounds
+    /// must still replay (its invalid values are ignored when the topic's
+    /// config is resolved, see `settings/topic.rs`), or the topic and its
+    /// data would be lost at the next start.
     pub fn check(&self, record: &MetadataRecord) -> Result<(), ApplyError> {
+        self.check_structure(record)?;
+        match record {
+            MetadataRecord::TopicCreated { configs, .. } => {
+                validate_topic_values(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+            }
+            MetadataRecord::TopicConfigChanged { changes, .. } => {
+                validate_topic_values(
+                    changes
+                        .iter()
+                        .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v))),
+                )?;
+            }
+            MetadataRecord::PartitionsAdded { .. }
+            | MetadataRecord::TopicDeleted { .. }
+            | MetadataRecord::ProducerIdsAllocated { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// The checks that hold for every record, proposed or replayed.
+    fn check_structure(&self, record: &MetadataRecord) -> Result<(), ApplyError> {
         match record {
             MetadataRecord::TopicCreated {
-                name,
-                partitions,
-                configs,
-                ..
+                name, partitions, ..
             } => {
                 if self.topics.contains_key(name) {
                     return Err(ApplyError::TopicExists(name.clone()));
@@ -88,7 +114,6 @@ impl MetadataImage {
                         "topic {name} needs at least one partition"
                     )));
                 }
-                topic_config::validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
             }
             MetadataRecord::PartitionsAdded { name, partitions } => {
                 let topic = self.existing(name)?;
@@ -100,13 +125,8 @@ impl MetadataImage {
                     });
                 }
             }
-            MetadataRecord::TopicConfigChanged { name, changes } => {
+            MetadataRecord::TopicConfigChanged { name, .. } => {
                 self.existing(name)?;
-                topic_config::validate_all(
-                    changes
-                        .iter()
-                        .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v))),
-                )?;
             }
             MetadataRecord::TopicDeleted { name } => {
                 self.existing(name)?;
@@ -123,9 +143,10 @@ impl MetadataImage {
         Ok(())
     }
 
-    /// Applies `record`, or refuses it and changes nothing.
+    /// Applies `record`, or refuses it and changes nothing. Config values
+    /// are not checked here (see [`Self::check`]).
     pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), ApplyError> {
-        self.check(record)?;
+        self.check_structure(record)?;
         match record {
             MetadataRecord::TopicCreated {
                 name,
@@ -207,13 +228,29 @@ mod tests {
         let mut bad = BTreeMap::new();
         bad.insert("retention.ms".to_string(), Some("x".to_string()));
         assert!(matches!(
-            image.apply(&MetadataRecord::TopicConfigChanged {
+            image.check(&MetadataRecord::TopicConfigChanged {
                 name: "t".into(),
                 changes: bad
             }),
             Err(ApplyError::InvalidConfig(_))
         ));
         assert_eq!(image, before);
+    }
+
+    #[test]
+    fn a_stored_invalid_config_still_replays() {
+        // Written by an older version whose bounds allowed it: the topic
+        // must survive replay (the value is ignored when resolved).
+        let mut image = MetadataImage::default();
+        let old = MetadataRecord::TopicCreated {
+            name: "old".into(),
+            topic_id: Uuid::from_u128(9),
+            partitions: 1,
+            configs: BTreeMap::from([("segment.bytes".to_string(), "1".to_string())]),
+        };
+        assert!(image.check(&old).is_err(), "a new proposal is refused");
+        image.apply(&old).unwrap();
+        assert_eq!(image.topic("old").map(|t| t.partitions), Some(1));
     }
 
     #[test]

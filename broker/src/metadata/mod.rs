@@ -20,7 +20,6 @@
 pub mod image;
 pub mod log;
 pub mod records;
-pub mod topic_config;
 pub mod topic_name;
 
 use std::path::Path;

@@ -29,8 +29,8 @@ use super::partition::Partition;
 use super::partition_metadata;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
-use crate::metadata::topic_config::{TopicConfig, TopicDefaults};
 use crate::metadata::{MetadataImage, TopicImage};
+use crate::settings::{TopicConfig, TopicDefaults};
 
 struct TopicPartitions {
     topic_id: uuid::Uuid,

@@ -10,6 +10,7 @@ pub mod manager;
 pub mod partition;
 pub mod partition_metadata;
 pub mod producer_state;
+pub mod timestamps;
 
 pub use flusher::Flusher;
 pub use manager::ReplicaManager;

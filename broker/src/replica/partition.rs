@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sluice_protocol::RecordBatchView;
+use sluice_protocol::{RecordBatchView, TimestampType};
 use sluice_storage::{FileRegion, LeaderEpoch, LogConfig, Offset, PartitionLog, PendingFlush};
 use tokio::sync::{Notify, watch};
 
@@ -213,10 +213,16 @@ impl Partition {
             .log
             .append_as_leader(batch.as_bytes(), self.leader_epoch, now_ms)
             .map_err(|e| self.storage_error(e))?;
+        // With LogAppendTime the produce path stamped the header with the
+        // append time (`replica::timestamps`); Kafka answers with it.
+        let log_append_time_ms = match batch.timestamp_type() {
+            TimestampType::LogAppendTime => batch.max_timestamp(),
+            TimestampType::CreateTime => -1,
+        };
         let written = WrittenBatch {
             base_offset: info.base_offset.0,
             last_offset: info.last_offset.0,
-            log_append_time_ms: -1,
+            log_append_time_ms,
         };
         state.producers.record(&producer, written);
         let log_end = state.log.log_end_offset().0;

@@ -71,6 +71,11 @@ impl TestBroker {
         self.process.stop()
     }
 
+    /// Stderr lines logged before the broker listened (its start).
+    pub fn startup_log(&self) -> &[String] {
+        self.process.startup_log()
+    }
+
     /// Stderr lines received so far (for failure messages).
     pub fn log_so_far(&self) -> Vec<String> {
         self.process.log_so_far()

@@ -1,0 +1,37 @@
+//! Settings: one table of every topic config and broker setting, and
+//! everything derived from it.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `table.rs` | the rows: Kafka name, type, unit, default, bounds, scope, alterable, doc |
+//! | `value.rs` | parsing and validating a value against its row ([`ConfigError`]) |
+//! | `topic.rs` | a topic's effective config ([`TopicConfig`]) and its storage `LogConfig` |
+//! | `describe.rs` | DescribeConfigs and CreateTopics v5+ entries |
+//! | `resource.rs` | which config resources are served |
+//!
+//! ```text
+//! CreateTopics / AlterConfigs / IncrementalAlterConfigs
+//!   ─► validate_topic_value (every key, every value)   INVALID_CONFIG, nothing written
+//!   ─► metadata log ─► image ─► TopicConfig::resolve ─► LogConfig (always valid)
+//! replay of an old log: a stored value the table refuses is ignored
+//!   (warned once at start), the key takes its default
+//! ```
+//!
+//! # Invariants
+//! - One definition per key: no other file lists config keys, bounds or
+//!   defaults. Storage's bounds are `sluice_storage::limits` constants the
+//!   table reads (storage never depends on the broker).
+//! - Nothing a client sends and nothing stored in the metadata log can
+//!   stop a partition from opening or the broker from starting.
+//!
+//! # Caveats
+//! - Broker settings are static: reported read-only, never alterable.
+
+pub mod describe;
+pub mod resource;
+pub mod table;
+pub mod topic;
+pub mod value;
+
+pub use topic::{Source, TopicConfig, TopicDefaults, invalid_overrides};
+pub use value::{ConfigError, validate_topic_value, validate_topic_values};

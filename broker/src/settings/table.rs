@@ -1,0 +1,563 @@
+//! The one table of settings: every topic config and every broker setting
+//! DescribeConfigs reports, with Kafka's name, type, unit, default, bounds,
+//! scope and documentation.
+//!
+//! Everything else derives from these rows: validation of CreateTopics
+//! and Alter* requests (`value.rs`), the effective config of a topic and
+//! the storage `LogConfig` it becomes (`topic.rs`), and the DescribeConfigs
+//! and CreateTopics answers (`describe.rs`).
+//!
+//! | scope | default comes from | a client may change it |
+//! |---|---|---|
+//! | topic | the topic's override, else the broker's synonym (`log.*`) if the broker sets it, else the row's default | yes (Alter*, CreateTopics) |
+//! | broker | `BrokerConfig` (file and flags, read at start) | no: broker settings are static |
+//!
+//! # Invariants
+//! - Names are unique within each table (a test checks it).
+//! - Every numeric bound of a key that reaches storage is a constant of
+//!   `sluice_storage::limits`, the same one `LogConfig::validate` checks,
+//!   so a value this table accepts always opens a partition log.
+//! - Every row's own default passes its own rule (a test checks it).
+//!
+//! # Caveats
+//! - `cleanup.policy` accepts only `delete` and `compression.type` only
+//!   `producer`: compaction (issue 7) and broker-side recompression are not
+//!   written, and accepting a value the broker would not honour is a lie.
+//! - `segment.index.bytes` refuses 4..47, which Kafka accepts: an index must
+//!   hold a few entries (`limits::MIN_SEGMENT_INDEX_BYTES`).
+//!
+//! # References
+//! Kafka's `TopicConfig`, `LogConfig.configDef` and `ServerLogConfigs`
+//! (names, defaults, validators); KIP-226 (synonyms); KIP-937 (timestamp
+//! before/after bounds).
+
+use sluice_storage::limits;
+
+use crate::config::BrokerConfig;
+
+/// `ConfigDef.Type`, numbered as DescribeConfigs v3+ sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    String,
+    Int,
+    Long,
+    List,
+}
+
+impl ConfigType {
+    /// The `config_type` field of DescribeConfigs v3+.
+    pub fn code(self) -> i8 {
+        match self {
+            Self::Boolean => 1,
+            Self::String => 2,
+            Self::Int => 3,
+            Self::Long => 5,
+            Self::List => 7,
+        }
+    }
+
+    /// Kafka's name of the type, as its error messages spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Boolean => "BOOLEAN",
+            Self::String => "STRING",
+            Self::Int => "INT",
+            Self::Long => "LONG",
+            Self::List => "LIST",
+        }
+    }
+}
+
+/// The unit of a numeric setting (for docs; the wire carries none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    None,
+    Bytes,
+    Milliseconds,
+    Records,
+}
+
+/// Which values a setting accepts.
+#[derive(Debug, Clone, Copy)]
+pub enum Rule {
+    /// An integer within `min..=max` (Kafka's `Range.between` / `atLeast`).
+    Range { min: i64, max: i64 },
+    /// Exactly one of these strings (Kafka's `ValidString.in`).
+    OneOf(&'static [&'static str]),
+    /// A non-empty comma-separated list of these strings (`ValidList.in`).
+    ListOf(&'static [&'static str]),
+    /// Whatever the broker was started with (read-only broker settings).
+    Any,
+}
+
+/// A topic setting's built-in default.
+#[derive(Debug, Clone, Copy)]
+pub enum DefaultValue {
+    Long(i64),
+    Str(&'static str),
+}
+
+impl DefaultValue {
+    pub fn render(self) -> String {
+        match self {
+            Self::Long(v) => v.to_string(),
+            Self::Str(s) => s.to_string(),
+        }
+    }
+}
+
+/// Where a setting lives.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    /// A topic config. `broker_key` is Kafka's broker-wide default of it
+    /// (`log.retention.ms` for `retention.ms`); when the broker sets that
+    /// key, topics without an override take the broker's value.
+    Topic {
+        default: DefaultValue,
+        broker_key: &'static str,
+    },
+    /// A broker setting, read from the running `BrokerConfig`; `None` is
+    /// a null value (not set).
+    Broker {
+        value: fn(&BrokerConfig) -> Option<String>,
+    },
+}
+
+/// One setting.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub name: &'static str,
+    pub config_type: ConfigType,
+    pub unit: Unit,
+    pub rule: Rule,
+    pub scope: Scope,
+    /// Whether a client may change it (AlterConfigs and friends).
+    pub alterable: bool,
+    pub doc: &'static str,
+}
+
+const I32_MAX: i64 = i32::MAX as i64;
+
+/// Widens a storage bound; every one of them fits an `i64`.
+const fn long(v: u64) -> i64 {
+    if v > i64::MAX as u64 {
+        i64::MAX
+    } else {
+        v as i64
+    }
+}
+
+/// `message.timestamp.type` values, Kafka's spelling.
+pub const CREATE_TIME: &str = "CreateTime";
+pub const LOG_APPEND_TIME: &str = "LogAppendTime";
+
+/// Every topic config served, in the order DescribeConfigs lists them.
+pub const TOPIC_SETTINGS: &[Setting] = &[
+    Setting {
+        name: "cleanup.policy",
+        config_type: ConfigType::List,
+        unit: Unit::None,
+        rule: Rule::ListOf(&["delete"]),
+        scope: Scope::Topic {
+            default: DefaultValue::Str("delete"),
+            broker_key: "log.cleanup.policy",
+        },
+        alterable: true,
+        doc: "How old segments are removed: \"delete\" (compaction is not served yet).",
+    },
+    Setting {
+        name: "compression.type",
+        config_type: ConfigType::String,
+        unit: Unit::None,
+        rule: Rule::OneOf(&["producer"]),
+        scope: Scope::Topic {
+            default: DefaultValue::Str("producer"),
+            broker_key: "compression.type",
+        },
+        alterable: true,
+        doc: "Batches are stored as the producer compressed them (\"producer\").",
+    },
+    Setting {
+        name: "flush.messages",
+        config_type: ConfigType::Long,
+        unit: Unit::Records,
+        rule: Rule::Range {
+            min: 1,
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(i64::MAX),
+            broker_key: "log.flush.interval.messages",
+        },
+        alterable: true,
+        doc: "Records appended between forced fsyncs (page_cache durability); the maximum leaves it to the OS.",
+    },
+    Setting {
+        name: "flush.ms",
+        config_type: ConfigType::Long,
+        unit: Unit::Milliseconds,
+        rule: Rule::Range {
+            min: 0,
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(i64::MAX),
+            broker_key: "log.flush.interval.ms",
+        },
+        alterable: true,
+        doc: "Milliseconds between forced fsyncs (page_cache durability); the maximum leaves it to the OS.",
+    },
+    Setting {
+        name: "index.interval.bytes",
+        config_type: ConfigType::Int,
+        unit: Unit::Bytes,
+        rule: Rule::Range {
+            min: limits::MIN_INDEX_INTERVAL_BYTES as i64,
+            max: I32_MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(limits::DEFAULT_INDEX_INTERVAL_BYTES as i64),
+            broker_key: "log.index.interval.bytes",
+        },
+        alterable: true,
+        doc: "Bytes of log between two offset index entries; 0 indexes every batch.",
+    },
+    Setting {
+        name: "max.message.bytes",
+        config_type: ConfigType::Int,
+        unit: Unit::Bytes,
+        rule: Rule::Range {
+            min: 0,
+            max: I32_MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(limits::DEFAULT_MAX_MESSAGE_BYTES as i64),
+            broker_key: "message.max.bytes",
+        },
+        alterable: true,
+        doc: "Largest record batch the topic accepts (never more than segment.bytes).",
+    },
+    Setting {
+        name: "message.timestamp.after.max.ms",
+        config_type: ConfigType::Long,
+        unit: Unit::Milliseconds,
+        rule: Rule::Range {
+            min: 0,
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(i64::MAX),
+            broker_key: "log.message.timestamp.after.max.ms",
+        },
+        alterable: true,
+        doc: "With CreateTime, how far a record's timestamp may lie ahead of the broker's clock; later ones are refused with INVALID_TIMESTAMP.",
+    },
+    Setting {
+        name: "message.timestamp.before.max.ms",
+        config_type: ConfigType::Long,
+        unit: Unit::Milliseconds,
+        rule: Rule::Range {
+            min: 0,
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(i64::MAX),
+            broker_key: "log.message.timestamp.before.max.ms",
+        },
+        alterable: true,
+        doc: "With CreateTime, how far a record's timestamp may lie behind the broker's clock; older ones are refused with INVALID_TIMESTAMP.",
+    },
+    Setting {
+        name: "message.timestamp.difference.max.ms",
+        config_type: ConfigType::Long,
+        unit: Unit::Milliseconds,
+        rule: Rule::Range {
+            min: 0,
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(i64::MAX),
+            broker_key: "log.message.timestamp.difference.max.ms",
+        },
+        alterable: true,
+        doc: "Deprecated (Kafka 3.6): the before and after bounds at once, used for whichever of them the topic does not set.",
+    },
+    Setting {
+        name: "message.timestamp.type",
+        config_type: ConfigType::String,
+        unit: Unit::None,
+        rule: Rule::OneOf(&[CREATE_TIME, LOG_APPEND_TIME]),
+        scope: Scope::Topic {
+            default: DefaultValue::Str(CREATE_TIME),
+            broker_key: "log.message.timestamp.type",
+        },
+        alterable: true,
+        doc: "CreateTime keeps the producer's record timestamps; LogAppendTime stamps each batch with the broker's clock when it is appended.",
+    },
+    Setting {
+        name: "min.insync.replicas",
+        config_type: ConfigType::Int,
+        unit: Unit::None,
+        rule: Rule::Range {
+            min: 1,
+            max: I32_MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(1),
+            broker_key: "min.insync.replicas",
+        },
+        alterable: true,
+        doc: "Replicas that must hold an acks=all write; 1 on a single node.",
+    },
+    Setting {
+        name: "retention.bytes",
+        config_type: ConfigType::Long,
+        unit: Unit::Bytes,
+        rule: Rule::Range {
+            min: -1,
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(-1),
+            broker_key: "log.retention.bytes",
+        },
+        alterable: true,
+        doc: "Largest size a partition grows to before old segments are deleted; -1 means no limit.",
+    },
+    Setting {
+        name: "retention.ms",
+        config_type: ConfigType::Long,
+        unit: Unit::Milliseconds,
+        rule: Rule::Range {
+            min: -1,
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(long(limits::DEFAULT_RETENTION_MS)),
+            broker_key: "log.retention.ms",
+        },
+        alterable: true,
+        doc: "Longest time a segment is kept before deletion; -1 keeps it forever.",
+    },
+    Setting {
+        name: "segment.bytes",
+        config_type: ConfigType::Int,
+        unit: Unit::Bytes,
+        rule: Rule::Range {
+            min: long(limits::MIN_SEGMENT_BYTES),
+            max: long(limits::MAX_SEGMENT_BYTES),
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(long(limits::DEFAULT_SEGMENT_BYTES)),
+            broker_key: "log.segment.bytes",
+        },
+        alterable: true,
+        doc: "Size at which a segment file is rolled.",
+    },
+    Setting {
+        name: "segment.index.bytes",
+        config_type: ConfigType::Int,
+        unit: Unit::Bytes,
+        rule: Rule::Range {
+            min: long(limits::MIN_SEGMENT_INDEX_BYTES),
+            max: long(limits::MAX_SEGMENT_BYTES),
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(long(limits::DEFAULT_SEGMENT_INDEX_BYTES)),
+            broker_key: "log.index.size.max.bytes",
+        },
+        alterable: true,
+        doc: "Size of each segment's offset and time index files; a full index rolls the segment.",
+    },
+    Setting {
+        name: "segment.ms",
+        config_type: ConfigType::Long,
+        unit: Unit::Milliseconds,
+        rule: Rule::Range {
+            min: long(limits::MIN_SEGMENT_MS),
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(long(limits::DEFAULT_SEGMENT_MS)),
+            broker_key: "log.roll.ms",
+        },
+        alterable: true,
+        doc: "Age at which a segment is rolled even if not full.",
+    },
+];
+
+const fn broker(
+    name: &'static str,
+    config_type: ConfigType,
+    unit: Unit,
+    value: fn(&BrokerConfig) -> Option<String>,
+    doc: &'static str,
+) -> Setting {
+    Setting {
+        name,
+        config_type,
+        unit,
+        rule: Rule::Any,
+        scope: Scope::Broker { value },
+        alterable: false,
+        doc,
+    }
+}
+
+/// Every broker setting DescribeConfigs reports. All are static: read
+/// from the config file and flags at start (see `alter_configs.rs`).
+pub const BROKER_SETTINGS: &[Setting] = &[
+    broker(
+        "node.id",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.node_id.to_string()),
+        "This node's id.",
+    ),
+    broker(
+        "broker.id",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.node_id.to_string()),
+        "This node's id (Kafka's older name).",
+    ),
+    broker(
+        "log.dirs",
+        ConfigType::String,
+        Unit::None,
+        |c| Some(c.data_dir.display().to_string()),
+        "Directory of partition logs and the metadata log.",
+    ),
+    broker(
+        "listeners",
+        ConfigType::List,
+        Unit::None,
+        |c| Some(format!("PLAINTEXT://{}", c.listen)),
+        "Address the Kafka listener binds.",
+    ),
+    broker(
+        "advertised.listeners",
+        ConfigType::List,
+        Unit::None,
+        |c| c.advertised.as_ref().map(|a| format!("PLAINTEXT://{a}")),
+        "Address clients are told to connect to; null means the bound address.",
+    ),
+    broker(
+        "auto.create.topics.enable",
+        ConfigType::Boolean,
+        Unit::None,
+        |c| Some(c.auto_create_topics_enable.to_string()),
+        "Metadata and Produce for an unknown topic create it.",
+    ),
+    broker(
+        "num.partitions",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.num_partitions.to_string()),
+        "Partitions of an auto-created topic.",
+    ),
+    broker(
+        "default.replication.factor",
+        ConfigType::Int,
+        Unit::None,
+        |_| Some("1".into()),
+        "Replicas of a new topic; 1 on a single node.",
+    ),
+    broker(
+        "message.max.bytes",
+        ConfigType::Int,
+        Unit::Bytes,
+        |c| Some(c.message_max_bytes.to_string()),
+        "Largest record batch accepted unless a topic's max.message.bytes says otherwise.",
+    ),
+    broker(
+        "socket.request.max.bytes",
+        ConfigType::Int,
+        Unit::Bytes,
+        |c| Some(c.socket_request_max_bytes.to_string()),
+        "Largest request frame accepted.",
+    ),
+    broker(
+        "max.connections",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.max_connections.to_string()),
+        "Most client connections served at once.",
+    ),
+    broker(
+        "queued.max.request.bytes",
+        ConfigType::Long,
+        Unit::Bytes,
+        |c| Some(c.queued_max_request_bytes.to_string()),
+        "Request bytes held in memory across connections before readers wait.",
+    ),
+    broker(
+        "connections.max.idle.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.connections_max_idle_ms.to_string()),
+        "Idle time after which a connection is closed.",
+    ),
+    broker(
+        "log.segment.bytes",
+        ConfigType::Int,
+        Unit::Bytes,
+        |c| Some(c.log_segment_bytes.to_string()),
+        "Default segment.bytes of topics.",
+    ),
+    broker(
+        "log.retention.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.log_retention_ms.to_string()),
+        "Default retention.ms of topics; -1 keeps data forever.",
+    ),
+    broker(
+        "log.retention.check.interval.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.log_retention_check_interval_ms.to_string()),
+        "How often retention and segment.ms rolls are checked.",
+    ),
+];
+
+/// The topic setting named `name`.
+pub fn topic_setting(name: &str) -> Option<&'static Setting> {
+    TOPIC_SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// The broker setting named `name`.
+pub fn broker_setting(name: &str) -> Option<&'static Setting> {
+    BROKER_SETTINGS.iter().find(|s| s.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn names_are_unique_in_each_table() {
+        for table in [TOPIC_SETTINGS, BROKER_SETTINGS] {
+            let names: BTreeSet<_> = table.iter().map(|s| s.name).collect();
+            assert_eq!(names.len(), table.len());
+        }
+    }
+
+    #[test]
+    fn topic_defaults_pass_their_own_rule_and_brokers_are_read_only() {
+        for s in TOPIC_SETTINGS {
+            let Scope::Topic { default, .. } = s.scope else {
+                panic!("{} is in the topic table with broker scope", s.name);
+            };
+            crate::settings::validate_topic_value(s.name, &default.render())
+                .unwrap_or_else(|e| panic!("default of {} is invalid: {e}", s.name));
+        }
+        for s in BROKER_SETTINGS {
+            assert!(matches!(s.scope, Scope::Broker { .. }), "{}", s.name);
+            assert!(!s.alterable, "{} is static", s.name);
+        }
+    }
+}
