@@ -146,7 +146,9 @@ impl BrokerError {
             // The metadata log could not make the record durable.
             Self::Metadata(ProposeError::Log(_)) => ResponseError::KafkaStorageError,
             // The metadata writer's lock or task failed: an internal fault.
-            Self::Metadata(ProposeError::Task(_)) => ResponseError::UnknownServerError,
+            Self::Metadata(ProposeError::Poisoned | ProposeError::Task(_)) => {
+                ResponseError::UnknownServerError
+            }
             Self::InvalidRequest(_) => ResponseError::InvalidRequest,
             Self::InvalidPartitions(_) => ResponseError::InvalidPartitions,
             Self::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,

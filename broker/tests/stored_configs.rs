@@ -124,3 +124,22 @@ fn invalid_stored_topic_configs_fall_back_to_defaults_at_start() {
     assert_eq!(response.results[0].error_code, 0);
     broker.stop().unwrap();
 }
+
+/// A broker-wide topic default outside its topic key's bounds fails the
+/// start with a message naming the broker setting, instead of failing
+/// every topic later.
+#[test]
+fn an_out_of_range_broker_default_fails_the_start_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "\"log.segment.bytes\" = 10\n").unwrap();
+    let data = dir.path().join("data");
+    let err = TestBroker::start_with(&data, &["--config", config.to_str().unwrap()])
+        .err()
+        .expect("the broker must refuse log.segment.bytes = 10");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("log.segment.bytes") && text.contains("1024"),
+        "the error names the setting and its bound: {text}"
+    );
+}

@@ -41,8 +41,12 @@ pub enum ProposeError {
     /// it had been.
     #[error(transparent)]
     Log(#[from] MetadataLogError),
+    /// The metadata state lock was poisoned by a panic.
+    #[error("the metadata state lock was poisoned by a panic")]
+    Poisoned,
+    /// The blocking task that writes the record panicked or was cancelled.
     #[error("metadata writer task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
 }
 
 struct ControllerState {
@@ -89,16 +93,13 @@ impl Controller {
     ) -> Result<Arc<MetadataImage>, ProposeError> {
         let state = Arc::clone(&self.state);
         let image = tokio::task::spawn_blocking(move || -> Result<_, ProposeError> {
-            let mut state = state
-                .lock()
-                .map_err(|_| ProposeError::Task("metadata state lock poisoned".into()))?;
+            let mut state = state.lock().map_err(|_| ProposeError::Poisoned)?;
             state.image.check(&record)?;
             state.log.append(&record)?;
             state.image.apply(&record)?;
             Ok(Arc::new(state.image.clone()))
         })
-        .await
-        .map_err(|e| ProposeError::Task(e.to_string()))??;
+        .await??;
         self.published.send_replace(Arc::clone(&image));
         Ok(image)
     }
