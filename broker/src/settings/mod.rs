@@ -8,6 +8,7 @@
 //! | `topic.rs` | a topic's effective config ([`TopicConfig`]) and its storage `LogConfig` |
 //! | `describe.rs` | DescribeConfigs and CreateTopics v5+ entries |
 //! | `resource.rs` | which config resources are served |
+//! | `reference.rs` | the configuration reference of `docs/operations.md` |
 //!
 //! ```text
 //! CreateTopics / AlterConfigs / IncrementalAlterConfigs
@@ -28,6 +29,7 @@
 //! - Broker settings are static: reported read-only, never alterable.
 
 pub mod describe;
+pub mod reference;
 pub mod resource;
 pub mod table;
 pub mod topic;

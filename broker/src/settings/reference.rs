@@ -1,0 +1,81 @@
+//! The configuration reference in `docs/operations.md`, generated from the
+//! settings table so the doc cannot drift from the code (a test compares
+//! them).
+
+use std::fmt::Write;
+
+use super::table::{BROKER_SETTINGS, Rule, Scope, Setting, TOPIC_SETTINGS, Unit};
+use crate::config::BrokerConfig;
+
+/// The topic and broker setting tables as Markdown.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "### Topic configs\n\n\
+         | key | type | unit | default | allowed | broker default key | description |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for s in TOPIC_SETTINGS {
+        let Scope::Topic {
+            default,
+            broker_key,
+        } = s.scope
+        else {
+            continue;
+        };
+        row(&mut out, s, &default.render(), &format!("`{broker_key}`"));
+    }
+    out.push_str(
+        "\n### Broker settings (static: read from the config file and flags at start)\n\n\
+         | key | type | unit | default | allowed | | description |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    let defaults = BrokerConfig::default();
+    for s in BROKER_SETTINGS {
+        let Scope::Broker { value } = s.scope else {
+            continue;
+        };
+        let default = value(&defaults).unwrap_or_else(|| "null".into());
+        row(&mut out, s, &default, "");
+    }
+    out
+}
+
+fn row(out: &mut String, s: &Setting, default: &str, broker_key: &str) {
+    let allowed = match s.rule {
+        Rule::Range { min, max } => format!("{min}..={max}"),
+        Rule::OneOf(values) => values.join(", "),
+        Rule::ListOf(values) => format!("list of: {}", values.join(", ")),
+        Rule::Any => String::new(),
+    };
+    let unit = match s.unit {
+        Unit::None => "",
+        Unit::Bytes => "bytes",
+        Unit::Milliseconds => "ms",
+        Unit::Records => "records",
+    };
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "| `{}` | {} | {unit} | `{default}` | {allowed} | {broker_key} | {} |",
+        s.name,
+        s.config_type.name(),
+        s.doc.replace('|', "\\|"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn operations_doc_holds_the_generated_reference() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/operations.md"
+        ))
+        .expect("docs/operations.md exists");
+        let reference = super::markdown();
+        assert!(
+            doc.contains(&reference),
+            "docs/operations.md is out of date; its configuration reference must read:\n{reference}"
+        );
+    }
+}
