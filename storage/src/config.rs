@@ -14,8 +14,9 @@
 //!
 //! # Invariants
 //! - A validated config has `MIN_SEGMENT_BYTES <= segment_bytes <=
-//!   MAX_SEGMENT_BYTES` and `max_message_bytes <= segment_bytes`, so a
-//!   single accepted batch always fits an empty segment.
+//!   MAX_SEGMENT_BYTES`. `max_message_bytes` may exceed `segment_bytes`, as
+//!   in Kafka: a batch larger than `segment.bytes` gets a segment of its
+//!   own, grown to hold it (`Segment::fits`).
 //! - Every bound checked here is a constant of [`crate::limits`]; the
 //!   broker's settings table (`broker/src/settings/`) validates topic
 //!   configs against the same constants, so a value a client was allowed
@@ -82,13 +83,6 @@ impl LogConfig {
                 "must lie between the batch header size and i32::MAX",
             );
         }
-        if u64::from(self.max_message_bytes) > self.segment_bytes {
-            return bad(
-                "max.message.bytes",
-                u64::from(self.max_message_bytes),
-                "must not exceed segment.bytes",
-            );
-        }
         if !(limits::MIN_SEGMENT_INDEX_BYTES..=limits::MAX_SEGMENT_BYTES)
             .contains(&self.segment_index_bytes)
         {
@@ -138,13 +132,8 @@ mod tests {
             max_message_bytes: 8192,
             ..LogConfig::default()
         };
-        assert!(matches!(
-            c.validate(),
-            Err(Error::InvalidConfig {
-                key: "max.message.bytes",
-                ..
-            })
-        ));
+        c.validate()
+            .expect("a batch above segment.bytes gets a segment of its own, as in Kafka");
     }
 
     #[test]

@@ -431,8 +431,14 @@ impl PartitionLog {
         let base = self.log_end_offset();
         // A refused preallocation (full disk) changes nothing: no poison.
         let new = Segment::create(&self.dir, base, &self.config, now_ms)?;
-        let sealed = self.active_mut().seal();
-        self.poison_on_err(sealed)?;
+        if let Err(e) = self.active_mut().seal() {
+            // Leave no file of the new segment behind, or the next roll
+            // would find it in the way; sealing again is harmless.
+            if let Err(d) = new.delete(&self.dir) {
+                tracing::warn!(dir = %self.dir.display(), error = %d, "could not remove a segment whose roll failed");
+            }
+            return self.poison_on_err(Err(e));
+        }
         self.segments.push(new);
         self.dir_changes += 1;
         self.write_checkpoint()
@@ -594,6 +600,46 @@ mod tests {
         ));
         assert_eq!(log.log_end_offset(), Offset(0));
         assert_eq!(log.size_bytes(), 0);
+    }
+
+    /// Issue 13: `segment.bytes=1024`, raised to 1 MiB, then one 2 KiB
+    /// batch took the log directory offline. A batch up to
+    /// `max.message.bytes` goes in whatever `segment.bytes` is, alone in a
+    /// segment grown for it, and survives a reopen.
+    #[test]
+    fn a_batch_larger_than_the_segment_gets_a_segment_sized_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = LogConfig {
+            segment_bytes: 1024,
+            max_message_bytes: 1 << 20,
+            ..small_config()
+        };
+        let mut log = PartitionLog::open(dir.path(), tiny.clone()).unwrap();
+        let big = batch(0, 1, TS, 2048);
+        // Into the empty first segment, then into a roll of its own.
+        log.append_as_leader(&big, LeaderEpoch(0), 0).unwrap();
+        log.append_as_leader(&big, LeaderEpoch(0), 0).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        // segment.bytes raised on an empty active segment made at 1024.
+        log.roll(0).unwrap();
+        log.append_as_leader(&batch(0, 1, TS, 10), LeaderEpoch(0), 0)
+            .unwrap();
+        log.roll(0).unwrap();
+        log.set_config(LogConfig {
+            segment_bytes: 1 << 20,
+            ..tiny
+        })
+        .unwrap();
+        log.append_as_leader(&big, LeaderEpoch(0), 0).unwrap();
+        log.append_as_leader(&big, LeaderEpoch(0), 0).unwrap();
+        assert!(!log.health().is_poisoned());
+        assert_eq!(log.log_end_offset(), Offset(5));
+        log.close().unwrap();
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        let read = log.read(Offset(0), 1 << 20, Offset(5), false).unwrap();
+        let ranges = views(&read);
+        assert_eq!(ranges.len(), 5, "{ranges:?}");
+        assert_eq!(log.segment_count(), 4);
     }
 
     #[test]

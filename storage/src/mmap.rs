@@ -33,6 +33,14 @@
 //!   because files only grow while shared. A refused growth (`ENOSPC`) is
 //!   [`Error::NoSpace`] before any byte is written.
 //!
+//! # Descriptors
+//! A `.log` keeps its descriptor ([`Hold::Descriptor`]): appends `pwrite`
+//! through it and fetches `sendfile` from it. An index needs none once it
+//! is mapped ([`Hold::MappingOnly`]: Kafka's indexes are mmap-only too):
+//! its descriptor is closed right after `mmap`, and the rare calls that
+//! need one (growing, trimming) open the path for the call. So an idle
+//! partition holds one descriptor, not three.
+//!
 //! # Caveats
 //! - When the file system does not support `fallocate` (`EOPNOTSUPP`), the
 //!   file is only extended with `set_len` (a sparse file) and a warning is
@@ -52,11 +60,22 @@ use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 
+/// Whether a [`MappedFile`] keeps its descriptor open (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Kept open: `pwrite` and `sendfile` need it (`.log` files).
+    Descriptor,
+    /// Closed after `mmap`; opened by path when a call needs it (indexes).
+    MappingOnly,
+}
+
 /// An open file and its shared mapping. See the module docs.
 #[derive(Debug)]
 pub(crate) struct MappedFile {
     path: PathBuf,
-    file: File,
+    /// `None` for [`Hold::MappingOnly`]. Shared by the mappings of one
+    /// file as it grows, so growth costs no extra descriptor.
+    file: Option<Arc<File>>,
     /// `None` when the mapped length is zero (`mmap` refuses empty maps).
     map: Option<MmapRaw>,
     map_len: u64,
@@ -162,11 +181,22 @@ fn map(file: &File, path: &Path, len: u64) -> Result<Option<MmapRaw>> {
         .map_err(|e| Error::io("mmap", path, e))
 }
 
+/// Opens `path` for a call that needs a descriptor of a
+/// [`Hold::MappingOnly`] file; closed when dropped.
+fn reopen(path: &Path) -> Result<Arc<File>> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map(Arc::new)
+        .map_err(|e| Error::io("open", path, e))
+}
+
 impl MappedFile {
     /// Creates a new file (failing if it exists) that may grow to
     /// `capacity` bytes, reserves its first step and maps it. Nothing is
     /// published. On failure the file is removed.
-    pub(crate) fn create(path: &Path, capacity: u64) -> Result<MapWriter> {
+    pub(crate) fn create(path: &Path, capacity: u64, hold: Hold) -> Result<MapWriter> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -176,7 +206,7 @@ impl MappedFile {
         let reserved = capacity.min(RESERVE_BYTES_MIN);
         let made = preallocate(&file, path, reserved)
             .and_then(|()| map(&file, path, reserved))
-            .map(|map| Self::writer(path, file, map, reserved, 0, capacity));
+            .map(|map| Self::writer(path, file, hold, map, reserved, 0, capacity));
         if made.is_err() {
             // Best effort: leave no half-made segment behind for recovery.
             let _ = std::fs::remove_file(path);
@@ -187,7 +217,7 @@ impl MappedFile {
     /// Opens an existing file and maps its current length. Everything in it
     /// is published: the caller (recovery) then finds the real end and calls
     /// [`MapWriter::truncate_exclusive`].
-    pub(crate) fn open(path: &Path) -> Result<MapWriter> {
+    pub(crate) fn open(path: &Path, hold: Hold) -> Result<MapWriter> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -198,12 +228,13 @@ impl MappedFile {
             .map_err(|e| Error::io("stat", path, e))?
             .len();
         let map = map(&file, path, len)?;
-        Ok(Self::writer(path, file, map, len, len, len))
+        Ok(Self::writer(path, file, hold, map, len, len, len))
     }
 
     fn writer(
         path: &Path,
         file: File,
+        hold: Hold,
         map: Option<MmapRaw>,
         len: u64,
         published: u64,
@@ -212,7 +243,7 @@ impl MappedFile {
         MapWriter {
             file: Arc::new(MappedFile {
                 path: path.to_path_buf(),
-                file,
+                file: (hold == Hold::Descriptor).then(|| Arc::new(file)),
                 map,
                 map_len: len,
                 published: AtomicU64::new(published),
@@ -228,8 +259,17 @@ impl MappedFile {
         &self.path
     }
 
-    pub(crate) fn file(&self) -> &File {
-        &self.file
+    /// The open descriptor; `None` for a [`Hold::MappingOnly`] file.
+    pub(crate) fn file(&self) -> Option<&Arc<File>> {
+        self.file.as_ref()
+    }
+
+    /// The held descriptor, or one opened for this call.
+    fn descriptor(&self) -> Result<Arc<File>> {
+        match &self.file {
+            Some(f) => Ok(Arc::clone(f)),
+            None => reopen(&self.path),
+        }
     }
 
     /// Bytes written and visible to readers.
@@ -267,8 +307,16 @@ impl MappedFile {
     /// `fdatasync` of the file: makes every byte written through the
     /// mapping, and the file length, durable (on Linux, fsync writes back
     /// pages dirtied through a shared mapping).
+    ///
+    /// A [`Hold::MappingOnly`] file is synced through its mapping
+    /// (`msync(MS_SYNC)`, which Linux implements as an fdatasync of the
+    /// mapped range), so no descriptor is needed.
     pub(crate) fn sync_data(&self) -> Result<()> {
-        rustix::fs::fdatasync(&self.file).map_err(|e| Error::io("fdatasync", &self.path, e.into()))
+        match (&self.file, &self.map) {
+            (None, Some(map)) => map.flush().map_err(|e| Error::io("msync", &self.path, e)),
+            _ => rustix::fs::fdatasync(&*self.descriptor()?)
+                .map_err(|e| Error::io("fdatasync", &self.path, e.into())),
+        }
     }
 }
 
@@ -315,21 +363,23 @@ impl MapWriter {
         self.capacity.saturating_sub(self.published())
     }
 
+    /// Lets the file grow to at least `capacity` bytes (a batch larger
+    /// than the segment was created for). Growth still reserves in steps.
+    pub(crate) fn raise_capacity(&mut self, capacity: u64) {
+        self.capacity = self.capacity.max(capacity);
+    }
+
     /// Reserves and maps more of the file so it holds at least `needed`
     /// bytes; readers keep the previous mapping.
     fn grow(&mut self, needed: u64) -> Result<()> {
         let path = self.file.path.clone();
         let new_end = grown_reservation(self.writable_end, needed, self.capacity);
-        preallocate(&self.file.file, &path, new_end)?;
-        let file = self
-            .file
-            .file
-            .try_clone()
-            .map_err(|e| Error::io("dup", &path, e))?;
-        let map = map(&file, &path, new_end)?;
+        let fd = self.file.descriptor()?;
+        preallocate(&fd, &path, new_end)?;
+        let map = map(&fd, &path, new_end)?;
         self.file = Arc::new(MappedFile {
             path,
-            file,
+            file: self.file.file.clone(),
             map,
             map_len: new_end,
             published: AtomicU64::new(self.published()),
@@ -406,10 +456,9 @@ impl MapWriter {
             self.grow(end)?;
         }
         let mut at = pos;
+        let fd = self.file.descriptor()?;
         for part in parts {
-            self.file
-                .file
-                .write_all_at(part, at)
+            fd.write_all_at(part, at)
                 .map_err(|e| Error::io("pwrite", &self.file.path, e))?;
             at += part.len() as u64;
         }
@@ -443,7 +492,7 @@ impl MapWriter {
     pub(crate) fn trim(&mut self) -> Result<()> {
         let published = self.published();
         self.file
-            .file
+            .descriptor()?
             .set_len(published)
             .map_err(|e| Error::io("set_len", &self.file.path, e))?;
         self.writable_end = published;
@@ -464,15 +513,14 @@ impl MapWriter {
         })?;
         let capacity = capacity.max(len);
         let reserved = grown_reservation(len, len, capacity);
+        let fd = inner.descriptor()?;
         // Cutting first and then re-reserving zeroes whatever followed `len`
         // (a torn tail must not resurface as if it were a batch later).
-        inner
-            .file
-            .set_len(len)
+        fd.set_len(len)
             .map_err(|e| Error::io("set_len", &path, e))?;
-        preallocate(&inner.file, &path, reserved)?;
+        preallocate(&fd, &path, reserved)?;
         if reserved != inner.map_len {
-            inner.map = map(&inner.file, &path, reserved)?;
+            inner.map = map(&fd, &path, reserved)?;
             inner.map_len = reserved;
         }
         inner.published.store(len, Ordering::Release);
@@ -502,7 +550,7 @@ mod tests {
     fn readers_see_only_published_bytes_and_keep_them_after_unlink() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let mut w = MappedFile::create(&path, 64).unwrap();
+        let mut w = MappedFile::create(&path, 64, Hold::Descriptor).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 64);
         w.reserve(5).unwrap().copy_from_slice(b"hello");
         assert_eq!(w.shared().slice(0, 5), None);
@@ -522,7 +570,7 @@ mod tests {
     fn truncate_exclusive_refuses_while_shared_and_zeroes_the_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let mut w = MappedFile::create(&path, 16).unwrap();
+        let mut w = MappedFile::create(&path, 16, Hold::MappingOnly).unwrap();
         w.append(b"abcdefgh").unwrap();
         let reader = Arc::clone(w.shared());
         assert!(w.truncate_exclusive(2, 16).is_err());
@@ -539,7 +587,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let capacity = 4 * RESERVE_BYTES_MIN;
-        let mut w = MappedFile::create(&path, capacity).unwrap();
+        let mut w = MappedFile::create(&path, capacity, Hold::MappingOnly).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), RESERVE_BYTES_MIN);
         assert_eq!(w.remaining(), capacity);
         let first = vec![7u8; usize::try_from(RESERVE_BYTES_MIN).unwrap()];
@@ -570,7 +618,7 @@ mod tests {
     fn refused_growth_is_no_space_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let mut w = MappedFile::create(&path, 4 * RESERVE_BYTES_MIN).unwrap();
+        let mut w = MappedFile::create(&path, 4 * RESERVE_BYTES_MIN, Hold::Descriptor).unwrap();
         let fill = vec![3u8; usize::try_from(RESERVE_BYTES_MIN).unwrap()];
         w.append(&fill).unwrap();
         fail_next_fallocate();
@@ -581,14 +629,42 @@ mod tests {
     }
 
     #[test]
+    fn a_mapping_only_file_holds_no_descriptor_and_still_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let count_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let before = count_fds();
+        let mut w = MappedFile::create(&path, 4 * RESERVE_BYTES_MIN, Hold::MappingOnly).unwrap();
+        assert!(w.shared().file().is_none());
+        // Other tests run in parallel threads and open files too: the count
+        // is a bound, and this file must not be one of the open ones.
+        let open_now: Vec<_> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+            .collect();
+        assert!(!open_now.contains(&path), "{path:?} is still open");
+        let _ = (before, count_fds);
+        let fill = vec![5u8; usize::try_from(RESERVE_BYTES_MIN).unwrap() + 8];
+        w.append(&fill).unwrap();
+        w.shared().sync_data().unwrap();
+        w.trim().unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            RESERVE_BYTES_MIN + 8
+        );
+        let r = MappedFile::open(&path, Hold::MappingOnly).unwrap();
+        assert_eq!(r.shared().slice(RESERVE_BYTES_MIN, 8).unwrap(), &[5u8; 8]);
+    }
+
+    #[test]
     fn open_publishes_the_whole_file_and_empty_files_map_to_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"xyz").unwrap();
-        let w = MappedFile::open(&path).unwrap();
+        let w = MappedFile::open(&path, Hold::Descriptor).unwrap();
         assert_eq!(w.shared().slice(0, 3).unwrap(), b"xyz");
         std::fs::write(&path, b"").unwrap();
-        let w = MappedFile::open(&path).unwrap();
+        let w = MappedFile::open(&path, Hold::Descriptor).unwrap();
         assert_eq!(w.shared().slice(0, 0).unwrap(), b"");
         assert_eq!(w.remaining(), 0);
     }

@@ -70,7 +70,7 @@ impl PartitionLog {
             }
             if pos > region_start {
                 info.regions
-                    .push(seg.region(region_start, pos - region_start));
+                    .push(seg.region(region_start, pos - region_start)?);
             }
             if stop {
                 break;

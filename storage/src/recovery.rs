@@ -42,7 +42,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::mmap::MappedFile;
+use crate::mmap::{Hold, MappedFile};
 use crate::offset::{Offset, RelativeOffset};
 use crate::offset_index::OffsetIndex;
 use crate::segment::{
@@ -169,7 +169,7 @@ fn recover_segment(
     trusted: bool,
     now_ms: i64,
 ) -> Result<(Segment, Stop)> {
-    let log = MappedFile::open(&segment::segment_path(dir, base, LOG_EXT))?;
+    let log = MappedFile::open(&segment::segment_path(dir, base, LOG_EXT), Hold::Descriptor)?;
     let (oi, oi_sane) = open_or_create(
         dir,
         base,

@@ -24,17 +24,22 @@ use crate::offset::Offset;
 #[derive(Debug, Clone)]
 pub struct FileRegion {
     file: Arc<MappedFile>,
+    /// The `.log`'s descriptor (shared, not duplicated).
+    fd: Arc<File>,
     position: u64,
     len: u64,
 }
 
 impl FileRegion {
-    pub(crate) fn new(file: Arc<MappedFile>, position: u64, len: u64) -> Self {
-        Self {
+    /// `None` when `file` holds no descriptor (only indexes do not).
+    pub(crate) fn new(file: Arc<MappedFile>, position: u64, len: u64) -> Option<Self> {
+        let fd = Arc::clone(file.file()?);
+        Some(Self {
             file,
+            fd,
             position,
             len,
-        }
+        })
     }
 
     /// Byte position of the region in its file (the `sendfile` offset).
@@ -53,7 +58,7 @@ impl FileRegion {
 
     /// The open segment file, for `sendfile`.
     pub fn file(&self) -> &File {
-        self.file.file()
+        &self.fd
     }
 
     /// The path the file was opened at (it may since be renamed or gone).
@@ -70,7 +75,7 @@ impl FileRegion {
 
 impl AsFd for FileRegion {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.file.file().as_fd()
+        self.fd.as_fd()
     }
 }
 

@@ -193,6 +193,13 @@ impl PartitionLog {
         }
         copy.log
             .renamed_exclusive(&segment::segment_path(&self.dir, old.base, LOG_EXT))?;
+        copy.offset_index
+            .renamed_exclusive(&segment::segment_path(&self.dir, old.base, INDEX_EXT))?;
+        copy.time_index.renamed_exclusive(&segment::segment_path(
+            &self.dir,
+            old.base,
+            TIME_INDEX_EXT,
+        ))?;
         std::fs::remove_dir(&swap_dir).map_err(|e| Error::io("rmdir", &swap_dir, e))?;
         copy.flushed_bytes = copy.size();
         Ok(copy)

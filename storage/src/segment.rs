@@ -35,7 +35,7 @@ use sluice_protocol::{RECORD_BATCH_HEADER_BYTES, RecordBatchView};
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::mmap::{self, MapWriter, MappedFile};
+use crate::mmap::{self, Hold, MapWriter, MappedFile};
 use crate::offset::{FilePosition, LeaderEpoch, Offset, RelativeOffset};
 use crate::offset_index::OffsetIndex;
 use crate::region::FileRegion;
@@ -105,7 +105,7 @@ impl Segment {
     ) -> Result<Self> {
         let log_path = segment_path(dir, base, LOG_EXT);
         let index_path = segment_path(dir, base, INDEX_EXT);
-        let log = MappedFile::create(&log_path, config.segment_bytes)?;
+        let log = MappedFile::create(&log_path, config.segment_bytes, Hold::Descriptor)?;
         let offset_index = OffsetIndex::create(&index_path, config.segment_index_bytes)
             .inspect_err(|_| remove_quietly(&log_path))?;
         let time_index = TimeIndex::create(
@@ -155,9 +155,15 @@ impl Segment {
     }
 
     /// Whether a batch of `size` bytes ending at `last` can go here.
+    ///
+    /// An empty segment takes any batch (as Kafka's does): a batch larger
+    /// than `segment.bytes` (up to `max.message.bytes`), or one written
+    /// after `segment.bytes` was raised, grows the file past the capacity
+    /// it was created with ([`MapWriter::raise_capacity`]).
     pub(crate) fn fits(&self, size: u64, last: Offset, config: &LogConfig) -> bool {
-        self.log.remaining() >= size
-            && (self.is_empty() || self.size().saturating_add(size) <= config.segment_bytes)
+        let end = self.size().saturating_add(size);
+        (self.is_empty() || end <= config.segment_bytes)
+            && end <= limits::MAX_SEGMENT_BYTES
             && RelativeOffset::between(self.base, last).is_some()
             && !self.offset_index.is_full()
             && !self.time_index.is_full()
@@ -179,6 +185,8 @@ impl Segment {
         config: &LogConfig,
     ) -> Result<FilePosition> {
         let pos = self.size();
+        self.log
+            .raise_capacity(pos.saturating_add(src.len() as u64));
         match stamp {
             Some(epoch) => {
                 // The rewritten header goes from a stack copy; the records
@@ -307,8 +315,14 @@ impl Segment {
         Ok(None)
     }
 
-    pub(crate) fn region(&self, pos: u64, len: u64) -> FileRegion {
-        FileRegion::new(Arc::clone(self.log.shared()), pos, len)
+    /// `len` bytes at `pos` of the `.log`, for `sendfile`. A `.log` always
+    /// holds its descriptor, so the error is for a broken invariant only.
+    pub(crate) fn region(&self, pos: u64, len: u64) -> Result<FileRegion> {
+        FileRegion::new(Arc::clone(self.log.shared()), pos, len).ok_or_else(|| Error::Corrupt {
+            path: self.path().to_path_buf(),
+            position: pos,
+            reason: "segment file has no open descriptor".to_string(),
+        })
     }
 
     pub(crate) fn bytes(&self, pos: u64, len: u64) -> Result<Bytes> {

@@ -37,7 +37,7 @@ use std::marker::PhantomData;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::mmap::{MapWriter, MappedFile};
+use crate::mmap::{Hold, MapWriter, MappedFile};
 
 /// The layout and order of one kind of index entry.
 pub(crate) trait IndexEntry: Copy + fmt::Debug {
@@ -85,7 +85,7 @@ impl<E: IndexEntry> SparseIndex<E> {
     /// A new, empty index with room for `capacity_bytes` (rounded down to
     /// whole entries).
     pub(crate) fn create(path: &Path, capacity_bytes: u64) -> Result<Self> {
-        let w = MappedFile::create(path, Self::whole_entries(capacity_bytes))?;
+        let w = MappedFile::create(path, Self::whole_entries(capacity_bytes), Hold::MappingOnly)?;
         Ok(Self {
             w,
             len: 0,
@@ -96,7 +96,7 @@ impl<E: IndexEntry> SparseIndex<E> {
     /// Loads an existing index; the bool is false when the file fails the
     /// sanity check and must be rebuilt (it is kept open, empty, for that).
     pub(crate) fn open(path: &Path) -> Result<(Self, bool)> {
-        let w = MappedFile::open(path)?;
+        let w = MappedFile::open(path, Hold::MappingOnly)?;
         let (len, sane) = valid_entries::<E>(&w);
         let mut index = Self {
             w,
@@ -190,6 +190,12 @@ impl<E: IndexEntry> SparseIndex<E> {
     /// Shrinks the file to its entries: no further appends.
     pub(crate) fn trim(&mut self) -> Result<()> {
         self.w.trim()
+    }
+
+    /// Records that the file now lives at `path` (after a rename): the
+    /// index holds no descriptor, so later calls open it by this path.
+    pub(crate) fn renamed_exclusive(&mut self, path: &Path) -> Result<()> {
+        self.w.renamed_exclusive(path)
     }
 
     pub(crate) fn writer(&self) -> &MapWriter {
