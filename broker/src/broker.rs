@@ -73,7 +73,13 @@ impl Broker {
         })?;
         let defaults = TopicDefaults::from_broker(&config)?;
         warn_invalid_stored_configs(&controller.image());
-        let replicas = ReplicaManager::new(log_dir, config.durability, defaults);
+        let budget = sluice_storage::PartitionBudget::from_limits(
+            sluice_storage::ProcessLimits::current(),
+            u64::try_from(config.max_connections).unwrap_or(u64::MAX),
+        );
+        tracing::info!(partitions = budget.partitions, reason = %budget.reason, "partition budget");
+        let replicas =
+            ReplicaManager::new(log_dir, config.durability, defaults).with_partition_budget(budget);
         // A partition that cannot be opened now (a resource limit) must not
         // keep the broker down: every other partition is served, and the
         // maintenance pass retries the rest (`retry_reconcile`).

@@ -114,6 +114,10 @@ pub enum BrokerError {
     MismatchedEndpointType(i8),
     #[error(transparent)]
     Group(#[from] crate::group::GroupError),
+    /// A request the broker's policy refuses (Kafka's PolicyViolation),
+    /// e.g. partitions beyond the partition budget.
+    #[error("policy violation: {0}")]
+    PolicyViolation(String),
 }
 
 impl BrokerError {
@@ -159,6 +163,7 @@ impl BrokerError {
             Self::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             Self::MismatchedEndpointType(_) => ResponseError::MismatchedEndpointType,
             Self::Group(e) => e.error_code(),
+            Self::PolicyViolation(_) => ResponseError::PolicyViolation,
         }
     }
 

@@ -12,7 +12,7 @@
 //! `mmap` (the only `unsafe`), `segment`, `sparse_index` (what `offset_index`
 //! and `time_index` share), `offset_index`, `time_index`,
 //! `log` (open, append, roll, close), `read`, `recovery`, `retention` (retention,
-//! DeleteRecords, truncation), `checkpoint`, `flush`, `log_dir`, `region`.
+//! DeleteRecords, truncation), `checkpoint`, `flush`, `log_dir`, `region`, `budget` (the partition budget from process limits).
 //! The on-disk formats are specified in `docs/formats.md`; what each call
 //! makes durable is in `log.rs` and `docs/durability.md`.
 //!
@@ -23,6 +23,7 @@
 //!   stay readable for as long as the reader holds them, even after the
 //!   segment is deleted or truncated away.
 
+pub mod budget;
 mod checkpoint;
 mod config;
 mod error;
@@ -41,6 +42,7 @@ mod segment;
 mod sparse_index;
 mod time_index;
 
+pub use budget::{PartitionBudget, ProcessLimits};
 pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use flush::PendingFlush;

@@ -124,6 +124,16 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.into_config()?;
+            // Before any file or socket is opened: the partition budget
+            // is computed from the raised limit.
+            let nofile = sluice_storage::budget::raise_nofile_limit();
+            let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+            tracing::info!(
+                soft_before = %show(nofile.soft_before),
+                soft = %show(nofile.soft_after),
+                hard = %show(nofile.hard),
+                "RLIMIT_NOFILE raised to the hard limit"
+            );
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

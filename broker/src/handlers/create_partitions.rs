@@ -97,6 +97,9 @@ async fn grow(
     if let Some(assignments) = &topic.assignments {
         check_assignments(broker.identity().node_id, current, topic.count, assignments)?;
     }
+    broker
+        .replicas()
+        .check_partition_budget(&broker.image(), topic.count.saturating_sub(current))?;
     let record = MetadataRecord::PartitionsAdded {
         name: name.to_string(),
         partitions: topic.count,

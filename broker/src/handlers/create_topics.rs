@@ -47,6 +47,9 @@ pub async fn create_topic(
             "partition count {partitions} outside 1..={PARTITIONS_PER_TOPIC_MAX}"
         )));
     }
+    broker
+        .replicas()
+        .check_partition_budget(&broker.image(), partitions)?;
     let record = MetadataRecord::TopicCreated {
         name: name.to_string(),
         topic_id: uuid::Uuid::new_v4(),

@@ -14,6 +14,10 @@
 //!   what a client was told (topic created, config changed) survives a crash.
 //! - On open, the valid prefix of frames is replayed; a torn or corrupt tail
 //!   (a crash mid-append) is cut off and logged once at warn.
+//! - A failed append is never followed by an acknowledged one behind
+//!   garbage: the file is cut back to the end of the last whole frame (and
+//!   fsynced) before the error is returned; if even that fails, the log
+//!   refuses every later append until a restart recovers it.
 //!
 //! # Limits
 //! - [`METADATA_RECORD_BYTES_MAX`] per record: a record above it is refused
@@ -54,6 +58,14 @@ pub enum MetadataLogError {
 pub struct MetadataLog {
     path: PathBuf,
     file: File,
+    /// Bytes of whole frames: where the next frame starts.
+    len: u64,
+    /// Set when a failed append could not be cut back: nothing more may
+    /// be appended behind what may be a torn frame.
+    failed: bool,
+    /// Test seam: the next append writes this many bytes, then fails.
+    #[cfg(test)]
+    tear_next_append_at: Option<usize>,
 }
 
 impl MetadataLog {
@@ -91,7 +103,17 @@ impl MetadataLog {
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err)?;
-        Ok((Self { path, file }, records))
+        Ok((
+            Self {
+                path,
+                file,
+                len: valid_len as u64,
+                failed: false,
+                #[cfg(test)]
+                tear_next_append_at: None,
+            },
+            records,
+        ))
     }
 
     /// Appends `record` and fsyncs it. Blocking: call it off the reactor.
@@ -109,12 +131,41 @@ impl MetadataLog {
         frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         frame.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
         frame.extend_from_slice(&payload);
-        let io_err = |source| MetadataLogError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all(&frame).map_err(io_err)?;
-        self.file.sync_data().map_err(io_err)
+        if self.failed {
+            return Err(MetadataLogError::Io {
+                path: self.path.clone(),
+                source: io::Error::other("an earlier append failed and could not be undone"),
+            });
+        }
+        let written = self.write_frame(&frame);
+        if let Err(source) = written {
+            // Cut the torn frame off so the next append does not land
+            // behind garbage that would end the valid prefix at replay.
+            let undone = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data());
+            if let Err(e) = undone {
+                tracing::error!(path = %self.path.display(), error = %e, "a failed metadata append could not be undone; the metadata log refuses further appends");
+                self.failed = true;
+            }
+            return Err(MetadataLogError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        self.len += frame.len() as u64;
+        Ok(())
+    }
+
+    fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(at) = self.tear_next_append_at.take() {
+            self.file.write_all(frame.get(..at).unwrap_or(frame))?;
+            return Err(io::Error::other("test: torn append"));
+        }
+        self.file.write_all(frame)?;
+        self.file.sync_data()
     }
 }
 
@@ -175,6 +226,35 @@ mod tests {
         log.append(&deleted("c")).unwrap();
         let (_, records) = MetadataLog::open(dir.path()).unwrap();
         assert_eq!(records.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_append_is_cut_back_so_later_appends_survive_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("__cluster_metadata/metadata.log");
+        {
+            let (mut log, _) = MetadataLog::open(dir.path()).unwrap();
+            log.append(&deleted("a")).unwrap();
+            let good = std::fs::metadata(&path).unwrap().len();
+            log.tear_next_append_at = Some(11);
+            assert!(log.append(&deleted("torn")).is_err());
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+            // Acknowledged after the failure: must be replayed.
+            log.append(&deleted("b")).unwrap();
+        }
+        let (_, records) = MetadataLog::open(dir.path()).unwrap();
+        assert_eq!(records, vec![deleted("a"), deleted("b")]);
+    }
+
+    #[test]
+    fn a_log_that_cannot_undo_a_failed_append_refuses_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = MetadataLog::open(dir.path()).unwrap();
+        log.failed = true;
+        assert!(matches!(
+            log.append(&deleted("a")),
+            Err(MetadataLogError::Io { .. })
+        ));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use sluice_storage::{LogDir, TopicPartition};
+use sluice_storage::{LogDir, PartitionBudget, ProcessLimits, TopicPartition};
 use tokio::sync::Notify;
 
 use super::flusher::Flusher;
@@ -37,6 +37,10 @@ struct TopicPartitions {
     config: TopicConfig,
     partitions: Vec<Arc<Partition>>,
 }
+
+/// Connections the default budget keeps descriptors for (Kafka's
+/// `max.connections` is unbounded; Sluice's default is 10 000).
+const CONNECTIONS_RESERVE_DEFAULT: u64 = 10_000;
 
 /// Topics detached from the map whose logs are to be deleted.
 type Stale = Vec<(String, TopicPartitions)>;
@@ -60,6 +64,8 @@ pub struct ReplicaManager {
     reconciling: Mutex<()>,
     /// Set when the last reconcile could not open every partition.
     incomplete: AtomicBool,
+    /// Most partitions this node takes (see `sluice_storage::budget`).
+    budget: PartitionBudget,
     flusher: Flusher,
     /// Notified whenever any partition's high watermark advances; long-poll
     /// fetches wait on it.
@@ -75,9 +81,41 @@ impl ReplicaManager {
             topics: RwLock::new(HashMap::new()),
             reconciling: Mutex::new(()),
             incomplete: AtomicBool::new(false),
+            budget: PartitionBudget::from_limits(
+                ProcessLimits::current(),
+                CONNECTIONS_RESERVE_DEFAULT,
+            ),
             flusher: Flusher::start(),
             data_arrived: Arc::new(Notify::new()),
         }
+    }
+
+    /// Replaces the partition budget (the broker computes it with its
+    /// `max.connections`).
+    pub fn with_partition_budget(mut self, budget: PartitionBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn partition_budget(&self) -> &PartitionBudget {
+        &self.budget
+    }
+
+    /// POLICY_VIOLATION when `adding` more partitions would take the
+    /// node's total (every partition of `image`) past its budget. Called by
+    /// CreateTopics and CreatePartitions before anything is written.
+    pub fn check_partition_budget(
+        &self,
+        image: &MetadataImage,
+        adding: i32,
+    ) -> Result<(), BrokerError> {
+        let hosted: u64 = image
+            .topics()
+            .map(|t| u64::try_from(t.partitions).unwrap_or(0))
+            .sum();
+        self.budget
+            .check(hosted, u64::try_from(adding).unwrap_or(0))
+            .map_err(BrokerError::PolicyViolation)
     }
 
     pub fn durability(&self) -> DurabilityMode {
@@ -224,7 +262,11 @@ impl ReplicaManager {
                     let log_config = config.log_config();
                     if entry.config.log_config() != log_config {
                         for p in &entry.partitions {
-                            p.set_log_config(log_config.clone())?;
+                            // One partition refusing a config must not
+                            // stop the others from being reconciled.
+                            if let Err(e) = p.set_log_config(log_config.clone()) {
+                                tracing::error!(topic = %topic.name, partition = p.index(), error = %e, "config change not applied to the log");
+                            }
                         }
                     }
                     entry.config = config.clone();
