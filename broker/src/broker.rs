@@ -14,7 +14,8 @@ use std::sync::Arc;
 use sluice_storage::LogDir;
 use tokio::sync::Mutex;
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, parse_voters};
+use crate::controller::{ControllerConfig, Voter};
 use crate::error::BrokerError;
 use crate::group::Coordinator;
 use crate::metadata::{Controller, MetadataImage, MetadataRecord};
@@ -64,8 +65,7 @@ impl Broker {
             source,
         })?;
         let cluster_id = cluster_id(&data_dir)?;
-        let controller = Controller::open(&data_dir)
-            .map_err(|e| BrokerError::Metadata(crate::metadata::ProposeError::Log(e)))?;
+        let controller = start_controller(&config)?;
         let log_dir = LogDir::open(&data_dir).map_err(|source| BrokerError::Storage {
             topic: String::new(),
             partition: -1,
@@ -125,6 +125,38 @@ impl Broker {
         self.controller.image()
     }
 
+    /// The active controller's node id, or -1 while none is known
+    /// (Metadata and DescribeCluster `controller_id`).
+    pub fn controller_id(&self) -> i32 {
+        self.controller
+            .leader()
+            .and_then(|id| i32::try_from(id).ok())
+            .unwrap_or(-1)
+    }
+
+    /// Waits until the controller quorum has a leader (see
+    /// [`Controller::wait_for_leader`]).
+    pub async fn wait_for_controller(&self) {
+        self.controller.wait_for_leader().await;
+    }
+
+    /// Keeps the partition logs in line with every image the controller
+    /// publishes, including changes other nodes proposed. Runs until the
+    /// controller stops.
+    pub async fn follow_metadata(self: Arc<Self>) {
+        let mut images = self.controller.subscribe();
+        while images.changed().await.is_ok() {
+            let this = Arc::clone(&self);
+            let done =
+                tokio::task::spawn_blocking(move || this.replicas.reconcile(|| this.image())).await;
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "reconciling partition logs failed"),
+                Err(e) => tracing::error!(error = %e, "reconcile task failed"),
+            }
+        }
+    }
+
     /// Bytes of requests held in memory across all connections.
     pub fn memory_budget(&self) -> usize {
         self.config
@@ -132,7 +164,7 @@ impl Broker {
             .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
     }
 
-    /// Persists and applies a metadata change, then brings the partition
+    /// Replicates and applies a metadata change, then brings the partition
     /// logs in line with the new image.
     ///
     /// A topic creation is all or nothing: when its partitions cannot all
@@ -229,6 +261,7 @@ impl Broker {
 
     /// Flushes and closes every partition log (clean shutdown).
     pub fn shutdown(&self) {
+        self.controller.shutdown();
         self.groups.shutdown();
         self.replicas.shutdown();
     }
@@ -243,6 +276,43 @@ fn warn_invalid_stored_configs(image: &MetadataImage) {
             tracing::warn!(topic = %topic.name, %error, "stored topic config is invalid; using the default for that key");
         }
     }
+}
+
+/// Starts this node's controller: the voters from the config (this node
+/// alone by default), the controller listener bound here so a taken port
+/// fails the start. Blocking; needs a tokio runtime context.
+fn start_controller(config: &BrokerConfig) -> Result<Controller, BrokerError> {
+    let node_id = u64::try_from(config.node_id)
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| BrokerError::InvalidRequest(format!("node id {} is not positive", config.node_id)))?;
+    let voters = match &config.controller_voters {
+        Some(text) => parse_voters(text).map_err(|e| BrokerError::InvalidRequest(e.to_string()))?,
+        None => vec![(node_id, config.controller_listen.unwrap_or(config.listen))],
+    };
+    let own = voters.iter().find(|(id, _)| *id == node_id).map(|(_, a)| *a);
+    let listen = config.controller_listen.or(own);
+    let listener = match listen {
+        Some(addr) if voters.len() > 1 => Some(bind_controller(addr)?),
+        _ => None,
+    };
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| BrokerError::InvalidRequest(format!("controller needs a runtime: {e}")))?;
+    let controller_config = ControllerConfig {
+        node_id,
+        voters: voters.into_iter().map(|(id, addr)| Voter { id, addr }).collect(),
+        data_dir: config.data_dir.clone(),
+    };
+    Ok(Controller::start(&controller_config, &runtime, listener)?)
+}
+
+fn bind_controller(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, BrokerError> {
+    let io_err = |e: std::io::Error| {
+        BrokerError::InvalidRequest(format!("cannot listen for controllers on {addr}: {e}"))
+    };
+    let std_listener = std::net::TcpListener::bind(addr).map_err(io_err)?;
+    std_listener.set_nonblocking(true).map_err(io_err)?;
+    tokio::net::TcpListener::from_std(std_listener).map_err(io_err)
 }
 
 /// The cluster id, made once per data directory and kept in

@@ -44,6 +44,13 @@ pub struct BrokerConfig {
     pub advertised: Option<String>,
     /// `node.id`.
     pub node_id: i32,
+    /// Address the controller listener binds (Raft traffic between voters).
+    /// Defaults to this node's address in `controller_voters`; a single
+    /// voter needs none.
+    pub controller_listen: Option<SocketAddr>,
+    /// `controller.quorum.voters` as `id@host:port,…`. Defaults to this node
+    /// alone: a cluster of one.
+    pub controller_voters: Option<String>,
     /// `auto.create.topics.enable`: a Metadata request naming an unknown
     /// topic (what producers and consumers send before using one) creates
     /// it with `num.partitions` partitions. A Produce for an unknown topic
@@ -115,6 +122,8 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised: None,
             node_id: 1,
+            controller_listen: None,
+            controller_voters: None,
             auto_create_topics_enable: true,
             num_partitions: 1,
             durability: DurabilityMode::Fsync,
@@ -136,6 +145,38 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: group_limits::INITIAL_REBALANCE_DELAY_MS_DEFAULT,
         }
     }
+}
+
+/// Why `controller_voters` does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VotersError {
+    #[error("controller voter {0:?} is not id@host:port")]
+    Malformed(String),
+    #[error("controller voter id {0} appears twice")]
+    Duplicate(u64),
+}
+
+/// Parses `id@host:port,…` (Kafka's `controller.quorum.voters`); ids are
+/// positive node ids.
+pub fn parse_voters(text: &str) -> Result<Vec<(u64, SocketAddr)>, VotersError> {
+    let mut voters: Vec<(u64, SocketAddr)> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let malformed = || VotersError::Malformed(item.to_string());
+        let (id, addr) = item.split_once('@').ok_or_else(malformed)?;
+        let id: u64 = id.trim().parse().map_err(|_| malformed())?;
+        let addr: SocketAddr = addr.trim().parse().map_err(|_| malformed())?;
+        if id == 0 {
+            return Err(malformed());
+        }
+        if voters.iter().any(|(v, _)| *v == id) {
+            return Err(VotersError::Duplicate(id));
+        }
+        voters.push((id, addr));
+    }
+    if voters.is_empty() {
+        return Err(VotersError::Malformed(text.to_string()));
+    }
+    Ok(voters)
 }
 
 impl BrokerConfig {
@@ -178,6 +219,24 @@ mod tests {
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.durability, DurabilityMode::PageCache);
         assert!(BrokerConfig::from_toml("no_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn voters_parse_and_bad_ones_are_named() {
+        let v = parse_voters("1@127.0.0.1:9093, 2@127.0.0.1:9094").unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1], (2, SocketAddr::from(([127, 0, 0, 1], 9094))));
+        assert_eq!(
+            parse_voters("1@127.0.0.1:1,1@127.0.0.1:2"),
+            Err(VotersError::Duplicate(1))
+        );
+        assert!(matches!(parse_voters("x@1"), Err(VotersError::Malformed(_))));
+        assert!(parse_voters("").is_err());
+        let c = BrokerConfig::from_toml(
+            "controller_voters = \"1@127.0.0.1:9093\"\ncontroller_listen = \"127.0.0.1:9093\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.controller_listen.map(|a| a.port()), Some(9093));
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Metadata(#[from] ProposeError),
+    /// The controller could not start (startup only, never a reply).
+    #[error(transparent)]
+    ControllerStart(#[from] crate::controller::driver::ControllerError),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("invalid partitions: {0}")]
@@ -147,11 +150,14 @@ impl BrokerError {
             Self::DataDirIo { .. } => ResponseError::KafkaStorageError,
             Self::TaskFailed { .. } => ResponseError::UnknownServerError,
             Self::Metadata(ProposeError::Rejected(e)) => apply_error_code(e),
-            // The metadata log could not make the record durable.
-            Self::Metadata(ProposeError::Log(_)) => ResponseError::KafkaStorageError,
-            // The metadata writer's lock or task failed: an internal fault.
-            Self::Metadata(ProposeError::Poisoned | ProposeError::Task(_)) => {
-                ResponseError::UnknownServerError
+            Self::Metadata(ProposeError::NotController | ProposeError::LeaderChanged) => {
+                ResponseError::NotController
+            }
+            Self::Metadata(ProposeError::TimedOut | ProposeError::Busy) => {
+                ResponseError::RequestTimedOut
+            }
+            Self::Metadata(ProposeError::Stopped) | Self::ControllerStart(_) => {
+                ResponseError::KafkaStorageError
             }
             Self::InvalidRequest(_) => ResponseError::InvalidRequest,
             Self::InvalidPartitions(_) => ResponseError::InvalidPartitions,

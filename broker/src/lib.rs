@@ -14,6 +14,7 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod controller;
 pub mod dispatch;
 pub mod error;
 pub mod group;

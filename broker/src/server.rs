@@ -35,7 +35,11 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let bound = listener.local_addr()?;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, bound)).await??;
+    // Loading groups writes metadata (`__consumer_offsets`), which needs an
+    // active controller.
+    broker.wait_for_controller().await;
     crate::group::start(&broker).await?;
+    let metadata_follower = tokio::spawn(Arc::clone(&broker).follow_metadata());
     // Tests and scripts read this line to find an ephemeral port.
     tracing::info!(
         node_id = broker.identity().node_id,
@@ -49,6 +53,7 @@ pub async fn run(
     let _ = shutdown_tx.send(true);
     drain(connections).await;
     maintenance.abort();
+    metadata_follower.abort();
     let closing = Arc::clone(&broker);
     tokio::task::spawn_blocking(move || closing.shutdown()).await?;
     tracing::info!("stopped cleanly");

@@ -72,6 +72,15 @@ impl BrokerProcess {
     /// (`port` 0 picks a free one) with `extra` arguments, and waits for its
     /// `listening on` line.
     pub fn start(bin: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut broker = Self::spawn(bin, data_dir, port, extra)?;
+        broker.port = broker.wait_for_port()?;
+        Ok(broker)
+    }
+
+    /// Starts the process like [`Self::start`] without waiting for it to
+    /// listen: a cluster node listens only once a quorum of voters is up,
+    /// so a cluster's nodes are spawned first and waited for after.
+    pub fn spawn(bin: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
             .arg("serve")
             .arg("--data-dir")
@@ -95,15 +104,19 @@ impl BrokerProcess {
                 }
             }
         });
-        let mut broker = Self {
+        Ok(Self {
             child,
             port: 0,
             data_dir: data_dir.to_path_buf(),
             log,
             startup_log: Vec::new(),
-        };
-        broker.port = broker.wait_for_port()?;
-        Ok(broker)
+        })
+    }
+
+    /// Waits for the `listening on` line of a [`Self::spawn`]ed broker.
+    pub fn wait_ready(&mut self) -> anyhow::Result<()> {
+        self.port = self.wait_for_port()?;
+        Ok(())
     }
 
     fn wait_for_port(&mut self) -> anyhow::Result<u16> {
@@ -200,6 +213,8 @@ impl Drop for BrokerProcess {
         }
     }
 }
+
+pub mod cluster;
 
 /// The port of a `listening on 127.0.0.1:<port>` log line.
 pub fn parse_listening_port(line: &str) -> Option<u16> {

@@ -82,6 +82,12 @@ struct ServeArgs {
     /// This node's id.
     #[arg(long)]
     node_id: Option<i32>,
+    /// Address of the controller listener (Raft between voters).
+    #[arg(long)]
+    controller_listen: Option<SocketAddr>,
+    /// The controller quorum: id@host:port,… (default: this node alone).
+    #[arg(long)]
+    controller_voters: Option<String>,
 }
 
 impl ServeArgs {
@@ -106,6 +112,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.node_id {
             config.node_id = v;
+        }
+        if let Some(v) = self.controller_listen {
+            config.controller_listen = Some(v);
+        }
+        if let Some(v) = self.controller_voters {
+            config.controller_voters = Some(v);
         }
         Ok(config)
     }

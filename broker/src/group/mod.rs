@@ -44,6 +44,7 @@ pub use records::OFFSETS_TOPIC;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::metadata::{ApplyError, ProposeError};
 use crate::server::now_ms;
 
 /// The coordinator settings a broker config gives.
@@ -86,19 +87,35 @@ pub async fn start(broker: &Arc<Broker>) -> Result<(), BrokerError> {
         Some(topic) => topic.partitions,
         None => {
             let wanted = broker.config().offsets_topic_num_partitions;
-            crate::handlers::create_topics::create_topic(
+            let created = crate::handlers::create_topics::create_topic(
                 broker,
                 OFFSETS_TOPIC,
                 wanted,
                 offsets_topic_configs(),
                 false,
             )
-            .await?
-            .partitions
+            .await;
+            match created {
+                Ok(topic) => topic.partitions,
+                // Every node does this at start; another one won the race.
+                Err(BrokerError::Metadata(ProposeError::Rejected(ApplyError::TopicExists(_)))) => {
+                    broker
+                        .image()
+                        .topic(OFFSETS_TOPIC)
+                        .map(|t| t.partitions)
+                        .unwrap_or(wanted)
+                }
+                Err(e) => return Err(e),
+            }
         }
     };
     let b = Arc::clone(broker);
-    tokio::task::spawn_blocking(move || b.groups().load(b.replicas(), partitions))
+    // The image may hold the topic before this node's logs do (another
+    // node created it): bring the logs in line first.
+    tokio::task::spawn_blocking(move || {
+        b.replicas().reconcile(|| b.image())?;
+        b.groups().load(b.replicas(), partitions)
+    })
         .await
         .map_err(|source| BrokerError::TaskFailed {
             task: "group load",

@@ -48,7 +48,7 @@ pub async fn handle_describe_cluster(
             .with_error_code(e.code())
             .with_error_message(Some(StrBytes::from_string(e.to_string())));
     }
-    base.with_controller_id(BrokerId(id.node_id))
+    base.with_controller_id(BrokerId(broker.controller_id()))
         .with_brokers(vec![
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(id.node_id))

@@ -58,7 +58,7 @@ pub async fn handle_metadata(
                 .with_port(id.port),
         ])
         .with_cluster_id(Some(StrBytes::from_string(id.cluster_id.clone())))
-        .with_controller_id(BrokerId(id.node_id))
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

@@ -12,13 +12,14 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::records::MetadataRecord;
 use crate::settings::{ConfigError, validate_topic_values};
 
 /// One topic as the cluster knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub topic_id: Uuid,
@@ -47,7 +48,8 @@ pub enum ApplyError {
 }
 
 /// Cluster metadata at one point of the metadata log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Serialisable: a Raft snapshot carries the whole image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     topics: BTreeMap<String, TopicImage>,
     next_producer_id: i64,

@@ -2,31 +2,28 @@
 //! allocation, as a log of records and the image they build.
 //!
 //! ```text
-//! handler ── propose(record) ──► Controller: check against image
-//!                                 ─► MetadataLog::append (fsync)
-//!                                 ─► image.apply ─► publish Arc<MetadataImage>
+//! handler ── propose(record) ──► controller::Controller ──► Raft log
+//!            (replicated to the voters, fsynced) ─► every node applies the
+//!            committed record to its MetadataImage ─► publish Arc<MetadataImage>
 //! ```
 //!
-//! The [`Controller`] is the one writer. Today it is local to the node; the
-//! cluster work puts a Raft log where [`MetadataLog`] is, with the same
-//! records and the same deterministic [`MetadataImage::apply`].
+//! The records and the deterministic [`MetadataImage::apply`] live here; the
+//! Raft quorum that orders them lives in [`crate::controller`]. [`MetadataLog`]
+//! is the single-node log of earlier versions, kept to import such a data
+//! directory on first start.
 //!
 //! # Invariants
-//! - A record is fsynced before it is applied and published, so what a
-//!   client was told survives a crash.
-//! - Proposals are serialised: each is checked against the image that
-//!   includes every record accepted before it.
+//! - A record is applied only once it is committed (fsynced by a majority
+//!   of voters), so what a client was told survives a crash.
+//! - Every node applies the same records in the same order, so a check such
+//!   as "topic exists" gives the same answer everywhere.
 
 pub mod image;
 pub mod log;
 pub mod records;
 pub mod topic_name;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::watch;
-
+pub use crate::controller::Controller;
 pub use image::{ApplyError, MetadataImage, TopicImage};
 pub use log::{MetadataLog, MetadataLogError};
 pub use records::MetadataRecord;
@@ -34,101 +31,25 @@ pub use records::MetadataRecord;
 /// Why a proposal was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ProposeError {
-    /// The record does not apply to the current image (deterministic).
+    /// The record does not apply to the image (deterministic, the same on
+    /// every node).
     #[error(transparent)]
     Rejected(#[from] ApplyError),
-    /// The record could not be made durable; the node must not go on as if
-    /// it had been.
-    #[error(transparent)]
-    Log(#[from] MetadataLogError),
-    /// The metadata state lock was poisoned by a panic.
-    #[error("the metadata state lock was poisoned by a panic")]
-    Poisoned,
-    /// The blocking task that writes the record panicked or was cancelled.
-    #[error("metadata writer task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
-struct ControllerState {
-    log: MetadataLog,
-    image: MetadataImage,
-}
-
-/// The single writer of cluster metadata.
-pub struct Controller {
-    state: Arc<Mutex<ControllerState>>,
-    published: watch::Sender<Arc<MetadataImage>>,
-}
-
-impl Controller {
-    /// Opens the metadata log under `data_dir` and replays it.
-    ///
-    /// A replayed record that no longer applies is skipped with an error
-    /// log rather than stopping the node: it was checked before it was
-    /// written, so this means a bug, and the rest of the log still holds.
-    pub fn open(data_dir: &Path) -> Result<Self, MetadataLogError> {
-        let (log, records) = MetadataLog::open(data_dir)?;
-        let mut image = MetadataImage::default();
-        for (index, record) in records.iter().enumerate() {
-            if let Err(e) = image.apply(record) {
-                tracing::error!(index, error = %e, "metadata record does not replay; skipped");
-            }
-        }
-        let (published, _) = watch::channel(Arc::new(image.clone()));
-        Ok(Self {
-            state: Arc::new(Mutex::new(ControllerState { log, image })),
-            published,
-        })
-    }
-
-    /// The latest published image.
-    pub fn image(&self) -> Arc<MetadataImage> {
-        self.published.borrow().clone()
-    }
-
-    /// Checks, persists and applies `record`; returns the new image.
-    pub async fn propose(
-        &self,
-        record: MetadataRecord,
-    ) -> Result<Arc<MetadataImage>, ProposeError> {
-        let state = Arc::clone(&self.state);
-        let image = tokio::task::spawn_blocking(move || -> Result<_, ProposeError> {
-            let mut state = state.lock().map_err(|_| ProposeError::Poisoned)?;
-            state.image.check(&record)?;
-            state.log.append(&record)?;
-            state.image.apply(&record)?;
-            Ok(Arc::new(state.image.clone()))
-        })
-        .await??;
-        self.published.send_replace(Arc::clone(&image));
-        Ok(image)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn accepted_records_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let created = MetadataRecord::TopicCreated {
-            name: "orders".into(),
-            topic_id: uuid::Uuid::from_u128(1),
-            partitions: 3,
-            configs: BTreeMap::new(),
-        };
-        {
-            let c = Controller::open(dir.path()).unwrap();
-            c.propose(created.clone()).await.unwrap();
-            assert!(matches!(
-                c.propose(created).await,
-                Err(ProposeError::Rejected(ApplyError::TopicExists(_)))
-            ));
-        }
-        let c = Controller::open(dir.path()).unwrap();
-        assert_eq!(c.image().topic("orders").map(|t| t.partitions), Some(3));
-    }
+    /// No leader is known (an election is under way): retriable.
+    #[error("no active controller is known")]
+    NotController,
+    /// The leader changed while the proposal waited; it may or may not
+    /// have committed: retriable (NOT_CONTROLLER).
+    #[error("the active controller changed; the change may or may not have been made")]
+    LeaderChanged,
+    /// Not committed and applied in time: retriable, and the change may
+    /// still happen.
+    #[error("metadata change not committed in time")]
+    TimedOut,
+    /// The controller's queue is full: retriable.
+    #[error("controller queue is full")]
+    Busy,
+    /// The controller stopped (shutdown or a storage failure).
+    #[error("controller is not running")]
+    Stopped,
 }

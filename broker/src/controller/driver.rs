@@ -1,0 +1,395 @@
+//! The driver: one thread that owns the [`ControllerNode`], ticks it, feeds
+//! it messages and proposals, runs its Ready loop, sends what it produced
+//! and publishes each new image; and [`Controller`], the handle the rest of
+//! the broker holds.
+//!
+//! The driver is a plain thread because every Ready ends in an fsync: it
+//! must not sit on a runtime worker, and nothing else may wait on it.
+//!
+//! # Invariants
+//! - The driver never blocks on the network: sends go to the transport's
+//!   bounded per-peer queues.
+//! - A proposal is answered exactly once: with its apply result, with
+//!   NOT_CONTROLLER when no leader is known or the leader changed while it
+//!   waited, with REQUEST_TIMED_OUT after
+//!   [`PROPOSE_TIMEOUT`], or with the driver's failure.
+//! - [`Controller::start`] returns only once the image includes every entry
+//!   this node knew to be committed, so the broker never reconciles its
+//!   partition logs against an image older than its own log.
+//!
+//! # Limits
+//! [`DRIVER_QUEUE`] events, [`PENDING_PROPOSALS_MAX`] waiting proposals.
+//!
+//! # Caveats
+//! - A proposal that times out may still commit later (as in Kafka, a
+//!   timeout does not say the change did not happen); retrying a
+//!   CreateTopics then answers TOPIC_ALREADY_EXISTS.
+//! - A storage failure stops the driver: the node keeps serving the last
+//!   image read-only and every proposal fails with KAFKA_STORAGE_ERROR.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use raft::prelude::Message;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+
+use super::disk::FileDisk;
+use super::limits::{
+    DRIVER_QUEUE, ELECTION_TICKS, HEARTBEAT_TICKS, PENDING_PROPOSALS_MAX, PROPOSE_TIMEOUT,
+    SNAPSHOT_INTERVAL, TICK,
+};
+use super::node::{ControllerNode, NodeConfig, NodeError, Output, import_snapshot};
+use super::raft_storage::{RaftStorage, RaftStorageError};
+use super::transport::Transport;
+use crate::metadata::{MetadataImage, MetadataLog, MetadataLogError, MetadataRecord, ProposeError};
+
+/// One voter of the controller quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Voter {
+    pub id: u64,
+    pub addr: SocketAddr,
+}
+
+/// How this node's controller starts.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub node_id: u64,
+    /// Every voter, this node included. A single voter needs no listener.
+    pub voters: Vec<Voter>,
+    /// The data directory; the Raft log lives in `__cluster_metadata/`.
+    pub data_dir: PathBuf,
+}
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Storage(#[from] RaftStorageError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("importing the single-node metadata log: {0}")]
+    Legacy(#[from] MetadataLogError),
+    #[error(
+        "{0} holds a metadata log written by single-node Sluice; start it as a single voter once to import it"
+    )]
+    LegacyNeedsSingleVoter(PathBuf),
+    #[error("node {0} is not in the controller voters; broker-only nodes are not supported yet")]
+    NotAVoter(u64),
+    #[error("controller i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+type Reply = oneshot::Sender<Result<Arc<MetadataImage>, ProposeError>>;
+
+enum Event {
+    Propose(MetadataRecord, Reply),
+    Raft(Message),
+    Stop,
+}
+
+struct Pending {
+    reply: Reply,
+    deadline: Instant,
+}
+
+/// The handle to this node's controller.
+pub struct Controller {
+    events: SyncSender<Event>,
+    published: watch::Receiver<Arc<MetadataImage>>,
+    leader: Arc<AtomicU64>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Controller {
+    /// Opens the Raft log (importing a single-node metadata log on first
+    /// start), catches the image up to the committed entries on disk, and
+    /// starts the driver thread and, for several voters, the transport on
+    /// `listener`. Blocking.
+    pub fn start(
+        config: &ControllerConfig,
+        runtime: &tokio::runtime::Handle,
+        listener: Option<TcpListener>,
+    ) -> Result<Self, ControllerError> {
+        let ids: Vec<u64> = config.voters.iter().map(|v| v.id).collect();
+        if !ids.contains(&config.node_id) {
+            return Err(ControllerError::NotAVoter(config.node_id));
+        }
+        let dir = config.data_dir.join("__cluster_metadata");
+        let disk = FileDisk::open(&dir, "raft.log")?;
+        let mut storage = RaftStorage::open(Box::new(disk), &ids)?;
+        import_legacy(&config.data_dir, &mut storage, ids.len())?;
+        let committed = storage.hard_state().commit;
+        let node_config = NodeConfig {
+            id: config.node_id,
+            voters: ids,
+            election_tick: ELECTION_TICKS,
+            heartbeat_tick: HEARTBEAT_TICKS,
+            snapshot_interval: SNAPSHOT_INTERVAL,
+            incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
+        };
+        let mut node = ControllerNode::new(&node_config, storage, &super::raft_logger())?;
+        let early = catch_up(&mut node, committed)?;
+        let (events, inbox) = std::sync::mpsc::sync_channel(DRIVER_QUEUE);
+        let deliver_to = events.clone();
+        let deliver = Arc::new(move |m: Message| {
+            // A full queue drops the message; Raft retransmits.
+            let _ = deliver_to.try_send(Event::Raft(m));
+        });
+        let peers: Vec<(u64, SocketAddr)> = config
+            .voters
+            .iter()
+            .filter(|v| v.id != config.node_id)
+            .map(|v| (v.id, v.addr))
+            .collect();
+        let transport = Transport::start(runtime, config.node_id, listener, &peers, deliver);
+        for m in &early.messages {
+            transport.send(m);
+        }
+        let (publish, published) = watch::channel(Arc::clone(node.image()));
+        let leader = Arc::new(AtomicU64::new(node.leader().unwrap_or(0)));
+        let driver = Driver {
+            node,
+            inbox,
+            transport,
+            publish,
+            leader: Arc::clone(&leader),
+            pending: HashMap::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("controller-{}", config.node_id))
+            .spawn(move || driver.run())?;
+        Ok(Self {
+            events,
+            published,
+            leader,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The latest published image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.published.borrow().clone()
+    }
+
+    /// Every image published from now on.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.published.clone()
+    }
+
+    /// The active controller (the Raft leader) as this node knows it.
+    pub fn leader(&self) -> Option<u64> {
+        Some(self.leader.load(Ordering::Relaxed)).filter(|id| *id != 0)
+    }
+
+    /// Replicates `record` and waits until it is applied here; returns the
+    /// image that includes it, or why it was not applied.
+    ///
+    /// While no leader is known (an election), it waits for one up to
+    /// [`PROPOSE_TIMEOUT`] before answering NOT_CONTROLLER: an election
+    /// takes about a second, and a client's request should ride it out.
+    pub async fn propose(
+        &self,
+        record: MetadataRecord,
+    ) -> Result<Arc<MetadataImage>, ProposeError> {
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            match self.propose_once(record.clone()).await {
+                Err(ProposeError::NotController) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(TICK).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn propose_once(
+        &self,
+        record: MetadataRecord,
+    ) -> Result<Arc<MetadataImage>, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        match self.events.try_send(Event::Propose(record, reply)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ProposeError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(ProposeError::Stopped),
+        }
+        answer.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// Waits until a leader is known, logging while it waits: a node
+    /// starting without a quorum of voters up waits for them.
+    pub async fn wait_for_leader(&self) {
+        let mut waited = 0u32;
+        while self.leader().is_none() {
+            if waited % 100 == 99 {
+                tracing::warn!("waiting for a quorum of controller voters to elect a leader");
+            }
+            waited += 1;
+            tokio::time::sleep(TICK).await;
+        }
+    }
+
+    /// Stops the driver thread and waits for it (clean shutdown).
+    pub fn shutdown(&self) {
+        let _ = self.events.try_send(Event::Stop);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("controller thread panicked");
+        }
+    }
+}
+
+/// Applies the entries this node already knew to be committed, so the
+/// first published image is not older than the node's own log.
+fn catch_up(node: &mut ControllerNode, committed: u64) -> Result<Output, NodeError> {
+    let mut first = node.handle_ready()?;
+    while node.applied() < committed {
+        let more = node.handle_ready()?;
+        if more.applied.is_empty() {
+            break;
+        }
+        first.messages.extend(more.messages);
+    }
+    Ok(first)
+}
+
+/// Moves a metadata log written by single-node Sluice into the Raft log as
+/// the initial snapshot, and keeps the old file as `metadata.log.imported`.
+fn import_legacy(
+    data_dir: &Path,
+    storage: &mut RaftStorage,
+    voters: usize,
+) -> Result<(), ControllerError> {
+    let dir = data_dir.join("__cluster_metadata");
+    let legacy = dir.join("metadata.log");
+    if !legacy.exists() {
+        return Ok(());
+    }
+    let fresh = storage.hard_state().term == 0 && storage.latest_snapshot().is_empty();
+    if fresh {
+        if voters != 1 {
+            return Err(ControllerError::LegacyNeedsSingleVoter(data_dir.into()));
+        }
+        let (_, records) = MetadataLog::open(data_dir)?;
+        let mut image = MetadataImage::default();
+        for (index, record) in records.iter().enumerate() {
+            if let Err(e) = image.apply(record) {
+                tracing::error!(index, error = %e, "legacy metadata record does not replay; skipped");
+            }
+        }
+        let snapshot = import_snapshot(&image, storage)?;
+        storage.apply_snapshot(snapshot)?;
+        tracing::info!(records = records.len(), "imported the single-node metadata log");
+    }
+    std::fs::rename(&legacy, dir.join("metadata.log.imported"))?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(())
+}
+
+struct Driver {
+    node: ControllerNode,
+    inbox: Receiver<Event>,
+    transport: Transport,
+    publish: watch::Sender<Arc<MetadataImage>>,
+    leader: Arc<AtomicU64>,
+    pending: HashMap<u64, Pending>,
+}
+
+impl Driver {
+    /// The leader changed: a proposal forwarded to the old one may be lost
+    /// with it, so every waiting proposal is answered NOT_CONTROLLER now
+    /// rather than REQUEST_TIMED_OUT later. It may still commit (the old
+    /// leader may have replicated it); the client's retry then sees the
+    /// outcome. Not retried here: a re-proposed record could apply twice.
+    fn leader_changed(&mut self) {
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.send(Err(ProposeError::LeaderChanged));
+        }
+    }
+
+    /// Runs until `Stop`, the handle is dropped, or storage fails.
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(wait) {
+                Ok(Event::Propose(record, reply)) => self.propose(record, reply),
+                Ok(Event::Raft(message)) => self.node.step(message),
+                Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.node.tick();
+                next_tick = now + TICK;
+                self.expire(now);
+            }
+            if let Err(e) = self.ready() {
+                tracing::error!(error = %e, "controller storage failed; the controller stops");
+                break;
+            }
+        }
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.send(Err(ProposeError::Stopped));
+        }
+        tracing::info!("controller stopped");
+    }
+
+    fn propose(&mut self, record: MetadataRecord, reply: Reply) {
+        if self.pending.len() >= PENDING_PROPOSALS_MAX {
+            let _ = reply.send(Err(ProposeError::Busy));
+            return;
+        }
+        match self.node.propose(record) {
+            Ok(seq) => {
+                let deadline = Instant::now() + PROPOSE_TIMEOUT;
+                self.pending.insert(seq, Pending { reply, deadline });
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "proposal refused");
+                let _ = reply.send(Err(ProposeError::NotController));
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in expired {
+            if let Some(p) = self.pending.remove(&seq) {
+                let _ = p.reply.send(Err(ProposeError::TimedOut));
+            }
+        }
+    }
+
+    fn ready(&mut self) -> Result<(), NodeError> {
+        let out = self.node.handle_ready()?;
+        for m in &out.messages {
+            self.transport.send(m);
+        }
+        if out.image_changed {
+            self.publish.send_replace(Arc::clone(self.node.image()));
+        }
+        for (seq, result) in out.results {
+            if let Some(p) = self.pending.remove(&seq) {
+                let _ = p.reply.send(result.map_err(ProposeError::Rejected));
+            }
+        }
+        let leader = self.node.leader().unwrap_or(0);
+        if self.leader.swap(leader, Ordering::Relaxed) != leader {
+            self.leader_changed();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,357 @@
+//! One controller as an I/O-free state machine: raft-rs's `RawNode` over
+//! the [`RaftStorage`], and the [`MetadataImage`] its committed entries
+//! build. The real [driver](super::driver) and the simulation both run this
+//! type; only the clock, the disk and the network around it differ.
+//!
+//! ```text
+//! propose(record) ─► RawNode::propose (a follower forwards it to the leader)
+//! step(message) / tick()
+//! handle_ready(): write entries + hard state ─► sync ─► apply committed
+//!                 entries to the image ─► hand back messages to send and
+//!                 the results of this node's own proposals
+//! ```
+//!
+//! # Invariants
+//! - Nothing leaves `handle_ready` (no message, no apply result) before the
+//!   Ready's entries, hard state and snapshot are synced.
+//! - Applying is deterministic: every node applies the same entries in the
+//!   same order to the same image and gets the same result, so the checks
+//!   that used to run before writing (`TOPIC_ALREADY_EXISTS`, …) now run at
+//!   apply time, and of two racing proposals the later one is refused
+//!   everywhere.
+//! - A proposal is tagged with (node id, incarnation, sequence); only the
+//!   node and incarnation that made it report its result, so a restarted node
+//!   never mistakes an old entry for a new proposal.
+//!
+//! # Limits
+//! - Uncommitted bytes are bounded by raft-rs (`max_uncommitted_size`,
+//!   [`UNCOMMITTED_BYTES_MAX`]); proposals past it are refused, not queued.
+//! - The log is compacted into a snapshot of the image every
+//!   [`NodeConfig::snapshot_interval`] applied entries.
+//!
+//! # Caveats
+//! - raft-rs draws election timeouts from a thread-local RNG; this type
+//!   overrides each fresh timeout from its own seeded generator so a
+//!   simulation run is reproducible from its seed.
+
+use std::sync::Arc;
+
+use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
+use raft::{Config, RawNode, SnapshotStatus, StateRole, Storage};
+use serde::{Deserialize, Serialize};
+
+use super::raft_storage::{RaftStorage, RaftStorageError};
+use super::rng::SplitMix64;
+use crate::metadata::{ApplyError, MetadataImage, MetadataRecord};
+
+/// raft-rs's bound on proposed but uncommitted entry bytes.
+pub const UNCOMMITTED_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// How a controller node is set up.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (the broker's `node.id`).
+    pub id: u64,
+    /// Every voter's id, this node's included.
+    pub voters: Vec<u64>,
+    /// Ticks without hearing from a leader before a follower campaigns (the
+    /// actual timeout is drawn from `[election_tick, 2 × election_tick)`).
+    pub election_tick: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_tick: usize,
+    /// Applied entries between snapshots.
+    pub snapshot_interval: u64,
+    /// Tags this run's proposals and seeds the election timeouts.
+    pub incarnation: u64,
+}
+
+/// Why the controller node cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Storage(#[from] RaftStorageError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("metadata snapshot does not decode: {0}")]
+    Snapshot(String),
+}
+
+/// The payload of every Raft entry this controller proposes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TaggedRecord {
+    node: u64,
+    incarnation: u64,
+    seq: u64,
+    record: MetadataRecord,
+}
+
+/// The outcome of a proposal made by this node and incarnation.
+pub type ProposalResult = Result<Arc<MetadataImage>, ApplyError>;
+
+/// One applied entry, for checkers: index, term, CRC-32 of its data.
+pub type AppliedEntry = (u64, u64, u32);
+
+/// What one `handle_ready` produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Raft messages to send (already safe to send: everything they depend
+    /// on is synced).
+    pub messages: Vec<Message>,
+    /// Results of this node's own proposals, by sequence number.
+    pub results: Vec<(u64, ProposalResult)>,
+    /// Every entry applied, in order.
+    pub applied: Vec<AppliedEntry>,
+    /// The image changed (an entry applied or a snapshot installed).
+    pub image_changed: bool,
+}
+
+/// One controller: Raft plus the metadata image.
+pub struct ControllerNode {
+    raw: RawNode<RaftStorage>,
+    image: Arc<MetadataImage>,
+    applied: u64,
+    next_seq: u64,
+    incarnation: u64,
+    snapshot_interval: u64,
+    rng: SplitMix64,
+}
+
+impl ControllerNode {
+    /// Starts a node on `storage` (already opened and replayed). A single
+    /// voter elects itself at once: the zero-configuration node must not
+    /// wait an election timeout.
+    pub fn new(
+        config: &NodeConfig,
+        storage: RaftStorage,
+        logger: &slog::Logger,
+    ) -> Result<Self, NodeError> {
+        let snapshot = storage.latest_snapshot().clone();
+        let image = restore_image(&snapshot)?;
+        let applied = snapshot.get_metadata().index;
+        let raft_config = Config {
+            id: config.id,
+            election_tick: config.election_tick,
+            heartbeat_tick: config.heartbeat_tick,
+            applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            max_uncommitted_size: UNCOMMITTED_BYTES_MAX,
+            ..Config::default()
+        };
+        raft_config.validate()?;
+        let raw = RawNode::new(&raft_config, storage, logger)?;
+        let mut node = Self {
+            raw,
+            image: Arc::new(image),
+            applied,
+            next_seq: 0,
+            incarnation: config.incarnation,
+            snapshot_interval: config.snapshot_interval.max(1),
+            rng: SplitMix64::new(config.incarnation ^ config.id),
+        };
+        node.reseed_election_timeout();
+        if config.voters == [config.id] {
+            node.raw.campaign()?;
+        }
+        Ok(node)
+    }
+
+    /// The image as of the last applied entry.
+    pub fn image(&self) -> &Arc<MetadataImage> {
+        &self.image
+    }
+
+    /// Index of the last applied entry.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The leader this node knows of, if any.
+    pub fn leader(&self) -> Option<u64> {
+        Some(self.raw.raft.leader_id).filter(|id| *id != raft::INVALID_ID)
+    }
+
+    /// Whether this node is the leader (the active controller).
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The current Raft term.
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    /// Index of the latest snapshot (0 when there is none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.raw.store().latest_snapshot().get_metadata().index
+    }
+
+    /// Advances the logical clock by one tick.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+        self.reseed_election_timeout();
+    }
+
+    /// Feeds a message from a peer. A message raft-rs refuses (a stale or
+    /// unknown peer) is dropped: the sender retransmits what matters.
+    pub fn step(&mut self, message: Message) {
+        if let Err(e) = self.raw.step(message) {
+            tracing::debug!(error = %e, "raft message dropped");
+        }
+        self.reseed_election_timeout();
+    }
+
+    /// Proposes `record`; its result comes back from a later `handle_ready`
+    /// under the returned sequence number. Refused (`ProposalDropped`) when
+    /// no leader is known or the uncommitted bound is reached.
+    pub fn propose(&mut self, record: MetadataRecord) -> Result<u64, NodeError> {
+        let seq = self.next_seq;
+        let tagged = TaggedRecord {
+            node: self.raw.raft.id,
+            incarnation: self.incarnation,
+            seq,
+            record,
+        };
+        let data = serde_json::to_vec(&tagged).map_err(|e| NodeError::Snapshot(e.to_string()))?;
+        self.raw.propose(Vec::new(), data)?;
+        self.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// Runs one Ready cycle: persist, sync, apply, collect messages.
+    pub fn handle_ready(&mut self) -> Result<Output, NodeError> {
+        let mut out = Output::default();
+        if !self.raw.has_ready() {
+            return Ok(out);
+        }
+        let mut ready = self.raw.ready();
+        // Leader appends could go out before the local write (raft-rs allows
+        // it); holding them until after the sync is simpler and costs one
+        // fsync of latency on a path that is not hot.
+        out.messages = ready.take_messages();
+        if !ready.snapshot().is_empty() {
+            let snapshot = ready.snapshot().clone();
+            self.image = Arc::new(restore_image(&snapshot)?);
+            self.applied = snapshot.get_metadata().index;
+            out.image_changed = true;
+            self.raw.mut_store().apply_snapshot(snapshot)?;
+        }
+        let committed = ready.take_committed_entries();
+        let store = self.raw.mut_store();
+        store.append(ready.entries())?;
+        if let Some(hard_state) = ready.hs() {
+            store.set_hard_state(hard_state)?;
+        }
+        store.sync()?;
+        self.apply(committed, &mut out);
+        out.messages.extend(ready.take_persisted_messages());
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+        }
+        out.messages.extend(light.take_messages());
+        self.apply(light.take_committed_entries(), &mut out);
+        self.raw.advance_apply();
+        self.snapshots_sent(&out.messages);
+        self.maybe_compact()?;
+        self.reseed_election_timeout();
+        Ok(out)
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>, out: &mut Output) {
+        for entry in entries {
+            if entry.index <= self.applied {
+                continue;
+            }
+            self.applied = entry.index;
+            out.applied
+                .push((entry.index, entry.term, crc32fast::hash(&entry.data)));
+            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+                continue; // a new leader's empty entry
+            }
+            let tagged: TaggedRecord = match serde_json::from_slice(&entry.data) {
+                Ok(t) => t,
+                Err(e) => {
+                    // Every node skips the same entry, so images still agree.
+                    tracing::error!(index = entry.index, error = %e, "raft entry does not decode; skipped");
+                    continue;
+                }
+            };
+            let result = Arc::make_mut(&mut self.image).apply(&tagged.record);
+            out.image_changed |= result.is_ok();
+            if tagged.node == self.raw.raft.id && tagged.incarnation == self.incarnation {
+                let result = result.map(|()| Arc::clone(&self.image));
+                out.results.push((tagged.seq, result));
+            }
+        }
+    }
+
+    /// A snapshot message counts as delivered once handed to the network:
+    /// raft-rs then probes the follower, which rejects the probe if the
+    /// snapshot was lost, and the leader sends it again. Without a report
+    /// the follower would wait for the snapshot forever (the transport
+    /// cannot know what was delivered).
+    fn snapshots_sent(&mut self, messages: &[Message]) {
+        for m in messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.raw.report_snapshot(m.to, SnapshotStatus::Finish);
+            }
+        }
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), NodeError> {
+        if self.applied < self.snapshot_index() + self.snapshot_interval {
+            return Ok(());
+        }
+        let store = self.raw.store();
+        let mut snapshot = Snapshot::default();
+        let meta = snapshot.mut_metadata();
+        meta.index = self.applied;
+        meta.term = store.term(self.applied)?;
+        meta.set_conf_state(store.conf_state().clone());
+        let data =
+            serde_json::to_vec(&*self.image).map_err(|e| NodeError::Snapshot(e.to_string()))?;
+        snapshot.data = data.into();
+        self.raw.mut_store().compact(snapshot)?;
+        Ok(())
+    }
+
+    /// raft-rs drew a new election timeout (it zeroes `election_elapsed`
+    /// whenever it does); replace it with one from the seeded generator.
+    fn reseed_election_timeout(&mut self) {
+        let raft = &mut self.raw.raft;
+        if raft.election_elapsed != 0 {
+            return;
+        }
+        let low = raft.election_timeout() as u64;
+        let timeout = low + self.rng.below(low.max(1));
+        raft.set_randomized_election_timeout(timeout as usize);
+    }
+}
+
+/// The image a snapshot carries (the empty image for no snapshot).
+pub fn restore_image(snapshot: &Snapshot) -> Result<MetadataImage, NodeError> {
+    if snapshot.is_empty() {
+        return Ok(MetadataImage::default());
+    }
+    serde_json::from_slice(&snapshot.data).map_err(|e| NodeError::Snapshot(e.to_string()))
+}
+
+/// A snapshot at index 1 holding `image`: how a data directory written by
+/// the single-node metadata log enters the Raft log.
+pub fn import_snapshot(
+    image: &MetadataImage,
+    storage: &RaftStorage,
+) -> Result<Snapshot, NodeError> {
+    let mut snapshot = Snapshot::default();
+    let meta = snapshot.mut_metadata();
+    meta.index = 1;
+    meta.term = 1;
+    meta.set_conf_state(storage.conf_state().clone());
+    snapshot.data = serde_json::to_vec(image)
+        .map_err(|e| NodeError::Snapshot(e.to_string()))?
+        .into();
+    Ok(snapshot)
+}

@@ -1,0 +1,190 @@
+//! TCP between controllers: Raft messages as CRC-checked frames on the
+//! controller listener.
+//!
+//! ```text
+//! connection (one direction: the sender dials, the receiver only reads)
+//!   frame (see frame.rs), kind 1 = raft-proto Message (protobuf)
+//! ```
+//!
+//! Each peer has one outbound task with a bounded queue. `send` never
+//! blocks: on a full queue the frame is dropped (Raft retransmits what is
+//! lost). The task dials with exponential backoff, writes with a timeout,
+//! and on any error drops the connection and dials again.
+//!
+//! # Invariants
+//! - A frame is checked (length bound before allocating, CRC, `to` = this
+//!   node) before its message reaches the driver; a bad frame closes the
+//!   connection with a logged reason.
+//!
+//! # Limits
+//! [`PEER_QUEUE`] frames per peer, [`WIRE_FRAME_BYTES_MAX`] per frame,
+//! [`INBOUND_CONNECTIONS_MAX`] inbound connections, [`PEER_IO_TIMEOUT`].
+//!
+//! # Caveats
+//! No authentication or TLS: the controller listener belongs on a trusted
+//! network (as Kafka's PLAINTEXT controller listener).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use raft::prelude::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+use super::frame::{self, FrameError};
+use super::limits::{
+    INBOUND_CONNECTIONS_MAX, PEER_IO_TIMEOUT, PEER_QUEUE, RECONNECT_BACKOFF, WIRE_FRAME_BYTES_MAX,
+};
+
+const KIND_RAFT: u8 = 1;
+
+/// Where inbound messages go (the driver's queue).
+pub type Deliver = Arc<dyn Fn(Message) + Send + Sync>;
+
+/// The sending side to every peer, and the listener's task.
+pub struct Transport {
+    peers: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Transport {
+    /// Starts serving `listener` (may be `None` for a single voter) and one
+    /// outbound task per peer, on `runtime`.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        id: u64,
+        listener: Option<TcpListener>,
+        peers: &[(u64, SocketAddr)],
+        deliver: Deliver,
+    ) -> Self {
+        let mut tasks = Vec::new();
+        if let Some(listener) = listener {
+            tasks.push(runtime.spawn(accept_loop(listener, id, deliver)));
+        }
+        let mut senders = HashMap::new();
+        for &(peer, addr) in peers {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            senders.insert(peer, tx);
+            tasks.push(runtime.spawn(outbound(peer, addr, rx)));
+        }
+        Self {
+            peers: senders,
+            tasks,
+        }
+    }
+
+    /// Queues `message` for its peer; drops it when the queue is full or
+    /// the peer is unknown.
+    pub fn send(&self, message: &Message) {
+        let Some(queue) = self.peers.get(&message.to) else {
+            tracing::debug!(to = message.to, "raft message for an unknown peer dropped");
+            return;
+        };
+        let mut bytes = Vec::new();
+        if let Err(e) = frame::encode_message(&mut bytes, KIND_RAFT, message, WIRE_FRAME_BYTES_MAX) {
+            tracing::warn!(to = message.to, error = %e, "raft message not sent");
+            return;
+        }
+        if queue.try_send(bytes).is_err() {
+            tracing::debug!(to = message.to, "peer queue full; raft message dropped");
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Accepts controller connections; runs until the transport is dropped.
+async fn accept_loop(listener: TcpListener, id: u64, deliver: Deliver) {
+    let permits = Arc::new(Semaphore::new(INBOUND_CONNECTIONS_MAX));
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let deliver = Arc::clone(&deliver);
+                tokio::spawn(async move {
+                    if let Err(e) = read_frames(stream, id, &deliver).await {
+                        tracing::debug!(%peer, error = %e, "controller connection closed");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "controller accept failed");
+                tokio::time::sleep(RECONNECT_BACKOFF.0).await;
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("message for node {0} arrived at node {1}")]
+    WrongNode(u64, u64),
+}
+
+async fn read_frames(mut stream: TcpStream, id: u64, deliver: &Deliver) -> Result<(), ReadError> {
+    loop {
+        let mut header = [0u8; frame::HEADER_BYTES];
+        stream.read_exact(&mut header).await?;
+        let (size, crc) = frame::body_len(header, WIRE_FRAME_BYTES_MAX)?;
+        let mut body = vec![0u8; size];
+        stream.read_exact(&mut body).await?;
+        let (kind, payload) = frame::check_body(&body, crc)?;
+        if kind != KIND_RAFT {
+            return Err(FrameError::UnknownKind(kind).into());
+        }
+        let message: Message = frame::decode_message(payload)?;
+        if message.to != id {
+            return Err(ReadError::WrongNode(message.to, id));
+        }
+        deliver(message);
+    }
+}
+
+/// Sends one peer's frames; runs until the transport is dropped.
+async fn outbound(peer: u64, addr: SocketAddr, mut queue: mpsc::Receiver<Vec<u8>>) {
+    let mut backoff = RECONNECT_BACKOFF.0;
+    let mut stream: Option<TcpStream> = None;
+    while let Some(bytes) = queue.recv().await {
+        if stream.is_none() {
+            match tokio::time::timeout(PEER_IO_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    stream = Some(s);
+                    backoff = RECONNECT_BACKOFF.0;
+                }
+                _ => {
+                    // The frame is dropped; wait before the next attempt
+                    // and skip what queued meanwhile (it is stale).
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
+                    while queue.try_recv().is_ok() {}
+                    continue;
+                }
+            }
+        }
+        let Some(s) = stream.as_mut() else { continue };
+        match tokio::time::timeout(PEER_IO_TIMEOUT, s.write_all(&bytes)).await {
+            Ok(Ok(())) => {}
+            _ => {
+                tracing::debug!(peer, %addr, "controller connection lost; will dial again");
+                stream = None;
+            }
+        }
+    }
+}
