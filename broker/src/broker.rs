@@ -285,12 +285,17 @@ fn start_controller(config: &BrokerConfig) -> Result<Controller, BrokerError> {
     let node_id = u64::try_from(config.node_id)
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| BrokerError::InvalidRequest(format!("node id {} is not positive", config.node_id)))?;
+        .ok_or_else(|| {
+            BrokerError::InvalidRequest(format!("node id {} is not positive", config.node_id))
+        })?;
     let voters = match &config.controller_voters {
         Some(text) => parse_voters(text).map_err(|e| BrokerError::InvalidRequest(e.to_string()))?,
         None => vec![(node_id, config.controller_listen.unwrap_or(config.listen))],
     };
-    let own = voters.iter().find(|(id, _)| *id == node_id).map(|(_, a)| *a);
+    let own = voters
+        .iter()
+        .find(|(id, _)| *id == node_id)
+        .map(|(_, a)| *a);
     let listen = config.controller_listen.or(own);
     let listener = match listen {
         Some(addr) if voters.len() > 1 => Some(bind_controller(addr)?),
@@ -300,7 +305,10 @@ fn start_controller(config: &BrokerConfig) -> Result<Controller, BrokerError> {
         .map_err(|e| BrokerError::InvalidRequest(format!("controller needs a runtime: {e}")))?;
     let controller_config = ControllerConfig {
         node_id,
-        voters: voters.into_iter().map(|(id, addr)| Voter { id, addr }).collect(),
+        voters: voters
+            .into_iter()
+            .map(|(id, addr)| Voter { id, addr })
+            .collect(),
         data_dir: config.data_dir.clone(),
     };
     Ok(Controller::start(&controller_config, &runtime, listener)?)

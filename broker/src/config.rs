@@ -230,7 +230,10 @@ mod tests {
             parse_voters("1@127.0.0.1:1,1@127.0.0.1:2"),
             Err(VotersError::Duplicate(1))
         );
-        assert!(matches!(parse_voters("x@1"), Err(VotersError::Malformed(_))));
+        assert!(matches!(
+            parse_voters("x@1"),
+            Err(VotersError::Malformed(_))
+        ));
         assert!(parse_voters("").is_err());
         let c = BrokerConfig::from_toml(
             "controller_voters = \"1@127.0.0.1:9093\"\ncontroller_listen = \"127.0.0.1:9093\"\n",

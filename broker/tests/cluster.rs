@@ -56,7 +56,12 @@ fn topics(at: &str) -> Option<BTreeMap<String, i64>> {
     Some(
         list.as_array()?
             .iter()
-            .map(|t| (t["name"].as_str().unwrap().to_string(), t["partitions"].as_i64().unwrap()))
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().to_string(),
+                    t["partitions"].as_i64().unwrap(),
+                )
+            })
             .collect(),
     )
 }

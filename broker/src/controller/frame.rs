@@ -90,10 +90,7 @@ pub fn check_body(body: &[u8], crc: u32) -> Result<(u8, &[u8]), FrameError> {
 pub fn decode_prefix(bytes: &[u8], max: usize) -> (Vec<(u8, &[u8])>, usize) {
     let mut frames = Vec::new();
     let mut at = 0usize;
-    loop {
-        let Some(header) = bytes.get(at..at + HEADER_BYTES) else {
-            break;
-        };
+    while let Some(header) = bytes.get(at..at + HEADER_BYTES) {
         let Ok(header) = <[u8; HEADER_BYTES]>::try_from(header) else {
             break;
         };

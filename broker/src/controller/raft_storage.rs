@@ -101,7 +101,11 @@ impl RaftStorage {
         for (kind, payload) in frames {
             storage.replay(kind, payload)?;
         }
-        let found = storage.snapshot.get_metadata().get_conf_state().get_voters();
+        let found = storage
+            .snapshot
+            .get_metadata()
+            .get_conf_state()
+            .get_voters();
         if !storage.snapshot.is_empty() && found != voters {
             return Err(RaftStorageError::VotersChanged {
                 found: found.to_vec(),
@@ -199,7 +203,12 @@ impl RaftStorage {
     /// Writes a hard state from a `Ready` (durable after [`Self::sync`]).
     pub fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), RaftStorageError> {
         let mut bytes = Vec::new();
-        frame::encode_message(&mut bytes, KIND_HARD_STATE, hard_state, RAFT_FRAME_BYTES_MAX)?;
+        frame::encode_message(
+            &mut bytes,
+            KIND_HARD_STATE,
+            hard_state,
+            RAFT_FRAME_BYTES_MAX,
+        )?;
         self.disk.append(&bytes)?;
         self.hard_state = hard_state.clone();
         Ok(())
@@ -229,7 +238,12 @@ impl RaftStorage {
 
     fn rewrite(&mut self) -> Result<(), RaftStorageError> {
         let mut bytes = Vec::new();
-        frame::encode_message(&mut bytes, KIND_SNAPSHOT, &self.snapshot, RAFT_FRAME_BYTES_MAX)?;
+        frame::encode_message(
+            &mut bytes,
+            KIND_SNAPSHOT,
+            &self.snapshot,
+            RAFT_FRAME_BYTES_MAX,
+        )?;
         frame::encode_message(
             &mut bytes,
             KIND_HARD_STATE,
@@ -323,11 +337,12 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = format!("{index}/{term}").into_bytes().into();
-        e
+        Entry {
+            index,
+            term,
+            data: format!("{index}/{term}").into_bytes().into(),
+            ..Default::default()
+        }
     }
 
     fn open(dir: &std::path::Path) -> RaftStorage {
@@ -348,10 +363,12 @@ mod tests {
             let mut s = open(dir.path());
             s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
             s.append(&[entry(2, 2)]).unwrap();
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.vote = 3;
-            hs.commit = 1;
+            let hs = HardState {
+                term: 2,
+                vote: 3,
+                commit: 1,
+                ..Default::default()
+            };
             s.set_hard_state(&hs).unwrap();
             s.sync().unwrap();
         }
@@ -377,7 +394,10 @@ mod tests {
             s.sync().unwrap();
         }
         let path = dir.path().join("raft.log");
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         std::io::Write::write_all(&mut f, &[0, 0, 1, 0, 9, 9, 9]).unwrap();
         let s = open(dir.path());
         assert_eq!(terms(&s), vec![(4, 1), (5, 1), (6, 1)]);

@@ -84,7 +84,8 @@ impl Transport {
             return;
         };
         let mut bytes = Vec::new();
-        if let Err(e) = frame::encode_message(&mut bytes, KIND_RAFT, message, WIRE_FRAME_BYTES_MAX) {
+        if let Err(e) = frame::encode_message(&mut bytes, KIND_RAFT, message, WIRE_FRAME_BYTES_MAX)
+        {
             tracing::warn!(to = message.to, error = %e, "raft message not sent");
             return;
         }

@@ -116,11 +116,11 @@ pub async fn start(broker: &Arc<Broker>) -> Result<(), BrokerError> {
         b.replicas().reconcile(|| b.image())?;
         b.groups().load(b.replicas(), partitions)
     })
-        .await
-        .map_err(|source| BrokerError::TaskFailed {
-            task: "group load",
-            source,
-        })??;
+    .await
+    .map_err(|source| BrokerError::TaskFailed {
+        task: "group load",
+        source,
+    })??;
     tokio::spawn(tick_loop(Arc::downgrade(broker)));
     Ok(())
 }

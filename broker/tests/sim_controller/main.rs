@@ -10,11 +10,15 @@
 //!   node and across restarts (the history), and a node applies indexes in
 //!   increasing order;
 //! - a proposal answered OK is in the history.
+//!
 //! After healing every fault: every node applies the whole history and the
 //! images are identical.
 //!
 //! `SLUICE_SEED=n` runs seed `n` alone; `SLUICE_SIM_SEEDS=k` runs `k` seeds
 //! (default [`DEFAULT_SEEDS`]); a failure prints the seed to reproduce.
+
+// Test harness: a failed unwrap or index is a failed run with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod disk;
 
@@ -277,7 +281,11 @@ impl Sim {
                 }
             }
             5..=40 => {
-                let down: Vec<u64> = all.iter().copied().filter(|id| !live.contains(id)).collect();
+                let down: Vec<u64> = all
+                    .iter()
+                    .copied()
+                    .filter(|id| !live.contains(id))
+                    .collect();
                 if let Some(id) = self.pick(&down) {
                     self.restart(id);
                 }
@@ -398,7 +406,10 @@ impl Sim {
 }
 
 fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("SLUICE_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(seed) = std::env::var("SLUICE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         return vec![seed];
     }
     let count = std::env::var("SLUICE_SIM_SEEDS")
@@ -410,7 +421,13 @@ fn seeds() -> Vec<u64> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     (0..count)
-        .map(|i| if i < count / 2 { i } else { base.wrapping_mul(31).wrapping_add(i) })
+        .map(|i| {
+            if i < count / 2 {
+                i
+            } else {
+                base.wrapping_mul(31).wrapping_add(i)
+            }
+        })
         .collect()
 }
 
