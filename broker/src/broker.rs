@@ -15,6 +15,7 @@ use sluice_storage::LogDir;
 use tokio::sync::Mutex;
 
 use crate::config::{BrokerConfig, parse_voters};
+use crate::controller::driver::ControllerError;
 use crate::controller::{ControllerConfig, Voter};
 use crate::error::BrokerError;
 use crate::group::Coordinator;
@@ -281,28 +282,24 @@ fn warn_invalid_stored_configs(image: &MetadataImage) {
 /// Starts this node's controller: the voters from the config (this node
 /// alone by default), the controller listener bound here so a taken port
 /// fails the start. Blocking; needs a tokio runtime context.
-fn start_controller(config: &BrokerConfig) -> Result<Controller, BrokerError> {
+fn start_controller(config: &BrokerConfig) -> Result<Controller, ControllerError> {
     let node_id = u64::try_from(config.node_id)
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            BrokerError::InvalidRequest(format!("node id {} is not positive", config.node_id))
-        })?;
+        .ok_or(ControllerError::InvalidNodeId(config.node_id))?;
     let voters = match &config.controller_voters {
-        Some(text) => parse_voters(text).map_err(|e| BrokerError::InvalidRequest(e.to_string()))?,
+        Some(text) => parse_voters(text)?,
         None => vec![(node_id, config.controller_listen.unwrap_or(config.listen))],
     };
     let own = voters
         .iter()
         .find(|(id, _)| *id == node_id)
         .map(|(_, a)| *a);
-    let listen = config.controller_listen.or(own);
-    let listener = match listen {
+    let listener = match config.controller_listen.or(own) {
         Some(addr) if voters.len() > 1 => Some(bind_controller(addr)?),
         _ => None,
     };
-    let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|e| BrokerError::InvalidRequest(format!("controller needs a runtime: {e}")))?;
+    let runtime = tokio::runtime::Handle::try_current()?;
     let controller_config = ControllerConfig {
         node_id,
         voters: voters
@@ -311,16 +308,16 @@ fn start_controller(config: &BrokerConfig) -> Result<Controller, BrokerError> {
             .collect(),
         data_dir: config.data_dir.clone(),
     };
-    Ok(Controller::start(&controller_config, &runtime, listener)?)
+    Controller::start(&controller_config, &runtime, listener)
 }
 
-fn bind_controller(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, BrokerError> {
-    let io_err = |e: std::io::Error| {
-        BrokerError::InvalidRequest(format!("cannot listen for controllers on {addr}: {e}"))
+fn bind_controller(addr: SocketAddr) -> Result<tokio::net::TcpListener, ControllerError> {
+    let bind = || {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(listener)
     };
-    let std_listener = std::net::TcpListener::bind(addr).map_err(io_err)?;
-    std_listener.set_nonblocking(true).map_err(io_err)?;
-    tokio::net::TcpListener::from_std(std_listener).map_err(io_err)
+    bind().map_err(|source| ControllerError::Bind { addr, source })
 }
 
 /// The cluster id, made once per data directory and kept in

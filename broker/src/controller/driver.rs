@@ -83,6 +83,18 @@ pub enum ControllerError {
     NotAVoter(u64),
     #[error("controller i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("node id {0} is not a positive integer")]
+    InvalidNodeId(i32),
+    #[error(transparent)]
+    Voters(#[from] crate::config::VotersError),
+    #[error("cannot listen for controllers on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the controller needs a tokio runtime: {0}")]
+    NoRuntime(#[from] tokio::runtime::TryCurrentError),
 }
 
 type Reply = oneshot::Sender<Result<Arc<MetadataImage>, ProposeError>>;
@@ -197,6 +209,11 @@ impl Controller {
         &self,
         record: MetadataRecord,
     ) -> Result<Arc<MetadataImage>, ProposeError> {
+        // Config values are checked against the settings table here, not
+        // at apply time, so a record written under older bounds still
+        // replays (see `MetadataImage::check`). The structural checks run
+        // again when the entry applies, on the image it applies to.
+        self.image().check(&record)?;
         let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
         loop {
             match self.propose_once(record.clone()).await {

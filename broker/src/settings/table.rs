@@ -444,6 +444,20 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         "Address clients are told to connect to; null means the bound address.",
     ),
     broker(
+        "controller.quorum.voters",
+        ConfigType::List,
+        Unit::None,
+        |c| c.controller_voters.clone(),
+        "The controller voters as id@host:port,… (`controller_voters`); null means this node alone.",
+    ),
+    broker(
+        "controller.listener",
+        ConfigType::String,
+        Unit::None,
+        |c| c.controller_listen.map(|a| a.to_string()),
+        "Address the controller listener binds (`controller_listen`); null means this node's voter address.",
+    ),
+    broker(
         "auto.create.topics.enable",
         ConfigType::Boolean,
         Unit::None,
