@@ -118,6 +118,8 @@ pub enum BrokerError {
     /// e.g. partitions beyond the partition budget.
     #[error("policy violation: {0}")]
     PolicyViolation(String),
+    #[error(transparent)]
+    Placement(#[from] crate::metadata::placement::PlacementError),
 }
 
 impl BrokerError {
@@ -164,6 +166,15 @@ impl BrokerError {
             Self::MismatchedEndpointType(_) => ResponseError::MismatchedEndpointType,
             Self::Group(e) => e.error_code(),
             Self::PolicyViolation(_) => ResponseError::PolicyViolation,
+            Self::Placement(e) => {
+                use crate::metadata::placement::PlacementError as P;
+                match e {
+                    P::ReplicationFactorTooLarge { .. } | P::ReplicationFactorInvalid(_) => {
+                        ResponseError::InvalidReplicationFactor
+                    }
+                    P::InvalidAssignment(_) => ResponseError::InvalidReplicaAssignment,
+                }
+            }
         }
     }
 
@@ -183,6 +194,9 @@ fn apply_error_code(e: &ApplyError) -> ResponseError {
         // image refuses for its shape (no partitions, producer ids going
         // backwards) was built wrong by the broker itself.
         ApplyError::Invalid(_) => ResponseError::UnknownServerError,
+        ApplyError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        ApplyError::UnknownBroker(_) => ResponseError::BrokerNotAvailable,
+        ApplyError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
     }
 }
 

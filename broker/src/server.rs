@@ -35,6 +35,7 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let bound = listener.local_addr()?;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, bound)).await??;
+    broker.register().await?;
     crate::group::start(&broker).await?;
     // Tests and scripts read this line to find an ephemeral port.
     tracing::info!(

@@ -85,7 +85,16 @@ async fn lookup(
             ResponseError::UnknownTopicOrPartition,
         );
     }
-    match create_topic(broker, &name, -1, BTreeMap::new(), false).await {
+    match create_topic(
+        broker,
+        &name,
+        -1,
+        crate::handlers::create_topics::Replication::Factor(-1),
+        BTreeMap::new(),
+        false,
+    )
+    .await
+    {
         Ok(t) => describe(broker, &t),
         Err(e) => match broker.image().topic(&name) {
             // Another request created it first: describe what exists.
@@ -97,7 +106,7 @@ async fn lookup(
 
 fn describe(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
     let node = BrokerId(broker.identity().node_id);
-    let partitions = (0..topic.partitions)
+    let partitions = (0..topic.partition_count())
         .map(|index| {
             let epoch = broker
                 .replicas()

@@ -17,8 +17,10 @@
 //! - Proposals are serialised: each is checked against the image that
 //!   includes every record accepted before it.
 
+pub mod election;
 pub mod image;
 pub mod log;
+pub mod placement;
 pub mod records;
 pub mod topic_name;
 
@@ -27,9 +29,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-pub use image::{ApplyError, MetadataImage, TopicImage};
+pub use image::{ApplyError, BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
 pub use log::{MetadataLog, MetadataLogError};
-pub use records::MetadataRecord;
+pub use records::{BrokerId, Endpoint, MetadataRecord, NO_LEADER, PartitionRecord};
 
 /// Why a proposal was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +65,19 @@ pub struct Controller {
 impl Controller {
     /// Opens the metadata log under `data_dir` and replays it.
     ///
+    /// Records from a log written before replica assignment existed are
+    /// brought forward onto `node_id` ([`MetadataImage::upgrade`]): such a
+    /// log was written by this node alone.
+    ///
     /// A replayed record that no longer applies is skipped with an error
     /// log rather than stopping the node: it was checked before it was
     /// written, so this means a bug, and the rest of the log still holds.
-    pub fn open(data_dir: &Path) -> Result<Self, MetadataLogError> {
+    pub fn open(data_dir: &Path, node_id: BrokerId) -> Result<Self, MetadataLogError> {
         let (log, records) = MetadataLog::open(data_dir)?;
         let mut image = MetadataImage::default();
-        for (index, record) in records.iter().enumerate() {
-            if let Err(e) = image.apply(record) {
+        for (index, record) in records.into_iter().enumerate() {
+            let record = image.upgrade(record, node_id);
+            if let Err(e) = image.apply(&record) {
                 tracing::error!(index, error = %e, "metadata record does not replay; skipped");
             }
         }
@@ -119,16 +126,33 @@ mod tests {
             topic_id: uuid::Uuid::from_u128(1),
             partitions: 3,
             configs: BTreeMap::new(),
+            assignments: (0..3).map(|p| PartitionRecord::new(p, vec![1])).collect(),
         };
         {
-            let c = Controller::open(dir.path()).unwrap();
+            let c = Controller::open(dir.path(), 1).unwrap();
+            c.propose(MetadataRecord::BrokerRegistered {
+                id: 1,
+                incarnation_id: uuid::Uuid::from_u128(2),
+                endpoints: vec![Endpoint {
+                    listener: "PLAINTEXT".into(),
+                    host: "127.0.0.1".into(),
+                    port: 9092,
+                }],
+                rack: None,
+                fenced: false,
+            })
+            .await
+            .unwrap();
             c.propose(created.clone()).await.unwrap();
             assert!(matches!(
                 c.propose(created).await,
                 Err(ProposeError::Rejected(ApplyError::TopicExists(_)))
             ));
         }
-        let c = Controller::open(dir.path()).unwrap();
-        assert_eq!(c.image().topic("orders").map(|t| t.partitions), Some(3));
+        let c = Controller::open(dir.path(), 1).unwrap();
+        assert_eq!(
+            c.image().topic("orders").map(|t| t.partition_count()),
+            Some(3)
+        );
     }
 }
