@@ -42,10 +42,8 @@ pub fn elect_leader(
     if let Some(&b) = replicas.iter().find(|b| isr.contains(b) && eligible(**b)) {
         return Election::Clean(b);
     }
-    if unclean_allowed {
-        if let Some(&b) = replicas.iter().find(|b| eligible(**b)) {
-            return Election::Unclean(b);
-        }
+    if unclean_allowed && let Some(&b) = replicas.iter().find(|b| eligible(**b)) {
+        return Election::Unclean(b);
     }
     Election::None
 }

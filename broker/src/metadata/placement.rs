@@ -95,8 +95,12 @@ pub fn assign_replicas(
     for p in first_partition..first_partition.saturating_add(count) {
         let p = usize::try_from(p).unwrap_or(0);
         let first = (start + p) % n;
-        let mut chosen = vec![first];
-        let mut racks: BTreeSet<&Option<String>> = BTreeSet::from([&order[first].rack]);
+        // `first` and every `at` below are taken modulo n: always present.
+        let Some(leader) = order.get(first) else {
+            continue;
+        };
+        let mut chosen = vec![leader];
+        let mut racks: BTreeSet<&Option<String>> = BTreeSet::from([&leader.rack]);
         let mut skipped = Vec::new();
         if n > 1 {
             let shift = (shift_start + p / n) % (n - 1);
@@ -105,19 +109,21 @@ pub fn assign_replicas(
                     break;
                 }
                 let at = (first + 1 + (shift + k) % (n - 1)) % n;
-                let rack = &order[at].rack;
+                let Some(c) = order.get(at) else {
+                    continue;
+                };
                 // Once every rack holds a replica, any broker will do.
-                if racks.len() < rack_count && racks.contains(rack) {
-                    skipped.push(at);
+                if racks.len() < rack_count && racks.contains(&c.rack) {
+                    skipped.push(c);
                     continue;
                 }
-                racks.insert(rack);
-                chosen.push(at);
+                racks.insert(&c.rack);
+                chosen.push(c);
             }
         }
         let missing = rf - chosen.len();
         chosen.extend(skipped.into_iter().take(missing));
-        out.push(chosen.into_iter().map(|i| order[i].id).collect());
+        out.push(chosen.into_iter().map(|c| c.id).collect());
     }
     Ok(out)
 }
