@@ -147,7 +147,9 @@ fn maintenance_pass(broker: &Broker, run_retention: bool) {
         if run_retention
             && let Err(e) = p.with_log(|log| {
                 log.maybe_roll(now)?;
-                log.delete_retained_segments(now)?;
+                // Never past what consumers can read (Kafka's rule).
+                let high_watermark = sluice_storage::Offset(p.progress().high_watermark);
+                log.delete_retained_segments_below(now, high_watermark)?;
                 log.checkpoint_recovery_point()
             })
         {
