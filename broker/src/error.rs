@@ -104,21 +104,8 @@ pub enum BrokerError {
     InvalidReplicaAssignment(String),
     #[error("{0} is not supported by Sluice")]
     Unsupported(&'static str),
-<<<<<<< Updated upstream
     #[error(transparent)]
     InvalidConfig(#[from] crate::settings::ConfigError),
-=======
-    #[error("invalid config: {0}")]
-    InvalidConfig(String),
-    #[error("this node does not lead {topic}-{partition} (leader {leader}, epoch {leader_epoch})")]
-    NotLeaderOrFollower {
-        topic: String,
-        partition: i32,
-        /// The leader the image names, or -1.
-        leader: i32,
-        leader_epoch: i32,
-    },
->>>>>>> Stashed changes
     #[error("leader epoch {requested} is older than the current {current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is newer than the current {current}")]
@@ -174,7 +161,6 @@ impl BrokerError {
             Self::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             Self::Unsupported(_) => ResponseError::UnsupportedVersion,
             Self::InvalidConfig(_) => ResponseError::InvalidConfig,
-            Self::NotLeaderOrFollower { .. } => ResponseError::NotLeaderOrFollower,
             Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             Self::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             Self::MismatchedEndpointType(_) => ResponseError::MismatchedEndpointType,

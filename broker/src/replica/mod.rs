@@ -6,7 +6,6 @@
 //! the same `Partition` surface handlers use.
 
 pub mod flusher;
-pub mod leadership;
 pub mod manager;
 pub mod partition;
 pub mod partition_metadata;
