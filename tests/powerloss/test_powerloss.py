@@ -7,9 +7,10 @@ undone.
 
 The scenario, per durability mode: create topics with tiny segments (many
 rolls), produce with acks=all from confluent-kafka to several partitions,
-commit consumer-group offsets, then SIGKILL the broker *and* cut the power
-(the FUSE layer drops everything unsynced), restart on what was synced and
-read everything back.
+commit consumer-group offsets, keep producing and SIGKILL the broker
+mid-stream (records still in flight), *and* cut the power (the FUSE layer
+drops everything unsynced), restart on what was synced and read
+everything back.
 
 - `durability = "fsync"` (the default): every acknowledged record must be
   there at its acknowledged offset, every topic with its partitions, every
@@ -46,6 +47,9 @@ from readback import admin, create_topic, producer, read_partitions  # noqa: E40
 TOPICS = {"powerloss-a": 3, "powerloss-b": 2}
 SEGMENT_BYTES = 16 * 1024
 RECORDS_PER_TOPIC = 3000
+# Records acknowledged after the offsets are committed, while producing on,
+# before the broker is SIGKILLed mid-stream and the power is cut.
+TAIL_RECORDS = 1500
 VALUE_BYTES = 200
 GROUP = "powerloss-group"
 FS_TIMEOUT_S = 30
@@ -146,6 +150,45 @@ def produce_all(bootstrap: str) -> dict[tuple[str, int], dict[int, bytes]]:
     return acked
 
 
+def produce_until_killed(broker, acked, kill_after: int) -> int:
+    """Keeps producing (acks=all) to every topic and SIGKILLs the broker
+    once `kill_after` more records are acknowledged, with more still in
+    flight; adds what was acknowledged to `acked`. Returns how many records
+    were in flight (sent, never acknowledged) at the kill."""
+    new = [0]
+
+    def on_delivery(err, msg):
+        if err is None:
+            acked.setdefault((msg.topic(), msg.partition()), {})[msg.offset()] = msg.value()
+            new[0] += 1
+
+    # No retries and short timeouts: once the broker is dead, pending
+    # records fail fast instead of holding the test up.
+    p = producer(broker.bootstrap, **{"linger.ms": 2, "batch.size": 4096, "retries": 0,
+                                      "message.timeout.ms": 5000, "socket.timeout.ms": 3000})
+    topics = list(TOPICS)
+    deadline = time.monotonic() + 60
+    i = 0
+    in_flight = 0
+    while time.monotonic() < deadline:
+        topic = topics[i % len(topics)]
+        value = f"{topic}-tail-{i:06d}-".encode().ljust(VALUE_BYTES, b"y")
+        try:
+            p.produce(topic, key=str(i).encode(), value=value, on_delivery=on_delivery)
+            i += 1
+        except BufferError:
+            p.poll(0.01)
+        p.poll(0)
+        if new[0] >= kill_after and len(p) > 0:
+            in_flight = len(p)
+            broker.kill()
+            break
+    else:
+        raise AssertionError(f"only {new[0]} of {kill_after} tail records acknowledged in 60 s")
+    p.flush(15)
+    return in_flight
+
+
 def commit_offsets(bootstrap: str, acked) -> dict[tuple[str, int], int]:
     """Commits, for GROUP, the middle offset of every partition (a simple
     consumer group: assign + synchronous commit)."""
@@ -191,8 +234,8 @@ def run_power_cut(sluice_bin, fs_bin, tmp_path, durability: str) -> dict:
         acked = produce_all(broker.bootstrap)
         produce_s = time.monotonic() - t0
         committed = commit_offsets(broker.bootstrap, acked)
+        in_flight = produce_until_killed(broker, acked, TAIL_RECORDS)
 
-        broker.kill()
         dropped = fs.crash()
         broker.start()
 
@@ -206,7 +249,7 @@ def run_power_cut(sluice_bin, fs_bin, tmp_path, durability: str) -> dict:
         broker.terminate()
         return {"acked": acked, "found": found, "topics": topics, "committed": committed,
                 "survived_commits": survived_commits, "dropped": dropped,
-                "produce_s": produce_s, "segments": count_segments(data)}
+                "produce_s": produce_s, "in_flight": in_flight, "segments": count_segments(data)}
     finally:
         if broker is not None:
             broker.close()
@@ -228,12 +271,13 @@ def summary(r: dict) -> tuple[int, int, list]:
 def test_fsync_mode_keeps_every_acknowledged_record_topic_and_offset(sluice_bin, fs_bin, tmp_path):
     r = run_power_cut(sluice_bin, fs_bin, tmp_path, "fsync")
     acked_n, kept, missing = summary(r)
-    print(f"\nfsync: acknowledged {acked_n} records in {r['produce_s']:.1f} s; after the power cut "
+    print(f"\nfsync: acknowledged {acked_n} records ({r['in_flight']} more in flight at the kill); "
+          f"after the power cut "
           f"{kept} present, {len(missing)} missing; topics {r['topics']}; "
           f"segments on disk {r['segments']}; commits {len(r['committed'])} made, "
           f"{sum(r['survived_commits'].get(tp) == o for tp, o in r['committed'].items())} intact; "
           f"file system dropped {r['dropped']}")
-    assert acked_n == len(TOPICS) * RECORDS_PER_TOPIC
+    assert acked_n >= len(TOPICS) * RECORDS_PER_TOPIC + TAIL_RECORDS
     assert r["topics"] == TOPICS, f"topics after the power cut: {r['topics']}"
     assert not missing, f"{len(missing)} acknowledged records lost, first {missing[:5]}"
     assert r["survived_commits"] == r["committed"], (
@@ -244,9 +288,10 @@ def test_fsync_mode_keeps_every_acknowledged_record_topic_and_offset(sluice_bin,
 def test_page_cache_mode_loses_acknowledged_records_so_the_fs_really_drops(sluice_bin, fs_bin, tmp_path):
     r = run_power_cut(sluice_bin, fs_bin, tmp_path, "page_cache")
     acked_n, kept, missing = summary(r)
-    print(f"\npage_cache: acknowledged {acked_n} records; after the power cut {kept} present, "
+    print(f"\npage_cache: acknowledged {acked_n} records ({r['in_flight']} more in flight at the kill); "
+          f"after the power cut {kept} present, "
           f"{len(missing)} missing; topics {r['topics']}; file system dropped {r['dropped']}")
-    assert acked_n == len(TOPICS) * RECORDS_PER_TOPIC
+    assert acked_n >= len(TOPICS) * RECORDS_PER_TOPIC + TAIL_RECORDS
     assert missing, ("a power cut in page_cache mode lost no acknowledged record: "
                      "the file system is not dropping unsynced writes")
     assert r["dropped"]["bytes_dropped"] > 0
