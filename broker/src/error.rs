@@ -106,6 +106,14 @@ pub enum BrokerError {
     Unsupported(&'static str),
     #[error(transparent)]
     InvalidConfig(#[from] crate::settings::ConfigError),
+    #[error("this node does not lead {topic}-{partition} (leader {leader}, epoch {leader_epoch})")]
+    NotLeaderOrFollower {
+        topic: String,
+        partition: i32,
+        /// The leader the image names, or -1.
+        leader: i32,
+        leader_epoch: i32,
+    },
     #[error("leader epoch {requested} is older than the current {current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is newer than the current {current}")]
@@ -161,6 +169,7 @@ impl BrokerError {
             Self::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             Self::Unsupported(_) => ResponseError::UnsupportedVersion,
             Self::InvalidConfig(_) => ResponseError::InvalidConfig,
+            Self::NotLeaderOrFollower { .. } => ResponseError::NotLeaderOrFollower,
             Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             Self::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             Self::MismatchedEndpointType(_) => ResponseError::MismatchedEndpointType,
