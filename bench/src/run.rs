@@ -131,7 +131,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
         let quota = (scenario.run.records > 0)
             .then(|| scenario.run.records / n + u64::from(u64::from(i) < scenario.run.records % n));
         let plan = Plan {
-            topic: topic.clone(),
+            topic: Arc::from(topic.as_str()),
             rate,
             records_max: quota,
         };
