@@ -532,8 +532,9 @@ async fn write_frame(
     parts.retain(|p| !p.is_empty());
     let mut at = 0;
     while at < parts.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = parts[at..]
+        let slices: Vec<std::io::IoSlice<'_>> = parts
             .iter()
+            .skip(at)
             .take(IOV_MAX)
             .map(|p| std::io::IoSlice::new(p))
             .collect();

@@ -24,19 +24,19 @@ fn client(broker: &TestBroker, request_timeout: Duration) -> ClientConfig {
 
 /// Reads `topic`/`partition` from the beginning until `n` records (or a
 /// deadline) and returns the values with their offsets.
-async fn read_all(bootstrap: &str, topic: &str, partition: i32, n: usize) -> Vec<(i64, Vec<u8>)> {
-    let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(bootstrap)))
-        .await
-        .unwrap();
-    consumer.assign(topic, &[partition]).await.unwrap();
-    consumer
-        .seek(topic, partition, Offset::Beginning)
-        .await
-        .unwrap();
+async fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    n: usize,
+) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
+    let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(bootstrap))).await?;
+    consumer.assign(topic, &[partition]).await?;
+    consumer.seek(topic, partition, Offset::Beginning).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut out = Vec::with_capacity(n);
     while out.len() < n && Instant::now() < deadline {
-        for r in consumer.poll().await.unwrap() {
+        for r in consumer.poll().await? {
             out.push((r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()));
         }
     }
@@ -49,7 +49,7 @@ async fn read_all(bootstrap: &str, topic: &str, partition: i32, n: usize) -> Vec
                 .map(|r| (r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default())),
         );
     }
-    out
+    Ok(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +128,9 @@ async fn idempotent_stream_survives_crashes_and_freezes_in_order_without_duplica
         let (partition, offset) = h.await.unwrap_or_else(|e| panic!("record {i}: {e}"));
         assert_eq!((partition, offset), (0, i as i64), "record {i}");
     }
-    let read = read_all(&broker.bootstrap(), "ordered", 0, RECORDS as usize).await;
+    let read = read_all(&broker.bootstrap(), "ordered", 0, RECORDS as usize)
+        .await
+        .unwrap();
     assert_eq!(read.len(), RECORDS as usize, "records in the log");
     for (i, (offset, value)) in read.iter().enumerate() {
         assert_eq!(*offset, i as i64);
@@ -176,7 +178,9 @@ async fn every_record_of_a_batch_resolves_to_its_own_offset() {
     }
     assert!(next.iter().all(|&n| n > 0), "all partitions used: {next:?}");
     for (p, values) in sent.iter().enumerate() {
-        let read = read_all(&broker.bootstrap(), "handles", p as i32, values.len()).await;
+        let read = read_all(&broker.bootstrap(), "handles", p as i32, values.len())
+            .await
+            .unwrap();
         let got: Vec<_> = read.iter().map(|(_, v)| v.as_slice()).collect();
         let want: Vec<_> = values.iter().map(String::as_bytes).collect();
         assert_eq!(got, want, "partition {p}");

@@ -48,6 +48,11 @@ use crate::record_batch::{CompressionType, MAGIC_V2, RECORD_BATCH_HEADER_BYTES};
 /// key length (5) + value length (5) + header count (5).
 pub const RECORD_OVERHEAD_BYTES_MAX: usize = 36;
 
+/// Where the header's CRC-32C sits, and where the bytes it covers start
+/// (`attributes`), as in [`crate::record_batch`].
+const CRC_AT: usize = 17;
+const CRC_COVERS_FROM: usize = 21;
+
 /// One record's fields, borrowed from the caller.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordParts<'a> {
@@ -157,21 +162,27 @@ impl BatchWriter {
             ..
         } = self;
         if codec != CompressionType::None {
-            let compressed = compress(codec, &buf[RECORD_BATCH_HEADER_BYTES..], None)?;
+            let records = buf.get(RECORD_BATCH_HEADER_BYTES..).unwrap_or_default();
+            let compressed = compress(codec, records, None)?;
             buf.truncate(RECORD_BATCH_HEADER_BYTES);
             buf.extend_from_slice(&compressed);
         }
-        let batch_length = i32::try_from(buf.len() - 12).map_err(|_| DecodeError::Encode {
+        let encode_error = |reason: String| DecodeError::Encode {
             what: "record batch",
             api_version: 2,
-            reason: format!("{} bytes is larger than a batch can be", buf.len()),
+            reason,
+        };
+        let batch_length = i32::try_from(buf.len() - 12).map_err(|_| {
+            encode_error(format!("{} bytes is larger than a batch can be", buf.len()))
         })?;
         let max_timestamp = if count == 0 {
             base_timestamp
         } else {
             max_timestamp
         };
-        let mut header = &mut buf[..RECORD_BATCH_HEADER_BYTES];
+        let Some(mut header) = buf.get_mut(..RECORD_BATCH_HEADER_BYTES) else {
+            return Err(encode_error("header space missing".into()));
+        };
         header.put_i64(0); // baseOffset: the broker assigns it
         header.put_i32(batch_length);
         header.put_i32(-1); // partitionLeaderEpoch
@@ -185,8 +196,10 @@ impl BatchWriter {
         header.put_i16(producer.epoch);
         header.put_i32(base_sequence);
         header.put_i32(count);
-        let crc = crc32c::crc32c(&buf[21..]);
-        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+        let crc = crc32c::crc32c(buf.get(CRC_COVERS_FROM..).unwrap_or_default());
+        if let Some(slot) = buf.get_mut(CRC_AT..CRC_COVERS_FROM) {
+            slot.copy_from_slice(&crc.to_be_bytes());
+        }
         Ok(buf.freeze())
     }
 

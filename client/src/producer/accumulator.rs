@@ -183,9 +183,7 @@ impl Accumulator {
             wake = true;
             let sealed = seal(queue, &options);
             self.sticky.batch_sealed(topic, partition, partitions);
-            if let Err(failure) = sealed {
-                return Err(failure);
-            }
+            sealed?;
         }
         let Some(queue) = self.queue(topic, partition) else {
             return Err((Released::default(), protocol("partition queue vanished")));
