@@ -47,7 +47,7 @@ use crate::producer::partitioner::StickyPartitioner;
 
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct TopicPartition {
+pub struct TopicPartition {
     pub topic: Arc<str>,
     pub partition: i32,
 }
@@ -60,10 +60,10 @@ struct OpenBatch {
 }
 
 /// An encoded batch ready to send (or re-send).
-pub(crate) struct SealedBatch {
+pub struct SealedBatch {
     pub tp: TopicPartition,
     pub data: Bytes,
-    pub resolver: Resolver,
+    pub(crate) resolver: Resolver,
     pub records: usize,
     /// Buffer bytes its records hold, released when it completes.
     pub buffer_bytes: usize,
@@ -72,6 +72,15 @@ pub(crate) struct SealedBatch {
     pub created: Instant,
     /// Its place among the partition's batches (seal order).
     seal_index: u64,
+}
+
+impl SealedBatch {
+    /// Resolves every record of the batch: for the benchmark, which has no
+    /// broker to answer (the sender resolves batches itself).
+    #[doc(hidden)]
+    pub fn resolve_for_bench(&self, outcome: crate::Result<(i32, i64)>) {
+        self.resolver.resolve(outcome);
+    }
 }
 
 struct PartitionQueue {
@@ -86,7 +95,7 @@ struct PartitionQueue {
 
 /// Settings that shape batches.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BatchOptions {
+pub struct BatchOptions {
     pub batch_size: usize,
     pub linger: Duration,
     pub compression: Compression,
@@ -96,7 +105,7 @@ pub(crate) struct BatchOptions {
     pub in_flight_max: usize,
 }
 
-pub(crate) struct Accumulator {
+pub struct Accumulator {
     options: BatchOptions,
     /// Per topic, per partition index.
     topics: HashMap<Arc<str>, Vec<PartitionQueue>>,
@@ -104,7 +113,7 @@ pub(crate) struct Accumulator {
 }
 
 /// What [`Accumulator::drain`] found.
-pub(crate) struct Drained {
+pub struct Drained {
     pub ready: Vec<SealedBatch>,
     /// When the oldest open batch that could be sent ends its linger.
     pub next_deadline: Option<Instant>,
@@ -115,13 +124,13 @@ pub(crate) struct Drained {
 
 /// Buffer bytes and records of a batch that is done.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Released {
+pub struct Released {
     pub buffer_bytes: usize,
     pub records: usize,
 }
 
 impl Accumulator {
-    pub(crate) fn new(options: BatchOptions) -> Self {
+    pub fn new(options: BatchOptions) -> Self {
         Self {
             options,
             topics: HashMap::new(),
@@ -161,7 +170,7 @@ impl Accumulator {
     /// the record's future and whether the sender should look (a batch was
     /// opened or sealed), or the error of a batch that failed to seal (its
     /// records are already resolved with it; release `Released`).
-    pub(crate) fn append(
+    pub fn append(
         &mut self,
         topic: &str,
         partition: i32,
@@ -215,7 +224,7 @@ impl Accumulator {
     /// Seals batches that are full, lingered with a request slot free, or
     /// all of them with `force`; takes the sealed batches of every
     /// partition up to its in-flight limit.
-    pub(crate) fn drain(&mut self, now: Instant, force: bool) -> Drained {
+    pub fn drain(&mut self, now: Instant, force: bool) -> Drained {
         let options = self.options;
         let mut ready = Vec::new();
         let mut failed = Vec::new();

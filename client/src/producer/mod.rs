@@ -32,6 +32,8 @@
 //!   error.
 //! - In-flight requests per connection: `ClientConfig::in_flight_per_connection`.
 
+// Public (hidden) only for `client/benches/accumulator.rs`.
+#[doc(hidden)]
 pub mod accumulator;
 mod delivery;
 pub mod partitioner;
