@@ -61,7 +61,7 @@ def main():
         proc, port, _ = start(binary, data, os.path.join(work, "run1.log"))
         boot = f"127.0.0.1:{port}"
         print("idle broker:", resources(proc.pid))
-        admin = AdminClient({"bootstrap.servers": boot})
+        admin = AdminClient({"bootstrap.servers": boot, "socket.timeout.ms": 300000})
         t0 = time.monotonic()
         fut = admin.create_topics([NewTopic("big", partitions, 1)], request_timeout=600, operation_timeout=600)
         fut["big"].result(timeout=900)

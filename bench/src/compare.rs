@@ -47,6 +47,36 @@ const ROWS: &[(&str, &str, bool)] = &[
         "/ratios/readback_mib_per_broker_cpu_s",
         true,
     ),
+    (
+        "bench CPU-s / GiB",
+        "/cost/produce/bench_cpu_s_per_gib",
+        false,
+    ),
+    (
+        "bench CPU-s / M records",
+        "/cost/produce/bench_cpu_s_per_million_records",
+        false,
+    ),
+    (
+        "broker CPU-s / GiB",
+        "/cost/produce/broker_cpu_s_per_gib",
+        false,
+    ),
+    (
+        "broker CPU-s / M records",
+        "/cost/produce/broker_cpu_s_per_million_records",
+        false,
+    ),
+    (
+        "readback bench CPU-s / GiB",
+        "/cost/readback/bench_cpu_s_per_gib",
+        false,
+    ),
+    (
+        "readback broker CPU-s/GiB",
+        "/cost/readback/broker_cpu_s_per_gib",
+        false,
+    ),
     ("broker CPU-s (run)", "/cpu/run/broker_cpu_s", false),
     ("bench CPU-s (run)", "/cpu/run/bench_cpu_s", false),
     ("load average (run)", "/cpu/run/load_average_1m", false),

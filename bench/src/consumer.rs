@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_client::{Consumer, ConsumerRecord};
+use sluice_client::{Consumer, FetchedBatch, RecordView};
 use tokio::sync::watch;
 
 use crate::latency::Latency;
@@ -34,8 +34,27 @@ pub struct TailOutcome {
     pub error: Option<String>,
 }
 
-fn payload_bytes(r: &ConsumerRecord) -> u64 {
-    (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())) as u64
+fn payload_bytes(r: &RecordView<'_>) -> u64 {
+    (r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len)) as u64
+}
+
+/// Records and payload bytes of `batches`, each record passed to `each`
+/// with its payload size; iterated as views, nothing copied.
+fn walk(
+    batches: &[FetchedBatch],
+    mut each: impl FnMut(&RecordView<'_>, u64),
+) -> anyhow::Result<(u64, u64)> {
+    let (mut records, mut bytes) = (0, 0);
+    for batch in batches {
+        for r in batch.records() {
+            let r = r?;
+            let b = payload_bytes(&r);
+            each(&r, b);
+            records += 1;
+            bytes += b;
+        }
+    }
+    Ok((records, bytes))
 }
 
 /// `produced` holds `Some(total acknowledged)` once the producers are done.
@@ -58,12 +77,12 @@ pub async fn tail(
         {
             break;
         }
-        let records = tokio::select! {
-            r = consumer.poll() => r,
+        let batches = tokio::select! {
+            r = consumer.poll_batches() => r,
             () = tokio::time::sleep_until(deadline.into()) => break,
         };
-        let records = match records {
-            Ok(r) => r,
+        let batches = match batches {
+            Ok(b) => b,
             Err(e) => {
                 o.error = Some(e.to_string());
                 break;
@@ -71,11 +90,8 @@ pub async fn tail(
         };
         let now = Instant::now();
         let now_ns = stamp::now_ns();
-        let mut bytes = 0;
-        for r in &records {
-            let b = payload_bytes(r);
-            bytes += b;
-            if let Some(sent) = r.value.as_deref().and_then(stamp::decode)
+        let walked = walk(&batches, |r, b| {
+            if let Some(sent) = r.value.and_then(stamp::decode)
                 && sent >= warmup_wall
             {
                 o.e2e.record_ns(now_ns.saturating_sub(sent));
@@ -85,9 +101,16 @@ pub async fn tail(
                     o.last_measured = Some(now);
                 }
             }
-        }
-        o.received += records.len() as u64;
-        live.add_consumed(records.len() as u64, bytes);
+        });
+        let (records, bytes) = match walked {
+            Ok(counts) => counts,
+            Err(e) => {
+                o.error = Some(e.to_string());
+                break;
+            }
+        };
+        o.received += records;
+        live.add_consumed(records, bytes);
     }
     o
 }
@@ -124,14 +147,14 @@ pub async fn readback(
         if Instant::now() >= deadline {
             break;
         }
-        let records = tokio::select! {
-            r = consumer.poll() => r?,
+        let batches = tokio::select! {
+            r = consumer.poll_batches() => r?,
             () = tokio::time::sleep_until(deadline.into()) => break,
         };
-        let bytes: u64 = records.iter().map(payload_bytes).sum();
-        o.records += records.len() as u64;
+        let (records, bytes) = walk(&batches, |_, _| {})?;
+        o.records += records;
         o.bytes += bytes;
-        live.add_consumed(records.len() as u64, bytes);
+        live.add_consumed(records, bytes);
     }
     o.time = start.elapsed();
     Ok(o)

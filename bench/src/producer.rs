@@ -41,7 +41,7 @@ const PENDING_RECORDS_MAX: usize = 256 * 1024;
 /// What one worker sends.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Records per second for this worker; `None`: closed loop.
     pub rate: Option<f64>,
     /// Records this worker sends at most.

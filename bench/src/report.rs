@@ -35,6 +35,60 @@ pub struct RunResult {
     pub ratios: Ratios,
     #[serde(default)]
     pub cpu: CpuReport,
+    /// CPU per unit of work, client and broker.
+    #[serde(default)]
+    pub cost: CostReport,
+}
+
+/// CPU-seconds per GiB of payload and per million records, for the bench
+/// (the client: `sluice-client` plus record generation, and the tailing
+/// consumers during the run) and the broker (with `--broker-pid`). Unlike
+/// rates, these do not move with the neighbours' load, so they compare
+/// clients and brokers across runs on a shared machine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CostReport {
+    /// The run (warm-up, producers, tailing consumers, drain), charged to
+    /// the records acknowledged.
+    pub produce: CpuCost,
+    /// The read-back, charged to the records read.
+    pub readback: Option<CpuCost>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuCost {
+    pub bench_cpu_s_per_gib: Option<f64>,
+    pub bench_cpu_s_per_million_records: Option<f64>,
+    pub broker_cpu_s_per_gib: Option<f64>,
+    pub broker_cpu_s_per_million_records: Option<f64>,
+}
+
+impl CpuCost {
+    /// `cpu` spent on `records` records of `bytes` payload bytes in all.
+    pub fn of(cpu: &CpuUse, records: u64, bytes: f64) -> Self {
+        let per = |cpu_s: Option<f64>, units: f64| cpu_s.filter(|_| units > 0.0).map(|s| s / units);
+        let gib = bytes / (1024.0 * 1024.0 * 1024.0);
+        let millions = records as f64 / 1e6;
+        Self {
+            bench_cpu_s_per_gib: per(cpu.bench_cpu_s, gib),
+            bench_cpu_s_per_million_records: per(cpu.bench_cpu_s, millions),
+            broker_cpu_s_per_gib: per(cpu.broker_cpu_s, gib),
+            broker_cpu_s_per_million_records: per(cpu.broker_cpu_s, millions),
+        }
+    }
+}
+
+impl std::fmt::Display for CpuCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.3}"));
+        write!(
+            f,
+            "bench {} CPU-s/GiB, {} CPU-s/M records; broker {} CPU-s/GiB, {} CPU-s/M records",
+            v(self.bench_cpu_s_per_gib),
+            v(self.bench_cpu_s_per_million_records),
+            v(self.broker_cpu_s_per_gib),
+            v(self.broker_cpu_s_per_million_records)
+        )
+    }
 }
 
 /// CPU time over the run (producers and tailing consumers, warm-up and
@@ -180,6 +234,10 @@ impl RunResult {
             per_cpu(self.ratios.produce_mib_per_broker_cpu_s),
             per_cpu(self.ratios.readback_mib_per_broker_cpu_s)
         );
+        eprintln!("cost    : produce {}", self.cost.produce);
+        if let Some(r) = &self.cost.readback {
+            eprintln!("          readback {r}");
+        }
         let pct = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{:.1} %", v * 100.0));
         eprintln!(
             "ratios  : produce / loopback {}, readback / loopback {}, produce / disk {}",

@@ -27,7 +27,9 @@ use crate::latency::Latency;
 use crate::machine::Machine;
 use crate::producer::{self, Plan};
 use crate::progress::{Live, Progress};
-use crate::report::{ConsumeResult, CpuReport, ProduceResult, Ratios, ReadbackResult, RunResult};
+use crate::report::{
+    ConsumeResult, CostReport, CpuCost, CpuReport, ProduceResult, Ratios, ReadbackResult, RunResult,
+};
 use crate::scenario::Scenario;
 use crate::timeline::Timeline;
 use crate::workload;
@@ -131,7 +133,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
         let quota = (scenario.run.records > 0)
             .then(|| scenario.run.records / n + u64::from(u64::from(i) < scenario.run.records % n));
         let plan = Plan {
-            topic: topic.clone(),
+            topic: Arc::from(topic.as_str()),
             rate,
             records_max: quota,
         };
@@ -216,6 +218,16 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
             .map(|_| cpu::between(&cpu_produced, &cpu_read)),
     };
 
+    let acked_bytes = produce.records_acked as f64 * produce.measured_bytes as f64
+        / produce.measured_records.max(1) as f64;
+    let cost = CostReport {
+        produce: CpuCost::of(&cpu.run, produce.records_acked, acked_bytes),
+        readback: cpu
+            .readback
+            .as_ref()
+            .zip(readback.as_ref())
+            .map(|(c, r)| CpuCost::of(c, r.records, r.bytes as f64)),
+    };
     let ratios = Ratios {
         produce_of_loopback: ceiling
             .as_ref()
@@ -229,12 +241,10 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
             .map(|c| produce.mib_per_s / c.disk_write_mib_per_s),
         // Everything the broker did during the run (warm-up, consumers
         // and drain included) is charged to the records acknowledged.
-        produce_mib_per_broker_cpu_s: cpu.run.broker_cpu_s.map(|s| {
-            produce.records_acked as f64 * produce.measured_bytes as f64
-                / produce.measured_records.max(1) as f64
-                / (1024.0 * 1024.0)
-                / s.max(1e-9)
-        }),
+        produce_mib_per_broker_cpu_s: cpu
+            .run
+            .broker_cpu_s
+            .map(|s| acked_bytes / (1024.0 * 1024.0) / s.max(1e-9)),
         readback_mib_per_broker_cpu_s: cpu
             .readback
             .as_ref()
@@ -267,6 +277,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
         readback,
         ratios,
         cpu,
+        cost,
     })
 }
 

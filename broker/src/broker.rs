@@ -19,7 +19,7 @@ use crate::controller::driver::ControllerError;
 use crate::controller::{ControllerConfig, Voter};
 use crate::error::BrokerError;
 use crate::group::Coordinator;
-use crate::metadata::{Controller, MetadataImage, MetadataRecord};
+use crate::metadata::{Controller, Endpoint, MetadataImage, MetadataRecord};
 use crate::replica::ReplicaManager;
 use crate::settings::{TopicDefaults, invalid_overrides};
 
@@ -180,7 +180,9 @@ impl Broker {
             MetadataRecord::TopicCreated {
                 name, partitions, ..
             }
-            | MetadataRecord::PartitionsAdded { name, partitions } => Some((
+            | MetadataRecord::PartitionsAdded {
+                name, partitions, ..
+            } => Some((
                 name.clone(),
                 *partitions,
                 matches!(record, MetadataRecord::TopicCreated { .. }),
@@ -242,6 +244,36 @@ impl Broker {
         }
     }
 
+    /// Registers this node in the metadata (its client endpoint, a fresh
+    /// incarnation id) and unfences it, as a single node's own controller.
+    /// Skipped when the image already holds this node unfenced at the
+    /// same endpoint, so a restart writes nothing new.
+    pub async fn register(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let id = self.identity.node_id;
+        let endpoint = Endpoint {
+            listener: "PLAINTEXT".into(),
+            host: self.identity.host.clone(),
+            port: u16::try_from(self.identity.port).unwrap_or(0),
+        };
+        let current = self.image();
+        if current
+            .broker(id)
+            .is_some_and(|b| !b.fenced && b.endpoints == [endpoint.clone()])
+        {
+            return Ok(());
+        }
+        self.propose(MetadataRecord::BrokerRegistered {
+            id,
+            incarnation_id: uuid::Uuid::new_v4(),
+            endpoints: vec![endpoint],
+            rack: None,
+            fenced: false,
+        })
+        .await?;
+        tracing::info!(node_id = id, "broker registered");
+        Ok(())
+    }
+
     /// A fresh producer id (InitProducerId), reserving a new block in the
     /// metadata log when the current one is used up.
     pub async fn allocate_producer_id(self: &Arc<Self>) -> Result<i64, BrokerError> {
@@ -251,6 +283,7 @@ impl Broker {
             let end = start + PRODUCER_ID_BLOCK_SIZE;
             self.propose(MetadataRecord::ProducerIdsAllocated {
                 next_producer_id: end,
+                broker_id: Some(self.identity.node_id),
             })
             .await?;
             *block = ProducerIdBlock { next: start, end };

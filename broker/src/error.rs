@@ -109,6 +109,14 @@ pub enum BrokerError {
     Unsupported(&'static str),
     #[error(transparent)]
     InvalidConfig(#[from] crate::settings::ConfigError),
+    #[error("this node does not lead {topic}-{partition} (leader {leader}, epoch {leader_epoch})")]
+    NotLeaderOrFollower {
+        topic: String,
+        partition: i32,
+        /// The leader the image names, or -1.
+        leader: i32,
+        leader_epoch: i32,
+    },
     #[error("leader epoch {requested} is older than the current {current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is newer than the current {current}")]
@@ -121,6 +129,8 @@ pub enum BrokerError {
     /// e.g. partitions beyond the partition budget.
     #[error("policy violation: {0}")]
     PolicyViolation(String),
+    #[error(transparent)]
+    Placement(#[from] crate::metadata::placement::PlacementError),
 }
 
 impl BrokerError {
@@ -165,11 +175,21 @@ impl BrokerError {
             Self::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             Self::Unsupported(_) => ResponseError::UnsupportedVersion,
             Self::InvalidConfig(_) => ResponseError::InvalidConfig,
+            Self::NotLeaderOrFollower { .. } => ResponseError::NotLeaderOrFollower,
             Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             Self::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             Self::MismatchedEndpointType(_) => ResponseError::MismatchedEndpointType,
             Self::Group(e) => e.error_code(),
             Self::PolicyViolation(_) => ResponseError::PolicyViolation,
+            Self::Placement(e) => {
+                use crate::metadata::placement::PlacementError as P;
+                match e {
+                    P::ReplicationFactorTooLarge { .. } | P::ReplicationFactorInvalid(_) => {
+                        ResponseError::InvalidReplicationFactor
+                    }
+                    P::InvalidAssignment(_) => ResponseError::InvalidReplicaAssignment,
+                }
+            }
         }
     }
 
@@ -189,6 +209,9 @@ fn apply_error_code(e: &ApplyError) -> ResponseError {
         // image refuses for its shape (no partitions, producer ids going
         // backwards) was built wrong by the broker itself.
         ApplyError::Invalid(_) => ResponseError::UnknownServerError,
+        ApplyError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        ApplyError::UnknownBroker(_) => ResponseError::BrokerNotAvailable,
+        ApplyError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
     }
 }
 

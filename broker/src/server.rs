@@ -38,6 +38,7 @@ pub async fn run(
     // Loading groups writes metadata (`__consumer_offsets`), which needs an
     // active controller.
     broker.wait_for_controller().await;
+    broker.register().await?;
     crate::group::start(&broker).await?;
     let metadata_follower = tokio::spawn(Arc::clone(&broker).follow_metadata());
     // Tests and scripts read this line to find an ephemeral port.
@@ -151,7 +152,9 @@ fn maintenance_pass(broker: &Broker, run_retention: bool) {
         if run_retention
             && let Err(e) = p.with_log(|log| {
                 log.maybe_roll(now)?;
-                log.delete_retained_segments(now)?;
+                // Never past what consumers can read (Kafka's rule).
+                let high_watermark = sluice_storage::Offset(p.progress().high_watermark);
+                log.delete_retained_segments_below(now, high_watermark)?;
                 log.checkpoint_recovery_point()
             })
         {

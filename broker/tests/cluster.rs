@@ -158,11 +158,15 @@ fn write_legacy_log(data_dir: &Path) {
         topic_id: uuid::Uuid::from_u128(42),
         partitions: 2,
         configs: BTreeMap::new(),
+        // An old log has no assignments: the import puts the partitions
+        // on this node (MetadataImage::upgrade).
+        assignments: Vec::new(),
     })
     .unwrap();
     log.append(&MetadataRecord::PartitionsAdded {
         name: "legacy".into(),
         partitions: 4,
+        assignments: Vec::new(),
     })
     .unwrap();
 }

@@ -106,6 +106,9 @@ fn image() -> MetadataImage {
                 topic_id: uuid::Uuid::new_v4(),
                 partitions,
                 configs: BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
+                assignments: (0..partitions)
+                    .map(|p| sluice_broker::metadata::PartitionRecord::new(p, vec![1]))
+                    .collect(),
             })
             .unwrap();
     }

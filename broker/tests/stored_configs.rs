@@ -39,6 +39,9 @@ fn invalid_stored_topic_configs_fall_back_to_defaults_at_start() {
                 ("retired.key".to_string(), "x".to_string()),
                 ("retention.ms".to_string(), "3600000".to_string()),
             ]),
+            // No assignments: a log from before replica assignment
+            // existed, replayed onto this node (MetadataImage::upgrade).
+            assignments: Vec::new(),
         })
         .unwrap();
         log.append(&MetadataRecord::TopicConfigChanged {

@@ -12,7 +12,7 @@ use sluice_client::{ClientConfig, Compression, Producer, ProducerConfig, Produce
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let bootstrap = args.next().unwrap_or_else(|| "127.0.0.1:9092".into());
-    let topic = args.next().unwrap_or_else(|| "demo".into());
+    let topic: std::sync::Arc<str> = args.next().unwrap_or_else(|| "demo".into()).into();
     let count: usize = args.next().map_or(Ok(100_000), |n| n.parse())?;
     let compression: Compression = args.next().map_or(Ok(Compression::None), |c| c.parse())?;
     let value_bytes: usize = args.next().map_or(Ok(100), |n| n.parse())?;
@@ -21,12 +21,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_compression(compression)
         .with_batch_size(256 * 1024);
     let producer = Producer::connect(config).await?;
-    let value = vec![b'x'; value_bytes];
+    // `Bytes`: every record shares one value buffer; the producer copies
+    // it once, into the batch.
+    let value = bytes::Bytes::from(vec![b'x'; value_bytes]);
     let started = Instant::now();
     let mut last = None;
     for i in 0..count {
         let record =
-            ProducerRecord::new(&topic, value.clone()).with_key(format!("key-{}", i % 1000));
+            ProducerRecord::new(topic.clone(), value.clone()).with_key(format!("key-{}", i % 1000));
         // `send` waits only when the producer's buffer is full; the
         // returned future resolves when the broker acknowledges.
         last = Some(producer.send(record).await?);

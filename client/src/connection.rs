@@ -14,7 +14,10 @@
 //!
 //! Frames are written with `sluice_protocol::frame::frame_size_prefix` and
 //! read with `sluice_protocol::frame::decode_frame`; headers and bodies are
-//! kafka-protocol's generated codecs at the negotiated version.
+//! kafka-protocol's generated codecs at the negotiated version, except
+//! Produce: its body arrives as parts around the record batches
+//! ([`Connection::start_parts`]) and goes out with one vectored write, so
+//! the batches are never copied into the frame.
 //!
 //! # Invariants
 //! - A request is pushed onto the pending FIFO before its bytes are
@@ -74,7 +77,17 @@ struct Pending {
 
 struct Outgoing {
     frame: Bytes,
+    /// More of the same frame, written after `frame` with one vectored
+    /// write (Produce: the batches, which are never copied into `frame`).
+    rest: Vec<Bytes>,
     pending: Option<Pending>,
+}
+
+/// The response of a request queued with [`Connection::start_parts`].
+pub(crate) struct ResponseSlot {
+    rx: oneshot::Receiver<Result<Bytes>>,
+    api_key: ApiKey,
+    version: i16,
 }
 
 /// State shared by the handle and its two tasks.
@@ -253,17 +266,28 @@ impl Connection {
         let body =
             match tokio::time::timeout(timeout, self.round_trip(request, api_key, version)).await {
                 Ok(result) => result?,
-                Err(_) => {
-                    self.shared.close("request timed out");
-                    return Err(Error::Timeout {
-                        api: api_name(api_key),
-                        broker: self.shared.broker.clone(),
-                        after: timeout,
-                    });
-                }
+                Err(_) => return Err(self.timed_out(api_key, timeout)),
             };
-        let mut body = body;
-        R::Response::decode(&mut body, version).map_err(|e| {
+        self.decode_response(body, api_key, version)
+    }
+
+    /// Closes the connection after a request timed out, and says so.
+    fn timed_out(&self, api_key: ApiKey, after: Duration) -> Error {
+        self.shared.close("request timed out");
+        Error::Timeout {
+            api: api_name(api_key),
+            broker: self.shared.broker.clone(),
+            after,
+        }
+    }
+
+    fn decode_response<T: Decodable>(
+        &self,
+        mut body: Bytes,
+        api_key: ApiKey,
+        version: i16,
+    ) -> Result<T> {
+        T::decode(&mut body, version).map_err(|e| {
             protocol(format!(
                 "{} v{version} response from {} does not decode: {e}",
                 api_name(api_key),
@@ -278,12 +302,32 @@ impl Connection {
         api_key: ApiKey,
         version: i16,
     ) -> Result<Bytes> {
+        let response = self
+            .queue_request(api_key, version, Vec::new(), |correlation_id| {
+                self.encode(request, api_key, version, correlation_id)
+            })
+            .await?;
+        response
+            .await
+            .map_err(|_| self.disconnected("connection task ended"))?
+    }
+
+    /// Takes an in-flight slot, numbers the request, encodes its frame
+    /// (`encode` gets the correlation id; `rest` follows the frame) and
+    /// queues it; returns where its response will arrive.
+    async fn queue_request(
+        &self,
+        api_key: ApiKey,
+        version: i16,
+        rest: Vec<Bytes>,
+        encode: impl FnOnce(i32) -> Result<Bytes>,
+    ) -> Result<oneshot::Receiver<Result<Bytes>>> {
         let permit = Arc::clone(&self.in_flight)
             .acquire_owned()
             .await
             .map_err(|_| self.disconnected("connection shut down"))?;
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode(request, api_key, version, correlation_id)?;
+        let frame = encode(correlation_id)?;
         let (reply, response) = oneshot::channel();
         let pending = Pending {
             correlation_id,
@@ -292,30 +336,71 @@ impl Connection {
             reply,
             _permit: permit,
         };
-        self.enqueue(frame, Some(pending)).await?;
-        response
-            .await
-            .map_err(|_| self.disconnected("connection task ended"))?
+        self.enqueue(frame, rest, Some(pending)).await?;
+        Ok(response)
     }
 
-    /// Sends a request that gets no response (Produce with acks=0).
-    pub(crate) async fn send_no_response<R: Request>(
+    /// Queues a request whose body is already encoded as `body` (parts in
+    /// wire order), waiting for an in-flight slot first. Requests queued by
+    /// one caller go on the wire in the order of its calls. Returns the
+    /// slot its response will arrive in, or `None` when `expect_response`
+    /// is false (Produce with acks=0).
+    pub(crate) async fn start_parts(
         &self,
-        request: &R,
+        api_key: ApiKey,
         version: i16,
-    ) -> Result<()> {
-        let api_key = api_key_of::<R>()?;
-        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode(request, api_key, version, correlation_id)?;
-        self.enqueue(frame, None).await
+        body: Vec<Bytes>,
+        expect_response: bool,
+    ) -> Result<Option<ResponseSlot>> {
+        let body_len = body.iter().map(Bytes::len).sum();
+        let header = |correlation_id| {
+            self.encode_header(api_key, version, correlation_id, body_len, 0)
+                .map(BytesMut::freeze)
+        };
+        if !expect_response {
+            let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+            self.enqueue(header(correlation_id)?, body, None).await?;
+            return Ok(None);
+        }
+        let rx = self.queue_request(api_key, version, body, header).await?;
+        Ok(Some(ResponseSlot {
+            rx,
+            api_key,
+            version,
+        }))
     }
 
-    async fn enqueue(&self, frame: Bytes, pending: Option<Pending>) -> Result<()> {
+    /// Waits (up to the request timeout) for the response in `slot`.
+    pub(crate) async fn finish<R: Decodable>(&self, slot: ResponseSlot) -> Result<R> {
+        let ResponseSlot {
+            rx,
+            api_key,
+            version,
+        } = slot;
+        let timeout = self.options.request_timeout;
+        let body = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err(self.disconnected("connection task ended")),
+            Err(_) => return Err(self.timed_out(api_key, timeout)),
+        };
+        self.decode_response(body, api_key, version)
+    }
+
+    async fn enqueue(
+        &self,
+        frame: Bytes,
+        rest: Vec<Bytes>,
+        pending: Option<Pending>,
+    ) -> Result<()> {
         if self.is_closed() {
             return Err(self.disconnected("connection closed"));
         }
         self.tx
-            .send(Outgoing { frame, pending })
+            .send(Outgoing {
+                frame,
+                rest,
+                pending,
+            })
             .await
             .map_err(|_| self.disconnected("connection closed"))
     }
@@ -327,31 +412,48 @@ impl Connection {
         version: i16,
         correlation_id: i32,
     ) -> Result<Bytes> {
+        let body_len = request
+            .compute_size(version)
+            .map_err(|e| self.encode_error(api_key, version, &e))?;
+        let mut frame = self.encode_header(api_key, version, correlation_id, body_len, body_len)?;
+        request
+            .encode(&mut frame, version)
+            .map_err(|e| self.encode_error(api_key, version, &e))?;
+        Ok(frame.freeze())
+    }
+
+    fn encode_error(&self, api_key: ApiKey, version: i16, e: &dyn std::fmt::Display) -> Error {
+        protocol(format!(
+            "{} v{version} request does not encode: {e}",
+            api_name(api_key)
+        ))
+    }
+
+    /// The size prefix (for a body of `body_len` bytes) and the request
+    /// header, in a buffer with room for `reserve` more bytes.
+    fn encode_header(
+        &self,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        body_len: usize,
+        reserve: usize,
+    ) -> Result<BytesMut> {
         let header = RequestHeader::default()
             .with_request_api_key(api_key as i16)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
             .with_client_id(Some(self.client_id.clone()));
         let header_version = api_key.request_header_version(version);
-        let encode_error = |e: &dyn std::fmt::Display| {
-            protocol(format!(
-                "{} v{version} request does not encode: {e}",
-                api_name(api_key)
-            ))
-        };
-        let size = header
+        let header_len = header
             .compute_size(header_version)
-            .and_then(|h| Ok(h + request.compute_size(version)?))
-            .map_err(|e| encode_error(&e))?;
-        let mut frame = BytesMut::with_capacity(4 + size);
-        frame.extend_from_slice(&frame_size_prefix(size)?);
+            .map_err(|e| self.encode_error(api_key, version, &e))?;
+        let mut frame = BytesMut::with_capacity(4 + header_len + reserve);
+        frame.extend_from_slice(&frame_size_prefix(header_len + body_len)?);
         header
             .encode(&mut frame, header_version)
-            .map_err(|e| encode_error(&e))?;
-        request
-            .encode(&mut frame, version)
-            .map_err(|e| encode_error(&e))?;
-        Ok(frame.freeze())
+            .map_err(|e| self.encode_error(api_key, version, &e))?;
+        Ok(frame)
     }
 
     fn disconnected(&self, reason: &str) -> Error {
@@ -407,7 +509,7 @@ async fn write_loop(
         if let Some(p) = out.pending {
             shared.push(p);
         }
-        if let Err(e) = write.write_all(&out.frame).await {
+        if let Err(e) = write_frame(&mut write, out.frame, out.rest).await {
             shared.close(&format!("write failed: {e}"));
             break;
         }
@@ -415,6 +517,50 @@ async fn write_loop(
     let _ = write.shutdown().await;
     shared.close("connection dropped");
 }
+
+/// Writes `first` then `rest`, as few syscalls as the socket allows.
+async fn write_frame(
+    write: &mut OwnedWriteHalf,
+    first: Bytes,
+    rest: Vec<Bytes>,
+) -> std::io::Result<()> {
+    if rest.is_empty() {
+        return write.write_all(&first).await;
+    }
+    let mut parts = rest;
+    parts.insert(0, first);
+    parts.retain(|p| !p.is_empty());
+    let mut at = 0;
+    while at < parts.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = parts
+            .iter()
+            .skip(at)
+            .take(IOV_MAX)
+            .map(|p| std::io::IoSlice::new(p))
+            .collect();
+        let mut written = write.write_vectored(&slices).await?;
+        drop(slices);
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let Some(part) = parts.get_mut(at) else {
+                break;
+            };
+            if written >= part.len() {
+                written -= part.len();
+                at += 1;
+            } else {
+                bytes::Buf::advance(part, written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Most slices one `writev` takes (Linux's `IOV_MAX`).
+const IOV_MAX: usize = 1024;
 
 async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>) {
     let reason = read_responses(&mut read, &shared).await;

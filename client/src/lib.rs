@@ -76,7 +76,8 @@ pub use admin::{
 };
 pub use config::ClientConfig;
 pub use consumer::{
-    Assignor, Consumer, ConsumerConfig, ConsumerRecord, Offset, RebalanceListener, TopicPartition,
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, FetchedBatch, Offset, RebalanceListener,
+    RecordView, TopicPartition,
 };
 pub use error::{Error, Result, kafka_name};
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};

@@ -49,6 +49,7 @@
 
 pub mod api;
 pub mod batch_builder;
+pub mod batch_writer;
 pub mod compression;
 pub mod error;
 pub mod error_code;

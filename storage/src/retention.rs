@@ -28,10 +28,25 @@ use crate::offset::Offset;
 use crate::segment::{self, INDEX_EXT, LOG_EXT, SWAP_SUFFIX, Segment, TIME_INDEX_EXT};
 
 impl PartitionLog {
+    /// [`PartitionLog::delete_retained_segments_below`] with every offset
+    /// readable (the high watermark at the log end offset).
+    pub fn delete_retained_segments(&mut self, now_ms: i64) -> Result<usize> {
+        let end = self.log_end_offset();
+        self.delete_retained_segments_below(now_ms, end)
+    }
+
     /// Applies retention.ms, retention.bytes and the log start offset;
     /// returns the number of segments deleted. The new log start offset is
     /// checkpointed.
-    pub fn delete_retained_segments(&mut self, now_ms: i64) -> Result<usize> {
+    ///
+    /// Never deletes a segment holding an offset at or above
+    /// `high_watermark` (Kafka's `deletableSegments`): data consumers cannot
+    /// read yet is never removed, whatever its timestamps or size say.
+    pub fn delete_retained_segments_below(
+        &mut self,
+        now_ms: i64,
+        high_watermark: Offset,
+    ) -> Result<usize> {
         self.check()?;
         let expired = |s: &Segment, retention_ms: u64| {
             now_ms.saturating_sub(s.largest_timestamp())
@@ -46,6 +61,9 @@ impl PartitionLog {
         let mut count = 0;
         let mut remaining = self.size_bytes();
         for seg in self.segments.iter().rev().skip(1).rev() {
+            if seg.next_offset > high_watermark {
+                break;
+            }
             let by_time = self.config.retention_ms.is_some_and(|ms| expired(seg, ms));
             let by_bytes = self
                 .config
@@ -246,6 +264,37 @@ mod tests {
                 .unwrap();
         }
         log
+    }
+
+    #[test]
+    fn retention_never_deletes_at_or_above_the_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), small_config(), 25);
+        let bases = log.segment_base_offsets();
+        assert!(bases.len() >= 3, "{bases:?}");
+        let config = LogConfig {
+            retention_ms: Some(1),
+            ..log.config().clone()
+        };
+        log.set_config(config).unwrap();
+        // Everything expired by time, but only the first segment lies
+        // wholly below the high watermark.
+        let deleted = log
+            .delete_retained_segments_below(TS + 1_000_000, bases[1])
+            .unwrap();
+        assert_eq!(deleted, 1);
+        assert_eq!(log.log_start_offset(), bases[1]);
+        let hw = log.log_end_offset();
+        assert_eq!(
+            log.delete_retained_segments_below(TS + 1_000_000, Offset(bases[2].0 - 1))
+                .unwrap(),
+            0,
+            "a segment ending above the high watermark was deleted"
+        );
+        assert_eq!(
+            log.read(bases[1], 1 << 20, hw, false).unwrap().first_offset,
+            Some(bases[1])
+        );
     }
 
     #[test]

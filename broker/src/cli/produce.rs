@@ -111,7 +111,7 @@ fn to_record(args: &ProduceArgs, line: &str) -> ProducerRecord {
         },
         None => (None, line.to_owned()),
     };
-    let mut record = ProducerRecord::new(&args.topic, value);
+    let mut record = ProducerRecord::new(args.topic.as_str(), value);
     if let Some(k) = key {
         record = record.with_key(k);
     }

@@ -47,7 +47,9 @@ use super::limits::{
 use super::node::{ControllerNode, NodeConfig, NodeError, Output, import_snapshot};
 use super::raft_storage::{RaftStorage, RaftStorageError};
 use super::transport::Transport;
-use crate::metadata::{MetadataImage, MetadataLog, MetadataLogError, MetadataRecord, ProposeError};
+use crate::metadata::{
+    BrokerId, MetadataImage, MetadataLog, MetadataLogError, MetadataRecord, ProposeError,
+};
 
 /// One voter of the controller quorum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +137,7 @@ impl Controller {
         let dir = config.data_dir.join("__cluster_metadata");
         let disk = FileDisk::open(&dir, "raft.log")?;
         let mut storage = RaftStorage::open(Box::new(disk), &ids)?;
-        import_legacy(&config.data_dir, &mut storage, ids.len())?;
+        import_legacy(&config.data_dir, &mut storage, ids.len(), config.node_id)?;
         let committed = storage.hard_state().commit;
         let node_config = NodeConfig {
             id: config.node_id,
@@ -283,6 +285,7 @@ fn import_legacy(
     data_dir: &Path,
     storage: &mut RaftStorage,
     voters: usize,
+    node_id: u64,
 ) -> Result<(), ControllerError> {
     let dir = data_dir.join("__cluster_metadata");
     let legacy = dir.join("metadata.log");
@@ -296,15 +299,20 @@ fn import_legacy(
         }
         let (_, records) = MetadataLog::open(data_dir)?;
         let mut image = MetadataImage::default();
-        for (index, record) in records.iter().enumerate() {
-            if let Err(e) = image.apply(record) {
+        // The log was written by this node alone: its partitions are
+        // brought forward onto it (`MetadataImage::upgrade`).
+        let owner = BrokerId::try_from(node_id).map_err(|_| ControllerError::InvalidNodeId(-1))?;
+        let count = records.len();
+        for (index, record) in records.into_iter().enumerate() {
+            let record = image.upgrade(record, owner);
+            if let Err(e) = image.apply(&record) {
                 tracing::error!(index, error = %e, "legacy metadata record does not replay; skipped");
             }
         }
         let snapshot = import_snapshot(&image, storage)?;
         storage.apply_snapshot(snapshot)?;
         tracing::info!(
-            records = records.len(),
+            records = count,
             "imported the single-node metadata log"
         );
     }

@@ -707,7 +707,11 @@ impl Coordinator {
             entry
                 .offsets
                 .iter()
-                .filter(|(t, p, _)| image.topic(t).is_none_or(|topic| *p >= topic.partitions))
+                .filter(|(t, p, _)| {
+                    image
+                        .topic(t)
+                        .is_none_or(|topic| topic.partition(*p).is_none())
+                })
                 .map(|(t, p, _)| (t.to_string(), p)),
         );
         let mut records: Vec<OffsetsRecord> = gone

@@ -84,25 +84,30 @@ fn offsets_topic_configs() -> BTreeMap<String, String> {
 /// coordinator, and starts the coordinator's timer task.
 pub async fn start(broker: &Arc<Broker>) -> Result<(), BrokerError> {
     let partitions = match broker.image().topic(OFFSETS_TOPIC) {
-        Some(topic) => topic.partitions,
+        Some(topic) => topic.partition_count(),
         None => {
             let wanted = broker.config().offsets_topic_num_partitions;
+            // Kafka's offsets.topic.replication.factor is 3; a smaller
+            // cluster gets one replica per broker rather than no groups.
+            let brokers = broker.image().unfenced_brokers().count();
+            let factor = i16::try_from(brokers.clamp(1, 3)).unwrap_or(1);
             let created = crate::handlers::create_topics::create_topic(
                 broker,
                 OFFSETS_TOPIC,
                 wanted,
+                crate::handlers::create_topics::Replication::Factor(factor),
                 offsets_topic_configs(),
                 false,
             )
             .await;
             match created {
-                Ok(topic) => topic.partitions,
+                Ok(topic) => topic.partition_count(),
                 // Every node does this at start; another one won the race.
                 Err(BrokerError::Metadata(ProposeError::Rejected(ApplyError::TopicExists(_)))) => {
                     broker
                         .image()
                         .topic(OFFSETS_TOPIC)
-                        .map(|t| t.partitions)
+                        .map(|t| t.partition_count())
                         .unwrap_or(wanted)
                 }
                 Err(e) => return Err(e),

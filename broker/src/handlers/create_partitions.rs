@@ -5,8 +5,11 @@
 //!           ─► internal topic?                  INVALID_TOPIC_EXCEPTION
 //!           ─► unknown?                         UNKNOWN_TOPIC_OR_PARTITION
 //!           ─► count ≤ current, or > 100 000?   INVALID_PARTITIONS
-//!           ─► assignments: one per new partition, each exactly [this node]
+//!           ─► assignments: one per new partition, each of the topic's
+//!              replication factor, registered brokers, none twice
 //!                                               else INVALID_REPLICA_ASSIGNMENT
+//!           ─► else placed by the rack-aware round robin, continuing the
+//!              topic's (factor > unfenced brokers: INVALID_REPLICATION_FACTOR)
 //!           ─► validate_only? check against the image, change nothing
 //!           ─► propose PartitionsAdded ─► reconcile opens the new logs
 //! ```
@@ -35,11 +38,11 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::create_topics::PARTITIONS_PER_TOPIC_MAX;
+use super::create_topics::{PARTITIONS_PER_TOPIC_MAX, Replication, replica_lists};
 use crate::broker::Broker;
 use crate::error::BrokerError;
-use crate::metadata::MetadataRecord;
 use crate::metadata::topic_name::is_internal;
+use crate::metadata::{MetadataRecord, PartitionRecord};
 
 pub async fn handle_create_partitions(
     broker: &Arc<Broker>,
@@ -85,24 +88,47 @@ async fn grow(
             reason: "the partition count of an internal topic cannot be changed",
         });
     }
-    let current = broker
-        .image()
+    let image = broker.image();
+    let existing = image
         .topic(name)
-        .map(|t| t.partitions)
         .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
             topic: name.to_string(),
             partition: -1,
         })?;
+    let current = existing.partition_count();
     check_count(current, topic.count)?;
-    if let Some(assignments) = &topic.assignments {
-        check_assignments(broker.identity().node_id, current, topic.count, assignments)?;
-    }
+    // New partitions keep the topic's replication factor (partition 0's).
+    let factor = existing.partitions.first().map_or(1, |p| p.replicas.len());
+    let replication = match &topic.assignments {
+        Some(assignments) => {
+            check_assignments(current, topic.count, factor, assignments)?;
+            Replication::Manual(
+                assignments
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect(),
+            )
+        }
+        None => Replication::Factor(i16::try_from(factor).unwrap_or(i16::MAX)),
+    };
+    let lists = replica_lists(
+        &image,
+        current,
+        topic.count - current,
+        &replication,
+        existing.topic_id.as_u128(),
+    )?;
     broker
         .replicas()
-        .check_partition_budget(&broker.image(), topic.count.saturating_sub(current))?;
+        .check_partition_budget(&image, topic.count.saturating_sub(current))?;
     let record = MetadataRecord::PartitionsAdded {
         name: name.to_string(),
         partitions: topic.count,
+        assignments: lists
+            .into_iter()
+            .zip(current..)
+            .map(|(replicas, p)| PartitionRecord::new(p, replicas))
+            .collect(),
     };
     if validate_only {
         return broker
@@ -139,12 +165,13 @@ fn check_count(current: i32, requested: i32) -> Result<(), BrokerError> {
     Ok(())
 }
 
-/// Manual assignments: one replica list per new partition, and on a
-/// cluster of one each list is exactly this node.
+/// Manual assignments: one replica list per new partition, each as long
+/// as the topic's replication factor (registration and repeats are checked
+/// by `placement::check_manual`).
 fn check_assignments(
-    node: i32,
     current: i32,
     requested: i32,
+    factor: usize,
     assignments: &[CreatePartitionsAssignment],
 ) -> Result<(), BrokerError> {
     let added = i64::from(requested) - i64::from(current);
@@ -154,12 +181,10 @@ fn check_assignments(
             assignments.len()
         )));
     }
-    let only_this_node = assignments
-        .iter()
-        .all(|a| a.broker_ids.len() == 1 && a.broker_ids.iter().all(|b| b.0 == node));
-    if !only_this_node {
+    if let Some(a) = assignments.iter().find(|a| a.broker_ids.len() != factor) {
         return Err(BrokerError::InvalidReplicaAssignment(format!(
-            "each new partition's replicas must be exactly [{node}], the one broker"
+            "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {factor} replica(s).",
+            a.broker_ids.len()
         )));
     }
     Ok(())
@@ -194,17 +219,16 @@ mod tests {
     }
 
     #[test]
-    fn assignments_name_this_node_once_per_new_partition() {
-        assert!(check_assignments(1, 1, 3, &[assignment(&[1]), assignment(&[1])]).is_ok());
+    fn assignments_cover_each_new_partition_at_the_topic_factor() {
+        assert!(check_assignments(1, 3, 1, &[assignment(&[1]), assignment(&[2])]).is_ok());
         for bad in [
             vec![assignment(&[1])],
-            vec![assignment(&[1]), assignment(&[2])],
-            vec![assignment(&[1]), assignment(&[1, 1])],
+            vec![assignment(&[1]), assignment(&[1, 2])],
             vec![assignment(&[1]), assignment(&[])],
         ] {
             assert!(
                 matches!(
-                    check_assignments(1, 1, 3, &bad),
+                    check_assignments(1, 3, 1, &bad),
                     Err(BrokerError::InvalidReplicaAssignment(_))
                 ),
                 "{bad:?}"

@@ -1,11 +1,16 @@
-//! CreateTopics (v2–7): create topics with a partition count and config
-//! overrides. Also the one place topics come into being, so Metadata's and
-//! Produce's auto-creation go through [`create_topic`] too.
+//! CreateTopics (v2–7): create topics with a partition count, a
+//! replication factor or a manual replica assignment, and config overrides.
+//! Also the one place topics come into being, so Metadata's and the group
+//! coordinator's auto-creation go through [`create_topic`] too.
 //!
-//! A single node replicates nothing: replication factor -1 or 1 is served;
-//! any other gives INVALID_REPLICATION_FACTOR, as Kafka does when there are
-//! fewer brokers than the factor. Manual replica assignments must name this
-//! node only.
+//! ```text
+//! name valid? ─► partitions in 1..=100 000? ─► configs valid?
+//!   ─► replicas: manual assignment checked (placement::check_manual), or
+//!      placed over the unfenced brokers (placement::assign_replicas):
+//!      factor > brokers → INVALID_REPLICATION_FACTOR
+//!   ─► TopicCreated with one PartitionRecord per partition (ISR = replicas,
+//!      leader = first replica, epochs 0) ─► propose, or only check it
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,18 +21,37 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 use crate::error::BrokerError;
-use crate::metadata::{MetadataRecord, TopicImage, topic_name};
+use crate::metadata::placement;
+use crate::metadata::{
+    BrokerId, MetadataImage, MetadataRecord, PartitionRecord, TopicImage, topic_name,
+};
 use crate::settings::describe::created_topic_configs;
 use crate::settings::{TopicConfig, validate_topic_values};
 
-/// Most partitions one topic may have on this node.
+/// Most partitions one topic may have.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
 
+/// Kafka's `default.replication.factor`, used when a request says -1.
+pub const DEFAULT_REPLICATION_FACTOR: i16 = 1;
+
+/// Where a new topic's replicas go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replication {
+    /// This many replicas per partition, placed by [`placement`]; -1 means
+    /// [`DEFAULT_REPLICATION_FACTOR`].
+    Factor(i16),
+    /// One replica list per partition, chosen by the client.
+    Manual(Vec<Vec<BrokerId>>),
+}
+
 /// Creates `name` (or checks that it could be created, with `validate_only`).
+/// `partitions` of -1 means `num.partitions`; with a manual assignment the
+/// partition count is the assignment's.
 pub async fn create_topic(
     broker: &Arc<Broker>,
     name: &str,
     partitions: i32,
+    replication: Replication,
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<TopicImage, BrokerError> {
@@ -37,10 +61,10 @@ pub async fn create_topic(
             reason,
         });
     }
-    let partitions = if partitions == -1 {
-        broker.config().num_partitions
-    } else {
-        partitions
+    let partitions = match (&replication, partitions) {
+        (Replication::Manual(lists), _) => i32::try_from(lists.len()).unwrap_or(i32::MAX),
+        (_, -1) => broker.config().num_partitions,
+        (_, n) => n,
     };
     if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
         return Err(BrokerError::InvalidPartitions(format!(
@@ -54,22 +78,30 @@ pub async fn create_topic(
             .replicas()
             .check_partition_budget(&broker.image(), partitions)?;
     }
+    let topic_id = uuid::Uuid::new_v4();
+    let image = broker.image();
+    let assignments = replica_lists(&image, 0, partitions, &replication, topic_id.as_u128())?;
     let record = MetadataRecord::TopicCreated {
         name: name.to_string(),
-        topic_id: uuid::Uuid::new_v4(),
+        topic_id,
         partitions,
         configs,
+        assignments: assignments
+            .into_iter()
+            .zip(0..)
+            .map(|(replicas, p)| PartitionRecord::new(p, replicas))
+            .collect(),
     };
-    let image = if validate_only {
-        broker
-            .image()
+    if validate_only {
+        image
             .check(&record)
             .map_err(|e| BrokerError::Metadata(e.into()))?;
-        return Ok(topic_from(&record));
-    } else {
-        broker.propose(record).await?
-    };
-    image
+        return TopicImage::from_created(&record)
+            .ok_or_else(|| BrokerError::InvalidRequest("validate-only topic has no image".into()));
+    }
+    broker
+        .propose(record)
+        .await?
         .topic(name)
         .cloned()
         .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
@@ -78,25 +110,36 @@ pub async fn create_topic(
         })
 }
 
-fn topic_from(record: &MetadataRecord) -> TopicImage {
-    match record {
-        MetadataRecord::TopicCreated {
-            name,
-            topic_id,
-            partitions,
-            configs,
-        } => TopicImage {
-            name: name.clone(),
-            topic_id: *topic_id,
-            partitions: *partitions,
-            configs: configs.clone(),
-        },
-        _ => TopicImage {
-            name: String::new(),
-            topic_id: uuid::Uuid::nil(),
-            partitions: 0,
-            configs: BTreeMap::new(),
-        },
+/// Replica lists for partitions `first..first + count` of a topic: checked
+/// when manual, placed over the unfenced brokers otherwise. `seed` is the
+/// topic id's bits (the round robin's random start).
+pub fn replica_lists(
+    image: &MetadataImage,
+    first: i32,
+    count: i32,
+    replication: &Replication,
+    seed: u128,
+) -> Result<Vec<Vec<BrokerId>>, BrokerError> {
+    match replication {
+        Replication::Manual(lists) => {
+            placement::check_manual(image, lists)?;
+            Ok(lists.clone())
+        }
+        Replication::Factor(factor) => {
+            let factor = if *factor == -1 {
+                DEFAULT_REPLICATION_FACTOR
+            } else {
+                *factor
+            };
+            let candidates = placement::candidates(image);
+            Ok(placement::assign_replicas(
+                &candidates,
+                first,
+                count,
+                factor,
+                seed,
+            )?)
+        }
     }
 }
 
@@ -117,8 +160,8 @@ pub async fn handle_create_topics(
             Ok(image) => {
                 out = out
                     .with_topic_id(image.topic_id)
-                    .with_num_partitions(image.partitions)
-                    .with_replication_factor(1);
+                    .with_num_partitions(image.partition_count())
+                    .with_replication_factor(replication_factor(&image));
                 if version >= 5 {
                     out.configs = Some(describe(broker, &image));
                 }
@@ -140,26 +183,31 @@ async fn create_one(
     topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
     validate_only: bool,
 ) -> Result<TopicImage, BrokerError> {
-    let node = broker.identity().node_id;
-    if !matches!(topic.replication_factor, -1 | 1) {
-        return Err(BrokerError::InvalidReplicationFactor(format!(
-            "replication factor {} is larger than the 1 available broker",
-            topic.replication_factor
-        )));
-    }
-    let mut partitions = topic.num_partitions;
-    if !topic.assignments.is_empty() {
-        if topic
-            .assignments
-            .iter()
-            .any(|a| a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.len() != 1)
-        {
-            return Err(BrokerError::InvalidReplicaAssignment(format!(
-                "assignments may name only broker {node}, once"
-            )));
+    let replication = if topic.assignments.is_empty() {
+        Replication::Factor(topic.replication_factor)
+    } else {
+        // Kafka: an assignment excludes a partition count or factor.
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err(BrokerError::InvalidRequest(
+                "Both numPartitions or replicationFactor and replicasAssignments were set. \
+                 Both cannot be used at the same time."
+                    .into(),
+            ));
         }
-        partitions = i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX);
-    }
+        let mut lists = topic.assignments.iter().collect::<Vec<_>>();
+        lists.sort_by_key(|a| a.partition_index);
+        if lists.iter().zip(0..).any(|(a, p)| a.partition_index != p) {
+            return Err(BrokerError::InvalidReplicaAssignment(
+                "partitions should be a consecutive 0-based integer sequence".into(),
+            ));
+        }
+        Replication::Manual(
+            lists
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect(),
+        )
+    };
     let mut configs = BTreeMap::new();
     for c in &topic.configs {
         // A null value means "use the default": no override.
@@ -170,7 +218,23 @@ async fn create_one(
     // Every key and value is checked here, before anything is written;
     // the image checks them again for the other creation paths.
     validate_topic_values(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    create_topic(broker, &topic.name.0, partitions, configs, validate_only).await
+    create_topic(
+        broker,
+        &topic.name.0,
+        topic.num_partitions,
+        replication,
+        configs,
+        validate_only,
+    )
+    .await
+}
+
+/// The replica count of a topic's first partition (all have the same).
+fn replication_factor(topic: &TopicImage) -> i16 {
+    topic
+        .partitions
+        .first()
+        .map_or(-1, |p| i16::try_from(p.replicas.len()).unwrap_or(i16::MAX))
 }
 
 fn describe(

@@ -1,8 +1,8 @@
 //! DescribeCluster (v0–1): the brokers of the cluster, its id and its
 //! controller, as the admin client's `describeCluster` shows them.
 //!
-//! A Sluice node is a complete cluster of one: this node is the only
-//! broker and the controller. v1 lets the client say which endpoints it
+//! Brokers are the registered, unfenced brokers of the metadata image;
+//! the controller is the active one. v1 lets the client say which endpoints it
 //! asked for; this listener serves brokers (endpoint type 1), so a request
 //! for controllers (2) gets MISMATCHED_ENDPOINT_TYPE, as Kafka's brokers
 //! answer it.
@@ -48,11 +48,26 @@ pub async fn handle_describe_cluster(
             .with_error_code(e.code())
             .with_error_message(Some(StrBytes::from_string(e.to_string())));
     }
-    base.with_controller_id(BrokerId(broker.controller_id()))
-        .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(id.node_id))
-                .with_host(StrBytes::from_string(id.host.clone()))
-                .with_port(id.port),
-        ])
+    let brokers = broker
+        .image()
+        .unfenced_brokers()
+        .filter_map(|b| {
+            let endpoint = b.client_endpoint()?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(endpoint.host.clone()))
+                    .with_port(i32::from(endpoint.port))
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect();
+    base.with_controller_id(BrokerId(active_controller(broker)))
+        .with_brokers(brokers)
+}
+
+/// The id of the active controller (the Raft leader), or -1 when none is
+/// known.
+pub fn active_controller(broker: &Broker) -> i32 {
+    broker.controller_id()
 }

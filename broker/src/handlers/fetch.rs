@@ -10,6 +10,12 @@
 //! response = encoded head + per partition [encoded fields, regions…]
 //! ```
 //!
+//! Each partition is looked up once per fetch, and only its leader serves
+//! it (`replica::leadership`): NOT_LEADER_OR_FOLLOWER elsewhere, and a
+//! `current_leader_epoch` (v9+) that disagrees with the metadata image gets
+//! FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH. Followers fetching as
+//! replicas (replica id ≥ 0) are part 2 of the cluster work.
+//!
 //! `read_committed` reads below the last stable offset, which equals the
 //! high watermark because transactions are not served. Fetch sessions
 //! (KIP-227) are not kept: every response carries session id 0, which tells
@@ -38,8 +44,8 @@ use sluice_protocol::header::RequestFrame;
 use sluice_storage::FileRegion;
 
 use crate::broker::Broker;
-use crate::error::BrokerError;
 use crate::replica::Partition;
+use crate::replica::leadership::leader_partition;
 use crate::response::{FramePart, Reply, ResponseFrame};
 
 /// Largest fetch response, whatever the client asks (Kafka's
@@ -120,21 +126,36 @@ pub async fn handle_fetch(
 }
 
 /// Each requested partition, in request order (topic by topic), looked up
-/// once per fetch: `None` where this node does not host it.
-fn resolve(broker: &Broker, request: &FetchRequest) -> Vec<Option<Arc<Partition>>> {
+/// once per fetch: the error code where this node does not lead it at the
+/// stated epoch (`replica::leadership`) or does not host it.
+fn resolve(broker: &Broker, request: &FetchRequest) -> Vec<Resolved> {
+    let image = broker.image();
+    let node = broker.identity().node_id;
     request
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| broker.replicas().partition(&t.topic.0, p.partition))
+            let image = &image;
+            t.partitions.iter().map(move |p| {
+                leader_partition(
+                    image,
+                    node,
+                    broker.replicas(),
+                    &t.topic.0,
+                    p.partition,
+                    p.current_leader_epoch,
+                )
+                .map_err(|e| e.error_code())
+            })
         })
         .collect()
 }
 
+/// A requested partition: hosted and led here, or why not.
+type Resolved = Result<Arc<Partition>, ResponseError>;
+
 /// The high watermark and log start offset of each hosted partition.
-fn watermarks(replicas: &[Option<Arc<Partition>>]) -> Vec<(i64, i64)> {
+fn watermarks(replicas: &[Resolved]) -> Vec<(i64, i64)> {
     replicas
         .iter()
         .flatten()
@@ -148,7 +169,7 @@ fn watermarks(replicas: &[Option<Arc<Partition>>]) -> Vec<(i64, i64)> {
 /// Reads every requested partition; returns the reads, the record bytes
 /// found, and whether any partition failed.
 fn read_all(
-    replicas: &[Option<Arc<Partition>>],
+    replicas: &[Resolved],
     request: &FetchRequest,
 ) -> (Vec<(usize, Vec<PartitionRead>)>, u64, bool) {
     let mut replicas = replicas.iter();
@@ -164,15 +185,8 @@ fn read_all(
             let limit = u32::try_from(p.partition_max_bytes.max(0))
                 .unwrap_or(0)
                 .min(budget);
-            let replica = replicas.next().and_then(Option::as_ref);
-            let read = read_partition(
-                replica,
-                &topic.topic.0,
-                p.partition,
-                p.fetch_offset,
-                limit,
-                total == 0,
-            );
+            let replica = replicas.next().ok_or(ResponseError::UnknownServerError);
+            let read = read_partition(replica, p.partition, p.fetch_offset, limit, total == 0);
             let size: u64 = read.regions.iter().map(|r| r.len()).sum();
             total += size;
             budget = budget.saturating_sub(u32::try_from(size).unwrap_or(u32::MAX));
@@ -185,26 +199,22 @@ fn read_all(
 }
 
 fn read_partition(
-    replica: Option<&Arc<Partition>>,
-    topic: &str,
+    replica: Result<&Resolved, ResponseError>,
     partition: i32,
     offset: i64,
     max_bytes: u32,
     first: bool,
 ) -> PartitionRead {
-    let failed = |e: BrokerError, hw: i64, start: i64| PartitionRead {
+    let failed = |e: ResponseError, hw: i64, start: i64| PartitionRead {
         partition,
-        error: Some(e.error_code()),
+        error: Some(e),
         high_watermark: hw,
         log_start_offset: start,
         regions: Vec::new(),
     };
-    let Some(replica) = replica else {
-        let e = BrokerError::UnknownTopicOrPartition {
-            topic: topic.to_string(),
-            partition,
-        };
-        return failed(e, -1, -1);
+    let replica = match replica.and_then(|r| r.as_ref().map_err(|e| *e)) {
+        Ok(replica) => replica,
+        Err(e) => return failed(e, -1, -1),
     };
     match replica.read(offset, max_bytes, first) {
         Ok(read) => PartitionRead {
@@ -216,7 +226,7 @@ fn read_partition(
         },
         Err(e) => {
             let p = replica.progress();
-            failed(e, p.high_watermark, p.log_start_offset)
+            failed(e.error_code(), p.high_watermark, p.log_start_offset)
         }
     }
 }

@@ -8,6 +8,10 @@
 //! | -3 MAX_TIMESTAMP (v7+) | the record with the largest timestamp |
 //! | t ≥ 0 | the first record with timestamp ≥ t, below the high watermark; offset -1 if none |
 //!
+//! Only the partition's leader answers (NOT_LEADER_OR_FOLLOWER elsewhere),
+//! and a `current_leader_epoch` (v4+) must match the image's
+//! (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH otherwise).
+//!
 //! Storage finds the batch (time index, then batch headers); the exact
 //! record inside it is found by walking its records (decompressing when
 //! needed, bounded).
@@ -25,6 +29,7 @@ use sluice_protocol::records::{BatchRecords, validate_batch};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::replica::Partition;
+use crate::replica::leadership::leader_partition;
 
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
@@ -40,6 +45,8 @@ pub async fn handle_list_offsets(
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let image = broker.image();
+    let node = broker.identity().node_id;
     let topics = request
         .topics
         .iter()
@@ -48,10 +55,15 @@ pub async fn handle_list_offsets(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let answer = broker
-                        .replicas()
-                        .partition_or_error(&topic.name.0, p.partition_index)
-                        .and_then(|replica| lookup(&replica, p.timestamp, version));
+                    let answer = leader_partition(
+                        &image,
+                        node,
+                        broker.replicas(),
+                        &topic.name.0,
+                        p.partition_index,
+                        p.current_leader_epoch,
+                    )
+                    .and_then(|replica| lookup(&replica, p.timestamp, version));
                     let out = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     match answer {

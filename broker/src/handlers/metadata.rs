@@ -1,5 +1,12 @@
 //! Metadata (v0–12): brokers, cluster id, controller, and topics with their
-//! partitions, leaders and replicas.
+//! partitions, leaders and replicas — all read from one published metadata
+//! image, so every node answers alike.
+//!
+//! Brokers are the registered, unfenced ones (Kafka lists live brokers).
+//! Per partition: leader, leader epoch, replicas and ISR from the image;
+//! offline replicas are replicas whose broker is fenced or gone; a
+//! partition without a leader carries LEADER_NOT_AVAILABLE (Kafka's
+//! metadata cache does the same), so clients retry instead of sending to it.
 //!
 //! Topic selection: v0 with an empty list, or v1+ with a null list, means
 //! every topic; v1+ with an empty list means none. From v10 a topic may be
@@ -18,9 +25,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::create_topic;
+use super::describe_cluster::active_controller;
 use crate::broker::Broker;
-use crate::metadata::TopicImage;
 use crate::metadata::topic_name::is_internal;
+use crate::metadata::{MetadataImage, TopicImage};
 
 /// Kafka's "operations not requested" value for authorized-operations fields.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -31,16 +39,13 @@ pub async fn handle_metadata(
     request: MetadataRequest,
 ) -> MetadataResponse {
     let id = broker.identity();
+    let image = broker.image();
     let all = match &request.topics {
         None => true,
         Some(list) => version == 0 && list.is_empty(),
     };
     let topics = if all {
-        broker
-            .image()
-            .topics()
-            .map(|t| describe(broker, t))
-            .collect()
+        image.topics().map(|t| describe(&image, t)).collect()
     } else {
         let auto_create = broker.config().auto_create_topics_enable
             && (version < 4 || request.allow_auto_topic_creation);
@@ -50,15 +55,25 @@ pub async fn handle_metadata(
         }
         out
     };
+    // Brokers from the newest image: auto-creation above may have moved on.
+    let image = broker.image();
+    let brokers = image
+        .unfenced_brokers()
+        .filter_map(|b| {
+            let endpoint = b.client_endpoint()?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(endpoint.host.clone()))
+                    .with_port(i32::from(endpoint.port))
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(id.node_id))
-                .with_host(StrBytes::from_string(id.host.clone()))
-                .with_port(id.port),
-        ])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(id.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.controller_id()))
+        .with_controller_id(BrokerId(active_controller(broker)))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
@@ -71,12 +86,12 @@ async fn lookup(
     let image = broker.image();
     let Some(name) = wanted.name.as_ref().map(|n| n.0.to_string()) else {
         return match image.topic_by_id(wanted.topic_id) {
-            Some(t) => describe(broker, t),
+            Some(t) => describe(&image, t),
             None => error_topic(None, wanted.topic_id, ResponseError::UnknownTopicId),
         };
     };
     if let Some(t) = image.topic(&name) {
-        return describe(broker, t);
+        return describe(&image, t);
     }
     if !auto_create {
         return error_topic(
@@ -85,30 +100,51 @@ async fn lookup(
             ResponseError::UnknownTopicOrPartition,
         );
     }
-    match create_topic(broker, &name, -1, BTreeMap::new(), false).await {
-        Ok(t) => describe(broker, &t),
+    match create_topic(
+        broker,
+        &name,
+        -1,
+        crate::handlers::create_topics::Replication::Factor(-1),
+        BTreeMap::new(),
+        false,
+    )
+    .await
+    {
+        Ok(t) => describe(&broker.image(), &t),
         Err(e) => match broker.image().topic(&name) {
             // Another request created it first: describe what exists.
-            Some(t) => describe(broker, t),
+            Some(t) => describe(&broker.image(), t),
             None => error_topic(Some(name), wanted.topic_id, e.error_code()),
         },
     }
 }
 
-fn describe(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
-    let node = BrokerId(broker.identity().node_id);
-    let partitions = (0..topic.partitions)
-        .map(|index| {
-            let epoch = broker
-                .replicas()
-                .partition(&topic.name, index)
-                .map_or(0, |p| p.leader_epoch());
+fn describe(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
+    let ids = |list: &[i32]| list.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+    let partitions = topic
+        .partitions
+        .iter()
+        .zip(0..)
+        .map(|(p, index)| {
+            let offline: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|b| !image.is_unfenced(*b))
+                .collect();
+            let error = if p.leader().is_none() {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(index)
-                .with_leader_id(node)
-                .with_leader_epoch(epoch)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()

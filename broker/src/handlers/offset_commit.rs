@@ -37,7 +37,7 @@ pub async fn handle_offset_commit(
     let mut accepted = Vec::new();
     for (ti, topic) in request.topics.iter().enumerate() {
         let name = topic.name.0.to_string();
-        let partitions = image.topic(&name).map_or(0, |t| t.partitions);
+        let partitions = image.topic(&name).map_or(0, |t| t.partition_count());
         for (pi, p) in topic.partitions.iter().enumerate() {
             let metadata = p.committed_metadata.as_ref().map_or("", |m| m.as_str());
             if !(0..partitions).contains(&p.partition_index) {

@@ -2,12 +2,14 @@
 //! consumer uses to detect log truncation after a leader change (KIP-320)
 //! and a follower uses to find where its log diverges.
 //!
-//! On one node every partition has leader epoch 0 for its whole life, so
+//! The partition must be led by this node at the epoch the metadata image
+//! names (`replica::leadership`). Until leader epochs change (replication),
 //! the epoch history is a single entry starting at offset 0:
 //!
 //! | request | answer |
 //! |---|---|
 //! | unknown partition | UNKNOWN_TOPIC_OR_PARTITION, epoch -1, offset -1 |
+//! | this node does not lead it | NOT_LEADER_OR_FOLLOWER |
 //! | `current_leader_epoch` ≥ 0 and < current | FENCED_LEADER_EPOCH |
 //! | `current_leader_epoch` > current | UNKNOWN_LEADER_EPOCH |
 //! | `leader_epoch` = current | (current, log end offset) |
@@ -39,6 +41,7 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::replica::Partition;
+use crate::replica::leadership::leader_partition;
 
 /// Kafka's UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET.
 const UNDEFINED_EPOCH: i32 = -1;
@@ -49,6 +52,8 @@ pub async fn handle_offset_for_leader_epoch(
     _version: i16,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
+    let image = broker.image();
+    let node = broker.identity().node_id;
     let topics = request
         .topics
         .iter()
@@ -58,10 +63,15 @@ pub async fn handle_offset_for_leader_epoch(
                 .iter()
                 .map(|p| {
                     let out = EpochEndOffset::default().with_partition(p.partition);
-                    let result = broker
-                        .replicas()
-                        .partition_or_error(&topic.topic.0, p.partition)
-                        .and_then(|replica| end_offset(&replica, p));
+                    let result = leader_partition(
+                        &image,
+                        node,
+                        broker.replicas(),
+                        &topic.topic.0,
+                        p.partition,
+                        p.current_leader_epoch,
+                    )
+                    .and_then(|replica| end_offset(&replica, p));
                     match result {
                         Ok((epoch, offset)) => out.with_leader_epoch(epoch).with_end_offset(offset),
                         Err(e) => out
@@ -85,7 +95,6 @@ fn end_offset(
     p: &OffsetForLeaderPartition,
 ) -> Result<(i32, i64), BrokerError> {
     let current = replica.leader_epoch();
-    check_current_epoch(p.current_leader_epoch, current)?;
     if p.leader_epoch != current {
         return Ok((UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET));
     }
@@ -94,35 +103,4 @@ fn end_offset(
     }
     let log_end = replica.with_log(|log| Ok(log.log_end_offset().0))?;
     Ok((current, log_end))
-}
-
-/// KIP-320 fencing: a client that states the epoch it believes current
-/// (≥ 0; -1 means "not checked") must agree with the partition.
-fn check_current_epoch(requested: i32, current: i32) -> Result<(), BrokerError> {
-    if requested < 0 || requested == current {
-        Ok(())
-    } else if requested < current {
-        Err(BrokerError::FencedLeaderEpoch { requested, current })
-    } else {
-        Err(BrokerError::UnknownLeaderEpoch { requested, current })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn current_epoch_fencing() {
-        assert!(check_current_epoch(-1, 3).is_ok());
-        assert!(check_current_epoch(3, 3).is_ok());
-        assert!(matches!(
-            check_current_epoch(2, 3),
-            Err(BrokerError::FencedLeaderEpoch { .. })
-        ));
-        assert!(matches!(
-            check_current_epoch(4, 3),
-            Err(BrokerError::UnknownLeaderEpoch { .. })
-        ));
-    }
 }

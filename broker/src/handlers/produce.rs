@@ -15,6 +15,10 @@
 //!   durability=page_cache answer right after the append
 //! ```
 //!
+//! Only the partition's leader (by the metadata image) appends; elsewhere
+//! NOT_LEADER_OR_FOLLOWER, and from v10 the response names the leader and
+//! its endpoint (KIP-951).
+//!
 //! On one node the ISR is this node, so acks=1 and acks=all promise the
 //! same thing; `docs/durability.md` says exactly what.
 //!
@@ -27,8 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::records::BatchSummary;
 use sluice_protocol::{
@@ -39,7 +45,9 @@ use super::Handled;
 use crate::broker::Broker;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
+use crate::metadata::MetadataImage;
 use crate::metadata::topic_name::is_internal;
+use crate::replica::leadership::leader_partition;
 use crate::replica::timestamps::{self, TimestampRules};
 use crate::replica::{AppendOutcome, Partition};
 use crate::server::now_ms;
@@ -54,10 +62,12 @@ struct Waiting {
 
 pub async fn handle_produce(
     broker: &Arc<Broker>,
-    _version: i16,
+    version: i16,
     request: ProduceRequest,
 ) -> Handled<ProduceResponse> {
     let acks = request.acks;
+    let image = broker.image();
+    let mut leaders_named = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     let mut waiting = Vec::new();
     for (ti, topic) in request.topic_data.iter().enumerate() {
@@ -69,7 +79,7 @@ pub async fn handle_produce(
             } else if request.transactional_id.is_some() {
                 Err(BrokerError::Unsupported("transactional produce"))
             } else {
-                produce_partition(broker, name, data.index, data.records.as_ref())
+                produce_partition(broker, &image, name, data.index, data.records.as_ref())
             };
             let response = match result {
                 Ok((replica, outcome)) => {
@@ -88,7 +98,22 @@ pub async fn handle_produce(
                 }
                 Err(e) => {
                     tracing::debug!(topic = name, partition = data.index, error = %e, "produce refused");
-                    failure(data.index, &e)
+                    let mut out = failure(data.index, &e);
+                    // KIP-951 (v10+): say who leads, so the client need
+                    // not wait for a metadata refresh.
+                    if let BrokerError::NotLeaderOrFollower {
+                        leader,
+                        leader_epoch,
+                        ..
+                    } = e
+                        && version >= 10
+                    {
+                        out.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(leader_epoch);
+                        leaders_named.push(leader);
+                    }
+                    out
                 }
             };
             partitions.push(response);
@@ -99,7 +124,9 @@ pub async fn handle_produce(
                 .with_partition_responses(partitions),
         );
     }
-    let response = ProduceResponse::default().with_responses(topics);
+    let response = ProduceResponse::default()
+        .with_responses(topics)
+        .with_node_endpoints(node_endpoints(&image, leaders_named));
     for w in &waiting {
         broker.replicas().flusher().request(&w.replica).await;
     }
@@ -116,6 +143,7 @@ pub async fn handle_produce(
 /// Validates and appends one partition's records.
 fn produce_partition(
     broker: &Arc<Broker>,
+    image: &MetadataImage,
     topic: &str,
     index: i32,
     records: Option<&Bytes>,
@@ -128,7 +156,14 @@ fn produce_partition(
             reason: "clients may not produce to an internal topic",
         });
     }
-    let replica = broker.replicas().partition_or_error(topic, index)?;
+    let replica = leader_partition(
+        image,
+        broker.identity().node_id,
+        broker.replicas(),
+        topic,
+        index,
+        -1,
+    )?;
     let config = broker.replicas().topic_config(topic);
     let max = config
         .as_ref()
@@ -221,6 +256,26 @@ async fn await_durable(
         }
     }
     response
+}
+
+/// KIP-951: the endpoints of the leaders named in `current_leader` fields.
+fn node_endpoints(image: &MetadataImage, mut leaders: Vec<i32>) -> Vec<NodeEndpoint> {
+    leaders.sort_unstable();
+    leaders.dedup();
+    leaders
+        .into_iter()
+        .filter_map(|id| {
+            let b = image.broker(id)?;
+            let e = b.client_endpoint()?;
+            Some(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(e.host.clone()))
+                    .with_port(i32::from(e.port))
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect()
 }
 
 fn success(index: i32, outcome: &AppendOutcome) -> PartitionProduceResponse {

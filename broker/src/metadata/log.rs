@@ -99,10 +99,12 @@ impl MetadataLog {
             file.sync_all().map_err(io_err)?;
         }
         file.seek(SeekFrom::End(0)).map_err(io_err)?;
-        // The directory entry of a newly created log must be durable too.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err)?;
+        // The directory entry of a newly created log must be durable too,
+        // and so must the entry of its directory in the data directory:
+        // without it a power cut takes back every topic (tests/powerloss).
+        for d in [dir.as_path(), data_dir] {
+            File::open(d).and_then(|d| d.sync_all()).map_err(io_err)?;
+        }
         Ok((
             Self {
                 path,

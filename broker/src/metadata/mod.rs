@@ -18,15 +18,17 @@
 //! - Every node applies the same records in the same order, so a check such
 //!   as "topic exists" gives the same answer everywhere.
 
+pub mod election;
 pub mod image;
 pub mod log;
+pub mod placement;
 pub mod records;
 pub mod topic_name;
 
 pub use crate::controller::Controller;
-pub use image::{ApplyError, MetadataImage, TopicImage};
+pub use image::{ApplyError, BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
 pub use log::{MetadataLog, MetadataLogError};
-pub use records::MetadataRecord;
+pub use records::{BrokerId, Endpoint, MetadataRecord, NO_LEADER, PartitionRecord};
 
 /// Why a proposal was not accepted.
 #[derive(Debug, thiserror::Error)]

@@ -111,7 +111,7 @@ impl ReplicaManager {
     ) -> Result<(), BrokerError> {
         let hosted: u64 = image
             .topics()
-            .map(|t| u64::try_from(t.partitions).unwrap_or(0))
+            .map(|t| u64::try_from(t.partitions.len()).unwrap_or(u64::MAX))
             .sum();
         self.budget
             .check(hosted, u64::try_from(adding).unwrap_or(0))
@@ -256,7 +256,7 @@ impl ReplicaManager {
         let mut plans = Vec::new();
         for topic in image.topics() {
             let config = TopicConfig::resolve(&topic.configs, &self.defaults);
-            let wanted = usize::try_from(topic.partitions).unwrap_or(0);
+            let wanted = topic.partitions.len();
             let hosted = match topics.get_mut(&topic.name) {
                 Some(entry) => {
                     let log_config = config.log_config();
@@ -405,7 +405,7 @@ impl ReplicaManager {
         for tp in on_disk {
             let known = image
                 .topic(&tp.topic)
-                .is_some_and(|t| (0..t.partitions).contains(&tp.partition));
+                .is_some_and(|t| t.partition(tp.partition).is_some());
             if !known && let Err(e) = self.set_aside(&tp) {
                 tracing::error!(topic = %tp.topic, partition = tp.partition, error = %e, "could not set aside a partition directory no topic owns");
             }

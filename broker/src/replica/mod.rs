@@ -6,6 +6,7 @@
 //! the same `Partition` surface handlers use.
 
 pub mod flusher;
+pub mod leadership;
 pub mod manager;
 pub mod partition;
 pub mod partition_metadata;

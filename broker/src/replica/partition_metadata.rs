@@ -38,7 +38,12 @@ pub fn write_topic_id(dir: &Path, topic_id: Uuid) -> std::io::Result<()> {
     write!(f, "version: 0\ntopic_id: {}\n", topic_id.hyphenated())?;
     f.sync_all()?;
     std::fs::rename(&tmp, dir.join(FILE_NAME))?;
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    // The partition directory's own entry, in the log directory.
+    match dir.parent() {
+        Some(parent) => File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

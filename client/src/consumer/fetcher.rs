@@ -2,10 +2,10 @@
 //! run on its own task so the next fetch is already in flight while the
 //! application processes the last one (prefetch).
 //!
-//! Record bytes stay in the response frame: an uncompressed record's key
-//! and value are `Bytes` slices of it; a compressed batch is decompressed
-//! once (bounded by `limits::DECOMPRESSED_BATCH_BYTES_MAX`) and its records
-//! slice that buffer.
+//! Record bytes stay in the response frame: an uncompressed batch is a
+//! `Bytes` slice of it; a compressed batch is decompressed once (bounded by
+//! `limits::DECOMPRESSED_BATCH_BYTES_MAX`). Records are views into those
+//! bytes ([`FetchedBatch`]).
 //!
 //! # Invariants
 //! - Every batch's CRC-32C is checked before its records are read (Kafka's
@@ -22,10 +22,10 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::compression::{CompressionType, decompress};
-use sluice_protocol::{BatchIter, DecodeError, RecordIter, TimestampType};
+use sluice_protocol::{BatchIter, DecodeError};
 
 use crate::cluster::Cluster;
-use crate::consumer::ConsumerRecord;
+use crate::consumer::FetchedBatch;
 use crate::error::{Result, protocol};
 use crate::limits::DECOMPRESSED_BATCH_BYTES_MAX;
 
@@ -104,15 +104,15 @@ fn request(targets: &[FetchTarget], options: FetchOptions) -> FetchRequest {
         .with_topics(topics)
 }
 
-/// Decodes the records of one partition's `records` at or after `from`.
-/// Returns them and the offset to fetch next (past the last batch read,
-/// even if every record in it was skipped).
-pub(crate) fn decode_records(
+/// Splits one partition's `records` into batches holding records at or
+/// after `from`. Returns the offset to fetch next (past the last batch
+/// read, even if every record in it was skipped).
+pub(crate) fn decode_batches(
     topic: &Arc<str>,
     partition: i32,
     records: &Bytes,
     from: i64,
-    out: &mut Vec<ConsumerRecord>,
+    out: &mut Vec<FetchedBatch>,
 ) -> Result<i64> {
     let mut next = from;
     for item in BatchIter::new(records, records.len().max(1)) {
@@ -140,37 +140,7 @@ pub(crate) fn decode_records(
             CompressionType::None => records.slice_ref(view.records()),
             codec => decompress(codec, view.records(), DECOMPRESSED_BATCH_BYTES_MAX)?,
         };
-        let log_append = view.timestamp_type() == TimestampType::LogAppendTime;
-        for record in RecordIter::new(&body) {
-            let r = record?;
-            let offset = view.base_offset() + i64::from(r.offset_delta);
-            if offset < from {
-                continue;
-            }
-            let timestamp = if log_append {
-                view.max_timestamp()
-            } else {
-                view.base_timestamp() + r.timestamp_delta
-            };
-            out.push(ConsumerRecord {
-                topic: Arc::clone(topic),
-                partition,
-                offset,
-                timestamp,
-                key: r.key.map(|k| body.slice_ref(k)),
-                value: r.value.map(|v| body.slice_ref(v)),
-                headers: r
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            String::from_utf8_lossy(h.key).into_owned(),
-                            h.value.map(|v| body.slice_ref(v)),
-                        )
-                    })
-                    .collect(),
-            });
-        }
+        out.push(FetchedBatch::new(topic, partition, &view, body, from));
         next = next.max(last + 1);
     }
     Ok(next)

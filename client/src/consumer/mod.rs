@@ -38,6 +38,7 @@
 //!   (Kafka's at-least-once auto-commit rule).
 
 pub mod assignor;
+mod batch;
 pub mod coordinator;
 pub mod fetcher;
 mod group;
@@ -55,8 +56,9 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result, partition_context};
 use crate::offsets::{OffsetSpec, list_offsets};
 pub use assignor::{Assignor, TopicPartition};
+pub use batch::{FetchedBatch, RecordView};
 use coordinator::Membership;
-use fetcher::{FetchOptions, FetchOutcome, FetchTarget, decode_records, fetch};
+use fetcher::{FetchOptions, FetchOutcome, FetchTarget, decode_batches, fetch};
 
 /// Told about partitions a group rebalance takes away or hands over.
 /// Called from inside `poll`, before records of the new assignment are
@@ -302,6 +304,18 @@ impl Consumer {
     /// Returns the next records, waiting up to `fetch_max_wait` (plus a
     /// round trip) for some; empty when none arrived.
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>> {
+        let batches = self.poll_batches().await?;
+        let mut records = Vec::new();
+        for b in &batches {
+            b.to_consumer_records(&mut records)?;
+        }
+        Ok(records)
+    }
+
+    /// As [`Consumer::poll`], but returns the fetched batches: iterate
+    /// [`FetchedBatch::records`] for views into the fetched bytes, with no
+    /// allocation per record. Positions move past every batch returned.
+    pub async fn poll_batches(&mut self) -> Result<Vec<FetchedBatch>> {
         self.maintain_group().await?;
         self.resolve_seeks().await?;
         self.start_fetches();
@@ -360,8 +374,8 @@ impl Consumer {
         }
     }
 
-    /// Turns one fetch answer into records and new positions.
-    async fn handle(&mut self, outcome: FetchOutcome) -> Result<Vec<ConsumerRecord>> {
+    /// Turns one fetch answer into batches and new positions.
+    async fn handle(&mut self, outcome: FetchOutcome) -> Result<Vec<FetchedBatch>> {
         let response = match outcome.response {
             Ok(r) => r,
             Err(e) if e.is_retriable() => {
@@ -396,7 +410,7 @@ impl Consumer {
             match code.error() {
                 None => {
                     if let Some(bytes) = &data.records {
-                        let next = decode_records(
+                        let next = decode_batches(
                             &target.topic,
                             target.partition,
                             bytes,

@@ -1,180 +1,259 @@
-//! Per-partition batching: records collect in an open batch until it
-//! reaches `batch_size` or has waited `linger`; then it is sealed (encoded,
-//! compressed, given its sequence numbers) and queued for the sender.
+//! Per-partition batches: records are encoded into the open batch as they
+//! are sent; full or lingered batches are sealed and queued for the sender.
 //!
 //! ```text
-//! send() ─► open batch (Vec<Record>) ─full / linger─► sealed (Bytes) ─► sender
-//!                                                      ▲ retry: back to the front
+//! send ─► open batch (BatchWriter: the record's bytes written once) ─┐
+//!         sealed when full, when its linger is over and a request    │
+//!         slot is free, or on flush                                   ▼
+//!                      sealed queue (sequence order) ─► drain ─► in flight (≤ max)
+//!                           ▲                                        │
+//!                           └──── retry after backoff (re-sorted) ◄──┘
 //! ```
 //!
+//! A batch stays open while its partition has no free request slot, as
+//! librdkafka does: a busy partition sends fewer, fuller batches, and
+//! `linger` needs no tuning to the broker's latency.
+//!
 //! # Invariants
-//! - At most one batch per partition is in flight; the next one waits.
-//!   With retries this keeps records in send order without needing the
-//!   broker's sequence checks.
-//! - Sequence numbers are assigned when a batch is sealed, in seal order;
-//!   a retried batch keeps its bytes and so its sequence (the broker
-//!   deduplicates it).
+//! - Sequence numbers are assigned when a batch is sealed, in seal order,
+//!   and a retried batch keeps its bytes (and so its sequences).
+//! - A partition's sealed queue is ordered by seal order; a batch put back
+//!   for a retry goes back to its place, not to the end.
+//! - At most `in_flight_max` batches of a partition are in flight. After a
+//!   failure the partition is *recovering*: nothing more is sent until
+//!   every in-flight batch is back, then one batch at a time until one is
+//!   acknowledged — so a retry can never overtake or be overtaken (Kafka's
+//!   producer does the same with idempotence on).
+//! - No allocation per record: the record is written into the batch's
+//!   buffer, its handle shares the batch's outcome.
 //!
 //! # Limits
-//! - Bytes held by unsent and in-flight records are bounded by the
-//!   producer's buffer semaphore (see `mod.rs`), not here.
-//!
-//! # Caveats
-//! - One in-flight batch per partition caps a single partition at one
-//!   batch per round trip; Kafka's idempotent producer allows five with
-//!   broker-side resequencing, which is not implemented.
+//! - Bytes of open and sealed batches are bounded by the producer's
+//!   `buffer_bytes` (charged per record in `send`), plus the capacity each
+//!   open batch reserves (`batch_size`) per partition being written.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::records::Record;
-use tokio::sync::oneshot;
+use sluice_protocol::batch_builder::ProducerIdentity;
+use sluice_protocol::batch_writer::{BatchWriter, RecordParts};
 
-use crate::error::{Result, protocol};
+use super::delivery::{DeliveryFuture, Resolver};
+use crate::error::{Error, protocol};
 use crate::producer::Compression;
 use crate::producer::partitioner::StickyPartitioner;
-use sluice_protocol::batch_builder::{ProducerIdentity, encode_batch};
-
-/// Where a record's outcome goes.
-pub(crate) type Delivery = oneshot::Sender<Result<(i32, i64)>>;
 
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct TopicPartition {
+pub struct TopicPartition {
     pub topic: Arc<str>,
     pub partition: i32,
 }
 
 struct OpenBatch {
-    records: Vec<Record>,
-    deliveries: Vec<Delivery>,
-    bytes: usize,
+    writer: BatchWriter,
+    resolver: Resolver,
+    buffer_bytes: usize,
     created: Instant,
 }
 
 /// An encoded batch ready to send (or re-send).
-pub(crate) struct SealedBatch {
+pub struct SealedBatch {
     pub tp: TopicPartition,
     pub data: Bytes,
-    pub deliveries: Vec<Delivery>,
+    pub(crate) resolver: Resolver,
+    pub records: usize,
     /// Buffer bytes its records hold, released when it completes.
     pub buffer_bytes: usize,
     pub attempts: u32,
     /// When its first record was added: the delivery timeout runs from here.
     pub created: Instant,
+    /// Its place among the partition's batches (seal order).
+    seal_index: u64,
 }
 
-#[derive(Default)]
+impl SealedBatch {
+    /// Resolves every record of the batch: for the benchmark, which has no
+    /// broker to answer (the sender resolves batches itself).
+    #[doc(hidden)]
+    pub fn resolve_for_bench(&self, outcome: crate::Result<(i32, i64)>) {
+        self.resolver.resolve(outcome);
+    }
+}
+
 struct PartitionQueue {
+    tp: TopicPartition,
     open: Option<OpenBatch>,
     sealed: VecDeque<SealedBatch>,
-    in_flight: bool,
+    in_flight: usize,
     next_sequence: i32,
+    sealed_count: u64,
+    recovering: bool,
 }
 
 /// Settings that shape batches.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BatchOptions {
+pub struct BatchOptions {
     pub batch_size: usize,
     pub linger: Duration,
     pub compression: Compression,
     pub producer: ProducerIdentity,
     pub idempotent: bool,
+    /// Batches of one partition in flight at once.
+    pub in_flight_max: usize,
 }
 
-pub(crate) struct Accumulator {
+pub struct Accumulator {
     options: BatchOptions,
-    partitions: HashMap<TopicPartition, PartitionQueue>,
+    /// Per topic, per partition index.
+    topics: HashMap<Arc<str>, Vec<PartitionQueue>>,
     pub(crate) sticky: StickyPartitioner,
 }
 
 /// What [`Accumulator::drain`] found.
-pub(crate) struct Drained {
+pub struct Drained {
     pub ready: Vec<SealedBatch>,
-    /// When the oldest open batch's linger ends, if any batch is open.
+    /// When the oldest open batch that could be sent ends its linger.
     pub next_deadline: Option<Instant>,
-    /// Batches that failed to encode, with their error.
-    pub failed: Vec<(OpenFailure, crate::error::Error)>,
+    /// Batches that failed to seal: already resolved with their error;
+    /// their buffer bytes and record counts are to be released.
+    pub failed: Vec<Released>,
 }
 
-/// The deliveries and bytes of a batch that could not be sealed.
-pub(crate) struct OpenFailure {
-    pub deliveries: Vec<Delivery>,
+/// Buffer bytes and records of a batch that is done.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Released {
     pub buffer_bytes: usize,
+    pub records: usize,
 }
 
 impl Accumulator {
-    pub(crate) fn new(options: BatchOptions) -> Self {
+    pub fn new(options: BatchOptions) -> Self {
         Self {
             options,
-            partitions: HashMap::new(),
+            topics: HashMap::new(),
             sticky: StickyPartitioner::new(),
         }
     }
 
-    /// Adds `record` to the open batch of `tp`. Returns true when a batch
-    /// was sealed or opened (the sender should look).
-    pub(crate) fn append(
-        &mut self,
-        tp: &TopicPartition,
-        partitions: i32,
-        record: Record,
-        bytes: usize,
-        delivery: Delivery,
-    ) -> std::result::Result<bool, (OpenFailure, crate::error::Error)> {
-        let options = self.options;
-        let queue = self.partitions.entry(tp.clone()).or_default();
-        let mut wake = false;
-        let full = queue
-            .open
-            .as_ref()
-            .is_some_and(|b| !b.records.is_empty() && b.bytes + bytes > options.batch_size);
-        if full {
-            seal(queue, tp, &options)?;
-            self.sticky
-                .batch_sealed(&tp.topic, tp.partition, partitions);
-            wake = true;
+    fn queue(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionQueue> {
+        let index = usize::try_from(partition).ok()?;
+        if !self.topics.contains_key(topic) {
+            self.topics.insert(Arc::from(topic), Vec::new());
         }
-        let open = queue.open.get_or_insert_with(|| {
-            wake = true;
-            OpenBatch {
-                records: Vec::new(),
-                deliveries: Vec::new(),
-                bytes: 0,
-                created: Instant::now(),
-            }
-        });
-        open.records.push(record);
-        open.deliveries.push(delivery);
-        open.bytes += bytes;
-        Ok(wake)
+        if self.topics.get(topic).is_some_and(|q| q.len() > index) {
+            return self.topics.get_mut(topic)?.get_mut(index);
+        }
+        let name = Arc::clone(self.topics.get_key_value(topic)?.0);
+        let queues = self.topics.get_mut(topic)?;
+        while queues.len() <= index {
+            let partition = i32::try_from(queues.len()).ok()?;
+            queues.push(PartitionQueue {
+                tp: TopicPartition {
+                    topic: Arc::clone(&name),
+                    partition,
+                },
+                open: None,
+                sealed: VecDeque::new(),
+                in_flight: 0,
+                next_sequence: 0,
+                sealed_count: 0,
+                recovering: false,
+            });
+        }
+        queues.get_mut(index)
     }
 
-    /// Seals batches whose linger is over (all open ones with `force`) and
-    /// takes the first sealed batch of every partition not in flight.
-    pub(crate) fn drain(&mut self, now: Instant, force: bool) -> Drained {
+    /// Writes `record` into the open batch of `topic`/`partition`. Returns
+    /// the record's future and whether the sender should look (a batch was
+    /// opened or sealed), or the error of a batch that failed to seal (its
+    /// records are already resolved with it; release `Released`).
+    pub fn append(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        partitions: i32,
+        record: &RecordParts<'_>,
+        buffer_bytes: usize,
+    ) -> std::result::Result<(DeliveryFuture, bool), (Released, Error)> {
+        let options = self.options;
+        let Some(queue) = self.queue(topic, partition) else {
+            return Err((
+                Released::default(),
+                Error::Config(format!("partition {partition} of '{topic}' is invalid")),
+            ));
+        };
+        let mut wake = false;
+        if let Some(open) = &mut queue.open
+            && !open.writer.try_append(record)
+        {
+            wake = true;
+            let sealed = seal(queue, &options);
+            self.sticky.batch_sealed(topic, partition, partitions);
+            sealed?;
+        }
+        let Some(queue) = self.queue(topic, partition) else {
+            return Err((Released::default(), protocol("partition queue vanished")));
+        };
+        let open = match &mut queue.open {
+            Some(open) => open,
+            None => {
+                wake = true;
+                let mut writer = BatchWriter::new(options.batch_size);
+                // An empty batch takes any record.
+                let appended = writer.try_append(record);
+                debug_assert!(appended);
+                queue.open.insert(OpenBatch {
+                    writer,
+                    resolver: Resolver::new(),
+                    buffer_bytes: 0,
+                    created: Instant::now(),
+                })
+            }
+        };
+        open.buffer_bytes += buffer_bytes;
+        let future = open.resolver.future(open.writer.record_count() - 1);
+        if open.writer.records_bytes() >= options.batch_size {
+            wake = true;
+        }
+        Ok((future, wake))
+    }
+
+    /// Seals batches that are full, lingered with a request slot free, or
+    /// all of them with `force`; takes the sealed batches of every
+    /// partition up to its in-flight limit.
+    pub fn drain(&mut self, now: Instant, force: bool) -> Drained {
         let options = self.options;
         let mut ready = Vec::new();
         let mut failed = Vec::new();
         let mut next_deadline: Option<Instant> = None;
-        for (tp, queue) in &mut self.partitions {
-            if let Some(open) = &queue.open {
-                let deadline = open.created + options.linger;
-                if force || deadline <= now || open.bytes >= options.batch_size {
-                    if let Err(f) = seal(queue, tp, &options) {
-                        failed.push(f);
-                    }
+        for queues in self.topics.values_mut() {
+            for queue in queues.iter_mut() {
+                let limit = if queue.recovering {
+                    1
                 } else {
-                    next_deadline = Some(next_deadline.map_or(deadline, |d| d.min(deadline)));
+                    options.in_flight_max
+                };
+                let slot_free = queue.in_flight + queue.sealed.len() < limit;
+                if let Some(open) = &queue.open {
+                    let deadline = open.created + options.linger;
+                    let full = open.writer.records_bytes() >= options.batch_size;
+                    if force || full || (slot_free && deadline <= now) {
+                        if let Err((released, _)) = seal(queue, &options) {
+                            failed.push(released);
+                        }
+                    } else if slot_free {
+                        next_deadline = Some(next_deadline.map_or(deadline, |d| d.min(deadline)));
+                    }
                 }
-            }
-            if !queue.in_flight
-                && let Some(batch) = queue.sealed.pop_front()
-            {
-                queue.in_flight = true;
-                ready.push(batch);
+                while queue.in_flight < limit
+                    && let Some(batch) = queue.sealed.pop_front()
+                {
+                    queue.in_flight += 1;
+                    ready.push(batch);
+                }
             }
         }
         Drained {
@@ -184,72 +263,101 @@ impl Accumulator {
         }
     }
 
-    /// `tp`'s in-flight batch is done (acknowledged or failed for good).
-    pub(crate) fn complete(&mut self, tp: &TopicPartition) {
-        if let Some(q) = self.partitions.get_mut(tp) {
-            q.in_flight = false;
+    /// A batch of `tp` is done: acknowledged (`acknowledged`) or failed for
+    /// good.
+    pub(crate) fn complete(&mut self, tp: &TopicPartition, acknowledged: bool) {
+        if let Some(q) = self.queue(&tp.topic, tp.partition) {
+            q.in_flight = q.in_flight.saturating_sub(1);
+            if acknowledged && q.in_flight == 0 {
+                q.recovering = false;
+            }
         }
     }
 
-    /// Puts a batch that will be retried back at the front of its queue.
+    /// A batch of `tp` failed and will be retried: hold the partition's
+    /// other batches until it is back in the queue and through.
+    pub(crate) fn start_recovery(&mut self, tp: &TopicPartition) {
+        if let Some(q) = self.queue(&tp.topic, tp.partition) {
+            q.recovering = true;
+        }
+    }
+
+    /// Whether `tp` is recovering from a failed batch.
+    pub(crate) fn is_recovering(&mut self, tp: &TopicPartition) -> bool {
+        self.queue(&tp.topic, tp.partition)
+            .is_some_and(|q| q.recovering)
+    }
+
+    /// Puts a batch that will be retried back in its place in the queue.
     pub(crate) fn requeue(&mut self, batch: SealedBatch) {
-        let q = self.partitions.entry(batch.tp.clone()).or_default();
-        q.in_flight = false;
-        q.sealed.push_front(batch);
+        let Some(q) = self.queue(&batch.tp.topic, batch.tp.partition) else {
+            return;
+        };
+        q.in_flight = q.in_flight.saturating_sub(1);
+        q.recovering = true;
+        let at = q
+            .sealed
+            .iter()
+            .position(|b| b.seal_index > batch.seal_index)
+            .unwrap_or(q.sealed.len());
+        q.sealed.insert(at, batch);
     }
 
     /// Whether any record is waiting or in flight.
     pub(crate) fn is_empty(&self) -> bool {
-        self.partitions
+        self.topics
             .values()
-            .all(|q| q.open.is_none() && q.sealed.is_empty() && !q.in_flight)
+            .flatten()
+            .all(|q| q.open.is_none() && q.sealed.is_empty() && q.in_flight == 0)
     }
 }
 
-/// Encodes `queue`'s open batch and queues it.
+/// Seals `queue`'s open batch and queues it. On failure its records are
+/// resolved with the error here.
 fn seal(
     queue: &mut PartitionQueue,
-    tp: &TopicPartition,
     options: &BatchOptions,
-) -> std::result::Result<(), (OpenFailure, crate::error::Error)> {
-    let Some(mut open) = queue.open.take() else {
+) -> std::result::Result<(), (Released, Error)> {
+    let Some(open) = queue.open.take() else {
         return Ok(());
     };
-    let count = i32::try_from(open.records.len()).unwrap_or(i32::MAX);
-    let base_sequence = if options.idempotent {
-        queue.next_sequence
+    let records = open.writer.record_count();
+    let (producer, base_sequence) = if options.idempotent {
+        (options.producer, queue.next_sequence)
     } else {
-        -1
+        (ProducerIdentity::NONE, -1)
     };
-    match encode_batch(
-        &mut open.records,
-        options.compression.codec(),
-        options.producer,
-        base_sequence,
-    )
-    .map_err(|e| protocol(format!("record batch does not encode: {e}")))
+    let released = Released {
+        buffer_bytes: open.buffer_bytes,
+        records,
+    };
+    match open
+        .writer
+        .finish(options.compression.codec(), producer, base_sequence)
     {
         Ok(data) => {
             if options.idempotent {
                 // Sequences wrap at i32::MAX, as Kafka's do.
+                let count = i32::try_from(records).unwrap_or(i32::MAX);
                 queue.next_sequence = queue.next_sequence.wrapping_add(count) & i32::MAX;
             }
+            queue.sealed_count += 1;
             queue.sealed.push_back(SealedBatch {
-                tp: tp.clone(),
+                tp: queue.tp.clone(),
                 data,
-                deliveries: open.deliveries,
-                buffer_bytes: open.bytes,
+                resolver: open.resolver,
+                records,
+                buffer_bytes: open.buffer_bytes,
                 attempts: 0,
                 created: open.created,
+                seal_index: queue.sealed_count,
             });
             Ok(())
         }
-        Err(e) => Err((
-            OpenFailure {
-                deliveries: open.deliveries,
-                buffer_bytes: open.bytes,
-            },
-            e,
-        )),
+        Err(e) => {
+            let e = protocol(format!("record batch does not encode: {e}"));
+            open.resolver.resolve(Err(e.clone()));
+            Err((released, e))
+        }
     }
 }

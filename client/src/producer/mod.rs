@@ -9,12 +9,21 @@
 //! - Keyed records are placed with Kafka's murmur2 partitioner; keyless
 //!   ones with sticky partitioning ([`partitioner`]).
 //! - Batches per partition (`batch_size`, `linger`), compressed with any
-//!   of the four codecs ([`accumulator`], `batch`).
+//!   of the four codecs ([`accumulator`]). A record is encoded straight
+//!   into its partition's open batch
+//!   (`sluice_protocol::batch_writer`): its value is copied once, from the
+//!   caller's `Bytes` into the batch, and the batch goes on the wire
+//!   without another copy (`request`).
+//! - Delivery is resolved per batch; a record's [`DeliveryFuture`] is the
+//!   batch's shared outcome plus the record's index (`delivery`).
 //! - acks 0 / 1 / all; retriable errors are retried with backoff until
 //!   `delivery_timeout`, refreshing metadata when the leader moved
 //!   (`sender`).
-//! - Idempotence (default on, as in Kafka 3+): InitProducerId once, then a
-//!   sequence per partition, so a retried batch is never written twice.
+//! - Up to `max_in_flight_per_partition` batches of a partition in flight
+//!   (Kafka's `max.in.flight.requests.per.connection`, 5); with
+//!   idempotence (default on, as in Kafka 3+: InitProducerId once, then a
+//!   sequence per partition) a retried batch is never written twice and
+//!   never reordered.
 //!
 //! # Limits
 //! - `buffer_bytes` bounds the bytes of records accepted but not yet
@@ -23,27 +32,29 @@
 //!   error.
 //! - In-flight requests per connection: `ClientConfig::in_flight_per_connection`.
 
+// Public (hidden) only for `client/benches/accumulator.rs`.
+#[doc(hidden)]
 pub mod accumulator;
+mod delivery;
 pub mod partitioner;
+mod request;
 mod sender;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kafka_protocol::messages::InitProducerIdRequest;
-use kafka_protocol::records::Record;
+use sluice_protocol::batch_writer::{RECORD_OVERHEAD_BYTES_MAX, RecordParts};
 use sluice_protocol::compression::CompressionType;
-use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
-use accumulator::{Accumulator, BatchOptions, OpenFailure, TopicPartition};
+use accumulator::{Accumulator, BatchOptions, Released};
+pub use delivery::DeliveryFuture;
 use sluice_protocol::batch_builder::ProducerIdentity;
 
 /// How many acknowledgements a produce waits for.
@@ -125,6 +136,10 @@ pub struct ProducerConfig {
     pub retries: u32,
     /// Idempotent delivery (needs acks=all).
     pub idempotent: bool,
+    /// Batches of one partition in flight at once (Kafka's
+    /// `max.in.flight.requests.per.connection`, default 5; at most 5 with
+    /// idempotence, as Kafka requires).
+    pub max_in_flight_per_partition: usize,
     /// Ask the broker to create unknown topics (if it allows that).
     pub allow_auto_create_topics: bool,
 }
@@ -141,6 +156,7 @@ impl ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             retries: u32::MAX,
             idempotent: true,
+            max_in_flight_per_partition: 5,
             allow_auto_create_topics: true,
         }
     }
@@ -183,6 +199,11 @@ impl ProducerConfig {
         self
     }
 
+    pub fn with_max_in_flight_per_partition(mut self, batches: usize) -> Self {
+        self.max_in_flight_per_partition = batches;
+        self
+    }
+
     pub fn with_delivery_timeout(mut self, timeout: Duration) -> Self {
         self.delivery_timeout = timeout;
         self
@@ -192,7 +213,9 @@ impl ProducerConfig {
 /// One record to send.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
-    pub topic: String,
+    /// Shared, so that sending many records to one topic allocates nothing
+    /// per record: clone one `Arc<str>`.
+    pub topic: Arc<str>,
     /// `None`: chosen by the partitioner.
     pub partition: Option<i32>,
     pub key: Option<Bytes>,
@@ -203,7 +226,7 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
         Self {
             topic: topic.into(),
             value: Some(value.into()),
@@ -232,7 +255,7 @@ impl ProducerRecord {
     }
 
     /// Buffer bytes this record is charged: its payload plus the record
-    /// framing overhead (at most 21 bytes of varints and attributes).
+    /// framing overhead (an upper bound of its varints and attributes).
     fn size(&self) -> usize {
         let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
         let headers: usize = self
@@ -240,22 +263,7 @@ impl ProducerRecord {
             .iter()
             .map(|(k, v)| k.len() + len(v) + 10)
             .sum();
-        21 + len(&self.key) + len(&self.value) + headers
-    }
-}
-
-/// Resolves to the record's `(partition, offset)` once acknowledged
-/// (offset -1 with acks=0), or to the error that ended its delivery.
-pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<(i32, i64)>>,
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<(i32, i64)>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(Error::Closed("producer"))))
+        RECORD_OVERHEAD_BYTES_MAX + len(&self.key) + len(&self.value) + headers
     }
 }
 
@@ -269,7 +277,9 @@ pub(crate) struct Inner {
     /// Buffer bytes available (back-pressure).
     pub(crate) buffer: Semaphore,
     /// Records sent and not yet resolved.
-    pub(crate) outstanding: watch::Sender<usize>,
+    pub(crate) outstanding: AtomicUsize,
+    /// Notified when `outstanding` drops to zero.
+    pub(crate) drained: Notify,
     /// Flushes in progress: while non-zero the sender does not linger.
     pub(crate) flushing: std::sync::atomic::AtomicUsize,
     pub(crate) closed: AtomicBool,
@@ -283,19 +293,16 @@ impl Inner {
         }
     }
 
-    /// Resolves `deliveries` and returns their buffer bytes.
-    pub(crate) fn finish(
-        &self,
-        deliveries: Vec<accumulator::Delivery>,
-        buffer_bytes: usize,
-        outcome: impl Fn(usize) -> Result<(i32, i64)>,
-    ) {
-        let n = deliveries.len();
-        for (i, d) in deliveries.into_iter().enumerate() {
-            let _ = d.send(outcome(i));
+    /// Returns the buffer bytes of resolved records and counts them done.
+    pub(crate) fn release(&self, released: Released) {
+        self.buffer.add_permits(released.buffer_bytes);
+        let before = self
+            .outstanding
+            .fetch_sub(released.records, Ordering::AcqRel);
+        debug_assert!(before >= released.records, "outstanding records underflow");
+        if before == released.records {
+            self.drained.notify_waiters();
         }
-        self.buffer.add_permits(buffer_bytes);
-        self.outstanding.send_modify(|o| *o = o.saturating_sub(n));
     }
 }
 
@@ -334,12 +341,21 @@ impl Producer {
         } else {
             ProducerIdentity::NONE
         };
+        if config.max_in_flight_per_partition == 0
+            || (config.idempotent && config.max_in_flight_per_partition > 5)
+        {
+            return Err(Error::Config(
+                "max_in_flight_per_partition must be 1..=5 with idempotence, at least 1 without"
+                    .into(),
+            ));
+        }
         let options = BatchOptions {
             batch_size: config.batch_size.max(1),
             linger: config.linger,
             compression: config.compression,
             producer,
             idempotent: config.idempotent,
+            in_flight_max: config.max_in_flight_per_partition,
         };
         let inner = Arc::new(Inner {
             cluster,
@@ -347,7 +363,8 @@ impl Producer {
             config,
             accumulator: Mutex::new(Accumulator::new(options)),
             wake: Notify::new(),
-            outstanding: watch::Sender::new(0),
+            outstanding: AtomicUsize::new(0),
+            drained: Notify::new(),
             flushing: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         });
@@ -381,41 +398,41 @@ impl Producer {
             .await
             .map_err(|_| Error::Closed("producer"))?
             .forget();
-        let (tx, rx) = oneshot::channel();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let wake = {
+        let parts = RecordParts {
+            timestamp,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &record.headers,
+        };
+        inner.outstanding.fetch_add(1, Ordering::AcqRel);
+        let appended = {
             let mut acc = inner.lock();
             let partition = match (record.partition, &record.key) {
                 (Some(p), _) => p,
                 (None, Some(key)) => partitioner::partition_for_key(key, partitions),
                 (None, None) => acc.sticky.partition(&record.topic, partitions),
             };
-            let tp = TopicPartition {
-                topic: Arc::from(record.topic.as_str()),
-                partition,
-            };
-            inner.outstanding.send_modify(|o| *o += 1);
-            let kafka_record = to_record(record, timestamp);
-            match acc.append(&tp, partitions, kafka_record, size, tx) {
-                Ok(wake) => wake,
-                Err((
-                    OpenFailure {
-                        deliveries,
-                        buffer_bytes,
-                    },
-                    e,
-                )) => {
-                    drop(acc);
-                    let e2 = e.clone();
-                    inner.finish(deliveries, buffer_bytes, |_| Err(e2.clone()));
-                    return Err(e);
-                }
-            }
+            acc.append(&record.topic, partition, partitions, &parts, size)
         };
-        if wake {
-            inner.wake.notify_one();
+        match appended {
+            Ok((delivery, wake)) => {
+                if wake {
+                    inner.wake.notify_one();
+                }
+                Ok(delivery)
+            }
+            Err((released, e)) => {
+                // This record was not added; the batch that failed to
+                // seal (if any) is released with it.
+                inner.buffer.add_permits(size);
+                inner.release(Released {
+                    buffer_bytes: released.buffer_bytes,
+                    records: released.records + 1,
+                });
+                Err(e)
+            }
         }
-        Ok(DeliveryFuture { rx })
     }
 
     /// Sends everything queued now and waits until every record sent so
@@ -424,10 +441,17 @@ impl Producer {
         let inner = &self.handle.inner;
         inner.flushing.fetch_add(1, Ordering::AcqRel);
         inner.wake.notify_one();
-        let mut rx = inner.outstanding.subscribe();
-        let result = rx.wait_for(|n| *n == 0).await.map(|_| ());
+        loop {
+            let drained = inner.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if inner.outstanding.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            drained.await;
+        }
         inner.flushing.fetch_sub(1, Ordering::AcqRel);
-        result.map_err(|_| Error::Closed("producer"))
+        Ok(())
     }
 
     /// Flushes, then stops the sender. Later sends fail.
@@ -460,10 +484,6 @@ impl Producer {
             )),
         }
     }
-}
-
-fn to_record(r: ProducerRecord, timestamp: i64) -> Record {
-    sluice_protocol::batch_builder::record(timestamp, r.key, r.value, r.headers)
 }
 
 pub(crate) fn now_ms() -> i64 {

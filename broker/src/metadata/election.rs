@@ -1,0 +1,250 @@
+//! Partition leader election: who leads a partition after a broker is
+//! fenced, shuts down, or comes back — as pure functions of the image, so
+//! fencing, controlled shutdown and the simulation all decide alike.
+//!
+//! # Invariants
+//! - A clean election picks only a broker that is both in the ISR and
+//!   unfenced, the first such in replica (preferred) order; so a leader
+//!   always holds every record acknowledged with acks=all.
+//! - An unclean election (only when `unclean.leader.election.enable` is
+//!   true for the topic, default false as in Kafka) may pick an unfenced
+//!   replica outside the ISR, and then the ISR becomes just that leader.
+//! - The ISR never becomes empty: when its last member goes, the member
+//!   stays listed and the partition has no leader (Kafka KRaft keeps it so
+//!   that the last in-sync replica can lead again when it returns).
+
+use super::image::{MetadataImage, PartitionImage, TopicImage};
+use super::records::{BrokerId, MetadataRecord, NO_LEADER};
+
+/// Kafka's topic key allowing an out-of-sync replica to lead.
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
+
+/// The outcome of an election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Election {
+    /// An ISR member leads.
+    Clean(BrokerId),
+    /// A replica outside the ISR leads; acknowledged records may be lost.
+    Unclean(BrokerId),
+    /// No eligible replica: the partition is offline.
+    None,
+}
+
+/// Elects a leader for a partition whose replicas are `replicas` and ISR
+/// `isr`, among brokers for which `eligible` holds (unfenced and not
+/// shutting down).
+pub fn elect_leader(
+    replicas: &[BrokerId],
+    isr: &[BrokerId],
+    eligible: impl Fn(BrokerId) -> bool,
+    unclean_allowed: bool,
+) -> Election {
+    if let Some(&b) = replicas.iter().find(|b| isr.contains(b) && eligible(**b)) {
+        return Election::Clean(b);
+    }
+    if unclean_allowed && let Some(&b) = replicas.iter().find(|b| eligible(**b)) {
+        return Election::Unclean(b);
+    }
+    Election::None
+}
+
+/// Whether `topic` allows unclean leader election.
+pub fn unclean_allowed(topic: &TopicImage) -> bool {
+    topic
+        .configs
+        .get(UNCLEAN_LEADER_ELECTION_ENABLE)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The partition changes that take `broker` out of every ISR and every
+/// leadership, as fencing and controlled shutdown need. Partitions whose
+/// leader is lost get a new one by [`elect_leader`] among brokers that are
+/// unfenced in `image` and are not `broker`.
+pub fn changes_removing_broker(image: &MetadataImage, broker: BrokerId) -> Vec<MetadataRecord> {
+    let eligible = |b: BrokerId| b != broker && image.is_unfenced(b);
+    let mut out = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if !p.isr.contains(&broker) && p.leader != broker {
+                continue;
+            }
+            let mut isr: Vec<_> = p.isr.iter().copied().filter(|b| *b != broker).collect();
+            if isr.is_empty() {
+                isr = p.isr.clone();
+            }
+            let (leader, isr) = if p.leader == broker || p.leader == NO_LEADER {
+                choose(p, isr, &eligible, unclean_allowed(topic))
+            } else {
+                (p.leader, isr)
+            };
+            out.extend(change(topic, index, p, leader, isr));
+        }
+    }
+    out
+}
+
+/// Leaders for every partition that has none, among the unfenced brokers
+/// of `image` — what follows a broker's unfencing.
+pub fn changes_electing_offline(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let eligible = |b: BrokerId| image.is_unfenced(b);
+    let mut out = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if p.leader != NO_LEADER {
+                continue;
+            }
+            let (leader, isr) = choose(p, p.isr.clone(), &eligible, unclean_allowed(topic));
+            out.extend(change(topic, index, p, leader, isr));
+        }
+    }
+    out
+}
+
+fn choose(
+    p: &PartitionImage,
+    isr: Vec<BrokerId>,
+    eligible: &impl Fn(BrokerId) -> bool,
+    unclean: bool,
+) -> (BrokerId, Vec<BrokerId>) {
+    match elect_leader(&p.replicas, &isr, eligible, unclean) {
+        Election::Clean(b) => (b, isr),
+        Election::Unclean(b) => (b, vec![b]),
+        Election::None => (NO_LEADER, isr),
+    }
+}
+
+/// A PartitionChanged naming only the fields that differ, if any do.
+fn change(
+    topic: &TopicImage,
+    index: usize,
+    p: &PartitionImage,
+    leader: BrokerId,
+    isr: Vec<BrokerId>,
+) -> Option<MetadataRecord> {
+    let leader = (leader != p.leader).then_some(leader);
+    let isr = (isr != p.isr).then_some(isr);
+    if leader.is_none() && isr.is_none() {
+        return None;
+    }
+    Some(MetadataRecord::PartitionChanged {
+        topic: topic.name.clone(),
+        partition: i32::try_from(index).unwrap_or(i32::MAX),
+        leader,
+        isr,
+        replicas: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::metadata::records::{Endpoint, PartitionRecord};
+
+    fn image(brokers: &[BrokerId], replicas: &[BrokerId]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in brokers {
+            image
+                .apply(&MetadataRecord::BrokerRegistered {
+                    id: *id,
+                    incarnation_id: Uuid::from_u128(1),
+                    endpoints: vec![Endpoint {
+                        listener: "PLAINTEXT".into(),
+                        host: "h".into(),
+                        port: 1,
+                    }],
+                    rack: None,
+                    fenced: false,
+                })
+                .unwrap();
+        }
+        image
+            .apply(&MetadataRecord::TopicCreated {
+                name: "t".into(),
+                topic_id: Uuid::from_u128(2),
+                partitions: 1,
+                configs: BTreeMap::new(),
+                assignments: vec![PartitionRecord::new(0, replicas.to_vec())],
+            })
+            .unwrap();
+        image
+    }
+
+    fn fence(image: &mut MetadataImage, broker: BrokerId) {
+        for r in changes_removing_broker(image, broker) {
+            image.apply(&r).unwrap();
+        }
+        image
+            .apply(&MetadataRecord::BrokerFenced { id: broker })
+            .unwrap();
+    }
+
+    #[test]
+    fn fencing_the_leader_moves_leadership_in_preferred_order() {
+        let mut img = image(&[1, 2, 3], &[1, 2, 3]);
+        fence(&mut img, 1);
+        let p = img.partition("t", 0).unwrap();
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_epoch),
+            (2, vec![2, 3], 1)
+        );
+        fence(&mut img, 2);
+        fence(&mut img, 3);
+        // The last ISR member stays listed; nobody leads.
+        let p = img.partition("t", 0).unwrap();
+        assert_eq!((p.leader(), p.isr.clone()), (None, vec![3]));
+        // Broker 1 returns, but it is not in the ISR: no clean leader.
+        img.apply(&MetadataRecord::BrokerUnfenced { id: 1 })
+            .unwrap();
+        assert!(changes_electing_offline(&img).is_empty());
+        // Broker 3 returns and leads again.
+        img.apply(&MetadataRecord::BrokerUnfenced { id: 3 })
+            .unwrap();
+        for r in changes_electing_offline(&img) {
+            img.apply(&r).unwrap();
+        }
+        assert_eq!(img.partition("t", 0).unwrap().leader(), Some(3));
+    }
+
+    #[test]
+    fn unclean_election_only_when_the_topic_allows_it() {
+        assert_eq!(
+            elect_leader(&[1, 2], &[1], |b| b == 2, false),
+            Election::None
+        );
+        assert_eq!(
+            elect_leader(&[1, 2], &[1], |b| b == 2, true),
+            Election::Unclean(2)
+        );
+        assert_eq!(
+            elect_leader(&[1, 2], &[1, 2], |_| true, true),
+            Election::Clean(1)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_clean_leader_is_in_the_isr_and_unfenced(
+            replicas in proptest::sample::subsequence((0..8).collect::<Vec<i32>>(), 1..8).prop_shuffle(),
+            isr_mask in proptest::collection::vec(any::<bool>(), 8),
+            fenced_mask in proptest::collection::vec(any::<bool>(), 8),
+        ) {
+            let isr: Vec<_> = replicas.iter().copied().filter(|b| isr_mask[*b as usize]).collect();
+            let eligible = |b: BrokerId| !fenced_mask[b as usize];
+            match elect_leader(&replicas, &isr, eligible, false) {
+                Election::Clean(b) => {
+                    prop_assert!(isr.contains(&b) && eligible(b));
+                    // The first such in preferred order.
+                    let first = replicas.iter().find(|r| isr.contains(r) && eligible(**r));
+                    prop_assert_eq!(first, Some(&b));
+                }
+                Election::Unclean(_) => prop_assert!(false, "unclean without permission"),
+                Election::None => prop_assert!(!isr.iter().any(|b| eligible(*b))),
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Whether this node may serve a leader-only request for a partition
+//! (Produce, a consumer's Fetch, ListOffsets, OffsetForLeaderEpoch), as the
+//! published metadata image says — Kafka's `Partition.localLogWithEpochOrThrow`.
+//!
+//! ```text
+//! partition in the image?            no  → UNKNOWN_TOPIC_OR_PARTITION
+//! current_leader_epoch ≥ 0 and
+//!   < the image's leader epoch           → FENCED_LEADER_EPOCH
+//!   > the image's leader epoch           → UNKNOWN_LEADER_EPOCH
+//! image leader is this node?         no  → NOT_LEADER_OR_FOLLOWER
+//!                                          (with the leader and its epoch,
+//!                                           for KIP-951 responses)
+//! ```
+//!
+//! # Invariants
+//! - The epoch is checked before leadership, as Kafka does, so a client
+//!   with a stale epoch learns to refresh metadata whatever the leader.
+//! - Only the image decides; the request path takes no lock here.
+
+use std::sync::Arc;
+
+use super::{Partition, ReplicaManager};
+use crate::error::BrokerError;
+use crate::metadata::{BrokerId, MetadataImage};
+
+/// The leader epoch of `topic`-`partition` when this node (`node`) leads
+/// it and `current_leader_epoch` (-1: not checked) agrees.
+pub fn check_leader(
+    image: &MetadataImage,
+    node: BrokerId,
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+) -> Result<i32, BrokerError> {
+    let p =
+        image
+            .partition(topic, partition)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                topic: topic.to_string(),
+                partition,
+            })?;
+    check_epoch(current_leader_epoch, p.leader_epoch)?;
+    if p.leader != node {
+        return Err(BrokerError::NotLeaderOrFollower {
+            topic: topic.to_string(),
+            partition,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+        });
+    }
+    Ok(p.leader_epoch)
+}
+
+/// The hosted partition, once [`check_leader`] passes: what every
+/// leader-only handler starts with.
+pub fn leader_partition(
+    image: &MetadataImage,
+    node: BrokerId,
+    replicas: &ReplicaManager,
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+) -> Result<Arc<Partition>, BrokerError> {
+    check_leader(image, node, topic, partition, current_leader_epoch)?;
+    replicas.partition_or_error(topic, partition)
+}
+
+/// KIP-320 fencing: a client that states the epoch it believes current
+/// (≥ 0; negative means "not checked") must agree with the partition.
+pub fn check_epoch(requested: i32, current: i32) -> Result<(), BrokerError> {
+    if requested < 0 || requested == current {
+        Ok(())
+    } else if requested < current {
+        Err(BrokerError::FencedLeaderEpoch { requested, current })
+    } else {
+        Err(BrokerError::UnknownLeaderEpoch { requested, current })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::metadata::{Endpoint, MetadataRecord, PartitionRecord};
+
+    fn image() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in [1, 2] {
+            image
+                .apply(&MetadataRecord::BrokerRegistered {
+                    id,
+                    incarnation_id: Uuid::from_u128(1),
+                    endpoints: vec![Endpoint {
+                        listener: "PLAINTEXT".into(),
+                        host: "h".into(),
+                        port: 1,
+                    }],
+                    rack: None,
+                    fenced: false,
+                })
+                .unwrap();
+        }
+        image
+            .apply(&MetadataRecord::TopicCreated {
+                name: "t".into(),
+                topic_id: Uuid::from_u128(2),
+                partitions: 1,
+                configs: BTreeMap::new(),
+                assignments: vec![PartitionRecord::new(0, vec![1, 2])],
+            })
+            .unwrap();
+        // Leader 2 at epoch 1.
+        image
+            .apply(&MetadataRecord::PartitionChanged {
+                topic: "t".into(),
+                partition: 0,
+                leader: Some(2),
+                isr: None,
+                replicas: None,
+            })
+            .unwrap();
+        image
+    }
+
+    #[test]
+    fn produce_to_follower_returns_not_leader_with_the_leader() {
+        let image = image();
+        assert_eq!(check_leader(&image, 2, "t", 0, -1).unwrap(), 1);
+        assert!(matches!(
+            check_leader(&image, 1, "t", 0, -1),
+            Err(BrokerError::NotLeaderOrFollower {
+                leader: 2,
+                leader_epoch: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_leader(&image, 1, "t", 1, -1),
+            Err(BrokerError::UnknownTopicOrPartition { .. })
+        ));
+    }
+
+    #[test]
+    fn stale_or_future_epochs_are_fenced_before_leadership() {
+        let image = image();
+        assert!(matches!(
+            check_leader(&image, 1, "t", 0, 0),
+            Err(BrokerError::FencedLeaderEpoch { .. })
+        ));
+        assert!(matches!(
+            check_leader(&image, 2, "t", 0, 2),
+            Err(BrokerError::UnknownLeaderEpoch { .. })
+        ));
+        assert!(check_leader(&image, 2, "t", 0, 1).is_ok());
+    }
+}
