@@ -14,6 +14,7 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod connection_quota;
 pub mod dispatch;
 pub mod error;
 pub mod group;
