@@ -15,6 +15,7 @@ use sluice_storage::LogDir;
 use tokio::sync::Mutex;
 
 use crate::config::BrokerConfig;
+use crate::decompression_budget::DecompressionBudget;
 use crate::error::BrokerError;
 use crate::group::Coordinator;
 use crate::metadata::{Controller, Endpoint, MetadataImage, MetadataRecord};
@@ -51,6 +52,8 @@ pub struct Broker {
     producer_ids: Mutex<ProducerIdBlock>,
     /// The consumer-group coordinator (`group::start` loads it).
     groups: Coordinator,
+    /// Bytes being decompressed to validate client batches.
+    decompression: DecompressionBudget,
 }
 
 impl Broker {
@@ -95,8 +98,13 @@ impl Broker {
             cluster_id,
         };
         let groups = Coordinator::new(crate::group::group_config(&config));
+        let decompression = DecompressionBudget::new(
+            config.queued_max_decompressed_bytes,
+            config.message_max_bytes,
+        );
         Ok(Arc::new(Self {
             groups,
+            decompression,
             config,
             identity,
             controller,
@@ -119,6 +127,11 @@ impl Broker {
 
     pub fn groups(&self) -> &Coordinator {
         &self.groups
+    }
+
+    /// The budget every decompression of client data draws from.
+    pub fn decompression(&self) -> &DecompressionBudget {
+        &self.decompression
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {

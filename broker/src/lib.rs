@@ -15,6 +15,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod connection_quota;
+pub mod decompression_budget;
 pub mod dispatch;
 pub mod error;
 pub mod group;
