@@ -244,7 +244,9 @@ mod tests {
         assert!(t.is_empty());
         // A pending commit keeps the table from being empty.
         t.put_pending(20, "b".into(), 1, at(3, 0));
-        assert!(!t.is_empty() && t.len() == 0 && t.get("b", 1).is_none());
+        assert!(!t.is_empty(), "a pending commit keeps the group");
+        assert_eq!(t.iter().count(), 0, "nothing committed yet");
+        assert!(t.get("b", 1).is_none());
     }
 
     #[test]
