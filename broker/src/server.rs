@@ -7,7 +7,7 @@
 //! - `max.connections` connections at once and `max.connections.per.ip`
 //!   from one address; a connection past either is accepted and closed at
 //!   once, logged at `debug` and counted (`connection_quota.rs`; the counts
-//!   are logged at `info` at most every [`REFUSALS_REPORT_EVERY`]).
+//!   are logged at `info` at most every 10 s).
 //! - Connections get [`SHUTDOWN_GRACE`] to drain their replies on shutdown.
 
 use std::sync::Arc;
