@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use crate::config::{BrokerConfig, parse_voters};
 use crate::controller::driver::ControllerError;
 use crate::controller::{ControllerConfig, Voter};
+use crate::decompression_budget::DecompressionBudget;
 use crate::error::BrokerError;
 use crate::group::Coordinator;
 use crate::metadata::{Controller, Endpoint, MetadataImage, MetadataRecord};
@@ -53,6 +54,8 @@ pub struct Broker {
     producer_ids: Mutex<ProducerIdBlock>,
     /// The consumer-group coordinator (`group::start` loads it).
     groups: Coordinator,
+    /// Bytes being decompressed to validate client batches.
+    decompression: DecompressionBudget,
 }
 
 impl Broker {
@@ -96,8 +99,13 @@ impl Broker {
             cluster_id,
         };
         let groups = Coordinator::new(crate::group::group_config(&config));
+        let decompression = DecompressionBudget::new(
+            config.queued_max_decompressed_bytes,
+            config.message_max_bytes,
+        );
         Ok(Arc::new(Self {
             groups,
+            decompression,
             config,
             identity,
             controller,
@@ -120,6 +128,11 @@ impl Broker {
 
     pub fn groups(&self) -> &Coordinator {
         &self.groups
+    }
+
+    /// The budget every decompression of client data draws from.
+    pub fn decompression(&self) -> &DecompressionBudget {
+        &self.decompression
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {

@@ -70,16 +70,37 @@ pub struct BrokerConfig {
     /// `max.message.bytes` may lower or raise it).
     #[serde(rename = "message.max.bytes")]
     pub message_max_bytes: usize,
-    /// `max.connections`.
+    /// `max.connections`: client connections served at once; the next is
+    /// accepted and closed at once (Kafka's default is unbounded; Sluice
+    /// bounds it, see `connection_quota.rs`).
     #[serde(rename = "max.connections")]
     pub max_connections: usize,
+    /// `max.connections.per.ip`: connections from one address (Kafka's
+    /// default, 2147483647: unbounded).
+    #[serde(rename = "max.connections.per.ip")]
+    pub max_connections_per_ip: usize,
     /// `queued.max.request.bytes`: request bytes held in memory across all
     /// connections; readers wait (back-pressure) beyond it.
     #[serde(rename = "queued.max.request.bytes")]
     pub queued_max_request_bytes: usize,
-    /// `connections.max.idle.ms`.
+    /// `connections.max.idle.ms`: a connection with no request arriving
+    /// for this long is closed.
     #[serde(rename = "connections.max.idle.ms")]
     pub connections_max_idle_ms: u64,
+    /// `socket.request.read.timeout.ms`: time from a request's first byte to
+    /// its last; a slower sender is closed (Kafka has no such key; named in
+    /// its `socket.*` family).
+    #[serde(rename = "socket.request.read.timeout.ms")]
+    pub socket_request_read_timeout_ms: u64,
+    /// `socket.response.write.timeout.ms`: time to write one response; a
+    /// client that does not read its replies is closed.
+    #[serde(rename = "socket.response.write.timeout.ms")]
+    pub socket_response_write_timeout_ms: u64,
+    /// `queued.max.decompressed.bytes`: bytes being decompressed to
+    /// validate produced batches, across all connections; a batch that
+    /// cannot get its share within the request waits, then fails retriably.
+    #[serde(rename = "queued.max.decompressed.bytes")]
+    pub queued_max_decompressed_bytes: usize,
     /// Default `segment.bytes` for new topics.
     #[serde(rename = "log.segment.bytes")]
     pub log_segment_bytes: u64,
@@ -130,8 +151,12 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 100 * 1024 * 1024,
             message_max_bytes: 1024 * 1024 + 12,
             max_connections: 10_000,
+            max_connections_per_ip: i32::MAX as usize,
             queued_max_request_bytes: 512 * 1024 * 1024,
             connections_max_idle_ms: 10 * 60 * 1000,
+            socket_request_read_timeout_ms: 30_000,
+            socket_response_write_timeout_ms: 30_000,
+            queued_max_decompressed_bytes: 256 * 1024 * 1024,
             log_segment_bytes: 1024 * 1024 * 1024,
             log_retention_ms: 7 * 24 * 60 * 60 * 1000,
             log_retention_check_interval_ms: 5 * 60 * 1000,

@@ -22,24 +22,49 @@
 //! response head is encoded in memory.
 //!
 //! # Limits
-//! - A frame above `socket.request.max.bytes` closes the connection before
-//!   its body is read or allocated.
-//! - [`INFLIGHT_REQUESTS_MAX`] replies may be pending; the reader stops
+//! - A frame above `socket.request.max.bytes` (or above the whole
+//!   `queued.max.request.bytes` budget, which it could never get) closes the
+//!   connection before any of its body is read.
+//! - Memory is taken as bytes arrive, never for what a size prefix
+//!   announces: every buffered byte holds one permit of the broker-wide
+//!   `queued.max.request.bytes` semaphore, acquired before the read that
+//!   brings it (at most [`READ_RESERVE_BYTES_MAX`] per read) and held until
+//!   the request's reply is written. A peer that announces 100 MiB and
+//!   sends one byte holds about one byte (the buffer grows with what
+//!   arrives: its capacity is at most twice the bytes held, plus one read).
+//! - A request must arrive whole within `socket.request.read.timeout.ms`
+//!   of its first byte, waiting for memory included; a slower sender is
+//!   closed. Between requests, a connection with no request arriving for
+//!   `connections.max.idle.ms` is closed.
+//! - Each response must be written within `socket.response.write.timeout.ms`;
+//!   a client that does not read its replies is closed. At most
+//!   [`INFLIGHT_REQUESTS_MAX`] replies may be pending; the reader stops
 //!   reading (TCP back-pressure) beyond that.
-//! - Every frame holds permits of the broker-wide `queued.max.request.bytes`
-//!   semaphore until its reply is written.
-//! - An idle connection (no request, nothing pending) closes after
-//!   `connections.max.idle.ms`.
+//! - An idle connection holds no read buffer: it is allocated when bytes
+//!   are readable and released when it empties.
+//!
+//! # Caveats
+//! - Memory permits are taken piece by piece, so connections that each
+//!   hold part of a large frame can together exhaust the budget and wait
+//!   on each other; the read deadline ends the wait by closing the slowest,
+//!   which releases its permits. Kafka avoids this by reserving the whole
+//!   announced size up front, which lets a liar hold memory it never fills.
 
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use sluice_protocol::frame::{
+    FRAME_SIZE_PREFIX_BYTES, READ_RESERVE_BYTES_MAX, READ_RESERVE_BYTES_MIN, decode_frame,
+    frame_size_at,
+};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::dispatch;
@@ -48,16 +73,28 @@ use crate::response::{FramePart, Reply, ResponseFrame};
 /// Replies a connection may have pending before it stops reading.
 pub const INFLIGHT_REQUESTS_MAX: usize = 32;
 
-const READ_CHUNK_BYTES: usize = 64 * 1024;
-
 /// What the writer task receives, in request order.
 struct Pending {
     reply: Reply,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-/// Serves one connection until the peer closes, a protocol error, idle
-/// timeout or broker shutdown.
+/// Which side of a connection stopped first.
+enum Stopped {
+    Reading(String),
+    Writing(Result<io::Result<()>, tokio::task::JoinError>),
+}
+
+/// The time bounds of one connection, from the broker config.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    idle: Duration,
+    request_read: Duration,
+    response_write: Duration,
+}
+
+/// Serves one connection until the peer closes, a protocol error, a
+/// deadline, or broker shutdown.
 pub async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
@@ -71,17 +108,38 @@ pub async fn serve(
     let peer_host = stream
         .peer_addr()
         .map_or_else(|_| String::new(), |a| format!("/{}", a.ip()));
+    let config = broker.config();
+    let deadlines = Deadlines {
+        idle: Duration::from_millis(config.connections_max_idle_ms),
+        request_read: Duration::from_millis(config.socket_request_read_timeout_ms),
+        response_write: Duration::from_millis(config.socket_response_write_timeout_ms),
+    };
     let stream = Arc::new(stream);
     let (tx, rx) = mpsc::channel(INFLIGHT_REQUESTS_MAX);
-    let writer = tokio::spawn(write_replies(Arc::clone(&stream), rx));
-    let reason = tokio::select! {
-        r = read_requests(&broker, &stream, &memory, &tx, &peer_host) => r,
-        _ = shutdown.wait_for(|stop| *stop) => "broker shutting down".to_string(),
+    let mut writer: JoinHandle<io::Result<()>> = tokio::spawn(write_replies(
+        Arc::clone(&stream),
+        rx,
+        deadlines.response_write,
+    ));
+    let reader = read_requests(&broker, &stream, &memory, &tx, &peer_host, deadlines);
+    let stopped = tokio::select! {
+        reason = reader => Stopped::Reading(reason),
+        // The writer stopped first (a write failed or timed out): nothing
+        // more can be answered, so stop reading too.
+        w = &mut writer => Stopped::Writing(w),
+        _ = shutdown.wait_for(|stop| *stop) => Stopped::Reading("broker shutting down".to_string()),
     };
-    tracing::debug!(%peer, %reason, "connection closing");
-    drop(tx);
-    // Let every queued reply go out (bounded by their own timeouts).
-    if let Ok(Err(e)) = writer.await {
+    let written = match stopped {
+        Stopped::Reading(reason) => {
+            tracing::debug!(%peer, %reason, "connection closing");
+            drop(tx);
+            // Let every queued reply go out (each bounded by its own
+            // timeout and the write deadline).
+            writer.await
+        }
+        Stopped::Writing(w) => w,
+    };
+    if let Ok(Err(e)) = written {
         tracing::debug!(%peer, error = %e, "connection write failed");
     }
 }
@@ -93,19 +151,21 @@ async fn read_requests(
     memory: &Arc<Semaphore>,
     tx: &mpsc::Sender<Pending>,
     peer_host: &str,
+    deadlines: Deadlines,
 ) -> String {
-    let max_frame = broker.config().socket_request_max_bytes;
-    let idle = Duration::from_millis(broker.config().connections_max_idle_ms);
-    let memory_budget = broker.memory_budget();
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    // A frame larger than the whole budget could never get its permits.
+    let max_frame = broker
+        .config()
+        .socket_request_max_bytes
+        .min(broker.memory_budget());
+    let mut input = ReadBuffer::default();
     loop {
-        let frame = match next_frame(stream, &mut buf, max_frame, idle, memory, memory_budget).await
-        {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return "peer closed".to_string(),
-            Err(e) => return e,
-        };
-        let (frame, permit) = frame;
+        let (frame, permit) =
+            match next_frame(stream, &mut input, max_frame, memory, deadlines).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return "peer closed".to_string(),
+                Err(e) => return e,
+            };
         let reply = dispatch::dispatch(broker, frame, peer_host).await;
         let close = match &reply {
             Reply::Close(reason) => Some(reason.clone()),
@@ -127,75 +187,128 @@ async fn read_requests(
     }
 }
 
-/// Reads until one whole frame is buffered; returns its bytes (size prefix
-/// removed) with its memory permit, or `None` on a clean close between
-/// frames.
-async fn next_frame(
-    stream: &TcpStream,
-    buf: &mut BytesMut,
-    max_frame: usize,
-    idle: Duration,
-    memory: &Arc<Semaphore>,
-    memory_budget: usize,
-) -> Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, String> {
-    let mut permit: Option<OwnedSemaphorePermit> = None;
-    loop {
-        if buf.len() >= 4 {
-            let prefix: [u8; 4] = buf
-                .get(..4)
-                .and_then(|p| p.try_into().ok())
-                .unwrap_or_default();
-            let size = i32::from_be_bytes(prefix);
-            let size = usize::try_from(size)
-                .ok()
-                .filter(|s| *s <= max_frame)
-                .ok_or_else(|| format!("frame size {size} outside 0..={max_frame}"))?;
-            if permit.is_none() {
-                // Back-pressure: wait for memory before buffering the body.
-                // A frame as large as the whole budget still gets through,
-                // alone: it never waits for more permits than exist.
-                let n = size.clamp(1, memory_budget);
-                let n = u32::try_from(n).unwrap_or(u32::MAX);
-                permit = Some(
-                    Arc::clone(memory)
-                        .acquire_many_owned(n)
-                        .await
-                        .map_err(|_| "memory semaphore closed".to_string())?,
-                );
-            }
-            if buf.len() >= 4 + size {
-                buf.advance(4);
-                let frame = buf.split_to(size).freeze();
-                return Ok(Some((frame, permit)));
-            }
-            buf.reserve(4 + size - buf.len());
-        } else {
-            buf.reserve(READ_CHUNK_BYTES);
+/// Bytes read from the socket and not yet split into frames, with the
+/// memory permits that pay for them.
+///
+/// # Invariants
+/// - `held` carries exactly `buf.len()` permits (`None` when empty).
+/// - An empty buffer holds no allocation.
+#[derive(Default)]
+struct ReadBuffer {
+    buf: BytesMut,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl ReadBuffer {
+    /// Splits off the first `n` bytes' permits (all that is held when less).
+    fn take_permits(&mut self, n: usize) -> Option<OwnedSemaphorePermit> {
+        let held = self.held.as_mut()?;
+        if n >= held.num_permits() {
+            return self.held.take();
         }
-        match tokio::time::timeout(idle, read_some(stream, buf)).await {
-            Err(_) => return Err("idle timeout".to_string()),
-            Ok(Err(e)) => return Err(format!("read failed: {e}")),
-            Ok(Ok(0)) if buf.is_empty() => return Ok(None),
-            Ok(Ok(0)) => return Err("peer closed mid-frame".to_string()),
-            Ok(Ok(_)) => {}
+        held.split(n)
+    }
+
+    fn add_permits(&mut self, permit: OwnedSemaphorePermit) {
+        match self.held.as_mut() {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
         }
+    }
+
+    /// How many bytes the next read may bring: what the frame in progress
+    /// still lacks, within `READ_RESERVE_BYTES_MIN..=READ_RESERVE_BYTES_MAX`.
+    fn next_read_bytes(&self, frame_size: Option<usize>) -> usize {
+        let whole = FRAME_SIZE_PREFIX_BYTES + frame_size.unwrap_or(0);
+        whole
+            .saturating_sub(self.buf.len())
+            .clamp(READ_RESERVE_BYTES_MIN, READ_RESERVE_BYTES_MAX)
     }
 }
 
-async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+/// Reads until one whole frame is buffered; returns its bytes (size prefix
+/// removed) with the memory permits that pay for them, or `None` on a
+/// clean close between frames.
+async fn next_frame(
+    stream: &TcpStream,
+    input: &mut ReadBuffer,
+    max_frame: usize,
+    memory: &Arc<Semaphore>,
+    deadlines: Deadlines,
+) -> Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, String> {
+    // Bytes of the next frame already buffered (pipelining) start its clock.
+    let mut frame_deadline =
+        (!input.buf.is_empty()).then(|| Instant::now() + deadlines.request_read);
     loop {
-        stream.readable().await?;
-        match stream.try_read_buf(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+        let size = frame_size_at(&input.buf, max_frame).map_err(|e| e.to_string())?;
+        if let Some(size) = size
+            && let Some(frame) =
+                decode_frame(&mut input.buf, max_frame).map_err(|e| e.to_string())?
+        {
+            let permit = input.take_permits(FRAME_SIZE_PREFIX_BYTES + size);
+            if input.buf.is_empty() {
+                // Drop the reference into the frame's allocation, so an idle
+                // connection holds no buffer.
+                input.buf = BytesMut::new();
+            }
+            return Ok(Some((frame, permit)));
+        }
+        let (deadline, what) = match frame_deadline {
+            Some(d) => (d, "request read timeout"),
+            None => (Instant::now() + deadlines.idle, "idle timeout"),
+        };
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Err(_) => return Err(what.to_string()),
+            Ok(Err(e)) => return Err(format!("read failed: {e}")),
+            Ok(Ok(())) => {}
+        }
+        // Bytes are waiting: a frame has begun, and so has its deadline.
+        let deadline =
+            *frame_deadline.get_or_insert_with(|| Instant::now() + deadlines.request_read);
+        let want = input.next_read_bytes(size);
+        // Back-pressure: no permits, no read; the peer's bytes wait in the
+        // kernel (and then in the peer) until memory frees up.
+        let want_permits = u32::try_from(want).unwrap_or(u32::MAX);
+        let mut permit = match tokio::time::timeout_at(
+            deadline,
+            Arc::clone(memory).acquire_many_owned(want_permits),
+        )
+        .await
+        {
+            Err(_) => return Err("request read timeout (waiting for memory)".to_string()),
+            Ok(Err(_)) => return Err("memory semaphore closed".to_string()),
+            Ok(Ok(p)) => p,
+        };
+        input.buf.reserve(want);
+        let read = stream.try_read_buf(&mut (&mut input.buf).limit(want));
+        match read {
+            Ok(0) if input.buf.is_empty() => return Ok(None),
+            Ok(0) => return Err("peer closed mid-frame".to_string()),
+            Ok(n) => {
+                if let Some(used) = permit.split(n) {
+                    input.add_permits(used);
+                }
+                // The unused rest of `permit` is released here.
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(format!("read failed: {e}")),
+        }
+        if input.buf.is_empty() {
+            input.buf = BytesMut::new();
         }
     }
 }
 
 /// Writes replies in request order until the reader is done and every
 /// queued reply has gone out.
-async fn write_replies(stream: Arc<TcpStream>, mut rx: mpsc::Receiver<Pending>) -> io::Result<()> {
+///
+/// Waiting for a deferred reply does not count against the write deadline
+/// (each deferred reply has its own timeout); writing it does.
+async fn write_replies(
+    stream: Arc<TcpStream>,
+    mut rx: mpsc::Receiver<Pending>,
+    write_timeout: Duration,
+) -> io::Result<()> {
     while let Some(pending) = rx.recv().await {
         let frame = match pending.reply {
             Reply::Now(frame) => frame,
@@ -204,7 +317,14 @@ async fn write_replies(stream: Arc<TcpStream>, mut rx: mpsc::Receiver<Pending>) 
                 .map_err(|reason| io::Error::new(io::ErrorKind::InvalidData, reason))?,
             Reply::Nothing | Reply::Close(_) => continue,
         };
-        write_frame(&stream, frame).await?;
+        tokio::time::timeout(write_timeout, write_frame(&stream, frame))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "response write timeout: the client is not reading its replies",
+                )
+            })??;
     }
     Ok(())
 }

@@ -14,7 +14,9 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod connection_quota;
 pub mod controller;
+pub mod decompression_budget;
 pub mod dispatch;
 pub mod error;
 pub mod group;

@@ -4,8 +4,10 @@
 //! every log so the next start skips recovery).
 //!
 //! # Limits
-//! - `max.connections` connections at once; the next waits in the kernel's
-//!   accept queue until one closes.
+//! - `max.connections` connections at once and `max.connections.per.ip`
+//!   from one address; a connection past either is accepted and closed at
+//!   once, logged at `debug` and counted (`connection_quota.rs`; the counts
+//!   are logged at `info` at most every 10 s).
 //! - Connections get [`SHUTDOWN_GRACE`] to drain their replies on shutdown.
 
 use std::sync::Arc;
@@ -18,9 +20,16 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::connection;
+use crate::connection_quota::ConnectionQuotas;
 
 /// How long connections may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the accept loop pauses after `accept` fails (EMFILE).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Least time between two reports of refused connections.
+const REFUSALS_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// How often the flush policy, retention and segment.ms rolls are checked.
 const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
@@ -67,18 +76,13 @@ async fn accept_loop(
     shutdown: watch::Receiver<bool>,
     stop: impl std::future::Future<Output = ()>,
 ) -> JoinSet<()> {
-    let permits = Arc::new(Semaphore::new(broker.config().max_connections.max(1)));
+    let config = broker.config();
+    let quotas = ConnectionQuotas::new(config.max_connections, config.max_connections_per_ip);
     let memory = Arc::new(Semaphore::new(broker.memory_budget()));
+    let mut refusals = RefusalReport::default();
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
     loop {
-        let permit = tokio::select! {
-            _ = &mut stop => break,
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
@@ -86,22 +90,59 @@ async fn accept_loop(
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
+        };
+        // Reap finished connections so the set stays bounded by the limit.
+        while connections.try_join_next().is_some() {}
+        let slot = match quotas.try_acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                // Dropping the socket closes it cleanly (FIN); the client
+                // retries or goes elsewhere.
+                tracing::debug!(%peer, %refused, "connection refused");
+                refusals.maybe_report(&quotas);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         tracing::debug!(%peer, "connection accepted");
         let (b, m, s) = (Arc::clone(broker), Arc::clone(&memory), shutdown.clone());
         connections.spawn(async move {
             connection::serve(b, stream, m, s).await;
-            drop(permit);
+            drop(slot);
         });
-        // Reap finished connections so the set stays bounded by the limit.
-        while connections.try_join_next().is_some() {}
     }
     connections
+}
+
+/// Reports the refused-connection counters at `info`, at most once per
+/// [`REFUSALS_REPORT_EVERY`], so a flood of refusals cannot flood the log
+/// while an operator still sees that connections are being turned away.
+#[derive(Default)]
+struct RefusalReport {
+    last: Option<tokio::time::Instant>,
+}
+
+impl RefusalReport {
+    fn maybe_report(&mut self, quotas: &ConnectionQuotas) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < REFUSALS_REPORT_EVERY)
+        {
+            return;
+        }
+        self.last = Some(tokio::time::Instant::now());
+        let refused = quotas.refused();
+        tracing::info!(
+            open = quotas.open(),
+            refused_max_connections = refused.max_connections,
+            refused_max_connections_per_ip = refused.max_connections_per_ip,
+            "connections refused over their quotas"
+        );
+    }
 }
 
 async fn drain(mut connections: JoinSet<()>) {

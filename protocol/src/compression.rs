@@ -29,6 +29,10 @@
 //!   zstd: a window of at most 2^[`ZSTD_WINDOW_LOG_MAX`] bytes).
 //!
 //! # Limits
+//! - [`decompress_within`] asks its caller before the output buffer grows
+//!   (a broker-wide budget of bytes being decompressed, say); a refusal
+//!   stops with [`DecodeError::DecompressionBudgetExhausted`] before the
+//!   allocation.
 //! - zstd frames whose window exceeds 2^[`ZSTD_WINDOW_LOG_MAX`] (128 MiB,
 //!   zstd's own default limit) are refused.
 //!
@@ -65,9 +69,24 @@ const XERIAL_VERSION_BYTES: usize = 8;
 /// Smallest first allocation for output of unknown size.
 const OUTPUT_GUESS_BYTES_MIN: usize = 4 * 1024;
 
+/// Asked before decompression output grows: may the output buffer hold
+/// this many bytes in total? `false` stops the decompression.
+pub type OutputGrowth<'a> = &'a mut dyn FnMut(usize) -> bool;
+
 /// Decompresses `input` with `codec`, refusing to produce more than
 /// `output_bytes_max` bytes. `CompressionType::None` returns a copy.
 pub fn decompress(codec: CompressionType, input: &[u8], output_bytes_max: usize) -> Result<Bytes> {
+    decompress_within(codec, input, output_bytes_max, &mut |_| true)
+}
+
+/// [`decompress`], asking `grow` before every growth of the output buffer
+/// (with the buffer's new total size).
+pub fn decompress_within(
+    codec: CompressionType,
+    input: &[u8],
+    output_bytes_max: usize,
+    grow: OutputGrowth<'_>,
+) -> Result<Bytes> {
     let too_large = DecodeError::DecompressedTooLarge {
         codec,
         max: output_bytes_max,
@@ -75,19 +94,22 @@ pub fn decompress(codec: CompressionType, input: &[u8], output_bytes_max: usize)
     let guess = input.len().saturating_mul(4);
     match codec {
         CompressionType::None if input.len() > output_bytes_max => Err(too_large),
+        CompressionType::None if !grow(input.len()) => Err(exhausted(codec)),
         CompressionType::None => Ok(Bytes::copy_from_slice(input)),
         CompressionType::Gzip => read_bounded(
             codec,
             flate2::read::MultiGzDecoder::new(input),
             output_bytes_max,
             guess,
+            grow,
         ),
-        CompressionType::Snappy => decompress_snappy(input, output_bytes_max),
+        CompressionType::Snappy => decompress_snappy(input, output_bytes_max, grow),
         CompressionType::Lz4 => read_bounded(
             codec,
             lz4_flex::frame::FrameDecoder::new(input),
             output_bytes_max,
             guess,
+            grow,
         ),
         CompressionType::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(input)
@@ -95,7 +117,7 @@ pub fn decompress(codec: CompressionType, input: &[u8], output_bytes_max: usize)
             decoder
                 .window_log_max(ZSTD_WINDOW_LOG_MAX)
                 .map_err(|e| codec_error(codec, &e))?;
-            read_bounded(codec, decoder, output_bytes_max, guess)
+            read_bounded(codec, decoder, output_bytes_max, guess, grow)
         }
     }
 }
@@ -132,6 +154,10 @@ pub fn compress(codec: CompressionType, input: &[u8], level: Option<i32>) -> Res
     }
 }
 
+fn exhausted(codec: CompressionType) -> DecodeError {
+    DecodeError::DecompressionBudgetExhausted { codec }
+}
+
 fn codec_error(codec: CompressionType, e: &dyn std::fmt::Display) -> DecodeError {
     DecodeError::Codec {
         codec,
@@ -147,15 +173,23 @@ fn read_bounded(
     mut reader: impl Read,
     max: usize,
     size_guess: usize,
+    grow: OutputGrowth<'_>,
 ) -> Result<Bytes> {
     let cap = max.saturating_add(1);
-    let mut out = vec![0u8; size_guess.max(OUTPUT_GUESS_BYTES_MIN).min(cap)];
+    let first = size_guess.max(OUTPUT_GUESS_BYTES_MIN).min(cap);
+    if !grow(first) {
+        return Err(exhausted(codec));
+    }
+    let mut out = vec![0u8; first];
     let mut filled = 0;
     loop {
         if filled == out.len() {
             let grown = out.len().saturating_mul(2).min(cap);
             if grown == out.len() {
                 return Err(DecodeError::DecompressedTooLarge { codec, max });
+            }
+            if !grow(grown) {
+                return Err(exhausted(codec));
             }
             out.resize(grown, 0);
         }
@@ -174,7 +208,7 @@ fn read_bounded(
     Ok(Bytes::from(out))
 }
 
-fn decompress_snappy(input: &[u8], max: usize) -> Result<Bytes> {
+fn decompress_snappy(input: &[u8], max: usize, grow: OutputGrowth<'_>) -> Result<Bytes> {
     let mut out = Vec::new();
     match input.strip_prefix(&XERIAL_SNAPPY_MAGIC) {
         Some(rest) => {
@@ -186,11 +220,11 @@ fn decompress_snappy(input: &[u8], max: usize) -> Result<Bytes> {
                 let block = rest.get(..len).ok_or_else(|| {
                     codec_error(CompressionType::Snappy, &"xerial block truncated")
                 })?;
-                snappy_block_into(block, &mut out, max)?;
+                snappy_block_into(block, &mut out, max, grow)?;
                 blocks = rest.get(len..).unwrap_or_default();
             }
         }
-        None => snappy_block_into(input, &mut out, max)?,
+        None => snappy_block_into(input, &mut out, max, grow)?,
     }
     Ok(Bytes::from(out))
 }
@@ -207,13 +241,23 @@ fn split_block_length(buf: &[u8]) -> Result<(usize, &[u8])> {
 
 /// Appends one raw snappy block to `out`, checking the length the block
 /// announces against what `max` still allows before allocating for it.
-fn snappy_block_into(block: &[u8], out: &mut Vec<u8>, max: usize) -> Result<()> {
+fn snappy_block_into(
+    block: &[u8],
+    out: &mut Vec<u8>,
+    max: usize,
+    grow: OutputGrowth<'_>,
+) -> Result<()> {
     let codec = CompressionType::Snappy;
     let len = snap::raw::decompress_len(block).map_err(|e| codec_error(codec, &e))?;
     let start = out.len();
     if len > max.saturating_sub(start) {
         return Err(DecodeError::DecompressedTooLarge { codec, max });
     }
+    // `Vec` may round its capacity up; ask for what the vector can hold.
+    if start + len > out.capacity() && !grow(start + len) {
+        return Err(exhausted(codec));
+    }
+    out.reserve_exact(len);
     out.resize(start + len, 0);
     let dst = out.get_mut(start..).unwrap_or_default();
     let written = snap::raw::Decoder::new()
@@ -314,6 +358,34 @@ mod tests {
                 }),
                 "{codec:?}"
             );
+        }
+    }
+
+    #[test]
+    fn growth_is_asked_for_and_a_refusal_stops_before_allocating() {
+        let input = sample(1 << 20);
+        for codec in ALL {
+            let packed = compress(codec, &input, None).unwrap();
+            let mut asked = Vec::new();
+            let out = decompress_within(codec, &packed, 1 << 20, &mut |n| {
+                asked.push(n);
+                true
+            })
+            .unwrap();
+            assert_eq!(out.len(), input.len(), "{codec:?}");
+            assert!(!asked.is_empty(), "{codec:?} never asked");
+            assert!(
+                asked.iter().all(|n| *n <= (1 << 20) + 1),
+                "{codec:?}: {asked:?}"
+            );
+            let mut budget = 64 * 1024;
+            assert_eq!(
+                decompress_within(codec, &packed, 1 << 20, &mut |n| n <= budget),
+                Err(DecodeError::DecompressionBudgetExhausted { codec }),
+                "{codec:?}"
+            );
+            budget = usize::MAX;
+            assert!(decompress_within(codec, &packed, 1 << 20, &mut |n| n <= budget).is_ok());
         }
     }
 

@@ -82,6 +82,10 @@ pub enum DecodeError {
     /// Refused before the output grows past `max`.
     #[error("{codec:?} output exceeds {max} bytes")]
     DecompressedTooLarge { codec: CompressionType, max: usize },
+    /// The caller's budget of bytes being decompressed (shared by every
+    /// request) is spent: retry later.
+    #[error("{codec:?} decompression refused: the broker's decompression budget is in use")]
+    DecompressionBudgetExhausted { codec: CompressionType },
 
     /// A record inside a batch does not parse: a length runs past the end of
     /// the record or the batch, a varint is overlong, a size is negative.
@@ -141,6 +145,9 @@ impl DecodeError {
             }
             Self::UnsupportedMagic { .. } => ErrorCode::of(E::UnsupportedForMessageFormat),
             Self::DecompressedTooLarge { .. } => ErrorCode::of(E::MessageTooLarge),
+            // Retriable: nothing was written, and the same batch succeeds
+            // once other decompressions finish.
+            Self::DecompressionBudgetExhausted { .. } => ErrorCode::of(E::RequestTimedOut),
             // Kafka's `DefaultRecord.readFrom` throws InvalidRecordException
             // for a record whose structure does not parse: non-retriable,
             // unlike CORRUPT_MESSAGE, which suits bytes that will never parse.

@@ -63,7 +63,7 @@ pub mod response;
 pub use api::{
     ApiSupport, CORE_APIS, GROUP_APIS, advertised_range, api_versions_keys, is_served, served_range,
 };
-pub use compression::{compress, decompress};
+pub use compression::{OutputGrowth, compress, decompress, decompress_within};
 pub use error::{DecodeError, Result};
 pub use error_code::{ErrorCode, ResponseError};
 pub use fetch_response::{
@@ -78,6 +78,7 @@ pub use record_batch::{
 };
 pub use records::{
     BatchRecords, BatchSummary, Record, RecordIter, offset_for_timestamp, validate_batch,
+    validate_batch_within,
 };
 pub use response::{encode_legacy_produce_error, encode_response};
 

@@ -38,7 +38,7 @@
 
 use bytes::Bytes;
 
-use crate::compression::decompress;
+use crate::compression::{OutputGrowth, decompress_within};
 use crate::error::{DecodeError, Result};
 use crate::record_batch::{CompressionType, RecordBatchView, TimestampType};
 
@@ -97,10 +97,26 @@ impl<'a> BatchRecords<'a> {
     /// Prepares to iterate `view`'s records, decompressing them into at
     /// most `records_bytes_max` bytes when the batch is compressed.
     pub fn new(view: RecordBatchView<'a>, records_bytes_max: usize) -> Result<Self> {
+        Self::new_within(view, records_bytes_max, &mut |_| true)
+    }
+
+    /// [`BatchRecords::new`], asking `grow` before the decompression
+    /// buffer grows (see [`decompress_within`]). Uncompressed records are
+    /// borrowed, so they ask for nothing.
+    pub fn new_within(
+        view: RecordBatchView<'a>,
+        records_bytes_max: usize,
+        grow: OutputGrowth<'_>,
+    ) -> Result<Self> {
         let codec = batch_codec(&view)?;
         let decompressed = match codec {
             CompressionType::None => None,
-            codec => Some(decompress(codec, view.records(), records_bytes_max)?),
+            codec => Some(decompress_within(
+                codec,
+                view.records(),
+                records_bytes_max,
+                grow,
+            )?),
         };
         Ok(Self { view, decompressed })
     }
@@ -196,6 +212,16 @@ pub fn validate_batch(
     view: &RecordBatchView<'_>,
     records_bytes_max: usize,
 ) -> Result<BatchSummary> {
+    validate_batch_within(view, records_bytes_max, &mut |_| true)
+}
+
+/// [`validate_batch`], asking `grow` before the decompression buffer
+/// grows; the buffer is freed before this returns.
+pub fn validate_batch_within(
+    view: &RecordBatchView<'_>,
+    records_bytes_max: usize,
+    grow: OutputGrowth<'_>,
+) -> Result<BatchSummary> {
     view.verify_crc()?;
     let claimed = view.records_count();
     if claimed <= 0 {
@@ -213,7 +239,7 @@ pub fn validate_batch(
             found: i64::from(claimed),
         });
     }
-    let records = BatchRecords::new(*view, records_bytes_max)?;
+    let records = BatchRecords::new_within(*view, records_bytes_max, grow)?;
     let mut summary = BatchSummary {
         compression: batch_codec(view)?,
         records_count: 0,

@@ -311,10 +311,7 @@ fn import_legacy(
         }
         let snapshot = import_snapshot(&image, storage)?;
         storage.apply_snapshot(snapshot)?;
-        tracing::info!(
-            records = count,
-            "imported the single-node metadata log"
-        );
+        tracing::info!(records = count, "imported the single-node metadata log");
     }
     std::fs::rename(&legacy, dir.join("metadata.log.imported"))?;
     std::fs::File::open(&dir)?.sync_all()?;

@@ -28,18 +28,23 @@
 //!   group generations always equal a replay of the log (model-tested in
 //!   `tests/group_model.rs`).
 //! - An OffsetCommit is acknowledged only once its record is below the
-//!   partition's high watermark (fsynced, in `durability = fsync`).
+//!   partition's high watermark (fsynced, in `durability = fsync`), and
+//!   OffsetFetch shows it only from then on: until then it is pending
+//!   (`offsets.rs`), and a commit whose append or fsync failed is never
+//!   shown. Pending commits are promoted lazily, up to the partition's
+//!   current high watermark, by the next commit, fetch or tick of the group.
 //! - The group for `group_id` lives in partition
 //!   `partition_for(group_id, offsets.topic.num.partitions)`.
 //!
 //! # Limits
-//! [`GROUPS_MAX`] groups, [`MEMBERS_MAX`] members across groups, and the
+//! [`GROUPS_MAX`] groups, [`MEMBERS_MAX`] members across groups (pending
+//! member ids handed out by MEMBER_ID_REQUIRED included), and the
 //! per-group bounds of `limits.rs`.
 //!
 //! # Caveats
-//! - A commit is visible to OffsetFetch as soon as it is appended, slightly
-//!   before it is durable (Kafka keeps it pending until then). A crash in
-//!   that window loses a commit no client was told succeeded.
+//! - A commit that timed out (`offsets.commit.timeout.ms`) but becomes
+//!   durable later is then shown, as its record will be replayed after a
+//!   restart anyway.
 //! - Group metadata (generations, members) is appended without waiting for
 //!   durability: after a crash, members rejoin anyway.
 //! - `__consumer_offsets` uses `cleanup.policy=delete` with unlimited
@@ -434,7 +439,9 @@ impl Coordinator {
         offsets: Vec<(String, i32, CommittedOffset)>,
         now_ms: i64,
     ) -> Result<Written, GroupError> {
+        let index = partition_for(group_id, self.offsets_partitions());
         let entry = self.entry(state, group_id, now_ms)?;
+        promote_durable(replicas, index, entry);
         entry
             .group
             .validate_commit(member_id, instance_id, generation_id, now_ms)?;
@@ -457,20 +464,28 @@ impl Coordinator {
             .collect();
         let written = self.append(replicas, group_id, &records, now_ms)?;
         for (topic, partition, c) in offsets {
-            entry.offsets.put(topic, partition, c);
+            entry
+                .offsets
+                .put_pending(written.last_offset, topic, partition, c);
         }
         Ok(written)
     }
 
     /// OffsetFetch: the committed offsets of `topics` (all when `None`);
-    /// `None` entries have no committed offset.
+    /// `None` entries have no committed offset. Commits not yet durable are
+    /// not shown.
     #[allow(clippy::type_complexity)]
     pub fn fetch_offsets(
         &self,
+        replicas: &ReplicaManager,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, GroupError> {
-        let state = self.lock()?;
+        let mut state = self.lock()?;
+        let index = partition_for(group_id, self.offsets_partitions());
+        if let Some(entry) = state.groups.get_mut(group_id) {
+            promote_durable(replicas, index, entry);
+        }
         let table = state.groups.get(group_id).map(|e| &e.offsets);
         let Some(topics) = topics else {
             let mut all: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
@@ -609,7 +624,7 @@ impl Coordinator {
                         e.group.protocol_type().map(str::to_string),
                     )
                 });
-                (id.clone(), (stored, e.offsets.clone()))
+                (id.clone(), (stored, e.offsets.with_pending_applied()))
             })
             .collect())
     }
@@ -656,14 +671,19 @@ impl Coordinator {
             let Some(entry) = state.groups.get_mut(&id) else {
                 continue;
             };
-            let before = entry.group.member_count();
+            promote_durable(
+                replicas,
+                partition_for(&id, self.offsets_partitions()),
+                entry,
+            );
+            let before = entry.group.size();
             let mut out = Vec::new();
             entry.group.tick(now_ms, &mut out);
             let mut records = self.dispatch(&id, entry, out);
             if retention_due {
                 records.extend(self.expired_offsets(&id, entry, image, now_ms));
             }
-            adjust_members(&mut state.members_total, before, entry.group.member_count());
+            adjust_members(&mut state.members_total, before, entry.group.size());
             if !records.is_empty() {
                 match self.append(replicas, &id, &records, now_ms) {
                     Ok(w) => {
@@ -723,7 +743,7 @@ impl Coordinator {
                 value: None,
             })
             .collect();
-        let all_gone = records.len() == entry.offsets.len();
+        let all_gone = records.len() == entry.offsets.len() && entry.offsets.pending_len() == 0;
         if entry.stored
             && all_gone
             && empty_since.is_some_and(|since| {
@@ -768,11 +788,11 @@ impl Coordinator {
             }
             None => new_entry(group_id, self.config.limits, now_ms),
         };
-        let before = entry.group.member_count();
+        let before = entry.group.size();
         let mut out = Vec::new();
         let value = f(state, &mut entry, &mut out);
         let records = self.dispatch(group_id, &mut entry, out);
-        adjust_members(&mut state.members_total, before, entry.group.member_count());
+        adjust_members(&mut state.members_total, before, entry.group.size());
         state.groups.insert(group_id.to_string(), entry);
         let written = if records.is_empty() {
             None
@@ -879,6 +899,20 @@ impl Coordinator {
             partition,
             last_offset: outcome.last_offset,
         })
+    }
+}
+
+/// Makes the group's pending commits below its offsets partition's high
+/// watermark visible. A failed partition promotes nothing, ever.
+fn promote_durable(replicas: &ReplicaManager, index: i32, entry: &mut Entry) {
+    if entry.offsets.pending_len() == 0 {
+        return;
+    }
+    if let Some(partition) = replicas.partition(OFFSETS_TOPIC, index) {
+        let progress = partition.progress();
+        if !progress.failed {
+            entry.offsets.promote_below(progress.high_watermark);
+        }
     }
 }
 

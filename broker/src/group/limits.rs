@@ -14,7 +14,8 @@ pub const GROUP_MAX_SIZE_DEFAULT: usize = 1000;
 /// costs memory for as long as it lives, and group ids come from clients.
 pub const GROUPS_MAX: usize = 100_000;
 
-/// Members across all groups of one broker: each holds its protocol
+/// Members across all groups of one broker, pending member ids (handed out
+/// with MEMBER_ID_REQUIRED, not yet used) included: each holds its protocol
 /// metadata and assignment in memory and a parked JoinGroup/SyncGroup reply.
 pub const MEMBERS_MAX: usize = 100_000;
 
@@ -40,6 +41,11 @@ pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
 /// Longest group id or member id accepted: ids are echoed in every reply
 /// and stored in every record.
 pub const ID_BYTES_MAX: usize = 255 * 4;
+
+/// Bytes of the client id kept in a member (and in the member id made
+/// from it, `client.id-UUID`): the client id comes from every request
+/// header, up to 32 KiB. Longer ones are cut at a character boundary.
+pub const MEMBER_CLIENT_ID_BYTES_MAX: usize = 255;
 
 /// `group.min.session.timeout.ms` default (Kafka's).
 pub const MIN_SESSION_TIMEOUT_MS_DEFAULT: i32 = 6_000;

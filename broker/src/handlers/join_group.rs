@@ -6,6 +6,12 @@
 //! MEMBER_ID_REQUIRED with a fresh id and rejoins with it (KIP-394); static
 //! members (`group.instance.id`, v5+) skip that step (KIP-345). v0 has no
 //! rebalance timeout: the session timeout stands in, as in Kafka.
+//!
+//! # Limits
+//! - A `group.instance.id` or member id longer than `ID_BYTES_MAX` is
+//!   refused (INVALID_REQUEST and UNKNOWN_MEMBER_ID) before the group is
+//!   touched; the client id kept in a member (and in its generated member
+//!   id) is cut to `MEMBER_CLIENT_ID_BYTES_MAX`.
 
 use std::sync::Arc;
 
@@ -17,7 +23,9 @@ use sluice_protocol::RequestFrame;
 use super::Handled;
 use crate::broker::Broker;
 use crate::group::GroupError;
+use crate::group::coordinator::Waiting;
 use crate::group::group::{JoinRequest, JoinResult, Protocol};
+use crate::group::limits::{ID_BYTES_MAX, MEMBER_CLIENT_ID_BYTES_MAX};
 use crate::server::now_ms;
 
 pub async fn handle_join_group(
@@ -31,7 +39,9 @@ pub async fn handle_join_group(
         .header
         .client_id
         .as_ref()
-        .map_or_else(String::new, |c| c.to_string());
+        .map_or_else(String::new, |c| {
+            truncate_at_char(c, MEMBER_CLIENT_ID_BYTES_MAX).to_string()
+        });
     let member_id = request.member_id.to_string();
     let rebalance_timeout_ms = if version == 0 {
         request.session_timeout_ms
@@ -58,10 +68,28 @@ pub async fn handle_join_group(
         require_known_member_id: version >= 4,
         supports_skip_assignment: version >= 9,
     };
-    let waiting = broker
-        .groups()
-        .join(broker.replicas(), &request.group_id.0, join, now_ms())
-        .await;
+    let refused = if join.member_id.len() > ID_BYTES_MAX {
+        Some(GroupError::UnknownMemberId(join.member_id.clone()))
+    } else if join
+        .group_instance_id
+        .as_ref()
+        .is_some_and(|id| id.len() > ID_BYTES_MAX)
+    {
+        Some(GroupError::LimitExceeded(format!(
+            "group.instance.id longer than {ID_BYTES_MAX} bytes"
+        )))
+    } else {
+        None
+    };
+    let waiting = match refused {
+        Some(e) => Waiting::Now(Err(e)),
+        None => {
+            broker
+                .groups()
+                .join(broker.replicas(), &request.group_id.0, join, now_ms())
+                .await
+        }
+    };
     Handled::Later(Box::pin(async move {
         let result = waiting
             .resolve(Err(GroupError::CoordinatorNotAvailable))
@@ -109,5 +137,30 @@ fn response(version: i16, member_id: &str, result: JoinResult) -> JoinGroupRespo
                 .with_protocol_name(empty_name)
                 .with_member_id(StrBytes::from_string(member_id))
         }
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char
+/// boundary.
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    s.get(..end).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_cut_on_char_boundaries() {
+        assert_eq!(truncate_at_char("abc", 5), "abc");
+        assert_eq!(truncate_at_char("abcdef", 3), "abc");
+        assert_eq!(truncate_at_char("aé", 2), "a", "é is two bytes");
     }
 }

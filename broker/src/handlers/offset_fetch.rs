@@ -36,7 +36,10 @@ pub async fn handle_offset_fetch(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                let fetched = broker.groups().fetch_offsets(&g.group_id.0, topics);
+                let fetched =
+                    broker
+                        .groups()
+                        .fetch_offsets(broker.replicas(), &g.group_id.0, topics);
                 group_v8(g.group_id.clone(), fetched)
             })
             .collect();
@@ -47,7 +50,10 @@ pub async fn handle_offset_fetch(
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    match broker.groups().fetch_offsets(&request.group_id.0, topics) {
+    match broker
+        .groups()
+        .fetch_offsets(broker.replicas(), &request.group_id.0, topics)
+    {
         Ok(fetched) => OffsetFetchResponse::default().with_topics(topics_v1(fetched, 0)),
         Err(e) if version >= 2 => OffsetFetchResponse::default().with_error_code(e.code()),
         // v1 has no top-level error: every requested partition carries it.

@@ -44,6 +44,7 @@ use sluice_protocol::{
 use super::Handled;
 use crate::broker::Broker;
 use crate::config::DurabilityMode;
+use crate::decompression_budget::DecompressionBudget;
 use crate::error::BrokerError;
 use crate::metadata::MetadataImage;
 use crate::metadata::topic_name::is_internal;
@@ -170,7 +171,7 @@ fn produce_partition(
         .map_or(broker.config().message_max_bytes, |c| c.max_message_bytes());
     let rules = config.as_ref().map(TimestampRules::of).unwrap_or_default();
     let records = records.ok_or_else(|| BrokerError::InvalidRecord("no records".into()))?;
-    let (view, summary) = validate_single_batch(records, max)?;
+    let (view, summary) = validate_single_batch(records, max, broker.decompression())?;
     let now = now_ms();
     let outcome = match timestamps::stamp(&view, &summary, &rules, now)? {
         None => replica.append_as_leader(&view, now)?,
@@ -189,10 +190,13 @@ fn produce_partition(
 /// partition, no larger than `max.message.bytes`, intact (CRC-32C),
 /// with a known codec, records that decode and match the header's count,
 /// and not a control or transactional batch (transactions are not served).
-pub fn validate_single_batch(
-    records: &Bytes,
+/// Decompression draws from the broker-wide `budget`, and one batch never
+/// decompresses past `budget.batch_bytes_max()`, whatever the topic allows.
+pub fn validate_single_batch<'a>(
+    records: &'a Bytes,
     max_message_bytes: usize,
-) -> Result<(RecordBatchView<'_>, BatchSummary), BrokerError> {
+    budget: &DecompressionBudget,
+) -> Result<(RecordBatchView<'a>, BatchSummary), BrokerError> {
     if records.len() > max_message_bytes {
         return Err(BrokerError::MessageTooLarge {
             size: records.len(),
@@ -208,9 +212,11 @@ pub fn validate_single_batch(
     // CRC-32C first (inside validate_batch), so damaged bytes are reported
     // as CORRUPT_MESSAGE whatever field the damage hit; then the codec and
     // every record. The CRC is computed once on this path.
-    let summary = sluice_protocol::records::validate_batch(
+    let mut lease = budget.lease();
+    let summary = sluice_protocol::records::validate_batch_within(
         &view,
-        max_message_bytes.saturating_mul(RECORDS_EXPANSION_MAX),
+        budget.batch_bytes_max(),
+        &mut |n| lease.grow_to(n),
     )
     .map_err(BrokerError::Batch)?;
     if view.is_control() || view.is_transactional() {
@@ -220,11 +226,6 @@ pub fn validate_single_batch(
     }
     Ok((view, summary))
 }
-
-/// How much larger than `max.message.bytes` a batch's records may be once
-/// decompressed before it is refused: bounds the memory one compressed
-/// batch can make the broker use while validating it.
-pub const RECORDS_EXPANSION_MAX: usize = 64;
 
 async fn await_durable(
     mut response: ProduceResponse,

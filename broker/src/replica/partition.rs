@@ -208,6 +208,12 @@ impl Partition {
                     received: producer.base_sequence,
                 });
             }
+            SequenceCheck::UnknownProducer => {
+                return Err(BrokerError::UnknownProducerId {
+                    producer_id: producer.producer_id,
+                    received: producer.base_sequence,
+                });
+            }
         }
         let info = state
             .log

@@ -14,13 +14,25 @@
 //!   [`BATCHES_PER_PRODUCER`] is a duplicate; the next batch must start at
 //!   last sequence + 1 (wrapping at i32::MAX); anything else →
 //!   OUT_OF_ORDER_SEQUENCE_NUMBER.
-//! - An unknown producer (new, or whose state was evicted) may start at any
-//!   sequence.
+//! - An unknown producer (new, or whose state was evicted, or whose batches
+//!   all left the log) must start at sequence 0; any other sequence →
+//!   UNKNOWN_PRODUCER_ID, and nothing is appended. Appending it would write
+//!   a retried batch a second time, since the batches it could duplicate
+//!   are no longer remembered; the error makes the client reset its
+//!   producer (librdkafka and the Java client bump the epoch and restart
+//!   at sequence 0), as Kafka's brokers make it after retention removed a
+//!   producer's records.
 //!
 //! # Limits
 //! - [`PRODUCERS_PER_PARTITION_MAX`] producers are tracked per partition;
-//!   beyond it the one that wrote least recently is forgotten (it may then
-//!   restart at any sequence, as an unknown producer).
+//!   beyond it the one that wrote least recently is forgotten, and its
+//!   next batch is answered UNKNOWN_PRODUCER_ID (above).
+//!
+//! # Caveats
+//! - A retry of a forgotten producer's *first* batch (sequence 0, same
+//!   epoch) cannot be told from a new producer and is appended again. It
+//!   takes [`PRODUCERS_PER_PARTITION_MAX`] other producers writing to the
+//!   same partition between the first attempt and its retry.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -60,6 +72,9 @@ pub enum SequenceCheck {
     StaleEpoch { current: i16 },
     /// OUT_OF_ORDER_SEQUENCE_NUMBER.
     OutOfOrder { expected: i32 },
+    /// UNKNOWN_PRODUCER_ID: no state for this producer, and the batch does
+    /// not start at sequence 0.
+    UnknownProducer,
 }
 
 #[derive(Debug, Clone)]
@@ -84,7 +99,11 @@ impl ProducerStateTable {
             return SequenceCheck::Append;
         }
         let Some(entry) = self.producers.get(&batch.producer_id) else {
-            return SequenceCheck::Append;
+            return if batch.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::UnknownProducer
+            };
         };
         if batch.producer_epoch < entry.epoch {
             return SequenceCheck::StaleEpoch {
@@ -247,6 +266,40 @@ mod tests {
             SequenceCheck::OutOfOrder { expected: 12 }
         );
         assert_eq!(t.check(&batch(1, 0, 2, 2)), SequenceCheck::Duplicate(at(2)));
+    }
+
+    #[test]
+    fn unknown_producers_must_start_at_sequence_zero() {
+        let t = ProducerStateTable::default();
+        assert_eq!(t.check(&batch(9, 0, 0, 3)), SequenceCheck::Append);
+        assert_eq!(t.check(&batch(9, 0, 3, 3)), SequenceCheck::UnknownProducer);
+        assert_eq!(t.check(&batch(9, 2, 7, 1)), SequenceCheck::UnknownProducer);
+        assert_eq!(t.check(&batch(-1, -1, -1, 1)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn an_evicted_producers_retry_is_refused_not_appended() {
+        let mut t = ProducerStateTable::default();
+        // Producer 0 writes two batches, then every other slot fills up and
+        // one more producer evicts producer 0 (the least recent writer).
+        t.record(&batch(0, 0, 0, 5), at(0));
+        t.record(&batch(0, 0, 5, 5), at(5));
+        for pid in 1..=PRODUCERS_PER_PARTITION_MAX as i64 {
+            t.record(&batch(pid, 0, 0, 1), at(10 + pid));
+        }
+        assert_eq!(t.producer_count(), PRODUCERS_PER_PARTITION_MAX);
+        // Its retry of sequence 5 would be a duplicate; unknown now, it is
+        // refused so the client resets, and so is its next batch.
+        assert_eq!(t.check(&batch(0, 0, 5, 5)), SequenceCheck::UnknownProducer);
+        assert_eq!(t.check(&batch(0, 0, 10, 5)), SequenceCheck::UnknownProducer);
+        // After the client's reset (new epoch, sequence 0) it writes again.
+        assert_eq!(t.check(&batch(0, 1, 0, 5)), SequenceCheck::Append);
+        // The producers still tracked keep their dedup.
+        let last = PRODUCERS_PER_PARTITION_MAX as i64;
+        assert_eq!(
+            t.check(&batch(last, 0, 0, 1)),
+            SequenceCheck::Duplicate(at(10 + last))
+        );
     }
 
     #[test]

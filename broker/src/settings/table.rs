@@ -497,7 +497,14 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         ConfigType::Int,
         Unit::None,
         |c| Some(c.max_connections.to_string()),
-        "Most client connections served at once.",
+        "Most client connections served at once; the next is accepted and closed.",
+    ),
+    broker(
+        "max.connections.per.ip",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.max_connections_per_ip.to_string()),
+        "Most connections from one address; the next is accepted and closed.",
     ),
     broker(
         "queued.max.request.bytes",
@@ -512,6 +519,27 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         Unit::Milliseconds,
         |c| Some(c.connections_max_idle_ms.to_string()),
         "Idle time after which a connection is closed.",
+    ),
+    broker(
+        "socket.request.read.timeout.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.socket_request_read_timeout_ms.to_string()),
+        "Time from a request's first byte to its last; a slower sender is closed.",
+    ),
+    broker(
+        "socket.response.write.timeout.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.socket_response_write_timeout_ms.to_string()),
+        "Time to write one response; a client that does not read its replies is closed.",
+    ),
+    broker(
+        "queued.max.decompressed.bytes",
+        ConfigType::Long,
+        Unit::Bytes,
+        |c| Some(c.queued_max_decompressed_bytes.to_string()),
+        "Bytes being decompressed to validate batches, across requests; past it REQUEST_TIMED_OUT.",
     ),
     broker(
         "log.segment.bytes",

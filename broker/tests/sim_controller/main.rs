@@ -28,7 +28,7 @@ use std::sync::Arc;
 use raft::prelude::Message;
 use sluice_broker::controller::rng::SplitMix64;
 use sluice_broker::controller::{ControllerNode, NodeConfig, Output, RaftStorage};
-use sluice_broker::metadata::{MetadataImage, MetadataRecord};
+use sluice_broker::metadata::{MetadataImage, MetadataRecord, PartitionRecord};
 
 use disk::SimDisk;
 
@@ -231,18 +231,35 @@ impl Sim {
     fn random_record(&mut self) -> MetadataRecord {
         let name = TOPICS[self.rng.below(TOPICS.len() as u64) as usize].to_string();
         match self.rng.below(10) {
-            0..=4 => MetadataRecord::TopicCreated {
-                name,
-                topic_id: uuid::Uuid::from_u64_pair(self.rng.next_u64(), self.rng.next_u64()),
-                partitions: 1 + self.rng.below(4) as i32,
-                configs: BTreeMap::new(),
-            },
+            0..=4 => {
+                let partitions = 1 + self.rng.below(4) as i32;
+                MetadataRecord::TopicCreated {
+                    name,
+                    topic_id: uuid::Uuid::from_u64_pair(self.rng.next_u64(), self.rng.next_u64()),
+                    partitions,
+                    configs: BTreeMap::new(),
+                    assignments: (0..partitions)
+                        .map(|p| PartitionRecord::new(p, vec![1]))
+                        .collect(),
+                }
+            }
             5 | 6 => MetadataRecord::TopicDeleted { name },
-            7 => MetadataRecord::PartitionsAdded {
-                name,
-                partitions: 1 + self.rng.below(8) as i32,
-            },
+            // The sim does not know the current count: assignments that do
+            // not continue it are rejected at apply, deterministically on
+            // every node, which the checks cover as well.
+            7 => {
+                let partitions = 1 + self.rng.below(8) as i32;
+                let from = self.rng.below(4) as i32;
+                MetadataRecord::PartitionsAdded {
+                    name,
+                    partitions,
+                    assignments: (from.min(partitions)..partitions)
+                        .map(|p| PartitionRecord::new(p, vec![1]))
+                        .collect(),
+                }
+            }
             _ => MetadataRecord::ProducerIdsAllocated {
+                broker_id: Some(1),
                 next_producer_id: self.rng.below(1 << 20) as i64,
             },
         }
@@ -366,6 +383,7 @@ impl Sim {
             {
                 self.with_node(leader, |node, _| {
                     node.propose(MetadataRecord::ProducerIdsAllocated {
+                        broker_id: Some(1),
                         next_producer_id: 1 << 30,
                     })
                     .is_ok()
