@@ -23,6 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 use crate::error::BrokerError;
+use crate::handlers::metadata::advertised_brokers;
 
 /// `EndpointType.BROKER`.
 const ENDPOINT_BROKERS: i8 = 1;
@@ -48,18 +49,13 @@ pub async fn handle_describe_cluster(
             .with_error_code(e.code())
             .with_error_message(Some(StrBytes::from_string(e.to_string())));
     }
-    let brokers = broker
-        .image()
-        .unfenced_brokers()
-        .filter_map(|b| {
-            let endpoint = b.client_endpoint()?;
-            Some(
-                DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(b.id))
-                    .with_host(StrBytes::from_string(endpoint.host.clone()))
-                    .with_port(i32::from(endpoint.port))
-                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
-            )
+    let brokers = advertised_brokers(&broker.image())
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(b.id)
+                .with_host(b.host)
+                .with_port(b.port)
+                .with_rack(b.rack)
         })
         .collect();
     base.with_controller_id(BrokerId(active_controller(broker)))

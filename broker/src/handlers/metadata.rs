@@ -57,17 +57,13 @@ pub async fn handle_metadata(
     };
     // Brokers from the newest image: auto-creation above may have moved on.
     let image = broker.image();
-    let brokers = image
-        .unfenced_brokers()
-        .filter_map(|b| {
-            let endpoint = b.client_endpoint()?;
-            Some(
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(b.id))
-                    .with_host(StrBytes::from_string(endpoint.host.clone()))
-                    .with_port(i32::from(endpoint.port))
-                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
-            )
+    let brokers = advertised_brokers(&image)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(b.id)
+                .with_host(b.host)
+                .with_port(b.port)
+                .with_rack(b.rack)
         })
         .collect();
     MetadataResponse::default()
@@ -76,6 +72,30 @@ pub async fn handle_metadata(
         .with_controller_id(BrokerId(active_controller(broker)))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+/// A broker as Metadata and DescribeCluster advertise it, in wire types.
+pub(crate) struct AdvertisedBroker {
+    pub id: BrokerId,
+    pub host: StrBytes,
+    pub port: i32,
+    pub rack: Option<StrBytes>,
+}
+
+/// The brokers clients may be sent to: registered, unfenced, and with a
+/// client endpoint.
+pub(crate) fn advertised_brokers(
+    image: &MetadataImage,
+) -> impl Iterator<Item = AdvertisedBroker> + '_ {
+    image.unfenced_brokers().filter_map(|b| {
+        let endpoint = b.client_endpoint()?;
+        Some(AdvertisedBroker {
+            id: BrokerId(b.id),
+            host: StrBytes::from_string(endpoint.host.clone()),
+            port: i32::from(endpoint.port),
+            rack: b.rack.clone().map(StrBytes::from_string),
+        })
+    })
 }
 
 async fn lookup(

@@ -137,42 +137,9 @@ fn change(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use proptest::prelude::*;
-    use uuid::Uuid;
-
     use super::*;
-    use crate::metadata::records::{Endpoint, PartitionRecord};
-
-    fn image(brokers: &[BrokerId], replicas: &[BrokerId]) -> MetadataImage {
-        let mut image = MetadataImage::default();
-        for id in brokers {
-            image
-                .apply(&MetadataRecord::BrokerRegistered {
-                    id: *id,
-                    incarnation_id: Uuid::from_u128(1),
-                    endpoints: vec![Endpoint {
-                        listener: "PLAINTEXT".into(),
-                        host: "h".into(),
-                        port: 1,
-                    }],
-                    rack: None,
-                    fenced: false,
-                })
-                .unwrap();
-        }
-        image
-            .apply(&MetadataRecord::TopicCreated {
-                name: "t".into(),
-                topic_id: Uuid::from_u128(2),
-                partitions: 1,
-                configs: BTreeMap::new(),
-                assignments: vec![PartitionRecord::new(0, replicas.to_vec())],
-            })
-            .unwrap();
-        image
-    }
+    use crate::metadata::fixtures::image_with_partition as image;
+    use proptest::prelude::*;
 
     fn fence(image: &mut MetadataImage, broker: BrokerId) {
         for r in changes_removing_broker(image, broker) {

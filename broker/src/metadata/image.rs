@@ -555,34 +555,7 @@ fn changed(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn registered(id: BrokerId, rack: Option<&str>) -> MetadataRecord {
-        MetadataRecord::BrokerRegistered {
-            id,
-            incarnation_id: Uuid::from_u128(id as u128),
-            endpoints: vec![Endpoint {
-                listener: "PLAINTEXT".into(),
-                host: "127.0.0.1".into(),
-                port: 9092,
-            }],
-            rack: rack.map(str::to_string),
-            fenced: false,
-        }
-    }
-
-    fn created_on(name: &str, replicas: &[&[BrokerId]]) -> MetadataRecord {
-        MetadataRecord::TopicCreated {
-            name: name.into(),
-            topic_id: Uuid::from_u128(name.bytes().fold(1, |h, b| h * 31 + u128::from(b))),
-            partitions: i32::try_from(replicas.len()).unwrap(),
-            configs: BTreeMap::new(),
-            assignments: replicas
-                .iter()
-                .enumerate()
-                .map(|(p, r)| PartitionRecord::new(p as i32, r.to_vec()))
-                .collect(),
-        }
-    }
+    use crate::metadata::fixtures::{created_on, registered};
 
     fn created(name: &str, partitions: i32) -> MetadataRecord {
         let one: &[BrokerId] = &[1];

@@ -19,6 +19,8 @@
 //!   as "topic exists" gives the same answer everywhere.
 
 pub mod election;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod image;
 pub mod log;
 pub mod placement;

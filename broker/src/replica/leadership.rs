@@ -79,39 +79,12 @@ pub fn check_epoch(requested: i32, current: i32) -> Result<(), BrokerError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use uuid::Uuid;
-
     use super::*;
-    use crate::metadata::{Endpoint, MetadataRecord, PartitionRecord};
+    use crate::metadata::MetadataRecord;
+    use crate::metadata::fixtures::image_with_partition;
 
     fn image() -> MetadataImage {
-        let mut image = MetadataImage::default();
-        for id in [1, 2] {
-            image
-                .apply(&MetadataRecord::BrokerRegistered {
-                    id,
-                    incarnation_id: Uuid::from_u128(1),
-                    endpoints: vec![Endpoint {
-                        listener: "PLAINTEXT".into(),
-                        host: "h".into(),
-                        port: 1,
-                    }],
-                    rack: None,
-                    fenced: false,
-                })
-                .unwrap();
-        }
-        image
-            .apply(&MetadataRecord::TopicCreated {
-                name: "t".into(),
-                topic_id: Uuid::from_u128(2),
-                partitions: 1,
-                configs: BTreeMap::new(),
-                assignments: vec![PartitionRecord::new(0, vec![1, 2])],
-            })
-            .unwrap();
+        let mut image = image_with_partition(&[1, 2], &[1, 2]);
         // Leader 2 at epoch 1.
         image
             .apply(&MetadataRecord::PartitionChanged {
