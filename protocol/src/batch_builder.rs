@@ -1,7 +1,8 @@
-//! Building one RecordBatch v2 from records: the one place Sluice writes
-//! batches (the client's producer, the group coordinator's offset records,
-//! tests), so the format and kafka-protocol's encoder quirks are handled
-//! once.
+//! Building one RecordBatch v2 from kafka-protocol `Record`s: the group
+//! coordinator's offset records, tests and fuzz seeds. The producer's hot
+//! path writes batches with [`crate::batch_writer`] instead (no per-record
+//! struct or allocation), and that writer's tests check it byte for byte
+//! against this builder.
 //!
 //! kafka-protocol's `RecordBatchEncoder` writes the header, the varint
 //! records and the CRC-32C; compression goes through
