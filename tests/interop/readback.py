@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -59,6 +59,23 @@ def create_topic(bootstrap: str, name: str, partitions: int, config: dict | None
     fut = client.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
                                          config=config or {})], request_timeout=timeout)[name]
     fut.result(timeout)
+
+
+def create_error(client: AdminClient, topic: NewTopic, validate_only: bool = False,
+                 timeout: float = 15.0) -> KafkaError | None:
+    """Runs CreateTopics for one topic; returns its KafkaError, or None on success."""
+    futures = client.create_topics([topic], operation_timeout=10, request_timeout=timeout,
+                                   validate_only=validate_only)
+    return future_error(futures[topic.topic], timeout)
+
+
+def future_error(fut, timeout: float = 15.0) -> KafkaError | None:
+    """Waits for an admin future; returns its KafkaError, or None on success."""
+    try:
+        fut.result(timeout=timeout)
+        return None
+    except KafkaException as e:
+        return e.args[0]
 
 
 def producer(bootstrap: str, **extra) -> Producer:

@@ -11,18 +11,9 @@ from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResourc
                                    ResourceType)
 
 from readback import admin, producer, read_partitions, watermarks
+from readback import create_error as create
 
 TIMEOUT = 15
-
-
-def create(client, topic: NewTopic):
-    """Runs CreateTopics for one topic; returns the KafkaError or None."""
-    futures = client.create_topics([topic], operation_timeout=10, request_timeout=TIMEOUT)
-    try:
-        futures[topic.topic].result(timeout=TIMEOUT)
-        return None
-    except KafkaException as e:
-        return e.args[0]
 
 
 def test_create_describe_and_duplicate(broker, topic):

@@ -10,17 +10,9 @@ from confluent_kafka.admin import NewPartitions, NewTopic
 from kafka import KafkaAdminClient
 
 from readback import admin
+from readback import create_error as create
 
 TIMEOUT = 15
-
-
-def create(client, topic: NewTopic):
-    futures = client.create_topics([topic], operation_timeout=10, request_timeout=TIMEOUT)
-    try:
-        futures[topic.topic].result(timeout=TIMEOUT)
-        return None
-    except KafkaException as e:
-        return e.args[0]
 
 
 def test_metadata_comes_from_the_image(broker, topic):

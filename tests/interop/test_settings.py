@@ -7,10 +7,11 @@ the next start succeeds. validate_only changes nothing. Kafka's bounds
 are followed: index.interval.bytes=0 is valid (an index entry per batch)."""
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
-from readback import admin, create_topic, producer, read_partitions
+from readback import admin, create_topic, future_error, producer, read_partitions
+from readback import create_error as create_topic_error
 
 TIMEOUT = 15
 
@@ -31,17 +32,9 @@ BAD_CONFIGS = [
 
 
 def create_error(client, topic: str, config: dict, validate_only: bool = False):
-    fut = client.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config=config)],
-                               request_timeout=TIMEOUT, validate_only=validate_only)[topic]
-    return future_error(fut)
-
-
-def future_error(fut):
-    try:
-        fut.result(timeout=TIMEOUT)
-        return None
-    except KafkaException as e:
-        return e.args[0]
+    """CreateTopics for a one-partition topic with `config`; its error or None."""
+    return create_topic_error(client, NewTopic(topic, num_partitions=1, replication_factor=1, config=config),
+                              validate_only=validate_only, timeout=TIMEOUT)
 
 
 def describe(client, topic: str) -> dict:
