@@ -134,6 +134,19 @@ pub struct BrokerConfig {
     /// waits this long for more members.
     #[serde(rename = "group.initial.rebalance.delay.ms")]
     pub group_initial_rebalance_delay_ms: i64,
+    /// `compression.type`: the default of topics' `compression.type`
+    /// (`producer` keeps batches as produced).
+    #[serde(rename = "compression.type")]
+    pub compression_type: String,
+    /// `compression.gzip.level` (KIP-390): default of topics' gzip level.
+    #[serde(rename = "compression.gzip.level")]
+    pub compression_gzip_level: i32,
+    /// `compression.lz4.level` (KIP-390): default of topics' lz4 level.
+    #[serde(rename = "compression.lz4.level")]
+    pub compression_lz4_level: i32,
+    /// `compression.zstd.level` (KIP-390): default of topics' zstd level.
+    #[serde(rename = "compression.zstd.level")]
+    pub compression_zstd_level: i32,
 }
 
 impl Default for BrokerConfig {
@@ -168,6 +181,10 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: group_limits::MIN_SESSION_TIMEOUT_MS_DEFAULT,
             group_max_session_timeout_ms: group_limits::MAX_SESSION_TIMEOUT_MS_DEFAULT,
             group_initial_rebalance_delay_ms: group_limits::INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+            compression_type: "producer".to_string(),
+            compression_gzip_level: -1,
+            compression_lz4_level: 9,
+            compression_zstd_level: 3,
         }
     }
 }

@@ -38,8 +38,10 @@
 //!
 //! # Caveats
 //! - `compress` writes snappy in xerial framing, as the Java producer does:
-//!   every Kafka client reads it. LZ4 ignores `level` (lz4_flex has one
-//!   speed; kafka-protocol's LZ4-HC is several times slower).
+//!   every Kafka client reads it. LZ4 without a level uses lz4_flex (one
+//!   fast level, what the client's producer wants); with a level (the
+//!   broker's `compression.lz4.level`) liblz4, whose levels 3+ are LZ4-HC
+//!   and several times slower.
 //!
 //! # References
 //! Kafka's `CompressionType`, `KafkaLZ4BlockOutputStream`,
@@ -123,7 +125,8 @@ pub fn decompress_within(
 }
 
 /// Compresses `input` with `codec` at `level` (`None`: the codec's
-/// default — gzip 6, zstd 3; snappy and lz4 have no levels).
+/// default — gzip 6, zstd 3, lz4 lz4_flex's one fast level; snappy has no
+/// levels). An lz4 `level` (1–17, KIP-390) goes through liblz4.
 pub fn compress(codec: CompressionType, input: &[u8], level: Option<i32>) -> Result<Bytes> {
     let io_error = |e: io::Error| codec_error(codec, &e);
     match codec {
@@ -136,22 +139,55 @@ pub fn compress(codec: CompressionType, input: &[u8], level: Option<i32>) -> Res
             encoder.finish().map(Bytes::from).map_err(io_error)
         }
         CompressionType::Snappy => compress_xerial_snappy(input),
-        CompressionType::Lz4 => {
-            let info = lz4_flex::frame::FrameInfo::new()
-                .block_size(lz4_flex::frame::BlockSize::Max64KB)
-                .block_mode(lz4_flex::frame::BlockMode::Independent);
-            let out = Vec::with_capacity(input.len() / 2 + 64);
-            let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
-            encoder.write_all(input).map_err(io_error)?;
-            encoder
-                .finish()
-                .map(Bytes::from)
-                .map_err(|e| codec_error(codec, &e))
-        }
-        CompressionType::Zstd => zstd::bulk::compress(input, level.unwrap_or(3))
-            .map(Bytes::from)
-            .map_err(io_error),
+        CompressionType::Lz4 => match level {
+            Some(level) => compress_lz4_level(input, level),
+            None => compress_lz4_fast(input),
+        },
+        CompressionType::Zstd => zstd_compress(input, level),
     }
+}
+
+/// LZ4 frame through lz4_flex (its one fast level).
+fn compress_lz4_fast(input: &[u8]) -> Result<Bytes> {
+    let codec = CompressionType::Lz4;
+    let info = lz4_flex::frame::FrameInfo::new()
+        .block_size(lz4_flex::frame::BlockSize::Max64KB)
+        .block_mode(lz4_flex::frame::BlockMode::Independent);
+    let out = Vec::with_capacity(input.len() / 2 + 64);
+    let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
+    encoder
+        .write_all(input)
+        .map_err(|e| codec_error(codec, &e))?;
+    encoder
+        .finish()
+        .map(Bytes::from)
+        .map_err(|e| codec_error(codec, &e))
+}
+
+/// zstd at `level` (`None`: 3, zstd's and Kafka's default).
+fn zstd_compress(input: &[u8], level: Option<i32>) -> Result<Bytes> {
+    zstd::bulk::compress(input, level.unwrap_or(3))
+        .map(Bytes::from)
+        .map_err(|e| codec_error(CompressionType::Zstd, &e))
+}
+
+/// LZ4 frame at `level` through liblz4 (the `lz4` crate; levels 3 and up
+/// are LZ4-HC), laid out as Kafka's `KafkaLZ4BlockOutputStream` writes it:
+/// 64 KiB independent blocks, no block or content checksum.
+fn compress_lz4_level(input: &[u8], level: i32) -> Result<Bytes> {
+    let codec = CompressionType::Lz4;
+    let out = Vec::with_capacity(input.len() / 2 + 64);
+    let mut encoder = lz4::EncoderBuilder::new()
+        .level(level.clamp(1, 17).unsigned_abs())
+        .block_size(lz4::BlockSize::Max64KB)
+        .block_mode(lz4::BlockMode::Independent)
+        .checksum(lz4::ContentChecksum::NoChecksum)
+        .build(out)
+        .map_err(|e| codec_error(codec, &e))?;
+    encoder.write_all(input).map_err(|e| codec_error(codec, &e))?;
+    let (out, finished) = encoder.finish();
+    finished.map_err(|e| codec_error(codec, &e))?;
+    Ok(Bytes::from(out))
 }
 
 fn exhausted(codec: CompressionType) -> DecodeError {

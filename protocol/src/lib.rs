@@ -58,6 +58,7 @@ pub mod frame;
 pub mod header;
 pub mod record_batch;
 pub mod records;
+pub mod recompress;
 pub mod response;
 
 pub use api::{

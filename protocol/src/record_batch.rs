@@ -269,6 +269,33 @@ impl<'a> RecordBatchView<'a> {
         bytes::Bytes::from(b)
     }
 
+    /// A copy of this batch whose records are `records` (already encoded
+    /// with `codec`): the header is kept field for field except the codec
+    /// bits of `attributes`, `batchLength` and the CRC (Kafka's
+    /// `LogValidator` rebuilding a batch under the topic's codec keeps the
+    /// producer id, epoch, base sequence, timestamps and offset deltas).
+    pub fn with_records(&self, codec: CompressionType, records: &[u8]) -> Result<bytes::Bytes> {
+        let header = self
+            .bytes
+            .get(..RECORD_BATCH_HEADER_BYTES)
+            .unwrap_or_default();
+        let total = header.len() + records.len();
+        let batch_length = i32::try_from(total - 12).map_err(|_| DecodeError::Encode {
+            what: "record batch",
+            api_version: 2,
+            reason: format!("{total} bytes is larger than a batch can be"),
+        })?;
+        let mut b = Vec::with_capacity(total);
+        b.extend_from_slice(header);
+        b.extend_from_slice(records);
+        let attributes = (self.attributes() & !COMPRESSION_MASK) | codec.id();
+        write_at(&mut b, BATCH_LENGTH_AT, &batch_length.to_be_bytes());
+        write_at(&mut b, ATTRIBUTES_AT, &attributes.to_be_bytes());
+        let crc = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
+        write_at(&mut b, CRC_AT, &crc.to_be_bytes());
+        Ok(bytes::Bytes::from(b))
+    }
+
     /// Checks the header's CRC against the bytes.
     pub fn verify_crc(&self) -> Result<()> {
         let (expected, actual) = (self.crc(), self.compute_crc());

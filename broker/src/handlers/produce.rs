@@ -4,6 +4,9 @@
 //! ```text
 //! per partition: exactly one RecordBatch v2 ─► size ≤ max.message.bytes
 //!   ─► framing, magic 2, CRC-32C, codec, record count
+//!   ─► topic `compression.type` other than `producer` and the batch's codec
+//!      differs: recompressed (`sluice_protocol::recompress`), re-checked
+//!      against max.message.bytes
 //!   ─► timestamps (`replica::timestamps`): CreateTime bounds → INVALID_TIMESTAMP;
 //!      header maxTimestamp/type as Kafka writes them (LogAppendTime: now)
 //!   ─► Partition::append_as_leader (idempotence check + one copy into the segment)
@@ -25,7 +28,9 @@
 //! # Copies
 //! The batch bytes are a slice of the request frame (no copy on decode) and
 //! are copied once, into the mapped segment; a batch whose header the
-//! timestamp rules rewrite (every LogAppendTime batch) is copied once more.
+//! timestamp rules rewrite (every LogAppendTime batch) is copied once more;
+//! a batch the topic's codec recompresses is decompressed, compressed and
+//! assembled into a new buffer (three buffers) before that copy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +41,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::recompress::{Codec, recompress_within};
 use sluice_protocol::records::BatchSummary;
 use sluice_protocol::{
     ErrorCode, RecordBatchView, RequestFrame, ResponseError, encode_legacy_produce_error,
@@ -172,6 +178,15 @@ fn produce_partition(
     let rules = config.as_ref().map(TimestampRules::of).unwrap_or_default();
     let records = records.ok_or_else(|| BrokerError::InvalidRecord("no records".into()))?;
     let (view, summary) = validate_single_batch(records, max, broker.decompression())?;
+    let target = config.as_ref().and_then(|c| c.codec());
+    let recompressed = match target {
+        Some(target) => recompress(&view, target, max, broker.decompression())?,
+        None => None,
+    };
+    let view = match &recompressed {
+        Some(batch) => RecordBatchView::parse(batch, max).map_err(BrokerError::Batch)?,
+        None => view,
+    };
     let now = now_ms();
     let outcome = match timestamps::stamp(&view, &summary, &rules, now)? {
         None => replica.append_as_leader(&view, now)?,
@@ -225,6 +240,30 @@ pub fn validate_single_batch<'a>(
         ));
     }
     Ok((view, summary))
+}
+
+/// The batch re-encoded in the topic's codec (`compression.type`), or
+/// `None` when it already uses it. Decompression draws from the broker-wide
+/// budget, as validation does; a batch that grows past `max.message.bytes`
+/// is refused as Kafka refuses it (MESSAGE_TOO_LARGE after recompression).
+fn recompress(
+    view: &RecordBatchView<'_>,
+    target: Codec,
+    max_message_bytes: usize,
+    budget: &DecompressionBudget,
+) -> Result<Option<Bytes>, BrokerError> {
+    let mut lease = budget.lease();
+    let batch = recompress_within(view, target, budget.batch_bytes_max(), &mut |n| {
+        lease.grow_to(n)
+    })
+    .map_err(BrokerError::Batch)?;
+    match batch {
+        Some(b) if b.len() > max_message_bytes => Err(BrokerError::MessageTooLarge {
+            size: b.len(),
+            max: max_message_bytes,
+        }),
+        other => Ok(other),
+    }
 }
 
 async fn await_durable(

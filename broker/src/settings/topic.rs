@@ -19,7 +19,8 @@
 
 use std::collections::BTreeMap;
 
-use sluice_protocol::TimestampType;
+use sluice_protocol::recompress::Codec;
+use sluice_protocol::{CompressionType, TimestampType};
 use sluice_storage::LogConfig;
 
 use super::table::{
@@ -217,6 +218,22 @@ impl TopicConfig {
         c.flush_ms = self.long("flush.ms").and_then(unless_never);
         c.max_message_bytes = u32::try_from(self.max_message_bytes()).unwrap_or(u32::MAX);
         c
+    }
+
+    /// The codec and level batches are stored with (`compression.type`
+    /// and its KIP-390 level); `None` for `producer` (stored as produced).
+    pub fn codec(&self) -> Option<Codec> {
+        let level = |key: &str| self.long(key).and_then(|v| i32::try_from(v).ok());
+        let (compression, level) = match self.value("compression.type")? {
+            "uncompressed" => (CompressionType::None, None),
+            // -1 (and 0) are zlib's default level.
+            "gzip" => (CompressionType::Gzip, level("compression.gzip.level").filter(|l| *l > 0)),
+            "snappy" => (CompressionType::Snappy, None),
+            "lz4" => (CompressionType::Lz4, level("compression.lz4.level")),
+            "zstd" => (CompressionType::Zstd, level("compression.zstd.level")),
+            _ => return None,
+        };
+        Some(Codec { compression, level })
     }
 
     /// `message.timestamp.type`.
