@@ -184,7 +184,9 @@ fn compress_lz4_level(input: &[u8], level: i32) -> Result<Bytes> {
         .checksum(lz4::ContentChecksum::NoChecksum)
         .build(out)
         .map_err(|e| codec_error(codec, &e))?;
-    encoder.write_all(input).map_err(|e| codec_error(codec, &e))?;
+    encoder
+        .write_all(input)
+        .map_err(|e| codec_error(codec, &e))?;
     let (out, finished) = encoder.finish();
     finished.map_err(|e| codec_error(codec, &e))?;
     Ok(Bytes::from(out))

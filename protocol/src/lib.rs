@@ -56,9 +56,9 @@ pub mod error_code;
 pub mod fetch_response;
 pub mod frame;
 pub mod header;
+pub mod recompress;
 pub mod record_batch;
 pub mod records;
-pub mod recompress;
 pub mod response;
 
 pub use api::{

@@ -107,7 +107,10 @@ mod tests {
         for from in ALL {
             let original = batch(from);
             let view = RecordBatchView::parse(&original, usize::MAX).unwrap();
-            let plain = BatchRecords::new(view, usize::MAX).unwrap().bytes().to_vec();
+            let plain = BatchRecords::new(view, usize::MAX)
+                .unwrap()
+                .bytes()
+                .to_vec();
             for to in ALL {
                 for level in [None, Some(1)] {
                     let target = Codec {

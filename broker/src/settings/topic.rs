@@ -227,7 +227,10 @@ impl TopicConfig {
         let (compression, level) = match self.value("compression.type")? {
             "uncompressed" => (CompressionType::None, None),
             // -1 (and 0) are zlib's default level.
-            "gzip" => (CompressionType::Gzip, level("compression.gzip.level").filter(|l| *l > 0)),
+            "gzip" => (
+                CompressionType::Gzip,
+                level("compression.gzip.level").filter(|l| *l > 0),
+            ),
             "snappy" => (CompressionType::Snappy, None),
             "lz4" => (CompressionType::Lz4, level("compression.lz4.level")),
             "zstd" => (CompressionType::Zstd, level("compression.zstd.level")),
