@@ -8,8 +8,7 @@
 //! [`Broker::propose`], which applies it to both in that order.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sluice_storage::LogDir;
 use tokio::sync::Mutex;
@@ -20,7 +19,8 @@ use crate::controller::{ControllerConfig, Voter};
 use crate::decompression_budget::DecompressionBudget;
 use crate::error::BrokerError;
 use crate::group::Coordinator;
-use crate::metadata::{Controller, Endpoint, MetadataImage, MetadataRecord};
+use crate::lifecycle::Lifecycle;
+use crate::metadata::{Controller, MetadataImage, MetadataRecord};
 use crate::replica::ReplicaManager;
 use crate::settings::{TopicDefaults, invalid_overrides};
 
@@ -34,7 +34,6 @@ pub struct NodeIdentity {
     pub node_id: i32,
     pub host: String,
     pub port: i32,
-    pub cluster_id: String,
 }
 
 /// Next producer id to hand out, and the end of the block the metadata log
@@ -56,6 +55,11 @@ pub struct Broker {
     groups: Coordinator,
     /// Bytes being decompressed to validate client batches.
     decompression: DecompressionBudget,
+    /// This start's incarnation and shutdown wish (`lifecycle`).
+    lifecycle: Lifecycle,
+    /// The cluster's id, settled with the metadata log at start
+    /// (`lifecycle::cluster_id`) before the listener opens.
+    cluster_id: OnceLock<String>,
 }
 
 impl Broker {
@@ -68,7 +72,6 @@ impl Broker {
             path: data_dir.clone(),
             source,
         })?;
-        let cluster_id = cluster_id(&data_dir)?;
         let controller = start_controller(&config)?;
         let log_dir = LogDir::open(&data_dir).map_err(|source| BrokerError::Storage {
             topic: String::new(),
@@ -96,7 +99,6 @@ impl Broker {
             node_id: config.node_id,
             host,
             port,
-            cluster_id,
         };
         let groups = Coordinator::new(crate::group::group_config(&config));
         let decompression = DecompressionBudget::new(
@@ -111,6 +113,8 @@ impl Broker {
             controller,
             replicas,
             producer_ids: Mutex::new(ProducerIdBlock::default()),
+            lifecycle: Lifecycle::new(),
+            cluster_id: OnceLock::new(),
         }))
     }
 
@@ -120,6 +124,27 @@ impl Broker {
 
     pub fn identity(&self) -> &NodeIdentity {
         &self.identity
+    }
+
+    /// The cluster id (empty only before start-up settled it, when no
+    /// client is served yet).
+    pub fn cluster_id(&self) -> &str {
+        self.cluster_id.get().map_or("", String::as_str)
+    }
+
+    /// Records the cluster id settled at start (the first call wins).
+    pub(crate) fn set_cluster_id(&self, id: &str) {
+        let _ = self.cluster_id.set(id.to_string());
+    }
+
+    /// This start's lifecycle state.
+    pub(crate) fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// This node's controller handle.
+    pub(crate) fn controller(&self) -> &Controller {
+        &self.controller
     }
 
     pub fn replicas(&self) -> &ReplicaManager {
@@ -257,34 +282,11 @@ impl Broker {
         }
     }
 
-    /// Registers this node in the metadata (its client endpoint, a fresh
-    /// incarnation id) and unfences it, as a single node's own controller.
-    /// Skipped when the image already holds this node unfenced at the
-    /// same endpoint, so a restart writes nothing new.
-    pub async fn register(self: &Arc<Self>) -> Result<(), BrokerError> {
-        let id = self.identity.node_id;
-        let endpoint = Endpoint {
-            listener: "PLAINTEXT".into(),
-            host: self.identity.host.clone(),
-            port: u16::try_from(self.identity.port).unwrap_or(0),
-        };
-        let current = self.image();
-        if current
-            .broker(id)
-            .is_some_and(|b| !b.fenced && b.endpoints == [endpoint.clone()])
-        {
-            return Ok(());
-        }
-        self.propose(MetadataRecord::BrokerRegistered {
-            id,
-            incarnation_id: uuid::Uuid::new_v4(),
-            endpoints: vec![endpoint],
-            rack: None,
-            fenced: false,
-        })
-        .await?;
-        tracing::info!(node_id = id, "broker registered");
-        Ok(())
+    /// Registers this start's incarnation (fenced until the active
+    /// controller counts its first heartbeat), heartbeats, and waits to be
+    /// unfenced; see [`crate::lifecycle`].
+    pub async fn register(self: &Arc<Self>) -> Result<crate::lifecycle::Running, BrokerError> {
+        crate::lifecycle::start(self).await
     }
 
     /// A fresh producer id (InitProducerId), reserving a new block in the
@@ -353,6 +355,7 @@ fn start_controller(config: &BrokerConfig) -> Result<Controller, ControllerError
             .map(|(id, addr)| Voter { id, addr })
             .collect(),
         data_dir: config.data_dir.clone(),
+        session_timeout: std::time::Duration::from_millis(config.broker_session_timeout_ms),
     };
     Controller::start(&controller_config, &runtime, listener)
 }
@@ -364,36 +367,4 @@ fn bind_controller(addr: SocketAddr) -> Result<tokio::net::TcpListener, Controll
         tokio::net::TcpListener::from_std(listener)
     };
     bind().map_err(|source| ControllerError::Bind { addr, source })
-}
-
-/// The cluster id, made once per data directory and kept in
-/// `meta.properties` as Kafka does.
-fn cluster_id(data_dir: &Path) -> Result<String, BrokerError> {
-    let path = data_dir.join("meta.properties");
-    let io_err = |op: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BrokerError::DataDirIo { op, path, source }
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            if let Some(id) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("cluster.id="))
-                .map(str::trim)
-                .filter(|id| !id.is_empty())
-            {
-                return Ok(id.to_string());
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("read", &path)(e)),
-    }
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let tmp = data_dir.join("meta.properties.tmp");
-    std::fs::write(&tmp, format!("version=1\ncluster.id={id}\n")).map_err(io_err("write", &tmp))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err("fsync", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
-    Ok(id)
 }

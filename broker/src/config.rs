@@ -51,6 +51,19 @@ pub struct BrokerConfig {
     /// `controller.quorum.voters` as `id@host:port,…`. Defaults to this node
     /// alone: a cluster of one.
     pub controller_voters: Option<String>,
+    /// `broker.rack`: this broker's rack, sent in its registration, used by
+    /// rack-aware replica placement and reported to clients.
+    #[serde(rename = "broker.rack")]
+    pub broker_rack: Option<String>,
+    /// `broker.heartbeat.interval.ms`: time between two heartbeats to the
+    /// active controller.
+    #[serde(rename = "broker.heartbeat.interval.ms")]
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: as the active controller, fence a
+    /// broker whose heartbeats stop for this long (and move its
+    /// leaderships).
+    #[serde(rename = "broker.session.timeout.ms")]
+    pub broker_session_timeout_ms: u64,
     /// `auto.create.topics.enable`: a Metadata request naming an unknown
     /// topic (what producers and consumers send before using one) creates
     /// it with `num.partitions` partitions. A Produce for an unknown topic
@@ -158,6 +171,9 @@ impl Default for BrokerConfig {
             node_id: 1,
             controller_listen: None,
             controller_voters: None,
+            broker_rack: None,
+            broker_heartbeat_interval_ms: crate::lifecycle::HEARTBEAT_INTERVAL_MS_DEFAULT,
+            broker_session_timeout_ms: crate::lifecycle::SESSION_TIMEOUT_MS_DEFAULT,
             auto_create_topics_enable: true,
             num_partitions: 1,
             durability: DurabilityMode::Fsync,

@@ -101,6 +101,10 @@ pub enum BrokerError {
     /// The controller could not start (startup only, never a reply).
     #[error(transparent)]
     ControllerStart(#[from] crate::controller::driver::ControllerError),
+    /// This node's cluster id and the metadata log's disagree (startup
+    /// only, never a reply).
+    #[error("cluster id: {0}")]
+    ClusterId(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("invalid partitions: {0}")]
@@ -171,9 +175,9 @@ impl BrokerError {
             Self::Metadata(ProposeError::TimedOut | ProposeError::Busy) => {
                 ResponseError::RequestTimedOut
             }
-            Self::Metadata(ProposeError::Stopped) | Self::ControllerStart(_) => {
-                ResponseError::KafkaStorageError
-            }
+            Self::Metadata(ProposeError::Stopped)
+            | Self::ControllerStart(_)
+            | Self::ClusterId(_) => ResponseError::KafkaStorageError,
             Self::InvalidRequest(_) => ResponseError::InvalidRequest,
             Self::InvalidPartitions(_) => ResponseError::InvalidPartitions,
             Self::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
@@ -217,6 +221,11 @@ fn apply_error_code(e: &ApplyError) -> ResponseError {
         ApplyError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
         ApplyError::UnknownBroker(_) => ResponseError::BrokerNotAvailable,
         ApplyError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        // Placement chose a broker fenced meanwhile; a retry places anew.
+        ApplyError::FencedLeader { .. } => ResponseError::LeaderNotAvailable,
+        // Only the start-up path assigns the cluster id, and it expects
+        // this answer when another node was first.
+        ApplyError::ClusterIdAssigned(_) => ResponseError::UnknownServerError,
     }
 }
 

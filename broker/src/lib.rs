@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod error;
 pub mod group;
 pub mod handlers;
+pub mod lifecycle;
 pub mod metadata;
 pub mod replica;
 pub mod response;

@@ -47,7 +47,8 @@ pub async fn run(
     // Loading groups writes metadata (`__consumer_offsets`), which needs an
     // active controller.
     broker.wait_for_controller().await;
-    broker.register().await?;
+    // Cluster id, registration, heartbeats; returns once unfenced.
+    let lifecycle = broker.register().await?;
     crate::group::start(&broker).await?;
     let metadata_follower = tokio::spawn(Arc::clone(&broker).follow_metadata());
     // Tests and scripts read this line to find an ephemeral port.
@@ -60,6 +61,9 @@ pub async fn run(
     let maintenance = tokio::spawn(maintain(Arc::clone(&broker), shutdown_rx.clone()));
     let connections = accept_loop(&broker, listener, shutdown_rx, stop).await;
     tracing::info!("shutting down");
+    // In a cluster: leaderships move to other brokers before connections
+    // are drained (clients follow them at once).
+    lifecycle.shutdown(&broker).await;
     let _ = shutdown_tx.send(true);
     drain(connections).await;
     maintenance.abort();

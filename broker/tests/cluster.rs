@@ -8,18 +8,29 @@
 //! Also the upgrade: a data directory whose metadata was written by
 //! single-node Sluice (`metadata.log`) starts under the Raft controller with
 //! its topics, and the old file is kept renamed.
+//!
+//! Liveness (KIP-631): kill -9 of a broker → fenced after the session
+//! timeout and its leaderships moved, every node's Metadata agreeing;
+//! restart → a new incarnation, unfenced; SIGTERM of a leader → its
+//! leaderships moved before it exits (with a session timeout far longer
+//! than the test, so fencing cannot be what moved them); one cluster id
+//! and each node's rack on every node.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::{DescribeClusterRequest, MetadataRequest};
 use serde_json::Value;
 use sluice_broker::metadata::{MetadataLog, MetadataRecord};
 use sluice_testkit::cluster::Cluster;
 use sluice_testkit::{BrokerProcess, sluice_bin};
+use support::Client;
 
 /// Bound on every "eventually" below: an election takes about a second.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -184,4 +195,248 @@ fn a_single_node_data_dir_is_imported_on_first_start() {
         assert!(meta.join("metadata.log.imported").exists());
         assert!(broker.stop().unwrap().success());
     }
+}
+
+/// One node's Metadata answer, reduced to what liveness changes: the
+/// cluster id, the brokers (id → rack) and every partition's (leader,
+/// leader epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct View {
+    cluster_id: String,
+    brokers: BTreeMap<i32, Option<String>>,
+    leaders: BTreeMap<(String, i32), (i32, i32)>,
+}
+
+fn view(port: u16) -> Option<View> {
+    let mut client = Client::connect(port).ok()?;
+    let meta = client
+        .call(12, &MetadataRequest::default().with_topics(None))
+        .ok()?;
+    let mut leaders = BTreeMap::new();
+    for t in &meta.topics {
+        let name = t.name.as_ref()?.0.to_string();
+        if name.starts_with("__") {
+            continue;
+        }
+        for p in &t.partitions {
+            leaders.insert(
+                (name.clone(), p.partition_index),
+                (p.leader_id.0, p.leader_epoch),
+            );
+        }
+    }
+    Some(View {
+        cluster_id: meta.cluster_id?.to_string(),
+        brokers: meta
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, b.rack.as_ref().map(ToString::to_string)))
+            .collect(),
+        leaders,
+    })
+}
+
+fn kafka_port(cluster: &Cluster, id: u32) -> u16 {
+    let at = cluster.bootstrap_of(id).unwrap();
+    at.rsplit_once(':').unwrap().1.parse().unwrap()
+}
+
+/// The view every listed node agrees on, once they do and `accept` holds.
+fn agreed_view(cluster: &Cluster, ids: &[u32], what: &str, accept: impl Fn(&View) -> bool) -> View {
+    eventually(what, || {
+        let views: Vec<View> = ids
+            .iter()
+            .map(|id| view(kafka_port(cluster, *id)))
+            .collect::<Option<_>>()?;
+        let first = views.first()?.clone();
+        (views.iter().all(|v| *v == first) && accept(&first)).then_some(first)
+    })
+}
+
+/// A TOML config that sets the liveness timings.
+fn liveness_config(root: &Path, session_ms: u64, heartbeat_ms: u64) -> String {
+    let path = root.join("liveness.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "\"broker.session.timeout.ms\" = {session_ms}\n\"broker.heartbeat.interval.ms\" = {heartbeat_ms}\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+fn start_racked(root: &Path, config: &str) -> Cluster {
+    let config = config.to_string();
+    Cluster::start_with(&sluice_bin().unwrap(), root, 3, move |id| {
+        vec![
+            "--config".into(),
+            config.clone(),
+            "--rack".into(),
+            format!("rack-{id}"),
+        ]
+    })
+    .unwrap()
+}
+
+/// The incarnation this start registered, from its start-up log.
+fn incarnation(cluster: &Cluster, id: u32) -> String {
+    cluster
+        .node(id)
+        .unwrap()
+        .startup_log()
+        .iter()
+        .find_map(|l| l.split("incarnation=").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+        .expect("a `broker registered` line with the incarnation")
+}
+
+fn create_replicated(at: &str, name: &str) {
+    cli(
+        at,
+        &[
+            "topic",
+            "create",
+            name,
+            "--partitions",
+            "6",
+            "--replication-factor",
+            "3",
+        ],
+    )
+    .unwrap();
+}
+
+fn led_by(view: &View, id: i32) -> usize {
+    view.leaders.values().filter(|(l, _)| *l == id).count()
+}
+
+#[test]
+fn a_killed_broker_is_fenced_and_its_leaderships_move_then_it_returns_unfenced() {
+    const SESSION_MS: u64 = 2000;
+    let root = tempfile::tempdir().unwrap();
+    let config = liveness_config(root.path(), SESSION_MS, 250);
+    let mut cluster = start_racked(root.path(), &config);
+    let ids = cluster.ids();
+    create_replicated(&cluster.bootstrap_of(1).unwrap(), "t");
+    let before = agreed_view(&cluster, &ids, "every node sees t led", |v| {
+        v.leaders.len() == 6 && v.leaders.values().all(|(l, _)| *l > 0)
+    });
+    // One cluster id everywhere, in Metadata, DescribeCluster and every
+    // node's meta.properties; each broker's rack as configured.
+    let racks: BTreeMap<i32, Option<String>> =
+        (1..=3).map(|id| (id, Some(format!("rack-{id}")))).collect();
+    assert_eq!(before.brokers, racks);
+    for id in &ids {
+        let mut client = Client::connect(kafka_port(&cluster, *id)).unwrap();
+        let described = client.call(0, &DescribeClusterRequest::default()).unwrap();
+        assert_eq!(described.cluster_id.to_string(), before.cluster_id);
+        let props =
+            std::fs::read_to_string(cluster.data_dir_of(*id).unwrap().join("meta.properties"))
+                .unwrap();
+        assert!(
+            props.contains(&format!("cluster.id={}", before.cluster_id)),
+            "node {id}: {props}"
+        );
+    }
+
+    // The victim: a broker that leads something and is not the active
+    // controller (that failover is the other test's).
+    let controller = controller_id(&cluster.bootstrap_of(1).unwrap()).unwrap();
+    let victim = ids
+        .iter()
+        .copied()
+        .find(|id| i64::from(*id) != controller && led_by(&before, *id as i32) > 0)
+        .unwrap();
+    let first_incarnation = incarnation(&cluster, victim);
+    let others: Vec<u32> = ids.iter().copied().filter(|id| *id != victim).collect();
+    let killed = Instant::now();
+    cluster.kill(victim);
+    let after = agreed_view(
+        &cluster,
+        &others,
+        "the survivors agree the victim leads nothing",
+        |v| led_by(v, victim as i32) == 0 && !v.brokers.contains_key(&(victim as i32)),
+    );
+    let moved_in = killed.elapsed();
+    // Within the session timeout plus a bound for the tick, the commit
+    // and the polling of this test.
+    assert!(
+        moved_in < Duration::from_millis(SESSION_MS + 3000),
+        "moved after {moved_in:?}"
+    );
+    assert!(
+        moved_in >= Duration::from_millis(SESSION_MS / 2),
+        "moved after {moved_in:?}: before the session expired?"
+    );
+    for (key, (leader, epoch)) in &after.leaders {
+        let (old_leader, old_epoch) = before.leaders[key];
+        assert!(*leader > 0, "{key:?} has no leader");
+        if old_leader == victim as i32 {
+            assert!(*epoch > old_epoch, "{key:?}: epoch {old_epoch} → {epoch}");
+        } else {
+            assert_eq!(
+                (*leader, *epoch),
+                (old_leader, old_epoch),
+                "{key:?} moved needlessly"
+            );
+        }
+    }
+
+    cluster.restart(victim).unwrap();
+    let second_incarnation = incarnation(&cluster, victim);
+    assert_ne!(first_incarnation, second_incarnation);
+    // It listens only once unfenced: every node lists it again.
+    let back = agreed_view(
+        &cluster,
+        &ids,
+        "every node lists the restarted broker",
+        |v| v.brokers.len() == 3,
+    );
+    assert_eq!(back.cluster_id, before.cluster_id);
+    assert_eq!(back.brokers, racks);
+}
+
+#[test]
+fn sigterm_of_a_leader_moves_its_leaderships_before_it_exits() {
+    let root = tempfile::tempdir().unwrap();
+    // A session far longer than this test: only controlled shutdown can
+    // move the leaderships in time.
+    let config = liveness_config(root.path(), 60_000, 250);
+    let mut cluster = start_racked(root.path(), &config);
+    let ids = cluster.ids();
+    create_replicated(&cluster.bootstrap_of(1).unwrap(), "t");
+    let before = agreed_view(&cluster, &ids, "every node sees t led", |v| {
+        v.leaders.len() == 6 && v.leaders.values().all(|(l, _)| *l > 0)
+    });
+    let leader = ids
+        .iter()
+        .copied()
+        .find(|id| led_by(&before, *id as i32) > 0)
+        .unwrap();
+    let stopping = Instant::now();
+    assert!(cluster.stop(leader).unwrap().success());
+    let stopped_in = stopping.elapsed();
+    let others: Vec<u32> = ids.iter().copied().filter(|id| *id != leader).collect();
+    // Right after the exit (well inside the 60 s session), the survivors
+    // already agree it leads nothing and is fenced.
+    let after = agreed_view(
+        &cluster,
+        &others,
+        "the survivors agree the leaderships moved",
+        |v| led_by(v, leader as i32) == 0,
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(20),
+        "controlled shutdown took {stopped_in:?}"
+    );
+    assert!(!after.brokers.contains_key(&(leader as i32)), "{after:?}");
+    assert!(after.leaders.values().all(|(l, _)| *l > 0), "{after:?}");
+    cluster.restart(leader).unwrap();
+    agreed_view(
+        &cluster,
+        &ids,
+        "the restarted broker is listed again",
+        |v| v.brokers.len() == 3,
+    );
 }

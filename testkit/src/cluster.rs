@@ -33,6 +33,8 @@ pub struct Cluster {
     voters: String,
     specs: Vec<NodeSpec>,
     nodes: Vec<Option<BrokerProcess>>,
+    /// Extra `serve` arguments of each node, by position in `specs`.
+    extra: Vec<Vec<String>>,
 }
 
 fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
@@ -50,6 +52,17 @@ impl Cluster {
     /// Starts `size` nodes (ids 1..=size) under `root` and waits until every
     /// one listens (which needs an elected controller).
     pub fn start(bin: &Path, root: &Path, size: u32) -> anyhow::Result<Self> {
+        Self::start_with(bin, root, size, |_| Vec::new())
+    }
+
+    /// [`Self::start`] with extra `serve` arguments for each node, by id
+    /// (a config file, a rack, …); a restart uses them again.
+    pub fn start_with(
+        bin: &Path,
+        root: &Path,
+        size: u32,
+        extra: impl Fn(u32) -> Vec<String>,
+    ) -> anyhow::Result<Self> {
         let ports = free_ports(2 * size as usize)?;
         let specs: Vec<NodeSpec> = (1..=size)
             .zip(ports.chunks(2))
@@ -69,6 +82,7 @@ impl Cluster {
             bin: bin.to_path_buf(),
             voters,
             nodes: specs.iter().map(|_| None).collect(),
+            extra: specs.iter().map(|s| extra(s.id)).collect(),
             specs,
         };
         for id in 1..=size {
@@ -92,21 +106,20 @@ impl Cluster {
         let controller = format!("127.0.0.1:{}", spec.controller_port);
         let advertised = format!("127.0.0.1:{}", spec.kafka_port);
         let node_id = id.to_string();
-        let process = BrokerProcess::spawn(
-            &self.bin,
-            &spec.data_dir,
-            spec.kafka_port,
-            &[
-                "--node-id",
-                &node_id,
-                "--advertised",
-                &advertised,
-                "--controller-listen",
-                &controller,
-                "--controller-voters",
-                &self.voters,
-            ],
-        )?;
+        let mut args = vec![
+            "--node-id",
+            &node_id,
+            "--advertised",
+            &advertised,
+            "--controller-listen",
+            &controller,
+            "--controller-voters",
+            &self.voters,
+        ];
+        if let Some(extra) = self.extra.get(id as usize - 1) {
+            args.extend(extra.iter().map(String::as_str));
+        }
+        let process = BrokerProcess::spawn(&self.bin, &spec.data_dir, spec.kafka_port, &args)?;
         if let Some(slot) = self.nodes.get_mut(id as usize - 1) {
             *slot = Some(process);
         }
@@ -143,6 +156,22 @@ impl Cluster {
         if let Some(mut node) = self.nodes.get_mut(id as usize - 1).and_then(Option::take) {
             node.kill();
         }
+    }
+
+    /// SIGTERM node `id` (a clean, controlled shutdown) and waits for it
+    /// to exit.
+    pub fn stop(&mut self, id: u32) -> anyhow::Result<std::process::ExitStatus> {
+        let node = self
+            .nodes
+            .get_mut(id as usize - 1)
+            .and_then(Option::take)
+            .with_context(|| format!("node {id} is not running"))?;
+        node.stop()
+    }
+
+    /// The data directory of node `id`.
+    pub fn data_dir_of(&self, id: u32) -> anyhow::Result<PathBuf> {
+        Ok(self.spec(id)?.data_dir.clone())
     }
 
     /// Starts node `id` again on its data directory and waits for it.

@@ -88,6 +88,9 @@ struct ServeArgs {
     /// The controller quorum: id@host:port,… (default: this node alone).
     #[arg(long)]
     controller_voters: Option<String>,
+    /// This broker's rack (`broker.rack`), for rack-aware placement.
+    #[arg(long)]
+    rack: Option<String>,
 }
 
 impl ServeArgs {
@@ -118,6 +121,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.controller_voters {
             config.controller_voters = Some(v);
+        }
+        if let Some(v) = self.rack {
+            config.broker_rack = Some(v);
         }
         Ok(config)
     }

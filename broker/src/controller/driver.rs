@@ -44,9 +44,10 @@ use super::limits::{
     DRIVER_QUEUE, ELECTION_TICKS, HEARTBEAT_TICKS, PENDING_PROPOSALS_MAX, PROPOSE_TIMEOUT,
     SNAPSHOT_INTERVAL, TICK,
 };
+use super::liveness::Heartbeat;
 use super::node::{ControllerNode, NodeConfig, NodeError, Output, import_snapshot};
 use super::raft_storage::{RaftStorage, RaftStorageError};
-use super::transport::Transport;
+use super::transport::{Inbound, Transport};
 use crate::metadata::{
     BrokerId, MetadataImage, MetadataLog, MetadataLogError, MetadataRecord, ProposeError,
 };
@@ -66,6 +67,9 @@ pub struct ControllerConfig {
     pub voters: Vec<Voter>,
     /// The data directory; the Raft log lives in `__cluster_metadata/`.
     pub data_dir: PathBuf,
+    /// `broker.session.timeout.ms`: as the active controller, fence a
+    /// broker whose heartbeats stop for this long.
+    pub session_timeout: std::time::Duration,
 }
 
 /// Why the controller could not start.
@@ -104,6 +108,11 @@ type Reply = oneshot::Sender<Result<Arc<MetadataImage>, ProposeError>>;
 enum Event {
     Propose(MetadataRecord, Reply),
     Raft(Message),
+    /// A heartbeat of this node's broker (`local`) or from a peer.
+    Heartbeat {
+        heartbeat: Heartbeat,
+        local: bool,
+    },
     Stop,
 }
 
@@ -146,14 +155,23 @@ impl Controller {
             heartbeat_tick: HEARTBEAT_TICKS,
             snapshot_interval: SNAPSHOT_INTERVAL,
             incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
+            session_ticks: session_ticks(config.session_timeout),
         };
         let mut node = ControllerNode::new(&node_config, storage, &super::raft_logger())?;
         let early = catch_up(&mut node, committed)?;
         let (events, inbox) = std::sync::mpsc::sync_channel(DRIVER_QUEUE);
         let deliver_to = events.clone();
-        let deliver = Arc::new(move |m: Message| {
-            // A full queue drops the message; Raft retransmits.
-            let _ = deliver_to.try_send(Event::Raft(m));
+        let deliver = Arc::new(move |inbound: Inbound| {
+            // A full queue drops the message; Raft retransmits, and the
+            // broker heartbeats again.
+            let event = match inbound {
+                Inbound::Raft(m) => Event::Raft(m),
+                Inbound::Heartbeat(heartbeat) => Event::Heartbeat {
+                    heartbeat,
+                    local: false,
+                },
+            };
+            let _ = deliver_to.try_send(event);
         });
         let peers: Vec<(u64, SocketAddr)> = config
             .voters
@@ -240,6 +258,16 @@ impl Controller {
         answer.await.map_err(|_| ProposeError::Stopped)?
     }
 
+    /// Sends this node's broker heartbeat to the active controller (this
+    /// node's own, or over the controller transport). Never blocks; a
+    /// heartbeat that cannot be queued is dropped, the next one follows.
+    pub fn heartbeat(&self, heartbeat: Heartbeat) {
+        let _ = self.events.try_send(Event::Heartbeat {
+            heartbeat,
+            local: true,
+        });
+    }
+
     /// Waits until a leader is known, logging while it waits: a node
     /// starting without a quorum of voters up waits for them.
     pub async fn wait_for_leader(&self) {
@@ -263,6 +291,14 @@ impl Controller {
             tracing::error!("controller thread panicked");
         }
     }
+}
+
+/// A session timeout in controller ticks (at least one).
+fn session_ticks(timeout: std::time::Duration) -> u64 {
+    let tick = TICK.as_millis().max(1);
+    u64::try_from(timeout.as_millis() / tick)
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// Applies the entries this node already knew to be committed, so the
@@ -347,6 +383,7 @@ impl Driver {
             match self.inbox.recv_timeout(wait) {
                 Ok(Event::Propose(record, reply)) => self.propose(record, reply),
                 Ok(Event::Raft(message)) => self.node.step(message),
+                Ok(Event::Heartbeat { heartbeat, local }) => self.heartbeat(heartbeat, local),
                 Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -365,6 +402,18 @@ impl Driver {
             let _ = p.reply.send(Err(ProposeError::Stopped));
         }
         tracing::info!("controller stopped");
+    }
+
+    /// Counts a heartbeat here if this node leads; forwards this node's
+    /// own broker's heartbeat to the leader it knows. A peer's heartbeat
+    /// that reached a node that no longer leads is dropped (not passed on,
+    /// so two nodes with stale views cannot bounce it between them).
+    fn heartbeat(&mut self, heartbeat: Heartbeat, local: bool) {
+        if self.node.is_leader() {
+            self.node.heartbeat(&heartbeat);
+        } else if local && let Some(leader) = self.node.leader() {
+            self.transport.send_heartbeat(leader, heartbeat);
+        }
     }
 
     fn propose(&mut self, record: MetadataRecord, reply: Reply) {

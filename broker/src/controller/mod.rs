@@ -45,12 +45,14 @@ pub mod disk;
 pub mod driver;
 pub mod frame;
 pub mod limits;
+pub mod liveness;
 pub mod node;
 pub mod raft_storage;
 pub mod rng;
 pub mod transport;
 
 pub use driver::{Controller, ControllerConfig, Voter};
+pub use liveness::Heartbeat;
 pub use node::{ControllerNode, NodeConfig, NodeError, Output};
 pub use raft_storage::RaftStorage;
 

@@ -23,6 +23,12 @@
 //!   node and incarnation that made it report its result, so a restarted node
 //!   never mistakes an old entry for a new proposal.
 //!
+//! - Broker liveness ([`BrokerLiveness`]) runs only on the leader, clocked
+//!   by this node's ticks, and acts only on an image that has applied
+//!   everything this node knows to be committed; what it decides is
+//!   proposed like any other record, so it is replicated and checked at
+//!   apply time.
+//!
 //! # Limits
 //! - Uncommitted bytes are bounded by raft-rs (`max_uncommitted_size`,
 //!   [`UNCOMMITTED_BYTES_MAX`]); proposals past it are refused, not queued.
@@ -40,9 +46,14 @@ use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{Config, RawNode, SnapshotStatus, StateRole, Storage};
 use serde::{Deserialize, Serialize};
 
+use super::liveness::{BrokerLiveness, Heartbeat};
 use super::raft_storage::{RaftStorage, RaftStorageError};
 use super::rng::SplitMix64;
 use crate::metadata::{ApplyError, MetadataImage, MetadataRecord};
+
+/// Marks the sequence number of a proposal the node made itself (broker
+/// liveness); its result is not reported, nobody waits for it.
+const INTERNAL_SEQ: u64 = 1 << 63;
 
 /// raft-rs's bound on proposed but uncommitted entry bytes.
 pub const UNCOMMITTED_BYTES_MAX: u64 = 16 * 1024 * 1024;
@@ -63,6 +74,9 @@ pub struct NodeConfig {
     pub snapshot_interval: u64,
     /// Tags this run's proposals and seeds the election timeouts.
     pub incarnation: u64,
+    /// Ticks without a heartbeat before the active controller fences a
+    /// broker (`broker.session.timeout.ms` over the tick).
+    pub session_ticks: u64,
 }
 
 /// Why the controller node cannot go on.
@@ -114,6 +128,12 @@ pub struct ControllerNode {
     incarnation: u64,
     snapshot_interval: u64,
     rng: SplitMix64,
+    liveness: BrokerLiveness,
+    /// Ticks since this node started: the liveness clock.
+    ticks: u64,
+    /// Whether this node led at the previous tick (a new term of
+    /// leadership resets the liveness sessions).
+    led: bool,
 }
 
 impl ControllerNode {
@@ -150,6 +170,9 @@ impl ControllerNode {
             incarnation: config.incarnation,
             snapshot_interval: config.snapshot_interval.max(1),
             rng: SplitMix64::new(config.incarnation ^ config.id),
+            liveness: BrokerLiveness::new(config.session_ticks),
+            ticks: 0,
+            led: false,
         };
         node.reseed_election_timeout();
         if config.voters == [config.id] {
@@ -188,10 +211,35 @@ impl ControllerNode {
         self.raw.store().latest_snapshot().get_metadata().index
     }
 
-    /// Advances the logical clock by one tick.
+    /// Advances the logical clock by one tick; as the leader, proposes
+    /// the liveness changes that are due.
     pub fn tick(&mut self) {
         self.raw.tick();
         self.reseed_election_timeout();
+        self.ticks += 1;
+        let leads = self.is_leader();
+        if leads && !self.led {
+            self.liveness.reset();
+        }
+        self.led = leads;
+        // A new leader may not have applied all it knows to be committed:
+        // acting on an older image would undo what it has not seen yet.
+        if !leads || self.applied < self.raw.raft.raft_log.committed {
+            return;
+        }
+        for record in self.liveness.due(&self.image, self.ticks) {
+            if let Err(e) = self.propose_tagged(record, INTERNAL_SEQ) {
+                tracing::debug!(error = %e, "liveness change not proposed; retried later");
+            }
+        }
+    }
+
+    /// A broker's heartbeat, counted only while this node leads (the
+    /// driver sends heartbeats to the leader it knows).
+    pub fn heartbeat(&mut self, heartbeat: &Heartbeat) {
+        if self.is_leader() {
+            self.liveness.heartbeat(heartbeat, self.ticks);
+        }
     }
 
     /// Feeds a message from a peer. A message raft-rs refuses (a stale or
@@ -207,7 +255,13 @@ impl ControllerNode {
     /// under the returned sequence number. Refused (`ProposalDropped`) when
     /// no leader is known or the uncommitted bound is reached.
     pub fn propose(&mut self, record: MetadataRecord) -> Result<u64, NodeError> {
-        let seq = self.next_seq;
+        self.propose_tagged(record, 0)
+    }
+
+    /// Proposes with `flag` or-ed into the sequence number: the node's own
+    /// liveness changes carry [`INTERNAL_SEQ`] and report no result.
+    fn propose_tagged(&mut self, record: MetadataRecord, flag: u64) -> Result<u64, NodeError> {
+        let seq = self.next_seq | flag;
         let tagged = TaggedRecord {
             node: self.raw.raft.id,
             incarnation: self.incarnation,
@@ -281,7 +335,10 @@ impl ControllerNode {
             };
             let result = Arc::make_mut(&mut self.image).apply(&tagged.record);
             out.image_changed |= result.is_ok();
-            if tagged.node == self.raw.raft.id && tagged.incarnation == self.incarnation {
+            if tagged.node == self.raw.raft.id
+                && tagged.incarnation == self.incarnation
+                && tagged.seq & INTERNAL_SEQ == 0
+            {
                 let result = result.map(|()| Arc::clone(&self.image));
                 out.results.push((tagged.seq, result));
             }

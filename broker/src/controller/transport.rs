@@ -4,7 +4,16 @@
 //! ```text
 //! connection (one direction: the sender dials, the receiver only reads)
 //!   frame (see frame.rs), kind 1 = raft-proto Message (protobuf)
+//!                         kind 2 = broker heartbeat (JSON `Addressed`)
 //! ```
+//!
+//! Heartbeats ride the controller transport rather than Kafka's
+//! BrokerHeartbeat API (key 63) on the client listener: every node already
+//! knows every voter's controller address and holds a connection to it,
+//! a heartbeat needs no answer (the broker reads the outcome, unfenced or
+//! fenced, from the metadata it follows), and the Kafka listener stays for
+//! clients. Like a Raft message, a lost heartbeat is simply sent again at
+//! the next interval.
 //!
 //! Each peer has one outbound task with a bounded queue. `send` never
 //! blocks: on a full queue the frame is dropped (Raft retransmits what is
@@ -38,11 +47,27 @@ use super::frame::{self, FrameError};
 use super::limits::{
     INBOUND_CONNECTIONS_MAX, PEER_IO_TIMEOUT, PEER_QUEUE, RECONNECT_BACKOFF, WIRE_FRAME_BYTES_MAX,
 };
+use super::liveness::Heartbeat;
 
 const KIND_RAFT: u8 = 1;
+const KIND_HEARTBEAT: u8 = 2;
+
+/// One inbound message from a peer.
+#[derive(Debug)]
+pub enum Inbound {
+    Raft(Message),
+    Heartbeat(Heartbeat),
+}
+
+/// A heartbeat on the wire, with the node it is meant for.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Addressed {
+    to: u64,
+    heartbeat: Heartbeat,
+}
 
 /// Where inbound messages go (the driver's queue).
-pub type Deliver = Arc<dyn Fn(Message) + Send + Sync>;
+pub type Deliver = Arc<dyn Fn(Inbound) + Send + Sync>;
 
 /// The sending side to every peer, and the listener's task.
 pub struct Transport {
@@ -91,6 +116,28 @@ impl Transport {
         }
         if queue.try_send(bytes).is_err() {
             tracing::debug!(to = message.to, "peer queue full; raft message dropped");
+        }
+    }
+
+    /// Queues a broker heartbeat for controller `to`; dropped like a Raft
+    /// message when it cannot be queued (the next one follows).
+    pub fn send_heartbeat(&self, to: u64, heartbeat: Heartbeat) {
+        let Some(queue) = self.peers.get(&to) else {
+            tracing::debug!(to, "heartbeat for an unknown controller dropped");
+            return;
+        };
+        let mut bytes = Vec::new();
+        let encoded = serde_json::to_vec(&Addressed { to, heartbeat })
+            .map_err(|e| FrameError::Decode(e.to_string()))
+            .and_then(|payload| {
+                frame::encode(&mut bytes, KIND_HEARTBEAT, &payload, WIRE_FRAME_BYTES_MAX)
+            });
+        if let Err(e) = encoded {
+            tracing::warn!(to, error = %e, "heartbeat not sent");
+            return;
+        }
+        if queue.try_send(bytes).is_err() {
+            tracing::debug!(to, "peer queue full; heartbeat dropped");
         }
     }
 }
@@ -146,14 +193,22 @@ async fn read_frames(mut stream: TcpStream, id: u64, deliver: &Deliver) -> Resul
         let mut body = vec![0u8; size];
         stream.read_exact(&mut body).await?;
         let (kind, payload) = frame::check_body(&body, crc)?;
-        if kind != KIND_RAFT {
-            return Err(FrameError::UnknownKind(kind).into());
+        let (to, inbound) = match kind {
+            KIND_RAFT => {
+                let message: Message = frame::decode_message(payload)?;
+                (message.to, Inbound::Raft(message))
+            }
+            KIND_HEARTBEAT => {
+                let addressed: Addressed = serde_json::from_slice(payload)
+                    .map_err(|e| FrameError::Decode(e.to_string()))?;
+                (addressed.to, Inbound::Heartbeat(addressed.heartbeat))
+            }
+            other => return Err(FrameError::UnknownKind(other).into()),
+        };
+        if to != id {
+            return Err(ReadError::WrongNode(to, id));
         }
-        let message: Message = frame::decode_message(payload)?;
-        if message.to != id {
-            return Err(ReadError::WrongNode(message.to, id));
-        }
-        deliver(message);
+        deliver(inbound);
     }
 }
 

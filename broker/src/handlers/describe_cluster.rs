@@ -36,10 +36,9 @@ pub async fn handle_describe_cluster(
     version: i16,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let id = broker.identity();
     let base = DescribeClusterResponse::default()
         .with_endpoint_type(ENDPOINT_BROKERS)
-        .with_cluster_id(StrBytes::from_string(id.cluster_id.clone()))
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id().to_string()))
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     // endpoint_type exists in requests from v1; v0 always means brokers.
     if version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {

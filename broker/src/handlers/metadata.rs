@@ -38,7 +38,6 @@ pub async fn handle_metadata(
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
-    let id = broker.identity();
     let image = broker.image();
     let all = match &request.topics {
         None => true,
@@ -68,7 +67,7 @@ pub async fn handle_metadata(
         .collect();
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id(Some(StrBytes::from_string(id.cluster_id.clone())))
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id().to_string())))
         .with_controller_id(BrokerId(active_controller(broker)))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)

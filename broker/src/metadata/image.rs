@@ -21,6 +21,11 @@
 //!   it registers. Placement checks registration when it chooses.)
 //! - Leader epoch bumps exactly when the leader changes; partition epoch
 //!   bumps on every accepted [`MetadataRecord::PartitionChanged`].
+//! - A fenced broker leads nothing: fencing (or registering fenced) is
+//!   refused while the broker leads a partition, and no record makes a
+//!   fenced broker a leader. Fencing therefore travels as one
+//!   [`MetadataRecord::Atomic`] with the leadership moves it needs.
+//! - The cluster id, once assigned, never changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -147,6 +152,16 @@ pub enum ApplyError {
     InvalidConfig(#[from] ConfigError),
     #[error("invalid record: {0}")]
     Invalid(String),
+    /// The record would leave a fenced broker leading a partition (a
+    /// placement chosen on an image older than the fencing): retriable.
+    #[error("broker {broker} is fenced and cannot lead {topic}-{partition}")]
+    FencedLeader {
+        broker: BrokerId,
+        topic: String,
+        partition: i32,
+    },
+    #[error("the cluster id is already {0}")]
+    ClusterIdAssigned(String),
 }
 
 /// Cluster metadata at one point of the metadata log.
@@ -156,6 +171,10 @@ pub struct MetadataImage {
     brokers: BTreeMap<BrokerId, BrokerRegistration>,
     topics: BTreeMap<String, TopicImage>,
     next_producer_id: i64,
+    /// Assigned once ([`MetadataRecord::ClusterIdAssigned`]); absent in
+    /// snapshots written before it existed until a node assigns it.
+    #[serde(default)]
+    cluster_id: Option<String>,
 }
 
 impl MetadataImage {
@@ -200,6 +219,21 @@ impl MetadataImage {
         self.next_producer_id
     }
 
+    /// The cluster id, once a node has assigned it.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+
+    /// Some partition `id` leads, if any, as (topic, partition).
+    pub fn led_by(&self, id: BrokerId) -> Option<(&str, i32)> {
+        self.topics.values().find_map(|t| {
+            t.partitions
+                .iter()
+                .position(|p| p.leader == id)
+                .map(|p| (t.name.as_str(), i32::try_from(p).unwrap_or(i32::MAX)))
+        })
+    }
+
     /// Brings `record`, read from a log written by a single node before
     /// replica assignment existed, forward: its partitions live on
     /// `node_id` alone (see [`MetadataRecord::upgrade`]). A record that
@@ -224,6 +258,14 @@ impl MetadataImage {
     /// config is resolved, see `settings/topic.rs`), or the topic and its
     /// data would be lost at the next start.
     pub fn check(&self, record: &MetadataRecord) -> Result<(), ApplyError> {
+        if let MetadataRecord::Atomic { records } = record {
+            let mut scratch = self.clone();
+            for r in records {
+                scratch.check(r)?;
+                scratch.apply(r)?;
+            }
+            return Ok(());
+        }
         self.check_structure(record)?;
         match record {
             MetadataRecord::TopicCreated { configs, .. } => {
@@ -244,7 +286,12 @@ impl MetadataImage {
     /// The checks that hold for every record, proposed or replayed.
     fn check_structure(&self, record: &MetadataRecord) -> Result<(), ApplyError> {
         match record {
-            MetadataRecord::BrokerRegistered { id, endpoints, .. } => {
+            MetadataRecord::BrokerRegistered {
+                id,
+                endpoints,
+                fenced,
+                ..
+            } => {
                 if *id < 0 {
                     return Err(ApplyError::Invalid(format!("broker id {id} is negative")));
                 }
@@ -253,8 +300,15 @@ impl MetadataImage {
                         "broker {id} registered without an endpoint"
                     )));
                 }
+                if *fenced {
+                    self.leads_nothing(*id)?;
+                }
             }
-            MetadataRecord::BrokerFenced { id } | MetadataRecord::BrokerUnfenced { id } => {
+            MetadataRecord::BrokerFenced { id } => {
+                self.registered(*id)?;
+                self.leads_nothing(*id)?;
+            }
+            MetadataRecord::BrokerUnfenced { id } => {
                 self.registered(*id)?;
             }
             MetadataRecord::BrokerUnregistered { id } => {
@@ -286,6 +340,7 @@ impl MetadataImage {
                     )));
                 }
                 self.check_new_partitions(name, 0, *partitions, assignments)?;
+                self.check_new_leaders(name, assignments)?;
             }
             MetadataRecord::PartitionsAdded {
                 name,
@@ -302,6 +357,7 @@ impl MetadataImage {
                     });
                 }
                 self.check_new_partitions(name, current, *partitions, assignments)?;
+                self.check_new_leaders(name, assignments)?;
             }
             MetadataRecord::PartitionChanged {
                 topic,
@@ -315,10 +371,11 @@ impl MetadataImage {
                 if next.leader != current.leader && next.leader != NO_LEADER {
                     let broker = self.registered(next.leader)?;
                     if broker.fenced {
-                        return Err(ApplyError::Invalid(format!(
-                            "{topic}-{partition}: new leader {} is fenced",
-                            next.leader
-                        )));
+                        return Err(ApplyError::FencedLeader {
+                            broker: next.leader,
+                            topic: topic.clone(),
+                            partition: *partition,
+                        });
                     }
                 }
                 self.check_partition(topic, *partition, &next)?;
@@ -339,6 +396,54 @@ impl MetadataImage {
                     )));
                 }
             }
+            MetadataRecord::ClusterIdAssigned { cluster_id } => {
+                if let Some(current) = &self.cluster_id {
+                    return Err(ApplyError::ClusterIdAssigned(current.clone()));
+                }
+                if cluster_id.is_empty() {
+                    return Err(ApplyError::Invalid("empty cluster id".into()));
+                }
+            }
+            MetadataRecord::Atomic { records } => {
+                if records
+                    .iter()
+                    .any(|r| matches!(r, MetadataRecord::Atomic { .. }))
+                {
+                    return Err(ApplyError::Invalid("nested atomic records".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses while `id` leads a partition (it may not become fenced).
+    fn leads_nothing(&self, id: BrokerId) -> Result<(), ApplyError> {
+        match self.led_by(id) {
+            Some((topic, partition)) => Err(ApplyError::FencedLeader {
+                broker: id,
+                topic: topic.to_string(),
+                partition,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// New partitions may not be led by a fenced broker (a placement made
+    /// on an image older than the fencing). An unregistered leader is
+    /// allowed: an old single-node log replays before its node registers.
+    fn check_new_leaders(
+        &self,
+        topic: &str,
+        assignments: &[PartitionRecord],
+    ) -> Result<(), ApplyError> {
+        for a in assignments {
+            if self.brokers.get(&a.leader).is_some_and(|b| b.fenced) {
+                return Err(ApplyError::FencedLeader {
+                    broker: a.leader,
+                    topic: topic.to_string(),
+                    partition: a.partition,
+                });
+            }
         }
         Ok(())
     }
@@ -348,6 +453,18 @@ impl MetadataImage {
     pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), ApplyError> {
         self.check_structure(record)?;
         match record {
+            MetadataRecord::Atomic { records } => {
+                // All or nothing: applied to a copy that replaces the image
+                // only when every record applied.
+                let mut next = self.clone();
+                for r in records {
+                    next.apply(r)?;
+                }
+                *self = next;
+            }
+            MetadataRecord::ClusterIdAssigned { cluster_id } => {
+                self.cluster_id = Some(cluster_id.clone());
+            }
             MetadataRecord::BrokerRegistered {
                 id,
                 incarnation_id,
@@ -429,16 +546,6 @@ impl MetadataImage {
 
     fn registered(&self, id: BrokerId) -> Result<&BrokerRegistration, ApplyError> {
         self.brokers.get(&id).ok_or(ApplyError::UnknownBroker(id))
-    }
-
-    /// Some partition `id` leads, if any.
-    fn led_by(&self, id: BrokerId) -> Option<(&str, i32)> {
-        self.topics.values().find_map(|t| {
-            t.partitions
-                .iter()
-                .position(|p| p.leader == id)
-                .map(|p| (t.name.as_str(), i32::try_from(p).unwrap_or(i32::MAX)))
-        })
     }
 
     fn existing(&self, name: &str) -> Result<&TopicImage, ApplyError> {
@@ -684,15 +791,45 @@ mod tests {
                 .apply(&MetadataRecord::BrokerUnregistered { id: 1 })
                 .is_err()
         );
+        // Nor be fenced while it leads: a fenced broker leads nothing.
+        let before = image.clone();
+        assert!(matches!(
+            image.apply(&MetadataRecord::BrokerFenced { id: 1 }),
+            Err(ApplyError::FencedLeader { broker: 1, .. })
+        ));
+        assert_eq!(image, before);
+        // Fencing with the leadership move, atomically.
         image
-            .apply(&MetadataRecord::BrokerFenced { id: 1 })
+            .apply(&MetadataRecord::Atomic {
+                records: vec![
+                    change(Some(2), Some(vec![2])),
+                    MetadataRecord::BrokerFenced { id: 1 },
+                ],
+            })
             .unwrap();
         assert!(!image.is_unfenced(1));
         assert_eq!(
             image.unfenced_brokers().map(|b| b.id).collect::<Vec<_>>(),
             vec![2]
         );
-        image.apply(&change(Some(2), Some(vec![2]))).unwrap();
+        // A half-valid atomic record changes nothing.
+        let before = image.clone();
+        assert!(
+            image
+                .apply(&MetadataRecord::Atomic {
+                    records: vec![
+                        MetadataRecord::BrokerUnfenced { id: 1 },
+                        change(Some(7), None),
+                    ],
+                })
+                .is_err()
+        );
+        assert_eq!(image, before);
+        // A new topic cannot be placed with a fenced leader.
+        assert!(matches!(
+            image.apply(&created_on("u", &[&[1, 2]])),
+            Err(ApplyError::FencedLeader { broker: 1, .. })
+        ));
         // The fenced broker cannot be made leader again.
         assert!(image.apply(&change(Some(1), Some(vec![1, 2]))).is_err());
         image

@@ -146,6 +146,15 @@ pub enum MetadataRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         broker_id: Option<BrokerId>,
     },
+    /// The cluster's id, written once by the first node that finds the log
+    /// without one; every node keeps it in its `meta.properties`. A second
+    /// one is refused, so racing nodes agree on the first.
+    ClusterIdAssigned { cluster_id: String },
+    /// Records that apply together or not at all (Kafka writes such groups
+    /// as one atomic batch): fencing a broker and moving its leaderships
+    /// away is one change, so no image ever shows a fenced leader. Not
+    /// nested.
+    Atomic { records: Vec<MetadataRecord> },
 }
 
 fn fenced_by_default() -> bool {

@@ -498,6 +498,27 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         "Address the controller listener binds (`controller_listen`); null means this node's voter address.",
     ),
     broker(
+        "broker.rack",
+        ConfigType::String,
+        Unit::None,
+        |c| c.broker_rack.clone(),
+        "This broker's rack (`--rack`): sent in its registration, used by rack-aware replica placement, reported in Metadata and DescribeCluster.",
+    ),
+    broker(
+        "broker.heartbeat.interval.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.broker_heartbeat_interval_ms.to_string()),
+        "Time between two heartbeats of this broker to the active controller.",
+    ),
+    broker(
+        "broker.session.timeout.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.broker_session_timeout_ms.to_string()),
+        "As the active controller: a broker whose heartbeats stop for this long is fenced and its leaderships move.",
+    ),
+    broker(
         "auto.create.topics.enable",
         ConfigType::Boolean,
         Unit::None,

@@ -4,15 +4,25 @@
 //! unsynced byte (and tear the last write), restarts, and random proposals
 //! racing on a few topic names.
 //!
+//! Every node is also a broker: at each start it registers a new
+//! incarnation (fenced), heartbeats to the leader it knows over the same
+//! faulty network, now and then asks for a controlled shutdown (and is
+//! crashed once it sees itself fenced), and the active controller fences
+//! silent brokers and moves their leaderships (`controller/liveness.rs`).
+//!
 //! After every step:
 //! - at most one leader per Raft term;
 //! - an applied (committed) entry at an index is the same entry on every
 //!   node and across restarts (the history), and a node applies indexes in
 //!   increasing order;
-//! - a proposal answered OK is in the history.
+//! - a proposal answered OK is in the history;
+//! - in every node's image a fenced broker leads nothing; a partition's
+//!   leader epoch never goes down on a node; and a partition has one leader
+//!   per epoch across all nodes and all time.
 //!
-//! After healing every fault: every node applies the whole history and the
-//! images are identical.
+//! After healing every fault: every node applies the whole history, the
+//! images are identical, and every broker is registered with its current
+//! incarnation and unfenced.
 //!
 //! `SLUICE_SEED=n` runs seed `n` alone; `SLUICE_SIM_SEEDS=k` runs `k` seeds
 //! (default [`DEFAULT_SEEDS`]); a failure prints the seed to reproduce.
@@ -26,9 +36,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use raft::prelude::Message;
+use sluice_broker::controller::liveness;
 use sluice_broker::controller::rng::SplitMix64;
-use sluice_broker::controller::{ControllerNode, NodeConfig, Output, RaftStorage};
-use sluice_broker::metadata::{MetadataImage, MetadataRecord, PartitionRecord};
+use sluice_broker::controller::{ControllerNode, Heartbeat, NodeConfig, Output, RaftStorage};
+use sluice_broker::metadata::{Endpoint, MetadataImage, MetadataRecord, PartitionRecord};
+use uuid::Uuid;
 
 use disk::SimDisk;
 
@@ -36,11 +48,35 @@ const DEFAULT_SEEDS: u64 = 2000;
 const STEPS: u64 = 1500;
 const HEAL_STEPS_MAX: u64 = 3000;
 const TOPICS: [&str; 4] = ["a", "b", "c", "d"];
+/// Ticks without a heartbeat before a broker is fenced.
+const SESSION_TICKS: u64 = 40;
+/// Steps between two registration attempts of one broker.
+const REGISTER_RETRY_STEPS: u64 = 30;
+/// Steps a controlled shutdown waits before the node is crashed anyway.
+const SHUTDOWN_WAIT_STEPS: u64 = 300;
+
+/// The broker half of a node, for one incarnation.
+struct SimBroker {
+    incarnation: Uuid,
+    last_register: Option<u64>,
+    /// Step at which a controlled shutdown was asked.
+    shutdown_asked: Option<u64>,
+}
 
 struct SimNode {
     disk: SimDisk,
     node: Option<ControllerNode>,
     last_applied: u64,
+    broker: Option<SimBroker>,
+    /// Leader epoch last seen per (topic id, partition) since this start.
+    epochs: HashMap<(Uuid, usize), i32>,
+}
+
+struct HeartbeatInFlight {
+    at: u64,
+    from: u64,
+    to: u64,
+    heartbeat: Heartbeat,
 }
 
 struct InFlight {
@@ -55,7 +91,11 @@ struct Sim {
     voters: Vec<u64>,
     nodes: BTreeMap<u64, SimNode>,
     net: Vec<InFlight>,
+    heartbeats: Vec<HeartbeatInFlight>,
     cut: BTreeSet<(u64, u64)>,
+    /// (topic id, partition, leader epoch) → the leader at that epoch, as
+    /// any node ever saw it.
+    epoch_leaders: HashMap<(Uuid, usize, i32), i32>,
     drop_percent: u64,
     history: BTreeMap<u64, (u64, u32)>,
     leaders: HashMap<u64, u64>,
@@ -82,7 +122,9 @@ impl Sim {
             voters: voters.clone(),
             nodes: BTreeMap::new(),
             net: Vec::new(),
+            heartbeats: Vec::new(),
             cut: BTreeSet::new(),
+            epoch_leaders: HashMap::new(),
             drop_percent,
             history: BTreeMap::new(),
             leaders: HashMap::new(),
@@ -98,6 +140,8 @@ impl Sim {
                     disk,
                     node: None,
                     last_applied: 0,
+                    broker: None,
+                    epochs: HashMap::new(),
                 },
             );
             sim.restart(id);
@@ -121,7 +165,9 @@ impl Sim {
             heartbeat_tick: 2,
             snapshot_interval: 3 + self.rng.below(15),
             incarnation: self.seed.wrapping_mul(1_000_003) ^ self.incarnations,
+            session_ticks: SESSION_TICKS,
         };
+        let broker_incarnation = Uuid::from_u64_pair(self.seed, self.incarnations);
         let Some(sim_node) = self.nodes.get_mut(&id) else {
             return;
         };
@@ -132,15 +178,23 @@ impl Sim {
         // A restarted node applies again from its snapshot.
         sim_node.last_applied = node.applied();
         sim_node.node = Some(node);
+        sim_node.epochs.clear();
+        sim_node.broker = Some(SimBroker {
+            incarnation: broker_incarnation,
+            last_register: None,
+            shutdown_asked: None,
+        });
     }
 
     fn crash(&mut self, id: u64) {
         let torn = self.rng.next_u64();
         if let Some(n) = self.nodes.get_mut(&id) {
             n.node = None;
+            n.broker = None;
             n.disk.crash(torn);
         }
         self.net.retain(|m| m.message.to != id);
+        self.heartbeats.retain(|h| h.to != id && h.from != id);
     }
 
     fn live(&self) -> Vec<u64> {
@@ -239,7 +293,7 @@ impl Sim {
                     partitions,
                     configs: BTreeMap::new(),
                     assignments: (0..partitions)
-                        .map(|p| PartitionRecord::new(p, vec![1]))
+                        .map(|p| PartitionRecord::new(p, self.random_replicas()))
                         .collect(),
                 }
             }
@@ -254,7 +308,7 @@ impl Sim {
                     name,
                     partitions,
                     assignments: (from.min(partitions)..partitions)
-                        .map(|p| PartitionRecord::new(p, vec![1]))
+                        .map(|p| PartitionRecord::new(p, self.random_replicas()))
                         .collect(),
                 }
             }
@@ -262,6 +316,169 @@ impl Sim {
                 broker_id: Some(1),
                 next_producer_id: self.rng.below(1 << 20) as i64,
             },
+        }
+    }
+
+    /// One to three distinct brokers, the first the preferred leader (it
+    /// may be fenced by the time the record applies: then it is refused).
+    fn random_replicas(&mut self) -> Vec<i32> {
+        let mut ids: Vec<i32> = self.voters.iter().map(|v| *v as i32).collect();
+        for i in (1..ids.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            ids.swap(i, j);
+        }
+        ids.truncate(1 + self.rng.below(3) as usize);
+        ids
+    }
+
+    /// The broker half of node `id`: register this incarnation until its
+    /// registration applied here, then heartbeat to the leader it knows;
+    /// with `faults`, sometimes ask for a controlled shutdown, and crash
+    /// once the controller fenced it (or after a bound).
+    fn broker_step(&mut self, id: u64, faults: bool) {
+        let Some(n) = self.nodes.get(&id) else { return };
+        let (Some(node), Some(broker)) = (&n.node, &n.broker) else {
+            return;
+        };
+        let image = Arc::clone(node.image());
+        let leader = node.leader();
+        let me = id as i32;
+        let incarnation = broker.incarnation;
+        let registered = image
+            .broker(me)
+            .is_some_and(|b| b.incarnation_id == incarnation);
+        if !registered {
+            let due = broker
+                .last_register
+                .is_none_or(|at| self.now >= at + REGISTER_RETRY_STEPS);
+            if due {
+                let record = liveness::register(
+                    &image,
+                    MetadataRecord::BrokerRegistered {
+                        id: me,
+                        incarnation_id: incarnation,
+                        endpoints: vec![Endpoint {
+                            listener: "PLAINTEXT".into(),
+                            host: "127.0.0.1".into(),
+                            port: 9000 + id as u16,
+                        }],
+                        rack: None,
+                        fenced: true,
+                    },
+                );
+                let now = self.now;
+                if let Some(b) = self.nodes.get_mut(&id).and_then(|n| n.broker.as_mut()) {
+                    b.last_register = Some(now);
+                }
+                self.with_node(id, |node, _| {
+                    let _ = node.propose(record);
+                    false
+                });
+            }
+            return;
+        }
+        let asked = broker.shutdown_asked;
+        if let Some(at) = asked {
+            let fenced = image.broker(me).is_some_and(|b| b.fenced);
+            if (fenced && image.led_by(me).is_none()) || self.now >= at + SHUTDOWN_WAIT_STEPS {
+                self.crash(id);
+                return;
+            }
+        } else if faults && self.rng.below(1000) < 2 && image.broker(me).is_some_and(|b| !b.fenced)
+        {
+            let now = self.now;
+            if let Some(b) = self.nodes.get_mut(&id).and_then(|n| n.broker.as_mut()) {
+                b.shutdown_asked = Some(now);
+            }
+        }
+        if !self.rng.chance(10) {
+            return;
+        }
+        let want_shutdown = self
+            .nodes
+            .get(&id)
+            .and_then(|n| n.broker.as_ref())
+            .is_some_and(|b| b.shutdown_asked.is_some());
+        let heartbeat = Heartbeat {
+            broker: me,
+            incarnation,
+            want_shutdown,
+        };
+        match leader {
+            Some(l) if l == id => self.with_node(id, |node, _| {
+                node.heartbeat(&heartbeat);
+                false
+            }),
+            Some(l) => {
+                let delay = self.rng.below(4);
+                self.heartbeats.push(HeartbeatInFlight {
+                    at: self.now + delay,
+                    from: id,
+                    to: l,
+                    heartbeat,
+                });
+            }
+            None => {}
+        }
+    }
+
+    fn deliver_heartbeats(&mut self, faults: bool) {
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.heartbeats)
+            .into_iter()
+            .partition(|h| h.at <= now);
+        self.heartbeats = later;
+        for h in due {
+            let cut = self.cut.contains(&(h.from, h.to)) || self.cut.contains(&(h.to, h.from));
+            if faults && (cut || self.rng.chance(self.drop_percent)) {
+                continue;
+            }
+            self.with_node(h.to, |node, _| {
+                node.heartbeat(&h.heartbeat);
+                false
+            });
+        }
+    }
+
+    /// The liveness invariants of the module doc, on every live node.
+    fn check_images(&mut self) {
+        let mut failure = None;
+        for (id, n) in &mut self.nodes {
+            let Some(node) = &n.node else { continue };
+            let image = node.image();
+            for topic in image.topics() {
+                for (p, part) in topic.partitions.iter().enumerate() {
+                    if let Some(l) = part.leader()
+                        && image.broker(l).is_some_and(|b| b.fenced)
+                    {
+                        failure = Some(format!(
+                            "node {id}: fenced broker {l} leads {}-{p}",
+                            topic.name
+                        ));
+                    }
+                    let key = (topic.topic_id, p);
+                    let last = n.epochs.insert(key, part.leader_epoch);
+                    if last.is_some_and(|e| e > part.leader_epoch) {
+                        failure = Some(format!(
+                            "node {id}: {}-{p} leader epoch went from {last:?} to {}",
+                            topic.name, part.leader_epoch
+                        ));
+                    }
+                    let seen = *self
+                        .epoch_leaders
+                        .entry((topic.topic_id, p, part.leader_epoch))
+                        .or_insert(part.leader);
+                    if seen != part.leader {
+                        failure = Some(format!(
+                            "node {id}: {}-{p} epoch {} led by {} and by {seen}",
+                            topic.name, part.leader_epoch, part.leader
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(what) = failure {
+            self.fail(&what);
         }
     }
 
@@ -333,6 +550,10 @@ impl Sim {
         for _ in 0..1 + self.rng.below(6) {
             self.deliver(faults);
         }
+        self.deliver_heartbeats(faults);
+        for id in self.live() {
+            self.broker_step(id, faults);
+        }
         if faults {
             self.fault();
             if self.rng.chance(8) {
@@ -343,15 +564,23 @@ impl Sim {
             }
         }
         self.check_leaders();
+        self.check_images();
         self.now += 1;
     }
 
     fn converged(&self) -> Option<Arc<MetadataImage>> {
         let last = *self.history.keys().next_back().unwrap_or(&0);
         let mut image: Option<&Arc<MetadataImage>> = None;
-        for n in self.nodes.values() {
+        for (id, n) in &self.nodes {
             let node = n.node.as_ref()?;
             if node.applied() < last || node.leader().is_none() {
+                return None;
+            }
+            // Every broker registered with this start's incarnation and
+            // unfenced: liveness got through every fault.
+            let broker = n.broker.as_ref()?;
+            let registration = node.image().broker(*id as i32)?;
+            if registration.incarnation_id != broker.incarnation || registration.fenced {
                 return None;
             }
             match image {
@@ -369,6 +598,16 @@ impl Sim {
         }
         self.cut.clear();
         for id in self.voters.clone() {
+            // A broker in controlled shutdown stays fenced: it goes down
+            // and comes back as a new incarnation.
+            let shutting = self
+                .nodes
+                .get(&id)
+                .and_then(|n| n.broker.as_ref())
+                .is_some_and(|b| b.shutdown_asked.is_some());
+            if shutting {
+                self.crash(id);
+            }
             if self.nodes.get(&id).is_some_and(|n| n.node.is_none()) {
                 self.restart(id);
             }
@@ -401,10 +640,11 @@ impl Sim {
             .iter()
             .map(|(id, n)| match &n.node {
                 Some(node) => format!(
-                    "node {id}: applied {} leader {:?} term {}",
+                    "node {id}: applied {} leader {:?} term {} registration {:?}",
                     node.applied(),
                     node.leader(),
-                    node.term()
+                    node.term(),
+                    node.image().broker(*id as i32),
                 ),
                 None => format!("node {id}: down"),
             })
