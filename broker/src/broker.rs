@@ -3,9 +3,13 @@
 //!
 //! # Ownership
 //! `Broker` is built once at start and shared as `Arc<Broker>`. It owns the
-//! [`Controller`] (the only writer of metadata) and the [`ReplicaManager`]
-//! (the only owner of partition logs); a metadata change goes through
-//! [`Broker::propose`], which applies it to both in that order.
+//! [`Controller`] (the only writer of metadata), the [`ReplicaManager`]
+//! (the only owner of partition logs) and the [`Reconciler`] (the one task
+//! that applies each published image to the replica manager, run by
+//! [`Broker::follow_metadata`]). A metadata change goes through
+//! [`Broker::propose`]: the controller commits it and publishes the image;
+//! the proposer then waits for the reconciler to have applied that image
+//! and reads the reconciler's result for its own topic.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -20,8 +24,9 @@ use crate::decompression_budget::DecompressionBudget;
 use crate::error::BrokerError;
 use crate::group::Coordinator;
 use crate::lifecycle::Lifecycle;
+use crate::metadata::topic_name::is_internal;
 use crate::metadata::{Controller, MetadataImage, MetadataRecord};
-use crate::replica::ReplicaManager;
+use crate::replica::{Reconciler, ReplicaManager};
 use crate::settings::{TopicDefaults, invalid_overrides};
 
 /// Producer ids are allocated from the metadata log in blocks, so a restart
@@ -50,6 +55,7 @@ pub struct Broker {
     identity: NodeIdentity,
     controller: Controller,
     replicas: ReplicaManager,
+    reconciler: Reconciler,
     producer_ids: Mutex<ProducerIdBlock>,
     /// The consumer-group coordinator (`group::start` loads it).
     groups: Coordinator,
@@ -85,15 +91,17 @@ impl Broker {
             u64::try_from(config.max_connections).unwrap_or(u64::MAX),
         );
         tracing::info!(partitions = budget.partitions, reason = %budget.reason, "partition budget");
-        let replicas =
-            ReplicaManager::new(log_dir, config.durability, defaults).with_partition_budget(budget);
+        let replicas = ReplicaManager::new(config.node_id, log_dir, config.durability, defaults)
+            .with_partition_budget(budget);
         // A partition that cannot be opened now (a resource limit) must not
         // keep the broker down: every other partition is served, and the
         // maintenance pass retries the rest (`retry_reconcile`).
-        if let Err(e) = replicas.reconcile(|| controller.image()) {
-            tracing::error!(error = %e, "some partitions could not be opened at start; they are retried in the background");
+        let initial = replicas.reconcile(|| controller.image())?;
+        if let Some((topic, failure)) = initial.failed.iter().next() {
+            tracing::error!(%topic, error = %failure.error, failed = initial.failed.len(), "some partitions could not be opened at start; they are retried in the background");
         }
-        replicas.remove_orphans(&controller.image())?;
+        replicas.remove_orphans(&initial.image)?;
+        let reconciler = Reconciler::new(initial);
         let (host, port) = config.advertised_host_port(bound);
         let identity = NodeIdentity {
             node_id: config.node_id,
@@ -112,6 +120,7 @@ impl Broker {
             identity,
             controller,
             replicas,
+            reconciler,
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             lifecycle: Lifecycle::new(),
             cluster_id: OnceLock::new(),
@@ -179,21 +188,35 @@ impl Broker {
         self.controller.wait_for_leader().await;
     }
 
-    /// Keeps the partition logs in line with every image the controller
-    /// publishes, including changes other nodes proposed. Runs until the
+    /// The reconciler: the one task that applies published images to the
+    /// replica manager (see `replica::reconciler`).
+    pub fn reconciler(&self) -> &Reconciler {
+        &self.reconciler
+    }
+
+    /// Runs the reconciler: keeps the partition logs and roles in line with
+    /// every image the controller publishes, including changes other nodes
+    /// proposed. Spawn it before anything proposes. Runs until the
     /// controller stops.
     pub async fn follow_metadata(self: Arc<Self>) {
-        let mut images = self.controller.subscribe();
-        while images.changed().await.is_ok() {
-            let this = Arc::clone(&self);
-            let done =
-                tokio::task::spawn_blocking(move || this.replicas.reconcile(|| this.image())).await;
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "reconciling partition logs failed"),
-                Err(e) => tracing::error!(error = %e, "reconcile task failed"),
-            }
-        }
+        let images = self.controller.subscribe();
+        let this = Arc::clone(&self);
+        self.reconciler
+            .run(images, move || {
+                let this = Arc::clone(&this);
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        // The newest image, read under the reconcile lock.
+                        this.replicas.reconcile(|| this.controller.image())
+                    })
+                    .await
+                    .map_err(|source| BrokerError::TaskFailed {
+                        task: "reconcile",
+                        source,
+                    })?
+                }
+            })
+            .await;
     }
 
     /// Bytes of requests held in memory across all connections.
@@ -203,82 +226,71 @@ impl Broker {
             .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
     }
 
-    /// Replicates and applies a metadata change, then brings the partition
-    /// logs in line with the new image.
+    /// Replicates and applies a metadata change; for a change to topics,
+    /// waits until the reconciler has applied it to this node's replicas.
     ///
-    /// A topic creation is all or nothing: when its partitions cannot all
-    /// be opened, the topic is deleted again (a `TopicDeleted` record) and
-    /// the error returned, so no half-created topic stays behind.
+    /// A topic creation is all or nothing on this node: when its replicas
+    /// here cannot all be opened, the topic is deleted again (a
+    /// `TopicDeleted` record) and the reconciler's error returned, so no
+    /// half-created topic stays behind. New partitions are reserved in this
+    /// node's partition budget before the record is proposed.
     pub async fn propose(
         self: &Arc<Self>,
         record: MetadataRecord,
     ) -> Result<Arc<MetadataImage>, BrokerError> {
-        // The partitions this record asks this node to host.
-        let wanted = match &record {
-            MetadataRecord::TopicCreated {
-                name, partitions, ..
-            }
-            | MetadataRecord::PartitionsAdded {
-                name, partitions, ..
-            } => Some((
-                name.clone(),
-                *partitions,
-                matches!(record, MetadataRecord::TopicCreated { .. }),
-            )),
+        let node = self.identity.node_id;
+        let created = match &record {
+            MetadataRecord::TopicCreated { name, topic_id, .. } => Some((name.clone(), *topic_id)),
             _ => None,
         };
+        let _reservation = match (&record, new_replicas_on(&record, node)) {
+            (
+                MetadataRecord::TopicCreated { name, .. }
+                | MetadataRecord::PartitionsAdded { name, .. },
+                adding,
+            ) if !is_internal(name) => Some(self.replicas.reserve(&self.image(), adding)?),
+            _ => None,
+        };
+        let topic = changed_topic(&record).map(str::to_string);
         let image = self.controller.propose(record).await?;
-        let Err(e) = self.reconcile().await else {
+        let Some(topic) = topic else {
             return Ok(image);
         };
+        let applied = self.reconciler.applied_after().await?;
         // Another topic's failure (retried in the background) does not
-        // fail this change; only this record's own partitions count.
-        let Some((name, partitions, created)) = wanted else {
+        // fail this change; only this record's own topic counts.
+        let failure = applied.report.failed.get(&topic).filter(|f| {
+            image
+                .topic(&topic)
+                .is_some_and(|t| t.topic_id == f.topic_id)
+        });
+        let Some(failure) = failure else {
             return Ok(image);
         };
-        let hosted = self.replicas.hosted_partitions(&name);
-        if hosted >= usize::try_from(partitions).unwrap_or(0) {
-            return Ok(image);
-        }
-        if created && hosted == 0 {
-            tracing::warn!(topic = %name, error = %e, "topic creation failed on this node; deleting the topic again");
+        let error = BrokerError::Reconcile(Arc::clone(&failure.error));
+        if let Some((name, topic_id)) = created
+            && failure.topic_id == topic_id
+        {
+            tracing::warn!(topic = %name, error = %error, "topic creation failed on this node; deleting the topic again");
             self.controller
                 .propose(MetadataRecord::TopicDeleted { name })
                 .await?;
-            // Leaves the rolled-back topic out; its failure is the answer.
-            if let Err(again) = self.reconcile().await {
+            // The rolled-back topic's directories are gone before the
+            // failure is answered.
+            if let Err(again) = self.reconciler.applied_after().await {
                 tracing::debug!(error = %again, "reconcile after a rollback");
             }
         }
-        Err(e)
+        Err(error)
     }
 
-    /// Brings the partition logs in line with the newest image, off the
-    /// reactor.
-    async fn reconcile(self: &Arc<Self>) -> Result<(), BrokerError> {
-        let this = Arc::clone(self);
-        // Reconcile with the newest image, not a proposal's: two proposals
-        // may finish in either order, and an older image must never undo a
-        // newer one (deleting a just-created topic's logs).
-        tokio::task::spawn_blocking(move || this.replicas.reconcile(|| this.controller.image()))
-            .await
-            .map_err(|source| BrokerError::TaskFailed {
-                task: "reconcile",
-                source,
-            })?
-    }
-
-    /// Retries a reconcile that could not open every partition (a resource
-    /// limit at start or during a change), so the broker recovers by
-    /// itself once the resource returns. Blocking: the maintenance pass
-    /// calls it.
+    /// Asks the reconciler to try again when its last pass could not open
+    /// every replica (a resource limit at start or during a change), so
+    /// the broker recovers by itself once the resource returns. The
+    /// maintenance pass calls it.
     pub fn retry_reconcile(&self) {
-        if !self.replicas.is_incomplete() {
-            return;
-        }
-        match self.replicas.reconcile(|| self.controller.image()) {
-            Ok(()) => tracing::info!("partitions that could not be opened earlier are now served"),
-            Err(e) => tracing::debug!(error = %e, "partitions still cannot be opened"),
+        if self.replicas.is_incomplete() {
+            self.reconciler.poke();
         }
     }
 
@@ -313,6 +325,35 @@ impl Broker {
         self.controller.shutdown();
         self.groups.shutdown();
         self.replicas.shutdown();
+    }
+}
+
+/// How many replicas `record` adds on `node` (the partition budget).
+pub fn new_replicas_on(record: &MetadataRecord, node: i32) -> u64 {
+    match record {
+        MetadataRecord::TopicCreated { assignments, .. }
+        | MetadataRecord::PartitionsAdded { assignments, .. } => assignments
+            .iter()
+            .filter(|a| a.replicas.contains(&node))
+            .count() as u64,
+        _ => 0,
+    }
+}
+
+/// The topic whose replicas `record` changes, if any: a proposer of such a
+/// record waits for the reconciler to apply it.
+fn changed_topic(record: &MetadataRecord) -> Option<&str> {
+    match record {
+        MetadataRecord::TopicCreated { name, .. }
+        | MetadataRecord::PartitionsAdded { name, .. }
+        | MetadataRecord::TopicConfigChanged { name, .. }
+        | MetadataRecord::TopicDeleted { name } => Some(name),
+        MetadataRecord::PartitionChanged { topic, .. } => Some(topic),
+        MetadataRecord::BrokerRegistered { .. }
+        | MetadataRecord::BrokerFenced { .. }
+        | MetadataRecord::BrokerUnfenced { .. }
+        | MetadataRecord::BrokerUnregistered { .. }
+        | MetadataRecord::ProducerIdsAllocated { .. } => None,
     }
 }
 

@@ -98,6 +98,11 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Metadata(#[from] ProposeError),
+    /// A committed change this node could not apply to its replicas (the
+    /// reconciler's error for the change's topic, shared with every
+    /// request that waited for it).
+    #[error(transparent)]
+    Reconcile(std::sync::Arc<BrokerError>),
     /// The controller could not start (startup only, never a reply).
     #[error(transparent)]
     ControllerStart(#[from] crate::controller::driver::ControllerError),
@@ -168,6 +173,7 @@ impl BrokerError {
             Self::StatePoisoned => ResponseError::UnknownServerError,
             Self::DataDirIo { .. } => ResponseError::KafkaStorageError,
             Self::TaskFailed { .. } => ResponseError::UnknownServerError,
+            Self::Reconcile(e) => e.error_code(),
             Self::Metadata(ProposeError::Rejected(e)) => apply_error_code(e),
             Self::Metadata(ProposeError::NotController | ProposeError::LeaderChanged) => {
                 ResponseError::NotController

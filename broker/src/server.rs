@@ -44,13 +44,14 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let bound = listener.local_addr()?;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, bound)).await??;
+    // The reconciler runs before anything proposes: a proposer waits for it.
+    let metadata_follower = tokio::spawn(Arc::clone(&broker).follow_metadata());
     // Loading groups writes metadata (`__consumer_offsets`), which needs an
     // active controller.
     broker.wait_for_controller().await;
     // Cluster id, registration, heartbeats; returns once unfenced.
     let lifecycle = broker.register().await?;
     crate::group::start(&broker).await?;
-    let metadata_follower = tokio::spawn(Arc::clone(&broker).follow_metadata());
     // Tests and scripts read this line to find an ephemeral port.
     tracing::info!(
         node_id = broker.identity().node_id,
@@ -194,15 +195,7 @@ fn maintenance_pass(broker: &Broker, run_retention: bool) {
         if let Err(e) = p.maybe_flush(now) {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "policy flush failed");
         }
-        if run_retention
-            && let Err(e) = p.with_log(|log| {
-                log.maybe_roll(now)?;
-                // Never past what consumers can read (Kafka's rule).
-                let high_watermark = sluice_storage::Offset(p.progress().high_watermark);
-                log.delete_retained_segments_below(now, high_watermark)?;
-                log.checkpoint_recovery_point()
-            })
-        {
+        if run_retention && let Err(e) = p.maintain(now) {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "retention pass failed");
         }
     }

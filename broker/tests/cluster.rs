@@ -5,6 +5,11 @@
 //! changes succeed again; the killed node restarts and catches up; every
 //! node reports the same controller and the same topics.
 //!
+//! The replica layer across nodes: a topic's partitions live on the nodes
+//! the image assigns them to, produce and fetch go to the leader, a
+//! non-leader answers NOT_LEADER_OR_FOLLOWER naming the leader, and the
+//! leader epoch in fetched batches is the image's.
+//!
 //! Also the upgrade: a data directory whose metadata was written by
 //! single-node Sluice (`metadata.log`) starts under the Raft controller with
 //! its topics, and the old file is kept renamed.
@@ -25,12 +30,20 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{DescribeClusterRequest, MetadataRequest};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DescribeClusterRequest, FetchRequest, MetadataRequest, ProduceRequest,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
 use sluice_broker::metadata::{MetadataLog, MetadataRecord};
 use sluice_testkit::cluster::Cluster;
 use sluice_testkit::{BrokerProcess, sluice_bin};
-use support::Client;
+use support::{Client, record_batch};
 
 /// Bound on every "eventually" below: an election takes about a second.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -234,6 +247,9 @@ fn view(port: u16) -> Option<View> {
             .collect(),
         leaders,
     })
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
 }
 
 fn kafka_port(cluster: &Cluster, id: u32) -> u16 {
@@ -439,4 +455,151 @@ fn sigterm_of_a_leader_moves_its_leaderships_before_it_exits() {
         "the restarted broker is listed again",
         |v| v.brokers.len() == 3,
     );
+}
+
+/// `(leader, leader epoch)` of each partition of `topic`, by Metadata v12
+/// from node `via`, once every partition has a leader.
+fn leaders(cluster: &Cluster, via: u32, topic: &str) -> Vec<(i32, i32)> {
+    let mut client = Client::connect(kafka_port(cluster, via)).unwrap();
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let response = client.call(12, &request).unwrap();
+    let mut out: Vec<(i32, i32, i32)> = response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch))
+        .collect();
+    out.sort_unstable();
+    out.into_iter().map(|(_, l, e)| (l, e)).collect()
+}
+
+/// Produce v10 of one batch of `count` records: (error code, base offset,
+/// the current leader named by the KIP-951 field).
+fn produce_to(port: u16, topic: &str, partition: i32, count: usize) -> (i16, i64, i32) {
+    let mut client = Client::connect(port).unwrap();
+    let request = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(record_batch(count).unwrap())),
+                ]),
+        ]);
+    let response = client.call(10, &request).unwrap();
+    let p = &response.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset, p.current_leader.leader_id.0)
+}
+
+/// Fetch v12 from offset 0: (error code, record bytes).
+fn fetch_from(port: u16, topic: &str, partition: i32) -> (i16, Vec<u8>) {
+    let mut client = Client::connect(port).unwrap();
+    let request = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let response = client.call(12, &request).unwrap();
+    let p = &response.responses[0].partitions[0];
+    (
+        p.error_code,
+        p.records.as_ref().map(|r| r.to_vec()).unwrap_or_default(),
+    )
+}
+
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+#[test]
+fn partitions_live_on_their_replicas_and_only_leaders_serve_clients() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&sluice_bin().unwrap(), root.path(), 3).unwrap();
+    let ids = cluster.ids();
+    // Every node is registered before the topic is placed over them.
+    eventually("three brokers registered", || {
+        let info = cli(&cluster.bootstrap_of(1).unwrap(), &["cluster", "info"]).ok()?;
+        (info["brokers"].as_array()?.len() == 3).then_some(())
+    });
+    let mut admin = Client::connect(kafka_port(&cluster, 2)).unwrap();
+    let created = admin
+        .call(
+            5,
+            &CreateTopicsRequest::default()
+                .with_topics(vec![
+                    CreatableTopic::default()
+                        .with_name(topic_name("spread"))
+                        .with_num_partitions(6)
+                        .with_replication_factor(1),
+                ])
+                .with_timeout_ms(10_000),
+        )
+        .unwrap();
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
+    let placed = eventually("every node sees the topic's leaders", || {
+        let views: Vec<_> = ids
+            .iter()
+            .map(|id| leaders(&cluster, *id, "spread"))
+            .collect();
+        let first = views[0].clone();
+        (first.len() == 6 && first.iter().all(|(l, _)| *l > 0) && views.iter().all(|v| *v == first))
+            .then_some(first)
+    });
+    let on: std::collections::BTreeSet<i32> = placed.iter().map(|(l, _)| *l).collect();
+    assert_eq!(
+        on.len(),
+        3,
+        "RF 1 over 3 brokers uses all three: {placed:?}"
+    );
+
+    for (partition, (leader, epoch)) in (0..).zip(&placed) {
+        let leader = u32::try_from(*leader).unwrap();
+        // Only the leader holds the replica's directory.
+        for id in &ids {
+            let dir = root.path().join(format!("node-{id}/spread-{partition}"));
+            assert_eq!(
+                dir.exists(),
+                *id == leader,
+                "{} on node {id}",
+                dir.display()
+            );
+        }
+        let (code, base, _) = eventually("the leader takes the produce", || {
+            let r = produce_to(kafka_port(&cluster, leader), "spread", partition, 3);
+            (r.0 != NOT_LEADER_OR_FOLLOWER).then_some(r)
+        });
+        assert_eq!((code, base), (0, 0), "produce to the leader of {partition}");
+        for other in ids.iter().filter(|id| **id != leader) {
+            let (code, _, named) = produce_to(kafka_port(&cluster, *other), "spread", partition, 1);
+            assert_eq!(code, NOT_LEADER_OR_FOLLOWER, "produce to node {other}");
+            assert_eq!(named, i32::try_from(leader).unwrap(), "KIP-951 leader");
+            let (code, _) = fetch_from(kafka_port(&cluster, *other), "spread", partition);
+            assert_eq!(code, NOT_LEADER_OR_FOLLOWER, "fetch from node {other}");
+        }
+        let (code, records) = fetch_from(kafka_port(&cluster, leader), "spread", partition);
+        assert_eq!(code, 0);
+        // RecordBatch v2: baseOffset(8) batchLength(4) partitionLeaderEpoch(4).
+        assert!(
+            records.len() > 61,
+            "one batch fetched: {} bytes",
+            records.len()
+        );
+        let stamped = i32::from_be_bytes(records[12..16].try_into().unwrap());
+        assert_eq!(stamped, *epoch, "leader epoch in the batch is the image's");
+        let count = i32::from_be_bytes(records[57..61].try_into().unwrap());
+        assert_eq!(count, 3);
+    }
 }

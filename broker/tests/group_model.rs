@@ -122,6 +122,7 @@ struct Node {
 
 fn open(dir: &Path, image: &Arc<MetadataImage>) -> Node {
     let replicas = ReplicaManager::new(
+        1,
         LogDir::open(dir).unwrap(),
         DurabilityMode::PageCache,
         TopicDefaults::from_broker(&BrokerConfig {

@@ -158,7 +158,7 @@ pub(crate) fn remove_clean_shutdown(dir: &Path) -> Result<()> {
     }
 }
 
-fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -167,7 +167,7 @@ fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
 }
 
 /// temp file, fsync, rename, fsync the directory.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     let mut f = OpenOptions::new()

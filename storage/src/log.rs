@@ -52,6 +52,7 @@ use sluice_protocol::record_batch::{BatchIter, TimestampType};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
+use crate::leader_epoch::LeaderEpochCache;
 use crate::log_dir::LogDirHealth;
 use crate::offset::{FilePosition, LeaderEpoch, Offset};
 use crate::recovery;
@@ -97,6 +98,8 @@ struct Planned<'a> {
     bytes: &'a [u8],
     meta: BatchMeta,
     log_append_time: bool,
+    /// The batch's partitionLeaderEpoch as received (a follower keeps it).
+    epoch: i32,
 }
 
 /// A partition's log. See the module docs.
@@ -118,6 +121,9 @@ pub struct PartitionLog {
     /// unchanged checkpoint is not rewritten (each write costs two fsyncs,
     /// and a roll would otherwise pay them even when no flush happened).
     pub(crate) last_checkpoint: Option<Checkpoint>,
+    /// Leader epoch → first offset (`leader_epoch.rs`), kept in step by
+    /// append, truncation and the log start moving.
+    pub(crate) epochs: LeaderEpochCache,
 }
 
 pub(crate) fn wall_clock_ms() -> i64 {
@@ -164,6 +170,7 @@ impl PartitionLog {
             dir_synced: 0,
             last_flush_ms: None,
             last_checkpoint: None,
+            epochs: LeaderEpochCache::empty(dir),
         };
         if log.log_start > log.log_end_offset() {
             // The checkpoint's log start lies past the data that survived
@@ -172,9 +179,61 @@ impl PartitionLog {
             log.truncate_fully_and_start_at(start)?;
         }
         log.write_checkpoint()?;
+        log.load_leader_epochs()?;
         let removed = checkpoint::remove_clean_shutdown(dir);
         log.poison_on_err(removed)?;
         Ok(log)
+    }
+
+    /// Loads the leader-epoch checkpoint, or rebuilds it from the batch
+    /// headers when it is missing or damaged, then fits it to the log that
+    /// survived recovery (a cut tail, a moved log start).
+    fn load_leader_epochs(&mut self) -> Result<()> {
+        let loaded = LeaderEpochCache::load(&self.dir)?;
+        let rebuilt = loaded.is_none();
+        self.epochs = match loaded {
+            Some(cache) => cache,
+            None => self.scan_leader_epochs()?,
+        };
+        let (start, end) = (self.log_start, self.log_end_offset());
+        self.epochs.truncate_from_end(end)?;
+        self.epochs.truncate_from_start(start)?;
+        if rebuilt && !self.epochs.entries().is_empty() {
+            self.epochs.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The leader-epoch cache of the batch headers from the log start on
+    /// (headers only, read through the mapping).
+    fn scan_leader_epochs(&self) -> Result<LeaderEpochCache> {
+        let mut cache = LeaderEpochCache::empty(&self.dir);
+        let mut next = self.log_start;
+        let end = self.log_end_offset();
+        while next < end {
+            let read = self.read(next, 16 * 1024 * 1024, end, true)?;
+            let before = next;
+            for region in &read.regions {
+                let bytes = region.bytes();
+                for (_, view) in BatchIter::new(&bytes, usize::MAX).map_while(|b| b.ok()) {
+                    cache.assign_in_memory(
+                        LeaderEpoch(view.partition_leader_epoch()),
+                        Offset(view.base_offset()),
+                    );
+                    next = Offset(view.last_offset()).next();
+                }
+            }
+            if next <= before {
+                break;
+            }
+        }
+        Ok(cache)
+    }
+
+    /// The leader-epoch cache (OffsetForLeaderEpoch, the follower's last
+    /// fetched epoch).
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
     }
 
     pub fn dir(&self) -> &Path {
@@ -330,6 +389,10 @@ impl PartitionLog {
             let seg_base = seg.base;
             let r = seg.append_batch(p.bytes, p.meta, stamp, &config);
             let pos = self.poison_on_err(r)?;
+            // One comparison unless the batch opens a new epoch.
+            let epoch = stamp.unwrap_or(LeaderEpoch(p.epoch));
+            let r = self.epochs.assign(epoch, p.meta.base);
+            self.poison_on_err(r)?;
             if i == 0 {
                 info.position = pos;
                 info.segment_base_offset = seg_base;
@@ -407,6 +470,7 @@ impl PartitionLog {
                 bytes: view.as_bytes(),
                 meta,
                 log_append_time: view.timestamp_type() == TimestampType::LogAppendTime,
+                epoch: view.partition_leader_epoch(),
             });
             next = last.next();
         }

@@ -91,6 +91,8 @@ impl PartitionLog {
         if let Some(first) = self.segments.first() {
             self.log_start = self.log_start.max(first.base);
         }
+        let start = self.log_start;
+        self.epochs.truncate_from_start(start)?;
         for seg in doomed {
             tracing::info!(path = %seg.path().display(), "deleting segment");
             let r = seg.delete(&self.dir);
@@ -112,6 +114,7 @@ impl PartitionLog {
         }
         self.log_start = offset;
         self.write_checkpoint()?;
+        self.epochs.truncate_from_start(offset)?;
         let below = self
             .segments
             .iter()
@@ -149,6 +152,8 @@ impl PartitionLog {
             None => return Ok(self.log_end_offset()),
         };
         let r = self.truncate_segment_at(i, cut_pos, new_end);
+        self.poison_on_err(r)?;
+        let r = self.epochs.truncate_from_end(new_end);
         self.poison_on_err(r)?;
         Ok(new_end)
     }
@@ -230,7 +235,7 @@ impl PartitionLog {
         self.generation += 1;
         self.log_start = offset;
         self.recovery_point = offset;
-        let r = self.restart_at(offset);
+        let r = self.restart_at(offset).and_then(|()| self.epochs.clear());
         self.poison_on_err(r)
     }
 

@@ -225,12 +225,11 @@ impl Coordinator {
         let mut state = State::default();
         let mut records = 0usize;
         for index in 0..partitions {
-            let partition = replicas.partition(OFFSETS_TOPIC, index).ok_or_else(|| {
-                BrokerError::UnknownTopicOrPartition {
-                    topic: OFFSETS_TOPIC.to_string(),
-                    partition: index,
-                }
-            })?;
+            // Groups of a partition this node holds no replica of are
+            // coordinated by that partition's leader elsewhere.
+            let Some(partition) = replicas.partition(OFFSETS_TOPIC, index) else {
+                continue;
+            };
             records += replay_partition(&partition, &mut |record| {
                 self.apply_replayed(&mut state, record)
             })?;
@@ -1035,7 +1034,7 @@ fn replay_partition(
     let mut next = partition.progress().log_start_offset;
     let mut count = 0usize;
     loop {
-        let read = partition.read(next, 16 * 1024 * 1024, true)?;
+        let read = partition.read(next, 16 * 1024 * 1024, true, -1)?;
         if read.regions.is_empty() {
             return Ok(count);
         }

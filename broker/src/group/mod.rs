@@ -114,18 +114,16 @@ pub async fn start(broker: &Arc<Broker>) -> Result<(), BrokerError> {
             }
         }
     };
-    let b = Arc::clone(broker);
     // The image may hold the topic before this node's logs do (another
-    // node created it): bring the logs in line first.
-    tokio::task::spawn_blocking(move || {
-        b.replicas().reconcile(|| b.image())?;
-        b.groups().load(b.replicas(), partitions)
-    })
-    .await
-    .map_err(|source| BrokerError::TaskFailed {
-        task: "group load",
-        source,
-    })??;
+    // node created it): wait for the reconciler to open them first.
+    broker.reconciler().applied_after().await?;
+    let b = Arc::clone(broker);
+    tokio::task::spawn_blocking(move || b.groups().load(b.replicas(), partitions))
+        .await
+        .map_err(|source| BrokerError::TaskFailed {
+            task: "group load",
+            source,
+        })??;
     tokio::spawn(tick_loop(Arc::downgrade(broker)));
     Ok(())
 }

@@ -39,7 +39,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::{PARTITIONS_PER_TOPIC_MAX, Replication, replica_lists};
-use crate::broker::Broker;
+use crate::broker::{Broker, new_replicas_on};
 use crate::error::BrokerError;
 use crate::metadata::topic_name::is_internal;
 use crate::metadata::{MetadataRecord, PartitionRecord};
@@ -118,9 +118,6 @@ async fn grow(
         &replication,
         existing.topic_id.as_u128(),
     )?;
-    broker
-        .replicas()
-        .check_partition_budget(&image, topic.count.saturating_sub(current))?;
     let record = MetadataRecord::PartitionsAdded {
         name: name.to_string(),
         partitions: topic.count,
@@ -131,6 +128,10 @@ async fn grow(
             .collect(),
     };
     if validate_only {
+        // A real change reserves its replicas in `Broker::propose`.
+        broker
+            .replicas()
+            .check_partition_budget(&image, new_replicas_on(&record, broker.identity().node_id))?;
         return broker
             .image()
             .check(&record)

@@ -19,7 +19,7 @@ use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, new_replicas_on};
 use crate::error::BrokerError;
 use crate::metadata::placement;
 use crate::metadata::{
@@ -71,13 +71,6 @@ pub async fn create_topic(
             "partition count {partitions} outside 1..={PARTITIONS_PER_TOPIC_MAX}"
         )));
     }
-    // Internal topics (`__consumer_offsets`) are what the broker needs to
-    // work at all: they are not refused by the budget, only counted in it.
-    if !topic_name::is_internal(name) {
-        broker
-            .replicas()
-            .check_partition_budget(&broker.image(), partitions)?;
-    }
     let topic_id = uuid::Uuid::new_v4();
     let image = broker.image();
     let assignments = replica_lists(&image, 0, partitions, &replication, topic_id.as_u128())?;
@@ -93,6 +86,15 @@ pub async fn create_topic(
             .collect(),
     };
     if validate_only {
+        // A real creation reserves its replicas in `Broker::propose`.
+        // Internal topics (`__consumer_offsets`) are what the broker needs
+        // to work at all: they are not refused by the budget, only counted.
+        if !topic_name::is_internal(name) {
+            broker.replicas().check_partition_budget(
+                &image,
+                new_replicas_on(&record, broker.identity().node_id),
+            )?;
+        }
         image
             .check(&record)
             .map_err(|e| BrokerError::Metadata(e.into()))?;

@@ -33,7 +33,6 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, TopicName};
-use sluice_storage::Offset;
 
 use crate::broker::Broker;
 use crate::error::BrokerError;
@@ -125,8 +124,7 @@ fn delete_below(replica: &Partition, offset: i64) -> Result<i64, BrokerError> {
         return Err(BrokerError::StorageFailed);
     }
     let target = target_offset(offset, progress.log_start_offset, progress.high_watermark)?;
-    replica.with_log(|log| log.advance_log_start_offset(Offset(target)))?;
-    Ok(replica.progress().log_start_offset)
+    replica.delete_records_below(target)
 }
 
 /// The offset the log start moves to, or OFFSET_OUT_OF_RANGE.

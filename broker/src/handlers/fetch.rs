@@ -186,7 +186,14 @@ fn read_all(
                 .unwrap_or(0)
                 .min(budget);
             let replica = replicas.next().ok_or(ResponseError::UnknownServerError);
-            let read = read_partition(replica, p.partition, p.fetch_offset, limit, total == 0);
+            let read = read_partition(
+                replica,
+                p.partition,
+                p.fetch_offset,
+                limit,
+                total == 0,
+                p.current_leader_epoch,
+            );
             let size: u64 = read.regions.iter().map(|r| r.len()).sum();
             total += size;
             budget = budget.saturating_sub(u32::try_from(size).unwrap_or(u32::MAX));
@@ -204,6 +211,7 @@ fn read_partition(
     offset: i64,
     max_bytes: u32,
     first: bool,
+    current_leader_epoch: i32,
 ) -> PartitionRead {
     let failed = |e: ResponseError, hw: i64, start: i64| PartitionRead {
         partition,
@@ -216,7 +224,7 @@ fn read_partition(
         Ok(replica) => replica,
         Err(e) => return failed(e, -1, -1),
     };
-    match replica.read(offset, max_bytes, first) {
+    match replica.read(offset, max_bytes, first, current_leader_epoch) {
         Ok(read) => PartitionRead {
             partition,
             error: None,

@@ -130,7 +130,15 @@ pub async fn handle_list_offsets(
                             p.partition_index,
                             p.current_leader_epoch,
                         )
-                        .and_then(|replica| lookup(&replica, p.timestamp, version, &mut work))
+                        .and_then(|replica| {
+                            lookup(
+                                &replica,
+                                p.timestamp,
+                                p.current_leader_epoch,
+                                version,
+                                &mut work,
+                            )
+                        })
                     };
                     let out = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
@@ -160,23 +168,30 @@ pub async fn handle_list_offsets(
 fn lookup(
     replica: &Partition,
     timestamp: i64,
+    current_leader_epoch: i32,
     version: i16,
     work: &mut Work<'_>,
 ) -> Result<(i64, i64, i32), BrokerError> {
     let progress = replica.progress();
-    let epoch = replica.leader_epoch();
-    let found = match timestamp {
-        EARLIEST => return Ok((progress.log_start_offset, -1, epoch)),
-        LATEST => return Ok((progress.high_watermark, -1, epoch)),
+    let (found, epoch) = match timestamp {
+        EARLIEST | LATEST => {
+            let epoch = replica.checked_leader_epoch(current_leader_epoch)?;
+            let offset = if timestamp == EARLIEST {
+                progress.log_start_offset
+            } else {
+                progress.high_watermark
+            };
+            return Ok((offset, -1, epoch));
+        }
         MAX_TIMESTAMP if version >= 7 => {
-            match replica.with_log(|log| log.batch_with_max_timestamp())? {
-                Some(batch) => max_timestamp_record(&batch, work)?,
-                None => None,
+            match replica.batch_with_max_timestamp(current_leader_epoch)? {
+                (Some(batch), epoch) => (max_timestamp_record(&batch, work)?, epoch),
+                (None, epoch) => (None, epoch),
             }
         }
-        t if t >= 0 => match replica.with_log(|log| log.offset_for_timestamp(t))? {
-            Some(batch) => first_record_at_or_after(&batch, t, work)?,
-            None => None,
+        t if t >= 0 => match replica.offset_for_timestamp(t, current_leader_epoch)? {
+            (Some(batch), epoch) => (first_record_at_or_after(&batch, t, work)?, epoch),
+            (None, epoch) => (None, epoch),
         },
         other => {
             return Err(BrokerError::InvalidRequest(format!(

@@ -32,20 +32,15 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderPartition;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use crate::broker::Broker;
-use crate::error::BrokerError;
-use crate::replica::Partition;
 use crate::replica::leadership::leader_partition;
 
-/// Kafka's UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET.
-const UNDEFINED_EPOCH: i32 = -1;
-const UNDEFINED_EPOCH_OFFSET: i64 = -1;
+use crate::replica::partition::{UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 
 pub async fn handle_offset_for_leader_epoch(
     broker: &Arc<Broker>,
@@ -71,7 +66,9 @@ pub async fn handle_offset_for_leader_epoch(
                         p.partition,
                         p.current_leader_epoch,
                     )
-                    .and_then(|replica| end_offset(&replica, p));
+                    .and_then(|replica| {
+                        replica.end_offset_for_epoch(p.leader_epoch, p.current_leader_epoch)
+                    });
                     match result {
                         Ok((epoch, offset)) => out.with_leader_epoch(epoch).with_end_offset(offset),
                         Err(e) => out
@@ -87,20 +84,4 @@ pub async fn handle_offset_for_leader_epoch(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
-}
-
-/// `(epoch, end offset)` for one partition.
-fn end_offset(
-    replica: &Partition,
-    p: &OffsetForLeaderPartition,
-) -> Result<(i32, i64), BrokerError> {
-    let current = replica.leader_epoch();
-    if p.leader_epoch != current {
-        return Ok((UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET));
-    }
-    if replica.progress().failed {
-        return Err(BrokerError::StorageFailed);
-    }
-    let log_end = replica.with_log(|log| Ok(log.log_end_offset().0))?;
-    Ok((current, log_end))
 }

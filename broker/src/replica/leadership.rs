@@ -1,6 +1,12 @@
-//! Whether this node may serve a leader-only request for a partition
-//! (Produce, a consumer's Fetch, ListOffsets, OffsetForLeaderEpoch), as the
-//! published metadata image says — Kafka's `Partition.localLogWithEpochOrThrow`.
+//! Where a leader-only request for a partition (Produce, a consumer's
+//! Fetch, ListOffsets, OffsetForLeaderEpoch, DeleteRecords) goes — Kafka's
+//! `ReplicaManager.getPartitionOrError` and `Partition.localLogWithEpochOrThrow`.
+//!
+//! A partition this node hosts answers for itself: its role and epochs
+//! (`replica::role`), applied by the reconciler, are checked by each
+//! partition operation under the lock the operation takes anyway. A
+//! partition this node does not host is answered from the image, with
+//! the same rules:
 //!
 //! ```text
 //! partition in the image?            no  → UNKNOWN_TOPIC_OR_PARTITION
@@ -15,7 +21,8 @@
 //! # Invariants
 //! - The epoch is checked before leadership, as Kafka does, so a client
 //!   with a stale epoch learns to refresh metadata whatever the leader.
-//! - Only the image decides; the request path takes no lock here.
+//! - Only the image decides (directly, or through the role the reconciler
+//!   applied from it); the request path takes no extra lock here.
 
 use std::sync::Arc;
 
@@ -51,8 +58,9 @@ pub fn check_leader(
     Ok(p.leader_epoch)
 }
 
-/// The hosted partition, once [`check_leader`] passes: what every
-/// leader-only handler starts with.
+/// The hosted replica a leader-only request works on (its operations
+/// check role and epoch), or, for a partition not hosted here, the error
+/// the image gives: what every leader-only handler starts with.
 pub fn leader_partition(
     image: &MetadataImage,
     node: BrokerId,
@@ -61,8 +69,19 @@ pub fn leader_partition(
     partition: i32,
     current_leader_epoch: i32,
 ) -> Result<Arc<Partition>, BrokerError> {
-    check_leader(image, node, topic, partition, current_leader_epoch)?;
-    replicas.partition_or_error(topic, partition)
+    if let Some(hosted) = replicas.partition(topic, partition) {
+        return Ok(hosted);
+    }
+    let epoch = check_leader(image, node, topic, partition, current_leader_epoch)?;
+    // The image names this node leader but the reconciler has not opened
+    // the replica (yet, or a resource limit): retriable, as Kafka answers
+    // for a partition it knows but does not host.
+    Err(BrokerError::NotLeaderOrFollower {
+        topic: topic.to_string(),
+        partition,
+        leader: node,
+        leader_epoch: epoch,
+    })
 }
 
 /// KIP-320 fencing: a client that states the epoch it believes current

@@ -1,5 +1,5 @@
 //! The replica manager: the partitions this node hosts, kept in step with
-//! the metadata image.
+//! the metadata image by the reconciler (`replica::reconciler`).
 //!
 //! # Ownership
 //! The manager owns the map of partitions; each `Partition` owns its log.
@@ -9,15 +9,21 @@
 //!
 //! # Invariants
 //! - After [`ReplicaManager::reconcile`] with an image, exactly the
-//!   partitions of that image's topics are open, each with the log config
-//!   the image gives it, except for topics it reported it could not open;
-//!   logs of topics the image no longer has are deleted.
-//! - A topic is in the map with all the partitions a reconcile opened for
-//!   it, or not at all: a request never sees half of a topic's creation.
+//!   replicas that image assigns to this node (its `replicas` contain this
+//!   node) are open, each in the role (leader or follower) and with the
+//!   epochs and log config the image gives it, except for topics reported
+//!   as failed; logs of topics the image no longer has are deleted, and a
+//!   replica moved off this node is set aside (deleted when it holds no
+//!   batch, kept as a stray otherwise).
+//! - The new replicas of a topic are installed all together or not at all:
+//!   a request never sees half of a topic's creation.
 //! - Nothing at start deletes a batch: directories no topic owns are
 //!   deleted only when empty, else kept as strays.
+//! - The partition budget counts this node's replicas plus the ones
+//!   reserved by changes in flight ([`ReplicaManager::reserve`]), under one
+//!   lock, so two concurrent creates cannot both pass it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -27,15 +33,23 @@ use tokio::sync::Notify;
 use super::flusher::Flusher;
 use super::partition::Partition;
 use super::partition_metadata;
+use super::role::PartitionRole;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
-use crate::metadata::{MetadataImage, TopicImage};
+use crate::metadata::{BrokerId, MetadataImage, TopicImage};
 use crate::settings::{TopicConfig, TopicDefaults};
+
+/// A hosted replica and the role last applied to it.
+struct Hosted {
+    partition: Arc<Partition>,
+    role: PartitionRole,
+}
 
 struct TopicPartitions {
     topic_id: uuid::Uuid,
     config: TopicConfig,
-    partitions: Vec<Arc<Partition>>,
+    /// Indexed by partition id; `None` where this node holds no replica.
+    partitions: Vec<Option<Hosted>>,
 }
 
 /// Connections the default budget keeps descriptors for (Kafka's
@@ -45,16 +59,50 @@ const CONNECTIONS_RESERVE_DEFAULT: u64 = 10_000;
 /// Topics detached from the map whose logs are to be deleted.
 type Stale = Vec<(String, TopicPartitions)>;
 
-/// Partitions `from..to` of `topic` to open, with the config they get.
+/// This node's replicas of `topic` to open, with the config and role each
+/// gets.
 struct OpenPlan {
     topic: TopicImage,
     config: TopicConfig,
-    from: usize,
-    to: usize,
+    open: Vec<(i32, PartitionRole)>,
+}
+
+/// A topic whose new replicas could not be opened by a reconcile.
+#[derive(Debug)]
+pub struct TopicFailure {
+    pub topic_id: uuid::Uuid,
+    pub error: Arc<BrokerError>,
+}
+
+/// What one reconcile did.
+#[derive(Debug, Default)]
+pub struct ReconcileReport {
+    /// The image it applied.
+    pub image: Arc<MetadataImage>,
+    /// Topics left (partly) unopened, by name; each is retried by a later
+    /// reconcile.
+    pub failed: BTreeMap<String, TopicFailure>,
+}
+
+/// Partitions held for changes in flight (see [`ReplicaManager::reserve`]);
+/// released when dropped.
+pub struct BudgetReservation<'a> {
+    reserved: &'a Mutex<u64>,
+    count: u64,
+}
+
+impl Drop for BudgetReservation<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.reserved.lock() {
+            *r = r.saturating_sub(self.count);
+        }
+    }
 }
 
 /// The partitions of this node.
 pub struct ReplicaManager {
+    /// This node's broker id: which replicas of the image are its own.
+    node: BrokerId,
     log_dir: LogDir,
     durability: DurabilityMode,
     defaults: TopicDefaults,
@@ -66,6 +114,8 @@ pub struct ReplicaManager {
     incomplete: AtomicBool,
     /// Most partitions this node takes (see `sluice_storage::budget`).
     budget: PartitionBudget,
+    /// Partitions of this node reserved by creations not yet applied.
+    reserved: Mutex<u64>,
     flusher: Flusher,
     /// Notified whenever any partition's high watermark advances; long-poll
     /// fetches wait on it.
@@ -73,8 +123,14 @@ pub struct ReplicaManager {
 }
 
 impl ReplicaManager {
-    pub fn new(log_dir: LogDir, durability: DurabilityMode, defaults: TopicDefaults) -> Self {
+    pub fn new(
+        node: BrokerId,
+        log_dir: LogDir,
+        durability: DurabilityMode,
+        defaults: TopicDefaults,
+    ) -> Self {
         Self {
+            node,
             log_dir,
             durability,
             defaults,
@@ -85,6 +141,7 @@ impl ReplicaManager {
                 ProcessLimits::current(),
                 CONNECTIONS_RESERVE_DEFAULT,
             ),
+            reserved: Mutex::new(0),
             flusher: Flusher::start(),
             data_arrived: Arc::new(Notify::new()),
         }
@@ -101,21 +158,54 @@ impl ReplicaManager {
         &self.budget
     }
 
-    /// POLICY_VIOLATION when `adding` more partitions would take the
-    /// node's total (every partition of `image`) past its budget. Called by
-    /// CreateTopics and CreatePartitions before anything is written.
+    /// The node whose replicas this manager hosts.
+    pub fn node(&self) -> BrokerId {
+        self.node
+    }
+
+    /// How many replicas `image` assigns to this node.
+    pub fn assigned_replicas(&self, image: &MetadataImage) -> u64 {
+        image
+            .topics()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.replicas.contains(&self.node))
+            .count() as u64
+    }
+
+    /// Reserves `adding` more replicas on this node, or POLICY_VIOLATION
+    /// when this node's replicas in `image` plus those already reserved
+    /// plus `adding` would pass the budget. Held until the change is
+    /// applied (then `image` counts them), so two concurrent creates
+    /// cannot both pass the check.
+    pub fn reserve(
+        &self,
+        image: &MetadataImage,
+        adding: u64,
+    ) -> Result<BudgetReservation<'_>, BrokerError> {
+        let mut reserved = self
+            .reserved
+            .lock()
+            .map_err(|_| BrokerError::StatePoisoned)?;
+        let hosted = self.assigned_replicas(image).saturating_add(*reserved);
+        self.budget
+            .check(hosted, adding)
+            .map_err(BrokerError::PolicyViolation)?;
+        *reserved = reserved.saturating_add(adding);
+        Ok(BudgetReservation {
+            reserved: &self.reserved,
+            count: adding,
+        })
+    }
+
+    /// POLICY_VIOLATION when `adding` more replicas on this node would
+    /// take it past its budget (validate-only requests; a real change
+    /// holds a [`ReplicaManager::reserve`]).
     pub fn check_partition_budget(
         &self,
         image: &MetadataImage,
-        adding: i32,
+        adding: u64,
     ) -> Result<(), BrokerError> {
-        let hosted: u64 = image
-            .topics()
-            .map(|t| u64::try_from(t.partitions.len()).unwrap_or(u64::MAX))
-            .sum();
-        self.budget
-            .check(hosted, u64::try_from(adding).unwrap_or(0))
-            .map_err(BrokerError::PolicyViolation)
+        self.reserve(image, adding).map(drop)
     }
 
     pub fn durability(&self) -> DurabilityMode {
@@ -134,16 +224,20 @@ impl ReplicaManager {
         &self.defaults
     }
 
-    /// The partition, if this node hosts it.
+    /// The partition, if this node hosts a replica of it.
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let topics = self.topics.read().ok()?;
         let idx = usize::try_from(index).ok()?;
-        topics.get(topic)?.partitions.get(idx).cloned()
+        topics
+            .get(topic)?
+            .partitions
+            .get(idx)?
+            .as_ref()
+            .map(|h| Arc::clone(&h.partition))
     }
 
     /// The partition, or UNKNOWN_TOPIC_OR_PARTITION (Kafka's
-    /// `getPartitionOrError`): the one lookup every partition-level
-    /// handler starts with.
+    /// `getPartitionOrError`).
     pub fn partition_or_error(
         &self,
         topic: &str,
@@ -156,22 +250,14 @@ impl ReplicaManager {
             })
     }
 
-    /// How many partitions of `topic` this node serves (0 when none).
-    pub fn hosted_partitions(&self, topic: &str) -> usize {
-        self.topics
-            .read()
-            .ok()
-            .and_then(|t| t.get(topic).map(|tp| tp.partitions.len()))
-            .unwrap_or(0)
-    }
-
     /// Every hosted partition.
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         self.topics
             .read()
             .map(|t| {
                 t.values()
-                    .flat_map(|tp| tp.partitions.iter().cloned())
+                    .flat_map(|tp| tp.partitions.iter().flatten())
+                    .map(|h| Arc::clone(&h.partition))
                     .collect()
             })
             .unwrap_or_default()
@@ -186,9 +272,10 @@ impl ReplicaManager {
             .map(|t| t.config.clone())
     }
 
-    /// Opens, reconfigures and deletes partition logs so the node hosts
-    /// exactly the partitions of the image `current` returns. Blocking
-    /// (opens files): call it off the reactor.
+    /// Opens, reconfigures, re-roles, sets aside and deletes partition
+    /// logs so the node hosts exactly its replicas of the image `current`
+    /// returns, each in the role that image gives it. Blocking (opens
+    /// files): call it off the reactor.
     ///
     /// Reconciles are serialised by their own lock, and `current` is called
     /// under it, so of two racing reconciles the later one always applies
@@ -197,37 +284,51 @@ impl ReplicaManager {
     /// deleting thousands of partitions never stalls a produce or a fetch
     /// of another partition.
     ///
-    /// A topic whose partitions cannot all be opened (a resource limit, a
-    /// full disk) is left out, and nothing of it that this call created is
-    /// left on disk; every other topic is still brought in line. The first
-    /// such failure is returned, and [`ReplicaManager::is_incomplete`] says
-    /// a later reconcile should try again.
+    /// A topic whose new replicas cannot all be opened (a resource limit,
+    /// a full disk) keeps none of them, and nothing of it that this call
+    /// created is left on disk; every other topic is still brought in
+    /// line. Such topics are in the report, and
+    /// [`ReplicaManager::is_incomplete`] says a later reconcile should try
+    /// again. `Err` only for a broken lock.
     pub fn reconcile(
         &self,
         current: impl FnOnce() -> Arc<MetadataImage>,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<ReconcileReport, BrokerError> {
         let _serial = self
             .reconciling
             .lock()
             .map_err(|_| BrokerError::StatePoisoned)?;
         let image = current();
-        let (stale, plans) = self.plan(&image)?;
+        let (stale, moved, roles, plans) = self.plan(&image)?;
         for (name, tp) in stale {
             self.delete_topic_logs(&name, tp);
         }
-        let mut first_failure = None;
+        for p in moved {
+            self.set_aside_replica(&p);
+        }
+        for (p, role) in roles {
+            if let Err(e) = p.apply_role(role) {
+                tracing::warn!(topic = %p.topic(), partition = p.index(), error = %e, "role change not applied");
+            }
+        }
+        let mut failed = BTreeMap::new();
         for plan in plans {
             match self.open_partitions(&plan) {
                 Ok(opened) => self.install(plan, opened)?,
                 Err(e) => {
-                    tracing::error!(topic = %plan.topic.name, error = %e, "partitions could not be opened; the topic is not served until a later reconcile opens them");
-                    first_failure.get_or_insert(e);
+                    tracing::error!(topic = %plan.topic.name, error = %e, "partitions could not be opened; the topic is not served here until a later reconcile opens them");
+                    failed.insert(
+                        plan.topic.name.clone(),
+                        TopicFailure {
+                            topic_id: plan.topic.topic_id,
+                            error: Arc::new(e),
+                        },
+                    );
                 }
             }
         }
-        self.incomplete
-            .store(first_failure.is_some(), Ordering::Release);
-        first_failure.map_or(Ok(()), Err)
+        self.incomplete.store(!failed.is_empty(), Ordering::Release);
+        Ok(ReconcileReport { image, failed })
     }
 
     /// Whether the last reconcile left partitions of the image unopened.
@@ -236,9 +337,22 @@ impl ReplicaManager {
     }
 
     /// Under the map's write lock, map edits only: detaches topics gone
-    /// from `image` (their files are deleted by the caller, outside the
-    /// lock), applies config changes, and lists the partitions to open.
-    fn plan(&self, image: &MetadataImage) -> Result<(Stale, Vec<OpenPlan>), BrokerError> {
+    /// from `image` and replicas moved off this node (their files are
+    /// handled by the caller, outside the lock), applies config changes,
+    /// lists role changes and the replicas to open.
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &self,
+        image: &MetadataImage,
+    ) -> Result<
+        (
+            Stale,
+            Vec<Arc<Partition>>,
+            Vec<(Arc<Partition>, PartitionRole)>,
+            Vec<OpenPlan>,
+        ),
+        BrokerError,
+    > {
         let mut topics = self
             .topics
             .write()
@@ -253,50 +367,78 @@ impl ReplicaManager {
             .into_iter()
             .filter_map(|name| topics.remove(&name).map(|tp| (name, tp)))
             .collect();
+        let mut moved = Vec::new();
+        let mut roles = Vec::new();
         let mut plans = Vec::new();
         for topic in image.topics() {
             let config = TopicConfig::resolve(&topic.configs, &self.defaults);
-            let wanted = topic.partitions.len();
-            let hosted = match topics.get_mut(&topic.name) {
-                Some(entry) => {
-                    let log_config = config.log_config();
-                    if entry.config.log_config() != log_config {
-                        for p in &entry.partitions {
-                            // One partition refusing a config must not
-                            // stop the others from being reconciled.
-                            if let Err(e) = p.set_log_config(log_config.clone()) {
-                                tracing::error!(topic = %topic.name, partition = p.index(), error = %e, "config change not applied to the log");
-                            }
+            let mut open = Vec::new();
+            let entry = topics.get_mut(&topic.name);
+            if let Some(entry) = &entry {
+                let log_config = config.log_config();
+                if entry.config.log_config() != log_config {
+                    for h in entry.partitions.iter().flatten() {
+                        // One partition refusing a config must not
+                        // stop the others from being reconciled.
+                        if let Err(e) = h.partition.set_log_config(log_config.clone()) {
+                            tracing::error!(topic = %topic.name, partition = h.partition.index(), error = %e, "config change not applied to the log");
                         }
                     }
-                    entry.config = config.clone();
-                    entry.partitions.len()
                 }
-                None => 0,
-            };
-            if wanted > hosted {
+            }
+            let mut entry = entry;
+            for (index, p) in topic.partitions.iter().enumerate() {
+                let assigned = p.replicas.contains(&self.node);
+                let slot = entry
+                    .as_deref_mut()
+                    .and_then(|e| e.partitions.get_mut(index));
+                match (assigned, slot) {
+                    (true, Some(Some(h))) => {
+                        let role = PartitionRole::from_image(self.node, p);
+                        if role != h.role {
+                            h.role = role;
+                            roles.push((Arc::clone(&h.partition), role));
+                        }
+                    }
+                    (true, _) => open.push((
+                        i32::try_from(index).unwrap_or(i32::MAX),
+                        PartitionRole::from_image(self.node, p),
+                    )),
+                    (false, Some(slot)) => {
+                        if let Some(h) = slot.take() {
+                            moved.push(h.partition);
+                        }
+                    }
+                    (false, None) => {}
+                }
+            }
+            if let Some(entry) = entry {
+                entry.config = config.clone();
+            }
+            if !open.is_empty() {
                 plans.push(OpenPlan {
                     topic: topic.clone(),
                     config,
-                    from: hosted,
-                    to: wanted,
+                    open,
                 });
             }
         }
-        Ok((stale, plans))
+        Ok((stale, moved, roles, plans))
     }
 
-    /// Opens partitions `plan.from..plan.to`, outside every lock. All or
-    /// none: on a failure the ones opened are dropped and the directories
-    /// this call created are deleted again (a directory that existed
-    /// before holds data and is kept).
-    fn open_partitions(&self, plan: &OpenPlan) -> Result<Vec<Arc<Partition>>, BrokerError> {
+    /// Opens the replicas of `plan`, outside every lock. All or none: on a
+    /// failure the ones opened are dropped and the directories this call
+    /// created are deleted again (a directory that existed before holds
+    /// data and is kept).
+    fn open_partitions(
+        &self,
+        plan: &OpenPlan,
+    ) -> Result<Vec<(Arc<Partition>, PartitionRole)>, BrokerError> {
         let name: Arc<str> = Arc::from(plan.topic.name.as_str());
         let log_config = plan.config.log_config();
-        let mut opened = Vec::with_capacity(plan.to - plan.from);
+        let mut opened = Vec::with_capacity(plan.open.len());
         let mut created = Vec::new();
-        for index in plan.from..plan.to {
-            let index = i32::try_from(index).unwrap_or(i32::MAX);
+        for &(index, role) in &plan.open {
             let result = self
                 .open_log(&plan.topic, index, log_config.clone(), &mut created)
                 .and_then(|log| {
@@ -306,10 +448,11 @@ impl ReplicaManager {
                         log,
                         self.durability,
                         Arc::clone(&self.data_arrived),
+                        role,
                     )
                 });
             match result {
-                Ok(p) => opened.push(Arc::new(p)),
+                Ok(p) => opened.push((Arc::new(p), role)),
                 Err(e) => {
                     drop(opened);
                     for tp in created {
@@ -324,14 +467,19 @@ impl ReplicaManager {
         Ok(opened)
     }
 
-    /// Under the map's write lock, adds partitions opened by
+    /// Under the map's write lock, adds replicas opened by
     /// [`ReplicaManager::open_partitions`]. Reconciles are serialised, so
     /// the map still looks as `plan` saw it.
-    fn install(&self, plan: OpenPlan, opened: Vec<Arc<Partition>>) -> Result<(), BrokerError> {
+    fn install(
+        &self,
+        plan: OpenPlan,
+        opened: Vec<(Arc<Partition>, PartitionRole)>,
+    ) -> Result<(), BrokerError> {
         let mut topics = self
             .topics
             .write()
             .map_err(|_| BrokerError::StatePoisoned)?;
+        let count = plan.topic.partitions.len();
         let entry = topics
             .entry(plan.topic.name.clone())
             .or_insert_with(|| TopicPartitions {
@@ -339,8 +487,18 @@ impl ReplicaManager {
                 config: plan.config,
                 partitions: Vec::new(),
             });
-        debug_assert_eq!(entry.partitions.len(), plan.from, "reconciles overlapped");
-        entry.partitions.extend(opened);
+        if entry.partitions.len() < count {
+            entry.partitions.resize_with(count, || None);
+        }
+        for (partition, role) in opened {
+            let slot = usize::try_from(partition.index())
+                .ok()
+                .and_then(|i| entry.partitions.get_mut(i));
+            if let Some(slot) = slot {
+                debug_assert!(slot.is_none(), "reconciles overlapped");
+                *slot = Some(Hosted { partition, role });
+            }
+        }
         Ok(())
     }
 
@@ -384,9 +542,10 @@ impl ReplicaManager {
             .map_err(storage_err)
     }
 
-    /// Sets aside partition directories the image does not name (a topic
-    /// deleted while the broker was down, a creation cut short by a crash
-    /// or a failure). Call once at start, after the first reconcile.
+    /// Sets aside partition directories of replicas the image does not
+    /// assign to this node (a topic deleted while the broker was down, a
+    /// creation cut short by a crash or a failure, a replica moved away).
+    /// Call once at start, after the first reconcile.
     ///
     /// Never deletes a record: a directory holding batches is renamed
     /// `<topic>-<partition>.<topic id>-stray` and kept for the operator, as
@@ -404,8 +563,8 @@ impl ReplicaManager {
             })?;
         for tp in on_disk {
             let known = image
-                .topic(&tp.topic)
-                .is_some_and(|t| t.partition(tp.partition).is_some());
+                .partition(&tp.topic, tp.partition)
+                .is_some_and(|p| p.replicas.contains(&self.node));
             if !known && let Err(e) = self.set_aside(&tp) {
                 tracing::error!(topic = %tp.topic, partition = tp.partition, error = %e, "could not set aside a partition directory no topic owns");
             }
@@ -428,10 +587,25 @@ impl ReplicaManager {
         Ok(())
     }
 
+    /// Closes a replica the image moved off this node and sets its
+    /// directory aside (see [`ReplicaManager::set_aside`]).
+    fn set_aside_replica(&self, p: &Partition) {
+        if let Err(e) = p.close() {
+            tracing::warn!(topic = %p.topic(), partition = p.index(), error = %e, "closing a replica moved off this node failed");
+        }
+        let tp = TopicPartition {
+            topic: p.topic().to_string(),
+            partition: p.index(),
+        };
+        if let Err(e) = self.set_aside(&tp) {
+            tracing::error!(topic = %tp.topic, partition = tp.partition, error = %e, "could not set aside a replica moved off this node");
+        }
+    }
+
     /// Closes and deletes the logs of a topic gone from the image. A
     /// failure is logged: the directory is set aside at the next start.
     fn delete_topic_logs(&self, name: &str, tp: TopicPartitions) {
-        for p in tp.partitions {
+        for p in tp.partitions.into_iter().flatten().map(|h| h.partition) {
             let index = p.index();
             // Stop appends and drop the mapping before the directory goes.
             if let Err(e) = p.close() {

@@ -1,18 +1,31 @@
-//! Partitions this node hosts: their logs, producer state, high watermarks
-//! and the group-commit flusher.
+//! Partitions this node hosts — as leader or follower, as the metadata
+//! image says — their logs, producer state, high watermarks, the
+//! reconciler that applies each image to them, and the group-commit
+//! flusher.
 //!
-//! Today every partition is led by this node (a cluster of one). The
-//! replication work adds followers, the ISR and leader epochs here, behind
-//! the same `Partition` surface handlers use.
+//! ```text
+//! controller ── publish image ──► reconciler (one task) ──► ReplicaManager
+//!                                   │ open / set aside / delete logs,
+//!                                   │ apply roles and epochs
+//!                                   └─► publishes what it applied (Applied)
+//! Broker::propose ── waits for Applied ≥ its image, reads its topic's result
+//! handlers ── named Partition operations (role and epoch checked inside)
+//! ```
 
 pub mod flusher;
+pub mod high_watermark;
 pub mod leadership;
 pub mod manager;
 pub mod partition;
 pub mod partition_metadata;
 pub mod producer_state;
+pub mod reconciler;
+pub mod role;
 pub mod timestamps;
 
 pub use flusher::Flusher;
+pub use high_watermark::{HighWatermark, Progress};
 pub use manager::ReplicaManager;
-pub use partition::{AppendOutcome, Partition, Progress, ReadOutcome};
+pub use partition::{AppendOutcome, FollowerAppend, Partition, ReadOutcome};
+pub use reconciler::Reconciler;
+pub use role::{PartitionRole, Role};

@@ -1,0 +1,235 @@
+//! The one owner of a partition's high watermark and of what readers may
+//! see of it ([`Progress`]).
+//!
+//! Every change to the published progress goes through this type; nothing
+//! else holds the `watch::Sender`. Its inputs:
+//!
+//! ```text
+//! leader:   HW = min(local end, replicated end)
+//!             local end      the leader's own end that counts as written:
+//!                            the durable end with durability=fsync, the
+//!                            log end after each append with page_cache
+//!             replicated end min log end offset over the ISR's followers
+//!                            (issue 15's follower tracking sets it with
+//!                            `set_replicated_end`; ∞ until it does, and
+//!                            when the ISR is the leader alone)
+//! follower: HW = min(leader's HW from the last fetch, local end)
+//! both:     HW ≥ log start offset
+//! ```
+//!
+//! # Invariants
+//! - The high watermark never goes down while the partition lives, except
+//!   when a follower truncates below it (Kafka's `truncateTo` lowers it
+//!   too), and never exceeds what this node itself counts as written
+//!   (local end).
+//! - A change is published with one `watch` send and wakes long-poll
+//!   fetches only when the high watermark advanced.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use tokio::sync::{Notify, watch};
+
+/// What readers may see of a partition, published after every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// The log's directory failed (fsync or write error): the partition
+    /// answers KAFKA_STORAGE_ERROR from now on.
+    pub failed: bool,
+}
+
+/// The high watermark's inputs and the published [`Progress`].
+pub struct HighWatermark {
+    progress: watch::Sender<Progress>,
+    leading: AtomicBool,
+    /// This node's own written end (see the module table).
+    local_end: AtomicI64,
+    /// Leader: min LEO over the ISR followers (`i64::MAX`: none tracked).
+    /// Follower: the leader's high watermark from the last fetch.
+    bound: AtomicI64,
+    /// Shared by every partition: notified when a high watermark advances.
+    data_arrived: Arc<Notify>,
+}
+
+impl HighWatermark {
+    /// Starts at `local_end` (everything a reopened log holds passed
+    /// recovery: it is durable) for a partition this node leads.
+    pub fn new(local_end: i64, log_start_offset: i64, data_arrived: Arc<Notify>) -> Self {
+        let (progress, _) = watch::channel(Progress {
+            high_watermark: local_end.max(log_start_offset),
+            log_start_offset,
+            failed: false,
+        });
+        Self {
+            progress,
+            leading: AtomicBool::new(true),
+            local_end: AtomicI64::new(local_end),
+            bound: AtomicI64::new(i64::MAX),
+            data_arrived,
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        *self.progress.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// The partition became leader (`true`) or follower. A new leader
+    /// tracks no follower yet; a new follower waits for its leader's HW.
+    pub fn set_leading(&self, leading: bool) {
+        if self.leading.swap(leading, Ordering::AcqRel) != leading {
+            self.bound
+                .store(if leading { i64::MAX } else { i64::MIN }, Ordering::Release);
+        }
+    }
+
+    /// This node's written end moved to `end` (an append with page_cache,
+    /// a completed fsync with fsync).
+    pub fn local_end_advanced(&self, end: i64) {
+        self.local_end.fetch_max(end, Ordering::AcqRel);
+        self.advance();
+    }
+
+    /// The leader's slot for issue 15: min log end offset over the ISR
+    /// followers (`i64::MAX` when the ISR is the leader alone).
+    pub fn set_replicated_end(&self, end: i64) {
+        if self.leading.load(Ordering::Acquire) {
+            self.bound.store(end, Ordering::Release);
+            self.advance();
+        }
+    }
+
+    /// A follower learnt its leader's high watermark from a fetch answer.
+    pub fn leader_high_watermark(&self, leader_hw: i64) {
+        if !self.leading.load(Ordering::Acquire) {
+            self.bound.fetch_max(leader_hw, Ordering::AcqRel);
+            self.advance();
+        }
+    }
+
+    /// The log start offset moved (retention, DeleteRecords); the high
+    /// watermark is never below it.
+    pub fn log_start_moved(&self, log_start_offset: i64) {
+        let advanced = self.progress.send_if_modified(|p| {
+            let changed = p.log_start_offset != log_start_offset;
+            p.log_start_offset = log_start_offset;
+            let hw = p.high_watermark.max(log_start_offset);
+            let advanced = hw != p.high_watermark;
+            p.high_watermark = hw;
+            changed || advanced
+        });
+        if advanced {
+            self.data_arrived.notify_waiters();
+        }
+    }
+
+    /// The log was truncated to `end` (a follower only): the local end and
+    /// the high watermark go back with it, as Kafka's `truncateTo` does.
+    pub fn truncated(&self, end: i64) {
+        self.local_end.fetch_min(end, Ordering::AcqRel);
+        self.progress.send_if_modified(|p| {
+            let lowered = end.max(p.log_start_offset);
+            if lowered < p.high_watermark {
+                p.high_watermark = lowered;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn mark_failed(&self) {
+        self.progress.send_modify(|p| p.failed = true);
+    }
+
+    fn advance(&self) {
+        let target = self
+            .local_end
+            .load(Ordering::Acquire)
+            .min(self.bound.load(Ordering::Acquire));
+        let advanced = self.progress.send_if_modified(|p| {
+            if target > p.high_watermark {
+                p.high_watermark = target;
+                true
+            } else {
+                false
+            }
+        });
+        if advanced {
+            self.data_arrived.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hw(end: i64) -> HighWatermark {
+        HighWatermark::new(end, 0, Arc::new(Notify::new()))
+    }
+
+    #[test]
+    fn a_sole_leader_follows_its_local_end_and_never_goes_back() {
+        let h = hw(5);
+        assert_eq!(h.progress().high_watermark, 5);
+        h.local_end_advanced(9);
+        assert_eq!(h.progress().high_watermark, 9);
+        h.local_end_advanced(7);
+        assert_eq!(h.progress().high_watermark, 9);
+    }
+
+    #[test]
+    fn a_leader_waits_for_the_replicated_end() {
+        let h = hw(0);
+        h.set_replicated_end(3);
+        h.local_end_advanced(10);
+        assert_eq!(h.progress().high_watermark, 3);
+        h.set_replicated_end(12);
+        assert_eq!(h.progress().high_watermark, 10);
+    }
+
+    #[test]
+    fn a_follower_takes_the_leaders_high_watermark_up_to_its_own_end() {
+        let h = hw(2);
+        h.set_leading(false);
+        h.local_end_advanced(6);
+        assert_eq!(h.progress().high_watermark, 2, "no leader HW known yet");
+        h.leader_high_watermark(4);
+        assert_eq!(h.progress().high_watermark, 4);
+        h.leader_high_watermark(20);
+        assert_eq!(h.progress().high_watermark, 6);
+        h.set_replicated_end(100);
+        assert_eq!(h.progress().high_watermark, 6, "a follower has no ISR");
+    }
+
+    #[test]
+    fn truncation_lowers_the_high_watermark_to_the_new_end() {
+        let h = hw(8);
+        h.set_leading(false);
+        h.leader_high_watermark(8);
+        h.truncated(5);
+        assert_eq!(h.progress().high_watermark, 5);
+        h.local_end_advanced(9);
+        assert_eq!(h.progress().high_watermark, 8);
+    }
+
+    #[test]
+    fn the_log_start_offset_lifts_the_high_watermark() {
+        let h = hw(2);
+        h.log_start_moved(5);
+        assert_eq!(
+            h.progress(),
+            Progress {
+                high_watermark: 5,
+                log_start_offset: 5,
+                failed: false
+            }
+        );
+    }
+}
