@@ -52,6 +52,31 @@ def resources(pid):
     return {"rss_mib": round(rss / 1024, 1), "fds": fds, "maps": maps}
 
 
+def produce_and_fetch_back(boot, topic, partitions):
+    """One 100 B record to every partition, then reads each back; prints
+    both times. (Also used by partitions-cluster.py.)"""
+    p = Producer({"bootstrap.servers": boot, "linger.ms": 50, "batch.num.messages": 10000,
+                  "queue.buffering.max.messages": 2_000_000})
+    t0 = time.monotonic()
+    for i in range(partitions):
+        p.produce(topic, value=b"x" * 100, partition=i)
+        p.poll(0)
+    left = p.flush(300)
+    assert left == 0, f"{left} records undelivered"
+    print(f"produce 1 record to each of {partitions} partitions: {time.monotonic() - t0:.1f} s")
+    c = Consumer({"bootstrap.servers": boot, "group.id": "bench-10k", "enable.auto.commit": False,
+                  "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, i, 0) for i in range(partitions)])
+    t0 = time.monotonic()
+    seen = set()
+    while len(seen) < partitions and time.monotonic() - t0 < 600:
+        for m in c.consume(num_messages=10000, timeout=1.0):
+            if m.error() is None:
+                seen.add(m.partition())
+    c.close()
+    print(f"fetch back {len(seen)} of {partitions} partitions: {time.monotonic() - t0:.1f} s")
+
+
 def main():
     binary = sys.argv[1]
     partitions = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
@@ -67,26 +92,7 @@ def main():
         fut["big"].result(timeout=900)
         print(f"create {partitions} partitions: {time.monotonic() - t0:.1f} s")
         print("after create:", resources(proc.pid))
-        p = Producer({"bootstrap.servers": boot, "linger.ms": 50, "batch.num.messages": 10000,
-                      "queue.buffering.max.messages": 2_000_000})
-        t0 = time.monotonic()
-        for i in range(partitions):
-            p.produce("big", value=b"x" * 100, partition=i)
-            p.poll(0)
-        left = p.flush(300)
-        assert left == 0, f"{left} records undelivered"
-        print(f"produce 1 record to each of {partitions} partitions: {time.monotonic() - t0:.1f} s")
-        c = Consumer({"bootstrap.servers": boot, "group.id": "bench-10k", "enable.auto.commit": False,
-                      "fetch.wait.max.ms": 100})
-        c.assign([TopicPartition("big", i, 0) for i in range(partitions)])
-        t0 = time.monotonic()
-        seen = set()
-        while len(seen) < partitions and time.monotonic() - t0 < 600:
-            for m in c.consume(num_messages=10000, timeout=1.0):
-                if m.error() is None:
-                    seen.add(m.partition())
-        c.close()
-        print(f"fetch back {len(seen)} of {partitions} partitions: {time.monotonic() - t0:.1f} s")
+        produce_and_fetch_back(boot, "big", partitions)
         print("after produce+fetch:", resources(proc.pid))
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)

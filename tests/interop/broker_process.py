@@ -8,6 +8,9 @@ block on a full pipe while a test waits for it.
 Every process started here is remembered by its `BrokerProcess`, and
 `BrokerProcess.close()` (called by the fixture finalizer, even when the test
 failed) SIGKILLs whatever is still running, by PID.
+
+`Cluster` is several such processes as one cluster: every node a
+controller voter, on fixed free ports (the voter list must name them).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
@@ -31,8 +35,11 @@ STOP_TIMEOUT_S = 20.0
 class BrokerProcess:
     """One broker's data directory, across any number of (re)starts."""
 
-    def __init__(self, binary: str, workdir: Path, config: dict | None = None):
+    def __init__(self, binary: str, workdir: Path, config: dict | None = None,
+                 args: list[str] | None = None):
         self.binary = binary
+        # Extra `sluice serve` flags, given at every start.
+        self.args = list(args or [])
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -47,9 +54,10 @@ class BrokerProcess:
 
     # -- lifecycle -----------------------------------------------------
 
-    def start(self, port: int = 0) -> "BrokerProcess":
+    def start(self, port: int = 0, wait: bool = True) -> "BrokerProcess":
         """Starts the broker (``port=0``: a fresh ephemeral port) and waits
-        for its "listening on" line."""
+        for its "listening on" line (``wait=False``: call `wait_listening`
+        later; a cluster node listens only once a quorum of voters runs)."""
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         self.starts += 1
         self.log_path = self.workdir / f"broker-{self.starts}.log"
@@ -63,6 +71,7 @@ class BrokerProcess:
         ]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
+        cmd += self.args
         env = dict(os.environ)
         env.setdefault("SLUICE_LOG", "info")
         env["NO_COLOR"] = "1"
@@ -70,8 +79,13 @@ class BrokerProcess:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
             )
-        self.port = self._wait_for_port()
+        self.port = port
+        if wait:
+            self.wait_listening()
         return self
+
+    def wait_listening(self) -> None:
+        self.port = self._wait_for_port()
 
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -164,3 +178,77 @@ def toml_text(config: dict) -> str:
             v = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
         out.append(f'"{key}" = {v}')
     return "\n".join(out) + "\n"
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports (each held until all are chosen).
+    Another process could take one before the node binds it; the node then
+    fails to start, loudly."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Cluster:
+    """`size` real nodes on loopback (ids 1..size), each a broker and a
+    controller voter with its own data directory, Kafka port and
+    controller port. A node keeps its ports and data across `kill` and
+    `restart`, as a real node would; `close()` SIGKILLs every node."""
+
+    def __init__(self, binary: str, workdir: Path, size: int = 3):
+        ports = free_ports(2 * size)
+        self.kafka_ports = {i: ports[i - 1] for i in range(1, size + 1)}
+        controller_ports = {i: ports[size + i - 1] for i in range(1, size + 1)}
+        voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in controller_ports.items())
+        # One cluster id for every node, written where the broker reads it
+        # before it would make its own (as `kafka-storage format
+        # --cluster-id` does; `sluice dev-cluster` does the same).
+        cluster_id = uuid.uuid4().hex
+        self.nodes = {
+            i: BrokerProcess(binary, workdir / f"node-{i}", args=[
+                "--node-id", str(i),
+                "--advertised", f"127.0.0.1:{self.kafka_ports[i]}",
+                "--controller-listen", f"127.0.0.1:{controller_ports[i]}",
+                "--controller-voters", voters,
+            ])
+            for i in range(1, size + 1)
+        }
+
+        for node in self.nodes.values():
+            (node.data_dir / "meta.properties").write_text(f"version=1\ncluster.id={cluster_id}\n")
+
+    def start(self) -> "Cluster":
+        for i, node in self.nodes.items():
+            node.start(port=self.kafka_ports[i], wait=False)
+        for node in self.nodes.values():
+            node.wait_listening()
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's Kafka address, comma-separated."""
+        return ",".join(f"127.0.0.1:{p}" for p in self.kafka_ports.values())
+
+    def bootstrap_of(self, node_id: int) -> str:
+        return f"127.0.0.1:{self.kafka_ports[node_id]}"
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node (a crash)."""
+        self.nodes[node_id].kill()
+
+    def restart(self, node_id: int) -> None:
+        """Starts a stopped node again on its ports and data directory."""
+        self.nodes[node_id].start(port=self.kafka_ports[node_id])
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            node.close()

@@ -1,6 +1,7 @@
-//! `sluice`: the broker (`sluice serve`) and the admin and data
+//! `sluice`: the broker (`sluice serve`), the admin and data
 //! subcommands (`topic`, `group`, `cluster`, `produce`, `consume`), which
-//! talk to a cluster through `sluice-client`. `anyhow` lives here and
+//! talk to a cluster through `sluice-client`, and `dev-cluster`, which
+//! runs several `serve` children as one local cluster. `anyhow` lives here and
 //! nowhere else in the crate.
 
 use std::io::IsTerminal;
@@ -63,6 +64,8 @@ enum Command {
         #[command(flatten)]
         connect: cli::ConnectArgs,
     },
+    /// Start a local cluster of N nodes on 127.0.0.1 (Ctrl-C stops it).
+    DevCluster(cli::dev_cluster::DevClusterArgs),
 }
 
 #[derive(clap::Args)]
@@ -174,6 +177,7 @@ fn run_client(command: Command) -> anyhow::Result<()> {
             Command::Cluster { command, connect } => cli::cluster::run(command, &connect).await,
             Command::Produce { args, connect } => cli::produce::run(args, &connect).await,
             Command::Consume { args, connect } => cli::consume::run(args, &connect).await,
+            Command::DevCluster(args) => cli::dev_cluster::run(args, stop_signal()).await,
         }
     });
     if let Err(e) = result {

@@ -1,5 +1,7 @@
 //! The `sluice` subcommands that talk to a running cluster through
-//! `sluice-client`: `topic`, `group`, `cluster`, `produce`, `consume`.
+//! `sluice-client`: `topic`, `group`, `cluster`, `produce`, `consume`,
+//! and `dev-cluster`, which starts a local cluster and probes it the same
+//! way.
 //!
 //! This module is compiled into the `sluice` binary only (see
 //! `bin/sluice.rs`), not into the `sluice-broker` library: it is client
@@ -12,6 +14,7 @@
 
 pub mod cluster;
 pub mod consume;
+pub mod dev_cluster;
 pub mod group;
 pub mod output;
 pub mod produce;
