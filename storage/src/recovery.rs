@@ -17,23 +17,23 @@
 //!    (the preallocated tail of the active segment) is the end, not
 //!    corruption. A segment whose base offset does not continue the
 //!    previous one also ends the log.
-//! 4a. A failure *below* the recovery point (bytes fsynced before) is
+//! 5. A failure *below* the recovery point (bytes fsynced before) is
 //!    damage, not a torn write: nothing is cut or deleted, it is logged
 //!    once at `error`, and the log opens damaged (every call returns
 //!    `Error::Damaged`) until an operator repairs the files.
-//! 4b. A new directory (no segment, no checkpoint) skips all of this: one
+//! 6. A new directory (no segment, no checkpoint) skips all of this: one
 //!    empty segment, no fsync, no checkpoint.
-//! 5. A trusted segment whose index fails its checks, or whose tail scan
+//! 7. A trusted segment whose index fails its checks, or whose tail scan
 //!    meets a bad batch, is scanned in full instead: indexes are never
 //!    trusted over the `.log`.
-//! 6. After an unclean start, the scanned segments are fsynced, so the
+//! 8. After an unclean start, the scanned segments are fsynced, so the
 //!    recovery point is the log end offset when `open` returns: a batch
 //!    served after recovery cannot be taken back by a later power cut.
 //!
 //! # Invariants
 //! - Recovery never cuts or deletes a byte below the recovery point.
-//! - After recovery (of a log that is not damaged) every byte of every segment up to its size is a
-//!   well-formed batch (CRC-checked unless it was fsynced before the
+//! - After recovery (of a log that is not damaged) every byte of every
+//!   segment up to its size is a well-formed batch (CRC-checked unless it was fsynced before the
 //!   recovery point or closed cleanly), offsets are dense, and nothing
 //!   past the end is ever read: the tail is cut and re-reserved as zeros.
 //! - The clean-shutdown marker must also name the log end offset that the
