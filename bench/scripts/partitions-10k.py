@@ -93,6 +93,9 @@ def main():
         print(f"create {partitions} partitions: {time.monotonic() - t0:.1f} s")
         print("after create:", resources(proc.pid))
         produce_and_fetch_back(boot, "big", partitions)
+        # Destroyed now, so its reconnect attempts do not fill the output
+        # while the broker restarts below.
+        del admin
         print("after produce+fetch:", resources(proc.pid))
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)

@@ -243,6 +243,7 @@ fn storage_error_code(e: &sluice_storage::Error) -> ResponseError {
         | E::NoSpace { .. }
         | E::Resource { .. }
         | E::Poisoned { .. }
+        | E::Damaged { .. }
         | E::Corrupt { .. } => ResponseError::KafkaStorageError,
         E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         E::BatchTooLarge { .. } => ResponseError::MessageTooLarge,

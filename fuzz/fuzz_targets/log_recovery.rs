@@ -15,6 +15,11 @@
 //! default 1000); 10 segment A's base offset (default 0). A later chunk with
 //! the same tag replaces the earlier one.
 //!
+//! Damage: a batch that fails below a valid checkpoint's recovery point
+//! was fsynced, so it is damage, not a torn write: the log must then
+//! refuse every call with `Damaged` and keep every `.log` file, the
+//! damaged one unchanged (`check_damaged`).
+//!
 //! Trusted bytes: a segment wholly below a valid checkpoint's recovery
 //! point, or any segment after a valid clean-shutdown marker, is not
 //! re-checked by design (Kafka's `LogLoader` does the same), so CRC
@@ -37,9 +42,14 @@ fuzz_target!(|data: &[u8]| {
     files.write(dir.path());
     let trusted_below = files.trusted_below();
 
+    let logs_before = log_files(dir.path());
     let Ok(mut log) = PartitionLog::open(dir.path(), recovery_config()) else {
         return;
     };
+    if log.is_damaged() {
+        check_damaged(&mut log, dir.path(), &logs_before);
+        return;
+    }
     check(&log, trusted_below);
 
     let end = log.log_end_offset();
@@ -75,6 +85,46 @@ fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
     } else {
         tempfile::tempdir()
     }
+}
+
+/// Every `.log` file in `dir` with its bytes, by name.
+fn log_files(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .filter_map(|p| Some((p.file_name()?.to_owned(), std::fs::read(&p).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Damage below the recovery point (`recovery.rs`): reported, every call
+/// refused with `Damaged`, and no `.log` deleted; the damaged one is left
+/// byte for byte as it was.
+fn check_damaged(log: &mut PartitionLog, dir: &Path, before: &[(std::ffi::OsString, Vec<u8>)]) {
+    let damaged = |r: Result<(), sluice_storage::Error>| match r {
+        Err(sluice_storage::Error::Damaged { path, .. }) => path,
+        other => panic!("a damaged log answered {other:?}"),
+    };
+    let end = log.log_end_offset();
+    let path = damaged(log.read(log.log_start_offset(), 1 << 20, end, true).map(|_| ()));
+    damaged(
+        log.append_as_leader(&plain_batch(1, 1_700_000_000_000), LeaderEpoch(7), 0)
+            .map(|_| ()),
+    );
+    let after = log_files(dir);
+    let names = |v: &[(std::ffi::OsString, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&after), names(before), "a damaged log lost a segment");
+    let bytes = |v: &[(std::ffi::OsString, Vec<u8>)]| {
+        v.iter()
+            .find(|(n, _)| path.file_name() == Some(n.as_os_str()))
+            .map(|(_, b)| b.clone())
+    };
+    assert_eq!(bytes(&after), bytes(before), "the damaged segment was changed");
 }
 
 /// Reads the whole log and checks the invariants recovery promises.

@@ -9,6 +9,7 @@
 //! | variant | Kafka error |
 //! |---|---|
 //! | `Io`, `Poisoned` | `KAFKA_STORAGE_ERROR` (the log directory is offline) |
+//! | `Damaged` | `KAFKA_STORAGE_ERROR` (this partition only, until repaired) |
 //! | `NoSpace`, `Resource` | `KAFKA_STORAGE_ERROR` (retriable; this call only, nothing goes offline) |
 //! | `OffsetOutOfRange` | `OFFSET_OUT_OF_RANGE` |
 //! | `InvalidBatch`, `EmptyAppend` | `CORRUPT_MESSAGE` |
@@ -119,6 +120,19 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// Recovery found bytes below the partition's recovery point (fsynced
+    /// earlier, so not a torn write) that no longer read back as the
+    /// batches they were: the disk lost or changed them. Nothing was cut
+    /// or deleted; every call on this partition fails with this until an
+    /// operator repairs it and restarts (`docs/durability.md`). Other
+    /// partitions and the log directory are not affected.
+    #[error("partition damaged below its recovery point: {path} at byte {position}: {reason}")]
+    Damaged {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+
     /// A stored file does not hold what the in-memory state says it does.
     /// Recovery truncates such tails at open; this is returned only when a
     /// file is damaged under a running log, and the bytes are not served.
@@ -162,6 +176,7 @@ impl Error {
                 | Error::Resource { .. }
                 | Error::NoSpace { .. }
                 | Error::Poisoned { .. }
+                | Error::Damaged { .. }
         )
     }
 

@@ -18,8 +18,8 @@
 //! | `advance_log_start_offset` | the new log start offset (checkpoint) |
 //! | `truncate_to` / `truncate_fully_and_start_at` | the truncation: removed batches never come back after a crash |
 //! | `delete_retained_segments` | the new log start offset (checkpoint); unlinks are not fsynced (a resurrected segment is below the log start and is deleted again) |
-//! | `close` | everything, plus the clean-shutdown marker |
-//! | `open` of a new directory | the directory's entry in its parent (the log directory) |
+//! | `close` | everything, plus the clean-shutdown marker (only what is not durable yet is synced; a log holding no batch needs neither) |
+//! | `open` of a new directory | the directory's entry in its parent (the log directory); the segment's entries with the first flush |
 //!
 //! # Invariants
 //! - `segments` is never empty, sorted by base offset, dense: each
@@ -28,7 +28,9 @@
 //! - `log_start <= log_end`; `recovery_point <= log_end`; every offset
 //!   below `recovery_point` has been fsynced.
 //! - Once the shared [`LogDirHealth`] is poisoned every call fails with
-//!   `Error::Poisoned`.
+//!   `Error::Poisoned`; a log that recovery found damaged below its
+//!   recovery point fails every call with `Error::Damaged` and writes no
+//!   file.
 //!
 //! # Caveats
 //! - Offsets are dense: compaction and its gaps are not implemented yet.
@@ -124,6 +126,9 @@ pub struct PartitionLog {
     /// Leader epoch → first offset (`leader_epoch.rs`), kept in step by
     /// append, truncation and the log start moving.
     pub(crate) epochs: LeaderEpochCache,
+    /// Recovery found damage below the recovery point: every call fails
+    /// with [`Error::Damaged`] and no file is written.
+    pub(crate) damage: Option<recovery::Damage>,
 }
 
 pub(crate) fn wall_clock_ms() -> i64 {
@@ -143,16 +148,29 @@ impl PartitionLog {
 
     /// [`PartitionLog::open`] sharing `health` with other partitions.
     pub fn open_with_health(dir: &Path, config: LogConfig, health: LogDirHealth) -> Result<Self> {
-        config.validate()?;
-        health.check()?;
-        let created = !dir.is_dir();
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, e))?;
+        let (log, created) = Self::open_leaving_parent(dir, config, health)?;
         // A new partition directory's own entry lives in its parent: without
         // this fsync a power cut can take back the whole partition, synced
         // segments included (found by tests/powerloss).
         if created && let Some(parent) = dir.parent() {
-            checkpoint::sync_dir(parent).inspect_err(|_| health.poison())?;
+            checkpoint::sync_dir(parent).inspect_err(|_| log.health.poison())?;
         }
+        Ok(log)
+    }
+
+    /// [`PartitionLog::open_with_health`] without the fsync of the parent
+    /// directory; the bool says whether `dir` was created, and then the
+    /// caller must fsync the parent before it hands the log out
+    /// ([`crate::LogDir::open_partitions`] does it once for many).
+    pub(crate) fn open_leaving_parent(
+        dir: &Path,
+        config: LogConfig,
+        health: LogDirHealth,
+    ) -> Result<(Self, bool)> {
+        config.validate()?;
+        health.check()?;
+        let created = !dir.is_dir();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, e))?;
         let r = recovery::recover(dir, &config, wall_clock_ms()).inspect_err(|e| {
             if matches!(e, Error::Io { .. }) {
                 health.poison();
@@ -166,12 +184,17 @@ impl PartitionLog {
             recovery_point: r.recovery_point,
             health,
             generation: 0,
-            dir_changes: 0,
+            dir_changes: u64::from(r.dir_unsynced),
             dir_synced: 0,
             last_flush_ms: None,
-            last_checkpoint: None,
+            last_checkpoint: Some(r.on_disk),
+            damage: r.damage,
             epochs: LeaderEpochCache::empty(dir),
         };
+        if log.damage.is_some() {
+            // Left exactly as found: no checkpoint, marker or truncation.
+            return Ok((log, created));
+        }
         if log.log_start > log.log_end_offset() {
             // The checkpoint's log start lies past the data that survived
             // (unflushed tail lost): keep offsets monotonic for consumers.
@@ -182,7 +205,7 @@ impl PartitionLog {
         log.load_leader_epochs()?;
         let removed = checkpoint::remove_clean_shutdown(dir);
         log.poison_on_err(removed)?;
-        Ok(log)
+        Ok((log, created))
     }
 
     /// Loads the leader-epoch checkpoint, or rebuilds it from the batch
@@ -306,7 +329,21 @@ impl PartitionLog {
     }
 
     pub(crate) fn check(&self) -> Result<()> {
-        self.health.check()
+        self.health.check()?;
+        match &self.damage {
+            None => Ok(()),
+            Some(d) => Err(Error::Damaged {
+                path: d.path.clone(),
+                position: d.position,
+                reason: d.reason.clone(),
+            }),
+        }
+    }
+
+    /// Whether recovery found this partition damaged below its recovery
+    /// point ([`Error::Damaged`]): it serves nothing until repaired.
+    pub fn is_damaged(&self) -> bool {
+        self.damage.is_some()
     }
 
     /// Poisons the directory on a failure that may leave the files and
@@ -550,19 +587,25 @@ impl PartitionLog {
 
     /// Flushes everything, trims the active segment, writes the checkpoint
     /// and the clean-shutdown marker: the next open skips the scan.
+    ///
+    /// Only what is not durable yet is fsynced: `.log` bytes past the last
+    /// flush (with the directory, if segments were created since), and the
+    /// indexes that gained entries since they were last synced. A log that
+    /// holds no batch gets no marker and no fsync at all: an open without
+    /// a marker scans nothing there either.
     pub fn close(mut self) -> Result<()> {
         self.check()?;
         let sealed = self.active_mut().seal();
         self.poison_on_err(sealed)?;
-        self.dir_changes += 1;
+        if self.size_bytes() == 0 {
+            return self.write_checkpoint();
+        }
         self.flush()?;
-        let synced = self.segments.iter().try_for_each(|s| {
-            s.files()
-                .iter()
-                .try_for_each(|f| crate::flush::fail_point(f.path()).and_then(|()| f.sync_data()))
-        });
+        let synced = self.segments.iter_mut().try_for_each(Segment::sync_indexes);
         self.poison_on_err(synced)?;
         self.write_checkpoint()?;
+        // The marker's rename is followed by an fsync of the directory,
+        // which makes every entry in it durable before the marker counts.
         let marker = checkpoint::write_clean_shutdown(&self.dir, self.log_end_offset());
         self.poison_on_err(marker)
     }

@@ -137,6 +137,47 @@ impl LogDir {
         PartitionLog::open_with_health(&self.path.join(tp.dir_name()), config, self.health.clone())
     }
 
+    /// Opens (creating if needed) many partitions side by side on a bounded
+    /// pool of threads (`parallel.rs`), one result per item, in order.
+    ///
+    /// The same as calling [`LogDir::open_partition`] for each, but the
+    /// fsyncs of different partitions overlap, and the log directory is
+    /// fsynced once for every partition directory created (instead of once
+    /// each) before any log is handed out. If that fsync fails the
+    /// directory is poisoned and every partition this call created fails.
+    pub fn open_partitions(
+        &self,
+        items: Vec<(TopicPartition, LogConfig)>,
+    ) -> Vec<Result<PartitionLog>> {
+        let opened = crate::parallel::map(items, |(tp, config)| {
+            self.health.check()?;
+            PartitionLog::open_leaving_parent(
+                &self.path.join(tp.dir_name()),
+                config,
+                self.health.clone(),
+            )
+        });
+        let any_created = opened.iter().any(|r| matches!(r, Ok((_, true))));
+        let parent_synced = if any_created {
+            crate::checkpoint::sync_dir(&self.path).inspect_err(|_| self.health.poison())
+        } else {
+            Ok(())
+        };
+        opened
+            .into_iter()
+            .map(|r| match (r, &parent_synced) {
+                (Ok((_, true)), Err(_)) => Err(self.health.poisoned_error()),
+                (r, _) => r.map(|(log, _)| log),
+            })
+            .collect()
+    }
+
+    /// Closes many logs side by side ([`PartitionLog::close`] each, on a
+    /// bounded pool of threads); one result per log, in order.
+    pub fn close_partitions(logs: Vec<PartitionLog>) -> Vec<Result<()>> {
+        crate::parallel::map(logs, PartitionLog::close)
+    }
+
     /// Whether the partition's directory holds any batch bytes (a `.log`
     /// file that is not empty). A missing directory holds none.
     pub fn holds_batches(&self, tp: &TopicPartition) -> Result<bool> {
@@ -220,6 +261,59 @@ mod tests {
             dir.open_partition(&tp, LogConfig::default()),
             Err(Error::Poisoned { .. })
         ));
+    }
+
+    #[test]
+    fn many_partitions_open_and_close_together_and_reopen_clean() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = LogDir::open(root.path()).unwrap();
+        let config = crate::test_util::small_config();
+        let items = |n: i32| {
+            (0..n)
+                .map(|p| {
+                    (
+                        TopicPartition::parse(&format!("t-{p}")).unwrap(),
+                        config.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let logs: Vec<PartitionLog> = dir
+            .open_partitions(items(40))
+            .into_iter()
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(dir.partitions().unwrap().len(), 40);
+        let one = crate::test_util::batch(0, 1, crate::test_util::TS, 10);
+        let mut logs = logs;
+        for (i, log) in logs.iter_mut().enumerate() {
+            assert!(
+                log.dir().ends_with(format!("t-{i}")),
+                "results keep item order"
+            );
+            if i % 2 == 0 {
+                log.append_as_leader(&one, crate::LeaderEpoch(0), 0)
+                    .unwrap();
+            }
+        }
+        for r in LogDir::close_partitions(logs) {
+            r.unwrap();
+        }
+        // Only logs holding batches leave a marker; empty ones need none.
+        let marked = |p: i32| root.path().join(format!("t-{p}/clean.shutdown")).exists();
+        assert!(marked(0) && !marked(1));
+        let reopened = dir.open_partitions(items(40));
+        for (i, log) in reopened.into_iter().enumerate() {
+            let log = log.unwrap();
+            let expected = if i % 2 == 0 { 1 } else { 0 };
+            assert_eq!(log.log_end_offset(), crate::Offset(expected), "t-{i}");
+        }
+        dir.health().poison();
+        assert!(
+            dir.open_partitions(items(3))
+                .iter()
+                .all(|r| matches!(r, Err(Error::Poisoned { .. })))
+        );
     }
 
     #[test]

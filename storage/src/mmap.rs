@@ -59,6 +59,7 @@ use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
+use crate::fault::{self, Call};
 
 /// Whether a [`MappedFile`] keeps its descriptor open (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,9 +175,8 @@ fn map(file: &File, path: &Path, len: u64) -> Result<Option<MmapRaw>> {
         position: len,
         reason: "file too large to map".to_string(),
     })?;
-    MmapOptions::new()
-        .len(len_usize)
-        .map_raw(file)
+    fault::check(Call::Mmap)
+        .and_then(|()| MmapOptions::new().len(len_usize).map_raw(file))
         .map(Some)
         .map_err(|e| Error::io("mmap", path, e))
 }
@@ -184,10 +184,8 @@ fn map(file: &File, path: &Path, len: u64) -> Result<Option<MmapRaw>> {
 /// Opens `path` for a call that needs a descriptor of a
 /// [`Hold::MappingOnly`] file; closed when dropped.
 fn reopen(path: &Path) -> Result<Arc<File>> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
+    fault::check(Call::Open)
+        .and_then(|()| OpenOptions::new().read(true).write(true).open(path))
         .map(Arc::new)
         .map_err(|e| Error::io("open", path, e))
 }
@@ -197,11 +195,14 @@ impl MappedFile {
     /// `capacity` bytes, reserves its first step and maps it. Nothing is
     /// published. On failure the file is removed.
     pub(crate) fn create(path: &Path, capacity: u64, hold: Hold) -> Result<MapWriter> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
+        let file = fault::check(Call::Open)
+            .and_then(|()| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+            })
             .map_err(|e| Error::io("create", path, e))?;
         let reserved = capacity.min(RESERVE_BYTES_MIN);
         let made = preallocate(&file, path, reserved)
@@ -218,10 +219,8 @@ impl MappedFile {
     /// is published: the caller (recovery) then finds the real end and calls
     /// [`MapWriter::truncate_exclusive`].
     pub(crate) fn open(path: &Path, hold: Hold) -> Result<MapWriter> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
+        let file = fault::check(Call::Open)
+            .and_then(|()| OpenOptions::new().read(true).write(true).open(path))
             .map_err(|e| Error::io("open", path, e))?;
         let len = file
             .metadata()
@@ -458,7 +457,8 @@ impl MapWriter {
         let mut at = pos;
         let fd = self.file.descriptor()?;
         for part in parts {
-            fd.write_all_at(part, at)
+            fault::check(Call::Write)
+                .and_then(|()| fd.write_all_at(part, at))
                 .map_err(|e| Error::io("pwrite", &self.file.path, e))?;
             at += part.len() as u64;
         }

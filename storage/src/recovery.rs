@@ -11,21 +11,29 @@
 //!    - scanned (everything from the segment holding the recovery point
 //!      on, after an unclean stop): every batch is checked (length bounds,
 //!      magic, CRC-32C, dense offsets) and both indexes are rebuilt.
-//! 4. The first batch that fails ends the log: the segment is truncated
-//!    there (one `warn` with path and position) and every later segment is
-//!    deleted. A zero-filled header (the preallocated tail of the active
-//!    segment) is the end, not corruption. A segment whose base offset does
-//!    not continue the previous one also ends the log.
-//! 5. A trusted segment whose index fails its checks, or whose tail scan
+//! 4. The first batch that fails at or above the recovery point ends the
+//!    log: the segment is truncated there (one `warn` with path and
+//!    position) and every later segment is deleted. A zero-filled header
+//!    (the preallocated tail of the active segment) is the end, not
+//!    corruption. A segment whose base offset does not continue the
+//!    previous one also ends the log.
+//! 5. A failure *below* the recovery point (bytes fsynced before) is
+//!    damage, not a torn write: nothing is cut or deleted, it is logged
+//!    once at `error`, and the log opens damaged (every call returns
+//!    `Error::Damaged`) until an operator repairs the files.
+//! 6. A new directory (no segment, no checkpoint) skips all of this: one
+//!    empty segment, no fsync, no checkpoint.
+//! 7. A trusted segment whose index fails its checks, or whose tail scan
 //!    meets a bad batch, is scanned in full instead: indexes are never
 //!    trusted over the `.log`.
-//! 6. After an unclean start, the scanned segments are fsynced, so the
+//! 8. After an unclean start, the scanned segments are fsynced, so the
 //!    recovery point is the log end offset when `open` returns: a batch
 //!    served after recovery cannot be taken back by a later power cut.
 //!
 //! # Invariants
-//! - After recovery every byte of every segment up to its size is a
-//!   well-formed batch (CRC-checked unless it was fsynced before the
+//! - Recovery never cuts or deletes a byte below the recovery point.
+//! - After recovery (of a log that is not damaged) every byte of every
+//!   segment up to its size is a well-formed batch (CRC-checked unless it was fsynced before the
 //!   recovery point or closed cleanly), offsets are dense, and nothing
 //!   past the end is ever read: the tail is cut and re-reserved as zeros.
 //! - The clean-shutdown marker must also name the log end offset that the
@@ -34,7 +42,7 @@
 //! # References
 //! Kafka's `LogLoader` and `LogSegment.recover`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sluice_protocol::{RECORD_BATCH_HEADER_BYTES, RecordBatchView};
 
@@ -55,6 +63,16 @@ pub(crate) struct Recovered {
     pub(crate) segments: Vec<Segment>,
     pub(crate) log_start: Offset,
     pub(crate) recovery_point: Offset,
+    /// What the checkpoint file says now. A missing one is read as
+    /// `{recovery point, log start} = {first base, first base}`, which
+    /// recovery treats exactly alike (scan every segment, start at the
+    /// first), so an unchanged log never rewrites it.
+    pub(crate) on_disk: Checkpoint,
+    /// Files were created whose directory entries are not fsynced yet: the
+    /// first flush must sync the directory.
+    pub(crate) dir_unsynced: bool,
+    /// Damage below the recovery point stopped recovery (module docs).
+    pub(crate) damage: Option<Damage>,
 }
 
 /// How a scan ended.
@@ -67,19 +85,27 @@ enum Stop {
 }
 
 pub(crate) fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Recovered> {
-    remove_leftovers(dir)?;
+    let mut changed = remove_leftovers(dir)?;
     let bases = list_bases(dir)?;
     let ckpt = Checkpoint::read(dir)?;
+    if bases.is_empty() && ckpt.is_none() {
+        return create_fresh(dir, config, now_ms);
+    }
     let marker = checkpoint::read_clean_shutdown(dir)?;
     let rp = ckpt.map(|c| c.recovery_point);
-    let mut segments = recover_segments(dir, &bases, config, rp, marker.is_some(), now_ms)?;
+    let (mut segments, mut deleted, mut damage) =
+        recover_segments(dir, &bases, config, rp, marker.is_some(), now_ms)?;
     let end = segments.last().map(|s| s.next_offset);
     if marker.is_some() && end != marker {
         tracing::warn!(dir = %dir.display(), ?marker, ?end, "clean-shutdown marker disagrees with the log; recovering as unclean");
         drop(segments);
         let bases = list_bases(dir)?;
-        segments = recover_segments(dir, &bases, config, rp, false, now_ms)?;
+        (segments, deleted, damage) = recover_segments(dir, &bases, config, rp, false, now_ms)?;
     }
+    if let Some(damage) = damage {
+        return Ok(damaged(segments, damage, ckpt));
+    }
+    changed |= deleted;
     let ckpt_start = ckpt.map_or(Offset::ZERO, |c| c.log_start_offset);
     if segments.is_empty() {
         segments.push(Segment::create(
@@ -88,6 +114,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Rec
             config,
             now_ms,
         )?);
+        changed = true;
     }
     let first_base = segments.first().map_or(Offset::ZERO, |s| s.base);
     let log_end = segments.last().map_or(Offset::ZERO, |s| s.next_offset);
@@ -95,11 +122,18 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Rec
         // What recovery kept is what will be served: make it durable now,
         // so a reader never sees a batch that a later power cut takes
         // back, and the next crash need not scan these segments again.
+        // Segments wholly below the old recovery point were fsynced, their
+        // directory entries with them; when nothing lies above it and no
+        // file came or went, there is nothing to sync (an idle partition
+        // after a kill -9 costs no fsync).
         let old_rp = rp.unwrap_or(first_base);
         for seg in segments.iter().filter(|s| s.next_offset > old_rp) {
             seg.log.shared().sync_data()?;
+            changed = true;
         }
-        checkpoint::sync_dir(dir)?;
+        if changed {
+            checkpoint::sync_dir(dir)?;
+        }
     }
     for seg in &mut segments {
         seg.flushed_bytes = seg.size();
@@ -120,8 +154,71 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Rec
         segments,
         log_start: ckpt_start.max(first_base),
         recovery_point: log_end,
+        on_disk: ckpt.unwrap_or(Checkpoint {
+            recovery_point: first_base,
+            log_start_offset: first_base,
+        }),
+        dir_unsynced: false,
+        damage: None,
     })
 }
+
+/// What recovery hands back for damage below the recovery point: the
+/// segments as found, none cut or re-reserved (`PartitionLog` refuses
+/// every call on such a log, so none of them is written).
+fn damaged(segments: Vec<Segment>, damage: Damage, ckpt: Option<Checkpoint>) -> Recovered {
+    tracing::error!(path = %damage.path.display(), position = damage.position, reason = %damage.reason, "damage below the recovery point: the partition is not served until an operator repairs it; no segment was cut or deleted");
+    let first_base = segments.first().map_or(Offset::ZERO, |s| s.base);
+    let end = segments.last().map_or(first_base, |s| s.next_offset);
+    let on_disk = ckpt.unwrap_or(Checkpoint {
+        recovery_point: first_base,
+        log_start_offset: first_base,
+    });
+    Recovered {
+        segments,
+        log_start: on_disk.log_start_offset.max(first_base).min(end),
+        recovery_point: end,
+        on_disk,
+        dir_unsynced: false,
+        damage: Some(damage),
+    }
+}
+
+/// A directory with no segment and no checkpoint: a new partition (the
+/// broker may have put its own metadata file there first). Nothing to
+/// recover: one empty segment, no checkpoint written (a missing one says
+/// the same for an empty log) and no fsync here. The segment's directory
+/// entries are synced by the first flush, before any batch counts as
+/// durable; losing them to a power cut before that loses no batch, and the
+/// next open makes the segment again.
+fn create_fresh(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Recovered> {
+    let segment = Segment::create(dir, Offset::ZERO, config, now_ms)?;
+    Ok(Recovered {
+        segments: vec![segment],
+        log_start: Offset::ZERO,
+        recovery_point: Offset::ZERO,
+        on_disk: Checkpoint {
+            recovery_point: Offset::ZERO,
+            log_start_offset: Offset::ZERO,
+        },
+        dir_unsynced: true,
+        damage: None,
+    })
+}
+
+/// Damage found below the recovery point: bytes that were fsynced and no
+/// longer read back as the batches they were. Never a torn write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Damage {
+    pub(crate) path: PathBuf,
+    pub(crate) position: u64,
+    pub(crate) reason: String,
+}
+
+/// The segments recovered, whether any file was deleted, and the damage
+/// that stopped recovery (then nothing was cut or deleted, and the last
+/// segment is the damaged one, left as found).
+type Segments = (Vec<Segment>, bool, Option<Damage>);
 
 fn recover_segments(
     dir: &Path,
@@ -130,28 +227,57 @@ fn recover_segments(
     rp: Option<Offset>,
     clean: bool,
     now_ms: i64,
-) -> Result<Vec<Segment>> {
+) -> Result<Segments> {
     let mut segments: Vec<Segment> = Vec::new();
+    let mut deleted = false;
+    // Whether offset `o` lies below the recovery point: fsynced, so a
+    // failure there is damage, not a torn tail.
+    let fsynced = |o: Offset| rp.is_some_and(|rp| o < rp);
     for (i, &base) in bases.iter().enumerate() {
         if let Some(prev) = segments.last()
             && prev.next_offset != base
         {
+            if fsynced(prev.next_offset) {
+                let damage = Damage {
+                    path: segment::segment_path(dir, base, LOG_EXT),
+                    position: 0,
+                    reason: format!(
+                        "segment starts at offset {base} where {} was expected",
+                        prev.next_offset
+                    ),
+                };
+                return Ok((segments, deleted, Some(damage)));
+            }
             tracing::warn!(dir = %dir.display(), expected = %prev.next_offset, found = %base, "segment does not continue the log; deleting it and later segments");
             delete_from(dir, bases.get(i..).unwrap_or_default())?;
+            deleted = true;
             break;
         }
         let below_rp = bases
             .get(i + 1)
             .is_some_and(|next| rp.is_some_and(|rp| *next <= rp));
         let (seg, stop) = recover_segment(dir, base, config, clean || below_rp, now_ms)?;
+        if let Stop::Bad { position, reason } = &stop
+            && fsynced(seg.next_offset)
+        {
+            let damage = Damage {
+                path: segment::segment_path(dir, base, LOG_EXT),
+                position: *position,
+                reason: reason.clone(),
+            };
+            segments.push(seg);
+            return Ok((segments, deleted, Some(damage)));
+        }
+        let (seg, stop) = finish(seg, stop)?;
         segments.push(seg);
         if let Stop::Bad { position, reason } = stop {
             tracing::warn!(path = %segment::segment_path(dir, base, LOG_EXT).display(), position, reason, "truncating torn or corrupt log tail");
             delete_from(dir, bases.get(i + 1..).unwrap_or_default())?;
+            deleted = true;
             break;
         }
     }
-    Ok(segments)
+    Ok((segments, deleted, None))
 }
 
 fn delete_from(dir: &Path, bases: &[Offset]) -> Result<()> {
@@ -161,7 +287,8 @@ fn delete_from(dir: &Path, bases: &[Offset]) -> Result<()> {
     Ok(())
 }
 
-/// Opens one segment and finds its end; see the module docs.
+/// Opens one segment and finds its end; see the module docs. The files
+/// are not cut yet: the caller decides ([`finish`]).
 fn recover_segment(
     dir: &Path,
     base: Offset,
@@ -192,11 +319,11 @@ fn recover_segment(
         && ti_sane
         && let Some(stop) = resume_from_index(&mut seg, config)?
     {
-        return finish(seg, stop);
+        return Ok((seg, stop));
     }
     rebuild(&mut seg, config)?;
     let stop = scan(&mut seg, 0, config)?;
-    finish(seg, stop)
+    Ok((seg, stop))
 }
 
 type Opener<I> = fn(&Path) -> Result<(I, bool)>;
@@ -349,9 +476,11 @@ fn file_names(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Removes what interrupted deletes, truncations and checkpoint writes
-/// left behind, and index files whose `.log` is gone.
-fn remove_leftovers(dir: &Path) -> Result<()> {
+/// left behind, and index files whose `.log` is gone; whether it removed
+/// anything.
+fn remove_leftovers(dir: &Path) -> Result<bool> {
     let names = file_names(dir)?;
+    let mut removed_any = false;
     for name in &names {
         let leftover = name.ends_with(DELETED_SUFFIX)
             || name.ends_with(SWAP_SUFFIX)
@@ -369,9 +498,10 @@ fn remove_leftovers(dir: &Path) -> Result<()> {
                 std::fs::remove_file(&path)
             };
             removed.map_err(|e| Error::io("unlink", path, e))?;
+            removed_any = true;
         }
     }
-    Ok(())
+    Ok(removed_any)
 }
 
 #[cfg(test)]
@@ -482,6 +612,102 @@ mod tests {
         assert!(!seg(dir.path(), 20, "log").exists());
         assert!(!seg(dir.path(), 40, "log").exists());
         assert_eq!(all_offsets(&log), (0..6).collect::<Vec<_>>());
+    }
+
+    /// Every `.log` file's bytes, by name.
+    fn log_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Issue 13: damage below the recovery point (fsynced bytes that no
+    /// longer check) is reported and refuses the partition; it never cuts
+    /// the segment or deletes the later ones, and a repaired file serves
+    /// everything again.
+    #[test]
+    fn damage_below_the_recovery_point_deletes_nothing_and_refuses_the_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        append(&mut log, 5); // offsets 0..10, in the first segment
+        log.flush().unwrap();
+        log.checkpoint_recovery_point().unwrap();
+        append(&mut log, 20); // offsets 10..50: two more segments, unflushed
+        assert_eq!(log.segment_count(), 3);
+        drop(log.simulate_crash());
+        // The recovery point (10) lies in the first segment, so recovery
+        // scans it whole and meets the flipped byte of batch 6..=7.
+        let path = seg(dir.path(), 0, "log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[1250] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let before = log_files(dir.path());
+
+        let mut log = open(dir.path());
+        assert!(log.is_damaged());
+        let refused = |e: Error| matches!(e, Error::Damaged { position: 1200, .. });
+        assert!(refused(
+            log.read(Offset(0), 100, Offset(50), true).unwrap_err()
+        ));
+        assert!(refused(
+            log.append_as_leader(&batch(0, 1, TS, 1), LeaderEpoch(1), 0)
+                .unwrap_err()
+        ));
+        assert!(
+            log.read(Offset(0), 100, Offset(50), true)
+                .unwrap_err()
+                .is_storage_error()
+        );
+        assert!(
+            !log.health().is_poisoned(),
+            "one partition, not the log directory"
+        );
+        assert!(refused(log.close().unwrap_err()));
+        assert_eq!(log_files(dir.path()), before, "no segment cut or deleted");
+
+        // An operator restores the byte (from a replica, a backup): all of
+        // it is served again, the unflushed segments included.
+        bytes[1250] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let log = open(dir.path());
+        assert!(!log.is_damaged());
+        assert_eq!(all_offsets(&log), (0..50).collect::<Vec<_>>());
+    }
+
+    /// The other places: a torn last segment above the recovery point is
+    /// cut at its first bad batch and nothing before it is touched.
+    #[test]
+    fn a_torn_last_segment_above_the_recovery_point_is_cut_there_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        append(&mut log, 20); // offsets 0..40: segments 0 and 20
+        log.flush().unwrap();
+        log.checkpoint_recovery_point().unwrap();
+        append(&mut log, 5); // offsets 40..50 in segment 40, unflushed
+        drop(log.simulate_crash());
+        let before = log_files(dir.path());
+        let path = seg(dir.path(), 40, "log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[850] ^= 0xff; // batch 44..=45
+        std::fs::write(&path, &bytes).unwrap();
+        let log = open(dir.path());
+        assert!(!log.is_damaged());
+        assert_eq!(all_offsets(&log), (0..44).collect::<Vec<_>>());
+        let after = log_files(dir.path());
+        assert_eq!(after[..2], before[..2], "segments below untouched");
+        assert_eq!(after[2].1[..800], before[2].1[..800]);
+        assert!(
+            after[2].1[800..].iter().all(|&b| b == 0),
+            "cut, then re-reserved as zeros"
+        );
     }
 
     #[test]
@@ -602,8 +828,8 @@ mod tests {
                 "00000000000000000000.index",
                 "00000000000000000000.log",
                 "00000000000000000000.timeindex",
-                "partition.checkpoint"
-            ]
+            ],
+            "a new, empty log writes no checkpoint: a missing one says the same"
         );
         let bad = LogConfig {
             segment_ms: 0,

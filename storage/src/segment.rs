@@ -341,18 +341,20 @@ impl Segment {
         {
             self.time_index.append(self.max_timestamp, rel)?;
         }
-        self.log.trim()?;
+        // The indexes first: trimming one opens its path (it holds no
+        // descriptor), which a descriptor limit can refuse. Refused there,
+        // the `.log` is untouched and stays appendable; a trimmed index is
+        // full, so the next append rolls and seals again.
         self.offset_index.trim()?;
-        self.time_index.trim()
+        self.time_index.trim()?;
+        self.log.trim()
     }
 
-    /// The three open files, log first.
-    pub(crate) fn files(&self) -> [Arc<MappedFile>; 3] {
-        [
-            Arc::clone(self.log.shared()),
-            Arc::clone(self.offset_index.writer().shared()),
-            Arc::clone(self.time_index.writer().shared()),
-        ]
+    /// fsyncs the indexes whose entries changed since they were last
+    /// synced (the `.log` is the flush path's: `PendingFlush`).
+    pub(crate) fn sync_indexes(&mut self) -> Result<()> {
+        self.offset_index.sync_if_dirty()?;
+        self.time_index.sync_if_dirty()
     }
 
     /// The time the segment.ms clock runs from.

@@ -70,6 +70,9 @@ pub(crate) trait IndexEntry: Copy + fmt::Debug {
 pub(crate) struct SparseIndex<E> {
     w: MapWriter,
     len: u64,
+    /// Entries were added or dropped since the file was loaded, created
+    /// empty or last synced ([`SparseIndex::sync_if_dirty`]).
+    dirty: bool,
     // `fn() -> E`: the index makes `E`s, it does not own any.
     entry_type: PhantomData<fn() -> E>,
 }
@@ -89,6 +92,7 @@ impl<E: IndexEntry> SparseIndex<E> {
         Ok(Self {
             w,
             len: 0,
+            dirty: false,
             entry_type: PhantomData,
         })
     }
@@ -101,6 +105,7 @@ impl<E: IndexEntry> SparseIndex<E> {
         let mut index = Self {
             w,
             len: 0,
+            dirty: false,
             entry_type: PhantomData,
         };
         if sane {
@@ -114,6 +119,7 @@ impl<E: IndexEntry> SparseIndex<E> {
     /// Drops every entry and reserves `capacity_bytes` again.
     pub(crate) fn reset(&mut self, capacity_bytes: u64) -> Result<()> {
         self.len = 0;
+        self.dirty = true;
         self.w
             .truncate_exclusive(0, Self::whole_entries(capacity_bytes))
     }
@@ -169,7 +175,19 @@ impl<E: IndexEntry> SparseIndex<E> {
             return Ok(false);
         }
         self.len += 1;
+        self.dirty = true;
         Ok(true)
+    }
+
+    /// Makes the entries durable if they changed since they last were (an
+    /// `msync` of the mapping: the file holds no descriptor).
+    pub(crate) fn sync_if_dirty(&mut self) -> Result<()> {
+        if self.dirty {
+            crate::flush::fail_point(self.w.path())?;
+            self.w.shared().sync_data()?;
+            self.dirty = false;
+        }
+        Ok(())
     }
 
     /// The last entry whose key is `<= target`; `None` when every key is
@@ -196,10 +214,6 @@ impl<E: IndexEntry> SparseIndex<E> {
     /// index holds no descriptor, so later calls open it by this path.
     pub(crate) fn renamed_exclusive(&mut self, path: &Path) -> Result<()> {
         self.w.renamed_exclusive(path)
-    }
-
-    pub(crate) fn writer(&self) -> &MapWriter {
-        &self.w
     }
 }
 
