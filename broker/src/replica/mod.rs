@@ -5,6 +5,10 @@
 //! replication work adds followers, the ISR and leader epochs here, behind
 //! the same `Partition` surface handlers use.
 
+pub mod fetcher;
+pub mod fetcher_follower;
+pub mod fetcher_manager;
+pub mod fetcher_state;
 pub mod flusher;
 pub mod leadership;
 pub mod manager;
