@@ -10,6 +10,8 @@ pub mod fetcher_follower;
 pub mod fetcher_manager;
 pub mod fetcher_state;
 pub mod flusher;
+pub mod follower_state;
+pub mod isr;
 pub mod leadership;
 pub mod manager;
 pub mod partition;
