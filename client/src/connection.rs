@@ -16,7 +16,7 @@
 //! read with `sluice_protocol::frame::decode_frame`; headers and bodies are
 //! kafka-protocol's generated codecs at the negotiated version, except
 //! Produce: its body arrives as parts around the record batches
-//! ([`Connection::start_parts`]) and goes out with one vectored write, so
+//! (`Connection::start_parts`) and goes out with one vectored write, so
 //! the batches are never copied into the frame.
 //!
 //! # Invariants
@@ -31,8 +31,8 @@
 //! # Limits
 //! - In-flight requests: a semaphore of `in_flight` permits, each held
 //!   until its response arrives. Frames queued for the writer:
-//!   [`WRITE_QUEUE_FRAMES`].
-//! - Response frames above [`RESPONSE_FRAME_BYTES_MAX`] close the
+//!   `WRITE_QUEUE_FRAMES` (`client/src/limits.rs`).
+//! - Response frames above `RESPONSE_FRAME_BYTES_MAX` close the
 //!   connection before any allocation.
 
 use std::collections::VecDeque;
@@ -57,12 +57,16 @@ use crate::error::{Error, Result, protocol};
 use crate::limits::{RESPONSE_FRAME_BYTES_MAX, WRITE_QUEUE_FRAMES};
 use crate::versions::VersionTable;
 
-/// What a connection needs to know from the client configuration.
+/// What a connection needs to know from its owner's configuration.
 #[derive(Debug, Clone)]
-pub(crate) struct ConnectionOptions {
+pub struct ConnectionOptions {
+    /// Sent in every request header.
     pub client_id: String,
+    /// Requests outstanding at once; at least 1.
     pub in_flight: usize,
+    /// How long [`Connection::call`] waits for a response.
     pub request_timeout: Duration,
+    /// How long the TCP connect and the ApiVersions handshake may take.
     pub connect_timeout: Duration,
 }
 
@@ -130,7 +134,11 @@ impl Shared {
 
 /// A live connection to one broker. Cheap to share (`Arc`); dropping the
 /// last handle stops its tasks.
-pub(crate) struct Connection {
+///
+/// This is the one Kafka-protocol connection in Sluice: the client's
+/// cluster uses it, and so does the broker's replica fetcher
+/// (`sluice_broker::replica::fetcher`), which is why it is public.
+pub struct Connection {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Outgoing>,
     in_flight: Arc<Semaphore>,
@@ -152,11 +160,7 @@ impl Drop for Connection {
 impl Connection {
     /// Connects to `addr`, negotiates API versions, and returns the
     /// connection. `broker` names it in errors (`node 1 (host:port)`).
-    pub(crate) async fn connect(
-        addr: &str,
-        broker: String,
-        options: &ConnectionOptions,
-    ) -> Result<Self> {
+    pub async fn connect(addr: &str, broker: String, options: &ConnectionOptions) -> Result<Self> {
         let connect_error = |reason: String| Error::Connect {
             broker: broker.clone(),
             reason,
@@ -223,12 +227,12 @@ impl Connection {
         Ok(VersionTable::negotiate(&response.api_keys))
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire) || self.tx.is_closed()
     }
 
     /// The negotiated version of `api`, or an error naming it.
-    pub(crate) fn version(&self, api: ApiKey) -> Result<i16> {
+    pub fn version(&self, api: ApiKey) -> Result<i16> {
         self.versions
             .get(api)
             .ok_or_else(|| Error::UnsupportedVersion {
@@ -238,17 +242,13 @@ impl Connection {
     }
 
     /// Sends `request` at the negotiated version and awaits its response.
-    pub(crate) async fn call<R: Request>(&self, request: &R) -> Result<R::Response> {
+    pub async fn call<R: Request>(&self, request: &R) -> Result<R::Response> {
         let version = self.version(api_key_of::<R>()?)?;
         self.call_at(request, version).await
     }
 
     /// Sends `request` at `version` and awaits its response.
-    pub(crate) async fn call_at<R: Request>(
-        &self,
-        request: &R,
-        version: i16,
-    ) -> Result<R::Response> {
+    pub async fn call_at<R: Request>(&self, request: &R, version: i16) -> Result<R::Response> {
         self.call_with_timeout(request, version, self.options.request_timeout)
             .await
     }
@@ -256,7 +256,7 @@ impl Connection {
     /// As [`Connection::call_at`] with its own timeout: for requests the
     /// broker may park longer than a normal request (JoinGroup waits for
     /// the whole group, up to the rebalance timeout).
-    pub(crate) async fn call_with_timeout<R: Request>(
+    pub async fn call_with_timeout<R: Request>(
         &self,
         request: &R,
         version: i16,

@@ -25,8 +25,9 @@
 //! ```
 //!
 //! # Layout
-//! - `connection`: one broker connection — frames,
-//!   correlation ids, pipelining, ApiVersions negotiation, timeouts.
+//! - [`connection`]: one broker connection — frames,
+//!   correlation ids, pipelining, ApiVersions negotiation, timeouts. Public
+//!   because the broker's replica fetcher speaks through it too.
 //! - `cluster`: bootstrap, connection per broker, reconnect backoff,
 //!   metadata refresh, leader routing.
 //! - [`metadata`]: the cluster snapshot.
@@ -61,7 +62,7 @@
 pub mod admin;
 mod cluster;
 mod config;
-pub(crate) mod connection;
+pub mod connection;
 pub mod consumer;
 mod error;
 mod limits;

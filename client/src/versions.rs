@@ -38,6 +38,9 @@ pub(crate) const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    // The broker's replica fetcher, against leaders without Fetch v12
+    // (diverging epochs in the Fetch answer).
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The negotiated version per API for one connection.

@@ -12,8 +12,14 @@
 //! handlers ── named Partition operations (role and epoch checked inside)
 //! ```
 
+pub mod fetcher;
+pub mod fetcher_follower;
+pub mod fetcher_manager;
+pub mod fetcher_state;
 pub mod flusher;
+pub mod follower_state;
 pub mod high_watermark;
+pub mod isr;
 pub mod leadership;
 pub mod manager;
 pub mod partition;

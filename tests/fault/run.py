@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""Fault test with real processes: a checker writes and reads a replicated
+topic on a 3-node Sluice cluster while a nemesis kills, pauses and restarts
+nodes; at the end every replica's log is read from disk and compared.
+
+    SLUICE_BIN=target/release/sluice /work/venv/bin/python tests/fault/run.py \
+        --duration 120 --episodes 100
+
+Workload: confluent-kafka producer (acks=all, enable.idempotence=true,
+uncompressed) writing `p<partition>-<seq>` values, partition chosen round
+robin, to a topic with RF 3 and min.insync.replicas=2; a consumer group
+reads it meanwhile and commits.
+
+Nemesis, one fault at a time, each an episode: kill -9 the leader of a
+random partition, kill -9 the active controller, SIGSTOP/SIGCONT a node,
+SIGTERM-restart a node. Killed nodes come back on the same ports and data.
+(Link cuts through a TCP proxy between nodes are not done yet.)
+
+At the end: every node healed, a settle period, the topic read back through
+a consumer (what clients see), then the nodes stopped cleanly and each
+replica's segment files read directly. Printed, one per line:
+
+    episodes, acknowledged            (counts)
+    lost                              acknowledged values the cluster no longer returns
+    duplicated                        values stored at more than one offset
+    reordered                         values out of sequence order within a partition
+    divergent                         offsets whose contents differ between replicas
+    unreplicated                      acknowledged offsets missing from some replica's log
+
+All but the first two must be 0; the exit code is 1 otherwise. Use
+`--allow-unreplicated` to check the rest on a build without replication.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cluster import Cluster  # noqa: E402
+from segments import read_partition  # noqa: E402
+
+TOPIC = "fault-checker"
+GROUP = "fault-checker-group"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Workload:
+    """Producer and group consumer threads, and what they saw."""
+
+    def __init__(self, bootstrap: str, partitions: int, rate: int):
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.rate = rate
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        # partition → [(offset, value)] acknowledged
+        self.acked: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+        self.failed = 0
+        self.sent = 0
+        self.consumed = 0
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self._produce, daemon=True),
+                        threading.Thread(target=self._consume, daemon=True)]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=90)
+
+    def _delivered(self, err, msg) -> None:
+        with self.lock:
+            if err is None:
+                self.acked[msg.partition()].append((msg.offset(), msg.value()))
+            else:
+                self.failed += 1
+
+    def _produce(self) -> None:
+        p = Producer({
+            "bootstrap.servers": self.bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "compression.type": "none",
+            "linger.ms": 5,
+            "message.timeout.ms": 60000,
+            "request.timeout.ms": 10000,
+            "log_level": 2,
+        })
+        seq = [0] * self.partitions
+        i = 0
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self.stop.is_set():
+            part = i % self.partitions
+            value = f"p{part}-{seq[part]}".encode()
+            try:
+                p.produce(TOPIC, value=value, partition=part, on_delivery=self._delivered)
+                seq[part] += 1
+                i += 1
+                self.sent += 1
+            except BufferError:
+                p.poll(0.1)
+                continue
+            p.poll(0)
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        remaining = p.flush(90)
+        if remaining:
+            self.errors.append(f"{remaining} records still unacknowledged after the final flush")
+
+    def _consume(self) -> None:
+        c = Consumer({
+            "bootstrap.servers": self.bootstrap,
+            "group.id": GROUP,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 1000,
+            "session.timeout.ms": 10000,
+            "log_level": 2,
+        })
+        c.subscribe([TOPIC])
+        try:
+            while not self.stop.is_set():
+                msg = c.poll(0.5)
+                if msg is not None and msg.error() is None:
+                    self.consumed += 1
+        finally:
+            try:
+                c.close()
+            except KafkaException as e:
+                self.errors.append(f"group consumer close: {e}")
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, "log_level": 2})
+
+
+def leader_of(bootstrap: str, partition: int) -> int | None:
+    try:
+        md = admin(bootstrap).list_topics(TOPIC, timeout=5)
+        return md.topics[TOPIC].partitions[partition].leader
+    except Exception:  # noqa: BLE001 - any failure: the nemesis picks at random
+        return None
+
+
+def controller_of(bootstrap: str) -> int | None:
+    try:
+        client = admin(bootstrap)
+        return client.describe_cluster(request_timeout=5).result(timeout=6).controller.id
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class Nemesis:
+    """One fault at a time; every fault is healed before the next."""
+
+    FAULTS = ("kill_leader", "kill_controller", "pause", "restart")
+
+    def __init__(self, cluster: Cluster, partitions: int, rng: random.Random):
+        self.cluster = cluster
+        self.partitions = partitions
+        self.rng = rng
+        self.episodes = 0
+        self.history: list[str] = []
+
+    def _victim(self, chosen: int | None) -> int:
+        ids = list(self.cluster.nodes)
+        return chosen if chosen in ids else self.rng.choice(ids)
+
+    def episode(self, hold_s: float) -> None:
+        fault = self.rng.choice(self.FAULTS)
+        bootstrap = self.cluster.bootstrap
+        if fault == "kill_leader":
+            node = self._victim(leader_of(bootstrap, self.rng.randrange(self.partitions)))
+        elif fault == "kill_controller":
+            node = self._victim(controller_of(bootstrap))
+        else:
+            node = self._victim(None)
+        n = self.cluster.nodes[node]
+        started = time.monotonic()
+        if fault in ("kill_leader", "kill_controller"):
+            n.kill9()
+            time.sleep(hold_s)
+            self.cluster.restart(node)
+        elif fault == "pause":
+            n.sigstop()
+            time.sleep(hold_s)
+            n.sigcont()
+        else:
+            self.cluster.restart(node)
+        self.episodes += 1
+        line = f"episode {self.episodes}: {fault} node {node} ({time.monotonic() - started:.1f}s)"
+        self.history.append(line)
+        log(line)
+
+
+def read_through_cluster(bootstrap: str, partitions: int, timeout_s: float) -> dict[int, dict[int, bytes]]:
+    """Every partition read from its leader by a plain consumer, up to the
+    high watermark."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "fault-readback",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "log_level": 2})
+    out: dict[int, dict[int, bytes]] = {p: {} for p in range(partitions)}
+    try:
+        ends = {}
+        for p in range(partitions):
+            lo, hi = c.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)
+            ends[p] = hi
+        c.assign([TopicPartition(TOPIC, p, 0) for p in range(partitions)])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(len(out[p]) >= ends[p] for p in range(partitions)):
+                break
+            for msg in c.consume(1000, 1.0):
+                if msg.error() is None:
+                    out[msg.partition()][msg.offset()] = msg.value()
+    finally:
+        c.close()
+    return out
+
+
+def check(acked, through_cluster, replicas_on_disk, allow_unreplicated: bool) -> dict:
+    lost = duplicated = reordered = divergent = unreplicated = 0
+    for p, acks in acked.items():
+        seen = through_cluster.get(p, {})
+        seen_values = set(seen.values())
+        lost += sum(1 for _, v in acks if v not in seen_values)
+    for p, records in through_cluster.items():
+        counts = defaultdict(int)
+        for v in records.values():
+            counts[v] += 1
+        duplicated += sum(n - 1 for n in counts.values() if n > 1)
+        last = -1
+        for off in sorted(records):
+            v = records[off]
+            seq = int(v.decode().split("-")[1])
+            if seq < last:
+                reordered += 1
+            last = max(last, seq)
+    for p, logs in replicas_on_disk.items():
+        offsets = set().union(*[set(l) for l in logs.values()]) if logs else set()
+        for off in offsets:
+            values = {l[off] for l in logs.values() if off in l}
+            if len(values) > 1:
+                divergent += 1
+        for off, _ in acked.get(p, []):
+            if any(off not in l for l in logs.values()):
+                unreplicated += 1
+    result = {"lost": lost, "duplicated": duplicated, "reordered": reordered,
+              "divergent": divergent, "unreplicated": unreplicated}
+    result["ok"] = lost == duplicated == reordered == divergent == 0 and (
+        allow_unreplicated or unreplicated == 0)
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sluice", default=os.environ.get("SLUICE_BIN", "target/release/sluice"))
+    ap.add_argument("--duration", type=float, default=120, help="seconds of faults, at most")
+    ap.add_argument("--episodes", type=int, default=100, help="stop after this many faults")
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--rate", type=int, default=200, help="records per second produced")
+    ap.add_argument("--hold", type=float, default=1.5, help="seconds a fault lasts, at most")
+    ap.add_argument("--settle", type=float, default=20, help="seconds to wait after healing")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--dir", default=None, help="keep node data and logs here")
+    ap.add_argument("--allow-unreplicated", action="store_true")
+    ap.add_argument("--json", default=None, help="write the result here")
+    args = ap.parse_args()
+
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="sluice-fault-"))
+    log(f"seed {seed}, nodes under {root}")
+    cluster = Cluster(args.sluice, root, 3)
+    result: dict = {"seed": seed}
+    try:
+        cluster.start()
+        setup = admin(cluster.bootstrap)  # kept alive until its futures resolve
+        fs = setup.create_topics([NewTopic(
+            TOPIC, num_partitions=args.partitions, replication_factor=3,
+            config={"min.insync.replicas": "2"})])
+        fs[TOPIC].result(timeout=30)
+        md = setup.list_topics(TOPIC, timeout=10)
+        replicas = {p: list(md.topics[TOPIC].partitions[p].replicas) for p in range(args.partitions)}
+        log(f"topic {TOPIC}: replicas {replicas}")
+
+        work = Workload(cluster.bootstrap, args.partitions, args.rate)
+        work.start()
+        time.sleep(2)
+        nemesis = Nemesis(cluster, args.partitions, rng)
+        deadline = time.monotonic() + args.duration
+        while time.monotonic() < deadline and nemesis.episodes < args.episodes:
+            nemesis.episode(rng.uniform(0.2, args.hold))
+            time.sleep(rng.uniform(0.2, 1.0))
+        log("faults over; healing and settling")
+        for n in cluster.nodes.values():
+            n.sigcont()
+            if not n.alive():
+                cluster.restart(n.id)
+        time.sleep(2)
+        work.finish()
+        time.sleep(args.settle)
+        through = read_through_cluster(cluster.bootstrap, args.partitions, 60)
+        cluster.stop_all()
+        on_disk = {p: {node: read_partition(cluster.nodes[node].data_dir / f"{TOPIC}-{p}")
+                       for node in replicas[p]} for p in range(args.partitions)}
+        acknowledged = sum(len(v) for v in work.acked.values())
+        result.update(check(work.acked, through, on_disk, args.allow_unreplicated))
+        result.update({"episodes": nemesis.episodes, "acknowledged": acknowledged,
+                       "sent": work.sent, "failed_deliveries": work.failed,
+                       "group_consumed": work.consumed, "workload_errors": work.errors,
+                       "replica_log_ends": {p: {n: (max(l) + 1 if l else 0) for n, l in logs.items()}
+                                            for p, logs in on_disk.items()}})
+    finally:
+        cluster.close()
+    for key in ("episodes", "acknowledged", "lost", "duplicated", "reordered", "divergent",
+                "unreplicated"):
+        print(f"{key}: {result.get(key)}")
+    print(f"(sent {result.get('sent')}, failed deliveries {result.get('failed_deliveries')}, "
+          f"group consumed {result.get('group_consumed')}, seed {seed})")
+    print(f"replica log ends: {result.get('replica_log_ends')}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
+    if not args.dir and result.get("ok"):
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if result.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
