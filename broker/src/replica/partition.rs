@@ -29,6 +29,7 @@ use tokio::sync::{Notify, watch};
 use super::producer_state::{
     ProducerBatch, ProducerStateTable, SequenceCheck, WrittenBatch, last_sequence,
 };
+use crate::admin::PartitionTraffic;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
 
@@ -103,6 +104,8 @@ pub struct Partition {
     flush_queued: AtomicBool,
     /// Shared by every partition: notified when a high watermark advances.
     data_arrived: Arc<Notify>,
+    /// Bytes and records in and out, for `/metrics` (atomics only).
+    traffic: PartitionTraffic,
 }
 
 impl Partition {
@@ -131,11 +134,17 @@ impl Partition {
             progress,
             flush_queued: AtomicBool::new(false),
             data_arrived,
+            traffic: PartitionTraffic::default(),
         })
     }
 
     pub fn topic(&self) -> &Arc<str> {
         &self.topic
+    }
+
+    /// This partition's traffic counters (`admin::metrics`).
+    pub fn traffic(&self) -> &PartitionTraffic {
+        &self.traffic
     }
 
     pub fn index(&self) -> i32 {
