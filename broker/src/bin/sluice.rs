@@ -189,8 +189,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for var in unknown_env {
         tracing::warn!(%var, "environment variable names no setting; ignored");
     }
-    for (key, origin) in config.origins.iter() {
-        tracing::info!(setting = key, from = %origin, "setting set by the operator");
+    // One line, however many keys a file sets.
+    let set: Vec<String> = config
+        .origins
+        .iter()
+        .map(|(key, origin)| format!("{key} ({origin})"))
+        .collect();
+    if !set.is_empty() {
+        tracing::info!(settings = %set.join(", "), "settings set by the operator");
     }
     // Before any file or socket is opened: the partition budget
     // is computed from the raised limit.
