@@ -317,7 +317,7 @@ fn partitions(e: &mut DescriptorEncoder, broker: &Broker, per_partition: bool) -
     if !per_partition {
         return Ok(());
     }
-    let shown = &rows[..rows.len().min(PARTITION_SERIES_MAX)];
+    let shown = rows.iter().take(PARTITION_SERIES_MAX);
     type Field = fn(&PartitionRow) -> i64;
     let series: [(&str, &str, Field); 4] = [
         (
@@ -343,7 +343,7 @@ fn partitions(e: &mut DescriptorEncoder, broker: &Broker, per_partition: bool) -
     ];
     for (name, help, field) in series {
         let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-        for r in shown {
+        for r in shown.clone() {
             let labels = [
                 ("topic", r.topic.to_string()),
                 ("partition", r.index.to_string()),

@@ -28,7 +28,7 @@ impl ProcessStats {
     pub fn read() -> Self {
         let mut out = Self::default();
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-            out.from_stat(&stat);
+            out.read_stat(&stat);
         }
         if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
             out.resident_memory_bytes = status_kib(&status, "VmRSS:").map(|k| k * 1024);
@@ -50,7 +50,7 @@ impl ProcessStats {
 
     /// Fields of `/proc/self/stat` after the command name (which may hold
     /// spaces, so the line is split after its last `)`).
-    fn from_stat(&mut self, stat: &str) {
+    fn read_stat(&mut self, stat: &str) {
         let Some((_, rest)) = stat.rsplit_once(')') else {
             return;
         };
@@ -123,7 +123,7 @@ mod tests {
         let mut p = ProcessStats::default();
         // pid (comm) state ppid … utime(14)=250 stime(15)=50 … vsize(23)
         let line = "42 (a b) S 1 1 1 0 -1 0 0 0 0 0 250 50 0 0 20 0 4 0 1000 8192 100";
-        p.from_stat(line);
+        p.read_stat(line);
         assert_eq!(p.cpu_seconds, Some(3.0));
         assert_eq!(p.virtual_memory_bytes, Some(8192));
     }

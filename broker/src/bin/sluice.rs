@@ -148,6 +148,9 @@ impl ServeArgs {
     }
 }
 
+// Parsed once per process and matched at once: the size difference
+// between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Print the complete config file with every setting at its default,
