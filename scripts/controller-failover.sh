@@ -17,7 +17,7 @@ VOTERS="1@127.0.0.1:$((BASE+11)),2@127.0.0.1:$((BASE+12)),3@127.0.0.1:$((BASE+13
 start() {
   local i=$1
   "$BIN" serve --node-id "$i" --data-dir "$ROOT/d$i" --listen "127.0.0.1:$((BASE+i))" \
-    --controller-listen "127.0.0.1:$((BASE+10+i))" --controller-voters "$VOTERS" \
+    --controller-listen "127.0.0.1:$((BASE+10+i))" --controller-voters "$VOTERS" --admin-listen 127.0.0.1:0 \
     >"$ROOT/log$i" 2>&1 &
   PID[$i]=$!
 }

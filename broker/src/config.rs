@@ -1,5 +1,7 @@
-//! Broker configuration: the embedded defaults, an optional TOML file, and
-//! command-line overrides, in that order of precedence (later wins).
+//! Broker configuration: the embedded defaults, an optional TOML file,
+//! `SLUICE_*` environment variables and command-line flags, in that order
+//! of precedence (later wins). `settings/layers.rs` reads and checks the
+//! layers against the settings table; this file is the typed result.
 //!
 //! Keys that mirror Kafka's keep Kafka's spelling (`log.dirs` becomes
 //! `data_dir`, but `auto.create.topics.enable`, `num.partitions`,
@@ -13,12 +15,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::group::limits as group_limits;
 
 /// When an acknowledged write is on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DurabilityMode {
     /// acks=1 and acks=all are answered only after an fdatasync covered the
@@ -31,8 +33,40 @@ pub enum DurabilityMode {
     PageCache,
 }
 
-/// Everything the broker reads at start.
-#[derive(Debug, Clone, Deserialize)]
+impl DurabilityMode {
+    /// The setting's value, as the file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fsync => "fsync",
+            Self::PageCache => "page_cache",
+        }
+    }
+}
+
+/// How log lines are written to stderr (`log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One human-readable line per event (colours on a terminal).
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
+}
+
+impl LogFormat {
+    /// The setting's value, as the file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// Everything the broker reads at start. Field names (or their
+/// `serde(rename)`) are the TOML keys; each is the `file_key` of one row
+/// of `settings::table::BROKER_SETTINGS` (a test checks both ways).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
     /// Where partition logs and the metadata log live.
@@ -160,6 +194,28 @@ pub struct BrokerConfig {
     /// `compression.zstd.level` (KIP-390): default of topics' zstd level.
     #[serde(rename = "compression.zstd.level")]
     pub compression_zstd_level: i32,
+    /// `log.level`: the log filter (`RUST_LOG` syntax); the `RUST_LOG`
+    /// environment variable, when set, wins.
+    #[serde(rename = "log.level")]
+    pub log_level: String,
+    /// `log.format`: see [`LogFormat`].
+    #[serde(rename = "log.format")]
+    pub log_format: LogFormat,
+    /// `admin.enabled`: serve the admin HTTP endpoint.
+    #[serde(rename = "admin.enabled")]
+    pub admin_enabled: bool,
+    /// `admin.listen`: address of the admin HTTP endpoint (`/metrics`,
+    /// `/health`, `/ready`).
+    #[serde(rename = "admin.listen")]
+    pub admin_listen: SocketAddr,
+    /// `metrics.partition.series.enabled`: export per-partition series.
+    #[serde(rename = "metrics.partition.series.enabled")]
+    pub metrics_partition_series_enabled: bool,
+    /// Which settings the operator set, and where (file, environment,
+    /// flag): DescribeConfigs reports those as STATIC_BROKER_CONFIG.
+    /// Empty for a config built in code.
+    #[serde(skip)]
+    pub origins: crate::settings::layers::Origins,
 }
 
 impl Default for BrokerConfig {
@@ -201,6 +257,12 @@ impl Default for BrokerConfig {
             compression_gzip_level: -1,
             compression_lz4_level: 9,
             compression_zstd_level: 3,
+            log_level: "info".to_string(),
+            log_format: LogFormat::Text,
+            admin_enabled: true,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
+            metrics_partition_series_enabled: true,
+            origins: crate::settings::layers::Origins::default(),
         }
     }
 }

@@ -10,8 +10,13 @@
 //!
 //! A frame whose header or body does not decode closes the connection with
 //! a logged reason: the stream can no longer be trusted to be in step.
+//!
+//! Every request with a decodable header is counted here per API and
+//! version, and its latency (until its response is ready) per API
+//! (`admin::metrics`: atomics only, no copy).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -19,6 +24,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use sluice_protocol::header::{RequestFrame, decode_request_header};
 use sluice_protocol::response::encode_response;
 
+use crate::admin::METRICS;
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
 use crate::response::{Reply, ResponseFrame};
@@ -30,27 +36,53 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer_host: &str) -> Re
         Ok(r) => r,
         Err(e) => return Reply::Close(format!("undecodable request header: {e}")),
     };
+    let api = request.api_key as i16;
+    METRICS.requests.received(api, request.api_version());
+    let started = Instant::now();
+    let reply = route(broker, &request, peer_host).await;
+    measured(api, started, reply)
+}
+
+/// Counts the reply: a close as an error, an answer with its latency (a
+/// deferred answer when it is ready).
+fn measured(api: i16, started: Instant, reply: Reply) -> Reply {
+    match reply {
+        Reply::Close(reason) => {
+            METRICS.requests.closed(api);
+            Reply::Close(reason)
+        }
+        Reply::Later(future) => Reply::Later(Box::pin(async move {
+            let out = future.await;
+            METRICS.requests.answered(api, started.elapsed());
+            out
+        })),
+        now @ (Reply::Now(_) | Reply::Nothing) => {
+            METRICS.requests.answered(api, started.elapsed());
+            now
+        }
+    }
+}
+
+/// The handler of a request whose header decoded.
+async fn route(broker: &Arc<Broker>, request: &RequestFrame, peer_host: &str) -> Reply {
     let version = request.api_version();
     let served = sluice_protocol::api::served_range(request.api_key)
         .is_some_and(|(min, max)| (min..=max).contains(&version));
     if !served {
-        return unserved(&request);
+        return unserved(request);
     }
     macro_rules! serve {
         ($handler:path) => {
-            match decode::<_>(&request) {
-                Ok(body) => finish(&request, $handler(broker, version, body).await),
+            match decode::<_>(request) {
+                Ok(body) => finish(request, $handler(broker, version, body).await),
                 Err(reply) => reply,
             }
         };
     }
     macro_rules! serve_now {
         ($handler:path) => {
-            match decode::<_>(&request) {
-                Ok(body) => finish(
-                    &request,
-                    Handled::Now($handler(broker, version, body).await),
-                ),
+            match decode::<_>(request) {
+                Ok(body) => finish(request, Handled::Now($handler(broker, version, body).await)),
                 Err(reply) => reply,
             }
         };
@@ -59,8 +91,8 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer_host: &str) -> Re
         ApiKey::ApiVersions => serve_now!(handlers::api_versions::handle_api_versions),
         ApiKey::Metadata => serve_now!(handlers::metadata::handle_metadata),
         ApiKey::Produce => serve!(handlers::produce::handle_produce),
-        ApiKey::Fetch => match decode(&request) {
-            Ok(body) => handlers::fetch::handle_fetch(broker, &request, body).await,
+        ApiKey::Fetch => match decode(request) {
+            Ok(body) => handlers::fetch::handle_fetch(broker, request, body).await,
             Err(reply) => reply,
         },
         ApiKey::ListOffsets => serve_now!(handlers::list_offsets::handle_list_offsets),
@@ -85,10 +117,10 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer_host: &str) -> Re
         ApiKey::FindCoordinator => {
             serve_now!(handlers::find_coordinator::handle_find_coordinator)
         }
-        ApiKey::JoinGroup => match decode(&request) {
+        ApiKey::JoinGroup => match decode(request) {
             Ok(body) => finish(
-                &request,
-                handlers::join_group::handle_join_group(broker, &request, peer_host, body).await,
+                request,
+                handlers::join_group::handle_join_group(broker, request, peer_host, body).await,
             ),
             Err(reply) => reply,
         },

@@ -11,6 +11,7 @@
 //! See `docs/ARCHITECTURE.md` for the produce and fetch paths and
 //! `docs/durability.md` for what an acknowledgement promises.
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod connection;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod group;
 pub mod handlers;
 pub mod lifecycle;
+pub mod logging;
 pub mod metadata;
 pub mod replica;
 pub mod response;

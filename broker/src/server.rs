@@ -1,7 +1,15 @@
 //! The Kafka listener: accepts connections under a connection limit, runs
-//! the background maintenance loop, and shuts down cleanly on SIGINT or
-//! SIGTERM (stop accepting, let connections finish their replies, close
-//! every log so the next start skips recovery).
+//! the background maintenance loop and the admin endpoint, and shuts down
+//! cleanly on SIGINT or SIGTERM.
+//!
+//! ```text
+//! start:    admin endpoint (/ready: starting) ─► open + recover logs ─► controller
+//!           ─► register ─► load groups ─► Kafka listener ("listening on") ─► /ready: serving
+//! shutdown: /ready: stopping ─► stop accepting ─► [cluster: controlled shutdown]
+//!           ─► connections finish the requests they read (≤ SHUTDOWN_GRACE)
+//!           ─► close every log: flush, checkpoint, clean-shutdown marker
+//!           (the next start skips recovery) ─► admin endpoint stops
+//! ```
 //!
 //! # Limits
 //! - `max.connections` connections at once and `max.connections.per.ip`
@@ -17,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::admin::{self, AdminState, METRICS, Phase};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::connection;
@@ -39,6 +48,25 @@ pub async fn run(
     config: BrokerConfig,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let admin_state = AdminState::new(config.metrics_partition_series_enabled);
+    let (admin_stop, admin_stopped) = watch::channel(false);
+    let admin_task = if config.admin_enabled {
+        let mut stopped = admin_stopped.clone();
+        let (bound, task) =
+            admin::http::start(config.admin_listen, Arc::clone(&admin_state), async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen on admin.listen {}: {e}", config.admin_listen)
+            })?;
+        // Tests and scripts read this line to find an ephemeral port.
+        // Not "listening on": scripts read that line for the Kafka port.
+        tracing::info!("admin endpoint serving http://{bound}");
+        Some(task)
+    } else {
+        None
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -46,6 +74,7 @@ pub async fn run(
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, bound)).await??;
     // The reconciler runs before anything proposes: a proposer waits for it.
     let metadata_follower = tokio::spawn(Arc::clone(&broker).follow_metadata());
+    let _ = admin_state.broker.set(Arc::clone(&broker));
     // Loading groups writes metadata (`__consumer_offsets`), which needs an
     // active controller.
     broker.wait_for_controller().await;
@@ -60,18 +89,29 @@ pub async fn run(
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let maintenance = tokio::spawn(maintain(Arc::clone(&broker), shutdown_rx.clone()));
+    admin_state.readiness.set(Phase::Serving);
     let connections = accept_loop(&broker, listener, shutdown_rx, stop).await;
-    tracing::info!("shutting down");
+    admin_state.readiness.set(Phase::Stopping);
+    tracing::info!("shutting down: no new connections");
     // In a cluster: leaderships move to other brokers before connections
-    // are drained (clients follow them at once).
+    // are drained (clients follow them at once), as Kafka's
+    // `controlledShutdown` runs.
     lifecycle.shutdown(&broker).await;
     let _ = shutdown_tx.send(true);
+    let started = tokio::time::Instant::now();
     drain(connections).await;
     maintenance.abort();
     metadata_follower.abort();
     let closing = Arc::clone(&broker);
     tokio::task::spawn_blocking(move || closing.shutdown()).await?;
-    tracing::info!("stopped cleanly");
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "stopped cleanly: logs flushed and checkpointed, clean-shutdown marker written"
+    );
+    let _ = admin_stop.send(true);
+    if let Some(task) = admin_task {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
+    }
     Ok(())
 }
 
@@ -105,6 +145,7 @@ async fn accept_loop(
         let slot = match quotas.try_acquire(peer.ip()) {
             Ok(slot) => slot,
             Err(refused) => {
+                METRICS.connections.refused(refused);
                 // Dropping the socket closes it cleanly (FIN); the client
                 // retries or goes elsewhere.
                 tracing::debug!(%peer, %refused, "connection refused");
@@ -115,9 +156,11 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         tracing::debug!(%peer, "connection accepted");
         let (b, m, s) = (Arc::clone(broker), Arc::clone(&memory), shutdown.clone());
+        METRICS.connections.opened();
         connections.spawn(async move {
             connection::serve(b, stream, m, s).await;
             drop(slot);
+            METRICS.connections.closed();
         });
     }
     connections

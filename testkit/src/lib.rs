@@ -89,6 +89,10 @@ impl BrokerProcess {
             .args(extra)
             .env("NO_COLOR", "1")
             .env("SLUICE_LOG", "info")
+            // Many brokers run at once in tests: each admin endpoint takes
+            // a free port instead of the default 9644 (a flag in `extra`
+            // still wins).
+            .env("SLUICE_ADMIN_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+# The admin HTTP endpoint's line: "admin endpoint serving http://127.0.0.1:<port>".
+ADMIN = re.compile(r"admin endpoint serving http://127\.0\.0\.1:(\d+)")
 # Strips the ANSI colours tracing-subscriber adds when it thinks it is on a
 # terminal, so the log excerpts in failure messages stay readable.
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -51,6 +53,10 @@ class BrokerProcess:
         self.port: int | None = None
         self.starts = 0
         self.log_path: Path | None = None
+        # Added to every start: flags after the harness's own, and
+        # environment variables over the test's environment.
+        self.extra_args: list[str] = []
+        self.extra_env: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------
 
@@ -58,6 +64,14 @@ class BrokerProcess:
         """Starts the broker (``port=0``: a fresh ephemeral port) and waits
         for its "listening on" line (``wait=False``: call `wait_listening`
         later; a cluster node listens only once a quorum of voters runs)."""
+        self.spawn(port)
+        if wait:
+            self.wait_listening()
+        return self
+
+    def spawn(self, port: int = 0) -> "BrokerProcess":
+        """Starts the broker without waiting for it to listen (then call
+        `wait_listening`). ``args``, ``extra_args`` and ``extra_env`` are added."""
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         self.starts += 1
         self.log_path = self.workdir / f"broker-{self.starts}.log"
@@ -71,21 +85,23 @@ class BrokerProcess:
         ]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
-        cmd += self.args
+        cmd += self.args + self.extra_args
         env = dict(os.environ)
+        env.update(self.extra_env)
         env.setdefault("SLUICE_LOG", "info")
+        # Several brokers run at once: a free port for each admin endpoint.
+        env.setdefault("SLUICE_ADMIN_LISTEN", "127.0.0.1:0")
         env["NO_COLOR"] = "1"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
             )
         self.port = port
-        if wait:
-            self.wait_listening()
         return self
 
-    def wait_listening(self) -> None:
+    def wait_listening(self) -> "BrokerProcess":
         self.port = self._wait_for_port()
+        return self
 
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -130,6 +146,13 @@ class BrokerProcess:
             self.proc.wait(timeout=STOP_TIMEOUT_S)
 
     # -- observation ---------------------------------------------------
+
+    @property
+    def admin_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the admin endpoint (from the log)."""
+        m = ADMIN.search(self.log())
+        assert m, f"no admin endpoint line in the log:\n{self.log_tail()}"
+        return f"http://127.0.0.1:{m.group(1)}"
 
     @property
     def bootstrap(self) -> str:

@@ -65,7 +65,7 @@ use kafka_protocol::protocol::Decodable;
 use sluice_protocol::{BatchIter, BatchRecords, RecordBatchView};
 use tokio::sync::oneshot;
 
-use super::error::GroupError;
+use super::error::{GroupError, OffsetsStorageFault};
 use super::group::{
     Group, GroupLimits, GroupState, JoinRequest, JoinResult, Output, Reply, SyncRequest, SyncResult,
 };
@@ -131,7 +131,7 @@ impl Durable {
         .await
         {
             Ok(Ok(p)) if !p.failed => Ok(()),
-            Ok(_) => Err(GroupError::Storage("the offsets partition failed".into())),
+            Ok(_) => Err(OffsetsStorageFault::PartitionFailed.into()),
             Err(_) => Err(GroupError::RequestTimedOut),
         }
     }
@@ -881,19 +881,18 @@ impl Coordinator {
         let partition = replicas
             .partition(OFFSETS_TOPIC, index)
             .ok_or(GroupError::CoordinatorNotAvailable)?;
-        let batch = build_batch(records, now_ms).map_err(|e| GroupError::Storage(e.to_string()))?;
-        let view = RecordBatchView::parse(&batch, batch.len())
-            .map_err(|e| GroupError::Storage(e.to_string()))?;
+        let encode = |e: String| GroupError::from(OffsetsStorageFault::Encode(e));
+        let batch = build_batch(records, now_ms).map_err(|e| encode(e.to_string()))?;
+        let view =
+            RecordBatchView::parse(&batch, batch.len()).map_err(|e| encode(e.to_string()))?;
         // The records must form exactly one batch: one append, one offset
         // range, all or nothing.
         if view.size() != batch.len() {
-            return Err(GroupError::Storage(
-                "offsets records did not encode as one batch".into(),
-            ));
+            return Err(encode("more than one batch".into()));
         }
         let outcome = partition
             .append_as_leader(&view, now_ms)
-            .map_err(|e| GroupError::Storage(e.to_string()))?;
+            .map_err(|e| GroupError::from(OffsetsStorageFault::append(&e)))?;
         Ok(Written {
             partition,
             last_offset: outcome.last_offset,

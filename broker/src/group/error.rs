@@ -50,9 +50,48 @@ pub enum GroupError {
     #[error("{0}")]
     LimitExceeded(String),
     #[error("committed offsets could not be made durable: {0}")]
-    Storage(String),
+    Storage(#[from] OffsetsStorageFault),
     #[error("the commit timed out waiting for durability")]
     RequestTimedOut,
+}
+
+/// Why group records could not be written to `__consumer_offsets`: a
+/// server fault, kept typed down to the Kafka error it is answered with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OffsetsStorageFault {
+    /// The offsets partition's log directory failed (write or fsync error)
+    /// before the records were durable.
+    #[error("the offsets partition's log failed before the records were durable")]
+    PartitionFailed,
+    /// The coordinator's own records did not encode as one batch: a broker
+    /// bug, never client input.
+    #[error("offsets records do not encode as one batch: {0}")]
+    Encode(String),
+    /// The append was refused; `code` is the Kafka error the broker's own
+    /// error maps to (KAFKA_STORAGE_ERROR for a failed or full disk).
+    #[error("append to the offsets partition failed ({code:?}): {message}")]
+    Append {
+        code: ResponseError,
+        message: String,
+    },
+}
+
+impl OffsetsStorageFault {
+    /// The append's own error, or KAFKA_STORAGE_ERROR.
+    pub fn error_code(&self) -> ResponseError {
+        match self {
+            Self::PartitionFailed | Self::Encode(_) => ResponseError::KafkaStorageError,
+            Self::Append { code, .. } => *code,
+        }
+    }
+
+    /// The typed fault of a failed append.
+    pub fn append(e: &crate::error::BrokerError) -> Self {
+        Self::Append {
+            code: e.error_code(),
+            message: e.to_string(),
+        }
+    }
 }
 
 impl GroupError {
@@ -77,7 +116,7 @@ impl GroupError {
             Self::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
             // Kafka answers an oversized request field with INVALID_REQUEST.
             Self::LimitExceeded(_) => ResponseError::InvalidRequest,
-            Self::Storage(_) => ResponseError::KafkaStorageError,
+            Self::Storage(fault) => fault.error_code(),
             Self::RequestTimedOut => ResponseError::RequestTimedOut,
         }
     }

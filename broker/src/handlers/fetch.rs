@@ -225,13 +225,18 @@ fn read_partition(
         Err(e) => return failed(e, -1, -1),
     };
     match replica.read(offset, max_bytes, first, current_leader_epoch) {
-        Ok(read) => PartitionRead {
-            partition,
-            error: None,
-            high_watermark: read.high_watermark,
-            log_start_offset: read.log_start_offset,
-            regions: read.regions,
-        },
+        Ok(read) => {
+            replica
+                .traffic()
+                .fetched(read.regions.iter().map(|r| r.len()).sum());
+            PartitionRead {
+                partition,
+                error: None,
+                high_watermark: read.high_watermark,
+                log_start_offset: read.log_start_offset,
+                regions: read.regions,
+            }
+        }
         Err(e) => {
             let p = replica.progress();
             failed(e.error_code(), p.high_watermark, p.log_start_offset)

@@ -196,6 +196,10 @@ fn produce_partition(
             replica.append_as_leader(&view, now)?
         }
     };
+    if !outcome.duplicate {
+        let records_appended = outcome.last_offset - outcome.base_offset + 1;
+        replica.traffic().produced(records.len(), records_appended);
+    }
     Ok((replica, outcome))
 }
 

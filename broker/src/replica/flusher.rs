@@ -27,6 +27,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::partition::Partition;
+use crate::admin::METRICS;
 
 /// Partitions that may wait for a flush at once.
 pub const FLUSH_QUEUE_CAPACITY: usize = 16 * 1024;
@@ -85,10 +86,13 @@ async fn flush_round(partitions: &[Arc<Partition>]) {
     // One blocking task per partition file: fdatasync mostly waits on the
     // device, so syncing the partitions of a round in parallel lets one
     // device queue serve them all instead of paying each latency in turn.
+    METRICS.flush.round(pending.len());
     let mut tasks = tokio::task::JoinSet::new();
     for (p, flush) in pending {
         tasks.spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let result = flush.sync();
+            METRICS.flush.synced(started.elapsed(), result.is_ok());
             (p, flush, result)
         });
     }

@@ -52,6 +52,7 @@ use super::producer_state::{
     ProducerBatch, ProducerStateTable, SequenceCheck, WrittenBatch, last_sequence,
 };
 use super::role::PartitionRole;
+use crate::admin::PartitionTraffic;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
 
@@ -121,6 +122,8 @@ pub struct Partition {
     /// True while the partition waits in the flusher's queue, so it is
     /// queued once however many appends happen before the flush.
     flush_queued: AtomicBool,
+    /// Bytes and records in and out, for `/metrics` (atomics only).
+    traffic: PartitionTraffic,
 }
 
 impl Partition {
@@ -153,11 +156,17 @@ impl Partition {
             })),
             high_watermark,
             flush_queued: AtomicBool::new(false),
+            traffic: PartitionTraffic::default(),
         })
     }
 
     pub fn topic(&self) -> &Arc<str> {
         &self.topic
+    }
+
+    /// This partition's traffic counters (`admin::metrics`).
+    pub fn traffic(&self) -> &PartitionTraffic {
+        &self.traffic
     }
 
     pub fn index(&self) -> i32 {

@@ -5,7 +5,7 @@
 //! | field | topic key | broker setting |
 //! |---|---|---|
 //! | `read_only` | `!alterable` (false for every topic key) | true: broker settings are static |
-//! | `config_source` | DYNAMIC_TOPIC_CONFIG (1), STATIC_BROKER_CONFIG (4) or DEFAULT_CONFIG (5) | STATIC_BROKER_CONFIG if the operator changed it, else DEFAULT_CONFIG |
+//! | `config_source` | DYNAMIC_TOPIC_CONFIG (1), STATIC_BROKER_CONFIG (4) or DEFAULT_CONFIG (5) | STATIC_BROKER_CONFIG if the operator set it (file, environment or flag, even to its default value) or it differs from the default, else DEFAULT_CONFIG |
 //! | `is_sensitive` | false | false (Sluice has no secrets in its settings yet) |
 //! | synonyms | the override, the broker's `log.*` value if set, the default under the broker key | the setting itself |
 //!
@@ -99,14 +99,20 @@ pub fn describe_broker(
 
 /// A broker setting's value and whether the operator changed it.
 fn broker_value(s: &Setting, config: &BrokerConfig) -> Option<(Option<String>, Source)> {
-    let Scope::Broker { value } = s.scope else {
+    let Scope::Broker { value, .. } = s.scope else {
         return None;
     };
     let current = value(config);
-    let source = if current == value(&BrokerConfig::default()) {
-        Source::Default
-    } else {
+    // Kafka reports a key present in server.properties as static even when
+    // it equals the default; a config built in code has no origins, so a
+    // changed value counts as set.
+    let set_by_operator = s
+        .file_key()
+        .is_some_and(|k| config.origins.get(k).is_some());
+    let source = if set_by_operator || current != value(&BrokerConfig::default()) {
         Source::StaticBroker
+    } else {
+        Source::Default
     };
     Some((current, source))
 }

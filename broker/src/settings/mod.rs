@@ -9,6 +9,8 @@
 //! | `describe.rs` | DescribeConfigs and CreateTopics v5+ entries |
 //! | `resource.rs` | which config resources are served |
 //! | `reference.rs` | the configuration reference of `docs/operations.md` |
+//! | `layers.rs` | reading broker settings: file < `SLUICE_*` environment < flags, each value checked |
+//! | `default_file.rs` | `sluice config defaults` / `show`: the whole file, one commented key per row |
 //!
 //! ```text
 //! CreateTopics / AlterConfigs / IncrementalAlterConfigs
@@ -26,9 +28,12 @@
 //!   stop a partition from opening or the broker from starting.
 //!
 //! # Caveats
-//! - Broker settings are static: reported read-only, never alterable.
+//! - Broker settings are static: reported read-only, never alterable
+//!   (Kafka's dynamic broker configs, KIP-226, are not served).
 
+pub mod default_file;
 pub mod describe;
+pub mod layers;
 pub mod reference;
 pub mod resource;
 pub mod table;

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::layers::env_var;
 use super::table::{BROKER_SETTINGS, Rule, Scope, Setting, TOPIC_SETTINGS, Unit};
 use crate::config::BrokerConfig;
 
@@ -25,17 +26,24 @@ pub fn markdown() -> String {
         row(&mut out, s, &default.render(), &format!("`{broker_key}`"));
     }
     out.push_str(
-        "\n### Broker settings (static: read from the config file and flags at start)\n\n\
-         | key | type | unit | default | allowed | | description |\n\
+        "\n### Broker settings (static: read from the config file, environment and flags at start)\n\n\
+         The key is Kafka's name, as DescribeConfigs reports it; the file key\n\
+         sets it in the TOML file, in `--set key=value`, and upper-cased with\n\
+         `SLUICE_` in front and `.` as `_` in the environment.\n\n\
+         | key | type | unit | default | allowed | file key (environment) | description |\n\
          |---|---|---|---|---|---|---|\n",
     );
     let defaults = BrokerConfig::default();
     for s in BROKER_SETTINGS {
-        let Scope::Broker { value } = s.scope else {
+        let Scope::Broker { value, file_key } = s.scope else {
             continue;
         };
         let default = value(&defaults).unwrap_or_else(|| "null".into());
-        row(&mut out, s, &default, "");
+        let file = file_key.map_or_else(
+            || "(derived)".to_string(),
+            |k| format!("`{k}` (`{}`)", env_var(k)),
+        );
+        row(&mut out, s, &default, &file);
     }
     out
 }

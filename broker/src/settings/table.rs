@@ -119,9 +119,13 @@ pub enum Scope {
         broker_key: &'static str,
     },
     /// A broker setting, read from the running `BrokerConfig`; `None` is
-    /// a null value (not set).
+    /// a null value (not set). `file_key` is the key that sets it in the
+    /// TOML file (and, upper-cased with `SLUICE_`, in the environment;
+    /// see `settings/layers.rs`); `None` for a value derived from another
+    /// key (`broker.id`) or fixed (`default.replication.factor`).
     Broker {
         value: fn(&BrokerConfig) -> Option<String>,
+        file_key: Option<&'static str>,
     },
 }
 
@@ -427,6 +431,8 @@ pub const TOPIC_SETTINGS: &[Setting] = &[
     },
 ];
 
+/// A broker setting set by the file key `name`, accepting any value of
+/// its type; the builders below narrow that.
 const fn broker(
     name: &'static str,
     config_type: ConfigType,
@@ -439,64 +445,124 @@ const fn broker(
         config_type,
         unit,
         rule: Rule::Any,
-        scope: Scope::Broker { value },
+        scope: Scope::Broker {
+            value,
+            file_key: Some(name),
+        },
         alterable: false,
         doc,
     }
 }
 
-/// Every broker setting DescribeConfigs reports. All are static: read
-/// from the config file and flags at start (see `alter_configs.rs`).
+impl Setting {
+    /// The TOML key that sets this broker setting, when it differs from
+    /// Kafka's name (`data_dir` for `log.dirs`).
+    const fn in_file(mut self, key: &'static str) -> Self {
+        if let Scope::Broker { value, .. } = self.scope {
+            self.scope = Scope::Broker {
+                value,
+                file_key: Some(key),
+            };
+        }
+        self
+    }
+
+    /// A broker setting no file key sets (derived or fixed).
+    const fn not_in_file(mut self) -> Self {
+        if let Scope::Broker { value, .. } = self.scope {
+            self.scope = Scope::Broker {
+                value,
+                file_key: None,
+            };
+        }
+        self
+    }
+
+    /// Accepts integers within `min..=max`.
+    const fn range(mut self, min: i64, max: i64) -> Self {
+        self.rule = Rule::Range { min, max };
+        self
+    }
+
+    /// Accepts exactly one of `values`.
+    const fn one_of(mut self, values: &'static [&'static str]) -> Self {
+        self.rule = Rule::OneOf(values);
+        self
+    }
+
+    /// The TOML key that sets this setting, for broker settings a file sets.
+    pub fn file_key(&self) -> Option<&'static str> {
+        match self.scope {
+            Scope::Broker { file_key, .. } => file_key,
+            Scope::Topic { .. } => None,
+        }
+    }
+}
+
+const I64_MAX: i64 = i64::MAX;
+
+/// Every broker setting: what DescribeConfigs reports for the BROKER
+/// resource and what the TOML file, `SLUICE_*` environment variables and
+/// flags may set (`settings/layers.rs`). All are static: read at start
+/// (see `alter_configs.rs`).
 pub const BROKER_SETTINGS: &[Setting] = &[
     broker(
         "node.id",
         ConfigType::Int,
         Unit::None,
         |c| Some(c.node_id.to_string()),
-        "This node's id.",
-    ),
+        "This node's id (positive: controller voters are named by it).",
+    )
+    .in_file("node_id")
+    .range(1, I32_MAX),
     broker(
         "broker.id",
         ConfigType::Int,
         Unit::None,
         |c| Some(c.node_id.to_string()),
-        "This node's id (Kafka's older name).",
-    ),
+        "This node's id (Kafka's older name; set node_id).",
+    )
+    .not_in_file(),
     broker(
         "log.dirs",
         ConfigType::String,
         Unit::None,
         |c| Some(c.data_dir.display().to_string()),
         "Directory of partition logs and the metadata log.",
-    ),
+    )
+    .in_file("data_dir"),
     broker(
         "listeners",
         ConfigType::List,
         Unit::None,
         |c| Some(format!("PLAINTEXT://{}", c.listen)),
-        "Address the Kafka listener binds.",
-    ),
+        "Address the Kafka listener binds (`listen`, host:port; port 0 picks a free one).",
+    )
+    .in_file("listen"),
     broker(
         "advertised.listeners",
         ConfigType::List,
         Unit::None,
         |c| c.advertised.as_ref().map(|a| format!("PLAINTEXT://{a}")),
-        "Address clients are told to connect to; null means the bound address.",
-    ),
+        "Address clients are told to connect to (`advertised`, host:port); null means the bound address.",
+    )
+    .in_file("advertised"),
     broker(
         "controller.quorum.voters",
         ConfigType::List,
         Unit::None,
         |c| c.controller_voters.clone(),
         "The controller voters as id@host:port,… (`controller_voters`); null means this node alone.",
-    ),
+    )
+    .in_file("controller_voters"),
     broker(
         "controller.listener",
         ConfigType::String,
         Unit::None,
         |c| c.controller_listen.map(|a| a.to_string()),
         "Address the controller listener binds (`controller_listen`); null means this node's voter address.",
-    ),
+    )
+    .in_file("controller_listen"),
     broker(
         "broker.rack",
         ConfigType::String,
@@ -531,77 +597,96 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         Unit::None,
         |c| Some(c.num_partitions.to_string()),
         "Partitions of an auto-created topic.",
-    ),
+    )
+    .range(1, I32_MAX),
     broker(
         "default.replication.factor",
         ConfigType::Int,
         Unit::None,
         |_| Some("1".into()),
         "Replicas of a new topic; 1 on a single node.",
-    ),
+    )
+    .not_in_file(),
+    broker(
+        "durability",
+        ConfigType::String,
+        Unit::None,
+        |c| Some(c.durability.name().to_string()),
+        "When an acknowledged write is on disk: fsync (after an fdatasync, group commit) or page_cache (Kafka's default; the flush policy syncs later). See docs/durability.md.",
+    )
+    .one_of(&["fsync", "page_cache"]),
     broker(
         "message.max.bytes",
         ConfigType::Int,
         Unit::Bytes,
         |c| Some(c.message_max_bytes.to_string()),
         "Largest record batch accepted unless a topic's max.message.bytes says otherwise.",
-    ),
+    )
+    .range(0, I32_MAX),
     broker(
         "socket.request.max.bytes",
         ConfigType::Int,
         Unit::Bytes,
         |c| Some(c.socket_request_max_bytes.to_string()),
         "Largest request frame accepted.",
-    ),
+    )
+    .range(1, I32_MAX),
     broker(
         "max.connections",
         ConfigType::Int,
         Unit::None,
         |c| Some(c.max_connections.to_string()),
         "Most client connections served at once; the next is accepted and closed.",
-    ),
+    )
+    .range(0, I32_MAX),
     broker(
         "max.connections.per.ip",
         ConfigType::Int,
         Unit::None,
         |c| Some(c.max_connections_per_ip.to_string()),
         "Most connections from one address; the next is accepted and closed.",
-    ),
+    )
+    .range(0, I32_MAX),
     broker(
         "queued.max.request.bytes",
         ConfigType::Long,
         Unit::Bytes,
         |c| Some(c.queued_max_request_bytes.to_string()),
         "Request bytes held in memory across connections before readers wait.",
-    ),
+    )
+    .range(1, I64_MAX),
     broker(
         "connections.max.idle.ms",
         ConfigType::Long,
         Unit::Milliseconds,
         |c| Some(c.connections_max_idle_ms.to_string()),
         "Idle time after which a connection is closed.",
-    ),
+    )
+    .range(1, I64_MAX),
     broker(
         "socket.request.read.timeout.ms",
         ConfigType::Long,
         Unit::Milliseconds,
         |c| Some(c.socket_request_read_timeout_ms.to_string()),
         "Time from a request's first byte to its last; a slower sender is closed.",
-    ),
+    )
+    .range(1, I64_MAX),
     broker(
         "socket.response.write.timeout.ms",
         ConfigType::Long,
         Unit::Milliseconds,
         |c| Some(c.socket_response_write_timeout_ms.to_string()),
         "Time to write one response; a client that does not read its replies is closed.",
-    ),
+    )
+    .range(1, I64_MAX),
     broker(
         "queued.max.decompressed.bytes",
         ConfigType::Long,
         Unit::Bytes,
         |c| Some(c.queued_max_decompressed_bytes.to_string()),
         "Bytes being decompressed to validate batches, across requests; past it REQUEST_TIMED_OUT.",
-    ),
+    )
+    .range(1, I64_MAX),
     broker(
         "compression.type",
         ConfigType::String,
@@ -636,20 +721,115 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         Unit::Bytes,
         |c| Some(c.log_segment_bytes.to_string()),
         "Default segment.bytes of topics.",
-    ),
+    )
+    .range(long(limits::MIN_SEGMENT_BYTES), long(limits::MAX_SEGMENT_BYTES)),
     broker(
         "log.retention.ms",
         ConfigType::Long,
         Unit::Milliseconds,
         |c| Some(c.log_retention_ms.to_string()),
         "Default retention.ms of topics; -1 keeps data forever.",
-    ),
+    )
+    .range(-1, I64_MAX),
     broker(
         "log.retention.check.interval.ms",
         ConfigType::Long,
         Unit::Milliseconds,
         |c| Some(c.log_retention_check_interval_ms.to_string()),
         "How often retention and segment.ms rolls are checked.",
+    )
+    .range(1, I64_MAX),
+    broker(
+        "offsets.topic.num.partitions",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.offsets_topic_num_partitions.to_string()),
+        "Partitions of __consumer_offsets when it is created (an existing topic keeps its count).",
+    )
+    .range(1, I32_MAX),
+    broker(
+        "offsets.retention.minutes",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.offsets_retention_minutes.to_string()),
+        "Minutes a group stays empty before its committed offsets are deleted.",
+    )
+    .range(1, I32_MAX),
+    broker(
+        "offsets.retention.check.interval.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.offsets_retention_check_interval_ms.to_string()),
+        "How often expired committed offsets are looked for.",
+    )
+    .range(1, I64_MAX),
+    broker(
+        "group.max.size",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.group_max_size.to_string()),
+        "Members of one consumer group; the next JoinGroup gets GROUP_MAX_SIZE_REACHED.",
+    )
+    .range(1, I32_MAX),
+    broker(
+        "group.min.session.timeout.ms",
+        ConfigType::Int,
+        Unit::Milliseconds,
+        |c| Some(c.group_min_session_timeout_ms.to_string()),
+        "Shortest session timeout a consumer may ask for (INVALID_SESSION_TIMEOUT below it).",
+    )
+    .range(0, I32_MAX),
+    broker(
+        "group.max.session.timeout.ms",
+        ConfigType::Int,
+        Unit::Milliseconds,
+        |c| Some(c.group_max_session_timeout_ms.to_string()),
+        "Longest session timeout a consumer may ask for (INVALID_SESSION_TIMEOUT above it).",
+    )
+    .range(0, I32_MAX),
+    broker(
+        "group.initial.rebalance.delay.ms",
+        ConfigType::Int,
+        Unit::Milliseconds,
+        |c| Some(c.group_initial_rebalance_delay_ms.to_string()),
+        "A new group's first rebalance waits this long for more members.",
+    )
+    .range(0, I32_MAX),
+    broker(
+        "log.level",
+        ConfigType::String,
+        Unit::None,
+        |c| Some(c.log_level.clone()),
+        "Log filter, RUST_LOG syntax (`info`, `warn,sluice_broker::server=debug`); RUST_LOG, when set, wins.",
+    ),
+    broker(
+        "log.format",
+        ConfigType::String,
+        Unit::None,
+        |c| Some(c.log_format.name().to_string()),
+        "Log line format on stderr: text (for people) or json (one object per line, for collectors).",
+    )
+    .one_of(&["text", "json"]),
+    broker(
+        "admin.enabled",
+        ConfigType::Boolean,
+        Unit::None,
+        |c| Some(c.admin_enabled.to_string()),
+        "Serve the admin HTTP endpoint (/metrics, /health, /ready).",
+    ),
+    broker(
+        "admin.listen",
+        ConfigType::String,
+        Unit::None,
+        |c| Some(c.admin_listen.to_string()),
+        "Address of the admin HTTP endpoint (host:port; port 0 picks a free one).",
+    ),
+    broker(
+        "metrics.partition.series.enabled",
+        ConfigType::Boolean,
+        Unit::None,
+        |c| Some(c.metrics_partition_series_enabled.to_string()),
+        "Export per-partition series (offsets, size, lag); turn off on brokers with many thousand partitions to bound the scrape.",
     ),
 ];
 
@@ -675,6 +855,12 @@ mod tests {
             let names: BTreeSet<_> = table.iter().map(|s| s.name).collect();
             assert_eq!(names.len(), table.len());
         }
+        let keys: Vec<_> = BROKER_SETTINGS
+            .iter()
+            .filter_map(|s| s.file_key())
+            .collect();
+        let unique: BTreeSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "file keys repeat: {keys:?}");
     }
 
     #[test]
@@ -686,9 +872,16 @@ mod tests {
             crate::settings::validate_topic_value(s.name, &default.render())
                 .unwrap_or_else(|e| panic!("default of {} is invalid: {e}", s.name));
         }
+        let defaults = BrokerConfig::default();
         for s in BROKER_SETTINGS {
-            assert!(matches!(s.scope, Scope::Broker { .. }), "{}", s.name);
+            let Scope::Broker { value, .. } = s.scope else {
+                panic!("{} is in the broker table with topic scope", s.name);
+            };
             assert!(!s.alterable, "{} is static", s.name);
+            if let Some(v) = value(&defaults) {
+                crate::settings::value::check(s, &v)
+                    .unwrap_or_else(|e| panic!("default of {} is invalid: {e}", s.name));
+            }
         }
     }
 }

@@ -71,7 +71,7 @@ impl TopicDefaults {
             else {
                 continue;
             };
-            let Some(Scope::Broker { value }) = BROKER_SETTINGS
+            let Some(Scope::Broker { value, .. }) = BROKER_SETTINGS
                 .iter()
                 .find(|b| b.name == broker_key)
                 .map(|b| b.scope)

@@ -1,0 +1,420 @@
+//! What `/metrics` reports: the counters of `metrics.rs`, and gauges
+//! computed at scrape time from the broker's own state, encoded in the
+//! Prometheus text format by `prometheus-client`.
+//!
+//! Names follow Prometheus conventions: `sluice_` prefix, base units in
+//! the name (`_bytes`, `_seconds`), `_total` on counters (added by the
+//! encoder), one metric per quantity with labels for its dimensions.
+//!
+//! # Limits
+//! - Series per partition (`sluice_partition_*`) are written only with
+//!   `metrics.partition.series.enabled`, and at most
+//!   [`PARTITION_SERIES_MAX`] partitions' worth, so a scrape of a broker
+//!   with 10 000+ partitions stays bounded; per-topic sums are always
+//!   written (one series per topic).
+//! - Request series: at most one per (API key, version) ever received.
+//!
+//! # Caveats
+//! - Per-topic traffic counters live in each hosted partition: they start
+//!   at 0 when the broker starts and vanish with a deleted topic
+//!   (Prometheus treats both as counter resets).
+
+use std::fmt;
+use std::sync::Arc;
+
+use kafka_protocol::messages::ApiKey;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::AdminState;
+use super::metrics::{AtomicHistogram, METRICS, Traffic};
+use super::process::{DiskUsage, ProcessStats};
+use super::readiness::Phase;
+use crate::broker::Broker;
+
+/// Most partitions that get their own series in one scrape.
+pub const PARTITION_SERIES_MAX: usize = 10_000;
+
+/// The collector registered with the scrape registry.
+#[derive(Debug)]
+pub struct BrokerCollector {
+    pub state: Arc<AdminState>,
+}
+
+impl prometheus_client::collector::Collector for BrokerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let e = &mut encoder;
+        let phase = self.state.readiness.phase();
+        gauge(
+            e,
+            "sluice_ready",
+            "1 while the broker serves clients (what /ready answers).",
+            i64::from(phase == Phase::Serving),
+        )?;
+        requests(e)?;
+        connections(e)?;
+        flush(e)?;
+        process(e)?;
+        if let Some(broker) = self.state.broker.get() {
+            partitions(e, broker, self.state.partition_series)?;
+            broker_state(e, broker)?;
+        }
+        Ok(())
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(m)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::Result {
+    let m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(m)
+}
+
+fn gauge_f(e: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
+    let m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(m)
+}
+
+fn histogram<const N: usize>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &AtomicHistogram<N>,
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    let (sum, count, buckets) = h.snapshot();
+    m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+}
+
+/// Kafka's name of an API key (`Produce`, `Fetch`, …), or its number.
+fn api_name(key: usize) -> String {
+    i16::try_from(key)
+        .ok()
+        .and_then(|k| ApiKey::try_from(k).ok())
+        .map_or_else(|| key.to_string(), |k| format!("{k:?}"))
+}
+
+fn requests(e: &mut DescriptorEncoder) -> fmt::Result {
+    let r = &METRICS.requests;
+    let mut m = e.encode_descriptor(
+        "sluice_requests",
+        "Requests received, per API and version.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (api, version, n) in r.counts() {
+        let labels = [("api", api_name(api)), ("version", version.to_string())];
+        ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+    }
+    let mut m = e.encode_descriptor(
+        "sluice_request_errors",
+        "Requests that closed their connection instead of being answered (undecodable, unserved version), per API.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (api, n) in r.closed_counts() {
+        let labels = [("api", api_name(api))];
+        ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+    }
+    let mut m = e.encode_descriptor(
+        "sluice_request_duration_seconds",
+        "Time from a request's last byte read to its response ready to write, per API (includes acks=all and fetch waits).",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (api, h) in r.latencies() {
+        let labels = [("api", api_name(api))];
+        let (sum, count, buckets) = h.snapshot();
+        m.encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
+}
+
+fn connections(e: &mut DescriptorEncoder) -> fmt::Result {
+    let c = &METRICS.connections;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let (accepted, closed) = (load(&c.accepted), load(&c.closed));
+    counter(
+        e,
+        "sluice_connections_accepted",
+        "Client connections accepted and served.",
+        accepted,
+    )?;
+    let mut m = e.encode_descriptor(
+        "sluice_connections_refused",
+        "Client connections closed at once because a quota was full, per quota.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (quota, n) in [
+        ("max.connections", load(&c.refused_max_connections)),
+        (
+            "max.connections.per.ip",
+            load(&c.refused_max_connections_per_ip),
+        ),
+    ] {
+        ConstCounter::new(n).encode(m.encode_family(&[("quota", quota)])?)?;
+    }
+    gauge(
+        e,
+        "sluice_connections",
+        "Client connections open now.",
+        i64::try_from(accepted.saturating_sub(closed)).unwrap_or(i64::MAX),
+    )
+}
+
+fn flush(e: &mut DescriptorEncoder) -> fmt::Result {
+    let f = &METRICS.flush;
+    histogram(
+        e,
+        "sluice_flush_duration_seconds",
+        "Time of one partition's fdatasync in a group commit.",
+        &f.sync_seconds,
+    )?;
+    histogram(
+        e,
+        "sluice_flush_round_partitions",
+        "Partitions synced by one group-commit round.",
+        &f.round_partitions,
+    )?;
+    counter(
+        e,
+        "sluice_flush_failures",
+        "fdatasync calls that failed (each takes its partition offline).",
+        f.failures.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+fn process(e: &mut DescriptorEncoder) -> fmt::Result {
+    let p = ProcessStats::read();
+    if let Some(v) = p.cpu_seconds {
+        let m = e.encode_descriptor(
+            "process_cpu_seconds",
+            "User and system CPU time spent.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(v).encode(m)?;
+    }
+    if let Some(v) = p.resident_memory_bytes {
+        gauge(
+            e,
+            "process_resident_memory_bytes",
+            "Resident memory size.",
+            v,
+        )?;
+    }
+    if let Some(v) = p.virtual_memory_bytes {
+        gauge(e, "process_virtual_memory_bytes", "Virtual memory size.", v)?;
+    }
+    if let Some(v) = p.start_time_seconds {
+        gauge_f(
+            e,
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch.",
+            v,
+        )?;
+    }
+    if let Some(v) = p.open_fds {
+        gauge(e, "process_open_fds", "Open file descriptors.", v)?;
+    }
+    if let Some(v) = p.max_fds {
+        gauge(
+            e,
+            "process_max_fds",
+            "Most file descriptors the process may open (RLIMIT_NOFILE).",
+            v,
+        )?;
+    }
+    if let Some(v) = p.memory_maps {
+        gauge(
+            e,
+            "sluice_memory_maps",
+            "Memory mappings of the process (segments and indexes are mapped).",
+            v,
+        )?;
+    }
+    if let Some(v) = p.memory_maps_max {
+        gauge(
+            e,
+            "sluice_memory_maps_max",
+            "Most mappings the kernel allows (vm.max_map_count).",
+            v,
+        )?;
+    }
+    Ok(())
+}
+
+/// One hosted partition as the scrape sees it.
+struct PartitionRow {
+    topic: Arc<str>,
+    index: i32,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    high_watermark: i64,
+    size_bytes: u64,
+    failed: bool,
+    traffic: Traffic,
+}
+
+fn partition_rows(broker: &Broker) -> Vec<PartitionRow> {
+    let mut rows: Vec<PartitionRow> = broker
+        .replicas()
+        .all_partitions()
+        .into_iter()
+        .map(|p| {
+            let progress = p.progress();
+            // Under the partition's lock for two reads; a failed log
+            // reports what progress knows.
+            let (log_end_offset, size_bytes) = p
+                .with_log(|log| Ok((log.log_end_offset().0, log.size_bytes())))
+                .unwrap_or((progress.high_watermark, 0));
+            PartitionRow {
+                topic: Arc::clone(p.topic()),
+                index: p.index(),
+                log_start_offset: progress.log_start_offset,
+                log_end_offset,
+                high_watermark: progress.high_watermark,
+                size_bytes,
+                failed: progress.failed,
+                traffic: p.traffic().snapshot(),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.topic.cmp(&b.topic).then(a.index.cmp(&b.index)));
+    rows
+}
+
+fn partitions(e: &mut DescriptorEncoder, broker: &Broker, per_partition: bool) -> fmt::Result {
+    let rows = partition_rows(broker);
+    topic_traffic(e, &rows)?;
+    let offline = rows.iter().filter(|r| r.failed).count();
+    let size: u64 = rows.iter().map(|r| r.size_bytes).sum();
+    gauge(
+        e,
+        "sluice_partitions",
+        "Partitions hosted by this broker.",
+        rows.len() as i64,
+    )?;
+    gauge(
+        e,
+        "sluice_partitions_offline",
+        "Hosted partitions whose log directory failed (answering KAFKA_STORAGE_ERROR).",
+        offline as i64,
+    )?;
+    gauge(
+        e,
+        "sluice_log_size_bytes",
+        "Bytes of all hosted partition logs.",
+        i64::try_from(size).unwrap_or(i64::MAX),
+    )?;
+    if !per_partition {
+        return Ok(());
+    }
+    let shown = rows.iter().take(PARTITION_SERIES_MAX);
+    type Field = fn(&PartitionRow) -> i64;
+    let series: [(&str, &str, Field); 4] = [
+        (
+            "sluice_partition_log_start_offset",
+            "First offset still in the log.",
+            |r| r.log_start_offset,
+        ),
+        (
+            "sluice_partition_log_end_offset",
+            "Offset the next appended record gets.",
+            |r| r.log_end_offset,
+        ),
+        (
+            "sluice_partition_high_watermark",
+            "Offset up to which records are committed and visible to consumers.",
+            |r| r.high_watermark,
+        ),
+        (
+            "sluice_partition_size_bytes",
+            "Bytes of the partition's segments.",
+            |r| i64::try_from(r.size_bytes).unwrap_or(i64::MAX),
+        ),
+    ];
+    for (name, help, field) in series {
+        let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for r in shown.clone() {
+            let labels = [
+                ("topic", r.topic.to_string()),
+                ("partition", r.index.to_string()),
+            ];
+            ConstGauge::new(field(r)).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn topic_traffic(e: &mut DescriptorEncoder, rows: &[PartitionRow]) -> fmt::Result {
+    let mut topics: Vec<(Arc<str>, Traffic)> = Vec::new();
+    for r in rows {
+        match topics.last_mut() {
+            Some((t, sum)) if *t == r.topic => {
+                sum.bytes_in += r.traffic.bytes_in;
+                sum.records_in += r.traffic.records_in;
+                sum.bytes_out += r.traffic.bytes_out;
+            }
+            _ => topics.push((Arc::clone(&r.topic), r.traffic)),
+        }
+    }
+    type Field = fn(&Traffic) -> u64;
+    let series: [(&str, &str, Field); 3] = [
+        (
+            "sluice_topic_bytes_in",
+            "Record batch bytes appended by producers, per topic.",
+            |t| t.bytes_in,
+        ),
+        (
+            "sluice_topic_records_in",
+            "Records appended by producers, per topic.",
+            |t| t.records_in,
+        ),
+        (
+            "sluice_topic_bytes_out",
+            "Record batch bytes sent to consumers and followers, per topic.",
+            |t| t.bytes_out,
+        ),
+    ];
+    for (name, help, field) in series {
+        let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (topic, traffic) in &topics {
+            let labels = [("topic", topic.to_string())];
+            ConstCounter::new(field(traffic)).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn broker_state(e: &mut DescriptorEncoder, broker: &Broker) -> fmt::Result {
+    let budget = broker.replicas().partition_budget().partitions;
+    gauge(
+        e,
+        "sluice_partition_budget",
+        "Most partitions this broker accepts (from descriptor and map limits).",
+        i64::try_from(budget).unwrap_or(i64::MAX),
+    )?;
+    if let Some(disk) = DiskUsage::of(&broker.config().data_dir) {
+        gauge(
+            e,
+            "sluice_data_dir_free_bytes",
+            "Bytes available to the broker on the data directory's file system.",
+            disk.available_bytes,
+        )?;
+        gauge(
+            e,
+            "sluice_data_dir_capacity_bytes",
+            "Size of the data directory's file system.",
+            disk.total_bytes,
+        )?;
+    }
+    Ok(())
+}

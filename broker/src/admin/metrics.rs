@@ -1,0 +1,325 @@
+//! The counters the data path bumps: plain atomics in one process-wide
+//! static, read and encoded only when `/metrics` is scraped.
+//!
+//! | what | where it is counted | cost on the path |
+//! |---|---|---|
+//! | requests per API and version, latency per API, closed requests | `dispatch.rs` (one call per request) | 2–3 relaxed atomic adds |
+//! | connections accepted / refused, open | `server.rs` accept loop | 1 atomic add per connection |
+//! | bytes and records in, bytes out, per partition | `handlers/produce.rs`, `handlers/fetch.rs` into [`PartitionTraffic`] | 1–2 relaxed atomic adds per partition per request |
+//! | fdatasync latency, partitions per group commit | `replica/flusher.rs` (one call per flush round) | a few atomic adds per round |
+//!
+//! Everything else (offsets, sizes, lag, disk, descriptors, process) is
+//! computed at scrape time from the broker's own state (`collector.rs`).
+//!
+//! # Invariants
+//! - No lock, allocation or copy on the request path: every update is a
+//!   relaxed `fetch_add` on a preallocated atomic. A scrape may see one
+//!   counter of a histogram ahead of another (no snapshot); Prometheus
+//!   tolerates that, and each counter on its own never goes backwards.
+//! - Bounded: the tables are fixed-size arrays; API keys or versions past
+//!   them are counted in the `other` slot, never dropped, never grown.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// API keys counted one by one; Kafka's keys are below 100.
+pub const API_KEYS: usize = 128;
+/// Versions counted one by one per API; higher versions share the last slot.
+pub const API_VERSIONS: usize = 24;
+
+/// Upper bounds, in seconds, of the latency histogram buckets (request
+/// handling and fdatasync): 50 µs to 10 s.
+pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
+];
+
+/// Upper bounds of the "partitions per group-commit round" histogram.
+pub const FLUSH_BATCH_BUCKETS: [f64; 10] =
+    [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+
+/// A histogram of fixed buckets made of atomics (`prometheus-client`'s own
+/// takes a lock per observation). Bucket counts are not cumulative here;
+/// the encoder accumulates them.
+#[derive(Debug)]
+pub struct AtomicHistogram<const N: usize> {
+    bounds: &'static [f64; N],
+    /// `N` buckets then the `+Inf` one.
+    buckets: [AtomicU64; 17],
+    count: AtomicU64,
+    /// Sum of observations in millionths of the unit (µs for seconds).
+    sum_micros: AtomicU64,
+}
+
+impl<const N: usize> AtomicHistogram<N> {
+    pub const fn new(bounds: &'static [f64; N]) -> Self {
+        assert!(N < 17, "a histogram has at most 16 finite buckets");
+        Self {
+            bounds,
+            buckets: [const { AtomicU64::new(0) }; 17],
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let slot = self.bounds.iter().position(|b| value <= *b).unwrap_or(N);
+        if let Some(bucket) = self.buckets.get(slot) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        // Negative and NaN observations count as 0 towards the sum.
+        let micros = (value * 1e6).max(0.0) as u64;
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// `(sum, count, cumulative buckets)` as the text format wants them.
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(N + 1);
+        for (i, bucket) in self.buckets.iter().enumerate().take(N + 1) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let bound = self.bounds.get(i).copied().unwrap_or(f64::INFINITY);
+            buckets.push((bound, cumulative));
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        // The count is the +Inf bucket, so the two always agree.
+        (sum, cumulative, buckets)
+    }
+}
+
+/// Requests per (API key, version), latency per API key.
+#[derive(Debug)]
+pub struct RequestMetrics {
+    count: [[AtomicU64; API_VERSIONS]; API_KEYS],
+    /// Requests that closed the connection instead of being answered
+    /// (undecodable, unserved version, response that does not encode).
+    closed: [AtomicU64; API_KEYS],
+    latency: [AtomicHistogram<16>; API_KEYS],
+}
+
+impl RequestMetrics {
+    const fn new() -> Self {
+        Self {
+            count: [const { [const { AtomicU64::new(0) }; API_VERSIONS] }; API_KEYS],
+            closed: [const { AtomicU64::new(0) }; API_KEYS],
+            latency: [const { AtomicHistogram::new(&LATENCY_BUCKETS_SECONDS) }; API_KEYS],
+        }
+    }
+
+    fn slot(api_key: i16) -> usize {
+        usize::try_from(api_key)
+            .unwrap_or(API_KEYS - 1)
+            .min(API_KEYS - 1)
+    }
+
+    /// One request of `api_key` v`version` arrived.
+    pub fn received(&self, api_key: i16, version: i16) {
+        let version = usize::try_from(version)
+            .unwrap_or(API_VERSIONS - 1)
+            .min(API_VERSIONS - 1);
+        if let Some(c) = self
+            .count
+            .get(Self::slot(api_key))
+            .and_then(|row| row.get(version))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A request of `api_key` was answered `elapsed` after it was read.
+    pub fn answered(&self, api_key: i16, elapsed: Duration) {
+        if let Some(h) = self.latency.get(Self::slot(api_key)) {
+            h.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// A request of `api_key` closed its connection instead of an answer.
+    pub fn closed(&self, api_key: i16) {
+        if let Some(c) = self.closed.get(Self::slot(api_key)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Non-zero `(api_key, version, count)`.
+    pub fn counts(&self) -> impl Iterator<Item = (usize, usize, u64)> + '_ {
+        self.count.iter().enumerate().flat_map(|(api, row)| {
+            row.iter().enumerate().filter_map(move |(v, c)| {
+                let n = c.load(Ordering::Relaxed);
+                (n > 0).then_some((api, v, n))
+            })
+        })
+    }
+
+    /// Non-zero `(api_key, closed)`.
+    pub fn closed_counts(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.closed.iter().enumerate().filter_map(|(api, c)| {
+            let n = c.load(Ordering::Relaxed);
+            (n > 0).then_some((api, n))
+        })
+    }
+
+    /// `(api_key, histogram)` of the APIs that were answered at least once.
+    pub fn latencies(&self) -> impl Iterator<Item = (usize, &AtomicHistogram<16>)> + '_ {
+        self.latency
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.count.load(Ordering::Relaxed) > 0)
+    }
+}
+
+/// Connections over the broker's life.
+#[derive(Debug)]
+pub struct ConnectionMetrics {
+    pub accepted: AtomicU64,
+    pub refused_max_connections: AtomicU64,
+    pub refused_max_connections_per_ip: AtomicU64,
+    pub closed: AtomicU64,
+}
+
+impl ConnectionMetrics {
+    /// A connection was accepted and is being served.
+    pub fn opened(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A served connection ended.
+    pub fn closed(&self) {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection was refused over a quota.
+    pub fn refused(&self, why: crate::connection_quota::Refused) {
+        use crate::connection_quota::Refused;
+        let counter = match why {
+            Refused::MaxConnections { .. } => &self.refused_max_connections,
+            Refused::MaxConnectionsPerIp { .. } => &self.refused_max_connections_per_ip,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Group commit (fdatasync) rounds.
+#[derive(Debug)]
+pub struct FlushMetrics {
+    /// Seconds each partition's fdatasync took.
+    pub sync_seconds: AtomicHistogram<16>,
+    /// Partitions synced per group-commit round.
+    pub round_partitions: AtomicHistogram<10>,
+    pub failures: AtomicU64,
+}
+
+impl FlushMetrics {
+    /// One partition's fdatasync took `elapsed` and succeeded or not.
+    pub fn synced(&self, elapsed: Duration, ok: bool) {
+        self.sync_seconds.observe(elapsed.as_secs_f64());
+        if !ok {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One group-commit round covered `partitions` partitions.
+    pub fn round(&self, partitions: usize) {
+        self.round_partitions.observe(partitions as f64);
+    }
+}
+
+/// Every counter of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    pub requests: RequestMetrics,
+    pub connections: ConnectionMetrics,
+    pub flush: FlushMetrics,
+}
+
+/// The process's counters (one broker per process; tests that start
+/// several in one process share them).
+pub static METRICS: Metrics = Metrics {
+    requests: RequestMetrics::new(),
+    connections: ConnectionMetrics {
+        accepted: AtomicU64::new(0),
+        refused_max_connections: AtomicU64::new(0),
+        refused_max_connections_per_ip: AtomicU64::new(0),
+        closed: AtomicU64::new(0),
+    },
+    flush: FlushMetrics {
+        sync_seconds: AtomicHistogram::new(&LATENCY_BUCKETS_SECONDS),
+        round_partitions: AtomicHistogram::new(&FLUSH_BATCH_BUCKETS),
+        failures: AtomicU64::new(0),
+    },
+};
+
+/// Traffic of one partition, owned by its `replica::Partition` and summed
+/// per topic at scrape time.
+#[derive(Debug, Default)]
+pub struct PartitionTraffic {
+    bytes_in: AtomicU64,
+    records_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+/// A snapshot of [`PartitionTraffic`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    pub bytes_in: u64,
+    pub records_in: u64,
+    pub bytes_out: u64,
+}
+
+impl PartitionTraffic {
+    /// A produced batch of `bytes` holding `records` records was appended.
+    pub fn produced(&self, bytes: usize, records: i64) {
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.records_in
+            .fetch_add(u64::try_from(records).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// A fetch is sending `bytes` of this partition's records.
+    pub fn fetched(&self, bytes: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Traffic {
+        Traffic {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            records_in: self.records_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_count_matches() {
+        static H: AtomicHistogram<10> = AtomicHistogram::new(&FLUSH_BATCH_BUCKETS);
+        for v in [1.0, 3.0, 3.0, 5000.0] {
+            H.observe(v);
+        }
+        let (sum, count, buckets) = H.snapshot();
+        assert_eq!(count, 4);
+        assert!((sum - 5007.0).abs() < 1e-6, "{sum}");
+        assert_eq!(buckets.first(), Some(&(1.0, 1)));
+        assert_eq!(buckets.get(2), Some(&(4.0, 3)));
+        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 4)));
+    }
+
+    #[test]
+    fn out_of_table_keys_and_versions_land_in_the_last_slot() {
+        let m = RequestMetrics::new();
+        m.received(0, 9);
+        m.received(-3, 900);
+        m.received(500, 1);
+        let counts: Vec<_> = m.counts().collect();
+        assert_eq!(
+            counts,
+            [
+                (0, 9, 1),
+                (API_KEYS - 1, 1, 1),
+                (API_KEYS - 1, API_VERSIONS - 1, 1)
+            ]
+        );
+    }
+}
