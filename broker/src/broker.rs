@@ -353,7 +353,11 @@ fn changed_topic(record: &MetadataRecord) -> Option<&str> {
         | MetadataRecord::BrokerFenced { .. }
         | MetadataRecord::BrokerUnfenced { .. }
         | MetadataRecord::BrokerUnregistered { .. }
-        | MetadataRecord::ProducerIdsAllocated { .. } => None,
+        | MetadataRecord::ProducerIdsAllocated { .. }
+        | MetadataRecord::ClusterIdAssigned { .. }
+        // Fencing and unfencing: the controller's liveness proposes these,
+        // and no proposer waits on their partitions.
+        | MetadataRecord::Atomic { .. } => None,
     }
 }
 

@@ -247,6 +247,7 @@ fn view(port: u16) -> Option<View> {
             .collect(),
         leaders,
     })
+}
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))

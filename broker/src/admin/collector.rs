@@ -272,9 +272,8 @@ fn partition_rows(broker: &Broker) -> Vec<PartitionRow> {
             let progress = p.progress();
             // Under the partition's lock for two reads; a failed log
             // reports what progress knows.
-            let (log_end_offset, size_bytes) = p
-                .with_log(|log| Ok((log.log_end_offset().0, log.size_bytes())))
-                .unwrap_or((progress.high_watermark, 0));
+            let (log_end_offset, size_bytes) =
+                p.end_and_size().unwrap_or((progress.high_watermark, 0));
             PartitionRow {
                 topic: Arc::clone(p.topic()),
                 index: p.index(),

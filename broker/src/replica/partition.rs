@@ -501,6 +501,13 @@ impl Partition {
         Ok(self.lock()?.log.log_end_offset().0)
     }
 
+    /// The log end offset and the bytes the log holds, read under one lock
+    /// (the admin endpoint's per-partition series).
+    pub fn end_and_size(&self) -> Result<(i64, u64), BrokerError> {
+        let state = self.lock()?;
+        Ok((state.log.log_end_offset().0, state.log.size_bytes()))
+    }
+
     /// The newest leader epoch in the log (a follower's `last_fetched_epoch`
     /// in its next Fetch), or `None` for an empty log.
     pub fn last_fetched_epoch(&self) -> Result<Option<i32>, BrokerError> {

@@ -122,6 +122,7 @@ mod tests {
             advertised: Some("h:1".into()),
             controller_voters: Some("1@127.0.0.1:1".into()),
             controller_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 1))),
+            broker_rack: Some("rack-1".into()),
             ..BrokerConfig::default()
         };
         let fields: std::collections::BTreeSet<String> = toml::Table::try_from(&config)
