@@ -78,7 +78,7 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// TOML config file (`sluice config defaults` prints one with every
-    /// key). Precedence, later wins: defaults < this file < SLUICE_<KEY>
+    /// key). Precedence, later wins: defaults < this file < `SLUICE_<KEY>`
     /// environment variables < flags.
     #[arg(long, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
