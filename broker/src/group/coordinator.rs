@@ -230,6 +230,11 @@ impl Coordinator {
             let Some(partition) = replicas.partition(OFFSETS_TOPIC, index) else {
                 continue;
             };
+            // A follower replica's groups are the leader's to load (until
+            // the coordinator follows leadership changes, issue 14).
+            if !partition.role()?.is_leader() {
+                continue;
+            }
             records += replay_partition(&partition, &mut |record| {
                 self.apply_replayed(&mut state, record)
             })?;
