@@ -134,6 +134,7 @@ mod tests {
                 ApiKey::ListGroups => range::<ListGroupsRequest>(),
                 ApiKey::DescribeGroups => range::<DescribeGroupsRequest>(),
                 ApiKey::DeleteGroups => range::<DeleteGroupsRequest>(),
+                ApiKey::OffsetForLeaderEpoch => range::<OffsetForLeaderEpochRequest>(),
                 other => panic!("no range check for {other:?}"),
             };
             assert!(
