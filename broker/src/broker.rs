@@ -207,7 +207,13 @@ impl Broker {
                 async move {
                     tokio::task::spawn_blocking(move || {
                         // The newest image, read under the reconcile lock.
-                        this.replicas.reconcile(|| this.controller.image())
+                        let report = this.replicas.reconcile(|| this.controller.image())?;
+                        // Group coordination follows offsets-partition
+                        // leadership (a no-op until the coordinator starts).
+                        if let Err(e) = this.groups.follow_leadership(&this.replicas) {
+                            tracing::error!(error = %e, "group coordinator could not follow leadership");
+                        }
+                        Ok(report)
                     })
                     .await
                     .map_err(|source| BrokerError::TaskFailed {

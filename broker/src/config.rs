@@ -161,6 +161,11 @@ pub struct BrokerConfig {
     /// when it is created (an existing topic keeps its count).
     #[serde(rename = "offsets.topic.num.partitions")]
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`: replicas of each
+    /// `__consumer_offsets` partition when it is created; a cluster with
+    /// fewer brokers gives it one replica per broker.
+    #[serde(rename = "offsets.topic.replication.factor")]
+    pub offsets_topic_replication_factor: i16,
     /// `offsets.retention.minutes`: committed offsets of a group that has
     /// been empty this long are deleted.
     #[serde(rename = "offsets.retention.minutes")]
@@ -246,6 +251,8 @@ impl Default for BrokerConfig {
             log_retention_ms: 7 * 24 * 60 * 60 * 1000,
             log_retention_check_interval_ms: 5 * 60 * 1000,
             offsets_topic_num_partitions: group_limits::OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+            offsets_topic_replication_factor:
+                group_limits::OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
             offsets_retention_minutes: group_limits::OFFSETS_RETENTION_MINUTES_DEFAULT,
             offsets_retention_check_interval_ms:
                 group_limits::OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,

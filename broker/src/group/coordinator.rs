@@ -12,8 +12,18 @@
 //!                                        unlock ─► flush request ─► wait for the
 //!                                                 high watermark (commits, deletes)
 //! tick task (every TICK_MS) ─► Group::tick for every group; offsets retention
-//! start ─► create __consumer_offsets if absent ─► replay it ─► serve
+//! start ─► create __consumer_offsets if absent ─► load the partitions led here
+//! reconciler (each image) ─► follow_leadership: load a partition whose
+//!                            leadership arrived, unload one that left
 //! ```
+//!
+//! # Coordination follows leadership
+//! The coordinator of a group is the leader of its `__consumer_offsets`
+//! partition (FindCoordinator answers from the image). A partition's
+//! groups are loaded (replayed from its log) when this node becomes its
+//! leader and dropped when it stops leading it. A request for a group of
+//! a partition this node does not lead answers NOT_COORDINATOR; while the
+//! partition loads, COORDINATOR_LOAD_IN_PROGRESS.
 //!
 //! # Ownership
 //! One `Coordinator` per broker, owned by `Broker`. All groups live in one
@@ -35,6 +45,9 @@
 //!   current high watermark, by the next commit, fetch or tick of the group.
 //! - The group for `group_id` lives in partition
 //!   `partition_for(group_id, offsets.topic.num.partitions)`.
+//! - The live state holds exactly the groups of the partitions marked
+//!   `Loaded` in `owned`; a partition is `Loading` only while its replay
+//!   runs, outside the state lock.
 //!
 //! # Limits
 //! [`GROUPS_MAX`] groups, [`MEMBERS_MAX`] members across groups (pending
@@ -114,6 +127,13 @@ struct Written {
     last_offset: i64,
 }
 
+/// Where an offsets partition led by this node stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    Loading,
+    Loaded,
+}
+
 /// Records of an OffsetCommit, appended and waiting to become durable.
 pub struct Durable(Written);
 
@@ -163,6 +183,11 @@ pub struct Coordinator {
     config: GroupConfig,
     partitions: std::sync::atomic::AtomicI32,
     state: Mutex<State>,
+    /// The offsets partitions this node leads, by index. Taken before, never
+    /// while holding, the state lock.
+    owned: Mutex<HashMap<i32, Load>>,
+    /// Serialises leadership changes (start-up load and the reconciler).
+    following: Mutex<()>,
     loaded: AtomicBool,
     stopped: AtomicBool,
 }
@@ -173,6 +198,8 @@ impl Coordinator {
             config,
             partitions: std::sync::atomic::AtomicI32::new(1),
             state: Mutex::new(State::default()),
+            owned: Mutex::new(HashMap::new()),
+            following: Mutex::new(()),
             loaded: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         }
@@ -199,9 +226,31 @@ impl Coordinator {
             .map_err(|_| GroupError::CoordinatorNotAvailable)
     }
 
-    /// Whether group requests can be served now (FindCoordinator).
-    pub fn check_available(&self) -> Result<(), GroupError> {
-        self.lock().map(drop)
+    /// The state lock, for a request about `group_id`: NOT_COORDINATOR
+    /// unless this node leads the group's offsets partition and has loaded
+    /// it, COORDINATOR_LOAD_IN_PROGRESS while it loads.
+    fn lock_group(&self, group_id: &str) -> Result<MutexGuard<'_, State>, GroupError> {
+        let index = partition_for(group_id, self.offsets_partitions());
+        let load = self
+            .owned
+            .lock()
+            .map_err(|_| GroupError::CoordinatorNotAvailable)?
+            .get(&index)
+            .copied();
+        match load {
+            Some(Load::Loaded) => self.lock(),
+            Some(Load::Loading) => Err(GroupError::CoordinatorLoadInProgress),
+            None if !self.loaded.load(Ordering::Acquire) => {
+                Err(GroupError::CoordinatorLoadInProgress)
+            }
+            None => Err(GroupError::NotCoordinator),
+        }
+    }
+
+    /// Whether requests about `group_id` can be served here now
+    /// (FindCoordinator, when the image names this node).
+    pub fn check_available(&self, group_id: &str) -> Result<(), GroupError> {
+        self.lock_group(group_id).map(drop)
     }
 
     /// Stops serving (broker shutdown): parked requests are dropped, and
@@ -218,36 +267,122 @@ impl Coordinator {
 
     // ---- loading ---------------------------------------------------------
 
-    /// Rebuilds every group and committed offset by replaying
-    /// `__consumer_offsets`; groups come back `Empty`. Blocking (reads the
-    /// logs): call it off the reactor, before serving.
+    /// Starts coordinating: `__consumer_offsets` has `partitions`
+    /// partitions, and the groups of those this node leads are rebuilt by
+    /// replaying them (groups come back `Empty`). Returns the groups
+    /// loaded. Blocking (reads the logs): call it off the reactor.
     pub fn load(&self, replicas: &ReplicaManager, partitions: i32) -> Result<usize, BrokerError> {
-        let mut state = State::default();
-        let mut records = 0usize;
-        for index in 0..partitions {
-            // Groups of a partition this node holds no replica of are
-            // coordinated by that partition's leader elsewhere.
-            let Some(partition) = replicas.partition(OFFSETS_TOPIC, index) else {
-                continue;
-            };
-            // A follower replica's groups are the leader's to load (until
-            // the coordinator follows leadership changes, issue 14).
-            if !partition.role()?.is_leader() {
-                continue;
-            }
-            records += replay_partition(&partition, &mut |record| {
-                self.apply_replayed(&mut state, record)
-            })?;
-        }
-        state.members_total = 0;
-        let groups = state.groups.len();
-        let mut live = self.state.lock().map_err(|_| BrokerError::StatePoisoned)?;
-        *live = state;
-        drop(live);
         self.partitions.store(partitions.max(1), Ordering::Release);
         self.loaded.store(true, Ordering::Release);
-        tracing::info!(partitions, records, groups, "group coordinator loaded");
+        self.follow_leadership(replicas)?;
+        let groups = self.lock().map(|s| s.groups.len()).unwrap_or(0);
+        tracing::info!(partitions, groups, "group coordinator started");
         Ok(groups)
+    }
+
+    /// Loads the offsets partitions this node now leads and unloads those
+    /// it no longer leads (the reconciler calls it after each image). The
+    /// first failure is returned; the partition stays unloaded and is
+    /// tried again at the next call. Blocking.
+    pub fn follow_leadership(&self, replicas: &ReplicaManager) -> Result<(), BrokerError> {
+        if !self.loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _serial = self
+            .following
+            .lock()
+            .map_err(|_| BrokerError::StatePoisoned)?;
+        let mut first_error = None;
+        for index in 0..self.offsets_partitions() {
+            let leads = replicas
+                .partition(OFFSETS_TOPIC, index)
+                .and_then(|p| p.role().ok())
+                .is_some_and(|r| r.is_leader());
+            let owned = self
+                .owned
+                .lock()
+                .map_err(|_| BrokerError::StatePoisoned)?
+                .contains_key(&index);
+            if leads && !owned {
+                if let Err(e) = self.load_partition(replicas, index) {
+                    tracing::error!(partition = index, error = %e, "loading the groups of an offsets partition failed");
+                    first_error.get_or_insert(e);
+                }
+            } else if !leads && owned {
+                self.unload_partition(index)?;
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Replays offsets partition `index` into the live state (replacing
+    /// whatever of it was there), marked `Loading` meanwhile.
+    fn load_partition(&self, replicas: &ReplicaManager, index: i32) -> Result<(), BrokerError> {
+        let set = |load: Option<Load>| -> Result<(), BrokerError> {
+            let mut owned = self.owned.lock().map_err(|_| BrokerError::StatePoisoned)?;
+            match load {
+                Some(l) => owned.insert(index, l),
+                None => owned.remove(&index),
+            };
+            Ok(())
+        };
+        set(Some(Load::Loading))?;
+        let mut fresh = State::default();
+        let replayed = replicas
+            .partition_or_error(OFFSETS_TOPIC, index)
+            .and_then(|partition| {
+                replay_partition(&partition, &mut |record| {
+                    self.apply_replayed(&mut fresh, record)
+                })
+            });
+        let records = match replayed {
+            Ok(n) => n,
+            Err(e) => {
+                set(None)?;
+                return Err(e);
+            }
+        };
+        let partitions = self.offsets_partitions();
+        let groups = fresh.groups.len();
+        let mut live = self.state.lock().map_err(|_| BrokerError::StatePoisoned)?;
+        live.groups
+            .retain(|id, _| partition_for(id, partitions) != index);
+        live.groups.extend(fresh.groups);
+        live.members_total = live.groups.values().map(|e| e.group.size()).sum();
+        drop(live);
+        set(Some(Load::Loaded))?;
+        tracing::info!(
+            partition = index,
+            records,
+            groups,
+            "groups of an offsets partition loaded: this node is their coordinator"
+        );
+        Ok(())
+    }
+
+    /// Drops the groups of offsets partition `index` (this node stopped
+    /// leading it); their parked JoinGroup/SyncGroup requests are answered
+    /// as the coordinator being gone, and their members find the new
+    /// coordinator.
+    fn unload_partition(&self, index: i32) -> Result<(), BrokerError> {
+        self.owned
+            .lock()
+            .map_err(|_| BrokerError::StatePoisoned)?
+            .remove(&index);
+        let partitions = self.offsets_partitions();
+        let mut live = self.state.lock().map_err(|_| BrokerError::StatePoisoned)?;
+        let before = live.groups.len();
+        live.groups
+            .retain(|id, _| partition_for(id, partitions) != index);
+        live.members_total = live.groups.values().map(|e| e.group.size()).sum();
+        let dropped = before - live.groups.len();
+        drop(live);
+        tracing::info!(
+            partition = index,
+            groups = dropped,
+            "groups of an offsets partition unloaded: another node coordinates them"
+        );
+        Ok(())
     }
 
     fn apply_replayed(&self, state: &mut State, record: OffsetsRecord) {
@@ -370,7 +505,7 @@ impl Coordinator {
         generation_id: i32,
         now_ms: i64,
     ) -> Result<(), GroupError> {
-        let mut state = self.lock()?;
+        let mut state = self.lock_group(group_id)?;
         let entry = state
             .groups
             .get_mut(group_id)
@@ -418,7 +553,7 @@ impl Coordinator {
     ) -> Result<Durable, GroupError> {
         let create = member.2 < 0;
         let written = {
-            let mut state = self.lock()?;
+            let mut state = self.lock_group(group_id)?;
             let state = &mut *state;
             if !state.groups.contains_key(group_id) && !create {
                 return Err(GroupError::IllegalGeneration {
@@ -485,7 +620,7 @@ impl Coordinator {
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, GroupError> {
-        let mut state = self.lock()?;
+        let mut state = self.lock_group(group_id)?;
         let index = partition_for(group_id, self.offsets_partitions());
         if let Some(entry) = state.groups.get_mut(group_id) {
             promote_durable(replicas, index, entry);
@@ -521,7 +656,7 @@ impl Coordinator {
         now_ms: i64,
     ) -> Result<Vec<(String, i32, Result<(), GroupError>)>, GroupError> {
         let (results, written) = {
-            let mut state = self.lock()?;
+            let mut state = self.lock_group(group_id)?;
             let entry = state
                 .groups
                 .get_mut(group_id)
@@ -572,7 +707,7 @@ impl Coordinator {
         now_ms: i64,
     ) -> Result<(), GroupError> {
         let written = {
-            let mut state = self.lock()?;
+            let mut state = self.lock_group(group_id)?;
             let entry = state
                 .groups
                 .get_mut(group_id)
@@ -600,7 +735,7 @@ impl Coordinator {
         group_id: &str,
         f: impl FnOnce(Option<&Group>) -> T,
     ) -> Result<T, GroupError> {
-        let state = self.lock()?;
+        let state = self.lock_group(group_id)?;
         Ok(f(state.groups.get(group_id).map(|e| &e.group)))
     }
 
@@ -777,7 +912,7 @@ impl Coordinator {
         if group_id.is_empty() || group_id.len() > ID_BYTES_MAX {
             return Err(GroupError::InvalidGroupId(group_id.to_string()));
         }
-        let mut state = self.lock()?;
+        let mut state = self.lock_group(group_id)?;
         let state = &mut *state;
         if !create && !state.groups.contains_key(group_id) {
             return Err(GroupError::GroupIdNotFound(group_id.to_string()));

@@ -35,6 +35,9 @@ pub enum GroupError {
     CoordinatorNotAvailable,
     #[error("the group coordinator is still loading __consumer_offsets")]
     CoordinatorLoadInProgress,
+    /// This node does not lead the group's `__consumer_offsets` partition.
+    #[error("this node is not the group's coordinator")]
+    NotCoordinator,
     #[error("the group has members")]
     NonEmptyGroup,
     #[error("group {0:?} does not exist")]
@@ -109,6 +112,7 @@ impl GroupError {
             Self::InvalidGroupId(_) => ResponseError::InvalidGroupId,
             Self::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
             Self::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+            Self::NotCoordinator => ResponseError::NotCoordinator,
             Self::NonEmptyGroup => ResponseError::NonEmptyGroup,
             Self::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
             Self::GroupSubscribedToTopic(_) => ResponseError::GroupSubscribedToTopic,

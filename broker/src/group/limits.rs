@@ -61,6 +61,14 @@ pub const INITIAL_REBALANCE_DELAY_MS_DEFAULT: i64 = 3_000;
 /// `offsets.topic.num.partitions` default (Kafka's).
 pub const OFFSETS_TOPIC_PARTITIONS_DEFAULT: i32 = 50;
 
+/// `offsets.topic.replication.factor` default (Kafka's).
+pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
+
+/// How long the node creating `__consumer_offsets` waits for the cluster's
+/// voters to register, so that a cluster started all at once gets the
+/// replication factor it asked for rather than that of the first node up.
+pub const OFFSETS_TOPIC_BROKERS_WAIT_MS: u64 = 10_000;
+
 /// `offsets.retention.minutes` default (Kafka's: 7 days).
 pub const OFFSETS_RETENTION_MINUTES_DEFAULT: i64 = 7 * 24 * 60;
 

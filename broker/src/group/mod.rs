@@ -16,9 +16,9 @@
 //! starts the timer task. On one node this broker coordinates every group.
 //!
 //! # Caveats
-//! - One node: the coordinator of every offsets partition is this node.
-//!   Leadership changes (loading and unloading partitions, NOT_COORDINATOR)
-//!   arrive with replication.
+//! - The coordinator of a group is the leader of its offsets partition and
+//!   follows it (see `coordinator`); until partition data replicates
+//!   (issue 15) a new leader's log may not hold what the old one wrote.
 //! - `__consumer_offsets` is created with `cleanup.policy=delete` and
 //!   `retention.ms=-1` because compaction does not exist yet (issue 7); it
 //!   must switch to `compact` then, and until then it only grows.
@@ -87,10 +87,7 @@ pub async fn start(broker: &Arc<Broker>) -> Result<(), BrokerError> {
         Some(topic) => topic.partition_count(),
         None => {
             let wanted = broker.config().offsets_topic_num_partitions;
-            // Kafka's offsets.topic.replication.factor is 3; a smaller
-            // cluster gets one replica per broker rather than no groups.
-            let brokers = broker.image().unfenced_brokers().count();
-            let factor = i16::try_from(brokers.clamp(1, 3)).unwrap_or(1);
+            let factor = offsets_replication_factor(broker).await;
             let created = crate::handlers::create_topics::create_topic(
                 broker,
                 OFFSETS_TOPIC,
@@ -126,6 +123,46 @@ pub async fn start(broker: &Arc<Broker>) -> Result<(), BrokerError> {
         })??;
     tokio::spawn(tick_loop(Arc::downgrade(broker)));
     Ok(())
+}
+
+/// The replication factor `__consumer_offsets` is created with:
+/// `offsets.topic.replication.factor`, or one replica per broker in a
+/// cluster with fewer brokers (Kafka refuses to create the topic then, and
+/// no group works until enough brokers exist; Sluice prefers groups that
+/// work with less redundancy, and says so in docs/operations.md). Every
+/// voter is a broker, so it first waits, at most
+/// [`limits::OFFSETS_TOPIC_BROKERS_WAIT_MS`], until as many brokers as it
+/// asks for (up to the voters and brokers it knows of) are unfenced: a
+/// cluster started all at once must not get the factor of its first node.
+async fn offsets_replication_factor(broker: &Broker) -> i16 {
+    let asked = broker.config().offsets_topic_replication_factor.max(1);
+    let voters = broker
+        .config()
+        .controller_voters
+        .as_deref()
+        .and_then(|text| crate::config::parse_voters(text).ok())
+        .map_or(1, |v| v.len());
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(limits::OFFSETS_TOPIC_BROKERS_WAIT_MS);
+    loop {
+        let image = broker.image();
+        let known = voters.max(image.brokers().count());
+        let unfenced = image.unfenced_brokers().count();
+        let hoped = usize::try_from(asked).unwrap_or(1).min(known);
+        if unfenced >= hoped || tokio::time::Instant::now() >= deadline {
+            let factor = i16::try_from(unfenced.clamp(1, hoped.max(1))).unwrap_or(1);
+            if factor < asked {
+                tracing::warn!(
+                    asked,
+                    factor,
+                    unfenced,
+                    "__consumer_offsets created with fewer replicas than offsets.topic.replication.factor: the cluster has fewer brokers"
+                );
+            }
+            return factor;
+        }
+        tokio::time::sleep(Duration::from_millis(limits::TICK_MS)).await;
+    }
 }
 
 /// The coordinator's timer: session expiry, rebalance and sync deadlines,

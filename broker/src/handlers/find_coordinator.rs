@@ -24,8 +24,8 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
-use crate::group::OFFSETS_TOPIC;
 use crate::group::records::partition_for;
+use crate::group::{GroupError, OFFSETS_TOPIC};
 use crate::metadata::MetadataImage;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -106,10 +106,16 @@ fn group_coordinator(broker: &Broker, image: &MetadataImage, group_id: &str) -> 
     let Some(leader) = offsets.partition(partition).and_then(|p| p.leader()) else {
         return Found::error(ResponseError::CoordinatorNotAvailable);
     };
+    // The image names this node, but its coordinator may not have taken
+    // the partition yet (the reconciler has not run) or may be loading it:
+    // both retriable, and the client asks again.
     if leader == broker.identity().node_id
-        && let Err(e) = broker.groups().check_available()
+        && let Err(e) = broker.groups().check_available(group_id)
     {
-        return Found::error(e.error_code());
+        return Found::error(match e {
+            GroupError::NotCoordinator => ResponseError::CoordinatorNotAvailable,
+            e => e.error_code(),
+        });
     }
     let endpoint = image
         .broker(leader)

@@ -143,6 +143,7 @@ pub struct Setting {
 }
 
 const I32_MAX: i64 = i32::MAX as i64;
+const I16_MAX: i64 = i16::MAX as i64;
 
 /// Widens a storage bound; every one of them fits an `i64`.
 const fn long(v: u64) -> i64 {
@@ -747,6 +748,14 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         "Partitions of __consumer_offsets when it is created (an existing topic keeps its count).",
     )
     .range(1, I32_MAX),
+    broker(
+        "offsets.topic.replication.factor",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.offsets_topic_replication_factor.to_string()),
+        "Replicas of each __consumer_offsets partition when it is created; a cluster with fewer brokers gives it one replica per broker.",
+    )
+    .range(1, I16_MAX),
     broker(
         "offsets.retention.minutes",
         ConfigType::Int,
