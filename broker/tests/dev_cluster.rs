@@ -3,7 +3,8 @@
 //! `produce` and `consume` work through it, with the partitions' leaders
 //! spread over the three nodes; SIGINT stops it and every node process is
 //! gone; running it again on the same folder brings the same cluster back
-//! with its data, and SIGTERM stops that one.
+//! with its data, and SIGTERM stops that one. Every node ends up with one
+//! cluster id in its `meta.properties`, agreed through the metadata log.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -207,6 +208,20 @@ fn dev_cluster_serves_clients_and_stops_every_node() {
     assert_eq!(values(&records), ["alice", "bob", "carol"], "{records}");
 
     cluster.stop_with(Signal::INT);
+    // One cluster id, agreed through the metadata log (nothing pre-written).
+    let ids: BTreeSet<String> = (1..=3)
+        .map(|node| {
+            let props = dir
+                .path()
+                .join(format!("cluster/node-{node}/meta.properties"));
+            let text = std::fs::read_to_string(&props).unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("cluster.id="))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
 
     // Same folder: same nodes, same data.
     let cluster = DevCluster::start(dir.path(), 2);

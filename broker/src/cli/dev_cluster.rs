@@ -12,16 +12,18 @@
 //!   node-1/ … node-N/    each node's --data-dir (partition logs, raft log)
 //!   logs/node-1.log …    each node's stdout and stderr, appended per start
 //! ```
-//! Before a node's first start its `meta.properties` gets the cluster id
-//! every node shares (see [`share_cluster_id`]).
+//! Nothing is written into the nodes' folders before they start: the first
+//! node to find the metadata log without a cluster id writes one there
+//! (`ClusterIdAssigned`), and every node keeps it in its `meta.properties`.
 //! Running the command again on the same folder restarts the same cluster
 //! (same node ids, same voters, same data). A different `--nodes` is
 //! refused: the raft log of each node names its voters.
 //!
 //! # Ports (`--base-port`, default 9092)
-//! Node `i` (1-based) listens for clients on `base + i - 1` and for Raft on
-//! `base + N + i - 1`: with the defaults, Kafka on 9092/9093/9094 and the
-//! controllers on 9095/9096/9097. If one of them is taken the command
+//! Node `i` (1-based) listens for clients on `base + i - 1`, for Raft on
+//! `base + N + i - 1` and serves its admin endpoint (`/metrics`, `/ready`)
+//! on `base + 2N + i - 1`: with the defaults, Kafka on 9092/9093/9094, the
+//! controllers on 9095/9096/9097 and the admin endpoints on 9098/9099/9100. If one of them is taken the command
 //! stops before starting anything and names the port: a bootstrap string
 //! that silently changed would be worse than a clear refusal. With
 //! `--base-port 0` every port is chosen free by the system (tests use
@@ -107,6 +109,7 @@ struct NodeSpec {
     id: u16,
     kafka: SocketAddr,
     controller: SocketAddr,
+    admin: SocketAddr,
     data_dir: PathBuf,
     log: PathBuf,
 }
@@ -179,7 +182,6 @@ pub async fn run(args: DevClusterArgs, stop: impl Future<Output = ()>) -> anyhow
     let exe = std::env::current_exe().context("cannot find the sluice binary to start")?;
     check_layout(&args.dir, args.nodes)?;
     let specs = plan(&args)?;
-    share_cluster_id(&specs)?;
     let voters = specs
         .iter()
         .map(|s| format!("{}@{}", s.id, s.controller))
@@ -286,43 +288,13 @@ fn check_layout(dir: &Path, nodes: u16) -> anyhow::Result<()> {
     }
 }
 
-/// Gives every node the same cluster id before its first start, as
-/// Kafka's `kafka-storage format --cluster-id` does: the broker reads
-/// `cluster.id` from `meta.properties` in its data directory and makes a
-/// fresh one only when there is none, so without this each node would
-/// report its own id (and librdkafka warns about a client "connected to
-/// multiple clusters"). An id some node already has is kept and given to
-/// the others.
-fn share_cluster_id(specs: &[NodeSpec]) -> anyhow::Result<()> {
-    let file = |s: &NodeSpec| s.data_dir.join("meta.properties");
-    let existing = specs.iter().find_map(|s| {
-        let text = std::fs::read_to_string(file(s)).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("cluster.id="))
-            .map(|id| id.trim().to_owned())
-            .filter(|id| !id.is_empty())
-    });
-    let id = existing.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    for spec in specs {
-        let path = file(spec);
-        if path.exists() {
-            continue;
-        }
-        std::fs::create_dir_all(&spec.data_dir)
-            .with_context(|| format!("cannot create {}", spec.data_dir.display()))?;
-        std::fs::write(&path, format!("version=1\ncluster.id={id}\n"))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// Ports and folders of every node (see the module docs for the rule).
 fn plan(args: &DevClusterArgs) -> anyhow::Result<Vec<NodeSpec>> {
     let n = usize::from(args.nodes);
     let ports = if args.base_port == 0 {
-        free_ports(2 * n)?
+        free_ports(3 * n)?
     } else {
-        let ports: Vec<u16> = (0..2 * n)
+        let ports: Vec<u16> = (0..3 * n)
             .map(|i| {
                 u16::try_from(usize::from(args.base_port) + i)
                     .with_context(|| format!("--base-port {} leaves no room", args.base_port))
@@ -334,19 +306,21 @@ fn plan(args: &DevClusterArgs) -> anyhow::Result<Vec<NodeSpec>> {
                     "port {port} on 127.0.0.1 is not free ({e}); the cluster needs ports {}-{}: \
                      choose another --base-port, or --base-port 0 for free ones",
                     args.base_port,
-                    usize::from(args.base_port) + 2 * n - 1
+                    usize::from(args.base_port) + 3 * n - 1
                 );
             }
         }
         ports
     };
-    let (kafka, controller) = ports.split_at(n);
+    let (kafka, rest) = ports.split_at(n);
+    let (controller, admin) = rest.split_at(n);
     Ok((1..=args.nodes)
-        .zip(kafka.iter().zip(controller))
-        .map(|(id, (&k, &c))| NodeSpec {
+        .zip(kafka.iter().zip(controller).zip(admin))
+        .map(|(id, ((&k, &c), &a))| NodeSpec {
             id,
             kafka: SocketAddr::from(([127, 0, 0, 1], k)),
             controller: SocketAddr::from(([127, 0, 0, 1], c)),
+            admin: SocketAddr::from(([127, 0, 0, 1], a)),
             data_dir: args.dir.join(format!("node-{id}")),
             log: args.dir.join("logs").join(format!("node-{id}.log")),
         })
@@ -378,8 +352,8 @@ fn spawn(exe: &Path, spec: &NodeSpec, voters: &str) -> anyhow::Result<Child> {
         .with_context(|| format!("cannot open {}", spec.log.display()))?;
     writeln!(
         log,
-        "---- sluice dev-cluster: starting node {} (kafka {}, controller {}) ----",
-        spec.id, spec.kafka, spec.controller
+        "---- sluice dev-cluster: starting node {} (kafka {}, controller {}, admin {}) ----",
+        spec.id, spec.kafka, spec.controller, spec.admin
     )
     .with_context(|| format!("cannot write {}", spec.log.display()))?;
     let stderr = log.try_clone()?;
@@ -397,6 +371,8 @@ fn spawn(exe: &Path, spec: &NodeSpec, voters: &str) -> anyhow::Result<Child> {
         .arg(spec.controller.to_string())
         .arg("--controller-voters")
         .arg(voters)
+        // Every node its own admin endpoint (the default port is one).
+        .env("SLUICE_ADMIN_LISTEN", spec.admin.to_string())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
@@ -478,11 +454,12 @@ fn print_summary(nodes: &[Node], bootstrap: &str, controller: i32) {
     for node in nodes {
         let s = &node.spec;
         say!(
-            "  node {}  pid {}  kafka {}  controller {}  data {}  log {}",
+            "  node {}  pid {}  kafka {}  controller {}  admin {}  data {}  log {}",
             s.id,
             node.child.id(),
             s.kafka,
             s.controller,
+            s.admin,
             s.data_dir.display(),
             s.log.display()
         );
