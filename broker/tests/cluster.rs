@@ -815,3 +815,47 @@ fn committed_offsets_are_served_by_the_new_coordinator_after_a_kill() {
     });
     assert_eq!(committed, (0, 42));
 }
+
+#[test]
+fn sigterm_of_the_active_controller_hands_raft_leadership_over_first() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&sluice_bin().unwrap(), root.path(), 3).unwrap();
+    let ids = cluster.ids();
+    let at = cluster.bootstrap_of(1).unwrap();
+    let old = eventually("a controller is elected", || controller_id(&at));
+    let old = u32::try_from(old).unwrap();
+    let node = cluster.node(old).unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The stopping node says whom it handed leadership to, before it exits.
+    let mut lines = Vec::new();
+    let new = eventually("the stopping controller hands leadership over", || {
+        lines.extend(node.log_so_far());
+        lines.iter().find_map(|l| {
+            l.contains("raft leadership handed over")
+                .then(|| l.split("new_controller=").nth(1))
+                .flatten()
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|id| id.parse::<i64>().ok())
+        })
+    });
+    assert_ne!(new, i64::from(old));
+    // The survivors follow that controller, and metadata changes succeed.
+    for id in ids.iter().filter(|id| **id != old) {
+        let via = cluster.bootstrap_of(*id).unwrap();
+        let seen = eventually("the survivor knows the new controller", || {
+            controller_id(&via).filter(|c| *c != i64::from(old))
+        });
+        assert_eq!(seen, new, "via node {id}");
+    }
+    let survivor = ids.iter().copied().find(|id| *id != old).unwrap();
+    create(
+        &cluster.bootstrap_of(survivor).unwrap(),
+        "after-handover",
+        "1",
+    )
+    .unwrap();
+}

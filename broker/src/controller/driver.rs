@@ -42,7 +42,7 @@ use tokio::sync::{oneshot, watch};
 use super::disk::FileDisk;
 use super::limits::{
     DRIVER_QUEUE, ELECTION_TICKS, HEARTBEAT_TICKS, PENDING_PROPOSALS_MAX, PROPOSE_TIMEOUT,
-    SNAPSHOT_INTERVAL, TICK,
+    SNAPSHOT_INTERVAL, TICK, TRANSFER_ATTEMPT,
 };
 use super::liveness::Heartbeat;
 use super::node::{ControllerNode, NodeConfig, NodeError, Output, import_snapshot};
@@ -113,6 +113,9 @@ enum Event {
         heartbeat: Heartbeat,
         local: bool,
     },
+    /// Hand Raft leadership to another voter (controlled shutdown); the
+    /// answer names the voter asked, if this node led.
+    TransferLeadership(oneshot::Sender<Option<u64>>),
     Stop,
 }
 
@@ -123,6 +126,7 @@ struct Pending {
 
 /// The handle to this node's controller.
 pub struct Controller {
+    own_id: u64,
     events: SyncSender<Event>,
     published: watch::Receiver<Arc<MetadataImage>>,
     leader: Arc<AtomicU64>,
@@ -197,6 +201,7 @@ impl Controller {
             .name(format!("controller-{}", config.node_id))
             .spawn(move || driver.run())?;
         Ok(Self {
+            own_id: config.node_id,
             events,
             published,
             leader,
@@ -279,6 +284,47 @@ impl Controller {
             waited += 1;
             tokio::time::sleep(TICK).await;
         }
+    }
+
+    /// Moves Raft leadership away from this node before it stops, so the
+    /// metadata stays writable without waiting for an election timeout
+    /// (KIP-595's `EndQuorumEpoch` does this for KRaft). Asks once per
+    /// [`TRANSFER_ATTEMPT`] until another node leads or `bound` passes;
+    /// returns the new leader, or `None` when this node did not lead (or
+    /// still does at the bound: the others then elect after their timeout).
+    pub async fn transfer_leadership(&self, bound: std::time::Duration) -> Option<u64> {
+        let own = self.own_id;
+        if self.leader() != Some(own) {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + bound;
+        while tokio::time::Instant::now() < deadline {
+            let (reply, asked) = oneshot::channel();
+            if self
+                .events
+                .try_send(Event::TransferLeadership(reply))
+                .is_err()
+            {
+                tokio::time::sleep(TICK).await;
+                continue;
+            }
+            let Ok(Some(transferee)) = asked.await else {
+                // Not the leader any more (or the driver stopped).
+                return self.leader().filter(|l| *l != own);
+            };
+            tracing::info!(
+                to = transferee,
+                "transferring raft leadership before shutdown"
+            );
+            let attempt = tokio::time::Instant::now() + TRANSFER_ATTEMPT;
+            while tokio::time::Instant::now() < attempt.min(deadline) {
+                if let Some(leader) = self.leader().filter(|l| *l != own) {
+                    return Some(leader);
+                }
+                tokio::time::sleep(TICK).await;
+            }
+        }
+        self.leader().filter(|l| *l != own)
     }
 
     /// Stops the driver thread and waits for it (clean shutdown).
@@ -384,6 +430,9 @@ impl Driver {
                 Ok(Event::Propose(record, reply)) => self.propose(record, reply),
                 Ok(Event::Raft(message)) => self.node.step(message),
                 Ok(Event::Heartbeat { heartbeat, local }) => self.heartbeat(heartbeat, local),
+                Ok(Event::TransferLeadership(reply)) => {
+                    let _ = reply.send(self.node.transfer_leadership());
+                }
                 Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }

@@ -29,6 +29,14 @@ pub const PENDING_PROPOSALS_MAX: usize = 1024;
 /// answered REQUEST_TIMED_OUT.
 pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One attempt at handing Raft leadership over at shutdown: raft-rs
+/// abandons a transfer after an election timeout (at most 2 × 10 ticks).
+pub const TRANSFER_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// How long a stopping active controller tries to hand leadership over
+/// before it stops anyway (the others then elect after their timeout).
+pub const TRANSFER_BOUND: Duration = Duration::from_secs(3);
+
 /// Frames queued per peer; when full, new frames are dropped.
 pub const PEER_QUEUE: usize = 1024;
 

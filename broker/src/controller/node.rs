@@ -206,6 +206,27 @@ impl ControllerNode {
         self.raw.raft.term
     }
 
+    /// As the leader, hands leadership to the voter whose log matches the
+    /// most of this node's (raft-rs sends it the missing entries, then
+    /// `MsgTimeoutNow`, and stops taking proposals meanwhile). Returns the
+    /// voter asked, or `None` when this node does not lead or is alone.
+    pub fn transfer_leadership(&mut self) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        let own = self.raw.raft.id;
+        let transferee = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != own)
+            .max_by_key(|(id, progress)| (progress.matched, std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id)?;
+        self.raw.transfer_leader(transferee);
+        Some(transferee)
+    }
+
     /// Index of the latest snapshot (0 when there is none).
     pub fn snapshot_index(&self) -> u64 {
         self.raw.store().latest_snapshot().get_metadata().index

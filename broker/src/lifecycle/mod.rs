@@ -13,7 +13,9 @@
 //!                                     its leaderships (controller/liveness.rs)
 //! SIGTERM ─► heartbeat with want_shutdown ─► the controller moves its
 //!            leaderships and fences it ─► the broker sees that in its image
-//!            (or a bound passes) ─► drain connections, close logs, exit
+//!            (or a bound passes) ─► the active controller hands Raft
+//!            leadership to another voter ─► drain connections, close
+//!            logs, exit
 //! restart ─► a new incarnation: registered fenced again, unfenced by its
 //!            first heartbeat once its registration has applied here
 //! ```
@@ -86,10 +88,12 @@ pub struct Running {
 }
 
 impl Running {
-    /// Controlled shutdown (see [`shutdown`]), then the heartbeats stop.
+    /// Controlled shutdown (see [`shutdown`]), then the heartbeats stop;
+    /// last, an active controller hands Raft leadership to another voter.
     pub async fn shutdown(self, broker: &Arc<Broker>) {
         shutdown::controlled_shutdown(broker).await;
         self.heartbeats.abort();
+        shutdown::hand_over_controller(broker).await;
     }
 }
 

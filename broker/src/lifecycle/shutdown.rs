@@ -11,6 +11,11 @@
 //!   (or the bound passes: close anyway; the session timeout fences it)
 //! ```
 //!
+//! Then, if this node is the active controller, it hands Raft leadership to
+//! the voter most caught up (raft-rs's leader transfer, as KRaft's
+//! `EndQuorumEpoch`), so the metadata stays writable through a rolling
+//! restart instead of waiting out an election timeout.
+//!
 //! # Invariants
 //! - Waits at most [`bound`]: the session timeout, after which the
 //!   controller would fence this broker anyway.
@@ -74,6 +79,32 @@ pub async fn controlled_shutdown(broker: &Arc<Broker>) {
             node_id = id,
             waited_ms,
             "controlled shutdown: the controller did not move leaderships in time; stopping anyway"
+        ),
+    }
+}
+
+/// As the active controller, hands Raft leadership to another voter
+/// before stopping (bounded by `controller::limits::TRANSFER_BOUND`).
+pub async fn hand_over_controller(broker: &Arc<Broker>) {
+    let own = u64::try_from(broker.identity().node_id).unwrap_or(0);
+    if broker.controller().leader() != Some(own) {
+        return;
+    }
+    let started = tokio::time::Instant::now();
+    let moved = broker
+        .controller()
+        .transfer_leadership(crate::controller::limits::TRANSFER_BOUND)
+        .await;
+    let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match moved {
+        Some(leader) => tracing::info!(
+            new_controller = leader,
+            waited_ms,
+            "controlled shutdown: raft leadership handed over"
+        ),
+        None => tracing::info!(
+            waited_ms,
+            "controlled shutdown: raft leadership not handed over (no other voter took it); the others elect after their timeout"
         ),
     }
 }
