@@ -394,8 +394,9 @@ fn start_controller(config: &BrokerConfig) -> Result<Controller, ControllerError
         .iter()
         .find(|(id, _)| *id == node_id)
         .map(|(_, a)| *a);
+    // A broker-only node (not a voter) needs no controller listener.
     let listener = match config.controller_listen.or(own) {
-        Some(addr) if voters.len() > 1 => Some(bind_controller(addr)?),
+        Some(addr) if voters.len() > 1 && own.is_some() => Some(bind_controller(addr)?),
         _ => None,
     };
     let runtime = tokio::runtime::Handle::try_current()?;

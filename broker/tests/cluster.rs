@@ -14,6 +14,11 @@
 //! single-node Sluice (`metadata.log`) starts under the Raft controller with
 //! its topics, and the old file is kept renamed.
 //!
+//! A broker-only node (not among the voters) follows the voters' metadata,
+//! registers, and leads partitions. SIGTERM of the active controller hands
+//! Raft leadership over before the node exits. The group coordinator
+//! follows `__consumer_offsets` leadership, also through a kill -9.
+//!
 //! Liveness (KIP-631): kill -9 of a broker → fenced after the session
 //! timeout and its leaderships moved, every node's Metadata agreeing;
 //! restart → a new incarnation, unfenced; SIGTERM of a leader → its
@@ -858,4 +863,76 @@ fn sigterm_of_the_active_controller_hands_raft_leadership_over_first() {
         "1",
     )
     .unwrap();
+}
+
+#[test]
+fn a_broker_only_node_follows_the_voters_registers_and_leads_partitions() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&sluice_bin().unwrap(), root.path(), 3).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data_dir = root.path().join("broker-4");
+    let advertised = format!("127.0.0.1:{port}");
+    let mut broker = BrokerProcess::spawn(
+        &sluice_bin().unwrap(),
+        &data_dir,
+        port,
+        &[
+            "--node-id",
+            "4",
+            "--advertised",
+            &advertised,
+            "--controller-voters",
+            cluster.voters(),
+        ],
+    )
+    .unwrap();
+    broker.wait_ready().unwrap();
+    // Registered and unfenced: every node, the broker-only one included,
+    // lists four brokers.
+    let ports: Vec<u16> = cluster
+        .ids()
+        .iter()
+        .map(|id| kafka_port(&cluster, *id))
+        .chain([port])
+        .collect();
+    let agreed = |what: &str, accept: &dyn Fn(&View) -> bool| {
+        eventually(what, || {
+            let views: Vec<View> = ports.iter().map(|p| view(*p)).collect::<Option<_>>()?;
+            let first = views.first()?.clone();
+            (views.iter().all(|v| *v == first) && accept(&first)).then_some(first)
+        })
+    };
+    agreed("every node lists four brokers", &|v| v.brokers.len() == 4);
+    // A metadata change made through it reaches the controller, and it
+    // gets partitions of its own.
+    create(&advertised, "spread", "8").unwrap();
+    let after = agreed("every node sees spread led", &|v| {
+        v.leaders.len() == 8 && v.leaders.values().all(|(l, _)| *l > 0)
+    });
+    let (&(_, partition), _) = after
+        .leaders
+        .iter()
+        .find(|(_, (leader, _))| *leader == 4)
+        .expect("the broker-only node leads a partition");
+    let (code, base, _) = produce_to(port, "spread", partition, 3);
+    assert_eq!((code, base), (0, 0));
+    let (code, fetched) = fetch_from(port, "spread", partition);
+    assert_eq!(code, 0);
+    assert!(!fetched.is_empty());
+    // No Raft on it: it keeps no metadata log of its own.
+    assert!(!data_dir.join("__cluster_metadata/raft.log").exists());
+    // Controlled shutdown through the active controller: the voters stop
+    // listing it at once.
+    assert!(broker.stop().unwrap().success());
+    let voters: Vec<u32> = cluster.ids();
+    agreed_view(
+        &cluster,
+        &voters,
+        "the voters list three brokers again",
+        |v| v.brokers.len() == 3,
+    );
 }

@@ -136,6 +136,12 @@ impl Cluster {
             .with_context(|| format!("node {id} did not start"))
     }
 
+    /// The `--controller-voters` value every node runs with (for a
+    /// broker-only node joining the cluster).
+    pub fn voters(&self) -> &str {
+        &self.voters
+    }
+
     /// The ids of the nodes.
     pub fn ids(&self) -> Vec<u32> {
         self.specs.iter().map(|s| s.id).collect()

@@ -45,7 +45,8 @@ use super::limits::{
     SNAPSHOT_INTERVAL, TICK, TRANSFER_ATTEMPT,
 };
 use super::liveness::Heartbeat;
-use super::node::{ControllerNode, NodeConfig, NodeError, Output, import_snapshot};
+use super::node::{ControllerNode, NodeConfig, NodeError, Output, TaggedRecord, import_snapshot};
+use super::observer::{ObserveReply, Observer};
 use super::raft_storage::{RaftStorage, RaftStorageError};
 use super::transport::{Inbound, Transport};
 use crate::metadata::{
@@ -85,8 +86,6 @@ pub enum ControllerError {
         "{0} holds a metadata log written by single-node Sluice; start it as a single voter once to import it"
     )]
     LegacyNeedsSingleVoter(PathBuf),
-    #[error("node {0} is not in the controller voters; broker-only nodes are not supported yet")]
-    NotAVoter(u64),
     #[error("controller i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("node id {0} is not a positive integer")]
@@ -116,6 +115,13 @@ enum Event {
     /// Hand Raft leadership to another voter (controlled shutdown); the
     /// answer names the voter asked, if this node led.
     TransferLeadership(oneshot::Sender<Option<u64>>),
+    /// A broker-only node's metadata fetch.
+    Observe {
+        after: u64,
+        reply: oneshot::Sender<ObserveReply>,
+    },
+    /// A broker-only node's proposal.
+    Foreign(TaggedRecord),
     Stop,
 }
 
@@ -127,10 +133,19 @@ struct Pending {
 /// The handle to this node's controller.
 pub struct Controller {
     own_id: u64,
-    events: SyncSender<Event>,
+    role: Role,
     published: watch::Receiver<Arc<MetadataImage>>,
     leader: Arc<AtomicU64>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A voter runs Raft on the driver thread; a broker-only node follows the
+/// voters (see [`super::observer`]).
+enum Role {
+    Voter {
+        events: SyncSender<Event>,
+        thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    },
+    Observer(Observer),
 }
 
 impl Controller {
@@ -145,7 +160,7 @@ impl Controller {
     ) -> Result<Self, ControllerError> {
         let ids: Vec<u64> = config.voters.iter().map(|v| v.id).collect();
         if !ids.contains(&config.node_id) {
-            return Err(ControllerError::NotAVoter(config.node_id));
+            return Self::start_observer(config, runtime);
         }
         let dir = config.data_dir.join("__cluster_metadata");
         let disk = FileDisk::open(&dir, "raft.log")?;
@@ -174,6 +189,8 @@ impl Controller {
                     heartbeat,
                     local: false,
                 },
+                Inbound::Observe { after, reply } => Event::Observe { after, reply },
+                Inbound::Propose(tagged) => Event::Foreign(tagged),
             };
             let _ = deliver_to.try_send(event);
         });
@@ -202,10 +219,35 @@ impl Controller {
             .spawn(move || driver.run())?;
         Ok(Self {
             own_id: config.node_id,
-            events,
+            role: Role::Voter {
+                events,
+                thread: Mutex::new(Some(thread)),
+            },
             published,
             leader,
-            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// A broker-only node: no Raft, no metadata on disk; follows the
+    /// voters (see [`super::observer`]). Blocking until it caught up.
+    fn start_observer(
+        config: &ControllerConfig,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Self, ControllerError> {
+        let (publish, published) = watch::channel(Arc::new(MetadataImage::default()));
+        let leader = Arc::new(AtomicU64::new(0));
+        let observer = Observer::start(
+            config.node_id,
+            &config.voters,
+            runtime,
+            publish,
+            Arc::clone(&leader),
+        )?;
+        Ok(Self {
+            own_id: config.node_id,
+            role: Role::Observer(observer),
+            published,
+            leader,
         })
     }
 
@@ -254,8 +296,15 @@ impl Controller {
         &self,
         record: MetadataRecord,
     ) -> Result<Arc<MetadataImage>, ProposeError> {
+        let events = match &self.role {
+            Role::Voter { events, .. } => events,
+            Role::Observer(observer) => {
+                let leader = self.leader().ok_or(ProposeError::NotController)?;
+                return observer.propose(leader, record).await;
+            }
+        };
         let (reply, answer) = oneshot::channel();
-        match self.events.try_send(Event::Propose(record, reply)) {
+        match events.try_send(Event::Propose(record, reply)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(ProposeError::Busy),
             Err(TrySendError::Disconnected(_)) => return Err(ProposeError::Stopped),
@@ -267,10 +316,19 @@ impl Controller {
     /// node's own, or over the controller transport). Never blocks; a
     /// heartbeat that cannot be queued is dropped, the next one follows.
     pub fn heartbeat(&self, heartbeat: Heartbeat) {
-        let _ = self.events.try_send(Event::Heartbeat {
-            heartbeat,
-            local: true,
-        });
+        match &self.role {
+            Role::Voter { events, .. } => {
+                let _ = events.try_send(Event::Heartbeat {
+                    heartbeat,
+                    local: true,
+                });
+            }
+            Role::Observer(observer) => {
+                if let Some(leader) = self.leader() {
+                    observer.heartbeat(leader, heartbeat);
+                }
+            }
+        }
     }
 
     /// Waits until a leader is known, logging while it waits: a node
@@ -294,17 +352,16 @@ impl Controller {
     /// still does at the bound: the others then elect after their timeout).
     pub async fn transfer_leadership(&self, bound: std::time::Duration) -> Option<u64> {
         let own = self.own_id;
+        let Role::Voter { events, .. } = &self.role else {
+            return None;
+        };
         if self.leader() != Some(own) {
             return None;
         }
         let deadline = tokio::time::Instant::now() + bound;
         while tokio::time::Instant::now() < deadline {
             let (reply, asked) = oneshot::channel();
-            if self
-                .events
-                .try_send(Event::TransferLeadership(reply))
-                .is_err()
-            {
+            if events.try_send(Event::TransferLeadership(reply)).is_err() {
                 tokio::time::sleep(TICK).await;
                 continue;
             }
@@ -329,8 +386,15 @@ impl Controller {
 
     /// Stops the driver thread and waits for it (clean shutdown).
     pub fn shutdown(&self) {
-        let _ = self.events.try_send(Event::Stop);
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        let (events, thread) = match &self.role {
+            Role::Voter { events, thread } => (events, thread),
+            Role::Observer(observer) => {
+                observer.shutdown();
+                return;
+            }
+        };
+        let _ = events.try_send(Event::Stop);
+        let thread = thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread
             && thread.join().is_err()
         {
@@ -432,6 +496,19 @@ impl Driver {
                 Ok(Event::Heartbeat { heartbeat, local }) => self.heartbeat(heartbeat, local),
                 Ok(Event::TransferLeadership(reply)) => {
                     let _ = reply.send(self.node.transfer_leadership());
+                }
+                Ok(Event::Observe { after, reply }) => match self.node.observe(after) {
+                    Ok(answer) => {
+                        let _ = reply.send(answer);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metadata fetch of a broker-only node not answered")
+                    }
+                },
+                Ok(Event::Foreign(tagged)) => {
+                    if let Err(e) = self.node.propose_foreign(&tagged) {
+                        tracing::debug!(error = %e, "broker-only node's proposal refused; it times out and retries");
+                    }
                 }
                 Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}

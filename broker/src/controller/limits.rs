@@ -37,6 +37,13 @@ pub const TRANSFER_ATTEMPT: Duration = Duration::from_secs(1);
 /// before it stops anyway (the others then elect after their timeout).
 pub const TRANSFER_BOUND: Duration = Duration::from_secs(3);
 
+/// Entries in one answer to a broker-only node's metadata fetch.
+pub const OBSERVE_ENTRIES_MAX: usize = 1000;
+
+/// Entry bytes in one such answer (at least one entry is sent): well
+/// under [`WIRE_FRAME_BYTES_MAX`].
+pub const OBSERVE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
 /// Frames queued per peer; when full, new frames are dropped.
 pub const PEER_QUEUE: usize = 1024;
 

@@ -36,8 +36,8 @@
 //!
 //! # Caveats
 //! - Static membership: the voter set is configuration, not conf changes.
-//! - Every node in the cluster is a voter; broker-only (observer) nodes are
-//!   not supported yet and are refused at start.
+//! - A node whose id is not among the voters is broker-only: it runs no
+//!   Raft and follows the voters' committed metadata ([`observer`]).
 //!
 //! References: KIP-500, KIP-595 (the Raft metadata quorum), KIP-631.
 
@@ -47,6 +47,7 @@ pub mod frame;
 pub mod limits;
 pub mod liveness;
 pub mod node;
+pub mod observer;
 pub mod raft_storage;
 pub mod rng;
 pub mod transport;

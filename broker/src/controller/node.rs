@@ -46,7 +46,9 @@ use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{Config, RawNode, SnapshotStatus, StateRole, Storage};
 use serde::{Deserialize, Serialize};
 
+use super::limits::{OBSERVE_BYTES_MAX, OBSERVE_ENTRIES_MAX};
 use super::liveness::{BrokerLiveness, Heartbeat};
+use super::observer::ObserveReply;
 use super::raft_storage::{RaftStorage, RaftStorageError};
 use super::rng::SplitMix64;
 use crate::metadata::{ApplyError, MetadataImage, MetadataRecord};
@@ -90,13 +92,30 @@ pub enum NodeError {
     Snapshot(String),
 }
 
-/// The payload of every Raft entry this controller proposes.
+/// The payload of every Raft entry: the record and who proposed it (a
+/// voter, or a broker-only node through a voter).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct TaggedRecord {
-    node: u64,
-    incarnation: u64,
-    seq: u64,
-    record: MetadataRecord,
+pub struct TaggedRecord {
+    pub node: u64,
+    pub incarnation: u64,
+    pub seq: u64,
+    pub record: MetadataRecord,
+}
+
+/// The record an applied entry carries: `None` for a new leader's empty
+/// entry, a configuration entry, or data that does not decode (logged;
+/// every node skips the same entry, so images still agree).
+fn decode_entry(entry: &Entry) -> Option<TaggedRecord> {
+    if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+        return None;
+    }
+    match serde_json::from_slice(&entry.data) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!(index = entry.index, error = %e, "raft entry does not decode; skipped");
+            None
+        }
+    }
 }
 
 /// The outcome of a proposal made by this node and incarnation.
@@ -295,6 +314,44 @@ impl ControllerNode {
         Ok(seq)
     }
 
+    /// Proposes a broker-only node's record under its own tag (a follower
+    /// forwards it to the leader; the proposer reads the outcome when it
+    /// applies the entry).
+    pub fn propose_foreign(&mut self, tagged: &TaggedRecord) -> Result<(), NodeError> {
+        let data = serde_json::to_vec(tagged).map_err(|e| NodeError::Snapshot(e.to_string()))?;
+        self.raw.propose(Vec::new(), data)?;
+        Ok(())
+    }
+
+    /// What a broker-only node fetching after index `after` gets: the
+    /// entries this node applied since (at most [`OBSERVE_ENTRIES_MAX`] and
+    /// [`OBSERVE_BYTES_MAX`]),
+    /// or its whole image when those entries are compacted away.
+    pub fn observe(&self, after: u64) -> Result<ObserveReply, NodeError> {
+        let mut reply = ObserveReply {
+            leader: self.leader().unwrap_or(0),
+            ..ObserveReply::default()
+        };
+        if after >= self.applied {
+            return Ok(reply);
+        }
+        let store = self.raw.store();
+        if after.saturating_add(1) < store.first_index()? {
+            reply.image = Some((self.applied, (*self.image).clone()));
+            return Ok(reply);
+        }
+        let most = u64::try_from(OBSERVE_ENTRIES_MAX).unwrap_or(u64::MAX);
+        let high = self.applied.min(after.saturating_add(most));
+        let entries = store.entries(
+            after + 1,
+            high + 1,
+            OBSERVE_BYTES_MAX,
+            raft::GetEntriesContext::empty(false),
+        )?;
+        reply.entries = entries.iter().map(|e| (e.index, decode_entry(e))).collect();
+        Ok(reply)
+    }
+
     /// Runs one Ready cycle: persist, sync, apply, collect messages.
     pub fn handle_ready(&mut self) -> Result<Output, NodeError> {
         let mut out = Output::default();
@@ -343,16 +400,8 @@ impl ControllerNode {
             self.applied = entry.index;
             out.applied
                 .push((entry.index, entry.term, crc32fast::hash(&entry.data)));
-            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
-                continue; // a new leader's empty entry
-            }
-            let tagged: TaggedRecord = match serde_json::from_slice(&entry.data) {
-                Ok(t) => t,
-                Err(e) => {
-                    // Every node skips the same entry, so images still agree.
-                    tracing::error!(index = entry.index, error = %e, "raft entry does not decode; skipped");
-                    continue;
-                }
+            let Some(tagged) = decode_entry(&entry) else {
+                continue;
             };
             let result = Arc::make_mut(&mut self.image).apply(&tagged.record);
             out.image_changed |= result.is_ok();

@@ -5,6 +5,9 @@
 //! connection (one direction: the sender dials, the receiver only reads)
 //!   frame (see frame.rs), kind 1 = raft-proto Message (protobuf)
 //!                         kind 2 = broker heartbeat (JSON `Addressed`)
+//!                         kind 5 = a broker-only node's proposal (JSON)
+//! observer connection (request/reply on one connection, see observer.rs)
+//!   kind 3 = ObserveRequest ─► kind 4 = ObserveReply (JSON)
 //! ```
 //!
 //! Heartbeats ride the controller transport rather than Kafka's
@@ -40,7 +43,7 @@ use std::sync::Arc;
 use raft::prelude::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::frame::{self, FrameError};
@@ -48,15 +51,27 @@ use super::limits::{
     INBOUND_CONNECTIONS_MAX, PEER_IO_TIMEOUT, PEER_QUEUE, RECONNECT_BACKOFF, WIRE_FRAME_BYTES_MAX,
 };
 use super::liveness::Heartbeat;
+use super::node::TaggedRecord;
+use super::observer::{ObserveReply, ObserveRequest, ProposeFrame};
 
 const KIND_RAFT: u8 = 1;
 const KIND_HEARTBEAT: u8 = 2;
+const KIND_OBSERVE: u8 = 3;
+const KIND_OBSERVED: u8 = 4;
+const KIND_PROPOSE: u8 = 5;
 
 /// One inbound message from a peer.
 #[derive(Debug)]
 pub enum Inbound {
     Raft(Message),
     Heartbeat(Heartbeat),
+    /// A broker-only node asks what this voter applied after `after`.
+    Observe {
+        after: u64,
+        reply: oneshot::Sender<ObserveReply>,
+    },
+    /// A broker-only node's proposal.
+    Propose(TaggedRecord),
 }
 
 /// A heartbeat on the wire, with the node it is meant for.
@@ -119,25 +134,40 @@ impl Transport {
         }
     }
 
+    /// Queues a broker-only node's proposal for voter `to` (dropped like a
+    /// Raft message; the proposer times out and retries).
+    pub fn send_proposal(&self, to: u64, tagged: TaggedRecord) {
+        self.send_json(to, KIND_PROPOSE, &ProposeFrame { to, tagged }, "proposal");
+    }
+
     /// Queues a broker heartbeat for controller `to`; dropped like a Raft
     /// message when it cannot be queued (the next one follows).
     pub fn send_heartbeat(&self, to: u64, heartbeat: Heartbeat) {
+        self.send_json(
+            to,
+            KIND_HEARTBEAT,
+            &Addressed { to, heartbeat },
+            "heartbeat",
+        );
+    }
+
+    /// Queues `value` as a JSON frame of `kind` for controller `to`;
+    /// dropped (and logged as `what`) when it cannot be encoded or queued.
+    fn send_json(&self, to: u64, kind: u8, value: &impl serde::Serialize, what: &str) {
         let Some(queue) = self.peers.get(&to) else {
-            tracing::debug!(to, "heartbeat for an unknown controller dropped");
+            tracing::debug!(to, what, "frame for an unknown controller dropped");
             return;
         };
         let mut bytes = Vec::new();
-        let encoded = serde_json::to_vec(&Addressed { to, heartbeat })
+        let encoded = serde_json::to_vec(value)
             .map_err(|e| FrameError::Decode(e.to_string()))
-            .and_then(|payload| {
-                frame::encode(&mut bytes, KIND_HEARTBEAT, &payload, WIRE_FRAME_BYTES_MAX)
-            });
+            .and_then(|payload| frame::encode(&mut bytes, kind, &payload, WIRE_FRAME_BYTES_MAX));
         if let Err(e) = encoded {
-            tracing::warn!(to, error = %e, "heartbeat not sent");
+            tracing::warn!(to, what, error = %e, "frame not sent");
             return;
         }
         if queue.try_send(bytes).is_err() {
-            tracing::debug!(to, "peer queue full; heartbeat dropped");
+            tracing::debug!(to, what, "peer queue full; frame dropped");
         }
     }
 }
@@ -175,24 +205,69 @@ async fn accept_loop(listener: TcpListener, id: u64, deliver: Deliver) {
     }
 }
 
+/// Why a controller connection closed.
 #[derive(Debug, thiserror::Error)]
-enum ReadError {
+pub enum ReadError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Frame(#[from] FrameError),
     #[error("message for node {0} arrived at node {1}")]
     WrongNode(u64, u64),
+    #[error("no answer within the controller i/o timeout")]
+    TimedOut,
+    #[error("the controller stopped")]
+    Stopped,
+}
+
+/// Reads one frame: its kind and payload (length bound before allocating,
+/// CRC checked).
+async fn read_frame(stream: &mut TcpStream) -> Result<(u8, Vec<u8>), ReadError> {
+    let mut header = [0u8; frame::HEADER_BYTES];
+    stream.read_exact(&mut header).await?;
+    let (size, crc) = frame::body_len(header, WIRE_FRAME_BYTES_MAX)?;
+    let mut body = vec![0u8; size];
+    stream.read_exact(&mut body).await?;
+    let (kind, payload) = frame::check_body(&body, crc)?;
+    Ok((kind, payload.to_vec()))
+}
+
+/// Writes one JSON frame of `kind`, within [`PEER_IO_TIMEOUT`].
+async fn write_json(
+    stream: &mut TcpStream,
+    kind: u8,
+    value: &impl serde::Serialize,
+) -> Result<(), ReadError> {
+    let payload = serde_json::to_vec(value).map_err(|e| FrameError::Decode(e.to_string()))?;
+    let mut bytes = Vec::new();
+    frame::encode(&mut bytes, kind, &payload, WIRE_FRAME_BYTES_MAX)?;
+    tokio::time::timeout(PEER_IO_TIMEOUT, stream.write_all(&bytes))
+        .await
+        .map_err(|_| ReadError::TimedOut)??;
+    Ok(())
+}
+
+/// An observer's fetch on its connection to voter `to`: what the voter
+/// applied after `after`.
+pub async fn observe(
+    stream: &mut TcpStream,
+    to: u64,
+    after: u64,
+) -> Result<ObserveReply, ReadError> {
+    write_json(stream, KIND_OBSERVE, &ObserveRequest { to, after }).await?;
+    let (kind, payload) = tokio::time::timeout(PEER_IO_TIMEOUT, read_frame(stream))
+        .await
+        .map_err(|_| ReadError::TimedOut)??;
+    if kind != KIND_OBSERVED {
+        return Err(FrameError::UnknownKind(kind).into());
+    }
+    serde_json::from_slice(&payload).map_err(|e| FrameError::Decode(e.to_string()).into())
 }
 
 async fn read_frames(mut stream: TcpStream, id: u64, deliver: &Deliver) -> Result<(), ReadError> {
     loop {
-        let mut header = [0u8; frame::HEADER_BYTES];
-        stream.read_exact(&mut header).await?;
-        let (size, crc) = frame::body_len(header, WIRE_FRAME_BYTES_MAX)?;
-        let mut body = vec![0u8; size];
-        stream.read_exact(&mut body).await?;
-        let (kind, payload) = frame::check_body(&body, crc)?;
+        let (kind, payload) = read_frame(&mut stream).await?;
+        let payload = payload.as_slice();
         let (to, inbound) = match kind {
             KIND_RAFT => {
                 let message: Message = frame::decode_message(payload)?;
@@ -202,6 +277,31 @@ async fn read_frames(mut stream: TcpStream, id: u64, deliver: &Deliver) -> Resul
                 let addressed: Addressed = serde_json::from_slice(payload)
                     .map_err(|e| FrameError::Decode(e.to_string()))?;
                 (addressed.to, Inbound::Heartbeat(addressed.heartbeat))
+            }
+            KIND_PROPOSE => {
+                let proposal: ProposeFrame = serde_json::from_slice(payload)
+                    .map_err(|e| FrameError::Decode(e.to_string()))?;
+                (proposal.to, Inbound::Propose(proposal.tagged))
+            }
+            KIND_OBSERVE => {
+                let request: ObserveRequest = serde_json::from_slice(payload)
+                    .map_err(|e| FrameError::Decode(e.to_string()))?;
+                if request.to != id {
+                    return Err(ReadError::WrongNode(request.to, id));
+                }
+                let (reply, answer) = oneshot::channel();
+                deliver(Inbound::Observe {
+                    after: request.after,
+                    reply,
+                });
+                // A dropped request (full driver queue) closes the
+                // connection; the observer dials again.
+                let answer = tokio::time::timeout(PEER_IO_TIMEOUT, answer)
+                    .await
+                    .map_err(|_| ReadError::TimedOut)?
+                    .map_err(|_| ReadError::Stopped)?;
+                write_json(&mut stream, KIND_OBSERVED, &answer).await?;
+                continue;
             }
             other => return Err(FrameError::UnknownKind(other).into()),
         };
