@@ -4,7 +4,8 @@
 //! to its own image and publishes that image as a voter does.
 //!
 //! ```text
-//! observer ── ObserveRequest{after} ──► any voter (one connection, request/reply)
+//! observer ── ObserveRequest{after} ──► the leader (any voter until one
+//!                                       is known; one connection, request/reply)
 //!          ◄── ObserveReply{leader, entries (after, applied] | its image}
 //!          apply the records in order ─► publish the image
 //! propose  ── ProposeFrame{tagged record} ──► the leader it knows (raft-rs
@@ -25,8 +26,10 @@
 //! # Invariants
 //! - An observer applies only entries a voter has applied, in index order,
 //!   each once: its image is a prefix of every voter's.
-//! - [`Observer::start`] returns only after one fetch that found nothing
-//!   newer, so the broker never reconciles its logs against an empty image.
+//! - [`Observer::start`] returns only after a fetch from the leader itself
+//!   found nothing newer, so the broker never reconciles its logs against
+//!   an image older than the committed metadata it had seen (a lagging
+//!   voter's empty answer does not count).
 //! - A proposal is answered exactly once: with its apply result (from the
 //!   observer's own apply), NOT_CONTROLLER when no leader is known, or
 //!   REQUEST_TIMED_OUT after [`PROPOSE_TIMEOUT`] (it may still commit).
@@ -221,9 +224,25 @@ async fn follow(
     let mut image = Arc::clone(&publish.borrow());
     let mut applied = 0u64;
     let mut backoff = RECONNECT_BACKOFF.0;
-    for voter in voters.iter().cycle() {
+    let mut next = 0usize;
+    loop {
+        // The leader when one is known (its applied entries are the
+        // newest), else the voters in turn.
+        let known = leader.load(Ordering::Relaxed);
+        let Some(voter) = voters
+            .iter()
+            .find(|v| v.id == known)
+            .or_else(|| voters.get(next % voters.len().max(1)))
+            .copied()
+        else {
+            return;
+        };
+        next = next.wrapping_add(1);
         let connected = tokio::time::timeout(PEER_IO_TIMEOUT, TcpStream::connect(voter.addr)).await;
         let Ok(Ok(mut stream)) = connected else {
+            // A leader that cannot be reached may be gone: ask the voters
+            // in turn who leads now.
+            leader.store(0, Ordering::Relaxed);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
             continue;
@@ -235,10 +254,12 @@ async fn follow(
                 Ok(reply) => reply,
                 Err(e) => {
                     tracing::debug!(voter = voter.id, error = %e, "metadata fetch failed; trying another voter");
+                    leader.store(0, Ordering::Relaxed);
                     break;
                 }
             };
             leader.store(reply.leader, Ordering::Relaxed);
+            let from_leader = reply.leader == voter.id;
             let full = reply.entries.len() >= OBSERVE_ENTRIES_MAX;
             let mut changed = false;
             let mut results = Vec::new();
@@ -274,7 +295,13 @@ async fn follow(
                 }
             }
             if !full && !changed {
-                let _ = caught_up.try_send(());
+                // Caught up with the leader itself, not with a voter that
+                // may lag (a restarting one has applied nothing yet).
+                if from_leader {
+                    let _ = caught_up.try_send(());
+                } else if reply.leader != 0 {
+                    break; // go to the leader
+                }
                 tokio::time::sleep(TICK).await;
             }
         }
