@@ -29,16 +29,15 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
     IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, TopicName, alter_configs_request,
+    OffsetForLeaderEpochRequest, TopicName, alter_configs_request,
     incremental_alter_configs_request,
 };
 use kafka_protocol::protocol::StrBytes;
-use support::{Client, TestBroker, record_batch};
+use support::{Client, TestBroker, produce_request};
 
 const NONE: i16 = 0;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
@@ -104,18 +103,7 @@ fn create_topic(client: &mut Client, name: &str, partitions: i32, configs: &[(&s
 
 /// Produces one batch of `count` records; returns its base offset.
 fn produce(client: &mut Client, topic: &str, partition: i32, count: usize) -> i64 {
-    let request = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(record_batch(count).unwrap())),
-                ]),
-        ]);
+    let request = produce_request(topic, partition, count, 1).unwrap();
     let response = client.call(8, &request).unwrap();
     let p = &response.responses[0].partition_responses[0];
     assert_eq!(

@@ -42,17 +42,16 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     CreateTopicsRequest, DescribeClusterRequest, FetchRequest, FindCoordinatorRequest, GroupId,
-    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, TopicName,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
 use sluice_broker::metadata::{MetadataLog, MetadataRecord};
 use sluice_testkit::cluster::Cluster;
 use sluice_testkit::{BrokerProcess, sluice_bin};
-use support::{Client, record_batch};
+use support::{Client, produce_request};
 
 /// Bound on every "eventually" below: an election takes about a second.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -490,18 +489,7 @@ fn leaders(cluster: &Cluster, via: u32, topic: &str) -> Vec<(i32, i32)> {
 /// the current leader named by the KIP-951 field).
 fn produce_to(port: u16, topic: &str, partition: i32, count: usize) -> (i16, i64, i32) {
     let mut client = Client::connect(port).unwrap();
-    let request = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(record_batch(count).unwrap())),
-                ]),
-        ]);
+    let request = produce_request(topic, partition, count, 1).unwrap();
     let response = client.call(10, &request).unwrap();
     let p = &response.responses[0].partition_responses[0];
     (p.error_code, p.base_offset, p.current_leader.leader_id.0)

@@ -14,14 +14,13 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, InitProducerIdRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+    ListOffsetsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::api::served_range;
-use support::{TestBroker, record_batch};
+use support::{TestBroker, produce_request};
 
 const TOPIC: &str = "every-version";
 
@@ -82,18 +81,7 @@ fn every_served_version_of_the_data_path_apis_answers() {
 
     let mut produced = 0i64;
     for v in versions(ApiKey::Produce) {
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(topic_name())
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(0)
-                            .with_records(Some(record_batch(3).unwrap())),
-                    ]),
-            ]);
+        let request = produce_request(TOPIC, 0, 3, -1).unwrap();
         let r = client.call(v, &request).unwrap();
         let p = &r.responses[0].partition_responses[0];
         assert_eq!(p.error_code, 0, "Produce v{v}: {p:?}");

@@ -10,12 +10,11 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::messages::DescribeConfigsRequest;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{DescribeConfigsRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_broker::metadata::{MetadataLog, MetadataRecord};
-use support::{TestBroker, record_batch};
+use support::{TestBroker, produce_request};
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -96,18 +95,7 @@ fn invalid_stored_topic_configs_fall_back_to_defaults_at_start() {
 
     // Both partitions serve.
     for partition in 0..2 {
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(TopicName(s("legacy")))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(record_batch(3).unwrap())),
-                    ]),
-            ]);
+        let request = produce_request("legacy", partition, 3, -1).unwrap();
         let response = client.call(8, &request).unwrap();
         let p = &response.responses[0].partition_responses[0];
         assert_eq!(

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use sluice_protocol::CompressionType;
 use sluice_protocol::batch_builder::{self, ProducerIdentity};
@@ -200,4 +201,26 @@ pub fn record_batch(count: usize) -> anyhow::Result<Bytes> {
         ProducerIdentity::NONE,
         -1,
     )?)
+}
+
+/// A Produce request of one [`record_batch`] of `count` records to
+/// `topic`-`partition`, with `acks` and a 10 s timeout.
+pub fn produce_request(
+    topic: &str,
+    partition: i32,
+    count: usize,
+    acks: i16,
+) -> anyhow::Result<ProduceRequest> {
+    Ok(ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(record_batch(count)?)),
+                ]),
+        ]))
 }
