@@ -40,7 +40,8 @@ class BrokerProcess:
     def __init__(self, binary: str, workdir: Path, config: dict | None = None,
                  args: list[str] | None = None):
         self.binary = binary
-        # Extra `sluice serve` flags, given at every start.
+        # Extra `sluice serve` flags, given at every start after the
+        # harness's own (a test may change the list between starts).
         self.args = list(args or [])
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -53,9 +54,8 @@ class BrokerProcess:
         self.port: int | None = None
         self.starts = 0
         self.log_path: Path | None = None
-        # Added to every start: flags after the harness's own, and
-        # environment variables over the test's environment.
-        self.extra_args: list[str] = []
+        # Added to every start: environment variables over the test's
+        # environment.
         self.extra_env: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------
@@ -71,7 +71,7 @@ class BrokerProcess:
 
     def spawn(self, port: int = 0) -> "BrokerProcess":
         """Starts the broker without waiting for it to listen (then call
-        `wait_listening`). ``args``, ``extra_args`` and ``extra_env`` are added."""
+        `wait_listening`). ``args`` and ``extra_env`` are added."""
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         self.starts += 1
         self.log_path = self.workdir / f"broker-{self.starts}.log"
@@ -85,7 +85,7 @@ class BrokerProcess:
         ]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
-        cmd += self.args + self.extra_args
+        cmd += self.args
         env = dict(os.environ)
         env.update(self.extra_env)
         env.setdefault("SLUICE_LOG", "info")

@@ -143,7 +143,7 @@ def test_health_and_ready_through_start_serve_and_stop(broker_factory):
 def test_config_precedence_file_env_flag_in_describe_configs(broker_factory):
     b = broker_factory(config={"num.partitions": 2, "log.retention.ms": 1000, "group.max.size": 7}, start=False)
     b.extra_env = {"SLUICE_NUM_PARTITIONS": "3", "SLUICE_LOG_RETENTION_MS": "2000"}
-    b.extra_args = ["--set", "log.retention.ms=5000"]
+    b.args += ["--set", "log.retention.ms=5000"]
     b.start()
     configs = describe_broker(b.bootstrap)
     STATIC, DEFAULT = 4, 5  # DescribeConfigs' STATIC_BROKER_CONFIG, DEFAULT_CONFIG
