@@ -49,8 +49,13 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cluster import Cluster  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
+from broker_process import Cluster  # noqa: E402
 from segments import read_partition  # noqa: E402
+
+# A node restarted under the nemesis listens only once a quorum of voters
+# answers: allow more than the interop tests' start timeout.
+NODE_START_TIMEOUT_S = 60.0
 
 TOPIC = "fault-checker"
 GROUP = "fault-checker-group"
@@ -200,13 +205,13 @@ class Nemesis:
         n = self.cluster.nodes[node]
         started = time.monotonic()
         if fault in ("kill_leader", "kill_controller"):
-            n.kill9()
+            n.kill()
             time.sleep(hold_s)
             self.cluster.restart(node)
         elif fault == "pause":
-            n.sigstop()
+            n.pause()
             time.sleep(hold_s)
-            n.sigcont()
+            n.resume()
         else:
             self.cluster.restart(node)
         self.episodes += 1
@@ -294,6 +299,8 @@ def main() -> int:
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="sluice-fault-"))
     log(f"seed {seed}, nodes under {root}")
     cluster = Cluster(args.sluice, root, 3)
+    for n in cluster.nodes.values():
+        n.start_timeout_s = NODE_START_TIMEOUT_S
     result: dict = {"seed": seed}
     try:
         cluster.start()
@@ -315,10 +322,10 @@ def main() -> int:
             nemesis.episode(rng.uniform(0.2, args.hold))
             time.sleep(rng.uniform(0.2, 1.0))
         log("faults over; healing and settling")
-        for n in cluster.nodes.values():
-            n.sigcont()
+        for node_id, n in cluster.nodes.items():
+            n.resume()
             if not n.alive():
-                cluster.restart(n.id)
+                cluster.restart(node_id)
         time.sleep(2)
         work.finish()
         time.sleep(args.settle)

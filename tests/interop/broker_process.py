@@ -10,7 +10,8 @@ Every process started here is remembered by its `BrokerProcess`, and
 failed) SIGKILLs whatever is still running, by PID.
 
 `Cluster` is several such processes as one cluster: every node a
-controller voter, on fixed free ports (the voter list must name them).
+controller voter, on fixed free ports (the voter list must name them). The
+interop tests and the fault harness (`tests/fault/run.py`) both use it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -57,6 +59,11 @@ class BrokerProcess:
         # Added to every start: environment variables over the test's
         # environment.
         self.extra_env: dict[str, str] = {}
+        # How long a start may take to log "listening on" (a fault test
+        # restarting a node under a nemesis allows more).
+        self.start_timeout_s = START_TIMEOUT_S
+        # SIGSTOPped and not yet SIGCONTed.
+        self.paused = False
 
     # -- lifecycle -----------------------------------------------------
 
@@ -97,6 +104,7 @@ class BrokerProcess:
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
             )
         self.port = port
+        self.paused = False
         return self
 
     def wait_listening(self) -> "BrokerProcess":
@@ -104,7 +112,7 @@ class BrokerProcess:
         return self
 
     def _wait_for_port(self) -> int:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             m = LISTENING.search(self.log())
             if m:
@@ -114,11 +122,15 @@ class BrokerProcess:
                     f"broker exited with {self.proc.returncode} before listening:\n{self.log_tail()}"
                 )
             time.sleep(0.02)
-        raise AssertionError(f"broker did not log 'listening on' within {START_TIMEOUT_S}s:\n{self.log_tail()}")
+        raise AssertionError(
+            f"broker did not log 'listening on' within {self.start_timeout_s}s:\n{self.log_tail()}"
+        )
 
     def terminate(self) -> int:
-        """SIGTERM (clean shutdown); returns the exit code."""
+        """SIGTERM (clean shutdown); returns the exit code. A paused broker
+        is SIGCONTed first, or it could not act on the SIGTERM."""
         assert self.proc is not None
+        self.resume()
         self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout=STOP_TIMEOUT_S)
@@ -130,8 +142,23 @@ class BrokerProcess:
     def kill(self) -> None:
         """SIGKILL: a crash, with no chance to flush or close anything."""
         assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=STOP_TIMEOUT_S)
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stays, but answers nothing (a long GC
+        pause, a stalled VM) until `resume`."""
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`; nothing otherwise."""
+        if self.alive() and self.paused:
+            os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
 
     def restart(self, same_port: bool = False) -> "BrokerProcess":
         """Clean stop (asserting exit code 0), then start on the same data
@@ -227,7 +254,7 @@ class Cluster:
     controller port. A node keeps its ports and data across `kill` and
     `restart`, as a real node would; `close()` SIGKILLs every node."""
 
-    def __init__(self, binary: str, workdir: Path, size: int = 3):
+    def __init__(self, binary: str, workdir: Path, size: int = 3, config: dict | None = None):
         ports = free_ports(2 * size)
         self.kafka_ports = {i: ports[i - 1] for i in range(1, size + 1)}
         controller_ports = {i: ports[size + i - 1] for i in range(1, size + 1)}
@@ -237,7 +264,7 @@ class Cluster:
         # --cluster-id` does; `sluice dev-cluster` does the same).
         cluster_id = uuid.uuid4().hex
         self.nodes = {
-            i: BrokerProcess(binary, workdir / f"node-{i}", args=[
+            i: BrokerProcess(binary, workdir / f"node-{i}", config, args=[
                 "--node-id", str(i),
                 "--advertised", f"127.0.0.1:{self.kafka_ports[i]}",
                 "--controller-listen", f"127.0.0.1:{controller_ports[i]}",
@@ -269,8 +296,27 @@ class Cluster:
         self.nodes[node_id].kill()
 
     def restart(self, node_id: int) -> None:
-        """Starts a stopped node again on its ports and data directory."""
+        """Starts a node again on its ports and data directory; a running
+        one is stopped with SIGTERM first (a rolling restart)."""
+        self._stop(node_id)
         self.nodes[node_id].start(port=self.kafka_ports[node_id])
+
+    def stop_all(self) -> None:
+        """SIGTERM to every running node (each a clean shutdown)."""
+        for node_id in self.nodes:
+            self._stop(node_id)
+
+    def _stop(self, node_id: int) -> None:
+        """SIGTERM if running. A node that ignores it is killed and the
+        run goes on (a fault test's nemesis may have left it mid-election);
+        the fact is printed, not hidden."""
+        node = self.nodes[node_id]
+        if not node.alive():
+            return
+        try:
+            node.terminate()
+        except AssertionError as e:
+            print(f"node {node_id}: {str(e).splitlines()[0]}; killed", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         for node in self.nodes.values():
