@@ -3,8 +3,8 @@
 
 use anyhow::bail;
 
-use crate::rng::Rng;
 use crate::zipf::Zipf;
+use sluice_client::rng::SplitMix64;
 
 #[derive(Debug, Clone)]
 pub enum KeyChooser {
@@ -28,7 +28,7 @@ impl KeyChooser {
     }
 
     /// A key id in `0..n`; with zipf, id 0 is the hottest.
-    pub fn next(&mut self, rng: &mut Rng) -> u64 {
+    pub fn next(&mut self, rng: &mut SplitMix64) -> u64 {
         match self {
             Self::Uniform(n) => rng.below(*n),
             Self::Zipf(z) => z.sample(rng) - 1,

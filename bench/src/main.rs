@@ -32,7 +32,6 @@ mod machine;
 mod producer;
 mod progress;
 mod report;
-mod rng;
 mod run;
 mod scenario;
 mod stamp;

@@ -4,7 +4,7 @@
 //! discrete distributions", 1996), as in Apache Commons RNG's
 //! `RejectionInversionZipfSampler`. Rank 1 is the hottest key.
 
-use crate::rng::Rng;
+use sluice_client::rng::SplitMix64;
 
 /// Draws ranks `k` with probability proportional to `1 / k^exponent`.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ impl Zipf {
     }
 
     /// A rank in `1..=n`.
-    pub fn sample(&self, rng: &mut Rng) -> u64 {
+    pub fn sample(&self, rng: &mut SplitMix64) -> u64 {
         loop {
             let u = self.h_integral_n + rng.next_f64() * (self.h_integral_x1 - self.h_integral_n);
             let x = self.h_integral_inverse(u);
@@ -86,7 +86,7 @@ mod tests {
     fn ranks_stay_in_range_and_follow_the_power_law() {
         let n = 1000;
         let z = Zipf::new(n, 1.0);
-        let mut rng = Rng::new(7);
+        let mut rng = SplitMix64::new(7);
         let mut counts = vec![0u64; n as usize + 1];
         let draws = 200_000;
         for _ in 0..draws {

@@ -69,6 +69,7 @@ mod limits;
 pub mod metadata;
 mod offsets;
 pub mod producer;
+pub mod rng;
 mod versions;
 
 pub use admin::{

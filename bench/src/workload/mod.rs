@@ -15,8 +15,8 @@ mod metrics;
 use bytes::Bytes;
 
 use crate::keys::KeyChooser;
-use crate::rng::Rng;
 use crate::scenario::Records;
+use sluice_client::rng::SplitMix64;
 
 /// The workloads, by the names scenario files use.
 pub const NAMES: &[&str] = &["messaging", "metrics", "counters", "config", "leases"];
@@ -32,7 +32,7 @@ pub struct Generated {
 /// What every workload draws from: its random stream, its key chooser
 /// (none when keyless), the filler and the value size.
 pub struct Draw {
-    pub rng: Rng,
+    pub rng: SplitMix64,
     keys: Option<KeyChooser>,
     pub filler: Filler,
     pub value_bytes: usize,
@@ -41,7 +41,7 @@ pub struct Draw {
 impl Draw {
     /// `printable` restricts the filler to letters and digits (text values).
     pub fn new(spec: &Records, seed: u64, printable: bool) -> anyhow::Result<Self> {
-        let mut rng = Rng::new(seed);
+        let mut rng = SplitMix64::new(seed);
         let filler = Filler::new(&mut rng, spec.value_bytes, printable);
         Ok(Self {
             keys: KeyChooser::new(spec.keys, &spec.key_distribution, spec.zipf_exponent)?,
@@ -118,7 +118,7 @@ const FILLER_SPAN: usize = 64 * 1024;
 impl Filler {
     /// A filler able to supply up to `max` bytes per call. `printable`
     /// restricts it to letters and digits (for text values).
-    pub fn new(rng: &mut Rng, max: usize, printable: bool) -> Self {
+    pub fn new(rng: &mut SplitMix64, max: usize, printable: bool) -> Self {
         let mut block = vec![0u8; FILLER_SPAN + max];
         rng.fill(&mut block);
         if printable {

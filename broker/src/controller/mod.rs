@@ -20,7 +20,8 @@
 //! (raft-rs's `Storage` over our log, snapshots, compaction), [`node`] (the
 //! I/O-free controller the driver and the simulation run), [`driver`] (the
 //! thread and the [`Controller`] handle), [`transport`] (TCP between
-//! controllers), [`limits`], [`rng`].
+//! controllers), [`limits`]. Election timeouts draw from
+//! [`sluice_client::rng::SplitMix64`], seeded, as the simulation does.
 //!
 //! Proposals from a follower are forwarded by raft-rs itself (a follower
 //! that knows the leader sends it the `MsgPropose`); the proposer learns the
@@ -49,7 +50,6 @@ pub mod liveness;
 pub mod node;
 pub mod observer;
 pub mod raft_storage;
-pub mod rng;
 pub mod transport;
 
 pub use driver::{Controller, ControllerConfig, Voter};

@@ -50,8 +50,8 @@ use super::limits::{OBSERVE_BYTES_MAX, OBSERVE_ENTRIES_MAX};
 use super::liveness::{BrokerLiveness, Heartbeat};
 use super::observer::ObserveReply;
 use super::raft_storage::{RaftStorage, RaftStorageError};
-use super::rng::SplitMix64;
 use crate::metadata::{ApplyError, MetadataImage, MetadataRecord};
+use sluice_client::rng::SplitMix64;
 
 /// Marks the sequence number of a proposal the node made itself (broker
 /// liveness); its result is not reported, nobody waits for it.

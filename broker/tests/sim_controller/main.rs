@@ -37,9 +37,9 @@ use std::sync::Arc;
 
 use raft::prelude::Message;
 use sluice_broker::controller::liveness;
-use sluice_broker::controller::rng::SplitMix64;
 use sluice_broker::controller::{ControllerNode, Heartbeat, NodeConfig, Output, RaftStorage};
 use sluice_broker::metadata::{Endpoint, MetadataImage, MetadataRecord, PartitionRecord};
+use sluice_client::rng::SplitMix64;
 use uuid::Uuid;
 
 use disk::SimDisk;

@@ -17,6 +17,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
+use crate::rng::SplitMix64;
+
 /// Kafka's 32-bit murmur2 (seed 0x9747b28c), as the Java client computes it.
 pub fn murmur2(data: &[u8]) -> i32 {
     const SEED: u32 = 0x9747_b28c;
@@ -63,7 +65,7 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 #[derive(Debug)]
 pub(crate) struct StickyPartitioner {
     current: HashMap<String, i32>,
-    rng: u64,
+    rng: SplitMix64,
 }
 
 impl StickyPartitioner {
@@ -73,7 +75,7 @@ impl StickyPartitioner {
             .finish();
         Self {
             current: HashMap::new(),
-            rng: seed | 1,
+            rng: SplitMix64::new(seed),
         }
     }
 
@@ -99,12 +101,8 @@ impl StickyPartitioner {
     }
 
     fn pick(&mut self, partitions: i32, avoid: Option<i32>) -> i32 {
-        // xorshift64: not cryptographic, only needs to spread load.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
         let n = u64::try_from(partitions.max(1)).unwrap_or(1);
-        let mut p = i32::try_from(self.rng % n).unwrap_or(0);
+        let mut p = i32::try_from(self.rng.below(n)).unwrap_or(0);
         if avoid == Some(p) && partitions > 1 {
             p = (p + 1) % partitions;
         }
