@@ -12,38 +12,25 @@
 # SESSION_MS sets broker.session.timeout.ms (Kafka's default 9000 when
 # unset); HEARTBEAT_MS sets broker.heartbeat.interval.ms (default 2000).
 set -euo pipefail
-BIN=${SLUICE_BIN:-target/release/sluice}
+source "$(dirname "$0")/lib/nodes.sh"
 ROUNDS=${ROUNDS:-5}
-BASE=${BASE_PORT:-19500}
-ROOT=$(mktemp -d)
-declare -A PID
-VOTERS="1@127.0.0.1:$((BASE+11)),2@127.0.0.1:$((BASE+12)),3@127.0.0.1:$((BASE+13))"
-CONFIG="$ROOT/liveness.toml"
+NODES_BASE=${BASE_PORT:-19500}
+NODES_ROOT=$(mktemp -d)
+CONFIG="$NODES_ROOT/liveness.toml"
 : >"$CONFIG"
 [[ -n "${SESSION_MS:-}" ]] && echo "\"broker.session.timeout.ms\" = $SESSION_MS" >>"$CONFIG"
 [[ -n "${HEARTBEAT_MS:-}" ]] && echo "\"broker.heartbeat.interval.ms\" = $HEARTBEAT_MS" >>"$CONFIG"
 
-start() {
-  local i=$1
-  "$BIN" serve --config "$CONFIG" --node-id "$i" --data-dir "$ROOT/d$i" --listen "127.0.0.1:$((BASE+i))" \
-    --controller-listen "127.0.0.1:$((BASE+10+i))" --controller-voters "$VOTERS" \
-    >"$ROOT/log$i" 2>&1 &
-  PID[$i]=$!
-}
-cleanup() { for i in "${!PID[@]}"; do kill -9 "${PID[$i]}" 2>/dev/null || true; done; rm -rf "$ROOT"; }
+start() { node_start "$1" --config "$CONFIG"; }
+cleanup() { sluice_kill_all; rm -rf "$NODES_ROOT"; }
 trap cleanup EXIT
 
-info() {
-  "$BIN" cluster info --bootstrap "127.0.0.1:$((BASE+$1))" --output json --timeout 1 2>/dev/null || true
-}
-controller_of() { info "$1" | sed -n 's/.*"controller_id":\([-0-9]*\).*/\1/p'; }
-lists() { info "$1" | grep -q "\"node_id\":$2[,}]"; }
-wait_listening() { until grep -q "listening on" "$ROOT/log$1" 2>/dev/null; do sleep 0.05; done; }
+lists() { cluster_info "$1" | grep -q "\"node_id\":$2[,}]"; }
 now_ms() { date +%s%3N; }
 
 for i in 1 2 3; do start "$i"; done
-for i in 1 2 3; do wait_listening "$i"; done
-"$BIN" topic create t --partitions 6 --replication-factor 3 --bootstrap "127.0.0.1:$((BASE+1))" >/dev/null
+for i in 1 2 3; do node_wait_listening "$i"; done
+"$SLUICE" topic create t --partitions 6 --replication-factor 3 --bootstrap "127.0.0.1:$((NODES_BASE+1))" >/dev/null
 
 fence=(); rejoin=()
 for round in $(seq 1 "$ROUNDS"); do
@@ -51,10 +38,10 @@ for round in $(seq 1 "$ROUNDS"); do
   until [[ -n "$controller" && "$controller" -gt 0 ]]; do controller=$(controller_of 1); done
   victim=$(( controller % 3 + 1 ))
   until lists "$controller" "$victim"; do sleep 0.05; done
-  kill -9 "${PID[$victim]}"; t0=$(now_ms)
+  kill -9 "${NODE_PID[$victim]}"; t0=$(now_ms)
   while lists "$controller" "$victim"; do sleep 0.02; done
   t1=$(now_ms)
-  : >"$ROOT/log$victim"; start "$victim"; wait_listening "$victim"
+  start "$victim"; node_wait_listening "$victim"
   t2=$(now_ms)
   fence+=($((t1-t0))); rejoin+=($((t2-t1)))
   echo "round $round: killed broker $victim; fenced, leaderships moved after $((t1-t0)) ms; restarted and unfenced in $((t2-t1)) ms"

@@ -20,17 +20,17 @@
 # their input side in their CPU time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+SLUICE_BIN=${SLUICE_BIN:-$PWD/target/release/sluice}
+source scripts/lib/nodes.sh
 
 out=${1:?usage: client-cost.sh OUT_DIR [records] [value_bytes] [durability]}
 records=${2:-500000}
 value_bytes=${3:-1024}
 durability=${4:-fsync}
-sluice=${SLUICE_BIN:-$PWD/target/release/sluice}
 benches=${BENCHES:-sluice-bench=$PWD/target/release/sluice-bench}
 mkdir -p "$out"
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { sluice_kill_all; rm -rf "$work"; }
 trap cleanup EXIT
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, USER_HZ = 100
@@ -53,13 +53,9 @@ for i in range(n):
 PY
 
 printf 'durability = "%s"\n' "$durability" > "$work/sluice.toml"
-"$sluice" serve --config "$work/sluice.toml" --data-dir "$work/data" --listen 127.0.0.1:0 2> "$work/broker.log" & broker=$!
-pids+=("$broker")
-for _ in $(seq 100); do
-  port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$work/broker.log" | grep -o '[0-9]*$' || true)
-  [ -n "$port" ] && break; sleep 0.1
-done
-bootstrap=127.0.0.1:$port
+broker_start "$work/broker.log" --config "$work/sluice.toml" --data-dir "$work/data"
+broker=$BROKER_PID
+bootstrap=127.0.0.1:$BROKER_PORT
 
 row() { # name wall_s client_cpu_s broker_cpu_s records
   python3 - "$@" "$value_bytes" <<'PY' | tee -a "$out/summary.txt"
@@ -73,7 +69,7 @@ PY
 }
 
 # kcat (librdkafka): acks=1, linger 5 ms, 1 MiB batches, like the scenario.
-"$sluice" topic create kcat-cost --partitions 1 --bootstrap "$bootstrap" >/dev/null
+"$SLUICE" topic create kcat-cost --partitions 1 --bootstrap "$bootstrap" >/dev/null
 b0=$(ticks "$broker")
 /usr/bin/time -f "%e %U %S" -o "$work/kcat.time" \
   kcat -P -b "$bootstrap" -t kcat-cost -p 0 -z none \

@@ -10,14 +10,14 @@
 # 127.0.0.1 and is killed by PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+SLUICE_BIN=${SLUICE_BIN:-$PWD/target/release/sluice}
+source scripts/lib/nodes.sh
 
 records=${1:-500000}
 record_bytes=${2:-1024}
 durability=${3:-fsync}
-sluice=${SLUICE_BIN:-$PWD/target/release/sluice}
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { sluice_kill_all; rm -rf "$work"; }
 trap cleanup EXIT
 
 now() { date +%s.%N; }
@@ -29,7 +29,7 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, kernel $
 echo "sluice: $(git rev-parse --short HEAD), durability=$durability, $records records x $record_bytes B"
 
 # 1. Loopback ceiling.
-iperf3 -s -B 127.0.0.1 -p 15201 -1 >/dev/null 2>&1 & pids+=($!)
+iperf3 -s -B 127.0.0.1 -p 15201 -1 >/dev/null 2>&1 & NODES_PIDS+=($!)
 sleep 0.5
 ceiling=$(iperf3 -c 127.0.0.1 -p 15201 -t 5 -J | python3 -c "import json,sys; print(json.load(sys.stdin)['end']['sum_received']['bits_per_second']/8/1048576)")
 printf 'loopback ceiling (iperf3, 1 stream, 5 s): %.1f MiB/s\n' "$ceiling"
@@ -50,12 +50,8 @@ payload=$((records * (record_bytes - 1)))
 
 # 3. Broker.
 printf 'durability = "%s"\n' "$durability" > "$work/sluice.toml"
-"$sluice" serve --config "$work/sluice.toml" --data-dir "$work/data" --listen 127.0.0.1:0 2> "$work/broker.log" & pids+=($!)
-for _ in $(seq 100); do
-  port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$work/broker.log" | grep -o '[0-9]*$' || true)
-  [ -n "$port" ] && break; sleep 0.1
-done
-bootstrap=127.0.0.1:$port
+broker_start "$work/broker.log" --config "$work/sluice.toml" --data-dir "$work/data"
+bootstrap=127.0.0.1:$BROKER_PORT
 
 # 4. Produce (acks=all, no compression, 1 partition).
 t0=$(now)

@@ -15,6 +15,8 @@
 # Everything listens on 127.0.0.1 and the broker is killed by PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+SLUICE_BIN=${SLUICE_BIN:-$PWD/target/release/sluice}
+source scripts/lib/nodes.sh
 
 out=${1:?usage: run-scenarios.sh OUT_DIR [scenario ...] [-- args]}
 shift
@@ -24,13 +26,11 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do scenarios+=("$1"); shift; done
 extra=("$@")
 [ ${#scenarios[@]} -eq 0 ] && scenarios=(messaging metrics counters config leases)
 
-sluice=${SLUICE_BIN:-$PWD/target/release/sluice}
 bench=${BENCH_BIN:-$PWD/target/release/sluice-bench}
 durability=${DURABILITY:-fsync}
 mkdir -p "$out"
 work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { sluice_kill_all; rm -rf "$work"; }
 trap cleanup EXIT
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r), disk $(df -h "$work" | awk 'NR==2{print $1, $2}')" | tee "$out/machine.txt"
@@ -39,16 +39,9 @@ echo "sluice: $(git rev-parse --short HEAD), durability=$durability" | tee -a "$
 for s in "${scenarios[@]}"; do
   rm -rf "$work/data"
   printf 'durability = "%s"\n"log.retention.check.interval.ms" = 1000\n' "$durability" > "$work/sluice.toml"
-  "$sluice" serve --config "$work/sluice.toml" --data-dir "$work/data" --listen 127.0.0.1:0 2> "$work/broker.log" &
-  pid=$!
-  port=
-  for _ in $(seq 100); do
-    port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$work/broker.log" | grep -o '[0-9]*$' || true)
-    [ -n "$port" ] && break; sleep 0.1
-  done
-  [ -n "$port" ] || { cat "$work/broker.log" >&2; exit 1; }
-  echo "== $s against 127.0.0.1:$port"
-  "$bench" run "$s" --bootstrap "127.0.0.1:$port" --ceiling-dir "$work" --broker-pid "$pid" \
+  broker_start "$work/broker.log" --config "$work/sluice.toml" --data-dir "$work/data"
+  echo "== $s against 127.0.0.1:$BROKER_PORT"
+  "$bench" run "$s" --bootstrap "127.0.0.1:$BROKER_PORT" --ceiling-dir "$work" --broker-pid "$BROKER_PID" \
     --json "$out/$s.json" "${extra[@]}" 2> >(tee "$out/$s.log" >&2) || echo "$s failed" >&2
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true
 done
