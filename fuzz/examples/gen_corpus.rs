@@ -28,14 +28,6 @@ use sluice_protocol::api::{CORE_APIS, GROUP_APIS};
 use sluice_protocol::batch_builder::{ProducerIdentity, encode_batch, record};
 use sluice_storage::{LeaderEpoch, PartitionLog};
 
-const CODECS: [CompressionType; 5] = [
-    CompressionType::None,
-    CompressionType::Gzip,
-    CompressionType::Snappy,
-    CompressionType::Lz4,
-    CompressionType::Zstd,
-];
-
 fn main() {
     let root = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "corpus".into()));
     let batches = batches();
@@ -52,7 +44,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 /// (name, batch) for every codec, raw snappy included.
 fn batches() -> Vec<(String, Bytes)> {
     let mut out = Vec::new();
-    for codec in CODECS {
+    for codec in CompressionType::ALL {
         let mut records: Vec<_> = (0..5)
             .map(|i| {
                 record(
@@ -102,13 +94,13 @@ fn raw_snappy(plain: &[u8]) -> Bytes {
 fn record_batch(dir: &Path, batches: &[(String, Bytes)]) {
     for (name, batch) in batches {
         for mode in [0u8, 1] {
-            let mut input = vec![mode | (CODECS.len() as u8 * 2)];
+            let mut input = vec![mode | (CompressionType::ALL.len() as u8 * 2)];
             input.extend_from_slice(batch);
             write(dir, &format!("{name}-mode{mode}"), &input);
         }
         // Mode bits 1-3 pick the direct-decompression codec: aim them at
         // this batch's own codec.
-        let codec = CODECS
+        let codec = CompressionType::ALL
             .iter()
             .position(|c| name.starts_with(&format!("{c:?}").to_lowercase()))
             .unwrap_or(2) as u8;

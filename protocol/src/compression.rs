@@ -331,21 +331,13 @@ fn compress_xerial_snappy(input: &[u8]) -> Result<Bytes> {
 mod tests {
     use super::*;
 
-    const ALL: [CompressionType; 5] = [
-        CompressionType::None,
-        CompressionType::Gzip,
-        CompressionType::Snappy,
-        CompressionType::Lz4,
-        CompressionType::Zstd,
-    ];
-
     fn sample(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8 ^ (i / 7) as u8).collect()
     }
 
     #[test]
     fn round_trips_every_codec_at_several_sizes() {
-        for codec in ALL {
+        for codec in CompressionType::ALL {
             for len in [
                 0,
                 1,
@@ -365,7 +357,7 @@ mod tests {
     #[test]
     fn output_bound_is_exact() {
         let input = sample(10_000);
-        for codec in ALL {
+        for codec in CompressionType::ALL {
             let packed = compress(codec, &input, None).unwrap();
             assert!(decompress(codec, &packed, 10_000).is_ok(), "{codec:?}");
             assert_eq!(
@@ -381,7 +373,7 @@ mod tests {
         // 64 MiB of zeros compresses to a few kilobytes with every codec;
         // with a 1 MiB bound each must stop early with an error.
         let zeros = vec![0u8; 64 << 20];
-        for codec in ALL.into_iter().skip(1) {
+        for codec in CompressionType::ALL.into_iter().skip(1) {
             let bomb = compress(codec, &zeros, None).unwrap();
             assert!(
                 bomb.len() < zeros.len() / 10,
@@ -402,7 +394,7 @@ mod tests {
     #[test]
     fn growth_is_asked_for_and_a_refusal_stops_before_allocating() {
         let input = sample(1 << 20);
-        for codec in ALL {
+        for codec in CompressionType::ALL {
             let packed = compress(codec, &input, None).unwrap();
             let mut asked = Vec::new();
             let out = decompress_within(codec, &packed, 1 << 20, &mut |n| {
@@ -456,7 +448,7 @@ mod tests {
 
     #[test]
     fn garbage_is_a_codec_error() {
-        for codec in ALL.into_iter().skip(1) {
+        for codec in CompressionType::ALL.into_iter().skip(1) {
             let result = decompress(codec, b"definitely not compressed data", 1 << 20);
             assert!(
                 matches!(result, Err(DecodeError::Codec { .. })),

@@ -78,14 +78,6 @@ mod tests {
     use crate::batch_writer::{BatchWriter, RecordParts};
     use crate::records::validate_batch;
 
-    const ALL: [CompressionType; 5] = [
-        CompressionType::None,
-        CompressionType::Gzip,
-        CompressionType::Snappy,
-        CompressionType::Lz4,
-        CompressionType::Zstd,
-    ];
-
     fn batch(codec: CompressionType) -> Bytes {
         let mut w = BatchWriter::new(64 * 1024);
         for i in 0..50_i64 {
@@ -104,14 +96,14 @@ mod tests {
 
     #[test]
     fn every_codec_to_every_codec_keeps_records_and_header() {
-        for from in ALL {
+        for from in CompressionType::ALL {
             let original = batch(from);
             let view = RecordBatchView::parse(&original, usize::MAX).unwrap();
             let plain = BatchRecords::new(view, usize::MAX)
                 .unwrap()
                 .bytes()
                 .to_vec();
-            for to in ALL {
+            for to in CompressionType::ALL {
                 for level in [None, Some(1)] {
                     let target = Codec {
                         compression: to,

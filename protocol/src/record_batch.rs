@@ -82,6 +82,10 @@ pub enum CompressionType {
 }
 
 impl CompressionType {
+    /// Every codec, in attribute-id order (for code and tests that must
+    /// cover them all).
+    pub const ALL: [Self; 5] = [Self::None, Self::Gzip, Self::Snappy, Self::Lz4, Self::Zstd];
+
     /// The codec for attribute bits 0-2, or `None` for the unused values 5-7.
     pub fn from_id(id: i16) -> Option<Self> {
         match id {

@@ -550,13 +550,7 @@ pub(crate) mod tests {
 
     #[test]
     fn validates_batches_with_every_codec() {
-        for codec in [
-            CompressionType::None,
-            CompressionType::Gzip,
-            CompressionType::Snappy,
-            CompressionType::Lz4,
-            CompressionType::Zstd,
-        ] {
+        for codec in CompressionType::ALL {
             let b = batch_of(5, codec);
             let view = RecordBatchView::parse(&b, 1 << 20).unwrap();
             let summary = validate_batch(&view, 1 << 20).unwrap();
