@@ -678,24 +678,14 @@ fn rebuild_producer_state(log: &PartitionLog) -> Result<ProducerStateTable, Brok
 
 #[cfg(test)]
 mod tests {
-    use sluice_protocol::CompressionType;
-    use sluice_protocol::batch_builder::{self, ProducerIdentity};
+    use sluice_protocol::batch_builder::plain_batch;
     use sluice_storage::LeaderEpoch;
 
     use super::*;
     use crate::replica::role::Role;
 
     fn batch(count: i64) -> Bytes {
-        let mut records: Vec<_> = (0..count)
-            .map(|i| batch_builder::record(1000 + i, None, Some(Bytes::from_static(b"v")), []))
-            .collect();
-        batch_builder::encode_batch(
-            &mut records,
-            CompressionType::None,
-            ProducerIdentity::NONE,
-            -1,
-        )
-        .unwrap()
+        plain_batch(count, 1000, 1).unwrap()
     }
 
     fn role(role: Role, epoch: i32) -> PartitionRole {

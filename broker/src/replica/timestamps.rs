@@ -107,30 +107,17 @@ fn check_bounds(
 
 #[cfg(test)]
 mod tests {
-    use sluice_protocol::batch_builder::{self, ProducerIdentity};
-    use sluice_protocol::{CompressionType, records};
+    use sluice_protocol::batch_builder::plain_batch;
+    use sluice_protocol::records;
 
     use super::*;
 
     /// A batch of three records stamped 1000, 1010, 1020 with `header_max`
     /// written as its maxTimestamp.
     fn batch(header_max: i64) -> Bytes {
-        let b = test_batch();
+        let b = plain_batch(3, 1000, 10).unwrap();
         let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
         view.with_max_timestamp(TimestampType::CreateTime, header_max)
-    }
-
-    fn test_batch() -> Bytes {
-        let mut records: Vec<_> = (0..3)
-            .map(|i| batch_builder::record(1000 + 10 * i, None, Some(Bytes::from_static(b"v")), []))
-            .collect();
-        batch_builder::encode_batch(
-            &mut records,
-            CompressionType::None,
-            ProducerIdentity::NONE,
-            -1,
-        )
-        .unwrap()
     }
 
     fn summary(b: &Bytes) -> BatchSummary {
