@@ -73,10 +73,27 @@ impl PowerLossFs {
             flags: 0,
         }
     }
+
+    /// Answers a lookup or mkdir with the attributes of the node `ino`
+    /// names (or the error that produced no node).
+    fn reply_entry(&self, model: &Model, ino: Result<u64, FsError>, reply: ReplyEntry) {
+        match ino.and_then(|ino| model.attr(ino)) {
+            Ok(a) => reply.entry(&TTL, &self.file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
 }
 
 fn errno(e: FsError) -> Errno {
     Errno::from_i32(e.errno())
+}
+
+/// Answers a request that returns nothing: ok, or the model's errno.
+fn reply_empty(reply: ReplyEmpty, result: Result<(), FsError>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
 }
 
 fn perm(mode: u32, umask: u32) -> u16 {
@@ -86,10 +103,7 @@ fn perm(mode: u32, umask: u32) -> u16 {
 impl Filesystem for PowerLossFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let model = self.model();
-        match model.lookup(parent.0, name).and_then(|ino| model.attr(ino)) {
-            Ok(a) => reply.entry(&TTL, &self.file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.reply_entry(&model, model.lookup(parent.0, name), reply);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -135,13 +149,8 @@ impl Filesystem for PowerLossFs {
         reply: ReplyEntry,
     ) {
         let mut model = self.model();
-        match model
-            .mkdir(parent.0, name, perm(mode, umask))
-            .and_then(|ino| model.attr(ino))
-        {
-            Ok(a) => reply.entry(&TTL, &self.file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(e)),
-        }
+        let ino = model.mkdir(parent.0, name, perm(mode, umask));
+        self.reply_entry(&model, ino, reply);
     }
 
     fn create(
@@ -171,17 +180,11 @@ impl Filesystem for PowerLossFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.model().unlink(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.model().unlink(parent.0, name));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.model().rmdir(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.model().rmdir(parent.0, name));
     }
 
     fn rename(
@@ -199,13 +202,11 @@ impl Filesystem for PowerLossFs {
             return;
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match self
-            .model()
-            .rename(parent.0, name, newparent.0, newname, no_replace)
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(
+            reply,
+            self.model()
+                .rename(parent.0, name, newparent.0, newname, no_replace),
+        );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -271,10 +272,7 @@ impl Filesystem for PowerLossFs {
         reply: ReplyEmpty,
     ) {
         // fdatasync keeps the size too: it is needed to read the data back.
-        match self.model().sync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.model().sync(ino.0));
     }
 
     fn readdir(
@@ -318,10 +316,7 @@ impl Filesystem for PowerLossFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.model().sync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.model().sync(ino.0));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -344,9 +339,6 @@ impl Filesystem for PowerLossFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.model().fallocate(ino.0, offset, length, mode) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.model().fallocate(ino.0, offset, length, mode));
     }
 }
