@@ -355,15 +355,18 @@ fn changed_topic(record: &MetadataRecord) -> Option<&str> {
         | MetadataRecord::TopicConfigChanged { name, .. }
         | MetadataRecord::TopicDeleted { name } => Some(name),
         MetadataRecord::PartitionChanged { topic, .. } => Some(topic),
+        // A fencing or a controlled shutdown moves leaderships in one
+        // record: the topic is that of the first change inside it (the
+        // controller proposes these today and waits on no reconciler, but
+        // a proposer that does must wait on the partitions it moves).
+        // Atomic records are not nested, so this recursion is one level.
+        MetadataRecord::Atomic { records } => records.iter().find_map(changed_topic),
         MetadataRecord::BrokerRegistered { .. }
         | MetadataRecord::BrokerFenced { .. }
         | MetadataRecord::BrokerUnfenced { .. }
         | MetadataRecord::BrokerUnregistered { .. }
         | MetadataRecord::ProducerIdsAllocated { .. }
-        | MetadataRecord::ClusterIdAssigned { .. }
-        // Fencing and unfencing: the controller's liveness proposes these,
-        // and no proposer waits on their partitions.
-        | MetadataRecord::Atomic { .. } => None,
+        | MetadataRecord::ClusterIdAssigned { .. } => None,
     }
 }
 
@@ -419,4 +422,40 @@ fn bind_controller(addr: SocketAddr) -> Result<tokio::net::TcpListener, Controll
         tokio::net::TcpListener::from_std(listener)
     };
     bind().map_err(|source| ControllerError::Bind { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(topic: &str) -> MetadataRecord {
+        MetadataRecord::PartitionChanged {
+            topic: topic.to_string(),
+            partition: 0,
+            leader: Some(2),
+            isr: Some(vec![2]),
+            replicas: None,
+        }
+    }
+
+    #[test]
+    fn an_atomic_record_names_the_topic_of_the_partition_it_moves() {
+        let fencing = MetadataRecord::Atomic {
+            records: vec![MetadataRecord::BrokerFenced { id: 1 }, moved("orders")],
+        };
+        assert_eq!(changed_topic(&fencing), Some("orders"));
+        assert_eq!(changed_topic(&moved("orders")), Some("orders"));
+    }
+
+    #[test]
+    fn an_atomic_record_without_a_partition_change_names_no_topic() {
+        let fenced_only = MetadataRecord::Atomic {
+            records: vec![MetadataRecord::BrokerFenced { id: 1 }],
+        };
+        assert_eq!(changed_topic(&fenced_only), None);
+        assert_eq!(
+            changed_topic(&MetadataRecord::Atomic { records: vec![] }),
+            None
+        );
+    }
 }
