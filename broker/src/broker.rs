@@ -71,7 +71,7 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directory: metadata log first, then every partition
     /// log the metadata names. Blocking: call before serving.
-    pub fn open(config: BrokerConfig, bound: SocketAddr) -> Result<Arc<Self>, BrokerError> {
+    pub fn open(mut config: BrokerConfig, bound: SocketAddr) -> Result<Arc<Self>, BrokerError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::DataDirIo {
             op: "create",
@@ -113,6 +113,11 @@ impl Broker {
             config.queued_max_decompressed_bytes,
             config.message_max_bytes,
         );
+        // From here on `listen` is the address the listener holds, so
+        // DescribeConfigs' `listeners` names the port `:0` picked. (The
+        // controller above took its default address from the configured
+        // one, as it must: it is not the Kafka port.)
+        config.listen = bound;
         Ok(Arc::new(Self {
             groups,
             decompression,

@@ -563,10 +563,11 @@ fn describe_configs_shows_topic_overrides_defaults_and_broker_settings() {
             Some("true")
         );
         assert!(all.contains_key("message.max.bytes") && all.contains_key("log.segment.bytes"));
-        // The configured value (port 0 asks for any free port), as Kafka shows it.
+        // Port 0 asks for any free port: the answer names the one bound,
+        // the address clients can actually use.
         assert_eq!(
             all["listeners"].value.as_deref(),
-            Some("PLAINTEXT://127.0.0.1:0")
+            Some(format!("PLAINTEXT://127.0.0.1:{}", broker.port).as_str())
         );
         assert_eq!(
             all["listeners"].config_source, 4,

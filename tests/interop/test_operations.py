@@ -157,6 +157,8 @@ def test_config_precedence_file_env_flag_in_describe_configs(broker_factory):
     assert entry("log.retention.ms") == ("5000", STATIC)  # flag over environment
     assert entry("message.max.bytes") == ("1048588", DEFAULT)
     assert entry("log.level") == ("info", DEFAULT)
+    # `--listen 127.0.0.1:0`: the port the listener bound, not ":0".
+    assert entry("listeners") == (f"PLAINTEXT://{b.bootstrap}", STATIC)
     # The settings act: an auto-created topic gets num.partitions partitions.
     md = admin(b.bootstrap).list_topics("auto-created-by-metadata", timeout=15)
     deadline = time.monotonic() + 15
@@ -199,9 +201,9 @@ def test_defaults_file_starts_a_broker_identical_to_no_config(sluice_bin, broker
     a, b = describe_broker(plain.bootstrap), describe_broker(with_file.bootstrap)
     assert set(a) == set(b)
     differ = {k for k in a if a[k].value != b[k].value}
-    # The harness gives each its own data directory (and `--listen
-    # 127.0.0.1:0`, which both report as configured).
-    assert differ == {"log.dirs"}, {k: (a[k].value, b[k].value) for k in differ}
+    # The harness gives each its own data directory and `--listen
+    # 127.0.0.1:0`, and `listeners` reports the port each bound.
+    assert differ == {"log.dirs", "listeners"}, {k: (a[k].value, b[k].value) for k in differ}
 
 
 def test_sigterm_under_load_is_clean_fast_and_loses_nothing(broker, topic):
