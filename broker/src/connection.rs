@@ -67,8 +67,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::broker::Broker;
-use crate::dispatch;
 use crate::response::{FramePart, Reply, ResponseFrame};
+use crate::{client_errors, dispatch};
 
 /// Replies a connection may have pending before it stops reading.
 pub const INFLIGHT_REQUESTS_MAX: usize = 32;
@@ -121,6 +121,7 @@ pub async fn serve(
         rx,
         deadlines.response_write,
     ));
+    let peer_host: Arc<str> = Arc::from(peer_host);
     let reader = read_requests(&broker, &stream, &memory, &tx, &peer_host, deadlines);
     let stopped = tokio::select! {
         reason = reader => Stopped::Reading(reason),
@@ -150,7 +151,7 @@ async fn read_requests(
     stream: &TcpStream,
     memory: &Arc<Semaphore>,
     tx: &mpsc::Sender<Pending>,
-    peer_host: &str,
+    peer_host: &Arc<str>,
     deadlines: Deadlines,
 ) -> String {
     // A frame larger than the whole budget could never get its permits.
@@ -164,7 +165,15 @@ async fn read_requests(
             match next_frame(stream, &mut input, max_frame, memory, deadlines).await {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return "peer closed".to_string(),
-                Err(e) => return e,
+                Err(Closed::Quietly(reason)) => return reason,
+                Err(Closed::ClientFault(reason)) => {
+                    let who = client_errors::Requester {
+                        host: peer_host,
+                        client_id: "",
+                    };
+                    client_errors::report(who, "connection closed", &reason);
+                    return reason;
+                }
             };
         let reply = dispatch::dispatch(broker, frame, peer_host).await;
         let close = match &reply {
@@ -185,6 +194,13 @@ async fn read_requests(
             return reason;
         }
     }
+}
+
+/// Why reading frames stopped: the client broke a bound (logged as a
+/// client error), or not (idle, network, shutdown: logged at debug).
+enum Closed {
+    ClientFault(String),
+    Quietly(String),
 }
 
 /// Bytes read from the socket and not yet split into frames, with the
@@ -235,15 +251,15 @@ async fn next_frame(
     max_frame: usize,
     memory: &Arc<Semaphore>,
     deadlines: Deadlines,
-) -> Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, String> {
+) -> Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, Closed> {
+    let fault = |e: sluice_protocol::DecodeError| Closed::ClientFault(e.to_string());
     // Bytes of the next frame already buffered (pipelining) start its clock.
     let mut frame_deadline =
         (!input.buf.is_empty()).then(|| Instant::now() + deadlines.request_read);
     loop {
-        let size = frame_size_at(&input.buf, max_frame).map_err(|e| e.to_string())?;
+        let size = frame_size_at(&input.buf, max_frame).map_err(fault)?;
         if let Some(size) = size
-            && let Some(frame) =
-                decode_frame(&mut input.buf, max_frame).map_err(|e| e.to_string())?
+            && let Some(frame) = decode_frame(&mut input.buf, max_frame).map_err(fault)?
         {
             let permit = input.take_permits(FRAME_SIZE_PREFIX_BYTES + size);
             if input.buf.is_empty() {
@@ -253,13 +269,16 @@ async fn next_frame(
             }
             return Ok(Some((frame, permit)));
         }
-        let (deadline, what) = match frame_deadline {
-            Some(d) => (d, "request read timeout"),
-            None => (Instant::now() + deadlines.idle, "idle timeout"),
+        let (deadline, expired) = match frame_deadline {
+            Some(d) => (d, Closed::ClientFault("request read timeout".to_string())),
+            None => (
+                Instant::now() + deadlines.idle,
+                Closed::Quietly("idle timeout".to_string()),
+            ),
         };
         match tokio::time::timeout_at(deadline, stream.readable()).await {
-            Err(_) => return Err(what.to_string()),
-            Ok(Err(e)) => return Err(format!("read failed: {e}")),
+            Err(_) => return Err(expired),
+            Ok(Err(e)) => return Err(Closed::Quietly(format!("read failed: {e}"))),
             Ok(Ok(())) => {}
         }
         // Bytes are waiting: a frame has begun, and so has its deadline.
@@ -275,15 +294,20 @@ async fn next_frame(
         )
         .await
         {
-            Err(_) => return Err("request read timeout (waiting for memory)".to_string()),
-            Ok(Err(_)) => return Err("memory semaphore closed".to_string()),
+            // The broker's memory was short, not the client's fault.
+            Err(_) => {
+                return Err(Closed::Quietly(
+                    "request read timeout (waiting for memory)".to_string(),
+                ));
+            }
+            Ok(Err(_)) => return Err(Closed::Quietly("memory semaphore closed".to_string())),
             Ok(Ok(p)) => p,
         };
         input.buf.reserve(want);
         let read = stream.try_read_buf(&mut (&mut input.buf).limit(want));
         match read {
             Ok(0) if input.buf.is_empty() => return Ok(None),
-            Ok(0) => return Err("peer closed mid-frame".to_string()),
+            Ok(0) => return Err(Closed::ClientFault("peer closed mid-frame".to_string())),
             Ok(n) => {
                 if let Some(used) = permit.split(n) {
                     input.add_permits(used);
@@ -291,7 +315,7 @@ async fn next_frame(
                 // The unused rest of `permit` is released here.
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(format!("read failed: {e}")),
+            Err(e) => return Err(Closed::Quietly(format!("read failed: {e}"))),
         }
         if input.buf.is_empty() {
             input.buf = BytesMut::new();

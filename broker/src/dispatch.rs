@@ -26,20 +26,43 @@ use sluice_protocol::response::encode_response;
 
 use crate::admin::METRICS;
 use crate::broker::Broker;
+use crate::client_errors::{self, RequestContext, Requester};
 use crate::handlers::{self, Handled};
 use crate::response::{Reply, ResponseFrame};
 
 /// Decodes, handles and encodes one request frame from the client at
-/// `peer_host` (Kafka's `/<ip>` form, which JoinGroup records).
-pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer_host: &str) -> Reply {
+/// `peer_host` (Kafka's `/<ip>` form, which JoinGroup records). Errors
+/// answered while it is handled go to the client-error log.
+pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer_host: &Arc<str>) -> Reply {
     let request = match decode_request_header(frame) {
         Ok(r) => r,
-        Err(e) => return Reply::Close(format!("undecodable request header: {e}")),
+        Err(e) => {
+            let reason = format!("undecodable request header: {e}");
+            let who = Requester {
+                host: peer_host,
+                client_id: "",
+            };
+            client_errors::report(who, "connection closed", &reason);
+            return Reply::Close(reason);
+        }
     };
     let api = request.api_key as i16;
     METRICS.requests.received(api, request.api_version());
     let started = Instant::now();
-    let reply = route(broker, &request, peer_host).await;
+    let context = RequestContext {
+        host: Arc::clone(peer_host),
+        client_id: request.header.client_id.clone(),
+        api: request.api_key,
+    };
+    let reply = client_errors::within(context, route(broker, &request, peer_host)).await;
+    if let Reply::Close(reason) = &reply {
+        let who = Requester {
+            host: peer_host,
+            client_id: request.header.client_id.as_deref().unwrap_or(""),
+        };
+        let kind = format!("{:?} connection closed", request.api_key);
+        client_errors::report(who, &kind, reason);
+    }
     measured(api, started, reply)
 }
 

@@ -147,8 +147,15 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
-    /// The Kafka error this is reported as.
+    /// The Kafka error this is reported as; inside a request, the answer
+    /// is also noted in the rate-limited client-error log.
     pub fn error_code(&self) -> ResponseError {
+        let code = self.kafka_error();
+        crate::client_errors::answered(self, &code);
+        code
+    }
+
+    fn kafka_error(&self) -> ResponseError {
         match self {
             Self::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
             Self::InvalidTopic { .. } => ResponseError::InvalidTopicException,

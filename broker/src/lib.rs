@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod client_errors;
 pub mod config;
 pub mod connection;
 pub mod connection_quota;

@@ -233,6 +233,7 @@ async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
 
 fn maintenance_pass(broker: &Broker, run_retention: bool) {
     broker.retry_reconcile();
+    crate::client_errors::flush_ended_windows();
     let now = now_ms();
     for p in broker.replicas().all_partitions() {
         if let Err(e) = p.maybe_flush(now) {
