@@ -11,7 +11,9 @@
 //!   `metrics.partition.series.enabled`, and at most
 //!   [`PARTITION_SERIES_MAX`] partitions' worth, so a scrape of a broker
 //!   with 10 000+ partitions stays bounded; per-topic sums are always
-//!   written (one series per topic).
+//!   written (one series per topic). Consumer-group lag
+//!   (`sluice_consumer_group_lag`) is per-partition too: same switch, its
+//!   own cap (`group_lag.rs`).
 //! - Request series: at most one per (API key, version) ever received.
 //!
 //! # Caveats
@@ -19,6 +21,7 @@
 //!   at 0 when the broker starts and vanish with a deleted topic
 //!   (Prometheus treats both as counter resets).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -29,6 +32,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::AdminState;
+use super::group_lag::{GROUP_LAG_SERIES_MAX, group_lags};
 use super::metrics::{AtomicHistogram, METRICS, Traffic};
 use super::process::{DiskUsage, ProcessStats};
 use super::readiness::Phase;
@@ -349,6 +353,40 @@ fn partitions(e: &mut DescriptorEncoder, broker: &Broker, per_partition: bool) -
             ];
             ConstGauge::new(field(r)).encode(m.encode_family(&labels)?)?;
         }
+    }
+    consumer_group_lag(e, broker, &rows)
+}
+
+/// `sluice_consumer_group_lag` (see `group_lag.rs`); nothing while the
+/// coordinator is loading or stopped.
+fn consumer_group_lag(
+    e: &mut DescriptorEncoder,
+    broker: &Broker,
+    rows: &[PartitionRow],
+) -> fmt::Result {
+    let Ok(committed) = broker
+        .groups()
+        .committed_offsets(broker.replicas(), GROUP_LAG_SERIES_MAX)
+    else {
+        return Ok(());
+    };
+    let high_watermarks: HashMap<(&str, i32), i64> = rows
+        .iter()
+        .map(|r| ((&*r.topic, r.index), r.high_watermark))
+        .collect();
+    let mut m = e.encode_descriptor(
+        "sluice_consumer_group_lag",
+        "Records between a group's committed offset and the high watermark, per group and hosted partition.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for l in group_lags(committed, &high_watermarks) {
+        let labels = [
+            ("group", l.group),
+            ("topic", l.topic),
+            ("partition", l.partition.to_string()),
+        ];
+        ConstGauge::new(l.lag).encode(m.encode_family(&labels)?)?;
     }
     Ok(())
 }

@@ -25,6 +25,7 @@
 //!   scrapers cannot multiply the scrape's work.
 
 pub mod collector;
+pub mod group_lag;
 pub mod http;
 pub mod metrics;
 pub mod process;

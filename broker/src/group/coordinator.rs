@@ -749,6 +749,33 @@ impl Coordinator {
         Ok(f(&mut groups))
     }
 
+    /// Durable committed offsets as (group, topic, partition, offset), at
+    /// most `limit` of them in group order (the lag metric's input). As
+    /// for OffsetFetch, commits that became durable are promoted first;
+    /// those still waiting are not counted.
+    pub fn committed_offsets(
+        &self,
+        replicas: &ReplicaManager,
+        limit: usize,
+    ) -> Result<Vec<(String, String, i32, i64)>, GroupError> {
+        let mut state = self.lock()?;
+        let partitions = self.offsets_partitions();
+        for (id, entry) in state.groups.iter_mut() {
+            promote_durable(replicas, partition_for(id, partitions), entry);
+        }
+        let mut groups: Vec<(&String, &Entry)> = state.groups.iter().collect();
+        groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Ok(groups
+            .into_iter()
+            .flat_map(|(id, e)| {
+                e.offsets.iter().map(move |(topic, partition, c)| {
+                    (id.clone(), topic.to_string(), partition, c.offset)
+                })
+            })
+            .take(limit)
+            .collect())
+    }
+
     /// What a restart would rebuild from the log (see [`DurableView`]).
     pub fn durable_view(&self) -> Result<DurableView, GroupError> {
         let state = self.lock()?;
