@@ -40,17 +40,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, USER_HZ = 
   echo "git: $(git rev-parse --short HEAD), durability=$durability, $records records x $value_bytes B values, 1 partition, acks=1, no compression"
 } | tee "$out/summary.txt"
 
-python3 - "$records" "$value_bytes" > "$work/records.txt" <<'PY'
-import random, string, sys
-n, size = int(sys.argv[1]), int(sys.argv[2])
-alphabet = (string.ascii_letters + string.digits).encode()
-rnd = random.Random(7)
-block = bytes(rnd.choice(alphabet) for _ in range(size * 64))
-out = sys.stdout.buffer
-for i in range(n):
-    start = (i * 131) % (len(block) - size)
-    out.write(block[start:start + size] + b"\n")
-PY
+python3 bench/scripts/records.py "$records" "$value_bytes" > "$work/records.txt"
 
 printf 'durability = "%s"\n' "$durability" > "$work/sluice.toml"
 broker_start "$work/broker.log" --config "$work/sluice.toml" --data-dir "$work/data"

@@ -35,17 +35,7 @@ ceiling=$(iperf3 -c 127.0.0.1 -p 15201 -t 5 -J | python3 -c "import json,sys; pr
 printf 'loopback ceiling (iperf3, 1 stream, 5 s): %.1f MiB/s\n' "$ceiling"
 
 # 2. Input: one record per line (kcat splits on newlines).
-python3 - "$records" "$record_bytes" > "$work/records.txt" <<'PY'
-import random, string, sys
-n, size = int(sys.argv[1]), int(sys.argv[2])
-alphabet = (string.ascii_letters + string.digits).encode()
-rnd = random.Random(7)
-block = bytes(rnd.choice(alphabet) for _ in range(size * 64))
-out = sys.stdout.buffer
-for i in range(n):
-    start = (i * 131) % (len(block) - size)
-    out.write(block[start:start + size - 1] + b"\n")
-PY
+python3 bench/scripts/records.py "$records" "$((record_bytes - 1))" > "$work/records.txt"
 payload=$((records * (record_bytes - 1)))
 
 # 3. Broker.

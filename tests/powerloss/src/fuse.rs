@@ -74,6 +74,14 @@ impl PowerLossFs {
         }
     }
 
+    /// Answers getattr or setattr with `attr`, or the model's errno.
+    fn reply_attr(&self, attr: Result<Attr, FsError>, reply: ReplyAttr) {
+        match attr {
+            Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
     /// Answers a lookup or mkdir with the attributes of the node `ino`
     /// names (or the error that produced no node).
     fn reply_entry(&self, model: &Model, ino: Result<u64, FsError>, reply: ReplyEntry) {
@@ -107,10 +115,7 @@ impl Filesystem for PowerLossFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.model().attr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.reply_attr(self.model().attr(ino.0), reply);
     }
 
     fn setattr(
@@ -133,10 +138,7 @@ impl Filesystem for PowerLossFs {
     ) {
         let mut model = self.model();
         let resized = size.map_or(Ok(()), |len| model.set_len(ino.0, len));
-        match resized.and_then(|()| model.attr(ino.0)) {
-            Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.reply_attr(resized.and_then(|()| model.attr(ino.0)), reply);
     }
 
     fn mkdir(
