@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 from readback import admin, assert_dense, create_topic, producer, read_partitions
@@ -49,6 +50,16 @@ def describe_broker(bootstrap: str) -> dict:
     client = admin(bootstrap)
     resource = ConfigResource(ResourceType.BROKER, "1")
     return client.describe_configs([resource])[resource].result(15)
+
+
+def commit_offset(bootstrap: str, group: str, topic: str, partition: int, offset: int) -> None:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "enable.auto.commit": False, "log_level": 2})
+    try:
+        done = c.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
+        assert done[0].error is None, done[0].error
+    finally:
+        c.close()
 
 
 def produce_n(bootstrap: str, topic: str, n: int) -> int:
@@ -84,6 +95,12 @@ def test_metrics_move_with_real_traffic_and_pass_promtool(broker, topic):
     leo = sum(after[f'sluice_partition_log_end_offset{{{t},partition="{p}"}}'] for p in range(PARTITIONS))
     assert leo == N
     assert after[f'sluice_partition_size_bytes{{{t},partition="0"}}'] > 0
+    # Consumer-group lag: the high watermark less the group's commit.
+    hw0 = after[f'sluice_partition_high_watermark{{{t},partition="0"}}']
+    assert hw0 >= 3, hw0
+    commit_offset(broker.bootstrap, "lagging", topic, 0, 3)
+    lag = samples(http_get(f"{url}/metrics")[1])
+    assert lag[f'sluice_consumer_group_lag{{group="lagging",{t},partition="0"}}'] == hw0 - 3
 
     def total(prefix: str, table: dict) -> float:
         return sum(v for k, v in table.items() if k.startswith(prefix))
@@ -110,8 +127,10 @@ def test_partition_series_can_be_turned_off(broker_factory, topic):
     b = broker_factory(config={"metrics.partition.series.enabled": False})
     create_topic(b.bootstrap, topic, PARTITIONS)
     produce_n(b.bootstrap, topic, 10)
+    commit_offset(b.bootstrap, "lagging", topic, 0, 1)
     text = http_get(f"{b.admin_url}/metrics")[1]
     assert "sluice_partition_high_watermark{" not in text
+    assert "sluice_consumer_group_lag{" not in text
     # Per-topic sums stay: one series per topic, whatever the partition count.
     assert samples(text)[f'sluice_topic_records_in_total{{topic="{topic}"}}'] == 10
 
