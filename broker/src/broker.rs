@@ -92,7 +92,8 @@ impl Broker {
         );
         tracing::info!(partitions = budget.partitions, reason = %budget.reason, "partition budget");
         let replicas = ReplicaManager::new(config.node_id, log_dir, config.durability, defaults)
-            .with_partition_budget(budget);
+            .with_partition_budget(budget)
+            .with_replication(replication_settings(&config));
         // A partition that cannot be opened now (a resource limit) must not
         // keep the broker down: every other partition is served, and the
         // maintenance pass retries the rest (`retry_reconcile`).
@@ -295,6 +296,15 @@ impl Broker {
         Err(error)
     }
 
+    /// Replicates a metadata change the image alone decides (no reconcile
+    /// wait, no budget): a leader's ISR change.
+    pub async fn propose_metadata(
+        &self,
+        record: MetadataRecord,
+    ) -> Result<Arc<MetadataImage>, BrokerError> {
+        Ok(self.controller.propose(record).await?)
+    }
+
     /// Asks the reconciler to try again when its last pass could not open
     /// every replica (a resource limit at start or during a change), so
     /// the broker recovers by itself once the resource returns. The
@@ -371,7 +381,10 @@ fn changed_topic(record: &MetadataRecord) -> Option<&str> {
         | MetadataRecord::BrokerUnfenced { .. }
         | MetadataRecord::BrokerUnregistered { .. }
         | MetadataRecord::ProducerIdsAllocated { .. }
-        | MetadataRecord::ClusterIdAssigned { .. } => None,
+        | MetadataRecord::ClusterIdAssigned { .. }
+        // A leader's ISR change: the leader applies it from the image; its
+        // proposer does not wait for the reconciler.
+        | MetadataRecord::IsrChanged { .. } => None,
     }
 }
 
@@ -383,6 +396,22 @@ fn warn_invalid_stored_configs(image: &MetadataImage) {
         for error in invalid_overrides(&topic.configs) {
             tracing::warn!(topic = %topic.name, %error, "stored topic config is invalid; using the default for that key");
         }
+    }
+}
+
+/// The replica fetchers' and ISR tracking's settings from the config.
+fn replication_settings(config: &BrokerConfig) -> crate::replica::manager::ReplicationSettings {
+    let ms = std::time::Duration::from_millis;
+    let mut fetcher = crate::replica::fetcher::FetcherConfig::new(config.node_id);
+    fetcher.partition_max_bytes = config.replica_fetch_max_bytes;
+    fetcher.response_max_bytes = config.replica_fetch_response_max_bytes;
+    fetcher.wait_max_ms = config.replica_fetch_wait_max_ms;
+    fetcher.min_bytes = config.replica_fetch_min_bytes;
+    fetcher.backoff = ms(config.replica_fetch_backoff_ms);
+    fetcher.socket_timeout = ms(config.replica_socket_timeout_ms);
+    crate::replica::manager::ReplicationSettings {
+        lag_max_ms: i64::try_from(config.replica_lag_time_max_ms).unwrap_or(i64::MAX),
+        fetcher,
     }
 }
 

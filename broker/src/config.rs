@@ -148,6 +148,29 @@ pub struct BrokerConfig {
     /// cannot get its share within the request waits, then fails retriably.
     #[serde(rename = "queued.max.decompressed.bytes")]
     pub queued_max_decompressed_bytes: usize,
+    /// `replica.lag.time.max.ms`: as a leader, propose out of the ISR a
+    /// follower that has not caught up for this long.
+    #[serde(rename = "replica.lag.time.max.ms")]
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.max.bytes`: per partition in one follower fetch.
+    #[serde(rename = "replica.fetch.max.bytes")]
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: one follower fetch answer.
+    #[serde(rename = "replica.fetch.response.max.bytes")]
+    pub replica_fetch_response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`: a follower fetch's long-poll wait.
+    #[serde(rename = "replica.fetch.wait.max.ms")]
+    pub replica_fetch_wait_max_ms: i32,
+    /// `replica.fetch.min.bytes`: bytes a follower fetch waits for.
+    #[serde(rename = "replica.fetch.min.bytes")]
+    pub replica_fetch_min_bytes: i32,
+    /// `replica.fetch.backoff.ms`: a follower's pause after a fetch error.
+    #[serde(rename = "replica.fetch.backoff.ms")]
+    pub replica_fetch_backoff_ms: u64,
+    /// `replica.socket.timeout.ms`: a follower's connect and request
+    /// timeout (added to the long-poll wait).
+    #[serde(rename = "replica.socket.timeout.ms")]
+    pub replica_socket_timeout_ms: u64,
     /// Default `segment.bytes` for new topics.
     #[serde(rename = "log.segment.bytes")]
     pub log_segment_bytes: u64,
@@ -247,6 +270,13 @@ impl Default for BrokerConfig {
             socket_request_read_timeout_ms: 30_000,
             socket_response_write_timeout_ms: 30_000,
             queued_max_decompressed_bytes: 256 * 1024 * 1024,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_max_bytes: 1024 * 1024,
+            replica_fetch_response_max_bytes: 10 * 1024 * 1024,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_min_bytes: 1,
+            replica_fetch_backoff_ms: 1000,
+            replica_socket_timeout_ms: 30_000,
             log_segment_bytes: 1024 * 1024 * 1024,
             log_retention_ms: 7 * 24 * 60 * 60 * 1000,
             log_retention_check_interval_ms: 5 * 60 * 1000,

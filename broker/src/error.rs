@@ -60,6 +60,23 @@ pub enum BrokerError {
     InvalidRequiredAcks(i16),
     #[error("request timed out after {0} ms")]
     RequestTimedOut(i64),
+    #[error(
+        "{topic}-{partition} has {isr} in-sync replicas; acks=all needs min.insync.replicas={min_insync}"
+    )]
+    NotEnoughReplicas {
+        topic: String,
+        partition: i32,
+        isr: usize,
+        min_insync: usize,
+    },
+    #[error(
+        "{topic}-{partition} was written, but its ISR fell below min.insync.replicas={min_insync} before the write was replicated"
+    )]
+    NotEnoughReplicasAfterAppend {
+        topic: String,
+        partition: i32,
+        min_insync: usize,
+    },
     #[error("offset {requested} is out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange {
         requested: i64,
@@ -171,6 +188,10 @@ impl BrokerError {
             Self::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
             Self::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
             Self::RequestTimedOut(_) => ResponseError::RequestTimedOut,
+            Self::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+            Self::NotEnoughReplicasAfterAppend { .. } => {
+                ResponseError::NotEnoughReplicasAfterAppend
+            }
             Self::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             Self::Storage { source, .. } => storage_error_code(source),
             Self::StorageFailed => ResponseError::KafkaStorageError,
@@ -239,6 +260,7 @@ fn apply_error_code(e: &ApplyError) -> ResponseError {
         // Only the start-up path assigns the cluster id, and it expects
         // this answer when another node was first.
         ApplyError::ClusterIdAssigned(_) => ResponseError::UnknownServerError,
+        ApplyError::IsrChangeRefused { .. } => ResponseError::InvalidUpdateVersion,
     }
 }
 

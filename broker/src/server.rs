@@ -231,10 +231,11 @@ async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-fn maintenance_pass(broker: &Broker, run_retention: bool) {
+fn maintenance_pass(broker: &Arc<Broker>, run_retention: bool) {
     broker.retry_reconcile();
     crate::client_errors::flush_ended_windows();
     let now = now_ms();
+    crate::replica::alter_partition::shrink_lagging(broker, now);
     for p in broker.replicas().all_partitions() {
         if let Err(e) = p.maybe_flush(now) {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "policy flush failed");

@@ -13,8 +13,8 @@
 //! Each partition is looked up once per fetch, and only its leader serves
 //! it (`replica::leadership`): NOT_LEADER_OR_FOLLOWER elsewhere, and a
 //! `current_leader_epoch` (v9+) that disagrees with the metadata image gets
-//! FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH. Followers fetching as
-//! replicas (replica id ≥ 0) are part 2 of the cluster work.
+//! FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH. A fetch with a replica id
+//! ≥ 0 comes from a follower and is served by `handlers::replica_fetch`.
 //!
 //! `read_committed` reads below the last stable offset, which equals the
 //! high watermark because transactions are not served. Fetch sessions
@@ -37,7 +37,7 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::FetchRequest;
 use sluice_protocol::fetch_response::{
-    FetchPart, FetchResponseData, FetchResponsePartition, FetchResponseTopic,
+    DivergingEpoch, FetchPart, FetchResponseData, FetchResponsePartition, FetchResponseTopic,
     encode_fetch_response_frame,
 };
 use sluice_protocol::header::RequestFrame;
@@ -56,12 +56,14 @@ pub const FETCH_RESPONSE_BYTES_MAX: u32 = 64 * 1024 * 1024;
 pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
 
 /// One partition's read.
-struct PartitionRead {
-    partition: i32,
-    error: Option<ResponseError>,
-    high_watermark: i64,
-    log_start_offset: i64,
-    regions: Vec<FileRegion>,
+pub(super) struct PartitionRead {
+    pub(super) partition: i32,
+    pub(super) error: Option<ResponseError>,
+    pub(super) high_watermark: i64,
+    pub(super) log_start_offset: i64,
+    pub(super) regions: Vec<FileRegion>,
+    /// A follower's log diverges here (replica fetches, v12+).
+    pub(super) diverging: Option<DivergingEpoch>,
 }
 
 pub async fn handle_fetch(
@@ -81,6 +83,9 @@ pub async fn handle_fetch(
             "incremental fetch refused: sessions are not kept"
         );
         return reply_now(version, correlation_id, response, Vec::new());
+    }
+    if request.replica_id.0 >= 0 {
+        return super::replica_fetch::handle_replica_fetch(broker, frame, request);
     }
     // Watermarks taken before the first read: an advance between this read
     // and the wait below shows up as a difference, never as a lost wake.
@@ -219,6 +224,7 @@ fn read_partition(
         high_watermark: hw,
         log_start_offset: start,
         regions: Vec::new(),
+        diverging: None,
     };
     let replica = match replica.and_then(|r| r.as_ref().map_err(|e| *e)) {
         Ok(replica) => replica,
@@ -235,6 +241,7 @@ fn read_partition(
                 high_watermark: read.high_watermark,
                 log_start_offset: read.log_start_offset,
                 regions: read.regions,
+                diverging: None,
             }
         }
         Err(e) => {
@@ -244,7 +251,7 @@ fn read_partition(
     }
 }
 
-fn respond(
+pub(super) fn respond(
     version: i16,
     correlation_id: i32,
     request: &FetchRequest,
@@ -270,6 +277,7 @@ fn respond(
                 high_watermark: read.high_watermark,
                 last_stable_offset: read.high_watermark,
                 log_start_offset: read.log_start_offset,
+                diverging_epoch: read.diverging.unwrap_or_default(),
                 record_regions: lengths,
                 ..FetchResponsePartition::default()
             });
@@ -288,7 +296,7 @@ fn respond(
 
 /// Frames the response: the encoder's parts in order, with each region's
 /// bytes sent from its file where the encoder left room for them.
-fn reply_now(
+pub(super) fn reply_now(
     version: i16,
     correlation_id: i32,
     response: FetchResponseData,

@@ -10,12 +10,15 @@
 //!   ─► timestamps (`replica::timestamps`): CreateTime bounds → INVALID_TIMESTAMP;
 //!      header maxTimestamp/type as Kafka writes them (LogAppendTime: now)
 //!   ─► Partition::append_as_leader (idempotence check + one copy into the segment)
-//! acks=0   no response at all
-//! acks=1 / acks=-1 (all)
-//!   durability=fsync      answer once the high watermark covers the batch
-//!                         (the group-commit fdatasync finished), or
-//!                         REQUEST_TIMED_OUT after timeout_ms
-//!   durability=page_cache answer right after the append
+//! acks=-1 (all): ISR < min.insync.replicas → NOT_ENOUGH_REPLICAS before
+//!   the append; after it, answer once the high watermark covers the batch
+//!   (every ISR member has it, and with durability=fsync the leader synced
+//!   it), NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR fell below
+//!   min.insync.replicas meanwhile, REQUEST_TIMED_OUT after timeout_ms
+//! acks=1: durability=fsync      answer once this node's fdatasync covers
+//!                               the batch (group commit)
+//!         durability=page_cache answer right after the append
+//! acks=0: no response at all (with fsync the append is still flushed)
 //! ```
 //!
 //! Only the partition's leader (by the metadata image) appends; elsewhere
@@ -23,7 +26,7 @@
 //! its endpoint (KIP-951).
 //!
 //! On one node the ISR is this node, so acks=1 and acks=all promise the
-//! same thing; `docs/durability.md` says exactly what.
+//! same thing; `docs/durability.md` says exactly what each promises.
 //!
 //! # Copies
 //! The batch bytes are a slice of the request frame (no copy on decode) and
@@ -59,12 +62,25 @@ use crate::replica::timestamps::{self, TimestampRules};
 use crate::replica::{AppendOutcome, Partition};
 use crate::server::now_ms;
 
+/// What a produce answer waits for, per `acks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// This node's written end covers the batch (acks=1 with fsync).
+    Written,
+    /// The high watermark covers the batch and the ISR still holds
+    /// `min_insync` members (acks=all).
+    Replicated { min_insync: usize },
+}
+
 /// A partition's append that must become durable before the answer.
 struct Waiting {
     topic: usize,
     partition: usize,
     replica: Arc<Partition>,
     last_offset: i64,
+    /// The leader epoch of the append: the wait fails if it changes.
+    leader_epoch: i32,
+    until: Option<Until>,
 }
 
 pub async fn handle_produce(
@@ -86,19 +102,34 @@ pub async fn handle_produce(
             } else if request.transactional_id.is_some() {
                 Err(BrokerError::Unsupported("transactional produce"))
             } else {
-                produce_partition(broker, &image, name, data.index, data.records.as_ref())
+                produce_partition(
+                    broker,
+                    &image,
+                    name,
+                    data.index,
+                    data.records.as_ref(),
+                    acks,
+                )
             };
             let response = match result {
-                Ok((replica, outcome)) => {
+                Ok((replica, outcome, min_insync)) => {
                     // In fsync mode every append is flushed, acks=0 too:
                     // the high watermark (what consumers see) only moves
                     // with a flush. acks=0 just does not wait for it.
-                    if broker.replicas().durability() == DurabilityMode::Fsync {
+                    let fsync = broker.replicas().durability() == DurabilityMode::Fsync;
+                    let until = match acks {
+                        -1 => Some(Until::Replicated { min_insync }),
+                        1 if fsync => Some(Until::Written),
+                        _ => None,
+                    };
+                    if fsync || until.is_some() {
                         waiting.push(Waiting {
                             topic: ti,
                             partition: pi,
                             replica,
                             last_offset: outcome.last_offset,
+                            leader_epoch: outcome.leader_epoch,
+                            until,
                         });
                     }
                     success(data.index, &outcome)
@@ -134,12 +165,15 @@ pub async fn handle_produce(
     let response = ProduceResponse::default()
         .with_responses(topics)
         .with_node_endpoints(node_endpoints(&image, leaders_named));
-    for w in &waiting {
-        broker.replicas().flusher().request(&w.replica).await;
+    if broker.replicas().durability() == DurabilityMode::Fsync {
+        for w in &waiting {
+            broker.replicas().flusher().request(&w.replica).await;
+        }
     }
     if acks == 0 {
         return Handled::Nothing;
     }
+    waiting.retain(|w| w.until.is_some());
     if waiting.is_empty() {
         return Handled::Now(response);
     }
@@ -147,14 +181,16 @@ pub async fn handle_produce(
     Handled::Later(Box::pin(await_durable(response, waiting, timeout)))
 }
 
-/// Validates and appends one partition's records.
+/// Validates and appends one partition's records; returns the partition,
+/// where the batch landed and the topic's `min.insync.replicas`.
 fn produce_partition(
     broker: &Arc<Broker>,
     image: &MetadataImage,
     topic: &str,
     index: i32,
     records: Option<&Bytes>,
-) -> Result<(Arc<Partition>, AppendOutcome), BrokerError> {
+    acks: i16,
+) -> Result<(Arc<Partition>, AppendOutcome, usize), BrokerError> {
     if is_internal(topic) {
         // Kafka: "Cannot append to internal topic" (only the coordinators
         // write there, through the log directly).
@@ -172,6 +208,12 @@ fn produce_partition(
         -1,
     )?;
     let config = broker.replicas().topic_config(topic);
+    let min_insync = config
+        .as_ref()
+        .map_or(1, crate::settings::TopicConfig::min_insync_replicas);
+    if acks == -1 {
+        replica.check_enough_replicas(min_insync)?;
+    }
     let max = config
         .as_ref()
         .map_or(broker.config().message_max_bytes, |c| c.max_message_bytes());
@@ -200,7 +242,7 @@ fn produce_partition(
         let records_appended = outcome.last_offset - outcome.base_offset + 1;
         replica.traffic().produced(records.len(), records_appended);
     }
-    Ok((replica, outcome))
+    Ok((replica, outcome, min_insync))
 }
 
 /// The checks every produced batch passes before it reaches a log.
@@ -277,14 +319,41 @@ async fn await_durable(
 ) -> ProduceResponse {
     let deadline = tokio::time::Instant::now() + timeout;
     for w in waiting {
+        let Some(until) = w.until else { continue };
         let mut progress = w.replica.subscribe();
+        let covered = |p: &crate::replica::Progress| match until {
+            Until::Written => p.written_end > w.last_offset,
+            Until::Replicated { .. } => p.high_watermark > w.last_offset,
+        };
+        let deposed = |p: &crate::replica::Progress| p.leader_epoch != w.leader_epoch;
         let done = tokio::time::timeout_at(
             deadline,
-            progress.wait_for(|p| p.high_watermark > w.last_offset || p.failed),
+            progress.wait_for(|p| covered(p) || p.failed || deposed(p)),
         )
         .await;
         let error = match done {
-            Ok(Ok(p)) if !p.failed => None,
+            // Leadership moved before the batch was covered: the offsets
+            // waited for may now hold the new leader's records (Kafka
+            // answers NOT_LEADER_OR_FOLLOWER then too).
+            Ok(Ok(p)) if deposed(&p) => Some(BrokerError::NotLeaderOrFollower {
+                topic: w.replica.topic().to_string(),
+                partition: w.replica.index(),
+                leader: -1,
+                leader_epoch: p.leader_epoch,
+            }),
+            Ok(Ok(p)) if !p.failed => match until {
+                Until::Replicated { min_insync } => {
+                    // Kafka's checkEnoughReplicasReachOffset: replicated by
+                    // the whole ISR, but the ISR shrank below the minimum.
+                    let isr = w.replica.isr().map_or(0, |isr| isr.len());
+                    (isr < min_insync).then(|| BrokerError::NotEnoughReplicasAfterAppend {
+                        topic: w.replica.topic().to_string(),
+                        partition: w.replica.index(),
+                        min_insync,
+                    })
+                }
+                Until::Written => None,
+            },
             Ok(_) => Some(BrokerError::StorageFailed),
             Err(_) => Some(BrokerError::RequestTimedOut(
                 i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),

@@ -162,6 +162,15 @@ pub enum ApplyError {
     },
     #[error("the cluster id is already {0}")]
     ClusterIdAssigned(String),
+    /// An ISR change computed from an older state of the partition, or
+    /// adding a replica that may not join (Kafka's INVALID_UPDATE_VERSION,
+    /// FENCED_LEADER_EPOCH, INELIGIBLE_REPLICA).
+    #[error("ISR change of {topic}-{partition} refused: {reason}")]
+    IsrChangeRefused {
+        topic: String,
+        partition: i32,
+        reason: &'static str,
+    },
 }
 
 /// Cluster metadata at one point of the metadata log.
@@ -380,6 +389,39 @@ impl MetadataImage {
                 }
                 self.check_partition(topic, *partition, &next)?;
             }
+            MetadataRecord::IsrChanged {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let current = self.existing_partition(topic, *partition)?;
+                let refused = |reason| ApplyError::IsrChangeRefused {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    reason,
+                };
+                if current.leader != *leader || current.leader_epoch != *leader_epoch {
+                    return Err(refused("the proposer no longer leads at that leader epoch"));
+                }
+                if current.partition_epoch != *partition_epoch {
+                    return Err(refused("the partition epoch moved on"));
+                }
+                if !isr.contains(leader) {
+                    return Err(refused("the leader must stay in the ISR"));
+                }
+                let joining_fenced = isr
+                    .iter()
+                    .filter(|b| !current.isr.contains(b))
+                    .any(|b| !self.is_unfenced(*b));
+                if joining_fenced {
+                    return Err(refused("a replica joining the ISR is fenced or unknown"));
+                }
+                let next = changed(current, None, Some(isr), None);
+                self.check_partition(topic, *partition, &next)?;
+            }
             MetadataRecord::TopicConfigChanged { name, .. } => {
                 self.existing(name)?;
             }
@@ -514,6 +556,20 @@ impl MetadataImage {
                     .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?));
                 if let Some(p) = slot {
                     *p = changed(p, *leader, isr.as_deref(), replicas.as_deref());
+                }
+            }
+            MetadataRecord::IsrChanged {
+                topic,
+                partition,
+                isr,
+                ..
+            } => {
+                let slot = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?));
+                if let Some(p) = slot {
+                    *p = changed(p, None, Some(isr), None);
                 }
             }
             MetadataRecord::TopicConfigChanged { name, changes } => {

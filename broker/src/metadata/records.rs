@@ -132,6 +132,19 @@ pub enum MetadataRecord {
         #[serde(default)]
         replicas: Option<Vec<BrokerId>>,
     },
+    /// A partition's leader changed its ISR (Kafka's AlterPartition, with
+    /// KIP-497's partition epoch): applied only while `leader` still leads
+    /// at `leader_epoch`, the partition is still at `partition_epoch`, and
+    /// every replica it adds is unfenced (KIP-841); bumps the partition
+    /// epoch. A leader proposes it; a refusal tells it to re-read the image.
+    IsrChanged {
+        topic: String,
+        partition: i32,
+        leader: BrokerId,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<BrokerId>,
+    },
     /// Config overrides set (`Some`) or removed back to the default (`None`).
     TopicConfigChanged {
         name: String,

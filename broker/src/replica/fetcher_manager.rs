@@ -29,6 +29,9 @@ struct Fetchers {
     by_source: HashMap<i32, ReplicaFetcher>,
     /// Partition → the source node its fetcher is on.
     source_of: HashMap<TopicPartition, i32>,
+    /// Partition → what [`ReplicaFetcherManager::follow_if_changed`] last
+    /// assigned: (leader epoch, identity of the followed object).
+    assigned: HashMap<TopicPartition, (i32, usize)>,
 }
 
 /// The fetchers of this broker.
@@ -78,8 +81,19 @@ impl ReplicaFetcherManager {
         if restart && let Some(old) = f.by_source.remove(&leader.node_id) {
             // Carry nothing over: the reconciler assigns every partition
             // again from the image that named the new address.
-            f.source_of
-                .retain(|_, source| *source != old.source().node_id);
+            let gone = old.source().node_id;
+            let Fetchers {
+                source_of,
+                assigned,
+                ..
+            } = &mut *f;
+            source_of.retain(|tp, source| {
+                let keep = *source != gone;
+                if !keep {
+                    assigned.remove(tp);
+                }
+                keep
+            });
         }
         let fetcher = f
             .by_source
@@ -89,9 +103,43 @@ impl ReplicaFetcherManager {
         f.source_of.insert(tp, leader.node_id);
     }
 
+    /// [`ReplicaFetcherManager::follow`] unless `tp` is already followed
+    /// from `leader` (same address, fetcher running) at `leader_epoch` for
+    /// the same partition object `key` (a re-created topic is a new one):
+    /// then its fetch state (backoffs, epoch checks) is kept.
+    pub fn follow_if_changed<T>(
+        &self,
+        tp: TopicPartition,
+        leader: SourceBroker,
+        leader_epoch: i32,
+        key: &Arc<T>,
+        follower: impl FnOnce() -> Arc<dyn FollowerLog>,
+    ) {
+        let identity = Arc::as_ptr(key) as *const () as usize;
+        {
+            let f = self.lock();
+            let same = f.source_of.get(&tp) == Some(&leader.node_id)
+                && f.assigned.get(&tp) == Some(&(leader_epoch, identity))
+                && f.by_source
+                    .get(&leader.node_id)
+                    .is_some_and(|r| r.source().address == leader.address && !r.is_finished());
+            if same {
+                return;
+            }
+        }
+        self.follow(tp.clone(), leader, leader_epoch, follower());
+        self.lock().assigned.insert(tp, (leader_epoch, identity));
+    }
+
+    /// Every partition some fetcher follows.
+    pub fn followed_partitions(&self) -> Vec<TopicPartition> {
+        self.lock().source_of.keys().cloned().collect()
+    }
+
     /// Stops following `tp`. Once this returns nothing appends to it.
     pub fn unfollow(&self, tp: &TopicPartition) {
         let mut f = self.lock();
+        f.assigned.remove(tp);
         if let Some(source) = f.source_of.get(tp).copied() {
             remove_from(&mut f, tp, source);
         }
@@ -110,6 +158,7 @@ impl ReplicaFetcherManager {
     pub fn shutdown(&self) {
         let mut f = self.lock();
         f.source_of.clear();
+        f.assigned.clear();
         f.by_source.clear();
     }
 }

@@ -53,6 +53,15 @@ impl Flusher {
             tracing::error!("flusher task is gone; durability waits will time out");
         }
     }
+
+    /// Asks for `partition` to be flushed soon without waiting (the replica
+    /// fetcher's appends): when the queue is full the request is dropped
+    /// and the flush policy's maintenance pass syncs the partition later.
+    pub fn request_now(&self, partition: &Arc<Partition>) {
+        if partition.try_queue_flush() && self.queue.try_send(Arc::clone(partition)).is_err() {
+            partition.unqueue_flush();
+        }
+    }
 }
 
 /// The flusher loop. It never ends while any `Flusher` handle lives.

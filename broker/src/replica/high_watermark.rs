@@ -9,10 +9,12 @@
 //!             local end      the leader's own end that counts as written:
 //!                            the durable end with durability=fsync, the
 //!                            log end after each append with page_cache
-//!             replicated end min log end offset over the ISR's followers
-//!                            (issue 15's follower tracking sets it with
-//!                            `set_replicated_end`; ∞ until it does, and
-//!                            when the ISR is the leader alone)
+//!             replicated end min log end offset over the followers the
+//!                            leader waits for (`replica::isr`, set with
+//!                            `set_replicated_end`; ∞ when the ISR is the
+//!                            leader alone). A node that becomes leader
+//!                            keeps its high watermark until its followers
+//!                            have reported where they are.
 //! follower: HW = min(leader's HW from the last fetch, local end)
 //! both:     HW ≥ log start offset
 //! ```
@@ -24,6 +26,8 @@
 //!   (local end).
 //! - A change is published with one `watch` send and wakes long-poll
 //!   fetches only when the high watermark advanced.
+//! - `written_end` (this node's own written end, published for acks=1)
+//!   never goes down except by a follower's truncation.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -35,6 +39,14 @@ use tokio::sync::{Notify, watch};
 pub struct Progress {
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// What this node itself counts as written (the local end of the
+    /// module table): an acks=1 produce is answered once it covers the
+    /// batch.
+    pub written_end: i64,
+    /// The leader epoch this node leads the partition at, -1 while it
+    /// follows: a produce waiting for replication fails once it changes
+    /// (the offsets it waits for may then hold another leader's records).
+    pub leader_epoch: i32,
     /// The log's directory failed (fsync or write error): the partition
     /// answers KAFKA_STORAGE_ERROR from now on.
     pub failed: bool,
@@ -60,6 +72,8 @@ impl HighWatermark {
         let (progress, _) = watch::channel(Progress {
             high_watermark: local_end.max(log_start_offset),
             log_start_offset,
+            written_end: local_end,
+            leader_epoch: -1,
             failed: false,
         });
         Self {
@@ -80,12 +94,26 @@ impl HighWatermark {
     }
 
     /// The partition became leader (`true`) or follower. A new leader
-    /// tracks no follower yet; a new follower waits for its leader's HW.
+    /// keeps its high watermark until `set_replicated_end` says what its
+    /// followers hold; a new follower waits for its leader's HW.
     pub fn set_leading(&self, leading: bool) {
         if self.leading.swap(leading, Ordering::AcqRel) != leading {
-            self.bound
-                .store(if leading { i64::MAX } else { i64::MIN }, Ordering::Release);
+            let bound = if leading {
+                self.progress().high_watermark
+            } else {
+                i64::MIN
+            };
+            self.bound.store(bound, Ordering::Release);
         }
+    }
+
+    /// The leader epoch this node now leads at, -1 when it follows.
+    pub fn set_leader_epoch(&self, leader_epoch: i32) {
+        self.progress.send_if_modified(|p| {
+            let changed = p.leader_epoch != leader_epoch;
+            p.leader_epoch = leader_epoch;
+            changed
+        });
     }
 
     /// This node's written end moved to `end` (an append with page_cache,
@@ -95,8 +123,14 @@ impl HighWatermark {
         self.advance();
     }
 
-    /// The leader's slot for issue 15: min log end offset over the ISR
-    /// followers (`i64::MAX` when the ISR is the leader alone).
+    /// A leader appended: wakes waiting follower fetches (its high
+    /// watermark moves only once they have fetched).
+    pub fn appended(&self) {
+        self.data_arrived.notify_waiters();
+    }
+
+    /// The leader's min log end offset over the followers it waits for
+    /// (`i64::MAX` when the ISR is the leader alone).
     pub fn set_replicated_end(&self, end: i64) {
         if self.leading.load(Ordering::Acquire) {
             self.bound.store(end, Ordering::Release);
@@ -134,12 +168,16 @@ impl HighWatermark {
         self.local_end.fetch_min(end, Ordering::AcqRel);
         self.progress.send_if_modified(|p| {
             let lowered = end.max(p.log_start_offset);
+            let mut changed = false;
             if lowered < p.high_watermark {
                 p.high_watermark = lowered;
-                true
-            } else {
-                false
+                changed = true;
             }
+            if end < p.written_end {
+                p.written_end = end;
+                changed = true;
+            }
+            changed
         });
     }
 
@@ -148,17 +186,19 @@ impl HighWatermark {
     }
 
     fn advance(&self) {
-        let target = self
-            .local_end
-            .load(Ordering::Acquire)
-            .min(self.bound.load(Ordering::Acquire));
-        let advanced = self.progress.send_if_modified(|p| {
+        let local_end = self.local_end.load(Ordering::Acquire);
+        let target = local_end.min(self.bound.load(Ordering::Acquire));
+        let mut advanced = false;
+        self.progress.send_if_modified(|p| {
+            let written = local_end > p.written_end;
+            if written {
+                p.written_end = local_end;
+            }
             if target > p.high_watermark {
                 p.high_watermark = target;
-                true
-            } else {
-                false
+                advanced = true;
             }
+            written || advanced
         });
         if advanced {
             self.data_arrived.notify_waiters();
@@ -209,6 +249,21 @@ mod tests {
     }
 
     #[test]
+    fn a_new_leader_keeps_its_high_watermark_until_followers_report() {
+        let h = hw(2);
+        h.set_leading(false);
+        h.leader_high_watermark(2);
+        h.local_end_advanced(9);
+        h.set_leading(true);
+        assert_eq!(h.progress().high_watermark, 2);
+        h.local_end_advanced(10);
+        assert_eq!(h.progress().high_watermark, 2, "followers not heard yet");
+        assert_eq!(h.progress().written_end, 10);
+        h.set_replicated_end(7);
+        assert_eq!(h.progress().high_watermark, 7);
+    }
+
+    #[test]
     fn truncation_lowers_the_high_watermark_to_the_new_end() {
         let h = hw(8);
         h.set_leading(false);
@@ -228,6 +283,8 @@ mod tests {
             Progress {
                 high_watermark: 5,
                 log_start_offset: 5,
+                written_end: 2,
+                leader_epoch: -1,
                 failed: false
             }
         );

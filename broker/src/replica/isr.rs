@@ -107,6 +107,12 @@ impl LeaderIsr {
         }
     }
 
+    /// Whether any replica besides the leader exists (appends must then
+    /// wake waiting follower fetches).
+    pub fn has_followers(&self) -> bool {
+        !self.followers.is_empty()
+    }
+
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
     }
@@ -220,10 +226,31 @@ impl LeaderIsr {
         proposal
     }
 
-    /// Moves the high watermark up to the smallest log end offset among
-    /// the maximal ISR and the caught-up eligible followers, at most
-    /// `leader_end` (the leader's log end offset, or in fsync mode the end
-    /// of what it has synced). Returns the new high watermark if it moved.
+    /// The smallest log end offset among the followers the high watermark
+    /// waits for: the maximal ISR and the caught-up eligible followers
+    /// (`i64::MAX` when there are none: the ISR is the leader alone).
+    pub fn replicated_end(
+        &self,
+        leader_log_end: i64,
+        now_ms: i64,
+        eligible: impl Fn(i32) -> bool,
+    ) -> i64 {
+        let maximal = self.maximal_isr();
+        self.followers
+            .iter()
+            .filter(|(id, f)| {
+                maximal.contains(id)
+                    || (f.is_caught_up(leader_log_end, now_ms, self.lag_max_ms) && eligible(**id))
+            })
+            .map(|(_, f)| f.log_end_offset)
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Moves the high watermark up to [`LeaderIsr::replicated_end`], at
+    /// most `leader_end` (the leader's log end offset, or in fsync mode the
+    /// end of what it has synced). Returns the new high watermark if it
+    /// moved.
     pub fn maybe_advance_high_watermark(
         &mut self,
         leader_end: i64,
@@ -231,15 +258,7 @@ impl LeaderIsr {
         now_ms: i64,
         eligible: impl Fn(i32) -> bool,
     ) -> Option<i64> {
-        let maximal = self.maximal_isr();
-        let mut candidate = leader_end;
-        for (id, f) in &self.followers {
-            let waits_for = maximal.contains(id)
-                || (f.is_caught_up(leader_log_end, now_ms, self.lag_max_ms) && eligible(*id));
-            if waits_for && f.log_end_offset < candidate {
-                candidate = f.log_end_offset;
-            }
-        }
+        let candidate = leader_end.min(self.replicated_end(leader_log_end, now_ms, eligible));
         if candidate > self.high_watermark {
             self.high_watermark = candidate;
             Some(candidate)
@@ -248,8 +267,6 @@ impl LeaderIsr {
         }
     }
 
-    /// Whether an acks=all produce may append now: the ISR must hold at
-    /// least `min_insync` replicas, else NOT_ENOUGH_REPLICAS.
     pub fn enough_replicas_to_append(&self, min_insync: usize) -> bool {
         self.isr.len() >= min_insync
     }

@@ -30,13 +30,18 @@ use std::sync::{Arc, Mutex, RwLock};
 use sluice_storage::{LogDir, PartitionBudget, ProcessLimits, TopicPartition};
 use tokio::sync::Notify;
 
+use super::fetcher::{FetcherConfig, SourceBroker};
+use super::fetcher_manager::ReplicaFetcherManager;
 use super::flusher::Flusher;
-use super::partition::Partition;
+use super::follower_state::REPLICA_LAG_TIME_MAX_MS_DEFAULT;
+use super::following::FollowingPartition;
+use super::partition::{Partition, ReplicaSet};
 use super::partition_metadata;
 use super::role::PartitionRole;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
-use crate::metadata::{BrokerId, MetadataImage, TopicImage};
+use crate::metadata::{BrokerId, MetadataImage, NO_LEADER, TopicImage};
+use crate::server::now_ms;
 use crate::settings::{TopicConfig, TopicDefaults};
 
 /// A hosted replica and the role last applied to it.
@@ -99,6 +104,26 @@ impl Drop for BudgetReservation<'_> {
     }
 }
 
+/// How this node replicates: Kafka's `replica.*` broker settings.
+#[derive(Debug, Clone)]
+pub struct ReplicationSettings {
+    /// `replica.lag.time.max.ms`: an ISR member not caught up for this long
+    /// is proposed out.
+    pub lag_max_ms: i64,
+    /// The replica fetchers' `replica.fetch.*` settings.
+    pub fetcher: FetcherConfig,
+}
+
+impl ReplicationSettings {
+    /// Kafka's defaults for node `node`.
+    pub fn defaults(node: BrokerId) -> Self {
+        Self {
+            lag_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+            fetcher: FetcherConfig::new(node),
+        }
+    }
+}
+
 /// The partitions of this node.
 pub struct ReplicaManager {
     /// This node's broker id: which replicas of the image are its own.
@@ -120,6 +145,10 @@ pub struct ReplicaManager {
     /// Notified whenever any partition's high watermark advances; long-poll
     /// fetches wait on it.
     data_arrived: Arc<Notify>,
+    replication: ReplicationSettings,
+    /// One replica fetcher per leader broker this node follows partitions
+    /// of; kept in line with the image by [`ReplicaManager::sync_fetchers`].
+    fetchers: ReplicaFetcherManager,
 }
 
 impl ReplicaManager {
@@ -144,7 +173,25 @@ impl ReplicaManager {
             reserved: Mutex::new(0),
             flusher: Flusher::start(),
             data_arrived: Arc::new(Notify::new()),
+            replication: ReplicationSettings::defaults(node),
+            fetchers: ReplicaFetcherManager::new(FetcherConfig::new(node)),
         }
+    }
+
+    /// Replaces the replication settings (the broker's `replica.*` keys).
+    pub fn with_replication(mut self, replication: ReplicationSettings) -> Self {
+        self.fetchers = ReplicaFetcherManager::new(replication.fetcher.clone());
+        self.replication = replication;
+        self
+    }
+
+    pub fn replication(&self) -> &ReplicationSettings {
+        &self.replication
+    }
+
+    /// The replica fetchers (tests and metrics read what they follow).
+    pub fn fetchers(&self) -> &ReplicaFetcherManager {
+        &self.fetchers
     }
 
     /// Replaces the partition budget (the broker computes it with its
@@ -306,8 +353,13 @@ impl ReplicaManager {
         for p in moved {
             self.set_aside_replica(&p);
         }
+        let now = now_ms();
         for (p, role) in roles {
-            if let Err(e) = p.apply_role(role) {
+            let Some(assigned) = image.partition(p.topic(), p.index()) else {
+                continue;
+            };
+            let set = ReplicaSet::of(self.node, assigned, self.replication.lag_max_ms, now);
+            if let Err(e) = p.apply_role(role, &set) {
                 tracing::warn!(topic = %p.topic(), partition = p.index(), error = %e, "role change not applied");
             }
         }
@@ -328,7 +380,47 @@ impl ReplicaManager {
             }
         }
         self.incomplete.store(!failed.is_empty(), Ordering::Release);
+        self.sync_fetchers(&image);
         Ok(ReconcileReport { image, failed })
+    }
+
+    /// Follows every hosted follower partition from its leader's broker and
+    /// stops following the rest (leaders, leaderless, gone). A partition
+    /// already followed at the same leader epoch keeps its fetch state.
+    /// Writes need no ordering with the roles applied before: a fetcher
+    /// still assigned to a partition that now leads is refused by its role
+    /// check, under the partition's lock.
+    fn sync_fetchers(&self, image: &MetadataImage) {
+        let hosted: Vec<Arc<Partition>> = self.all_partitions();
+        let mut wanted = std::collections::HashSet::with_capacity(hosted.len());
+        for p in hosted {
+            let tp = (Arc::clone(p.topic()), p.index());
+            let Ok(role) = p.role() else { continue };
+            let source = match role.role {
+                super::Role::Follower { leader } if leader != NO_LEADER && leader != self.node => {
+                    image.broker(leader).and_then(|b| {
+                        b.client_endpoint().map(|e| SourceBroker {
+                            node_id: leader,
+                            address: format!("{}:{}", e.host, e.port),
+                        })
+                    })
+                }
+                _ => None,
+            };
+            let Some(source) = source else { continue };
+            wanted.insert(tp.clone());
+            let flusher = self.flusher.clone();
+            let followed = Arc::clone(&p);
+            self.fetchers
+                .follow_if_changed(tp, source, role.leader_epoch.0, &p, move || {
+                    Arc::new(FollowingPartition::new(followed, flusher))
+                });
+        }
+        for tp in self.fetchers.followed_partitions() {
+            if !wanted.contains(&tp) {
+                self.fetchers.unfollow(&tp);
+            }
+        }
     }
 
     /// Whether the last reconcile left partitions of the image unopened.
@@ -459,6 +551,18 @@ impl ReplicaManager {
                     Arc::clone(&self.data_arrived),
                     role,
                 )
+            });
+            // The replica set before the partition is installed, so no
+            // append is acknowledged before its followers count.
+            let partition = partition.and_then(|p| {
+                let assigned = plan
+                    .topic
+                    .partition(index)
+                    .ok_or(BrokerError::StatePoisoned)?;
+                let set =
+                    ReplicaSet::of(self.node, assigned, self.replication.lag_max_ms, now_ms());
+                p.apply_role(role, &set)?;
+                Ok(p)
             });
             match partition {
                 Ok(p) => opened.push((Arc::new(p), role)),
@@ -636,6 +740,8 @@ impl ReplicaManager {
     /// Flushes and closes every log; each writes its clean-shutdown marker.
     /// Side by side on storage's bounded pool: closing is mostly fsyncs.
     pub fn shutdown(&self) {
+        // No fetcher appends to a log being closed.
+        self.fetchers.shutdown();
         let closed = sluice_storage::parallel::map(self.all_partitions(), |p| {
             let r = p.close();
             (p, r)

@@ -12,12 +12,14 @@
 //! handlers ── named Partition operations (role and epoch checked inside)
 //! ```
 
+pub mod alter_partition;
 pub mod fetcher;
 pub mod fetcher_follower;
 pub mod fetcher_manager;
 pub mod fetcher_state;
 pub mod flusher;
 pub mod follower_state;
+pub mod following;
 pub mod high_watermark;
 pub mod isr;
 pub mod leadership;
@@ -32,6 +34,9 @@ pub mod timestamps;
 pub use flusher::Flusher;
 pub use high_watermark::{HighWatermark, Progress};
 pub use manager::ReplicaManager;
-pub use partition::{AppendOutcome, FollowerAppend, Partition, ReadOutcome};
+pub use partition::{
+    AppendOutcome, FollowerAppend, FollowerFetch, FollowerRead, IsrChange, Partition, ReadOutcome,
+    ReplicaSet,
+};
 pub use reconciler::Reconciler;
 pub use role::{PartitionRole, Role};

@@ -21,14 +21,16 @@
 //!   [`Partition::truncate_to`], [`Partition::log_end_offset`],
 //!   [`Partition::last_fetched_epoch`], [`Partition::follower_high_watermark`];
 //! - the reconciler: `Partition::apply_role`; maintenance:
-//!   `Partition::maintain`, `Partition::maybe_flush`.
+//!   `Partition::maintain`, `Partition::maybe_flush`, `Partition::maybe_shrink_isr`.
 //!
 //! # High watermark
 //! [`HighWatermark`] is its only owner (see that module for the rule per
-//! role). As leader on one node it is the end of what is durable under the
-//! broker's [`DurabilityMode`]: with `Fsync`, the log end offset covered by
+//! role). As leader it is the smaller of this node's written end under the
+//! broker's [`DurabilityMode`] (with `Fsync`, the log end offset covered by
 //! the last completed fdatasync; with `PageCache`, the log end offset after
-//! each append. Consumers read below it only.
+//! each append) and the smallest log end offset of the followers the
+//! leader's [`LeaderIsr`] waits for. Consumers read below it only;
+//! followers read up to the log end.
 //!
 //! # Invariants
 //! - `log_start_offset ≤ high_watermark ≤ log_end_offset`.
@@ -46,8 +48,10 @@ use sluice_protocol::{RecordBatchView, TimestampType};
 use sluice_storage::{FileRegion, LogConfig, Offset, PartitionLog, PendingFlush};
 use tokio::sync::{Notify, watch};
 
+use super::fetcher_follower::{EpochEnd, FollowerEnd};
 use super::high_watermark::HighWatermark;
 pub use super::high_watermark::Progress;
+use super::isr::{IsrProposal, LeaderIsr, LeaderStart};
 use super::producer_state::{
     ProducerBatch, ProducerStateTable, SequenceCheck, WrittenBatch, last_sequence,
 };
@@ -55,6 +59,7 @@ use super::role::PartitionRole;
 use crate::admin::PartitionTraffic;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
+use crate::metadata::{BrokerId, PartitionImage};
 
 /// Where an accepted batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +68,8 @@ pub struct AppendOutcome {
     pub last_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// The leader epoch the batch was appended (or found) under.
+    pub leader_epoch: i32,
     /// The batch was a retry of one already written; nothing was appended.
     pub duplicate: bool,
 }
@@ -86,6 +93,72 @@ struct PartitionState {
     log: PartitionLog,
     producers: ProducerStateTable,
     role: PartitionRole,
+    /// The ISR and follower tracking while this node leads; `None` while it
+    /// follows.
+    leader_isr: Option<LeaderIsr>,
+}
+
+/// What the image says about a partition's replicas, with this node's id:
+/// what [`Partition::apply_role`] needs besides the role.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaSet<'a> {
+    pub node: BrokerId,
+    pub replicas: &'a [BrokerId],
+    pub isr: &'a [BrokerId],
+    /// `replica.lag.time.max.ms`.
+    pub lag_max_ms: i64,
+    pub now_ms: i64,
+}
+
+impl<'a> ReplicaSet<'a> {
+    /// `node`'s view of `partition` in an image.
+    pub fn of(node: BrokerId, partition: &'a PartitionImage, lag_max_ms: i64, now_ms: i64) -> Self {
+        Self {
+            node,
+            replicas: &partition.replicas,
+            isr: &partition.isr,
+            lag_max_ms,
+            now_ms,
+        }
+    }
+}
+
+/// A follower's Fetch, as the leader sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerFetch {
+    pub follower: BrokerId,
+    /// The follower's log end offset.
+    pub fetch_offset: i64,
+    /// The epoch of the follower's last batch (Fetch v12+), -1 if unknown.
+    pub last_fetched_epoch: i32,
+    pub current_leader_epoch: i32,
+    /// The follower may join the ISR (registered and unfenced, KIP-841).
+    pub follower_eligible: bool,
+    pub max_bytes: u32,
+    pub min_one_batch: bool,
+    pub now_ms: i64,
+}
+
+/// What the leader answers a follower's fetch with.
+#[derive(Debug)]
+pub enum FollowerRead {
+    /// Batches from the fetch offset, up to the log end.
+    Records(ReadOutcome),
+    /// The follower's log diverges from this one (KIP-595): the leader's
+    /// end of the largest epoch ≤ the follower's last fetched epoch.
+    Diverging {
+        epoch: i32,
+        end_offset: i64,
+        high_watermark: i64,
+        log_start_offset: i64,
+    },
+}
+
+/// An ISR change the leader proposes to the controller (`IsrChanged`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub leader_epoch: i32,
+    pub proposal: IsrProposal,
 }
 
 /// The partition's state under its lock; `None` once closed.
@@ -145,6 +218,11 @@ impl Partition {
             data_arrived,
         );
         high_watermark.set_leading(role.is_leader());
+        high_watermark.set_leader_epoch(if role.is_leader() {
+            role.leader_epoch.0
+        } else {
+            -1
+        });
         Ok(Self {
             topic,
             index,
@@ -153,6 +231,7 @@ impl Partition {
                 log,
                 producers,
                 role,
+                leader_isr: None,
             })),
             high_watermark,
             flush_queued: AtomicBool::new(false),
@@ -215,17 +294,94 @@ impl Partition {
         Ok(self.lock()?.role)
     }
 
-    /// Applies the role an image gives the partition (the reconciler
-    /// only). A partition that stops leading takes no client append from
-    /// the moment this returns.
-    pub(crate) fn apply_role(&self, role: PartitionRole) -> Result<(), BrokerError> {
+    /// Applies the role an image gives the partition, with its replicas
+    /// and ISR (the reconciler only). A partition that stops leading takes
+    /// no client append from the moment this returns; one that starts
+    /// leading keeps its high watermark until its followers report.
+    pub(crate) fn apply_role(
+        &self,
+        role: PartitionRole,
+        set: &ReplicaSet<'_>,
+    ) -> Result<(), BrokerError> {
         let mut state = self.lock()?;
         let was = state.role;
         state.role = role;
+        let replicated_end = if role.is_leader() {
+            let log_end = state.log.log_end_offset().0;
+            let new_term = !was.is_leader() || was.leader_epoch != role.leader_epoch;
+            match state.leader_isr.as_mut() {
+                Some(isr) if !new_term => {
+                    isr.on_image(
+                        role.partition_epoch,
+                        set.isr.to_vec(),
+                        set.replicas,
+                        set.now_ms,
+                    );
+                }
+                _ => {
+                    // Before the new tracker's first answer: the high
+                    // watermark stays where it is until followers report.
+                    self.high_watermark.set_leading(true);
+                    state.leader_isr = Some(LeaderIsr::new(
+                        LeaderStart {
+                            leader: set.node,
+                            replicas: set.replicas,
+                            isr: set.isr.to_vec(),
+                            partition_epoch: role.partition_epoch,
+                            high_watermark: self.progress().high_watermark,
+                            leader_epoch_start_offset: log_end,
+                        },
+                        set.lag_max_ms,
+                        set.now_ms,
+                    ));
+                }
+            }
+            state
+                .leader_isr
+                .as_ref()
+                .map(|isr| isr.replicated_end(log_end, set.now_ms, |_| false))
+        } else {
+            state.leader_isr = None;
+            None
+        };
         drop(state);
+        match replicated_end {
+            Some(end) => self.high_watermark.set_replicated_end(end),
+            None => self.high_watermark.set_leading(false),
+        }
+        self.high_watermark.set_leader_epoch(if role.is_leader() {
+            role.leader_epoch.0
+        } else {
+            -1
+        });
         if was.role != role.role {
-            self.high_watermark.set_leading(role.is_leader());
             tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = role.leader_epoch.0, leader = role.is_leader(), "partition role changed");
+        }
+        Ok(())
+    }
+
+    /// The ISR as of the last image this leader applied (acks=all checks
+    /// it against `min.insync.replicas`); empty while following.
+    pub fn isr(&self) -> Result<Vec<BrokerId>, BrokerError> {
+        Ok(self
+            .lock()?
+            .leader_isr
+            .as_ref()
+            .map(|isr| isr.isr().to_vec())
+            .unwrap_or_default())
+    }
+
+    /// NOT_ENOUGH_REPLICAS when the ISR is smaller than `min_insync`
+    /// (an acks=all produce, before its append, as Kafka checks).
+    pub fn check_enough_replicas(&self, min_insync: usize) -> Result<(), BrokerError> {
+        let isr = self.isr()?.len();
+        if isr < min_insync {
+            return Err(BrokerError::NotEnoughReplicas {
+                topic: self.topic.to_string(),
+                partition: self.index,
+                isr,
+                min_insync,
+            });
         }
         Ok(())
     }
@@ -270,6 +426,7 @@ impl Partition {
                     last_offset: w.last_offset,
                     log_append_time_ms: w.log_append_time_ms,
                     log_start_offset,
+                    leader_epoch: state.role.leader_epoch.0,
                     duplicate: true,
                 });
             }
@@ -312,15 +469,23 @@ impl Partition {
         };
         state.producers.record(&producer, written);
         let log_end = state.log.log_end_offset().0;
+        let followers_wait = state
+            .leader_isr
+            .as_ref()
+            .is_some_and(LeaderIsr::has_followers);
         drop(state);
         if self.durability == DurabilityMode::PageCache {
             self.high_watermark.local_end_advanced(log_end);
+        }
+        if followers_wait {
+            self.high_watermark.appended();
         }
         Ok(AppendOutcome {
             base_offset: written.base_offset,
             last_offset: written.last_offset,
             log_append_time_ms: written.log_append_time_ms,
             log_start_offset,
+            leader_epoch: epoch.0,
             duplicate: false,
         })
     }
@@ -436,6 +601,121 @@ impl Partition {
         Ok(state.log.leader_epochs().end_offset_for(epoch, log_end))
     }
 
+    // ---- leader operations for followers --------------------------------------
+
+    /// A follower's Fetch: the diverging-epoch check (Fetch v12+), then
+    /// whole batches from `fetch_offset` up to the log end; records where
+    /// the follower is, may propose it into the ISR, and moves the high
+    /// watermark. `eligible` says which brokers may count as caught up
+    /// (unfenced in the image). Zero copies, as for consumers.
+    pub fn read_for_follower(
+        &self,
+        fetch: &FollowerFetch,
+        eligible: impl Fn(BrokerId) -> bool,
+    ) -> Result<(FollowerRead, Option<IsrChange>), BrokerError> {
+        if self.progress().failed {
+            return Err(BrokerError::StorageFailed);
+        }
+        let mut state = self.lock_as_leader(fetch.current_leader_epoch)?;
+        let log_start_offset = state.log.log_start_offset().0;
+        let log_end = state.log.log_end_offset();
+        if fetch.last_fetched_epoch >= 0 {
+            let (epoch, end_offset) = state
+                .log
+                .leader_epochs()
+                .end_offset_for(fetch.last_fetched_epoch, log_end);
+            // Kafka's rule: the follower's last epoch is unknown here, or
+            // ends before where the follower is.
+            if epoch < fetch.last_fetched_epoch || end_offset < fetch.fetch_offset {
+                drop(state);
+                return Ok((
+                    FollowerRead::Diverging {
+                        epoch,
+                        end_offset,
+                        high_watermark: self.progress().high_watermark,
+                        log_start_offset,
+                    },
+                    None,
+                ));
+            }
+        }
+        if fetch.fetch_offset < log_start_offset || fetch.fetch_offset > log_end.0 {
+            return Err(BrokerError::OffsetOutOfRange {
+                requested: fetch.fetch_offset,
+                log_start: log_start_offset,
+                log_end: log_end.0,
+            });
+        }
+        let leader_epoch = state.role.leader_epoch.0;
+        let (proposal, replicated_end) = match state.leader_isr.as_mut() {
+            Some(isr) => {
+                let proposal = isr.on_follower_fetch(
+                    fetch.follower,
+                    fetch.fetch_offset,
+                    log_end.0,
+                    fetch.now_ms,
+                    fetch.follower_eligible,
+                );
+                (
+                    proposal,
+                    isr.replicated_end(log_end.0, fetch.now_ms, &eligible),
+                )
+            }
+            None => (None, i64::MAX),
+        };
+        let read = state
+            .log
+            .read(
+                Offset(fetch.fetch_offset),
+                fetch.max_bytes,
+                log_end,
+                fetch.min_one_batch,
+            )
+            .map_err(|e| self.storage_error(e))?;
+        drop(state);
+        self.high_watermark.set_replicated_end(replicated_end);
+        let change = proposal.map(|proposal| IsrChange {
+            leader_epoch,
+            proposal,
+        });
+        Ok((
+            FollowerRead::Records(ReadOutcome {
+                regions: read.regions,
+                high_watermark: self.progress().high_watermark,
+                log_start_offset,
+            }),
+            change,
+        ))
+    }
+
+    /// The ISR members that have not caught up for `replica.lag.time.max.ms`,
+    /// proposed out (the maintenance pass); `None` while following or when
+    /// every member keeps up.
+    pub(crate) fn maybe_shrink_isr(&self, now_ms: i64) -> Result<Option<IsrChange>, BrokerError> {
+        let mut state = self.lock()?;
+        let log_end = state.log.log_end_offset().0;
+        let leader_epoch = state.role.leader_epoch.0;
+        Ok(state
+            .leader_isr
+            .as_mut()
+            .and_then(|isr| isr.maybe_shrink(log_end, now_ms))
+            .map(|proposal| IsrChange {
+                leader_epoch,
+                proposal,
+            }))
+    }
+
+    /// The controller refused (or never answered) `change`: forget it so a
+    /// later fetch or maintenance pass computes a fresh one.
+    pub(crate) fn isr_change_failed(&self, change: &IsrChange) {
+        if let Ok(mut state) = self.lock()
+            && let Some(isr) = state.leader_isr.as_mut()
+            && isr.pending() == Some(&change.proposal)
+        {
+            isr.on_proposal_failed();
+        }
+    }
+
     // ---- follower operations (the replica fetcher, issue 15) ---------------
 
     /// Appends batches fetched from the leader: their offsets and leader
@@ -496,6 +776,42 @@ impl Partition {
         Ok(end.0)
     }
 
+    /// Where this follower's log ends, for its next Fetch.
+    pub fn follower_end(&self) -> Result<FollowerEnd, BrokerError> {
+        let state = self.lock()?;
+        Ok(FollowerEnd {
+            log_end_offset: state.log.log_end_offset().0,
+            last_epoch: state.log.leader_epochs().latest_epoch().map(|e| e.0),
+            log_start_offset: state.log.log_start_offset().0,
+        })
+    }
+
+    /// This replica's own end of `epoch` (the largest epoch ≤ it), without
+    /// a role check: a follower compares it with its leader's.
+    pub fn own_epoch_end(&self, epoch: i32) -> Result<Option<EpochEnd>, BrokerError> {
+        let state = self.lock()?;
+        let log_end = state.log.log_end_offset();
+        let (epoch, end_offset) = state.log.leader_epochs().end_offset_for(epoch, log_end);
+        Ok((epoch != UNDEFINED_EPOCH).then_some(EpochEnd { epoch, end_offset }))
+    }
+
+    /// Empties a follower's log and starts it at `offset` (its leader's log
+    /// start moved past everything it holds); durable when it returns.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), BrokerError> {
+        let mut state = self.lock()?;
+        state.role.check_follower(&self.topic, self.index)?;
+        state
+            .log
+            .truncate_fully_and_start_at(Offset(offset))
+            .map_err(|e| self.storage_error(e))?;
+        state.producers = ProducerStateTable::default();
+        let log_start_offset = state.log.log_start_offset().0;
+        drop(state);
+        self.high_watermark.truncated(offset);
+        self.high_watermark.log_start_moved(log_start_offset);
+        Ok(())
+    }
+
     /// The log end offset (what a follower fetches from next).
     pub fn log_end_offset(&self) -> Result<i64, BrokerError> {
         Ok(self.lock()?.log.log_end_offset().0)
@@ -525,6 +841,11 @@ impl Partition {
     /// Marks the partition queued for the flusher; false if it already was.
     pub(crate) fn try_queue_flush(&self) -> bool {
         !self.flush_queued.swap(true, Ordering::AcqRel)
+    }
+
+    /// Undoes [`Partition::try_queue_flush`] when the queue refused it.
+    pub(crate) fn unqueue_flush(&self) {
+        self.flush_queued.store(false, Ordering::Release);
     }
 
     /// Takes the handles of unflushed files; clears the queued mark first so
@@ -696,6 +1017,101 @@ mod tests {
         }
     }
 
+    /// Node 1, the only replica.
+    const SOLE: ReplicaSet<'static> = ReplicaSet {
+        node: 1,
+        replicas: &[1],
+        isr: &[1],
+        lag_max_ms: 30_000,
+        now_ms: 0,
+    };
+
+    fn follower_fetch(fetch_offset: i64, last_fetched_epoch: i32) -> FollowerFetch {
+        FollowerFetch {
+            follower: 2,
+            fetch_offset,
+            last_fetched_epoch,
+            current_leader_epoch: 3,
+            follower_eligible: true,
+            max_bytes: 1 << 20,
+            min_one_batch: true,
+            now_ms: 10,
+        }
+    }
+
+    #[test]
+    fn a_leader_with_a_follower_moves_its_high_watermark_as_the_follower_fetches() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), role(Role::Leader, 3));
+        let set = ReplicaSet {
+            replicas: &[1, 2],
+            isr: &[1, 2],
+            ..SOLE
+        };
+        p.apply_role(role(Role::Leader, 3), &set).unwrap();
+        for _ in 0..2 {
+            let b = batch(2);
+            let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
+            p.append_as_leader(&view, 0).unwrap();
+        }
+        assert_eq!(p.progress().written_end, 4);
+        assert_eq!(
+            p.progress().high_watermark,
+            0,
+            "the follower has nothing yet"
+        );
+        assert!(p.read(0, 1 << 20, true, -1).unwrap().regions.is_empty());
+
+        let (read, change) = p
+            .read_for_follower(&follower_fetch(0, -1), |_| true)
+            .unwrap();
+        assert!(change.is_none(), "already in the ISR");
+        let FollowerRead::Records(read) = read else {
+            panic!("records expected")
+        };
+        let bytes: u64 = read.regions.iter().map(|r| r.len()).sum();
+        assert!(bytes > 0, "a follower reads above the high watermark");
+        assert_eq!(read.high_watermark, 0);
+
+        let (read, _) = p
+            .read_for_follower(&follower_fetch(4, 3), |_| true)
+            .unwrap();
+        assert!(matches!(read, FollowerRead::Records(r) if r.high_watermark == 4));
+        assert_eq!(p.progress().high_watermark, 4);
+
+        // A follower past the leader's end of its last epoch diverges
+        // there (epoch 3 began at 0, so epoch 2 ended at 0); one whose
+        // epoch is newer than any here learns nothing but to truncate to
+        // its high watermark (UNDEFINED).
+        let (read, _) = p
+            .read_for_follower(&follower_fetch(6, 2), |_| true)
+            .unwrap();
+        assert!(matches!(
+            read,
+            FollowerRead::Diverging {
+                epoch: 2,
+                end_offset: 0,
+                ..
+            }
+        ));
+        let (read, _) = p
+            .read_for_follower(&follower_fetch(6, 9), |_| true)
+            .unwrap();
+        assert!(matches!(
+            read,
+            FollowerRead::Diverging {
+                epoch: -1,
+                end_offset: -1,
+                ..
+            }
+        ));
+        assert!(matches!(
+            p.check_enough_replicas(3),
+            Err(BrokerError::NotEnoughReplicas { isr: 2, .. })
+        ));
+        assert!(p.check_enough_replicas(2).is_ok());
+    }
+
     fn open(dir: &std::path::Path, r: PartitionRole) -> Partition {
         let log = PartitionLog::open(dir, LogConfig::default()).unwrap();
         Partition::new(
@@ -743,7 +1159,8 @@ mod tests {
             Err(BrokerError::NotLeaderOrFollower { .. })
         ));
 
-        p.apply_role(role(Role::Follower { leader: 3 }, 8)).unwrap();
+        p.apply_role(role(Role::Follower { leader: 3 }, 8), &SOLE)
+            .unwrap();
         assert!(matches!(
             p.append_as_leader(&view, 0),
             Err(BrokerError::NotLeaderOrFollower {
@@ -789,7 +1206,7 @@ mod tests {
         assert_eq!(follower.last_fetched_epoch().unwrap(), Some(4));
 
         // Promoted: it now serves clients, at the new epoch.
-        follower.apply_role(role(Role::Leader, 5)).unwrap();
+        follower.apply_role(role(Role::Leader, 5), &SOLE).unwrap();
         follower.high_watermark().local_end_advanced(2);
         let b = batch(1);
         let view = RecordBatchView::parse(&b, usize::MAX).unwrap();

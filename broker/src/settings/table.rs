@@ -353,7 +353,7 @@ pub const TOPIC_SETTINGS: &[Setting] = &[
             broker_key: "min.insync.replicas",
         },
         alterable: true,
-        doc: "Replicas that must hold an acks=all write; 1 on a single node.",
+        doc: "In-sync replicas an acks=all write needs: fewer before the append answers NOT_ENOUGH_REPLICAS, fewer after it NOT_ENOUGH_REPLICAS_AFTER_APPEND.",
     },
     Setting {
         name: "retention.bytes",
@@ -429,6 +429,18 @@ pub const TOPIC_SETTINGS: &[Setting] = &[
         },
         alterable: true,
         doc: "Age at which a segment is rolled even if not full.",
+    },
+    Setting {
+        name: "unclean.leader.election.enable",
+        config_type: ConfigType::Boolean,
+        unit: Unit::None,
+        rule: Rule::OneOf(&["true", "false"]),
+        scope: Scope::Topic {
+            default: DefaultValue::Str("false"),
+            broker_key: "unclean.leader.election.enable",
+        },
+        alterable: true,
+        doc: "Whether a replica outside the ISR may lead when no ISR member can (acknowledged records may then be lost).",
     },
 ];
 
@@ -654,6 +666,62 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         Unit::Bytes,
         |c| Some(c.queued_max_request_bytes.to_string()),
         "Request bytes held in memory across connections before readers wait.",
+    )
+    .range(1, I64_MAX),
+    broker(
+        "replica.lag.time.max.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.replica_lag_time_max_ms.to_string()),
+        "As a leader: a follower that has not caught up for this long leaves the ISR (through the controller) until it catches up again.",
+    )
+    .range(1, I64_MAX),
+    broker(
+        "replica.fetch.max.bytes",
+        ConfigType::Int,
+        Unit::Bytes,
+        |c| Some(c.replica_fetch_max_bytes.to_string()),
+        "Bytes per partition a follower asks for in one fetch (a larger first batch still comes whole).",
+    )
+    .range(1, I32_MAX),
+    broker(
+        "replica.fetch.response.max.bytes",
+        ConfigType::Int,
+        Unit::Bytes,
+        |c| Some(c.replica_fetch_response_max_bytes.to_string()),
+        "Bytes of one follower fetch answer, over all its partitions.",
+    )
+    .range(1, I32_MAX),
+    broker(
+        "replica.fetch.wait.max.ms",
+        ConfigType::Int,
+        Unit::Milliseconds,
+        |c| Some(c.replica_fetch_wait_max_ms.to_string()),
+        "Longest time a leader holds a follower's fetch waiting for new records.",
+    )
+    .range(0, 30_000),
+    broker(
+        "replica.fetch.min.bytes",
+        ConfigType::Int,
+        Unit::Bytes,
+        |c| Some(c.replica_fetch_min_bytes.to_string()),
+        "Bytes a follower's fetch waits for before the leader answers.",
+    )
+    .range(1, I32_MAX),
+    broker(
+        "replica.fetch.backoff.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.replica_fetch_backoff_ms.to_string()),
+        "A follower's pause before fetching a partition again after an error.",
+    )
+    .range(0, I64_MAX),
+    broker(
+        "replica.socket.timeout.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.replica_socket_timeout_ms.to_string()),
+        "A follower's connect and request timeout towards its leader (added to the fetch wait).",
     )
     .range(1, I64_MAX),
     broker(

@@ -191,6 +191,14 @@ impl TopicConfig {
         max.min(segment)
     }
 
+    /// `min.insync.replicas`: the ISR size an acks=all write needs.
+    pub fn min_insync_replicas(&self) -> usize {
+        self.long("min.insync.replicas")
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// The storage configuration of this topic's partition logs.
     pub fn log_config(&self) -> LogConfig {
         let mut c = LogConfig::default();
