@@ -50,6 +50,30 @@ pub struct PartitionInfo {
     pub error: ErrorCode,
 }
 
+impl PartitionInfo {
+    /// No leader: the partition can be neither written nor read.
+    pub fn is_offline(&self) -> bool {
+        self.leader < 0
+    }
+
+    /// Some replica is not in the ISR (it is catching up, or its broker is
+    /// down).
+    pub fn is_under_replicated(&self) -> bool {
+        self.isr.len() < self.replicas.len()
+    }
+
+    /// `offline`, `under-replicated` or `ok`, as `sluice` prints it.
+    pub fn status(&self) -> &'static str {
+        if self.is_offline() {
+            "offline"
+        } else if self.is_under_replicated() {
+            "under-replicated"
+        } else {
+            "ok"
+        }
+    }
+}
+
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {

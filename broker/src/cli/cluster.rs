@@ -1,4 +1,5 @@
-//! `sluice cluster info`: brokers, controller and topic count.
+//! `sluice cluster info`: brokers, controller, topic count, and the
+//! partitions that are under-replicated or offline.
 
 use clap::Subcommand;
 use serde_json::json;
@@ -22,6 +23,9 @@ pub async fn run(command: ClusterCommand, connect: &ConnectArgs) -> anyhow::Resu
 async fn info(connect: &ConnectArgs) -> anyhow::Result<()> {
     let admin = Admin::connect(connect.client_config()).await?;
     let meta = admin.cluster_metadata().await?;
+    let partitions = || meta.topics.values().flat_map(|t| t.partitions.iter());
+    let under_replicated = partitions().filter(|p| p.is_under_replicated()).count();
+    let offline = partitions().filter(|p| p.is_offline()).count();
     match connect.output {
         Format::Json => print_json(&json!({
             "cluster_id": meta.cluster_id,
@@ -30,10 +34,12 @@ async fn info(connect: &ConnectArgs) -> anyhow::Result<()> {
                 "node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack,
             })).collect::<Vec<_>>(),
             "topics": meta.topics.len(),
+            "under_replicated_partitions": under_replicated,
+            "offline_partitions": offline,
         }))?,
         Format::Table => {
             println!(
-                "cluster id: {}\ncontroller: {}\ntopics:     {}\n",
+                "cluster id: {}\ncontroller: {}\ntopics:     {}\nunder-replicated partitions: {under_replicated}\noffline partitions: {offline}\n",
                 meta.cluster_id.as_deref().unwrap_or("-"),
                 meta.controller_id,
                 meta.topics.len()

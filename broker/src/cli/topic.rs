@@ -152,7 +152,7 @@ async fn describe(admin: &Admin, connect: &ConnectArgs, name: &str) -> anyhow::R
             "name": d.topic.name,
             "partitions": d.topic.partitions.iter().map(|p| json!({
                 "partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch,
-                "replicas": p.replicas, "isr": p.isr,
+                "replicas": p.replicas, "isr": p.isr, "status": p.status(),
                 "earliest_offset": offset_of(&earliest, p.partition),
                 "latest_offset": offset_of(&latest, p.partition),
             })).collect::<Vec<_>>(),
@@ -177,6 +177,7 @@ async fn describe(admin: &Admin, connect: &ConnectArgs, name: &str) -> anyhow::R
                         p.leader.to_string(),
                         ids(&p.replicas),
                         ids(&p.isr),
+                        p.status().to_string(),
                         offset_of(&earliest, p.partition).to_string(),
                         offset_of(&latest, p.partition).to_string(),
                     ]
@@ -188,6 +189,7 @@ async fn describe(admin: &Admin, connect: &ConnectArgs, name: &str) -> anyhow::R
                     "LEADER",
                     "REPLICAS",
                     "ISR",
+                    "STATUS",
                     "EARLIEST",
                     "LATEST",
                 ],

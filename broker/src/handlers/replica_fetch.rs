@@ -9,7 +9,8 @@
 //!        the follower's position recorded (ISR expansion, high watermark)
 //! ISR expansion proposed → replica::alter_partition (background)
 //! nothing to send and max_wait_ms > 0 → wait for an append or a high
-//!   watermark move on this node (or the deadline), then read again
+//!   watermark move on this node (or the deadline); read again only when
+//!   one of this fetch's partitions moved (atomics, no lock)
 //! ```
 //!
 //! Only the partition's leader at the follower's `current_leader_epoch`
@@ -46,6 +47,10 @@ pub fn handle_replica_fetch(
 ) -> Reply {
     let version = frame.api_version();
     let correlation_id = frame.correlation_id();
+    // Positions taken before the first read: a move between this read and
+    // the wait below shows up as a difference, never as a lost wake.
+    let partitions = hosted(broker, &request);
+    let mut seen = positions(&partitions);
     let (reads, bytes, answer_now) = read_all(broker, &request);
     let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let wait = Duration::from_millis(
@@ -59,11 +64,20 @@ pub fn handle_replica_fetch(
     let broker = Arc::clone(broker);
     Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + wait;
+        // Every append and high-watermark move on the node wakes every
+        // waiting fetch; this one reads again only if one of its own
+        // partitions moved since it last read.
         loop {
             let notified = broker.replicas().data_arrived().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let expired = tokio::time::timeout_at(deadline, notified).await.is_err();
+            let now = positions(&partitions);
+            let expired = tokio::time::Instant::now() >= deadline;
+            if now == seen && !expired {
+                let _ = tokio::time::timeout_at(deadline, notified).await;
+                continue;
+            }
+            seen = now;
             let (reads, bytes, answer_now) = read_all(&broker, &request);
             if bytes >= min_bytes || answer_now || expired {
                 return match respond(version, correlation_id, &request, reads) {
@@ -73,6 +87,32 @@ pub fn handle_replica_fetch(
             }
         }
     }))
+}
+
+/// This node's replicas of the requested partitions (those it hosts).
+fn hosted(broker: &Broker, request: &FetchRequest) -> Vec<Arc<crate::replica::Partition>> {
+    request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter_map(|p| broker.replicas().partition(&t.topic.0, p.partition))
+        })
+        .collect()
+}
+
+/// Where each partition's log and high watermark end, read from atomics.
+fn positions(partitions: &[Arc<crate::replica::Partition>]) -> Vec<(i64, i64)> {
+    partitions
+        .iter()
+        .map(|p| {
+            (
+                p.high_watermark().leader_log_end(),
+                p.progress().high_watermark,
+            )
+        })
+        .collect()
 }
 
 /// Reads every requested partition for the follower; returns the reads,

@@ -61,6 +61,9 @@ pub struct HighWatermark {
     /// Leader: min LEO over the ISR followers (`i64::MAX`: none tracked).
     /// Follower: the leader's high watermark from the last fetch.
     bound: AtomicI64,
+    /// The log end offset after the last leader append: what a waiting
+    /// follower fetch compares, without the partition's lock.
+    leader_log_end: AtomicI64,
     /// Shared by every partition: notified when a high watermark advances.
     data_arrived: Arc<Notify>,
 }
@@ -81,6 +84,7 @@ impl HighWatermark {
             leading: AtomicBool::new(true),
             local_end: AtomicI64::new(local_end),
             bound: AtomicI64::new(i64::MAX),
+            leader_log_end: AtomicI64::new(local_end),
             data_arrived,
         }
     }
@@ -123,10 +127,19 @@ impl HighWatermark {
         self.advance();
     }
 
-    /// A leader appended: wakes waiting follower fetches (its high
-    /// watermark moves only once they have fetched).
-    pub fn appended(&self) {
-        self.data_arrived.notify_waiters();
+    /// A leader appended up to `log_end`; `wake` wakes waiting follower
+    /// fetches (its high watermark moves only once they have fetched).
+    pub fn leader_appended(&self, log_end: i64, wake: bool) {
+        self.leader_log_end.store(log_end, Ordering::Release);
+        if wake {
+            self.data_arrived.notify_waiters();
+        }
+    }
+
+    /// The log end offset after the last leader append (a hint: it may
+    /// lag a follower's truncation; waiting fetches only compare it).
+    pub fn leader_log_end(&self) -> i64 {
+        self.leader_log_end.load(Ordering::Acquire)
     }
 
     /// The leader's min log end offset over the followers it waits for

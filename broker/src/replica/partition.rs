@@ -477,9 +477,7 @@ impl Partition {
         if self.durability == DurabilityMode::PageCache {
             self.high_watermark.local_end_advanced(log_end);
         }
-        if followers_wait {
-            self.high_watermark.appended();
-        }
+        self.high_watermark.leader_appended(log_end, followers_wait);
         Ok(AppendOutcome {
             base_offset: written.base_offset,
             last_offset: written.last_offset,
