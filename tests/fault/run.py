@@ -13,8 +13,12 @@ reads it meanwhile and commits.
 
 Nemesis, one fault at a time, each an episode: kill -9 the leader of a
 random partition, kill -9 the active controller, SIGSTOP/SIGCONT a node,
-SIGTERM-restart a node. Killed nodes come back on the same ports and data.
-(Link cuts through a TCP proxy between nodes are not done yet.)
+SIGTERM-restart a node, or cut a node's links (every link between nodes
+goes through a TCP proxy, `proxy.py`: its controller links both ways and
+every connection into its Kafka listener). Killed nodes come back on the
+same ports and data. Nodes run with a 2 s broker session (250 ms
+heartbeats) and `replica.lag.time.max.ms` 3 s, so a fault held for a few
+seconds fences the node and moves its leaderships.
 
 At the end: every node healed, a settle period, the topic read back through
 a consumer (what clients see), then the nodes stopped cleanly and each
@@ -49,13 +53,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
-from broker_process import Cluster  # noqa: E402
+from cluster import Cluster  # noqa: E402
 from segments import read_partition  # noqa: E402
-
-# A node restarted under the nemesis listens only once a quorum of voters
-# answers: allow more than the interop tests' start timeout.
-NODE_START_TIMEOUT_S = 60.0
 
 TOPIC = "fault-checker"
 GROUP = "fault-checker-group"
@@ -180,7 +179,7 @@ def controller_of(bootstrap: str) -> int | None:
 class Nemesis:
     """One fault at a time; every fault is healed before the next."""
 
-    FAULTS = ("kill_leader", "kill_controller", "pause", "restart")
+    FAULTS = ("kill_leader", "kill_controller", "pause", "restart", "isolate")
 
     def __init__(self, cluster: Cluster, partitions: int, rng: random.Random):
         self.cluster = cluster
@@ -205,13 +204,18 @@ class Nemesis:
         n = self.cluster.nodes[node]
         started = time.monotonic()
         if fault in ("kill_leader", "kill_controller"):
-            n.kill()
+            n.kill9()
             time.sleep(hold_s)
             self.cluster.restart(node)
         elif fault == "pause":
-            n.pause()
+            n.sigstop()
             time.sleep(hold_s)
-            n.resume()
+            n.sigcont()
+        elif fault == "isolate":
+            self.cluster.isolate(node)
+            # Long enough, often, for the node to be fenced meanwhile.
+            time.sleep(hold_s * 2)
+            self.cluster.heal_links()
         else:
             self.cluster.restart(node)
         self.episodes += 1
@@ -286,7 +290,7 @@ def main() -> int:
     ap.add_argument("--episodes", type=int, default=100, help="stop after this many faults")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--rate", type=int, default=200, help="records per second produced")
-    ap.add_argument("--hold", type=float, default=1.5, help="seconds a fault lasts, at most")
+    ap.add_argument("--hold", type=float, default=2.5, help="seconds a fault lasts, at most")
     ap.add_argument("--settle", type=float, default=20, help="seconds to wait after healing")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--dir", default=None, help="keep node data and logs here")
@@ -298,9 +302,11 @@ def main() -> int:
     rng = random.Random(seed)
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="sluice-fault-"))
     log(f"seed {seed}, nodes under {root}")
-    cluster = Cluster(args.sluice, root, 3)
-    for n in cluster.nodes.values():
-        n.start_timeout_s = NODE_START_TIMEOUT_S
+    cluster = Cluster(args.sluice, root, 3, config={
+        "broker.session.timeout.ms": 2000,
+        "broker.heartbeat.interval.ms": 250,
+        "replica.lag.time.max.ms": 3000,
+    })
     result: dict = {"seed": seed}
     try:
         cluster.start()
@@ -322,10 +328,11 @@ def main() -> int:
             nemesis.episode(rng.uniform(0.2, args.hold))
             time.sleep(rng.uniform(0.2, 1.0))
         log("faults over; healing and settling")
-        for node_id, n in cluster.nodes.items():
-            n.resume()
+        cluster.heal_links()
+        for n in cluster.nodes.values():
+            n.sigcont()
             if not n.alive():
-                cluster.restart(node_id)
+                cluster.restart(n.id)
         time.sleep(2)
         work.finish()
         time.sleep(args.settle)

@@ -99,7 +99,7 @@ struct PartitionState {
 }
 
 /// What the image says about a partition's replicas, with this node's id:
-/// what [`Partition::apply_role`] needs besides the role.
+/// what `Partition::apply_role` needs besides the role.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplicaSet<'a> {
     pub node: BrokerId,
