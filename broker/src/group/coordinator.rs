@@ -125,6 +125,8 @@ impl<T> Waiting<T> {
 struct Written {
     partition: Arc<Partition>,
     last_offset: i64,
+    /// The offsets partition's leader epoch at the append.
+    leader_epoch: i32,
 }
 
 /// Where an offsets partition led by this node stands.
@@ -138,18 +140,23 @@ enum Load {
 pub struct Durable(Written);
 
 impl Durable {
-    /// Resolves once the records are below the high watermark, or after
-    /// `offsets.commit.timeout.ms`.
+    /// Resolves once the records are below the high watermark (replicated
+    /// to the ISR), or after `offsets.commit.timeout.ms`. If this node
+    /// stops leading the offsets partition first, the commit fails with
+    /// COORDINATOR_NOT_AVAILABLE: the offsets waited for may by then hold
+    /// the new leader's records, and the client commits again there.
     pub async fn wait(self) -> Result<(), GroupError> {
         let w = self.0;
         let mut progress = w.partition.subscribe();
         let timeout = Duration::from_millis(COMMIT_TIMEOUT_MS);
+        let deposed = |p: &crate::replica::Progress| p.leader_epoch != w.leader_epoch;
         match tokio::time::timeout(
             timeout,
-            progress.wait_for(|p| p.high_watermark > w.last_offset || p.failed),
+            progress.wait_for(|p| p.high_watermark > w.last_offset || p.failed || deposed(p)),
         )
         .await
         {
+            Ok(Ok(p)) if deposed(&p) => Err(GroupError::CoordinatorNotAvailable),
             Ok(Ok(p)) if !p.failed => Ok(()),
             Ok(_) => Err(OffsetsStorageFault::PartitionFailed.into()),
             Err(_) => Err(GroupError::RequestTimedOut),
@@ -1063,6 +1070,7 @@ impl Coordinator {
         Ok(Written {
             partition,
             last_offset: outcome.last_offset,
+            leader_epoch: outcome.leader_epoch,
         })
     }
 }

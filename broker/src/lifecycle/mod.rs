@@ -49,11 +49,17 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
-/// Kafka's default `broker.heartbeat.interval.ms`.
-pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2000;
+/// Default `broker.heartbeat.interval.ms` (Kafka's is 2000): six
+/// heartbeats per session.
+pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 500;
 
-/// Kafka's default `broker.session.timeout.ms`.
-pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 9000;
+/// Default `broker.session.timeout.ms`. Kafka's is 9000; a crashed
+/// leader's partitions are unavailable for about this long, and the plan
+/// Sluice serves wants a new leader within 5 s, so Sluice fences after 3 s.
+/// The session is counted in controller ticks, so a starved controller
+/// fences late, never early; a broker starved for 3 s is fenced and
+/// rejoins (leaders and ISR follow) once it heartbeats again.
+pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 3000;
 
 /// This start's lifecycle state, owned by the [`Broker`].
 #[derive(Debug)]
