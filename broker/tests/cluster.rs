@@ -798,7 +798,6 @@ fn the_group_coordinator_moves_to_the_new_offsets_leader_when_its_node_dies() {
 }
 
 #[test]
-#[ignore = "needs partition data replication (issue 15): until the replica fetcher is wired, the new leader's __consumer_offsets log is empty"]
 fn committed_offsets_are_served_by_the_new_coordinator_after_a_kill() {
     let root = tempfile::tempdir().unwrap();
     let (cluster, group, _, new) = kill_the_coordinator(root.path());

@@ -1200,7 +1200,8 @@ fn subscribed_topics(group: &Group) -> HashSet<String> {
     topics
 }
 
-/// Feeds every record of one offsets partition to `apply`, in log order.
+/// Feeds every record of one offsets partition to `apply`, in log order,
+/// up to its log end (see `Partition::read_to_log_end`).
 fn replay_partition(
     partition: &Partition,
     apply: &mut dyn FnMut(OffsetsRecord),
@@ -1208,7 +1209,7 @@ fn replay_partition(
     let mut next = partition.progress().log_start_offset;
     let mut count = 0usize;
     loop {
-        let read = partition.read(next, 16 * 1024 * 1024, true, -1)?;
+        let read = partition.read_to_log_end(next, 16 * 1024 * 1024)?;
         if read.regions.is_empty() {
             return Ok(count);
         }

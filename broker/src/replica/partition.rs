@@ -538,6 +538,37 @@ impl Partition {
         })
     }
 
+    /// Reads whole batches from `offset` up to the log end, above the high
+    /// watermark too: the group coordinator's load of an offsets partition
+    /// this node just became leader of (Kafka's coordinator loads to the
+    /// log end: a leader never truncates, so everything in its log becomes
+    /// committed while it leads). Leader only; zero copies.
+    pub fn read_to_log_end(&self, offset: i64, max_bytes: u32) -> Result<ReadOutcome, BrokerError> {
+        let progress = self.progress();
+        if progress.failed {
+            return Err(BrokerError::StorageFailed);
+        }
+        let state = self.lock_as_leader(-1)?;
+        let log_start_offset = state.log.log_start_offset().0;
+        let log_end = state.log.log_end_offset();
+        if offset < log_start_offset || offset >= log_end.0 {
+            return Ok(ReadOutcome {
+                regions: Vec::new(),
+                high_watermark: progress.high_watermark,
+                log_start_offset,
+            });
+        }
+        let read = state
+            .log
+            .read(Offset(offset), max_bytes, log_end, true)
+            .map_err(|e| self.storage_error(e))?;
+        Ok(ReadOutcome {
+            regions: read.regions,
+            high_watermark: progress.high_watermark,
+            log_start_offset,
+        })
+    }
+
     /// The first batch holding a timestamp ≥ `timestamp` (ListOffsets),
     /// with the leader epoch.
     pub fn offset_for_timestamp(
