@@ -204,6 +204,12 @@ impl MetadataImage {
         self.topics.get(topic)?.partition(partition)
     }
 
+    fn partition_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionImage> {
+        self.topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(usize::try_from(partition).ok()?))
+    }
+
     pub fn broker(&self, id: BrokerId) -> Option<&BrokerRegistration> {
         self.brokers.get(&id)
     }
@@ -550,11 +556,7 @@ impl MetadataImage {
                 isr,
                 replicas,
             } => {
-                let slot = self
-                    .topics
-                    .get_mut(topic)
-                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?));
-                if let Some(p) = slot {
+                if let Some(p) = self.partition_mut(topic, *partition) {
                     *p = changed(p, *leader, isr.as_deref(), replicas.as_deref());
                 }
             }
@@ -564,11 +566,7 @@ impl MetadataImage {
                 isr,
                 ..
             } => {
-                let slot = self
-                    .topics
-                    .get_mut(topic)
-                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?));
-                if let Some(p) = slot {
+                if let Some(p) = self.partition_mut(topic, *partition) {
                     *p = changed(p, None, Some(isr), None);
                 }
             }

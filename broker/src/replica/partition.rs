@@ -522,20 +522,14 @@ impl Partition {
                 log_start_offset,
             });
         }
-        let read = state
-            .log
-            .read(
-                Offset(offset),
-                max_bytes,
-                Offset(progress.high_watermark),
-                min_one_batch,
-            )
-            .map_err(|e| self.storage_error(e))?;
-        Ok(ReadOutcome {
-            regions: read.regions,
-            high_watermark: progress.high_watermark,
-            log_start_offset,
-        })
+        self.read_below(
+            &state,
+            offset,
+            max_bytes,
+            Offset(progress.high_watermark),
+            min_one_batch,
+            progress,
+        )
     }
 
     /// Reads whole batches from `offset` up to the log end, above the high
@@ -558,14 +552,28 @@ impl Partition {
                 log_start_offset,
             });
         }
+        self.read_below(&state, offset, max_bytes, log_end, true, progress)
+    }
+
+    /// Whole batches of the log from `offset` below `upper`, with the
+    /// progress the caller checked (the shared tail of the leader reads).
+    fn read_below(
+        &self,
+        state: &PartitionState,
+        offset: i64,
+        max_bytes: u32,
+        upper: Offset,
+        min_one_batch: bool,
+        progress: Progress,
+    ) -> Result<ReadOutcome, BrokerError> {
         let read = state
             .log
-            .read(Offset(offset), max_bytes, log_end, true)
+            .read(Offset(offset), max_bytes, upper, min_one_batch)
             .map_err(|e| self.storage_error(e))?;
         Ok(ReadOutcome {
             regions: read.regions,
             high_watermark: progress.high_watermark,
-            log_start_offset,
+            log_start_offset: state.log.log_start_offset().0,
         })
     }
 
