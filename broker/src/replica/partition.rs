@@ -373,8 +373,15 @@ impl Partition {
 
     /// NOT_ENOUGH_REPLICAS when the ISR is smaller than `min_insync`
     /// (an acks=all produce, before its append, as Kafka checks).
+    /// A partition the image already names this node leader of, before the
+    /// reconciler applied the role, is NOT_LEADER_OR_FOLLOWER here (as the
+    /// append would answer), not an ISR of zero.
     pub fn check_enough_replicas(&self, min_insync: usize) -> Result<(), BrokerError> {
-        let isr = self.isr()?.len();
+        let isr = self
+            .lock_as_leader(-1)?
+            .leader_isr
+            .as_ref()
+            .map_or(0, |isr| isr.isr().len());
         if isr < min_insync {
             return Err(BrokerError::NotEnoughReplicas {
                 topic: self.topic.to_string(),
@@ -1147,6 +1154,12 @@ mod tests {
             Err(BrokerError::NotEnoughReplicas { isr: 2, .. })
         ));
         assert!(p.check_enough_replicas(2).is_ok());
+        p.apply_role(role(Role::Follower { leader: 2 }, 4), &set)
+            .unwrap();
+        assert!(matches!(
+            p.check_enough_replicas(1),
+            Err(BrokerError::NotLeaderOrFollower { leader: 2, .. })
+        ));
     }
 
     fn open(dir: &std::path::Path, r: PartitionRole) -> Partition {
