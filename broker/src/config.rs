@@ -244,6 +244,11 @@ pub struct BrokerConfig {
     /// Empty for a config built in code.
     #[serde(skip)]
     pub origins: crate::settings::layers::Origins,
+    /// `log.cleaner.dedupe.buffer.size`: memory of the cleaner's key map
+    /// (Kafka's default 128 MiB is shared by its cleaner threads; Sluice
+    /// has one cleaner and a smaller default, 16 MiB ≈ 600 000 keys).
+    #[serde(rename = "log.cleaner.dedupe.buffer.size")]
+    pub log_cleaner_dedupe_buffer_size: usize,
 }
 
 impl Default for BrokerConfig {
@@ -300,6 +305,7 @@ impl Default for BrokerConfig {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
             metrics_partition_series_enabled: true,
             origins: crate::settings::layers::Origins::default(),
+            log_cleaner_dedupe_buffer_size: 16 * 1024 * 1024,
         }
     }
 }

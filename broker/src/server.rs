@@ -30,6 +30,7 @@ use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::connection;
 use crate::connection_quota::ConnectionQuotas;
+use crate::replica::log_cleaner::LogCleaner;
 
 /// How long connections may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -209,11 +210,15 @@ async fn drain(mut connections: JoinSet<()>) {
 }
 
 /// Background work that must never stop while the broker runs: the flush
-/// policy, retention, segment.ms rolls, recovery-point checkpoints.
+/// policy, retention, segment.ms rolls, recovery-point checkpoints, and
+/// cleaning of compacted partitions (`replica::log_cleaner`).
 async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let retention_every =
         Duration::from_millis(broker.config().log_retention_check_interval_ms.max(100));
     let mut last_retention = tokio::time::Instant::now();
+    let cleaner = Arc::new(LogCleaner::new(
+        broker.config().log_cleaner_dedupe_buffer_size,
+    ));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(MAINTENANCE_TICK) => {}
@@ -224,14 +229,16 @@ async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             last_retention = tokio::time::Instant::now();
         }
         let b = Arc::clone(&broker);
-        let done = tokio::task::spawn_blocking(move || maintenance_pass(&b, run_retention)).await;
+        let c = Arc::clone(&cleaner);
+        let done =
+            tokio::task::spawn_blocking(move || maintenance_pass(&b, &c, run_retention)).await;
         if let Err(e) = done {
             tracing::error!(error = %e, "maintenance pass failed");
         }
     }
 }
 
-fn maintenance_pass(broker: &Arc<Broker>, run_retention: bool) {
+fn maintenance_pass(broker: &Arc<Broker>, cleaner: &LogCleaner, run_retention: bool) {
     broker.retry_reconcile();
     crate::client_errors::flush_ended_windows();
     let now = now_ms();
@@ -242,6 +249,16 @@ fn maintenance_pass(broker: &Arc<Broker>, run_retention: bool) {
         }
         if run_retention && let Err(e) = p.maintain(now) {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "retention pass failed");
+        }
+        let compaction = broker
+            .replicas()
+            .topic_config(p.topic())
+            .and_then(|c| c.compaction());
+        if run_retention
+            && let Some(compaction) = compaction
+            && let Err(e) = cleaner.clean(&p, compaction, broker.decompression(), now)
+        {
+            tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cleaning failed");
         }
     }
 }

@@ -61,11 +61,14 @@ pub fn recompress_within(
         return Ok(None);
     }
     let records = BatchRecords::new_within(*view, records_bytes_max, grow)?;
+    let count = view.records_count();
     let batch = match target.compression {
-        CompressionType::None => view.with_records(CompressionType::None, records.bytes())?,
+        CompressionType::None => {
+            view.with_records(CompressionType::None, count, records.bytes())?
+        }
         codec => {
             let compressed = compress(codec, records.bytes(), target.level)?;
-            view.with_records(codec, &compressed)?
+            view.with_records(codec, count, &compressed)?
         }
     };
     Ok(Some(batch))

@@ -273,12 +273,19 @@ impl<'a> RecordBatchView<'a> {
         bytes::Bytes::from(b)
     }
 
-    /// A copy of this batch whose records are `records` (already encoded
-    /// with `codec`): the header is kept field for field except the codec
-    /// bits of `attributes`, `batchLength` and the CRC (Kafka's
-    /// `LogValidator` rebuilding a batch under the topic's codec keeps the
-    /// producer id, epoch, base sequence, timestamps and offset deltas).
-    pub fn with_records(&self, codec: CompressionType, records: &[u8]) -> Result<bytes::Bytes> {
+    /// A copy of this batch whose records are `records_count` records,
+    /// `records` (already encoded with `codec`): the header is kept field
+    /// for field except the codec bits of `attributes`, `recordsCount`,
+    /// `batchLength` and the CRC. Kafka's `LogValidator` rebuilding a batch
+    /// under the topic's codec, and its cleaner filtering a batch, keep the
+    /// base offset, last offset delta, producer id, epoch, base sequence
+    /// and timestamps the same way.
+    pub fn with_records(
+        &self,
+        codec: CompressionType,
+        records_count: i32,
+        records: &[u8],
+    ) -> Result<bytes::Bytes> {
         let header = self
             .bytes
             .get(..RECORD_BATCH_HEADER_BYTES)
@@ -295,6 +302,7 @@ impl<'a> RecordBatchView<'a> {
         let attributes = (self.attributes() & !COMPRESSION_MASK) | codec.id();
         write_at(&mut b, BATCH_LENGTH_AT, &batch_length.to_be_bytes());
         write_at(&mut b, ATTRIBUTES_AT, &attributes.to_be_bytes());
+        write_at(&mut b, RECORDS_COUNT_AT, &records_count.to_be_bytes());
         let crc = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
         write_at(&mut b, CRC_AT, &crc.to_be_bytes());
         Ok(bytes::Bytes::from(b))
@@ -309,6 +317,47 @@ impl<'a> RecordBatchView<'a> {
             Err(DecodeError::CrcMismatch { expected, actual })
         }
     }
+}
+
+/// An empty batch (`recordsCount` 0, no producer) covering the offsets
+/// `base_offset..=last_offset`: what the log cleaner leaves where batches
+/// lost every record, so batch offsets stay dense. Kafka writes the same
+/// shape for an emptied batch (`MemoryRecords.writeEmptyHeader`); consumers
+/// skip it and continue at `last_offset + 1`.
+pub fn empty_batch(
+    base_offset: i64,
+    last_offset: i64,
+    partition_leader_epoch: i32,
+    max_timestamp: i64,
+) -> Result<bytes::Bytes> {
+    let delta = last_offset
+        .checked_sub(base_offset)
+        .and_then(|d| i32::try_from(d).ok())
+        .filter(|d| *d >= 0)
+        .ok_or_else(|| DecodeError::Encode {
+            what: "empty record batch",
+            api_version: 2,
+            reason: format!("offsets {base_offset}..={last_offset} do not fit one batch"),
+        })?;
+    let mut b = vec![0u8; RECORD_BATCH_HEADER_BYTES];
+    let length = (RECORD_BATCH_HEADER_BYTES - 12) as i32;
+    write_at(&mut b, BASE_OFFSET_AT, &base_offset.to_be_bytes());
+    write_at(&mut b, BATCH_LENGTH_AT, &length.to_be_bytes());
+    write_at(
+        &mut b,
+        PARTITION_LEADER_EPOCH_AT,
+        &partition_leader_epoch.to_be_bytes(),
+    );
+    write_at(&mut b, MAGIC_AT, &MAGIC_V2.to_be_bytes());
+    write_at(&mut b, LAST_OFFSET_DELTA_AT, &delta.to_be_bytes());
+    write_at(&mut b, BASE_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
+    write_at(&mut b, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
+    write_at(&mut b, PRODUCER_ID_AT, &(-1i64).to_be_bytes());
+    write_at(&mut b, PRODUCER_EPOCH_AT, &(-1i16).to_be_bytes());
+    write_at(&mut b, BASE_SEQUENCE_AT, &(-1i32).to_be_bytes());
+    let crc = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
+    write_at(&mut b, CRC_AT, &crc.to_be_bytes());
+    Ok(bytes::Bytes::from(b))
 }
 
 /// The size of the batch that starts `buf`, from its `batchLength`.

@@ -180,6 +180,19 @@ impl<'a> Iterator for RecordIter<'a> {
     }
 }
 
+impl<'a> RecordIter<'a> {
+    /// The next record together with its encoded bytes (length prefix
+    /// included), which stay valid inside any batch with the same base
+    /// offset and base timestamp: the log cleaner copies kept records
+    /// this way, so their offset and timestamp deltas never change.
+    pub fn next_raw(&mut self) -> Option<Result<(Record<'a>, &'a [u8])>> {
+        let before = self.rest;
+        let record = self.next()?;
+        let used = before.len() - self.rest.len();
+        Some(record.map(|r| (r, before.get(..used).unwrap_or_default())))
+    }
+}
+
 /// What produce-time validation learned about a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSummary {

@@ -12,7 +12,7 @@
 //! `mmap` (the only `unsafe`), `segment`, `sparse_index` (what `offset_index`
 //! and `time_index` share), `offset_index`, `time_index`,
 //! `log` (open, append, roll, close), `read`, `recovery`, `retention` (retention,
-//! DeleteRecords, truncation), `checkpoint`, `flush`, `log_dir`, `region`, `budget` (the partition budget from process limits).
+//! DeleteRecords, truncation), [`compaction`] (the cleaner and its segment swap), `checkpoint`, `flush`, `log_dir`, `region`, `budget` (the partition budget from process limits).
 //! The on-disk formats are specified in `docs/formats.md`; what each call
 //! makes durable is in `log.rs` and `docs/durability.md`.
 //!
@@ -25,6 +25,7 @@
 
 pub mod budget;
 mod checkpoint;
+pub mod compaction;
 mod config;
 mod error;
 mod fault;

@@ -133,6 +133,7 @@ def test_levels_change_the_stored_size_and_bad_levels_are_refused(broker, topic)
     from confluent_kafka.admin import NewTopic
     from readback import create_error
     for key, value in [("compression.lz4.level", "18"), ("compression.zstd.level", "23"),
-                       ("compression.gzip.level", "10"), ("compression.type", "brotli")]:
+                       ("compression.gzip.level", "10"), ("compression.gzip.level", "0"),
+                       ("compression.gzip.level", "-2"), ("compression.type", "brotli")]:
         err = create_error(client, NewTopic(f"{topic}-bad", 1, 1, config={key: value}))
         assert err is not None and err.name() == "INVALID_CONFIG", (key, err)

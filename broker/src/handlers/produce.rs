@@ -4,6 +4,7 @@
 //! ```text
 //! per partition: exactly one RecordBatch v2 ─► size ≤ max.message.bytes
 //!   ─► framing, magic 2, CRC-32C, codec, record count
+//!   ─► compacted topic: a record without a key → INVALID_RECORD
 //!   ─► topic `compression.type` other than `producer` and the batch's codec
 //!      differs: recompressed (`sluice_protocol::recompress`), re-checked
 //!      against max.message.bytes
@@ -220,6 +221,13 @@ fn produce_partition(
     let rules = config.as_ref().map(TimestampRules::of).unwrap_or_default();
     let records = records.ok_or_else(|| BrokerError::InvalidRecord("no records".into()))?;
     let (view, summary) = validate_single_batch(records, max, broker.decompression())?;
+    if summary.null_key_records > 0 && config.as_ref().is_some_and(|c| c.compaction().is_some()) {
+        // Kafka's LogValidator: "Compacted topic cannot accept message
+        // without key" (INVALID_RECORD, the whole batch).
+        return Err(BrokerError::InvalidRecord(format!(
+            "Compacted topic cannot accept message without key in topic partition {topic}-{index}"
+        )));
+    }
     let target = config.as_ref().and_then(|c| c.codec());
     let recompressed = match target {
         Some(target) => recompress(&view, target, max, broker.decompression())?,

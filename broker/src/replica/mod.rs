@@ -23,6 +23,7 @@ pub mod following;
 pub mod high_watermark;
 pub mod isr;
 pub mod leadership;
+pub mod log_cleaner;
 pub mod manager;
 pub mod partition;
 pub mod partition_metadata;

@@ -981,6 +981,29 @@ impl Partition {
         result
     }
 
+    /// One compaction pass (`cleanup.policy=compact`, run by
+    /// `replica::log_cleaner`) over the inactive segments wholly below the
+    /// high watermark and older than `newest_ms`. Leader or follower alike
+    /// (Kafka cleans every local log): the range below the high watermark
+    /// is the same on every in-sync replica. Producer state needs no
+    /// change: the cleaner keeps each producer's last batch.
+    pub(crate) fn clean_log(
+        &self,
+        map: &mut sluice_storage::compaction::OffsetMap,
+        rules: &sluice_storage::compaction::CleaningRules,
+        newest_ms: i64,
+    ) -> Result<sluice_storage::compaction::CleaningReport, BrokerError> {
+        if self.progress().failed {
+            return Err(BrokerError::StorageFailed);
+        }
+        let limit = Offset(self.progress().high_watermark);
+        let mut state = self.lock()?;
+        state
+            .log
+            .clean(map, rules, limit, newest_ms)
+            .map_err(|e| self.storage_error(e))
+    }
+
     /// Storage configuration changes (AlterConfigs) take effect on the log.
     pub fn set_log_config(&self, config: LogConfig) -> Result<(), BrokerError> {
         let mut state = self.lock()?;

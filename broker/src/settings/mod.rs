@@ -40,5 +40,5 @@ pub mod table;
 pub mod topic;
 pub mod value;
 
-pub use topic::{Source, TopicConfig, TopicDefaults, invalid_overrides};
+pub use topic::{Compaction, Source, TopicConfig, TopicDefaults, invalid_overrides};
 pub use value::{ConfigError, validate_topic_value, validate_topic_values};

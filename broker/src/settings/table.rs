@@ -20,10 +20,9 @@
 //! - Every row's own default passes its own rule (a test checks it).
 //!
 //! # Caveats
-//! - `cleanup.policy` accepts only `delete`: compaction (issue 16) is not
-//!   written, and accepting a value the broker would not honour is a lie.
-//! - `compression.gzip.level` accepts 0, which Kafka refuses (its gzip
-//!   levels are -1 and 1..9); 0 means the default, as -1 does.
+//! - Compaction serves `delete.retention.ms` and `min.compaction.lag.ms`;
+//!   `min.cleanable.dirty.ratio` and `max.compaction.lag.ms` are not
+//!   served yet (issue 16): every retention check cleans what changed.
 //! - `segment.index.bytes` refuses 4..47, which Kafka accepts: an index must
 //!   hold a few entries (`limits::MIN_SEGMENT_INDEX_BYTES`).
 //!
@@ -84,6 +83,9 @@ pub enum Unit {
 pub enum Rule {
     /// An integer within `min..=max` (Kafka's `Range.between` / `atLeast`).
     Range { min: i64, max: i64 },
+    /// An integer within `min..=max`, or exactly `or` (Kafka's gzip level
+    /// validator: "[1,...,9] or -1").
+    RangeOr { min: i64, max: i64, or: i64 },
     /// Exactly one of these strings (Kafka's `ValidString.in`).
     OneOf(&'static [&'static str]),
     /// A non-empty comma-separated list of these strings (`ValidList.in`).
@@ -164,13 +166,13 @@ pub const TOPIC_SETTINGS: &[Setting] = &[
         name: "cleanup.policy",
         config_type: ConfigType::List,
         unit: Unit::None,
-        rule: Rule::ListOf(&["delete"]),
+        rule: Rule::ListOf(&["delete", "compact"]),
         scope: Scope::Topic {
             default: DefaultValue::Str("delete"),
             broker_key: "log.cleanup.policy",
         },
         alterable: true,
-        doc: "How old segments are removed: \"delete\" (compaction is not served yet).",
+        doc: "\"delete\": segments past retention are deleted; \"compact\": only the latest record of each key is kept (tombstones after delete.retention.ms); both may be listed.",
     },
     Setting {
         name: "compression.type",
@@ -188,7 +190,11 @@ pub const TOPIC_SETTINGS: &[Setting] = &[
         name: "compression.gzip.level",
         config_type: ConfigType::Int,
         unit: Unit::None,
-        rule: Rule::Range { min: -1, max: 9 },
+        rule: Rule::RangeOr {
+            min: 1,
+            max: 9,
+            or: -1,
+        },
         scope: Scope::Topic {
             default: DefaultValue::Long(-1),
             broker_key: "compression.gzip.level",
@@ -222,6 +228,21 @@ pub const TOPIC_SETTINGS: &[Setting] = &[
         },
         alterable: true,
         doc: "zstd level when the broker recompresses to zstd (KIP-390); negative levels are zstd's fast ones.",
+    },
+    Setting {
+        name: "delete.retention.ms",
+        config_type: ConfigType::Long,
+        unit: Unit::Milliseconds,
+        rule: Rule::Range {
+            min: 0,
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(86_400_000),
+            broker_key: "log.cleaner.delete.retention.ms",
+        },
+        alterable: true,
+        doc: "How long a tombstone stays in a compacted topic after it was written.",
     },
     Setting {
         name: "flush.messages",
@@ -339,6 +360,21 @@ pub const TOPIC_SETTINGS: &[Setting] = &[
         },
         alterable: true,
         doc: "CreateTime keeps the producer's record timestamps; LogAppendTime stamps each batch with the broker's clock when it is appended.",
+    },
+    Setting {
+        name: "min.compaction.lag.ms",
+        config_type: ConfigType::Long,
+        unit: Unit::Milliseconds,
+        rule: Rule::Range {
+            min: 0,
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(0),
+            broker_key: "log.cleaner.min.compaction.lag.ms",
+        },
+        alterable: true,
+        doc: "A record stays uncompacted at least this long after it was written.",
     },
     Setting {
         name: "min.insync.replicas",
@@ -494,6 +530,12 @@ impl Setting {
     /// Accepts integers within `min..=max`.
     const fn range(mut self, min: i64, max: i64) -> Self {
         self.rule = Rule::Range { min, max };
+        self
+    }
+
+    /// Accepts integers within `min..=max`, and `or`.
+    const fn range_or(mut self, min: i64, max: i64, or: i64) -> Self {
+        self.rule = Rule::RangeOr { min, max, or };
         self
     }
 
@@ -769,7 +811,8 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         Unit::None,
         |c| Some(c.compression_gzip_level.to_string()),
         "Default compression.gzip.level of topics.",
-    ),
+    )
+    .range_or(1, 9, -1),
     broker(
         "compression.lz4.level",
         ConfigType::Int,
@@ -783,6 +826,13 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         Unit::None,
         |c| Some(c.compression_zstd_level.to_string()),
         "Default compression.zstd.level of topics.",
+    ),
+    broker(
+        "log.cleaner.dedupe.buffer.size",
+        ConfigType::Long,
+        Unit::Bytes,
+        |c| Some(c.log_cleaner_dedupe_buffer_size.to_string()),
+        "Memory of the cleaner's key → offset map (24 bytes a key), allocated once the first compacted partition is cleaned.",
     ),
     broker(
         "log.segment.bytes",

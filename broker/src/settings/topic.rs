@@ -96,6 +96,15 @@ impl TopicDefaults {
     }
 }
 
+/// How a compacted topic is cleaned (`cleanup.policy` lists `compact`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    /// `delete.retention.ms`: a tombstone's life after it was written.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: records younger than this are not cleaned.
+    pub min_compaction_lag_ms: i64,
+}
+
 /// One key of a topic's effective configuration.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -220,12 +229,37 @@ impl TopicConfig {
         {
             c.index_interval_bytes = v;
         }
-        c.retention_ms = self.long("retention.ms").and_then(positive);
-        c.retention_bytes = self.long("retention.bytes").and_then(positive);
+        // Kafka applies retention.ms/bytes only when the policy lists delete.
+        let delete = self.cleanup_policy_has("delete");
+        c.retention_ms = self
+            .long("retention.ms")
+            .and_then(positive)
+            .filter(|_| delete);
+        c.retention_bytes = self
+            .long("retention.bytes")
+            .and_then(positive)
+            .filter(|_| delete);
         c.flush_messages = self.long("flush.messages").and_then(unless_never);
         c.flush_ms = self.long("flush.ms").and_then(unless_never);
         c.max_message_bytes = u32::try_from(self.max_message_bytes()).unwrap_or(u32::MAX);
         c
+    }
+
+    /// Whether `cleanup.policy` lists `policy`.
+    pub fn cleanup_policy_has(&self, policy: &str) -> bool {
+        self.value("cleanup.policy")
+            .is_some_and(|v| v.split(',').any(|p| p.trim() == policy))
+    }
+
+    /// The compaction settings, when `cleanup.policy` lists `compact`.
+    pub fn compaction(&self) -> Option<Compaction> {
+        if !self.cleanup_policy_has("compact") {
+            return None;
+        }
+        Some(Compaction {
+            delete_retention_ms: self.long("delete.retention.ms").unwrap_or(86_400_000),
+            min_compaction_lag_ms: self.long("min.compaction.lag.ms").unwrap_or(0),
+        })
     }
 
     /// The codec and level batches are stored with (`compression.type`
@@ -234,7 +268,7 @@ impl TopicConfig {
         let level = |key: &str| self.long(key).and_then(|v| i32::try_from(v).ok());
         let (compression, level) = match self.value("compression.type")? {
             "uncompressed" => (CompressionType::None, None),
-            // -1 (and 0) are zlib's default level.
+            // -1 is zlib's default level (0 is refused, as in Kafka).
             "gzip" => (
                 CompressionType::Gzip,
                 level("compression.gzip.level").filter(|l| *l > 0),

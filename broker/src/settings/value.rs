@@ -79,6 +79,19 @@ pub fn check(setting: &Setting, value: &str) -> Result<(), ConfigError> {
                 )));
             }
         }
+        Rule::RangeOr { min, max, or } => {
+            let v = parse_long(trimmed).ok_or_else(|| {
+                invalid(format!(
+                    "Not a number of type {}",
+                    setting.config_type.name()
+                ))
+            })?;
+            if v != or && !(min..=max).contains(&v) {
+                return Err(invalid(format!(
+                    "Value must be in [{min},...,{max}] or {or}"
+                )));
+            }
+        }
         Rule::OneOf(allowed) => {
             if !allowed.contains(&trimmed) {
                 return Err(invalid(format!(
@@ -143,6 +156,19 @@ mod tests {
         assert!(e.to_string().contains("cleanup.policy") && e.to_string().contains("delete"));
         assert!(validate_topic_value("cleanup.policy", "").is_err());
         assert!(validate_topic_value("cleanup.policy", "delete").is_ok());
+        assert!(validate_topic_value("cleanup.policy", "compact,delete").is_ok());
+
+        // Kafka's gzip levels: 1..9 or -1 (0 is refused).
+        for ok in ["-1", "1", "9"] {
+            assert!(
+                validate_topic_value("compression.gzip.level", ok).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in ["0", "-2", "10"] {
+            let e = validate_topic_value("compression.gzip.level", bad).unwrap_err();
+            assert!(e.to_string().contains("[1,...,9] or -1"), "{bad}: {e}");
+        }
 
         assert_eq!(
             validate_topic_value("no.such.key", "1"),
