@@ -12,7 +12,7 @@ import time
 
 from confluent_kafka import KafkaError
 
-from readback import create_topic, producer, read_partitions
+from readback import admin, consumer, create_topic, producer, read_partitions, watermarks
 
 KEYS = 20
 VERSIONS = 25
@@ -98,3 +98,90 @@ def test_keyless_record_to_a_compacted_topic_is_invalid_record(broker, topic):
     codes = [e.code() if e is not None else None for e in errors]
     assert KafkaError.INVALID_RECORD in codes, codes
     assert None in codes, "the keyed record is accepted"
+
+
+def records_left(bootstrap: str, topic: str) -> int:
+    """Records of partition 0 read from the start to the end of the log
+    (the compacted tail may end in a gap, so read to PARTITION_EOF)."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+    c = consumer(bootstrap, **{"enable.partition.eof": True})
+    count = 0
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for m in c.consume(num_messages=1000, timeout=0.5):
+                if m.error() is None:
+                    count += 1
+                elif m.error().code() == KafkaError._PARTITION_EOF:
+                    return count
+                else:
+                    raise AssertionError(m.error())
+        raise AssertionError(f"no end of {topic} after {count} records")
+    finally:
+        c.close()
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=15)
+        return {tp.partition: tp.offset for tp in got}
+    finally:
+        c.close()
+
+
+def test_consumer_offsets_is_compacted_and_reloads_after_restart(broker_factory, topic):
+    """Many commits of one group: the cleaner keeps the latest per partition
+    in `__consumer_offsets`, a deleted group's tombstones remove it (and
+    go after delete.retention.ms), and after a restart the coordinator's
+    replay of the compacted log gives the same offsets."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    broker = broker_factory({"log.retention.check.interval.ms": 300, "offsets.topic.num.partitions": 1})
+    create_topic(broker.bootstrap, topic, 3)
+    client = admin(broker.bootstrap)
+    described = client.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "__consumer_offsets")])
+    configs = next(iter(described.values())).result(15)
+    assert configs["cleanup.policy"].value == "compact"
+    # Small segments that roll quickly, so the cleaner has inactive ones.
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "__consumer_offsets", incremental_configs=[
+        ConfigEntry("segment.ms", "300", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("delete.retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    for f in client.incremental_alter_configs([resource]).values():
+        f.result(timeout=15)
+
+    group, gone = f"{topic}-kept", f"{topic}-gone"
+    commits = 400
+    for g in (group, gone):
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": g, "enable.auto.commit": False})
+        c.assign([TopicPartition(topic, p, 0) for p in range(3)])
+        for i in range(commits if g == group else 20):
+            c.commit(offsets=[TopicPartition(topic, i % 3, i + 1)], asynchronous=False)
+        c.close()
+    want = {p: max(i + 1 for i in range(commits) if i % 3 == p) for p in range(3)}
+    assert committed(broker.bootstrap, group, topic, 3) == want
+    client.delete_consumer_groups([gone], request_timeout=10)[gone].result(10)
+    # Records written (the log end); the cleaner may already be at work.
+    written = watermarks(broker.bootstrap, "__consumer_offsets", 1)[0][1]
+    assert written >= commits + 20
+
+    # Cleaned: the latest commit per partition and the tombstones (gone
+    # after 1 s) stay; every superseded commit is removed.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = records_left(broker.bootstrap, "__consumer_offsets")
+        if left <= 3:
+            break
+        time.sleep(0.5)
+    assert left <= 3, (written, left)
+    assert "compacted" in broker.log(), broker.log_tail()
+    time.sleep(2)  # past delete.retention.ms: the next pass drops the tombstones
+
+    broker.restart(same_port=True)
+    assert committed(broker.bootstrap, group, topic, 3) == want
+    assert all(o < 0 for o in committed(broker.bootstrap, gone, topic, 3).values())
+    listed = admin(broker.bootstrap).list_consumer_groups(request_timeout=10).result(10)
+    assert gone not in {g.group_id for g in listed.valid}

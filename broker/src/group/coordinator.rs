@@ -60,9 +60,12 @@
 //!   restart anyway.
 //! - Group metadata (generations, members) is appended without waiting for
 //!   durability: after a crash, members rejoin anyway.
-//! - `__consumer_offsets` uses `cleanup.policy=delete` with unlimited
-//!   retention until compaction exists (issue 7): it grows without bound,
-//!   and replay reads it whole at start.
+//! - `__consumer_offsets` is compacted; replay reads what the cleaner
+//!   left, in offset order: a commit or group record is the latest of its
+//!   key, a tombstone (null value) removes the offset or the group, and a
+//!   batch the cleaner emptied holds no record. Offset gaps and empty
+//!   batches need nothing special: the read continues at each batch's
+//!   last offset + 1. Replay still reads the whole (compacted) log.
 //!
 //! # References
 //! Kafka's `GroupCoordinator.scala`, `GroupMetadataManager.scala`.

@@ -19,9 +19,10 @@
 //! - The coordinator of a group is the leader of its offsets partition and
 //!   follows it (see `coordinator`); until partition data replicates
 //!   (issue 15) a new leader's log may not hold what the old one wrote.
-//! - `__consumer_offsets` is created with `cleanup.policy=delete` and
-//!   `retention.ms=-1` because compaction does not exist yet (issue 7); it
-//!   must switch to `compact` then, and until then it only grows.
+//! - `__consumer_offsets` is compacted (`cleanup.policy=compact`, as in
+//!   Kafka): the latest commit of each group/topic/partition and the latest
+//!   metadata of each group stay, tombstones go after `delete.retention.ms`.
+//!   One created by an older Sluice with `delete` is switched at start.
 //! - Transactional offset commits (TxnOffsetCommit) and the KIP-848
 //!   consumer protocol are not served.
 
@@ -67,8 +68,7 @@ pub fn group_config(config: &BrokerConfig) -> GroupConfig {
 /// Topic configs of `__consumer_offsets` (see the module caveats).
 fn offsets_topic_configs() -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("cleanup.policy".to_string(), "delete".to_string()),
-        ("retention.ms".to_string(), "-1".to_string()),
+        ("cleanup.policy".to_string(), "compact".to_string()),
         (
             "segment.bytes".to_string(),
             limits::OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
@@ -111,6 +111,7 @@ pub async fn start(broker: &Arc<Broker>) -> Result<(), BrokerError> {
             }
         }
     };
+    compact_offsets_topic(broker).await;
     // The image may hold the topic before this node's logs do (another
     // node created it): wait for the reconciler to open them first.
     broker.reconciler().applied_after().await?;
@@ -162,6 +163,35 @@ async fn offsets_replication_factor(broker: &Broker) -> i16 {
             return factor;
         }
         tokio::time::sleep(Duration::from_millis(limits::TICK_MS)).await;
+    }
+}
+
+/// Switches a `__consumer_offsets` created by an older Sluice
+/// (`cleanup.policy=delete`, `retention.ms=-1`) to `compact`, as Kafka's
+/// is. Every node may do it at start; the change is the same. A failure
+/// is logged and the broker starts: the topic then keeps growing, as
+/// before.
+async fn compact_offsets_topic(broker: &Arc<Broker>) {
+    let changes = {
+        let image = broker.image();
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        if topic.configs.get("cleanup.policy").map(String::as_str) == Some("compact") {
+            return;
+        }
+        let mut changes =
+            BTreeMap::from([("cleanup.policy".to_string(), Some("compact".to_string()))]);
+        if topic.configs.contains_key("retention.ms") {
+            changes.insert("retention.ms".to_string(), None);
+        }
+        changes
+    };
+    match crate::handlers::alter_configs::change_topic_config(broker, OFFSETS_TOPIC, changes, false)
+        .await
+    {
+        Ok(()) => tracing::info!("__consumer_offsets switched to cleanup.policy=compact"),
+        Err(e) => tracing::warn!(error = %e, "__consumer_offsets stays cleanup.policy=delete"),
     }
 }
 

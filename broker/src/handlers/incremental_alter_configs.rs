@@ -10,8 +10,8 @@
 //!
 //! The one list-valued key Sluice serves is `cleanup.policy`; APPEND and
 //! SUBTRACT on any other key are INVALID_CONFIG, as in Kafka. The resulting
-//! value is validated like any other, so appending `compact` is refused
-//! until compaction exists. All of a resource's operations become one
+//! value is validated like any other (appending `compact` to `delete`
+//! gives `delete,compact`). All of a resource's operations become one
 //! `TopicConfigChanged` record (see `alter_configs.rs`): they apply together
 //! or not at all. BROKER resources are refused: broker configs are static.
 //!
