@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use super::partition::Partition;
 use crate::admin::METRICS;
+use crate::error::BrokerError;
 
 /// Partitions that may wait for a flush at once.
 pub const FLUSH_QUEUE_CAPACITY: usize = 16 * 1024;
@@ -117,8 +118,13 @@ async fn flush_round(partitions: &[Arc<Partition>]) {
     for (p, flush, result) in synced {
         match result {
             Ok(()) => {
-                if let Err(e) = p.complete_flush(&flush) {
-                    tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cannot complete flush");
+                match p.complete_flush(&flush) {
+                    // Closed meanwhile (shutdown, or the partition moved
+                    // away): `Partition::close` flushed the log itself.
+                    Ok(()) | Err(BrokerError::PartitionClosed { .. }) => {}
+                    Err(e) => {
+                        tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cannot complete flush");
+                    }
                 }
             }
             Err(e) => {
