@@ -131,6 +131,27 @@ def read_partitions(bootstrap: str, topic: str, partitions: int, timeout: float 
     return out
 
 
+def read_kafka_python(bootstrap: str, topic: str, stop, timeout_ms: int = 5000) -> list[tuple[int, bytes | None, bytes | None]]:
+    """(offset, key, value) of partition 0 read by kafka-python from the
+    beginning, until `stop(offset, records so far)` holds or nothing
+    arrives for `timeout_ms`."""
+    from kafka import KafkaConsumer, TopicPartition as KTopicPartition
+    c = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                      enable_auto_commit=False, consumer_timeout_ms=timeout_ms)
+    tp = KTopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    out = []
+    try:
+        for m in c:
+            out.append((m.offset, m.key, m.value))
+            if stop(m.offset, out):
+                break
+    finally:
+        c.close()
+    return out
+
+
 def assert_dense(records: list[Consumed], start: int = 0) -> None:
     """Offsets are start, start+1, ... with no gap and no repeat."""
     offsets = [r.offset for r in records]

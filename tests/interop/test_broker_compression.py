@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka.admin import ConfigResource
 
 import kafka_wire
-from readback import admin, create_topic, producer, read_partitions
+from readback import admin, create_topic, producer, read_kafka_python, read_partitions
 
 CODEC_IDS = {"uncompressed": 0, "none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 PRODUCER_CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -63,19 +63,9 @@ KAFKA_PYTHON_READS = {"uncompressed", "gzip"}
 
 def read_back_both_clients(bootstrap: str, topic: str, n: int) -> tuple[list, list]:
     """(librdkafka's records, kafka-python's records) of partition 0."""
-    from kafka import KafkaConsumer, TopicPartition
     librdkafka = [(c.key, c.value) for c in read_partitions(bootstrap, topic, 1)[0]]
-    kp = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                       enable_auto_commit=False, consumer_timeout_ms=10000)
-    tp = TopicPartition(topic, 0)
-    kp.assign([tp])
-    kp.seek_to_beginning(tp)
-    python = []
-    for m in kp:
-        python.append((m.key, m.value))
-        if len(python) >= n:
-            break
-    kp.close()
+    python = [(k, v) for _, k, v in read_kafka_python(bootstrap, topic, lambda _, got: len(got) >= n,
+                                                      timeout_ms=10000)]
     return librdkafka, python
 
 

@@ -12,7 +12,7 @@ import time
 
 from confluent_kafka import KafkaError
 
-from readback import admin, consumer, create_topic, producer, read_partitions, watermarks
+from readback import admin, consumer, create_topic, producer, read_kafka_python, read_partitions, watermarks
 
 KEYS = 20
 VERSIONS = 25
@@ -44,22 +44,6 @@ def produce_versions(bootstrap: str, topic: str) -> dict[bytes, tuple[int, bytes
     return latest
 
 
-def read_kafka_python(bootstrap: str, topic: str, end: int) -> list[tuple[int, bytes, bytes | None]]:
-    from kafka import KafkaConsumer, TopicPartition
-    c = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                      enable_auto_commit=False, consumer_timeout_ms=5000)
-    tp = TopicPartition(topic, 0)
-    c.assign([tp])
-    c.seek_to_beginning(tp)
-    out = []
-    for m in c:
-        out.append((m.offset, m.key, m.value))
-        if m.offset + 1 >= end:
-            break
-    c.close()
-    return out
-
-
 def test_compaction_keeps_latest_per_key_and_drops_tombstones(broker_factory, topic):
     broker = broker_factory(BROKER)
     create_topic(broker.bootstrap, topic, 1, TOPIC)
@@ -78,7 +62,7 @@ def test_compaction_keeps_latest_per_key_and_drops_tombstones(broker_factory, to
     assert got == want, f"{len(got)} records, want {len(want)}: {got[:10]}"
     # The log end did not move: offsets are kept, the gaps are skipped.
     end = max(off for off, _ in latest.values()) + 1
-    python = read_kafka_python(broker.bootstrap, topic, end)
+    python = read_kafka_python(broker.bootstrap, topic, lambda offset, _: offset + 1 >= end)
     assert sorted(python) == want
     broker.restart(same_port=True)
     again = sorted((c.offset, c.key, c.value) for c in read_partitions(broker.bootstrap, topic, 1)[0])
