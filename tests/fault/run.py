@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import shutil
@@ -67,8 +68,14 @@ def log(msg: str) -> None:
 class Workload:
     """Producer and group consumer threads, and what they saw."""
 
-    def __init__(self, bootstrap: str, partitions: int, rate: int):
+    def __init__(self, bootstrap: str, partitions: int, rate: int, client_log: Path):
         self.bootstrap = bootstrap
+        # librdkafka's idempotence debug lines (epoch bumps and the broker
+        # answers behind them) go to a file: a duplicate is explained there.
+        self.client_log = logging.getLogger("fault-producer")
+        self.client_log.propagate = False
+        self.client_log.setLevel(logging.DEBUG)
+        self.client_log.addHandler(logging.FileHandler(client_log))
         self.partitions = partitions
         self.rate = rate
         self.stop = threading.Event()
@@ -107,7 +114,8 @@ class Workload:
             "linger.ms": 5,
             "message.timeout.ms": 60000,
             "request.timeout.ms": 10000,
-            "log_level": 2,
+            "debug": "eos",
+            "logger": self.client_log,
         })
         seq = [0] * self.partitions
         i = 0
@@ -319,7 +327,7 @@ def main() -> int:
         replicas = {p: list(md.topics[TOPIC].partitions[p].replicas) for p in range(args.partitions)}
         log(f"topic {TOPIC}: replicas {replicas}")
 
-        work = Workload(cluster.bootstrap, args.partitions, args.rate)
+        work = Workload(cluster.bootstrap, args.partitions, args.rate, root / "producer.log")
         work.start()
         time.sleep(2)
         nemesis = Nemesis(cluster, args.partitions, rng)
