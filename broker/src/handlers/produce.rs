@@ -65,7 +65,7 @@ use crate::server::now_ms;
 
 /// What a produce answer waits for, per `acks`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Until {
+pub enum Until {
     /// This node's written end covers the batch (acks=1 with fsync).
     Written,
     /// The high watermark covers the batch and the ISR still holds
@@ -320,6 +320,55 @@ fn recompress(
     }
 }
 
+/// Where a produce waiting for its batch (last offset `last_offset`,
+/// appended as leader at `leader_epoch`) stands, given its partition's
+/// published progress: the one decision behind an acks=1 (fsync) or
+/// acks=all answer, shared with the replication simulation
+/// (`broker/tests/sim_controller/`). `isr_len` is asked only once the
+/// batch is covered.
+pub fn acks_outcome(
+    progress: &crate::replica::Progress,
+    until: Until,
+    last_offset: i64,
+    leader_epoch: i32,
+    isr_len: impl FnOnce() -> usize,
+) -> AcksOutcome {
+    if progress.leader_epoch != leader_epoch {
+        return AcksOutcome::Deposed;
+    }
+    if progress.failed {
+        return AcksOutcome::Failed;
+    }
+    let covered = match until {
+        Until::Written => progress.written_end > last_offset,
+        Until::Replicated { .. } => progress.high_watermark > last_offset,
+    };
+    match until {
+        _ if !covered => AcksOutcome::Waiting,
+        // Kafka's checkEnoughReplicasReachOffset: replicated by the whole
+        // ISR, but the ISR shrank below the minimum meanwhile.
+        Until::Replicated { min_insync } if isr_len() < min_insync => {
+            AcksOutcome::NotEnoughReplicasAfterAppend { min_insync }
+        }
+        _ => AcksOutcome::Done,
+    }
+}
+
+/// See [`acks_outcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcksOutcome {
+    /// Not covered yet.
+    Waiting,
+    /// Covered: answer success.
+    Done,
+    /// The partition's leader epoch changed first: NOT_LEADER_OR_FOLLOWER.
+    Deposed,
+    /// The log directory failed: KAFKA_STORAGE_ERROR.
+    Failed,
+    /// Covered, but the ISR is below `min.insync.replicas`.
+    NotEnoughReplicasAfterAppend { min_insync: usize },
+}
+
 async fn await_durable(
     mut response: ProduceResponse,
     waiting: Vec<Waiting>,
@@ -329,40 +378,37 @@ async fn await_durable(
     for w in waiting {
         let Some(until) = w.until else { continue };
         let mut progress = w.replica.subscribe();
-        let covered = |p: &crate::replica::Progress| match until {
-            Until::Written => p.written_end > w.last_offset,
-            Until::Replicated { .. } => p.high_watermark > w.last_offset,
+        // The wake condition ignores the ISR size: it only matters once
+        // the batch is covered, which is a wake either way.
+        let settled = |p: &crate::replica::Progress| {
+            acks_outcome(p, until, w.last_offset, w.leader_epoch, || 0) != AcksOutcome::Waiting
         };
-        let deposed = |p: &crate::replica::Progress| p.leader_epoch != w.leader_epoch;
-        let done = tokio::time::timeout_at(
-            deadline,
-            progress.wait_for(|p| covered(p) || p.failed || deposed(p)),
-        )
-        .await;
+        let done = tokio::time::timeout_at(deadline, progress.wait_for(settled)).await;
         let error = match done {
-            // Leadership moved before the batch was covered: the offsets
-            // waited for may now hold the new leader's records (Kafka
-            // answers NOT_LEADER_OR_FOLLOWER then too).
-            Ok(Ok(p)) if deposed(&p) => Some(BrokerError::NotLeaderOrFollower {
-                topic: w.replica.topic().to_string(),
-                partition: w.replica.index(),
-                leader: -1,
-                leader_epoch: p.leader_epoch,
-            }),
-            Ok(Ok(p)) if !p.failed => match until {
-                Until::Replicated { min_insync } => {
-                    // Kafka's checkEnoughReplicasReachOffset: replicated by
-                    // the whole ISR, but the ISR shrank below the minimum.
-                    let isr = w.replica.isr().map_or(0, |isr| isr.len());
-                    (isr < min_insync).then(|| BrokerError::NotEnoughReplicasAfterAppend {
+            Ok(Ok(p)) => {
+                let isr = || w.replica.isr().map_or(0, |isr| isr.len());
+                match acks_outcome(&p, until, w.last_offset, w.leader_epoch, isr) {
+                    AcksOutcome::Done | AcksOutcome::Waiting => None,
+                    // Leadership moved before the batch was covered: the
+                    // offsets waited for may now hold the new leader's
+                    // records (Kafka answers NOT_LEADER_OR_FOLLOWER then too).
+                    AcksOutcome::Deposed => Some(BrokerError::NotLeaderOrFollower {
                         topic: w.replica.topic().to_string(),
                         partition: w.replica.index(),
-                        min_insync,
-                    })
+                        leader: -1,
+                        leader_epoch: p.leader_epoch,
+                    }),
+                    AcksOutcome::NotEnoughReplicasAfterAppend { min_insync } => {
+                        Some(BrokerError::NotEnoughReplicasAfterAppend {
+                            topic: w.replica.topic().to_string(),
+                            partition: w.replica.index(),
+                            min_insync,
+                        })
+                    }
+                    AcksOutcome::Failed => Some(BrokerError::StorageFailed),
                 }
-                Until::Written => None,
-            },
-            Ok(_) => Some(BrokerError::StorageFailed),
+            }
+            Ok(Err(_)) => Some(BrokerError::StorageFailed),
             Err(_) => Some(BrokerError::RequestTimedOut(
                 i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
             )),

@@ -493,8 +493,10 @@ fn apply_divergence(
     }
 }
 
-/// Compares the leader's end of an epoch with this log and truncates.
-fn truncate_by_epoch(
+/// Compares the leader's end of an epoch with this log and truncates
+/// (public for the replication simulation, which answers its followers
+/// with the same code).
+pub fn truncate_by_epoch(
     follower: &dyn FollowerLog,
     leader: LeaderEpochEnd,
 ) -> Result<Truncation, BrokerError> {

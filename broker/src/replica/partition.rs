@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use sluice_protocol::{RecordBatchView, TimestampType};
-use sluice_storage::{FileRegion, LogConfig, Offset, PartitionLog, PendingFlush};
+use sluice_storage::{FileRegion, LogConfig, Offset, PartitionLog, PendingFlush, UnflushedFile};
 use tokio::sync::{Notify, watch};
 
 use super::fetcher_follower::{EpochEnd, FollowerEnd};
@@ -298,11 +298,7 @@ impl Partition {
     /// and ISR (the reconciler only). A partition that stops leading takes
     /// no client append from the moment this returns; one that starts
     /// leading keeps its high watermark until its followers report.
-    pub(crate) fn apply_role(
-        &self,
-        role: PartitionRole,
-        set: &ReplicaSet<'_>,
-    ) -> Result<(), BrokerError> {
+    pub fn apply_role(&self, role: PartitionRole, set: &ReplicaSet<'_>) -> Result<(), BrokerError> {
         let mut state = self.lock()?;
         let was = state.role;
         state.role = role;
@@ -735,7 +731,7 @@ impl Partition {
     /// The ISR members that have not caught up for `replica.lag.time.max.ms`,
     /// proposed out (the maintenance pass); `None` while following or when
     /// every member keeps up.
-    pub(crate) fn maybe_shrink_isr(&self, now_ms: i64) -> Result<Option<IsrChange>, BrokerError> {
+    pub fn maybe_shrink_isr(&self, now_ms: i64) -> Result<Option<IsrChange>, BrokerError> {
         let mut state = self.lock()?;
         let log_end = state.log.log_end_offset().0;
         let leader_epoch = state.role.leader_epoch.0;
@@ -751,7 +747,7 @@ impl Partition {
 
     /// The controller refused (or never answered) `change`: forget it so a
     /// later fetch or maintenance pass computes a fresh one.
-    pub(crate) fn isr_change_failed(&self, change: &IsrChange) {
+    pub fn isr_change_failed(&self, change: &IsrChange) {
         if let Ok(mut state) = self.lock()
             && let Some(isr) = state.leader_isr.as_mut()
             && isr.pending() == Some(&change.proposal)
@@ -1002,6 +998,50 @@ impl Partition {
             .log
             .clean(map, rules, limit, newest_ms)
             .map_err(|e| self.storage_error(e))
+    }
+
+    /// Testing seam (the replication simulation): every batch from the log
+    /// start to the log end, whatever the role, so a checker can compare
+    /// replicas. Zero copies: views of the mapping.
+    #[doc(hidden)]
+    pub fn read_whole_log(&self) -> Result<Vec<FileRegion>, BrokerError> {
+        let state = self.lock()?;
+        let (start, end) = (state.log.log_start_offset(), state.log.log_end_offset());
+        let mut regions = Vec::new();
+        let mut next = start;
+        while next < end {
+            let read = state
+                .log
+                .read(next, 16 * 1024 * 1024, end, true)
+                .map_err(|e| self.storage_error(e))?;
+            let Some(last) = read.regions.last() else {
+                break;
+            };
+            let mut moved = next;
+            for item in sluice_protocol::BatchIter::new(&last.bytes(), usize::MAX) {
+                let Ok((_, view)) = item else { break };
+                moved = Offset(view.last_offset() + 1);
+            }
+            regions.extend(read.regions);
+            if moved <= next {
+                break;
+            }
+            next = moved;
+        }
+        Ok(regions)
+    }
+
+    /// Testing seam (the replication simulation): closes the partition as
+    /// a crash would — no flush, no checkpoint, no clean-shutdown marker —
+    /// and names the bytes never fsynced (see
+    /// `sluice_storage::PartitionLog::simulate_crash`).
+    #[doc(hidden)]
+    pub fn simulate_crash(&self) -> Vec<UnflushedFile> {
+        let taken = match self.state.lock() {
+            Ok(mut state) => state.take(),
+            Err(_) => None,
+        };
+        taken.map(|s| s.log.simulate_crash()).unwrap_or_default()
     }
 
     /// Storage configuration changes (AlterConfigs) take effect on the log.
