@@ -132,12 +132,16 @@ fn change(
         leader,
         isr,
         replicas: None,
+        // Whole values from `p`: they apply only to the state they were
+        // computed from.
+        partition_epoch: Some(p.partition_epoch),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::ApplyError;
     use crate::metadata::fixtures::image_with_partition as image;
     use proptest::prelude::*;
 
@@ -175,6 +179,32 @@ mod tests {
             img.apply(&r).unwrap();
         }
         assert_eq!(img.partition("t", 0).unwrap().leader(), Some(3));
+    }
+
+    /// Found by the replication simulation: two removals computed on one
+    /// image (a restarting broker's registration on its stale image, or
+    /// two fencings before either applied) each carry a whole ISR; the
+    /// second must not put back the member the first removed.
+    #[test]
+    fn a_change_computed_on_an_older_image_is_refused() {
+        let mut img = image(&[1, 2, 3], &[1, 2, 3]);
+        let stale = img.clone();
+        for r in changes_removing_broker(&stale, 2) {
+            img.apply(&r).unwrap();
+        }
+        assert_eq!(img.partition("t", 0).unwrap().isr, vec![1, 3]);
+        let late = changes_removing_broker(&stale, 3);
+        assert_eq!(late.len(), 1);
+        assert!(matches!(
+            img.apply(&late[0]),
+            Err(ApplyError::IsrChangeRefused { .. })
+        ));
+        assert_eq!(img.partition("t", 0).unwrap().isr, vec![1, 3]);
+        // Computed again from the current image, it applies.
+        for r in changes_removing_broker(&img, 3) {
+            img.apply(&r).unwrap();
+        }
+        assert_eq!(img.partition("t", 0).unwrap().isr, vec![1]);
     }
 
     #[test]

@@ -380,8 +380,16 @@ impl MetadataImage {
                 leader,
                 isr,
                 replicas,
+                partition_epoch,
             } => {
                 let current = self.existing_partition(topic, *partition)?;
+                if partition_epoch.is_some_and(|e| e != current.partition_epoch) {
+                    return Err(ApplyError::IsrChangeRefused {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        reason: "the partition epoch moved on since the change was computed",
+                    });
+                }
                 let next = changed(current, *leader, isr.as_deref(), replicas.as_deref());
                 if next.leader != current.leader && next.leader != NO_LEADER {
                     let broker = self.registered(next.leader)?;
@@ -555,6 +563,7 @@ impl MetadataImage {
                 leader,
                 isr,
                 replicas,
+                ..
             } => {
                 if let Some(p) = self.partition_mut(topic, *partition) {
                     *p = changed(p, *leader, isr.as_deref(), replicas.as_deref());
@@ -738,6 +747,7 @@ mod tests {
             leader,
             isr,
             replicas: None,
+            partition_epoch: None,
         }
     }
 

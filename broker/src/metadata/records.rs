@@ -121,7 +121,11 @@ pub enum MetadataRecord {
     /// `PartitionChangeRecord`). `None` leaves a field as it is; a leader of
     /// [`NO_LEADER`] leaves the partition offline. The image bumps the
     /// leader epoch when the leader changes and the partition epoch on any
-    /// change.
+    /// change. With `partition_epoch`, it applies only while the partition
+    /// is still at that epoch: the values are whole (an ISR, not a
+    /// removal), so one computed from an older image (a restarting broker's
+    /// registration, two fencings computed before either applied) would
+    /// otherwise put back members that left meanwhile.
     PartitionChanged {
         topic: String,
         partition: i32,
@@ -131,6 +135,10 @@ pub enum MetadataRecord {
         isr: Option<Vec<BrokerId>>,
         #[serde(default)]
         replicas: Option<Vec<BrokerId>>,
+        /// The partition epoch the change was computed from (absent in
+        /// records written before it existed: unconditional).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partition_epoch: Option<i32>,
     },
     /// A partition's leader changed its ISR (Kafka's AlterPartition, with
     /// KIP-497's partition epoch): applied only while `leader` still leads

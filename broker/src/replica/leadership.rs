@@ -112,6 +112,7 @@ mod tests {
                 leader: Some(2),
                 isr: None,
                 replicas: None,
+                partition_epoch: None,
             })
             .unwrap();
         image
