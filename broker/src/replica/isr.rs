@@ -163,6 +163,15 @@ impl LeaderIsr {
         }
     }
 
+    /// The partition's published high watermark is `hw` (computed by
+    /// `replica::high_watermark` from the replicated end this type gives
+    /// and the leader's own written end): the ISR join rule of
+    /// [`LeaderIsr::on_follower_fetch`] compares followers with it, so it
+    /// must not lag behind.
+    pub fn observe_high_watermark(&mut self, hw: i64) {
+        self.high_watermark = self.high_watermark.max(hw);
+    }
+
     /// The controller refused or lost the pending proposal: forget it, so
     /// the next check computes a fresh one.
     pub fn on_proposal_failed(&mut self) {

@@ -689,6 +689,10 @@ impl Partition {
         let leader_epoch = state.role.leader_epoch.0;
         let (proposal, replicated_end) = match state.leader_isr.as_mut() {
             Some(isr) => {
+                // A follower joins only once it has reached the high
+                // watermark as published, not the one this leader started
+                // its term with.
+                isr.observe_high_watermark(self.high_watermark.progress().high_watermark);
                 let proposal = isr.on_follower_fetch(
                     fetch.follower,
                     fetch.fetch_offset,
