@@ -259,6 +259,17 @@ impl PartitionLog {
         &self.epochs
     }
 
+    /// A new leader's epoch starts at the log end offset, before any batch
+    /// of it is written (Kafka's `maybeAssignEpochStartOffset` in
+    /// `makeLeader`): a follower asking about an older epoch then learns
+    /// where it ended here, even while this log holds no batch of the new
+    /// epoch. Changes nothing when the cache already ends with `epoch`.
+    pub fn assign_leader_epoch_start(&mut self, epoch: LeaderEpoch) -> Result<()> {
+        let end = self.log_end_offset();
+        let r = self.epochs.assign(epoch, end);
+        self.poison_on_err(r)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

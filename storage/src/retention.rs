@@ -134,7 +134,14 @@ impl PartitionLog {
     pub fn truncate_to(&mut self, offset: Offset) -> Result<Offset> {
         self.check()?;
         if offset >= self.log_end_offset() {
-            return Ok(self.log_end_offset());
+            // Nothing to cut, but an epoch that starts at the log end (a
+            // leader that assigned it and wrote nothing before it lost
+            // leadership) goes, as Kafka's `truncateTo` drops it: a
+            // follower must not claim it as its last fetched epoch.
+            let end = self.log_end_offset();
+            let r = self.epochs.truncate_from_end(end);
+            self.poison_on_err(r)?;
+            return Ok(end);
         }
         if offset < self.log_start {
             self.truncate_fully_and_start_at(offset)?;

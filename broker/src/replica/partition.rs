@@ -315,6 +315,14 @@ impl Partition {
                     );
                 }
                 _ => {
+                    // The new epoch starts at the log end now, not at its
+                    // first batch: a follower that asks about an older
+                    // epoch learns where it ended here even before this
+                    // leader writes (Kafka's makeLeader does the same).
+                    state
+                        .log
+                        .assign_leader_epoch_start(role.leader_epoch)
+                        .map_err(|e| self.storage_error(e))?;
                     // Before the new tracker's first answer: the high
                     // watermark stays where it is until followers report.
                     self.high_watermark.set_leading(true);
@@ -338,6 +346,13 @@ impl Partition {
                 .map(|isr| isr.replicated_end(log_end, set.now_ms, |_| false))
         } else {
             state.leader_isr = None;
+            // An epoch this node started as leader and wrote nothing in is
+            // not one a follower fetched (see `assign_leader_epoch_start`).
+            let end = state.log.log_end_offset();
+            state
+                .log
+                .truncate_to(end)
+                .map_err(|e| self.storage_error(e))?;
             None
         };
         drop(state);
@@ -1227,6 +1242,81 @@ mod tests {
             p.check_enough_replicas(1),
             Err(BrokerError::NotLeaderOrFollower { leader: 2, .. })
         ));
+    }
+
+    /// Found by the replication simulation: a new leader with an empty log
+    /// knew no epoch, so followers holding uncommitted records of an older
+    /// epoch were told UNDEFINED, kept them (down to their high watermark)
+    /// and never caught up.
+    #[test]
+    fn a_new_leader_tells_followers_where_older_epochs_ended_before_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), role(Role::Follower { leader: 2 }, 0));
+        let set = ReplicaSet {
+            replicas: &[1, 2],
+            isr: &[1],
+            ..SOLE
+        };
+        p.apply_role(role(Role::Leader, 12), &set).unwrap();
+        let (read, _) = p
+            .read_for_follower(
+                &FollowerFetch {
+                    current_leader_epoch: 12,
+                    ..follower_fetch(3, 0)
+                },
+                |_| true,
+            )
+            .unwrap();
+        assert!(matches!(
+            read,
+            FollowerRead::Diverging {
+                epoch: 0,
+                end_offset: 0,
+                ..
+            }
+        ));
+        // Deposed before it wrote: epoch 12 is not its last fetched epoch.
+        assert_eq!(p.last_fetched_epoch().unwrap(), Some(12));
+        p.apply_role(role(Role::Follower { leader: 2 }, 13), &set)
+            .unwrap();
+        assert_eq!(p.last_fetched_epoch().unwrap(), None);
+    }
+
+    /// Found by the replication simulation: the ISR join rule compared a
+    /// follower with the high watermark the leader started its term with,
+    /// so a follower missing acknowledged records joined the ISR.
+    #[test]
+    fn a_follower_below_the_high_watermark_does_not_join_the_isr() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), role(Role::Leader, 3));
+        let set = ReplicaSet {
+            replicas: &[1, 2, 3],
+            isr: &[1, 2],
+            ..SOLE
+        };
+        p.apply_role(role(Role::Leader, 3), &set).unwrap();
+        for _ in 0..2 {
+            let b = batch(2);
+            let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
+            p.append_as_leader(&view, 0).unwrap();
+        }
+        let (_, change) = p
+            .read_for_follower(&follower_fetch(4, 3), |_| true)
+            .unwrap();
+        assert!(change.is_none());
+        assert_eq!(p.progress().high_watermark, 4);
+        let behind = FollowerFetch {
+            follower: 3,
+            ..follower_fetch(0, -1)
+        };
+        let (_, change) = p.read_for_follower(&behind, |_| true).unwrap();
+        assert_eq!(change, None, "follower 3 lacks offsets 0..4");
+        let caught_up = FollowerFetch {
+            follower: 3,
+            ..follower_fetch(4, 3)
+        };
+        let (_, change) = p.read_for_follower(&caught_up, |_| true).unwrap();
+        assert_eq!(change.map(|c| c.proposal.isr), Some(vec![1, 2, 3]));
     }
 
     fn open(dir: &std::path::Path, r: PartitionRole) -> Partition {
