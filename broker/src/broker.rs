@@ -469,6 +469,7 @@ mod tests {
             leader: Some(2),
             isr: Some(vec![2]),
             replicas: None,
+            partition_epoch: None,
         }
     }
 
