@@ -170,6 +170,11 @@ pub enum ApplyError {
         topic: String,
         partition: i32,
         reason: &'static str,
+        /// Refused because the partition moved on (its leader, leader
+        /// epoch or partition epoch changed) since the change was
+        /// computed: the newer state is in the image, or on its way to
+        /// every broker. Otherwise the change itself is not allowed.
+        stale: bool,
     },
 }
 
@@ -388,6 +393,7 @@ impl MetadataImage {
                         topic: topic.clone(),
                         partition: *partition,
                         reason: "the partition epoch moved on since the change was computed",
+                        stale: true,
                     });
                 }
                 let next = changed(current, *leader, isr.as_deref(), replicas.as_deref());
@@ -412,26 +418,33 @@ impl MetadataImage {
                 isr,
             } => {
                 let current = self.existing_partition(topic, *partition)?;
-                let refused = |reason| ApplyError::IsrChangeRefused {
+                let refused = |reason, stale| ApplyError::IsrChangeRefused {
                     topic: topic.clone(),
                     partition: *partition,
                     reason,
+                    stale,
                 };
                 if current.leader != *leader || current.leader_epoch != *leader_epoch {
-                    return Err(refused("the proposer no longer leads at that leader epoch"));
+                    return Err(refused(
+                        "the proposer no longer leads at that leader epoch",
+                        true,
+                    ));
                 }
                 if current.partition_epoch != *partition_epoch {
-                    return Err(refused("the partition epoch moved on"));
+                    return Err(refused("the partition epoch moved on", true));
                 }
                 if !isr.contains(leader) {
-                    return Err(refused("the leader must stay in the ISR"));
+                    return Err(refused("the leader must stay in the ISR", false));
                 }
                 let joining_fenced = isr
                     .iter()
                     .filter(|b| !current.isr.contains(b))
                     .any(|b| !self.is_unfenced(*b));
                 if joining_fenced {
-                    return Err(refused("a replica joining the ISR is fenced or unknown"));
+                    return Err(refused(
+                        "a replica joining the ISR is fenced or unknown",
+                        false,
+                    ));
                 }
                 let next = changed(current, None, Some(isr), None);
                 self.check_partition(topic, *partition, &next)?;

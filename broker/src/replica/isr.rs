@@ -43,6 +43,22 @@ pub struct IsrProposal {
     pub partition_epoch: i32,
 }
 
+/// Why a proposed ISR change did not apply, as far as the proposer knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsrChangeFailure {
+    /// The controller refused the change itself (it would drop the
+    /// leader, or add a fenced replica): nothing was applied.
+    Refused,
+    /// The partition moved on before the change could apply (another
+    /// change, a new leader epoch): the newer state reaches this broker
+    /// through the image, which settles the pending change.
+    Stale,
+    /// No answer (the controller changed, or the commit timed out): the
+    /// change may have been applied. Only the image or a definite answer
+    /// to the same change sent again can tell.
+    Unknown,
+}
+
 /// How an acks=all produce stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcksAll {
@@ -172,10 +188,25 @@ impl LeaderIsr {
         self.high_watermark = self.high_watermark.max(hw);
     }
 
-    /// The controller refused or lost the pending proposal: forget it, so
-    /// the next check computes a fresh one.
-    pub fn on_proposal_failed(&mut self) {
-        self.pending = None;
+    /// The pending proposal did not apply: returns whether it is still
+    /// pending (to be sent again as it is).
+    ///
+    /// Only a definite refusal forgets it, so the next check computes a
+    /// fresh one. Otherwise it may have been applied, or the image will
+    /// say what was: it stays pending, and its replicas keep counting in
+    /// the maximal ISR, until an image settles it. Forgetting an expansion
+    /// whose fate is unknown would let the high watermark pass a follower
+    /// the controller may already have added to the ISR — one that could
+    /// then be elected leader without an acknowledged record.
+    pub fn on_proposal_failed(&mut self, failure: IsrChangeFailure) -> bool {
+        match failure {
+            IsrChangeFailure::Refused => {
+                self.pending = None;
+                false
+            }
+            IsrChangeFailure::Stale => false,
+            IsrChangeFailure::Unknown => self.pending.is_some(),
+        }
     }
 
     /// Records a follower's fetch; returns an ISR expansion to propose if
@@ -383,8 +414,33 @@ mod tests {
         assert_eq!(expand.partition_epoch, 7);
         assert_eq!(isr.maximal_isr(), vec![1, 2, 3]);
         // Refused by the controller: a fresh proposal next time.
-        isr.on_proposal_failed();
+        assert!(!isr.on_proposal_failed(IsrChangeFailure::Refused));
         assert!(isr.on_follower_fetch(3, 120, 120, 40, true).is_some());
+    }
+
+    /// Found by the replication simulation: an expansion whose answer was
+    /// lost was forgotten, the high watermark passed the joining follower,
+    /// and the controller had in fact added it to the ISR.
+    #[test]
+    fn an_expansion_of_unknown_fate_keeps_holding_the_high_watermark() {
+        let mut isr = leader(&[1, 2, 3], vec![1, 2], 7, 100, 90);
+        let expand = isr.on_follower_fetch(3, 100, 100, 10, true).unwrap();
+        assert!(isr.on_proposal_failed(IsrChangeFailure::Unknown));
+        assert_eq!(isr.pending(), Some(&expand));
+        // The leader writes up to 110, follower 2 has it all, 3 does not.
+        isr.on_follower_fetch(2, 110, 110, 20, true);
+        assert_eq!(
+            isr.maybe_advance_high_watermark(110, 110, 20, |_| false),
+            None,
+            "follower 3 may be in the ISR already"
+        );
+        // Sent again, the change is stale: it was applied, and the image
+        // carrying it settles it.
+        assert!(!isr.on_proposal_failed(IsrChangeFailure::Stale));
+        assert_eq!(isr.maximal_isr(), vec![1, 2, 3]);
+        isr.on_image(8, vec![1, 2, 3], &[1, 2, 3], 30);
+        assert_eq!(isr.pending(), None);
+        assert_eq!(isr.isr(), &[1, 2, 3]);
     }
 
     #[test]

@@ -51,7 +51,7 @@ use tokio::sync::{Notify, watch};
 use super::fetcher_follower::{EpochEnd, FollowerEnd};
 use super::high_watermark::HighWatermark;
 pub use super::high_watermark::Progress;
-use super::isr::{IsrProposal, LeaderIsr, LeaderStart};
+use super::isr::{IsrChangeFailure, IsrProposal, LeaderIsr, LeaderStart};
 use super::producer_state::{
     ProducerBatch, ProducerStateTable, SequenceCheck, WrittenBatch, last_sequence,
 };
@@ -764,15 +764,18 @@ impl Partition {
             }))
     }
 
-    /// The controller refused (or never answered) `change`: forget it so a
-    /// later fetch or maintenance pass computes a fresh one.
-    pub fn isr_change_failed(&self, change: &IsrChange) {
+    /// `change` did not apply (see [`IsrChangeFailure`]): returns whether
+    /// it is still this partition's pending change and must be sent again
+    /// as it is (its fate is unknown).
+    pub fn isr_change_failed(&self, change: &IsrChange, failure: IsrChangeFailure) -> bool {
         if let Ok(mut state) = self.lock()
+            && state.role.leader_epoch.0 == change.leader_epoch
             && let Some(isr) = state.leader_isr.as_mut()
             && isr.pending() == Some(&change.proposal)
         {
-            isr.on_proposal_failed();
+            return isr.on_proposal_failed(failure);
         }
+        false
     }
 
     // ---- follower operations (the replica fetcher, issue 15) ---------------

@@ -886,7 +886,11 @@ impl Sim {
             let Some(d) = r.data.get_mut(&id) else {
                 continue;
             };
-            replication::expire_proposals(d, now);
+            for record in replication::expire_proposals(d, id, now) {
+                if let Some(c) = controller {
+                    sends.push((id, c, DataMessage::AlterIsr(record)));
+                }
+            }
             if fetch_roll {
                 for index in 0..replication::PARTITIONS {
                     if let Some((to, m)) = replication::next_fetch(d, id, index, now) {

@@ -18,9 +18,9 @@
 //! - ISR changes the leader computes (on fetches and in the maintenance
 //!   pass, [`Partition::maybe_shrink_isr`]) travel as
 //!   `MetadataRecord::IsrChanged` to the node it thinks is the active
-//!   controller; one not applied in time is forgotten
-//!   ([`Partition::isr_change_failed`]), as `alter_partition` does on a
-//!   refused or timed-out proposal;
+//!   controller; one not applied in time has an unknown fate
+//!   ([`Partition::isr_change_failed`]) and is sent again as it is while
+//!   still pending, as `alter_partition` does on a timed-out proposal;
 //! - an acks=all produce is appended with [`Partition::append_as_leader`]
 //!   after [`Partition::check_enough_replicas`], and counts as acknowledged
 //!   only when [`acks_outcome`] (the produce handler's decision) says Done.
@@ -86,6 +86,7 @@ use sluice_broker::replica::fetcher_state::{
     FetchDecision, OutOfRangeReset, decide, out_of_range_reset, whole_batches_len,
 };
 use sluice_broker::replica::following::FollowingPartition;
+use sluice_broker::replica::isr::IsrChangeFailure;
 use sluice_broker::replica::{
     Flusher, FollowerFetch, FollowerRead, IsrChange, Partition, PartitionRole, ReplicaSet, Role,
 };
@@ -504,19 +505,25 @@ pub fn isr_record(
     record
 }
 
-/// Forgets ISR proposals that did not land in time (refused or lost).
-pub fn expire_proposals(data: &mut NodeData, now: u64) {
+/// ISR proposals that did not land in time: their answer is lost, so, as
+/// `alter_partition` does, each is sent again as it is while its partition
+/// still has it pending. Returns the records to send again.
+pub fn expire_proposals(data: &mut NodeData, me: u64, now: u64) -> Vec<MetadataRecord> {
     let expired: Vec<i32> = data
         .proposals
         .iter()
         .filter(|(_, (_, at))| now >= at + ISR_PROPOSAL_TIMEOUT_STEPS)
         .map(|(i, _)| *i)
         .collect();
+    let mut again = Vec::new();
     for i in expired {
-        if let (Some((change, _)), Some(p)) = (data.proposals.remove(&i), data.partitions.get(&i)) {
-            p.isr_change_failed(&change);
+        if let (Some((change, _)), Some(p)) = (data.proposals.remove(&i), data.partitions.get(&i))
+            && p.isr_change_failed(&change, IsrChangeFailure::Unknown)
+        {
+            again.push(isr_record(data, me, i, change, now));
         }
     }
+    again
 }
 
 /// The maintenance pass of a leader: ISR members that stopped keeping up.
