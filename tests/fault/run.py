@@ -259,21 +259,32 @@ def read_through_cluster(bootstrap: str, partitions: int, timeout_s: float) -> d
 
 def check(acked, through_cluster, replicas_on_disk, allow_unreplicated: bool) -> dict:
     lost = duplicated = reordered = divergent = unreplicated = 0
+    examples: list[str] = []  # the first few of each kind, to explain a failure
     for p, acks in acked.items():
         seen = through_cluster.get(p, {})
         seen_values = set(seen.values())
-        lost += sum(1 for _, v in acks if v not in seen_values)
+        for off, v in acks:
+            if v not in seen_values:
+                lost += 1
+                examples.append(f"lost: partition {p} value {v!r} acknowledged at offset {off}")
     for p, records in through_cluster.items():
         counts = defaultdict(int)
         for v in records.values():
             counts[v] += 1
         duplicated += sum(n - 1 for n in counts.values() if n > 1)
+        at = defaultdict(list)
+        for off, v in records.items():
+            if counts[v] > 1:
+                at[v].append(off)
+        examples.extend(f"duplicated: partition {p} value {v!r} at offsets {sorted(offs)}"
+                        for v, offs in at.items())
         last = -1
         for off in sorted(records):
             v = records[off]
             seq = int(v.decode().split("-")[1])
             if seq < last:
                 reordered += 1
+                examples.append(f"reordered: partition {p} offset {off} holds {v!r} after sequence {last}")
             last = max(last, seq)
     for p, logs in replicas_on_disk.items():
         offsets = set().union(*[set(l) for l in logs.values()]) if logs else set()
@@ -281,11 +292,18 @@ def check(acked, through_cluster, replicas_on_disk, allow_unreplicated: bool) ->
             values = {l[off] for l in logs.values() if off in l}
             if len(values) > 1:
                 divergent += 1
-        for off, _ in acked.get(p, []):
-            if any(off not in l for l in logs.values()):
+                examples.append(f"divergent: partition {p} offset {off} holds {sorted(values)}")
+        for off, value in acked.get(p, []):
+            missing = [node for node, l in logs.items() if off not in l]
+            if missing:
                 unreplicated += 1
+                examples.append(f"unreplicated: partition {p} offset {off} ({value!r}) "
+                                f"missing on nodes {missing}")
     result = {"lost": lost, "duplicated": duplicated, "reordered": reordered,
-              "divergent": divergent, "unreplicated": unreplicated}
+              "divergent": divergent, "unreplicated": unreplicated,
+              # Per kind, the first few: enough to find them in the logs.
+              "examples": [e for kind in ("lost", "duplicated", "reordered", "divergent", "unreplicated")
+                           for e in [x for x in examples if x.startswith(kind)][:5]]}
     result["ok"] = lost == duplicated == reordered == divergent == 0 and (
         allow_unreplicated or unreplicated == 0)
     return result
@@ -363,6 +381,8 @@ def main() -> int:
     print(f"(sent {result.get('sent')}, failed deliveries {result.get('failed_deliveries')}, "
           f"group consumed {result.get('group_consumed')}, seed {seed})")
     print(f"replica log ends: {result.get('replica_log_ends')}")
+    for example in result.get("examples", []):
+        print(example)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
     if not args.dir and result.get("ok"):
