@@ -52,10 +52,6 @@ pub enum BrokerError {
         earliest: i64,
         latest: i64,
     },
-    #[error(
-        "producer {producer_id} is not known to this partition (evicted, or its records left the log); sequence {received} is not 0"
-    )]
-    UnknownProducerId { producer_id: i64, received: i32 },
     #[error("acks must be -1, 0 or 1, got {0}")]
     InvalidRequiredAcks(i16),
     #[error("request timed out after {0} ms")]
@@ -185,7 +181,6 @@ impl BrokerError {
             Self::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             Self::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             Self::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
-            Self::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
             Self::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
             Self::RequestTimedOut(_) => ResponseError::RequestTimedOut,
             Self::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,

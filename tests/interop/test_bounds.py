@@ -13,8 +13,8 @@ Kafka error or closed, and everyone else keeps being served.
     `max.message.bytes` does not raise the per-batch bound;
 (e) `max.connections.per.ip` and `max.connections`: the extra connection
     is closed cleanly, the others keep working, refusals are counted;
-(f) a produce from a producer the partition does not know, not at
-    sequence 0, is UNKNOWN_PRODUCER_ID and writes nothing;
+(f) a produce from a producer the partition does not know is accepted at
+    any sequence, as Kafka has since 2.5, and its next batch follows on;
 (g) group coordinator bounds: `group.max.size`, over-long ids.
 """
 
@@ -37,7 +37,7 @@ REQUEST_TIMED_OUT = 7
 MESSAGE_TOO_LARGE = 10
 UNKNOWN_MEMBER_ID = 25
 INVALID_REQUEST = 42
-UNKNOWN_PRODUCER_ID = 59
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 GROUP_MAX_SIZE_REACHED = 81
 MEMBER_ID_REQUIRED = 79
 
@@ -289,21 +289,25 @@ def test_max_connections_per_ip_and_total_close_the_extra_connection(broker_fact
 # (f) unknown producer
 
 
-def test_unknown_producer_not_at_sequence_zero_is_refused(broker, topic):
+def test_unknown_producer_is_accepted_at_any_sequence(broker, topic):
     create_topic(broker.bootstrap, topic, 1)
     recs = [Record(b"k", b"v")]
     with kafka_wire.Connection(broker.address) as conn:
-        # Sequence 7 from a producer id this partition never saw: a retry
-        # from a forgotten producer looks exactly like this.
-        r = kafka_wire.produce(conn, topic, 0, record_batch(recs, TS, producer_id=4242, producer_epoch=0,
-                                                            base_sequence=7))
-        assert r.error_code == UNKNOWN_PRODUCER_ID, r
-        assert log_end(broker, topic) == 0, "the batch was appended"
-        # Sequence 0 starts the producer; its next batch follows on.
-        for seq in (0, 1):
+        # Sequence 7 from a producer id this partition never saw (evicted,
+        # or all its records deleted): Kafka accepts it since 2.5 (KIP-360)
+        # rather than UNKNOWN_PRODUCER_ID, which makes librdkafka bump its
+        # epoch for every partition and write lost-answer batches again.
+        for seq in (7, 8):
             r = kafka_wire.produce(conn, topic, 0, record_batch(recs, TS, producer_id=4242,
                                                                 producer_epoch=0, base_sequence=seq))
             assert r.error_code == 0, r
+        # Its retry is a duplicate; a gap is still out of order.
+        r = kafka_wire.produce(conn, topic, 0, record_batch(recs, TS, producer_id=4242,
+                                                            producer_epoch=0, base_sequence=8))
+        assert r.error_code == 0 and r.base_offset == 1, r
+        r = kafka_wire.produce(conn, topic, 0, record_batch(recs, TS, producer_id=4242,
+                                                            producer_epoch=0, base_sequence=11))
+        assert r.error_code == OUT_OF_ORDER_SEQUENCE_NUMBER, r
     assert log_end(broker, topic) == 2
 
 

@@ -1068,7 +1068,7 @@ impl Coordinator {
             return Err(encode("more than one batch".into()));
         }
         let outcome = partition
-            .append_as_leader(&view, now_ms)
+            .append_as_leader(&view, now_ms, None)
             .map_err(|e| GroupError::from(OffsetsStorageFault::append(&e)))?;
         Ok(Written {
             partition,

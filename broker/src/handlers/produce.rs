@@ -212,9 +212,6 @@ fn produce_partition(
     let min_insync = config
         .as_ref()
         .map_or(1, crate::settings::TopicConfig::min_insync_replicas);
-    if acks == -1 {
-        replica.check_enough_replicas(min_insync)?;
-    }
     let max = config
         .as_ref()
         .map_or(broker.config().message_max_bytes, |c| c.max_message_bytes());
@@ -238,12 +235,14 @@ fn produce_partition(
         None => view,
     };
     let now = now_ms();
+    // acks=all: NOT_ENOUGH_REPLICAS before the append, under its lock.
+    let needs_isr = (acks == -1).then_some(min_insync);
     let outcome = match timestamps::stamp(&view, &summary, &rules, now)? {
-        None => replica.append_as_leader(&view, now)?,
+        None => replica.append_as_leader(&view, now, needs_isr)?,
         Some(stamped) => {
             // Same length as the batch just validated: parses the same.
             let view = RecordBatchView::parse(&stamped, max).map_err(BrokerError::Batch)?;
-            replica.append_as_leader(&view, now)?
+            replica.append_as_leader(&view, now, needs_isr)?
         }
     };
     if !outcome.duplicate {

@@ -53,7 +53,7 @@ use super::high_watermark::HighWatermark;
 pub use super::high_watermark::Progress;
 use super::isr::{IsrChangeFailure, IsrProposal, LeaderIsr, LeaderStart};
 use super::producer_state::{
-    ProducerBatch, ProducerStateTable, SequenceCheck, WrittenBatch, last_sequence,
+    ProducerBatch, ProducerStateTable, Refusal, SequenceCheck, WrittenBatch, last_sequence,
 };
 use super::role::PartitionRole;
 use crate::admin::PartitionTraffic;
@@ -388,11 +388,16 @@ impl Partition {
     /// reconciler applied the role, is NOT_LEADER_OR_FOLLOWER here (as the
     /// append would answer), not an ISR of zero.
     pub fn check_enough_replicas(&self, min_insync: usize) -> Result<(), BrokerError> {
-        let isr = self
-            .lock_as_leader(-1)?
-            .leader_isr
-            .as_ref()
-            .map_or(0, |isr| isr.isr().len());
+        let state = self.lock_as_leader(-1)?;
+        self.enough_replicas(&state, min_insync)
+    }
+
+    fn enough_replicas(
+        &self,
+        state: &PartitionState,
+        min_insync: usize,
+    ) -> Result<(), BrokerError> {
+        let isr = state.leader_isr.as_ref().map_or(0, |isr| isr.isr().len());
         if isr < min_insync {
             return Err(BrokerError::NotEnoughReplicas {
                 topic: self.topic.to_string(),
@@ -419,10 +424,17 @@ impl Partition {
     /// Appends one validated batch as leader, deduplicating idempotent
     /// retries, stamped with the image's leader epoch. Copies the batch
     /// bytes once, into the mapped segment.
+    ///
+    /// `min_insync` (acks=all): NOT_ENOUGH_REPLICAS when the ISR is smaller,
+    /// checked under the same lock as the append. A batch refused as not
+    /// leader or for the ISR is remembered, so the producer's next
+    /// pipelined batch is refused the same way instead of being told
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER (see `producer_state`).
     pub fn append_as_leader(
         &self,
         batch: &RecordBatchView<'_>,
         now_ms: i64,
+        min_insync: Option<usize>,
     ) -> Result<AppendOutcome, BrokerError> {
         if self.progress().failed {
             return Err(BrokerError::StorageFailed);
@@ -433,11 +445,38 @@ impl Partition {
             base_sequence: batch.base_sequence(),
             last_sequence: last_sequence(batch.base_sequence(), batch.last_offset_delta()),
         };
+        let mut state = self.lock()?;
         // Produce carries no current leader epoch.
-        let mut state = self.lock_as_leader(-1)?;
+        let refused = match state.role.check_leader(&self.topic, self.index, -1) {
+            Err(e) => Some((Refusal::NotLeader, e)),
+            Ok(_) => min_insync
+                .and_then(|min| self.enough_replicas(&state, min).err())
+                .map(|e| (Refusal::NotEnoughReplicas, e)),
+        };
+        if let Some((refusal, e)) = refused {
+            state.producers.note_refused(&producer, refusal);
+            return Err(e);
+        }
         let log_start_offset = state.log.log_start_offset().0;
         match state.producers.check(&producer) {
             SequenceCheck::Append => {}
+            SequenceCheck::Refused(Refusal::NotLeader) => {
+                return Err(BrokerError::NotLeaderOrFollower {
+                    topic: self.topic.to_string(),
+                    partition: self.index,
+                    // This node leads now: the client finds it again.
+                    leader: -1,
+                    leader_epoch: state.role.leader_epoch.0,
+                });
+            }
+            SequenceCheck::Refused(Refusal::NotEnoughReplicas) => {
+                return Err(BrokerError::NotEnoughReplicas {
+                    topic: self.topic.to_string(),
+                    partition: self.index,
+                    isr: state.leader_isr.as_ref().map_or(0, |isr| isr.isr().len()),
+                    min_insync: min_insync.unwrap_or(1),
+                });
+            }
             SequenceCheck::Duplicate(w) => {
                 return Ok(AppendOutcome {
                     base_offset: w.base_offset,
@@ -459,12 +498,6 @@ impl Partition {
                 return Err(BrokerError::OutOfOrderSequence {
                     producer_id: producer.producer_id,
                     expected,
-                    received: producer.base_sequence,
-                });
-            }
-            SequenceCheck::UnknownProducer => {
-                return Err(BrokerError::UnknownProducerId {
-                    producer_id: producer.producer_id,
                     received: producer.base_sequence,
                 });
             }
@@ -1181,7 +1214,7 @@ mod tests {
         for _ in 0..2 {
             let b = batch(2);
             let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
-            p.append_as_leader(&view, 0).unwrap();
+            p.append_as_leader(&view, 0, None).unwrap();
         }
         assert_eq!(p.progress().written_end, 4);
         assert_eq!(
@@ -1301,7 +1334,7 @@ mod tests {
         for _ in 0..2 {
             let b = batch(2);
             let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
-            p.append_as_leader(&view, 0).unwrap();
+            p.append_as_leader(&view, 0, None).unwrap();
         }
         let (_, change) = p
             .read_for_follower(&follower_fetch(4, 3), |_| true)
@@ -1354,7 +1387,7 @@ mod tests {
         let p = open(dir.path(), role(Role::Leader, 7));
         let b = batch(2);
         let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
-        let out = p.append_as_leader(&view, 0).unwrap();
+        let out = p.append_as_leader(&view, 0, None).unwrap();
         assert_eq!((out.base_offset, out.last_offset), (0, 1));
         let fetched = read_all(&p);
         assert_eq!(stamped_epoch(&fetched), 7);
@@ -1372,7 +1405,7 @@ mod tests {
         p.apply_role(role(Role::Follower { leader: 3 }, 8), &SOLE)
             .unwrap();
         assert!(matches!(
-            p.append_as_leader(&view, 0),
+            p.append_as_leader(&view, 0, None),
             Err(BrokerError::NotLeaderOrFollower {
                 leader: 3,
                 leader_epoch: 8,
@@ -1392,7 +1425,7 @@ mod tests {
         for _ in 0..3 {
             let b = batch(2);
             let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
-            leader.append_as_leader(&view, 0).unwrap();
+            leader.append_as_leader(&view, 0, None).unwrap();
         }
         let fetched = read_all(&leader);
 
@@ -1420,7 +1453,13 @@ mod tests {
         follower.high_watermark().local_end_advanced(2);
         let b = batch(1);
         let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
-        assert_eq!(follower.append_as_leader(&view, 0).unwrap().base_offset, 2);
+        assert_eq!(
+            follower
+                .append_as_leader(&view, 0, None)
+                .unwrap()
+                .base_offset,
+            2
+        );
         let all = read_all(&follower);
         assert_eq!(
             stamped_epoch(&all),

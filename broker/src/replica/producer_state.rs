@@ -5,34 +5,41 @@
 //! I/O-free: the partition feeds it batch headers, from produce requests
 //! (`check` then `record`) and from the log on open (`record` only).
 //!
-//! # Rules (Kafka's `ProducerStateManager`)
+//! # Rules (Kafka's `ProducerStateManager` and `ProducerAppendInfo`)
 //! - A batch with producer id -1 is not idempotent and is not tracked.
 //! - An epoch below the producer's current one → INVALID_PRODUCER_EPOCH.
 //! - A higher epoch resets the producer: its first batch must have base
-//!   sequence 0 (unless the producer was unknown).
+//!   sequence 0.
 //! - Same epoch: a batch equal (first and last sequence) to one of the last
 //!   [`BATCHES_PER_PRODUCER`] is a duplicate; the next batch must start at
 //!   last sequence + 1 (wrapping at i32::MAX); anything else →
 //!   OUT_OF_ORDER_SEQUENCE_NUMBER.
 //! - An unknown producer (new, or whose state was evicted, or whose batches
-//!   all left the log) must start at sequence 0; any other sequence →
-//!   UNKNOWN_PRODUCER_ID, and nothing is appended. Appending it would write
-//!   a retried batch a second time, since the batches it could duplicate
-//!   are no longer remembered; the error makes the client reset its
-//!   producer (librdkafka and the Java client bump the epoch and restart
-//!   at sequence 0), as Kafka's brokers make it after retention removed a
-//!   producer's records.
+//!   all left the log) is accepted at any sequence, as Kafka has done since
+//!   2.5 (KIP-360): refusing it with UNKNOWN_PRODUCER_ID makes librdkafka
+//!   bump its epoch for *every* partition it writes, which renumbers and
+//!   writes again the batches whose answers it lost on the others.
+//! - A batch refused before the sequence check with a retriable error
+//!   (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS: nothing written) is
+//!   remembered per producer; until it comes back, a later batch of the
+//!   same producer and epoch that would skip over it gets the same
+//!   refusal, not OUT_OF_ORDER_SEQUENCE_NUMBER. A producer pipelines up to
+//!   five requests, so when leadership or the ISR changes between two of
+//!   them the first is refused and the next would see a gap: Kafka answers
+//!   that gap OUT_OF_ORDER_SEQUENCE_NUMBER, and librdkafka bumps its epoch
+//!   for every partition (the duplicates above). The same refusal instead
+//!   makes it send both again, in order.
 //!
 //! # Limits
 //! - [`PRODUCERS_PER_PARTITION_MAX`] producers are tracked per partition;
-//!   beyond it the one that wrote least recently is forgotten, and its
-//!   next batch is answered UNKNOWN_PRODUCER_ID (above).
+//!   beyond it the one that wrote least recently is forgotten. So are
+//!   remembered refusals: beyond the same number, new ones are not kept.
 //!
 //! # Caveats
-//! - A retry of a forgotten producer's *first* batch (sequence 0, same
-//!   epoch) cannot be told from a new producer and is appended again. It
-//!   takes [`PRODUCERS_PER_PARTITION_MAX`] other producers writing to the
-//!   same partition between the first attempt and its retry.
+//! - A retry of a forgotten producer's batch cannot be told from new data
+//!   and is appended again (Kafka has the same window). It takes
+//!   [`PRODUCERS_PER_PARTITION_MAX`] other producers writing to the same
+//!   partition between the first attempt and its retry.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -72,9 +79,24 @@ pub enum SequenceCheck {
     StaleEpoch { current: i16 },
     /// OUT_OF_ORDER_SEQUENCE_NUMBER.
     OutOfOrder { expected: i32 },
-    /// UNKNOWN_PRODUCER_ID: no state for this producer, and the batch does
-    /// not start at sequence 0.
-    UnknownProducer,
+    /// The batch would skip over an earlier one of the same producer that
+    /// was refused with this retriable error: refuse it the same way.
+    Refused(Refusal),
+}
+
+/// A retriable refusal before anything was written (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotLeader,
+    NotEnoughReplicas,
+}
+
+/// The batch a producer last had refused, until it comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RefusedBatch {
+    epoch: i16,
+    base_sequence: i32,
+    refusal: Refusal,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +111,8 @@ struct ProducerEntry {
 #[derive(Debug, Default)]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// Per producer id: at most [`PRODUCERS_PER_PARTITION_MAX`].
+    refused: HashMap<i64, RefusedBatch>,
     write_counter: u64,
 }
 
@@ -98,11 +122,15 @@ impl ProducerStateTable {
         if batch.producer_id < 0 {
             return SequenceCheck::Append;
         }
+        // A refused batch of this producer and epoch, other than `batch`.
+        let refused_before = self
+            .refused
+            .get(&batch.producer_id)
+            .filter(|r| r.epoch == batch.producer_epoch && r.base_sequence != batch.base_sequence);
         let Some(entry) = self.producers.get(&batch.producer_id) else {
-            return if batch.base_sequence == 0 {
-                SequenceCheck::Append
-            } else {
-                SequenceCheck::UnknownProducer
+            return match refused_before {
+                Some(r) => SequenceCheck::Refused(r.refusal),
+                None => SequenceCheck::Append,
             };
         };
         if batch.producer_epoch < entry.epoch {
@@ -111,10 +139,10 @@ impl ProducerStateTable {
             };
         }
         if batch.producer_epoch > entry.epoch {
-            return if batch.base_sequence == 0 {
-                SequenceCheck::Append
-            } else {
-                SequenceCheck::OutOfOrder { expected: 0 }
+            return match refused_before {
+                Some(r) => SequenceCheck::Refused(r.refusal),
+                None if batch.base_sequence == 0 => SequenceCheck::Append,
+                None => SequenceCheck::OutOfOrder { expected: 0 },
             };
         }
         if let Some((_, _, written)) = entry
@@ -129,10 +157,39 @@ impl ProducerStateTable {
             .back()
             .map_or(0, |(_, last, _)| next_sequence(*last));
         if batch.base_sequence == expected {
-            SequenceCheck::Append
-        } else {
-            SequenceCheck::OutOfOrder { expected }
+            return SequenceCheck::Append;
         }
+        match refused_before {
+            Some(r) if r.base_sequence == expected => SequenceCheck::Refused(r.refusal),
+            _ => SequenceCheck::OutOfOrder { expected },
+        }
+    }
+
+    /// Remembers that `batch` was refused with `refusal` before anything
+    /// was written, so later batches of its producer do not skip it.
+    pub fn note_refused(&mut self, batch: &ProducerBatch, refusal: Refusal) {
+        if batch.producer_id < 0 {
+            return;
+        }
+        let known = self.refused.contains_key(&batch.producer_id);
+        if !known && self.refused.len() >= PRODUCERS_PER_PARTITION_MAX {
+            return;
+        }
+        // A later batch refused after an earlier one of the same epoch
+        // keeps the earlier: that is the one the producer must send first.
+        if let Some(r) = self.refused.get(&batch.producer_id)
+            && r.epoch == batch.producer_epoch
+        {
+            return;
+        }
+        self.refused.insert(
+            batch.producer_id,
+            RefusedBatch {
+                epoch: batch.producer_epoch,
+                base_sequence: batch.base_sequence,
+                refusal,
+            },
+        );
     }
 
     /// Remembers that `batch` was written at `written`.
@@ -140,6 +197,7 @@ impl ProducerStateTable {
         if batch.producer_id < 0 {
             return;
         }
+        self.refused.remove(&batch.producer_id);
         self.write_counter += 1;
         if !self.producers.contains_key(&batch.producer_id)
             && self.producers.len() >= PRODUCERS_PER_PARTITION_MAX
@@ -170,6 +228,7 @@ impl ProducerStateTable {
     /// Forgets everything (the log was truncated or deleted).
     pub fn clear(&mut self) {
         self.producers.clear();
+        self.refused.clear();
     }
 
     pub fn producer_count(&self) -> usize {
@@ -269,16 +328,16 @@ mod tests {
     }
 
     #[test]
-    fn unknown_producers_must_start_at_sequence_zero() {
+    fn unknown_producers_are_accepted_at_any_sequence() {
         let t = ProducerStateTable::default();
         assert_eq!(t.check(&batch(9, 0, 0, 3)), SequenceCheck::Append);
-        assert_eq!(t.check(&batch(9, 0, 3, 3)), SequenceCheck::UnknownProducer);
-        assert_eq!(t.check(&batch(9, 2, 7, 1)), SequenceCheck::UnknownProducer);
+        assert_eq!(t.check(&batch(9, 0, 3, 3)), SequenceCheck::Append);
+        assert_eq!(t.check(&batch(9, 2, 7, 1)), SequenceCheck::Append);
         assert_eq!(t.check(&batch(-1, -1, -1, 1)), SequenceCheck::Append);
     }
 
     #[test]
-    fn an_evicted_producers_retry_is_refused_not_appended() {
+    fn an_evicted_producer_writes_on_where_it_stood() {
         let mut t = ProducerStateTable::default();
         // Producer 0 writes two batches, then every other slot fills up and
         // one more producer evicts producer 0 (the least recent writer).
@@ -288,18 +347,55 @@ mod tests {
             t.record(&batch(pid, 0, 0, 1), at(10 + pid));
         }
         assert_eq!(t.producer_count(), PRODUCERS_PER_PARTITION_MAX);
-        // Its retry of sequence 5 would be a duplicate; unknown now, it is
-        // refused so the client resets, and so is its next batch.
-        assert_eq!(t.check(&batch(0, 0, 5, 5)), SequenceCheck::UnknownProducer);
-        assert_eq!(t.check(&batch(0, 0, 10, 5)), SequenceCheck::UnknownProducer);
-        // After the client's reset (new epoch, sequence 0) it writes again.
-        assert_eq!(t.check(&batch(0, 1, 0, 5)), SequenceCheck::Append);
+        // Unknown now: its next batch is accepted where it stood (a retry
+        // of sequence 5 would be too: the documented window).
+        assert_eq!(t.check(&batch(0, 0, 10, 5)), SequenceCheck::Append);
         // The producers still tracked keep their dedup.
         let last = PRODUCERS_PER_PARTITION_MAX as i64;
         assert_eq!(
             t.check(&batch(last, 0, 0, 1)),
             SequenceCheck::Duplicate(at(10 + last))
         );
+    }
+
+    /// The race behind the duplicates the fault test found: a pipelined
+    /// batch must not be told OUT_OF_ORDER because the one before it was
+    /// refused a moment earlier.
+    #[test]
+    fn a_batch_behind_a_refused_one_gets_the_same_refusal() {
+        let mut t = ProducerStateTable::default();
+        t.record(&batch(7, 0, 0, 5), at(0));
+        let refused = batch(7, 0, 5, 5);
+        t.note_refused(&refused, Refusal::NotEnoughReplicas);
+        // The ISR grew back before the next batch arrived.
+        let next = batch(7, 0, 10, 5);
+        assert_eq!(
+            t.check(&next),
+            SequenceCheck::Refused(Refusal::NotEnoughReplicas)
+        );
+        // A later refusal keeps the first one: that batch goes first.
+        t.note_refused(&next, Refusal::NotLeader);
+        assert_eq!(
+            t.check(&next),
+            SequenceCheck::Refused(Refusal::NotEnoughReplicas)
+        );
+        // The refused batch comes back and is written; then the next.
+        assert_eq!(t.check(&refused), SequenceCheck::Append);
+        t.record(&refused, at(5));
+        assert_eq!(t.check(&next), SequenceCheck::Append);
+        // A real gap is still out of order.
+        assert_eq!(
+            t.check(&batch(7, 0, 20, 1)),
+            SequenceCheck::OutOfOrder { expected: 10 }
+        );
+        // A new producer's refused first batch holds back its second, and
+        // a new epoch is not held back by the old epoch's refusal.
+        t.note_refused(&batch(8, 0, 0, 2), Refusal::NotLeader);
+        assert_eq!(
+            t.check(&batch(8, 0, 2, 2)),
+            SequenceCheck::Refused(Refusal::NotLeader)
+        );
+        assert_eq!(t.check(&batch(8, 1, 0, 2)), SequenceCheck::Append);
     }
 
     #[test]

@@ -128,6 +128,10 @@ struct Repl {
     produced: u64,
     /// SLUICE_SIM_TRACE: the partition images last printed.
     traced: BTreeMap<i32, String>,
+    /// The newest committed image any node ever applied, with its index:
+    /// what the cluster has decided, even after the node that applied it
+    /// crashed and while the others have not applied it yet.
+    newest_image: Option<(u64, Arc<MetadataImage>)>,
 }
 
 fn logger() -> slog::Logger {
@@ -174,6 +178,7 @@ impl Sim {
                 last_create: None,
                 produced: 0,
                 traced: BTreeMap::new(),
+                newest_image: None,
             }),
         };
         for id in voters {
@@ -1041,6 +1046,7 @@ impl Sim {
             DataMessage::Answer {
                 partition,
                 leader_epoch,
+                fetch_offset,
                 data,
                 leader_log_start,
                 leader_log_end,
@@ -1051,6 +1057,7 @@ impl Sim {
                         d,
                         partition,
                         leader_epoch,
+                        fetch_offset,
                         &data,
                         leader_log_start,
                         leader_log_end,
@@ -1069,9 +1076,29 @@ impl Sim {
         }
     }
 
+    /// The newest committed image any node has applied so far (see
+    /// `Repl::newest_image`). A new active controller may not have applied
+    /// every committed record yet, so its own image can name an ISR the
+    /// cluster has already moved past.
+    fn newest_image(&mut self) -> Option<Arc<MetadataImage>> {
+        let live = self
+            .nodes
+            .values()
+            .filter_map(|n| n.node.as_ref())
+            .max_by_key(|n| n.applied())
+            .map(|n| (n.applied(), Arc::clone(n.image())));
+        let r = self.repl.as_mut()?;
+        if let Some((applied, image)) = live
+            && r.newest_image.as_ref().is_none_or(|(a, _)| applied > *a)
+        {
+            r.newest_image = Some((applied, image));
+        }
+        r.newest_image.as_ref().map(|(_, i)| Arc::clone(i))
+    }
+
     /// The replication invariants of `replication.rs`, after every step.
     fn check_replicas(&mut self) {
-        let image = self.leader_image();
+        let image = self.newest_image();
         let r = self.repl.as_mut().unwrap();
         let mut logs: BTreeMap<(u64, i32), (BTreeMap<i64, i64>, i64)> = BTreeMap::new();
         let mut ends: BTreeMap<(u64, i32), i64> = BTreeMap::new();

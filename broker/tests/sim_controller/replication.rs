@@ -22,7 +22,7 @@
 //!   ([`Partition::isr_change_failed`]) and is sent again as it is while
 //!   still pending, as `alter_partition` does on a timed-out proposal;
 //! - an acks=all produce is appended with [`Partition::append_as_leader`]
-//!   after [`Partition::check_enough_replicas`], and counts as acknowledged
+//!   (which checks the ISR against `min.insync.replicas`), and counts as acknowledged
 //!   only when [`acks_outcome`] (the produce handler's decision) says Done.
 //!
 //! Fetches, their answers and ISR proposals are messages on the simulation's
@@ -139,6 +139,8 @@ pub enum DataMessage {
     Answer {
         partition: i32,
         leader_epoch: i32,
+        /// The offset the answered fetch asked from.
+        fetch_offset: i64,
         data: PartitionData,
         leader_log_start: i64,
         leader_log_end: i64,
@@ -407,6 +409,7 @@ pub fn serve_fetch(
         DataMessage::Answer {
             partition: index,
             leader_epoch: fetch.current_leader_epoch,
+            fetch_offset: fetch.fetch_offset,
             data: answer,
             leader_log_start: start,
             leader_log_end: end,
@@ -417,10 +420,12 @@ pub fn serve_fetch(
 
 /// The follower applies a fetch answer, as `replica::fetcher` does, if it
 /// still follows at the epoch it fetched at.
+#[allow(clippy::too_many_arguments)]
 pub fn apply_answer(
     data: &mut NodeData,
     index: i32,
     leader_epoch: i32,
+    fetch_offset: i64,
     answer: &PartitionData,
     leader_log_start: i64,
     leader_log_end: i64,
@@ -433,7 +438,15 @@ pub fn apply_answer(
         .partition()
         .role()
         .is_ok_and(|r| !r.is_leader() && r.leader_epoch.0 == leader_epoch);
-    if !still {
+    // An answer to a fetch from another log end (one sent by this node's
+    // previous incarnation, whose connection died with it) says nothing
+    // about this log: the fetcher has one fetch per partition in flight,
+    // on one connection, and Kafka's drops an answer whose fetch offset
+    // is no longer the partition's.
+    let same_fetch = follower
+        .log_end()
+        .is_ok_and(|e| e.log_end_offset == fetch_offset);
+    if !still || !same_fetch {
         return;
     }
     match decide(answer) {
@@ -543,10 +556,11 @@ pub fn produce(
     now: u64,
 ) -> Option<WaitingProduce> {
     let p = data.partitions.get(&index)?;
-    p.check_enough_replicas(MIN_INSYNC).ok()?;
     let bytes = batch(value);
     let view = RecordBatchView::parse(&bytes, usize::MAX).unwrap();
-    let outcome = p.append_as_leader(&view, now as i64 * MS_PER_STEP).ok()?;
+    let outcome = p
+        .append_as_leader(&view, now as i64 * MS_PER_STEP, Some(MIN_INSYNC))
+        .ok()?;
     Some(WaitingProduce {
         node,
         partition_index: index,
