@@ -1204,18 +1204,7 @@ mod tests {
     #[test]
     fn a_leader_with_a_follower_moves_its_high_watermark_as_the_follower_fetches() {
         let dir = tempfile::tempdir().unwrap();
-        let p = open(dir.path(), role(Role::Leader, 3));
-        let set = ReplicaSet {
-            replicas: &[1, 2],
-            isr: &[1, 2],
-            ..SOLE
-        };
-        p.apply_role(role(Role::Leader, 3), &set).unwrap();
-        for _ in 0..2 {
-            let b = batch(2);
-            let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
-            p.append_as_leader(&view, 0, None).unwrap();
-        }
+        let p = leader_with_four_records(dir.path(), &[1, 2], &[1, 2]);
         assert_eq!(p.progress().written_end, 4);
         assert_eq!(
             p.progress().high_watermark,
@@ -1272,6 +1261,11 @@ mod tests {
             Err(BrokerError::NotEnoughReplicas { isr: 2, .. })
         ));
         assert!(p.check_enough_replicas(2).is_ok());
+        let set = ReplicaSet {
+            replicas: &[1, 2],
+            isr: &[1, 2],
+            ..SOLE
+        };
         p.apply_role(role(Role::Follower { leader: 2 }, 4), &set)
             .unwrap();
         assert!(matches!(
@@ -1324,18 +1318,7 @@ mod tests {
     #[test]
     fn a_follower_below_the_high_watermark_does_not_join_the_isr() {
         let dir = tempfile::tempdir().unwrap();
-        let p = open(dir.path(), role(Role::Leader, 3));
-        let set = ReplicaSet {
-            replicas: &[1, 2, 3],
-            isr: &[1, 2],
-            ..SOLE
-        };
-        p.apply_role(role(Role::Leader, 3), &set).unwrap();
-        for _ in 0..2 {
-            let b = batch(2);
-            let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
-            p.append_as_leader(&view, 0, None).unwrap();
-        }
+        let p = leader_with_four_records(dir.path(), &[1, 2, 3], &[1, 2]);
         let (_, change) = p
             .read_for_follower(&follower_fetch(4, 3), |_| true)
             .unwrap();
@@ -1353,6 +1336,24 @@ mod tests {
         };
         let (_, change) = p.read_for_follower(&caught_up, |_| true).unwrap();
         assert_eq!(change.map(|c| c.proposal.isr), Some(vec![1, 2, 3]));
+    }
+
+    /// Node 1 leading at epoch 3 with `replicas` and `isr`, after two
+    /// appends of two records.
+    fn leader_with_four_records(dir: &std::path::Path, replicas: &[i32], isr: &[i32]) -> Partition {
+        let p = open(dir, role(Role::Leader, 3));
+        let set = ReplicaSet {
+            replicas,
+            isr,
+            ..SOLE
+        };
+        p.apply_role(role(Role::Leader, 3), &set).unwrap();
+        for _ in 0..2 {
+            let b = batch(2);
+            let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
+            p.append_as_leader(&view, 0, None).unwrap();
+        }
+        p
     }
 
     fn open(dir: &std::path::Path, r: PartitionRole) -> Partition {

@@ -50,6 +50,11 @@ use replication::{Acked, DataInFlight, DataMessage, NodeData, WaitingProduce};
 const DEFAULT_SEEDS: u64 = 2000;
 /// Seeds of the replication run (each runs real partition logs on disk).
 const DEFAULT_REPLICATION_SEEDS: u64 = 8;
+/// Seeds that once broke a replication invariant: an ISR expansion whose
+/// answer was lost (55686321922); a stale fetch answer truncating after a
+/// restart (55686611580); a lagging controller image (31, 32: in the
+/// fixed range already).
+const REPLICATION_REGRESSION_SEEDS: [u64; 2] = [55_686_321_922, 55_686_611_580];
 const STEPS: u64 = 1500;
 const HEAL_STEPS_MAX: u64 = 3000;
 const TOPICS: [&str; 4] = ["a", "b", "c", "d"];
@@ -1247,17 +1252,26 @@ impl Sim {
 }
 
 fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("SLUICE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    if let Some(seed) = seed_from_env() {
         return vec![seed];
     }
     let count = std::env::var("SLUICE_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_SEEDS);
-    // Fixed seeds first (the regression list), then ones that change per run.
+    fixed_then_random(count)
+}
+
+/// `SLUICE_SEED=n`: run that seed alone.
+fn seed_from_env() -> Option<u64> {
+    std::env::var("SLUICE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+}
+
+/// `count` seeds: fixed ones first (the regression list), then ones that
+/// change per run.
+fn fixed_then_random(count: u64) -> Vec<u64> {
     let base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -1298,34 +1312,21 @@ fn same_seed_same_history() {
 
 #[test]
 fn partitions_replicate_without_losing_acknowledged_records() {
-    let seeds: Vec<u64> = match std::env::var("SLUICE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    let seeds: Vec<u64> = match seed_from_env() {
         Some(seed) => vec![seed],
         None => {
             // By default the fixed seeds only (each runs real logs, seconds
-            // per seed); SLUICE_SIM_SEEDS=k adds random ones as the
-            // controller run does.
+            // per seed), and the ones that once broke an invariant;
+            // SLUICE_SIM_SEEDS=k adds random ones as the controller run
+            // does.
             match std::env::var("SLUICE_SIM_SEEDS")
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
             {
-                None => (0..DEFAULT_REPLICATION_SEEDS).collect(),
-                Some(count) => {
-                    let base = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    (0..count)
-                        .map(|i| {
-                            if i < count / 2 {
-                                i
-                            } else {
-                                base.wrapping_mul(31).wrapping_add(i)
-                            }
-                        })
-                        .collect()
-                }
+                None => (0..DEFAULT_REPLICATION_SEEDS)
+                    .chain(REPLICATION_REGRESSION_SEEDS)
+                    .collect(),
+                Some(count) => fixed_then_random(count),
             }
         }
     };
