@@ -384,7 +384,10 @@ fn changed_topic(record: &MetadataRecord) -> Option<&str> {
         | MetadataRecord::ClusterIdAssigned { .. }
         // A leader's ISR change: the leader applies it from the image; its
         // proposer does not wait for the reconciler.
-        | MetadataRecord::IsrChanged { .. } => None,
+        | MetadataRecord::IsrChanged { .. }
+        // Elections and reassignment steps: the proposer reads from the
+        // image which changes took; replicas follow in the background.
+        | MetadataRecord::PartitionChangesAt { .. } => None,
     }
 }
 
@@ -445,6 +448,14 @@ fn start_controller(config: &BrokerConfig) -> Result<Controller, ControllerError
             .collect(),
         data_dir: config.data_dir.clone(),
         session_timeout: std::time::Duration::from_millis(config.broker_session_timeout_ms),
+        leader_balancing: config.auto_leader_rebalance_enable.then(|| {
+            crate::controller::LeaderBalancingConfig {
+                interval: std::time::Duration::from_secs(
+                    config.leader_imbalance_check_interval_seconds,
+                ),
+                max_imbalance_percent: config.leader_imbalance_per_broker_percentage,
+            }
+        }),
     };
     Controller::start(&controller_config, &runtime, listener)
 }

@@ -98,6 +98,17 @@ pub struct BrokerConfig {
     /// leaderships).
     #[serde(rename = "broker.session.timeout.ms")]
     pub broker_session_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable`: as the active controller, move
+    /// leaderships back to preferred replicas (see `controller::balancer`).
+    #[serde(rename = "auto.leader.rebalance.enable")]
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: between two checks.
+    #[serde(rename = "leader.imbalance.check.interval.seconds")]
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `leader.imbalance.per.broker.percentage`: the share of a broker's
+    /// preferred partitions led elsewhere that triggers the move.
+    #[serde(rename = "leader.imbalance.per.broker.percentage")]
+    pub leader_imbalance_per_broker_percentage: u32,
     /// `auto.create.topics.enable`: a Metadata request naming an unknown
     /// topic (what producers and consumers send before using one) creates
     /// it with `num.partitions` partitions. A Produce for an unknown topic
@@ -263,6 +274,11 @@ impl Default for BrokerConfig {
             broker_rack: None,
             broker_heartbeat_interval_ms: crate::lifecycle::HEARTBEAT_INTERVAL_MS_DEFAULT,
             broker_session_timeout_ms: crate::lifecycle::SESSION_TIMEOUT_MS_DEFAULT,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds:
+                crate::controller::balancer::LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT,
+            leader_imbalance_per_broker_percentage:
+                crate::controller::balancer::LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT,
             auto_create_topics_enable: true,
             num_partitions: 1,
             durability: DurabilityMode::Fsync,

@@ -137,6 +137,13 @@ async fn route(broker: &Arc<Broker>, request: &RequestFrame, peer_host: &str) ->
         ApiKey::OffsetForLeaderEpoch => {
             serve_now!(handlers::offset_for_leader_epoch::handle_offset_for_leader_epoch)
         }
+        ApiKey::ElectLeaders => serve_now!(handlers::elect_leaders::handle_elect_leaders),
+        ApiKey::AlterPartitionReassignments => {
+            serve_now!(handlers::partition_reassignments::handle_alter_partition_reassignments)
+        }
+        ApiKey::ListPartitionReassignments => {
+            serve_now!(handlers::partition_reassignments::handle_list_partition_reassignments)
+        }
         ApiKey::FindCoordinator => {
             serve_now!(handlers::find_coordinator::handle_find_coordinator)
         }

@@ -923,3 +923,108 @@ fn a_broker_only_node_follows_the_voters_registers_and_leads_partitions() {
         |v| v.brokers.len() == 3,
     );
 }
+
+/// `(replicas, isr)` of partition `partition` of `topic`, by the CLI.
+fn replicas_of(at: &str, topic: &str, partition: usize) -> Option<(Vec<i64>, Vec<i64>)> {
+    let d = cli(at, &["topic", "describe", topic]).ok()?;
+    let p = &d["partitions"][partition];
+    let ids = |v: &Value| -> Option<Vec<i64>> { v.as_array()?.iter().map(Value::as_i64).collect() };
+    Some((ids(&p["replicas"])?, ids(&p["isr"])?))
+}
+
+/// `sluice cluster reassign --topic t --partition 0` and then `how`.
+fn reassign_t0(at: &str, how: &[&str]) -> Result<Value, String> {
+    let mut args = vec!["cluster", "reassign", "--topic", "t", "--partition", "0"];
+    args.extend_from_slice(how);
+    cli(at, &args)
+}
+
+#[test]
+fn leadership_returns_to_a_restarted_preferred_replica_and_the_cli_moves_partitions() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("ops.toml");
+    std::fs::write(
+        &config,
+        "\"broker.session.timeout.ms\" = 2000\n\"broker.heartbeat.interval.ms\" = 250\n\
+         \"replica.lag.time.max.ms\" = 3000\n\"auto.leader.rebalance.enable\" = true\n\
+         \"leader.imbalance.check.interval.seconds\" = 1\n\
+         \"leader.imbalance.per.broker.percentage\" = 0\n",
+    )
+    .unwrap();
+    let mut cluster = start_racked(root.path(), &config.display().to_string());
+    let ids = cluster.ids();
+    let at = cluster.bootstrap_of(1).unwrap();
+    create_replicated(&at, "t");
+    let before = agreed_view(&cluster, &ids, "every node sees t led", |v| {
+        v.leaders.len() == 6 && v.leaders.values().all(|(l, _)| *l > 0)
+    });
+    // Every partition is led by its preferred replica: nothing to elect.
+    let results = cli(&at, &["cluster", "elect-leaders", "--topic", "t"]).unwrap();
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 6, "{results:?}");
+    assert!(
+        results.iter().all(|r| r["result"] == "ELECTION_NOT_NEEDED"),
+        "{results:?}"
+    );
+    let unknown = cli(
+        &at,
+        &[
+            "cluster",
+            "elect-leaders",
+            "--topic",
+            "t",
+            "--partition",
+            "9",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        unknown[0]["result"], "UNKNOWN_TOPIC_OR_PARTITION",
+        "{unknown:?}"
+    );
+
+    // A preferred leader dies: its partitions move; once it is back in
+    // their ISRs, the controller's balance check gives them back.
+    let controller = controller_id(&at).unwrap();
+    let victim = ids
+        .iter()
+        .copied()
+        .find(|id| i64::from(*id) != controller && led_by(&before, *id as i32) > 0)
+        .unwrap();
+    let others: Vec<u32> = ids.iter().copied().filter(|id| *id != victim).collect();
+    cluster.kill(victim);
+    agreed_view(&cluster, &others, "the victim's leaderships moved", |v| {
+        led_by(v, victim as i32) == 0 && v.leaders.values().all(|(l, _)| *l > 0)
+    });
+    cluster.restart(victim).unwrap();
+    let back = agreed_view(&cluster, &ids, "leadership returned to the victim", |v| {
+        v.leaders
+            .keys()
+            .all(|k| v.leaders[k].0 == before.leaders[k].0)
+    });
+    for (key, (_, epoch)) in &back.leaders {
+        let (old_leader, old_epoch) = before.leaders[key];
+        if old_leader == victim as i32 {
+            assert!(*epoch >= old_epoch + 2, "{key:?}: moved away and back");
+        }
+    }
+
+    // Partition 0 moves to two replicas, the victim's place taken over.
+    let at = cluster.bootstrap_of(controller as u32).unwrap();
+    let (replicas, _) = replicas_of(&at, "t", 0).unwrap();
+    let target: Vec<i64> = replicas.iter().rev().take(2).copied().collect();
+    let list = target
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    reassign_t0(&at, &["--replicas", &list]).unwrap();
+    eventually("the move completed", || {
+        let (replicas, isr) = replicas_of(&at, "t", 0)?;
+        let pending = cli(&at, &["cluster", "reassignments"]).ok()?;
+        (replicas == target && isr.len() == 2 && pending.as_array()?.is_empty()).then_some(())
+    });
+    // Cancelling with nothing in progress is Kafka's error.
+    let err = reassign_t0(&at, &["--cancel"]).unwrap_err();
+    assert!(err.contains("NO_REASSIGNMENT_IN_PROGRESS"), "{err}");
+}

@@ -33,8 +33,10 @@ use crate::metadata::{ClusterMetadata, TopicInfo, require_topic};
 use crate::offsets::{OffsetSpec, PartitionOffset, list_offsets};
 
 pub(crate) mod groups;
+pub(crate) mod partitions;
 
 pub use groups::{GroupDescription, GroupListing, GroupMember, GroupOffset};
+pub use partitions::{ElectionOutcome, Reassignment};
 
 /// Kafka's resource type for a topic in the config APIs.
 const RESOURCE_TOPIC: i8 = 2;
@@ -266,7 +268,7 @@ impl Admin {
     }
 
     /// The controller, or any broker if it is unknown or unreachable.
-    async fn controller(&self) -> Result<Arc<Connection>> {
+    pub(crate) async fn controller(&self) -> Result<Arc<Connection>> {
         let id = self.cluster.metadata().controller_id;
         if id >= 0
             && let Ok(c) = self.cluster.node(id).await
@@ -281,11 +283,11 @@ impl Admin {
     }
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 
-fn timeout_ms(cluster: &Cluster) -> i32 {
+pub(crate) fn timeout_ms(cluster: &Cluster) -> i32 {
     i32::try_from(cluster.config().request_timeout.as_millis()).unwrap_or(i32::MAX)
 }
 

@@ -73,8 +73,8 @@ pub mod rng;
 mod versions;
 
 pub use admin::{
-    Admin, ConfigChange, ConfigEntry, GroupDescription, GroupListing, GroupMember, GroupOffset,
-    NewTopic, TopicDescription,
+    Admin, ConfigChange, ConfigEntry, ElectionOutcome, GroupDescription, GroupListing, GroupMember,
+    GroupOffset, NewTopic, Reassignment, TopicDescription,
 };
 pub use config::ClientConfig;
 pub use consumer::{

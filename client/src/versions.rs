@@ -41,6 +41,9 @@ pub(crate) const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     // The broker's replica fetcher, against leaders without Fetch v12
     // (diverging epochs in the Fetch answer).
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::ElectLeaders, 1, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The negotiated version per API for one connection.
@@ -135,6 +138,11 @@ mod tests {
                 ApiKey::DescribeGroups => range::<DescribeGroupsRequest>(),
                 ApiKey::DeleteGroups => range::<DeleteGroupsRequest>(),
                 ApiKey::OffsetForLeaderEpoch => range::<OffsetForLeaderEpochRequest>(),
+                ApiKey::ElectLeaders => range::<ElectLeadersRequest>(),
+                ApiKey::AlterPartitionReassignments => {
+                    range::<AlterPartitionReassignmentsRequest>()
+                }
+                ApiKey::ListPartitionReassignments => range::<ListPartitionReassignmentsRequest>(),
                 other => panic!("no range check for {other:?}"),
             };
             assert!(

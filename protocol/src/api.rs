@@ -85,6 +85,9 @@ pub const CORE_APIS: &[ApiSupport] = &[
     ApiSupport::same(ApiKey::CreatePartitions, 0, 3),
     ApiSupport::same(ApiKey::IncrementalAlterConfigs, 0, 1),
     ApiSupport::same(ApiKey::DescribeCluster, 0, 1),
+    ApiSupport::same(ApiKey::ElectLeaders, 0, 2),
+    ApiSupport::same(ApiKey::AlterPartitionReassignments, 0, 1),
+    ApiSupport::same(ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The classic consumer-group APIs, advertised once the group coordinator

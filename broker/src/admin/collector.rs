@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use kafka_protocol::messages::ApiKey;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -61,8 +62,10 @@ impl prometheus_client::collector::Collector for BrokerCollector {
         connections(e)?;
         flush(e)?;
         process(e)?;
+        replication_counters(e)?;
         if let Some(broker) = self.state.broker.get() {
             partitions(e, broker, self.state.partition_series)?;
+            replication(e, broker, self.state.partition_series)?;
             broker_state(e, broker)?;
         }
         Ok(())
@@ -427,6 +430,83 @@ fn topic_traffic(e: &mut DescriptorEncoder, rows: &[PartitionRow]) -> fmt::Resul
             let labels = [("topic", topic.to_string())];
             ConstCounter::new(field(traffic)).encode(m.encode_family(&labels)?)?;
         }
+    }
+    Ok(())
+}
+
+fn replication_counters(e: &mut DescriptorEncoder) -> fmt::Result {
+    let r = &METRICS.replication;
+    counter(
+        e,
+        "sluice_isr_shrinks",
+        "ISR shrinks this broker made as a leader (a follower fell behind), applied by the controller.",
+        r.isr_shrinks.load(Ordering::Relaxed),
+    )?;
+    counter(
+        e,
+        "sluice_isr_expands",
+        "ISR expansions this broker made as a leader (a follower caught up), applied by the controller.",
+        r.isr_expands.load(Ordering::Relaxed),
+    )
+}
+
+/// Replication state from the metadata image: what this broker leads
+/// (under-replicated partitions, per-partition ISR size behind the
+/// per-partition switch), and cluster-wide counts that only the active
+/// controller reports (Kafka's controller metrics), so a sum over brokers
+/// counts each partition once.
+fn replication(e: &mut DescriptorEncoder, broker: &Broker, per_partition: bool) -> fmt::Result {
+    let image = broker.image();
+    let node = broker.identity().node_id;
+    let active = broker.controller_id() == node;
+    let mut under_replicated = 0i64;
+    let mut offline = 0i64;
+    let mut reassigning = 0i64;
+    for p in image.topics().flat_map(|t| t.partitions.iter()) {
+        if p.leader == node && p.isr.len() < p.original_replicas().len() {
+            under_replicated += 1;
+        }
+        offline += i64::from(p.leader().is_none());
+        reassigning += i64::from(p.is_reassigning());
+    }
+    gauge(
+        e,
+        "sluice_under_replicated_partitions",
+        "Partitions this broker leads whose ISR is smaller than their replica set.",
+        under_replicated,
+    )?;
+    gauge(
+        e,
+        "sluice_offline_partitions",
+        "Partitions without a leader, cluster-wide (reported by the active controller; 0 elsewhere).",
+        if active { offline } else { 0 },
+    )?;
+    gauge(
+        e,
+        "sluice_partition_reassignments_in_progress",
+        "Partitions being reassigned, cluster-wide (reported by the active controller; 0 elsewhere).",
+        if active { reassigning } else { 0 },
+    )?;
+    if !per_partition {
+        return Ok(());
+    }
+    let mut m = e.encode_descriptor(
+        "sluice_partition_isr_size",
+        "In-sync replicas of a partition this broker hosts.",
+        None,
+        MetricType::Gauge,
+    )?;
+    let hosted = image.topics().flat_map(|t| {
+        t.partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.replicas.contains(&node))
+            .map(move |(i, p)| (&t.name, i, p.isr.len()))
+    });
+    for (topic, index, isr) in hosted.take(PARTITION_SERIES_MAX) {
+        let labels = [("topic", topic.clone()), ("partition", index.to_string())];
+        ConstGauge::new(i64::try_from(isr).unwrap_or(i64::MAX))
+            .encode(m.encode_family(&labels)?)?;
     }
     Ok(())
 }

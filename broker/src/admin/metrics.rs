@@ -224,12 +224,33 @@ impl FlushMetrics {
     }
 }
 
+/// ISR changes this broker made as a leader and the controller applied
+/// (Kafka's `IsrShrinksPerSec` / `IsrExpandsPerSec`, as counters).
+#[derive(Debug)]
+pub struct ReplicationMetrics {
+    pub isr_shrinks: AtomicU64,
+    pub isr_expands: AtomicU64,
+}
+
+impl ReplicationMetrics {
+    /// An ISR change from `before` to `after` members was applied.
+    pub fn isr_changed(&self, before: usize, after: usize) {
+        let counter = if after < before {
+            &self.isr_shrinks
+        } else {
+            &self.isr_expands
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Every counter of the process.
 #[derive(Debug)]
 pub struct Metrics {
     pub requests: RequestMetrics,
     pub connections: ConnectionMetrics,
     pub flush: FlushMetrics,
+    pub replication: ReplicationMetrics,
 }
 
 /// The process's counters (one broker per process; tests that start
@@ -246,6 +267,10 @@ pub static METRICS: Metrics = Metrics {
         sync_seconds: AtomicHistogram::new(&LATENCY_BUCKETS_SECONDS),
         round_partitions: AtomicHistogram::new(&FLUSH_BATCH_BUCKETS),
         failures: AtomicU64::new(0),
+    },
+    replication: ReplicationMetrics {
+        isr_shrinks: AtomicU64::new(0),
+        isr_expands: AtomicU64::new(0),
     },
 };
 

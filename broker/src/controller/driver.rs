@@ -39,6 +39,7 @@ use raft::prelude::Message;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+use super::balancer::LeaderBalancing;
 use super::disk::FileDisk;
 use super::limits::{
     DRIVER_QUEUE, ELECTION_TICKS, HEARTBEAT_TICKS, PENDING_PROPOSALS_MAX, PROPOSE_TIMEOUT,
@@ -71,6 +72,19 @@ pub struct ControllerConfig {
     /// `broker.session.timeout.ms`: as the active controller, fence a
     /// broker whose heartbeats stop for this long.
     pub session_timeout: std::time::Duration,
+    /// `auto.leader.rebalance.enable` with its interval and threshold:
+    /// as the active controller, move leaderships back to preferred
+    /// replicas. `None` when disabled.
+    pub leader_balancing: Option<LeaderBalancingConfig>,
+}
+
+/// Automatic preferred-leader balancing, in wall-clock terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderBalancingConfig {
+    /// `leader.imbalance.check.interval.seconds`.
+    pub interval: std::time::Duration,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub max_imbalance_percent: u32,
 }
 
 /// Why the controller could not start.
@@ -175,6 +189,10 @@ impl Controller {
             snapshot_interval: SNAPSHOT_INTERVAL,
             incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
             session_ticks: session_ticks(config.session_timeout),
+            leader_balancing: config.leader_balancing.map(|b| LeaderBalancing {
+                interval_ticks: session_ticks(b.interval),
+                max_imbalance_percent: b.max_imbalance_percent,
+            }),
         };
         let mut node = ControllerNode::new(&node_config, storage, &super::raft_logger())?;
         let early = catch_up(&mut node, committed)?;
@@ -403,7 +421,7 @@ impl Controller {
     }
 }
 
-/// A session timeout in controller ticks (at least one).
+/// A duration in controller ticks (at least one).
 fn session_ticks(timeout: std::time::Duration) -> u64 {
     let tick = TICK.as_millis().max(1);
     u64::try_from(timeout.as_millis() / tick)

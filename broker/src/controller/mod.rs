@@ -42,6 +42,7 @@
 //!
 //! References: KIP-500, KIP-595 (the Raft metadata quorum), KIP-631.
 
+pub mod balancer;
 pub mod disk;
 pub mod driver;
 pub mod frame;
@@ -52,7 +53,8 @@ pub mod observer;
 pub mod raft_storage;
 pub mod transport;
 
-pub use driver::{Controller, ControllerConfig, Voter};
+pub use balancer::LeaderBalancing;
+pub use driver::{Controller, ControllerConfig, LeaderBalancingConfig, Voter};
 pub use liveness::Heartbeat;
 pub use node::{ControllerNode, NodeConfig, NodeError, Output};
 pub use raft_storage::RaftStorage;

@@ -23,7 +23,9 @@
 //!   node and incarnation that made it report its result, so a restarted node
 //!   never mistakes an old entry for a new proposal.
 //!
-//! - Broker liveness ([`BrokerLiveness`]) runs only on the leader, clocked
+//! - Broker liveness ([`BrokerLiveness`]) and partition upkeep
+//!   ([`PartitionBalancer`]: reassignment completions, preferred-leader
+//!   balancing) run only on the leader, clocked
 //!   by this node's ticks, and acts only on an image that has applied
 //!   everything this node knows to be committed; what it decides is
 //!   proposed like any other record, so it is replicated and checked at
@@ -46,6 +48,7 @@ use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{Config, RawNode, SnapshotStatus, StateRole, Storage};
 use serde::{Deserialize, Serialize};
 
+use super::balancer::{LeaderBalancing, PartitionBalancer};
 use super::limits::{OBSERVE_BYTES_MAX, OBSERVE_ENTRIES_MAX};
 use super::liveness::{BrokerLiveness, Heartbeat};
 use super::observer::ObserveReply;
@@ -79,6 +82,8 @@ pub struct NodeConfig {
     /// Ticks without a heartbeat before the active controller fences a
     /// broker (`broker.session.timeout.ms` over the tick).
     pub session_ticks: u64,
+    /// Automatic preferred-leader balancing, `None` when disabled.
+    pub leader_balancing: Option<LeaderBalancing>,
 }
 
 /// Why the controller node cannot go on.
@@ -148,6 +153,8 @@ pub struct ControllerNode {
     snapshot_interval: u64,
     rng: SplitMix64,
     liveness: BrokerLiveness,
+    /// Reassignment completions and preferred-leader balancing.
+    balancer: PartitionBalancer,
     /// Ticks since this node started: the liveness clock.
     ticks: u64,
     /// Whether this node led at the previous tick (a new term of
@@ -190,6 +197,7 @@ impl ControllerNode {
             snapshot_interval: config.snapshot_interval.max(1),
             rng: SplitMix64::new(config.incarnation ^ config.id),
             liveness: BrokerLiveness::new(config.session_ticks),
+            balancer: PartitionBalancer::new(config.leader_balancing),
             ticks: 0,
             led: false,
         };
@@ -260,6 +268,7 @@ impl ControllerNode {
         let leads = self.is_leader();
         if leads && !self.led {
             self.liveness.reset();
+            self.balancer.reset(self.ticks);
         }
         self.led = leads;
         // A new leader may not have applied all it knows to be committed:
@@ -270,6 +279,11 @@ impl ControllerNode {
         for record in self.liveness.due(&self.image, self.ticks) {
             if let Err(e) = self.propose_tagged(record, INTERNAL_SEQ) {
                 tracing::debug!(error = %e, "liveness change not proposed; retried later");
+            }
+        }
+        for record in self.balancer.due(&self.image, self.ticks) {
+            if let Err(e) = self.propose_tagged(record, INTERNAL_SEQ) {
+                tracing::debug!(error = %e, "partition balancing change not proposed; retried later");
             }
         }
     }

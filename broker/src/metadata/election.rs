@@ -12,9 +12,15 @@
 //! - The ISR never becomes empty: when its last member goes, the member
 //!   stays listed and the partition has no leader (Kafka KRaft keeps it so
 //!   that the last in-sync replica can lead again when it returns).
+//! - Asked-for elections (ElectLeaders, the controller's preferred-leader
+//!   balancing) follow Kafka: PREFERRED moves leadership to the first
+//!   replica only when it is in the ISR and unfenced; UNCLEAN acts only on
+//!   a partition with no leader and prefers an ISR member.
+
+use std::collections::BTreeMap;
 
 use super::image::{MetadataImage, PartitionImage, TopicImage};
-use super::records::{BrokerId, MetadataRecord, NO_LEADER};
+use super::records::{BrokerId, MetadataRecord, NO_LEADER, PartitionChangeAt};
 
 /// Kafka's topic key allowing an out-of-sync replica to lead.
 pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
@@ -138,6 +144,115 @@ fn change(
     })
 }
 
+/// ElectLeaders' election types (KIP-460), as numbered on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    Preferred = 0,
+    Unclean = 1,
+}
+
+impl ElectionType {
+    pub fn from_wire(value: i8) -> Option<Self> {
+        match value {
+            0 => Some(Self::Preferred),
+            1 => Some(Self::Unclean),
+            _ => None,
+        }
+    }
+}
+
+/// Why an asked-for election leaves a partition as it is (Kafka's codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoElection {
+    /// ELECTION_NOT_NEEDED: the preferred replica already leads
+    /// (preferred), or the partition has a leader (unclean).
+    NotNeeded,
+    /// PREFERRED_LEADER_NOT_AVAILABLE: the preferred replica is out of
+    /// the ISR, fenced or unregistered.
+    PreferredNotAvailable,
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE: no replica may lead.
+    NoEligibleLeader,
+}
+
+/// The change an ElectLeaders of `kind` asks for on `topic`-`partition`
+/// as it stands in `image`.
+pub fn asked_election(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    p: &PartitionImage,
+    kind: ElectionType,
+) -> Result<PartitionChangeAt, NoElection> {
+    let eligible = |b: BrokerId| image.is_unfenced(b);
+    let mut change = PartitionChangeAt::new(topic, partition, p.partition_epoch);
+    match kind {
+        ElectionType::Preferred => {
+            let preferred = p.replicas.first().copied().unwrap_or(NO_LEADER);
+            if p.leader == preferred {
+                return Err(NoElection::NotNeeded);
+            }
+            if !p.isr.contains(&preferred) || !eligible(preferred) {
+                return Err(NoElection::PreferredNotAvailable);
+            }
+            change.leader = Some(preferred);
+        }
+        ElectionType::Unclean => {
+            if p.leader != NO_LEADER {
+                return Err(NoElection::NotNeeded);
+            }
+            match elect_leader(&p.replicas, &p.isr, eligible, true) {
+                Election::Clean(b) => change.leader = Some(b),
+                Election::Unclean(b) => {
+                    change.leader = Some(b);
+                    change.isr = Some(vec![b]);
+                }
+                Election::None => return Err(NoElection::NoEligibleLeader),
+            }
+        }
+    }
+    Ok(change)
+}
+
+/// Kafka's automatic leader balancing (`auto.leader.rebalance.enable`):
+/// for every broker whose share of partitions it prefers but does not
+/// lead is above `max_imbalance_percent`, preferred elections for those
+/// of its partitions it may lead now. Partitions being reassigned are
+/// left alone.
+pub fn preferred_rebalance(
+    image: &MetadataImage,
+    max_imbalance_percent: u32,
+) -> Vec<PartitionChangeAt> {
+    // Per preferred broker: partitions it prefers, and the ones it could
+    // take back now.
+    let mut preferred: BTreeMap<BrokerId, (u64, Vec<PartitionChangeAt>, u64)> = BTreeMap::new();
+    for topic in image.topics() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let Some(&first) = p.replicas.first() else {
+                continue;
+            };
+            let entry = preferred.entry(first).or_default();
+            entry.0 += 1;
+            if p.leader == first || p.is_reassigning() {
+                continue;
+            }
+            entry.2 += 1;
+            let partition = i32::try_from(index).unwrap_or(i32::MAX);
+            if let Ok(change) =
+                asked_election(image, &topic.name, partition, p, ElectionType::Preferred)
+            {
+                entry.1.push(change);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (_, (total, movable, not_leading)) in preferred {
+        if total > 0 && not_leading * 100 > u64::from(max_imbalance_percent) * total {
+            out.extend(movable);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +336,81 @@ mod tests {
             elect_leader(&[1, 2], &[1, 2], |_| true, true),
             Election::Clean(1)
         );
+    }
+
+    #[test]
+    fn preferred_election_follows_kafka() {
+        let mut img = image(&[1, 2, 3], &[1, 2, 3]);
+        let p = |img: &MetadataImage| img.partition("t", 0).unwrap().clone();
+        let ask = |img: &MetadataImage, kind| asked_election(img, "t", 0, &p(img), kind);
+        assert_eq!(
+            ask(&img, ElectionType::Preferred),
+            Err(NoElection::NotNeeded)
+        );
+        assert_eq!(ask(&img, ElectionType::Unclean), Err(NoElection::NotNeeded));
+        fence(&mut img, 1);
+        assert_eq!(p(&img).leader, 2);
+        // Fenced and out of the ISR: not available.
+        assert_eq!(
+            ask(&img, ElectionType::Preferred),
+            Err(NoElection::PreferredNotAvailable)
+        );
+        img.apply(&MetadataRecord::BrokerUnfenced { id: 1 })
+            .unwrap();
+        assert_eq!(
+            ask(&img, ElectionType::Preferred),
+            Err(NoElection::PreferredNotAvailable),
+            "unfenced but not yet back in the ISR"
+        );
+        // Back in the ISR: the balancing and ElectLeaders both move it.
+        img.apply(&MetadataRecord::PartitionChanged {
+            topic: "t".into(),
+            partition: 0,
+            leader: None,
+            isr: Some(vec![2, 3, 1]),
+            replicas: None,
+            partition_epoch: None,
+        })
+        .unwrap();
+        let moves = preferred_rebalance(&img, 10);
+        assert_eq!(moves, vec![ask(&img, ElectionType::Preferred).unwrap()]);
+        img.apply(&MetadataRecord::PartitionChangesAt { changes: moves })
+            .unwrap();
+        assert_eq!((p(&img).leader, p(&img).leader_epoch), (1, 2));
+        assert!(preferred_rebalance(&img, 10).is_empty());
+    }
+
+    #[test]
+    fn unclean_election_only_without_a_live_isr_member() {
+        let mut img = image(&[1, 2, 3], &[1, 2, 3]);
+        fence(&mut img, 2);
+        fence(&mut img, 3);
+        fence(&mut img, 1);
+        let p = |img: &MetadataImage| img.partition("t", 0).unwrap().clone();
+        assert_eq!((p(&img).leader(), p(&img).isr.clone()), (None, vec![1]));
+        let ask = |img: &MetadataImage| asked_election(img, "t", 0, &p(img), ElectionType::Unclean);
+        assert_eq!(ask(&img), Err(NoElection::NoEligibleLeader));
+        img.apply(&MetadataRecord::BrokerUnfenced { id: 3 })
+            .unwrap();
+        let change = ask(&img).unwrap();
+        assert_eq!(
+            (change.leader, change.isr.clone()),
+            (Some(3), Some(vec![3]))
+        );
+        // Decided on an older state: skipped, the image is unchanged.
+        let mut stale = change.clone();
+        stale.partition_epoch -= 1;
+        let before = img.clone();
+        img.apply(&MetadataRecord::PartitionChangesAt {
+            changes: vec![stale],
+        })
+        .unwrap();
+        assert_eq!(img, before);
+        img.apply(&MetadataRecord::PartitionChangesAt {
+            changes: vec![change],
+        })
+        .unwrap();
+        assert_eq!((p(&img).leader(), p(&img).isr.clone()), (Some(3), vec![3]));
     }
 
     proptest! {

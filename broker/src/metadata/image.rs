@@ -26,13 +26,18 @@
 //!   fenced broker a leader. Fencing therefore travels as one
 //!   [`MetadataRecord::Atomic`] with the leadership moves it needs.
 //! - The cluster id, once assigned, never changes.
+//! - A reassignment in progress (KIP-455) is `adding` and `removing`,
+//!   disjoint parts of `replicas`; `replicas` is the target first, then the
+//!   replicas leaving. Both are empty otherwise.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::records::{BrokerId, Endpoint, MetadataRecord, NO_LEADER, PartitionRecord};
+use super::records::{
+    BrokerId, Endpoint, MetadataRecord, NO_LEADER, PartitionChangeAt, PartitionRecord,
+};
 use crate::settings::{ConfigError, validate_topic_values};
 
 /// One registered broker.
@@ -63,12 +68,37 @@ pub struct PartitionImage {
     pub leader: BrokerId,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// A reassignment in progress (KIP-455): replicas joining, not yet
+    /// all in the ISR. Both lists are within `replicas`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<BrokerId>,
+    /// A reassignment in progress: replicas leaving once the target set
+    /// (`replicas` minus these) is in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<BrokerId>,
 }
 
 impl PartitionImage {
     /// The leader, if the partition has one.
     pub fn leader(&self) -> Option<BrokerId> {
         (self.leader != NO_LEADER).then_some(self.leader)
+    }
+
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// Where a reassignment in progress goes: the replicas minus the ones
+    /// leaving (all the replicas when none is in progress).
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        without(&self.replicas, &self.removing)
+    }
+
+    /// Where a reassignment in progress came from: the replicas minus the
+    /// ones joining.
+    pub fn original_replicas(&self) -> Vec<BrokerId> {
+        without(&self.replicas, &self.adding)
     }
 
     fn from_record(r: &PartitionRecord) -> Self {
@@ -78,8 +108,15 @@ impl PartitionImage {
             leader: r.leader,
             leader_epoch: r.leader_epoch,
             partition_epoch: r.partition_epoch,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
+}
+
+/// `list` without the members of `gone`, in order.
+pub fn without(list: &[BrokerId], gone: &[BrokerId]) -> Vec<BrokerId> {
+    list.iter().copied().filter(|b| !gone.contains(b)).collect()
 }
 
 /// One topic as the cluster knows it.
@@ -481,8 +518,52 @@ impl MetadataImage {
                     return Err(ApplyError::Invalid("nested atomic records".into()));
                 }
             }
+            // Each change is checked, and skipped when it no longer
+            // applies, by `apply_change_at`.
+            MetadataRecord::PartitionChangesAt { .. } => {}
         }
         Ok(())
+    }
+
+    /// One change of a [`MetadataRecord::PartitionChangesAt`], or why it
+    /// does not apply to the image as it is now.
+    fn change_at(&self, c: &PartitionChangeAt) -> Result<PartitionImage, ApplyError> {
+        let current = self.existing_partition(&c.topic, c.partition)?;
+        if current.partition_epoch != c.partition_epoch {
+            return Err(ApplyError::IsrChangeRefused {
+                topic: c.topic.clone(),
+                partition: c.partition,
+                reason: "the partition epoch moved on",
+                stale: true,
+            });
+        }
+        let mut next = changed(current, c.leader, c.isr.as_deref(), c.replicas.as_deref());
+        if let Some(adding) = &c.adding {
+            next.adding.clone_from(adding);
+        }
+        if let Some(removing) = &c.removing {
+            next.removing.clone_from(removing);
+        }
+        if next.leader != current.leader && next.leader != NO_LEADER {
+            let broker = self.registered(next.leader)?;
+            if broker.fenced {
+                return Err(ApplyError::FencedLeader {
+                    broker: next.leader,
+                    topic: c.topic.clone(),
+                    partition: c.partition,
+                });
+            }
+        }
+        self.check_partition(&c.topic, c.partition, &next)?;
+        let within = |list: &[BrokerId]| list.iter().all(|b| next.replicas.contains(b));
+        let overlap = next.adding.iter().any(|b| next.removing.contains(b));
+        if !within(&next.adding) || !within(&next.removing) || overlap {
+            return Err(ApplyError::InvalidReplicaAssignment(format!(
+                "{}-{}: adding {:?} and removing {:?} must be disjoint parts of replicas {:?}",
+                c.topic, c.partition, next.adding, next.removing, next.replicas
+            )));
+        }
+        Ok(next)
     }
 
     /// Refuses while `id` leads a partition (it may not become fenced).
@@ -610,6 +691,20 @@ impl MetadataImage {
             } => {
                 self.next_producer_id = *next_producer_id;
             }
+            MetadataRecord::PartitionChangesAt { changes } => {
+                for c in changes {
+                    match self.change_at(c) {
+                        Ok(next) => {
+                            if let Some(p) = self.partition_mut(&c.topic, c.partition) {
+                                *p = next;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(topic = %c.topic, partition = c.partition, error = %e, "partition change skipped");
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -732,6 +827,8 @@ fn changed(
         leader,
         leader_epoch,
         partition_epoch: current.partition_epoch.saturating_add(1),
+        adding: current.adding.clone(),
+        removing: current.removing.clone(),
     }
 }
 

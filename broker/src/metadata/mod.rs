@@ -24,13 +24,16 @@ pub(crate) mod fixtures;
 pub mod image;
 pub mod log;
 pub mod placement;
+pub mod reassignment;
 pub mod records;
 pub mod topic_name;
 
 pub use crate::controller::Controller;
 pub use image::{ApplyError, BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
 pub use log::{MetadataLog, MetadataLogError};
-pub use records::{BrokerId, Endpoint, MetadataRecord, NO_LEADER, PartitionRecord};
+pub use records::{
+    BrokerId, Endpoint, MetadataRecord, NO_LEADER, PartitionChangeAt, PartitionRecord,
+};
 
 /// Why a proposal was not accepted.
 #[derive(Debug, thiserror::Error)]

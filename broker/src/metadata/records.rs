@@ -176,6 +176,54 @@ pub enum MetadataRecord {
     /// away is one change, so no image ever shows a fenced leader. Not
     /// nested.
     Atomic { records: Vec<MetadataRecord> },
+    /// Partition changes each decided on its partition as it stood at a
+    /// partition epoch: leader elections (ElectLeaders, the controller's
+    /// preferred-leader balancing) and KIP-455 reassignments (start,
+    /// cancel, completion). Each change applies on its own, only while its
+    /// partition is still at that epoch and the result keeps the image's
+    /// invariants; the others are skipped, so a decision made on an older
+    /// state never overwrites a newer ISR. Whoever proposed reads from the
+    /// image which took.
+    PartitionChangesAt { changes: Vec<PartitionChangeAt> },
+}
+
+/// One change of [`MetadataRecord::PartitionChangesAt`]: `None` leaves a
+/// field as it is. `adding` and `removing` are KIP-455's
+/// `addingReplicas`/`removingReplicas` (both empty when no reassignment is
+/// in progress).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChangeAt {
+    pub topic: String,
+    pub partition: i32,
+    /// The partition epoch the change was computed from.
+    pub partition_epoch: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<BrokerId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isr: Option<Vec<BrokerId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Vec<BrokerId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adding: Option<Vec<BrokerId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removing: Option<Vec<BrokerId>>,
+}
+
+impl PartitionChangeAt {
+    /// A change of `topic`-`partition` at `partition_epoch` that changes
+    /// nothing yet.
+    pub fn new(topic: &str, partition: i32, partition_epoch: i32) -> Self {
+        Self {
+            topic: topic.to_string(),
+            partition,
+            partition_epoch,
+            leader: None,
+            isr: None,
+            replicas: None,
+            adding: None,
+            removing: None,
+        }
+    }
 }
 
 fn fenced_by_default() -> bool {

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use super::isr::IsrChangeFailure;
 use super::partition::{IsrChange, Partition};
+use crate::admin::METRICS;
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::metadata::{ApplyError, MetadataRecord, ProposeError};
@@ -49,10 +50,17 @@ pub fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, change: IsrChang
             partition_epoch: change.proposal.partition_epoch,
             isr: change.proposal.isr.clone(),
         };
+        let before = broker
+            .image()
+            .partition(partition.topic(), partition.index())
+            .map_or(0, |p| p.isr.len());
         let mut backoff = RETRY_BACKOFF_MIN;
         loop {
             let failure = match broker.propose_metadata(record.clone()).await {
                 Ok(_) => {
+                    METRICS
+                        .replication
+                        .isr_changed(before, change.proposal.isr.len());
                     tracing::info!(topic = %partition.topic(), partition = partition.index(), isr = ?change.proposal.isr, "ISR changed");
                     return;
                 }

@@ -13,8 +13,10 @@
 //!   node) are open, each in the role (leader or follower) and with the
 //!   epochs and log config the image gives it, except for topics reported
 //!   as failed; logs of topics the image no longer has are deleted, and a
-//!   replica moved off this node is set aside (deleted when it holds no
-//!   batch, kept as a stray otherwise).
+//!   replica a committed image moved off this node (a finished or
+//!   cancelled reassignment) is closed and deleted, as Kafka's StopReplica
+//!   with `deletePartition`. (At start, directories no replica owns are
+//!   only set aside: see [`ReplicaManager::remove_orphans`].)
 //! - The new replicas of a topic are installed all together or not at all:
 //!   a request never sees half of a topic's creation.
 //! - Nothing at start deletes a batch: directories no topic owns are
@@ -351,7 +353,7 @@ impl ReplicaManager {
             self.delete_topic_logs(&name, tp);
         }
         for p in moved {
-            self.set_aside_replica(&p);
+            self.delete_moved_replica(&p);
         }
         let now = now_ms();
         for (p, role) in roles {
@@ -703,9 +705,11 @@ impl ReplicaManager {
         Ok(())
     }
 
-    /// Closes a replica the image moved off this node and sets its
-    /// directory aside (see [`ReplicaManager::set_aside`]).
-    fn set_aside_replica(&self, p: &Partition) {
+    /// Closes a replica a committed image moved off this node (a
+    /// reassignment switched to a target without it) and deletes its copy:
+    /// the target replicas hold every acknowledged record. A failure is
+    /// logged; the directory is then set aside at the next start.
+    fn delete_moved_replica(&self, p: &Partition) {
         if let Err(e) = p.close() {
             tracing::warn!(topic = %p.topic(), partition = p.index(), error = %e, "closing a replica moved off this node failed");
         }
@@ -713,8 +717,13 @@ impl ReplicaManager {
             topic: p.topic().to_string(),
             partition: p.index(),
         };
-        if let Err(e) = self.set_aside(&tp) {
-            tracing::error!(topic = %tp.topic, partition = tp.partition, error = %e, "could not set aside a replica moved off this node");
+        match self.log_dir.delete_partition(&tp) {
+            Ok(()) => {
+                tracing::info!(topic = %tp.topic, partition = tp.partition, "replica moved off this node; its copy is deleted")
+            }
+            Err(e) => {
+                tracing::error!(topic = %tp.topic, partition = tp.partition, error = %e, "could not delete a replica moved off this node; it is set aside at the next start")
+            }
         }
     }
 

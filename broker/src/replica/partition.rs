@@ -989,6 +989,10 @@ impl Partition {
             .lock()
             .map_err(|_| BrokerError::StatePoisoned)?
             .take();
+        // A closed replica leads nothing: produces and commits waiting for
+        // its high watermark answer NOT_LEADER_OR_FOLLOWER now instead of
+        // timing out (a replica moved off this node, a deleted topic).
+        self.high_watermark.set_leader_epoch(-1);
         match taken {
             Some(state) => state.log.close().map_err(|e| self.storage_error(e)),
             None => Ok(()),

@@ -131,6 +131,8 @@ mod tests {
             leader,
             leader_epoch: epoch,
             partition_epoch: epoch + 3,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 

@@ -82,6 +82,7 @@ fn describe(setting: &Setting, key: &str) -> String {
         Unit::None => {}
         Unit::Bytes => parts.push("bytes".into()),
         Unit::Milliseconds => parts.push("milliseconds".into()),
+        Unit::Seconds => parts.push("seconds".into()),
         Unit::Records => parts.push("records".into()),
     }
     match setting.rule {

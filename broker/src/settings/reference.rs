@@ -60,6 +60,7 @@ fn row(out: &mut String, s: &Setting, default: &str, broker_key: &str) {
         Unit::None => "",
         Unit::Bytes => "bytes",
         Unit::Milliseconds => "ms",
+        Unit::Seconds => "s",
         Unit::Records => "records",
     };
     // Writing to a String cannot fail.

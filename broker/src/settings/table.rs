@@ -75,6 +75,7 @@ pub enum Unit {
     None,
     Bytes,
     Milliseconds,
+    Seconds,
     Records,
 }
 
@@ -639,6 +640,29 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         |c| Some(c.broker_session_timeout_ms.to_string()),
         "As the active controller: a broker whose heartbeats stop for this long is fenced and its leaderships move (Kafka's default is 9000; 3000 keeps a crashed leader's partitions unavailable for about 3 s).",
     ),
+    broker(
+        "auto.leader.rebalance.enable",
+        ConfigType::Boolean,
+        Unit::None,
+        |c| Some(c.auto_leader_rebalance_enable.to_string()),
+        "As the active controller: every `leader.imbalance.check.interval.seconds`, move leaderships back to their preferred (first) replica for each broker whose share of preferred partitions it does not lead is above `leader.imbalance.per.broker.percentage`.",
+    ),
+    broker(
+        "leader.imbalance.check.interval.seconds",
+        ConfigType::Long,
+        Unit::Seconds,
+        |c| Some(c.leader_imbalance_check_interval_seconds.to_string()),
+        "Time between two leader-balance checks of the active controller.",
+    )
+    .range(1, I64_MAX),
+    broker(
+        "leader.imbalance.per.broker.percentage",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.leader_imbalance_per_broker_percentage.to_string()),
+        "Percentage of a broker's preferred partitions led elsewhere above which the balance check moves them back.",
+    )
+    .range(0, 100),
     broker(
         "auto.create.topics.enable",
         ConfigType::Boolean,

@@ -220,6 +220,7 @@ impl Sim {
             snapshot_interval: 3 + self.rng.below(15),
             incarnation: self.seed.wrapping_mul(1_000_003) ^ self.incarnations,
             session_ticks: SESSION_TICKS,
+            leader_balancing: None,
         };
         let broker_incarnation = Uuid::from_u64_pair(self.seed, self.incarnations);
         let Some(sim_node) = self.nodes.get_mut(&id) else {
