@@ -243,6 +243,7 @@ fn maintenance_pass(broker: &Arc<Broker>, cleaner: &LogCleaner, run_retention: b
     crate::client_errors::flush_ended_windows();
     let now = now_ms();
     crate::replica::alter_partition::shrink_lagging(broker, now);
+    broker.replicas().maybe_checkpoint_high_watermarks(now);
     for p in broker.replicas().all_partitions() {
         if let Err(e) = p.maybe_flush(now) {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "policy flush failed");

@@ -69,11 +69,17 @@ pub struct HighWatermark {
 }
 
 impl HighWatermark {
-    /// Starts at `local_end` (everything a reopened log holds passed
-    /// recovery: it is durable) for a partition this node leads.
-    pub fn new(local_end: i64, log_start_offset: i64, data_arrived: Arc<Notify>) -> Self {
+    /// Starts at `high_watermark` (clamped between the log start and
+    /// `local_end`, everything a reopened log holds having passed recovery)
+    /// for a partition this node leads.
+    pub fn new(
+        local_end: i64,
+        high_watermark: i64,
+        log_start_offset: i64,
+        data_arrived: Arc<Notify>,
+    ) -> Self {
         let (progress, _) = watch::channel(Progress {
-            high_watermark: local_end.max(log_start_offset),
+            high_watermark: high_watermark.min(local_end).max(log_start_offset),
             log_start_offset,
             written_end: local_end,
             leader_epoch: -1,
@@ -224,7 +230,7 @@ mod tests {
     use super::*;
 
     fn hw(end: i64) -> HighWatermark {
-        HighWatermark::new(end, 0, Arc::new(Notify::new()))
+        HighWatermark::new(end, end, 0, Arc::new(Notify::new()))
     }
 
     #[test]

@@ -26,7 +26,7 @@
 //!   lock, so two concurrent creates cannot both pass it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use sluice_storage::{LogDir, PartitionBudget, ProcessLimits, TopicPartition};
@@ -37,6 +37,7 @@ use super::fetcher_manager::ReplicaFetcherManager;
 use super::flusher::Flusher;
 use super::follower_state::REPLICA_LAG_TIME_MAX_MS_DEFAULT;
 use super::following::FollowingPartition;
+use super::hw_checkpoint::{self, HighWatermarks};
 use super::partition::{Partition, ReplicaSet};
 use super::partition_metadata;
 use super::role::PartitionRole;
@@ -151,6 +152,11 @@ pub struct ReplicaManager {
     /// One replica fetcher per leader broker this node follows partitions
     /// of; kept in line with the image by [`ReplicaManager::sync_fetchers`].
     fetchers: ReplicaFetcherManager,
+    /// The high-watermark checkpoint read at start; each entry is taken by
+    /// the first open of its partition (`replica::hw_checkpoint`).
+    checkpointed: Mutex<HighWatermarks>,
+    /// When the checkpoint was last written (ms since the epoch).
+    checkpoint_written_ms: AtomicI64,
 }
 
 impl ReplicaManager {
@@ -162,7 +168,6 @@ impl ReplicaManager {
     ) -> Self {
         Self {
             node,
-            log_dir,
             durability,
             defaults,
             topics: RwLock::new(HashMap::new()),
@@ -177,6 +182,9 @@ impl ReplicaManager {
             data_arrived: Arc::new(Notify::new()),
             replication: ReplicationSettings::defaults(node),
             fetchers: ReplicaFetcherManager::new(FetcherConfig::new(node)),
+            checkpointed: Mutex::new(hw_checkpoint::load(log_dir.path())),
+            checkpoint_written_ms: AtomicI64::new(0),
+            log_dir,
         }
     }
 
@@ -544,7 +552,18 @@ impl ReplicaManager {
         let mut first_failure = None;
         for (index, role, log, made) in logs {
             created.extend(made);
+            let replicated = plan
+                .topic
+                .partition(index)
+                .is_some_and(|assigned| assigned.replicas.len() > 1);
             let partition = log.and_then(|log| {
+                let start_high_watermark = replicated.then(|| {
+                    self.checkpointed
+                        .lock()
+                        .ok()
+                        .and_then(|mut c| c.remove(&(name.to_string(), index)))
+                        .unwrap_or(log.log_start_offset().0)
+                });
                 Partition::new(
                     Arc::clone(&name),
                     index,
@@ -552,6 +571,7 @@ impl ReplicaManager {
                     self.durability,
                     Arc::clone(&self.data_arrived),
                     role,
+                    start_high_watermark,
                 )
             });
             // The replica set before the partition is installed, so no
@@ -755,10 +775,40 @@ impl ReplicaManager {
             let r = p.close();
             (p, r)
         });
-        for (p, r) in closed {
+        for (p, r) in &closed {
             if let Err(e) = r {
                 tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "close failed");
             }
+        }
+        // The last high watermarks, once nothing moves them any more.
+        self.store_high_watermarks(closed.iter().map(|(p, _)| p));
+    }
+
+    /// Writes the high-watermark checkpoint when [`hw_checkpoint::CHECKPOINT_INTERVAL`]
+    /// has passed since the last (the maintenance pass calls it).
+    pub fn maybe_checkpoint_high_watermarks(&self, now_ms: i64) {
+        let every = i64::try_from(hw_checkpoint::CHECKPOINT_INTERVAL.as_millis()).unwrap_or(5_000);
+        let last = self.checkpoint_written_ms.load(Ordering::Acquire);
+        if now_ms - last < every {
+            return;
+        }
+        self.checkpoint_written_ms.store(now_ms, Ordering::Release);
+        let partitions = self.all_partitions();
+        self.store_high_watermarks(partitions.iter());
+    }
+
+    fn store_high_watermarks<'a>(&self, partitions: impl Iterator<Item = &'a Arc<Partition>>) {
+        let entries: Vec<(String, i32, i64)> = partitions
+            .map(|p| {
+                (
+                    p.topic().to_string(),
+                    p.index(),
+                    p.progress().high_watermark,
+                )
+            })
+            .collect();
+        if let Err(e) = hw_checkpoint::store(self.log_dir.path(), &entries) {
+            tracing::warn!(error = %e, "high-watermark checkpoint not written");
         }
     }
 }

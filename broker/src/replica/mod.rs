@@ -21,6 +21,7 @@ pub mod flusher;
 pub mod follower_state;
 pub mod following;
 pub mod high_watermark;
+pub mod hw_checkpoint;
 pub mod isr;
 pub mod leadership;
 pub mod log_cleaner;

@@ -201,7 +201,10 @@ pub struct Partition {
 
 impl Partition {
     /// Wraps an opened log in the role the image gives it, rebuilding
-    /// producer state from its batches.
+    /// producer state from its batches. `start_high_watermark`: where a
+    /// replicated partition's high watermark stood (`replica::hw_checkpoint`,
+    /// its log start when unknown); `None` for a partition with one
+    /// replica, whose whole log, durable after recovery, is committed.
     pub fn new(
         topic: Arc<str>,
         index: i32,
@@ -209,11 +212,13 @@ impl Partition {
         durability: DurabilityMode,
         data_arrived: Arc<Notify>,
         role: PartitionRole,
+        start_high_watermark: Option<i64>,
     ) -> Result<Self, BrokerError> {
         let producers = rebuild_producer_state(&log)?;
-        // Everything a reopened log holds passed recovery: it is durable.
+        let log_end = log.log_end_offset().0;
         let high_watermark = HighWatermark::new(
-            log.log_end_offset().0,
+            log_end,
+            start_high_watermark.unwrap_or(log_end),
             log.log_start_offset().0,
             data_arrived,
         );
@@ -1369,6 +1374,7 @@ mod tests {
             DurabilityMode::PageCache,
             Arc::new(Notify::new()),
             r,
+            None,
         )
         .unwrap()
     }

@@ -1163,13 +1163,8 @@ impl Sim {
                 }
             }
         }
-        // Replicas agree below the smaller high watermark (strict mode:
-        // see the known deviation in `replication.rs`).
-        let keys: Vec<(u64, i32)> = if replication::strict_hw() {
-            logs.keys().copied().collect()
-        } else {
-            Vec::new()
-        };
+        // Replicas agree below the smaller high watermark.
+        let keys: Vec<(u64, i32)> = logs.keys().copied().collect();
         for (ai, a) in keys.iter().enumerate() {
             for b in keys.iter().skip(ai + 1) {
                 if a.1 != b.1 {
