@@ -22,8 +22,9 @@
 //! - A batch refused before the sequence check with a retriable error
 //!   (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS: nothing written) is
 //!   remembered per producer; until it comes back, a later batch of the
-//!   same producer and epoch that would skip over it gets the same
-//!   refusal, not OUT_OF_ORDER_SEQUENCE_NUMBER. A producer pipelines up to
+//!   same producer and epoch whose gap it lies in (it cannot be written
+//!   before the refused one) gets the same refusal, not
+//!   OUT_OF_ORDER_SEQUENCE_NUMBER. A producer pipelines up to
 //!   five requests, so when leadership or the ISR changes between two of
 //!   them the first is refused and the next would see a gap: Kafka answers
 //!   that gap OUT_OF_ORDER_SEQUENCE_NUMBER, and librdkafka bumps its epoch
@@ -140,9 +141,11 @@ impl ProducerStateTable {
         }
         if batch.producer_epoch > entry.epoch {
             return match refused_before {
-                Some(r) => SequenceCheck::Refused(r.refusal),
-                None if batch.base_sequence == 0 => SequenceCheck::Append,
-                None => SequenceCheck::OutOfOrder { expected: 0 },
+                Some(r) if r.base_sequence < batch.base_sequence => {
+                    SequenceCheck::Refused(r.refusal)
+                }
+                _ if batch.base_sequence == 0 => SequenceCheck::Append,
+                _ => SequenceCheck::OutOfOrder { expected: 0 },
             };
         }
         if let Some((_, _, written)) = entry
@@ -159,8 +162,15 @@ impl ProducerStateTable {
         if batch.base_sequence == expected {
             return SequenceCheck::Append;
         }
+        // The refused batch lies in the gap: this one cannot be written
+        // before it comes back.
         match refused_before {
-            Some(r) if r.base_sequence == expected => SequenceCheck::Refused(r.refusal),
+            Some(r)
+                if sequence_distance(expected, r.base_sequence)
+                    < sequence_distance(expected, batch.base_sequence) =>
+            {
+                SequenceCheck::Refused(r.refusal)
+            }
             _ => SequenceCheck::OutOfOrder { expected },
         }
     }
@@ -245,6 +255,12 @@ impl ProducerStateTable {
             self.producers.remove(&pid);
         }
     }
+}
+
+/// How far `to` is after `from` in sequence space (which wraps from
+/// i32::MAX to 0).
+fn sequence_distance(from: i32, to: i32) -> i64 {
+    (i64::from(to) - i64::from(from)).rem_euclid(i64::from(i32::MAX) + 1)
 }
 
 /// The sequence after `seq`: sequences wrap from i32::MAX to 0.
@@ -388,6 +404,15 @@ mod tests {
             t.check(&batch(7, 0, 20, 1)),
             SequenceCheck::OutOfOrder { expected: 10 }
         );
+        // The refused batch anywhere in the gap holds back what follows it
+        // (the batch before it is still on its way from another broker).
+        t.record(&next, at(10));
+        t.note_refused(&batch(7, 0, 16, 2), Refusal::NotEnoughReplicas);
+        assert_eq!(
+            t.check(&batch(7, 0, 18, 2)),
+            SequenceCheck::Refused(Refusal::NotEnoughReplicas)
+        );
+        assert_eq!(t.check(&batch(7, 0, 15, 1)), SequenceCheck::Append);
         // A new producer's refused first batch holds back its second, and
         // a new epoch is not held back by the old epoch's refusal.
         t.note_refused(&batch(8, 0, 0, 2), Refusal::NotLeader);
