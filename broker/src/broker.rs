@@ -245,7 +245,12 @@ impl Broker {
     /// here cannot all be opened, the topic is deleted again (a
     /// `TopicDeleted` record) and the reconciler's error returned, so no
     /// half-created topic stays behind. New partitions are reserved in this
-    /// node's partition budget before the record is proposed.
+    /// node's partition budget before the record is proposed, and new
+    /// partitions of an existing topic (CreatePartitions) are opened on this
+    /// node before it: if one cannot be, the request fails and the
+    /// partition count is unchanged (`ReplicaManager::preopen`). Replicas
+    /// on other nodes are opened by their reconcilers, which retry a
+    /// failure in the background.
     pub async fn propose(
         self: &Arc<Self>,
         record: MetadataRecord,
@@ -263,8 +268,31 @@ impl Broker {
             ) if !is_internal(name) => Some(self.replicas.reserve(&self.image(), adding)?),
             _ => None,
         };
+        // New partitions of an existing topic are opened here first: one
+        // that cannot be created fails the request before the partition
+        // count changes (dropping the guard deletes what was made).
+        let mut preopened = match &record {
+            MetadataRecord::PartitionsAdded {
+                name, assignments, ..
+            } => {
+                let (this, name, added) = (Arc::clone(self), name.clone(), assignments.clone());
+                let logs = tokio::task::spawn_blocking(move || {
+                    this.replicas.preopen(&this.image(), &name, &added)
+                })
+                .await
+                .map_err(|source| BrokerError::TaskFailed {
+                    task: "pre-open partitions",
+                    source,
+                })??;
+                Some(self.replicas.guard_preopened(logs))
+            }
+            _ => None,
+        };
         let topic = changed_topic(&record).map(str::to_string);
         let image = self.controller.propose(record).await?;
+        if let Some(p) = preopened.as_mut() {
+            p.proposed();
+        }
         let Some(topic) = topic else {
             return Ok(image);
         };

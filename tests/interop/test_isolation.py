@@ -30,6 +30,7 @@ from readback import admin, create_topic, producer, read_partitions, watermarks
 POLICY_VIOLATION = 44
 KAFKA_STORAGE_ERROR = 56
 API_CREATE_TOPICS = 19
+API_CREATE_PARTITIONS = 37
 
 
 def produce_one(bootstrap, topic, value):
@@ -84,6 +85,40 @@ def create_topics_raw(conn, name, partitions):
     assert r.array_len() == 1
     assert r.string() == name
     return r.i16(), r.string()
+
+
+def create_partitions_raw(conn, name, count):
+    """CreatePartitions v1 of one topic to `count` partitions, placed by the
+    broker; returns (error_code, error_message)."""
+    body = (kafka_wire.array([kafka_wire.string(name) + kafka_wire.i32(count) + kafka_wire.i32(-1)])
+            + kafka_wire.i32(30_000) + kafka_wire.i8(0))
+    r = conn.roundtrip(API_CREATE_PARTITIONS, 1, body, flexible=False)
+    r.i32()  # throttle
+    assert r.array_len() == 1
+    assert r.string() == name
+    return r.i16(), r.string()
+
+
+def partition_dirs(data_dir, topic):
+    return sorted(int(p.name[len(topic) + 1:]) for p in data_dir.iterdir()
+                  if p.name.startswith(topic + "-") and p.name[len(topic) + 1:].isdigit())
+
+
+def partition_count(bootstrap, topic):
+    return len(admin(bootstrap).list_topics(topic, timeout=10).topics[topic].partitions)
+
+
+def hog_descriptors(b, limit):
+    """Idle connections until the broker has no descriptor left."""
+    hogs = []
+    deadline = time.monotonic() + 30
+    while open_fds(b.pid) < limit and time.monotonic() < deadline:
+        hogs.append(socket.create_connection(b.address))
+        if len(hogs) % 20 == 0:
+            time.sleep(0.2)  # let the broker accept them
+    time.sleep(0.5)
+    assert open_fds(b.pid) >= limit - 1, open_fds(b.pid)
+    return hogs
 
 
 def open_fds(pid):
@@ -152,6 +187,48 @@ def test_descriptors_exhausted_fail_one_creation_and_the_broker_recovers(sluice_
         b.start()
         assert watermarks(b.bootstrap, steady, 1)[0] == (0, 2)
         assert produce_one(b.bootstrap, topic, b"x")[0] is None
+    finally:
+        for s in hogs:
+            s.close()
+        b.close()
+        shutil.rmtree(b.data_dir, ignore_errors=True)
+
+
+def test_descriptors_exhausted_fail_create_partitions_and_leave_the_count_unchanged(sluice_bin, tmp_path, topic):
+    """CreatePartitions is all or nothing, as CreateTopics: when the new
+    partitions cannot all be opened (EMFILE), the request fails with a
+    retriable error, the topic keeps its partition count, no directory of a
+    new partition is left, the old partitions keep serving, and the same
+    request succeeds once descriptors return; a restart keeps the count."""
+    b = limited_broker(sluice_bin, tmp_path / "emfile-partitions", 400)
+    hogs = []
+    try:
+        create_topic(b.bootstrap, topic, 2)
+        one = kafka_wire.record_batch([kafka_wire.Record(b"k", b"v")], base_timestamp=1_700_000_000_000)
+        with kafka_wire.Connection(b.address) as conn:
+            # The first append writes the leader-epoch checkpoint: before
+            # descriptors run out.
+            assert kafka_wire.produce(conn, topic, 1, one).error_code == 0
+            hogs = hog_descriptors(b, 400)
+            code, message = create_partitions_raw(conn, topic, 40)
+            assert code == KAFKA_STORAGE_ERROR, (code, message)
+            assert "Too many open files" in (message or "") and "retriable" in message, message
+            assert partition_dirs(b.data_dir, topic) == [0, 1]
+            resp = kafka_wire.produce(conn, topic, 1, one)
+            assert (resp.error_code, resp.base_offset) == (0, 1), resp
+            for s in hogs:
+                s.close()
+            hogs.clear()
+            time.sleep(1.0)
+            assert partition_count(b.bootstrap, topic) == 2
+            assert create_partitions_raw(conn, topic, 40)[0] == 0
+        assert partition_count(b.bootstrap, topic) == 40
+        assert partition_dirs(b.data_dir, topic) == list(range(40))
+        assert "log directory is now offline" not in b.log(), b.log_tail()
+        b.terminate()
+        b.start()
+        assert partition_count(b.bootstrap, topic) == 40
+        assert watermarks(b.bootstrap, topic, 40)[1] == (0, 2)
     finally:
         for s in hogs:
             s.close()

@@ -10,7 +10,7 @@ import os
 from confluent_kafka import KafkaError
 
 import kafka_wire
-from readback import create_topic, producer, watermarks
+from readback import create_topic, producer, read_partitions, watermarks
 
 BROKER_MAX = 1024 * 1024 + 12  # the broker's default message.max.bytes
 MESSAGE_TOO_LARGE = 10
@@ -95,3 +95,25 @@ def test_limit_is_inclusive(broker, topic):
         assert r.error_code == MESSAGE_TOO_LARGE, f"2001-byte batch: error {r.error_code}, want 10"
         r = kafka_wire.produce(conn, topic, 0, batch_of_exactly(2000))
         assert (r.error_code, r.base_offset) == (0, 0), f"2000-byte batch at max.message.bytes=2000: {r}"
+
+
+def test_a_batch_larger_than_segment_bytes_is_stored_up_to_max_message_bytes(broker, topic):
+    """Issue 13: `max.message.bytes` is the only limit on a batch. Kafka
+    refuses an append larger than `segment.bytes` (RECORD_LIST_TOO_LARGE);
+    Sluice gives it a segment of its own, so librdkafka's 100 KB records go
+    into a topic of 16 KiB segments, survive a restart, and only a batch
+    over `max.message.bytes` is refused (MESSAGE_TOO_LARGE)."""
+    create_topic(broker.bootstrap, topic, 1, {"segment.bytes": "16384", "max.message.bytes": "200000"})
+    big = [os.urandom(100_000), os.urandom(150_000)]
+    for i, value in enumerate(big):
+        err, offset = produce_one(broker.bootstrap, topic, value)
+        assert err is None and offset == i, f"{len(value)}-byte record into 16 KiB segments: {err}"
+    err, _ = produce_one(broker.bootstrap, topic, os.urandom(300_000))
+    assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, f"got {err}"
+    err, offset = produce_one(broker.bootstrap, topic, b"small")
+    assert err is None and offset == 2, (err, offset)
+    assert "offline" not in broker.log(), broker.log_tail()
+    broker.terminate()
+    broker.start()
+    records = read_partitions(broker.bootstrap, topic, 1)
+    assert [r.value for r in records[0]] == big + [b"small"]

@@ -11,12 +11,17 @@
 //!           ─► else placed by the rack-aware round robin, continuing the
 //!              topic's (factor > unfenced brokers: INVALID_REPLICATION_FACTOR)
 //!           ─► validate_only? check against the image, change nothing
-//!           ─► propose PartitionsAdded ─► reconcile opens the new logs
+//!           ─► this node's new replicas opened first (a failure: the
+//!              error, e.g. retriable KAFKA_STORAGE_ERROR, and nothing made)
+//!           ─► propose PartitionsAdded ─► reconcile installs the new logs
 //! ```
 //!
 //! # Invariants
 //! - Partition counts only grow (the metadata image refuses anything else);
 //!   existing partitions and their data are untouched.
+//! - All or nothing on this node, as CreateTopics: a new partition that
+//!   cannot be created here leaves the partition count unchanged and no
+//!   directory behind (`Broker::propose`, `ReplicaManager::preopen`).
 //!
 //! # Caveats
 //! - Kafka's broker lets an administrator grow `__consumer_offsets`; Sluice

@@ -107,6 +107,59 @@ impl Drop for BudgetReservation<'_> {
     }
 }
 
+/// Logs opened by [`ReplicaManager::preopen`], waiting for the reconcile
+/// that applies their change.
+#[derive(Debug, Default)]
+pub struct PreOpenedLogs {
+    keys: Vec<(uuid::Uuid, i32)>,
+    /// Directories the pre-open made (deleted again if the change fails).
+    created: Vec<TopicPartition>,
+}
+
+/// [`PreOpenedLogs`] held while their change is proposed. Dropped before
+/// [`PreOpened::proposed`], the logs are dropped and the directories made
+/// for them deleted (the change never happened); dropped after it, a log
+/// the reconcile did not take is closed and its directory kept (the next
+/// reconcile opens it from disk).
+pub struct PreOpened<'a> {
+    manager: &'a ReplicaManager,
+    logs: PreOpenedLogs,
+    proposed: bool,
+}
+
+impl PreOpened<'_> {
+    /// The change is in the metadata log: keep the directories.
+    pub fn proposed(&mut self) {
+        self.proposed = true;
+    }
+}
+
+impl Drop for PreOpened<'_> {
+    fn drop(&mut self) {
+        let left: Vec<sluice_storage::PartitionLog> = match self.manager.preopened.lock() {
+            Ok(mut map) => self
+                .logs
+                .keys
+                .iter()
+                .filter_map(|k| map.remove(k))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if self.proposed {
+            for log in left {
+                let dir = log.dir().to_path_buf();
+                if let Err(e) = log.close() {
+                    tracing::warn!(dir = %dir.display(), error = %e, "closing a pre-opened partition failed");
+                }
+            }
+        } else {
+            drop(left);
+            self.manager
+                .delete_created(std::mem::take(&mut self.logs.created));
+        }
+    }
+}
+
 /// How this node replicates: Kafka's `replica.*` broker settings.
 #[derive(Debug, Clone)]
 pub struct ReplicationSettings {
@@ -144,6 +197,9 @@ pub struct ReplicaManager {
     budget: PartitionBudget,
     /// Partitions of this node reserved by creations not yet applied.
     reserved: Mutex<u64>,
+    /// Logs of new partitions opened before the change that adds them was
+    /// proposed ([`ReplicaManager::preopen`]); `open_log` takes them.
+    preopened: Mutex<HashMap<(uuid::Uuid, i32), sluice_storage::PartitionLog>>,
     flusher: Flusher,
     /// Notified whenever any partition's high watermark advances; long-poll
     /// fetches wait on it.
@@ -178,6 +234,7 @@ impl ReplicaManager {
                 CONNECTIONS_RESERVE_DEFAULT,
             ),
             reserved: Mutex::new(0),
+            preopened: Mutex::new(HashMap::new()),
             flusher: Flusher::start(),
             data_arrived: Arc::new(Notify::new()),
             replication: ReplicationSettings::defaults(node),
@@ -597,11 +654,7 @@ impl ReplicaManager {
             return Ok(opened);
         };
         drop(opened);
-        for tp in created {
-            if let Err(e) = self.log_dir.delete_partition(&tp) {
-                tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "could not delete a partition of a failed creation; it is removed at the next start");
-            }
-        }
+        self.delete_created(created);
         Err(e)
     }
 
@@ -652,6 +705,9 @@ impl ReplicaManager {
         config: sluice_storage::LogConfig,
         created: &mut Vec<TopicPartition>,
     ) -> Result<sluice_storage::PartitionLog, BrokerError> {
+        if let Some(log) = self.take_preopened(topic.topic_id, index) {
+            return Ok(log);
+        }
         let tp = TopicPartition {
             topic: topic.name.clone(),
             partition: index,
@@ -678,6 +734,96 @@ impl ReplicaManager {
         self.log_dir
             .open_partition(&tp, config)
             .map_err(storage_err)
+    }
+
+    /// Opens this node's replicas among `added` (new partitions of the
+    /// existing topic `name`) before the change that adds them is
+    /// proposed, so that a partition that cannot be created here fails the
+    /// request while the partition count is still unchanged (CreatePartitions
+    /// is all or nothing, as CreateTopics is). All or none: on a failure
+    /// the logs opened are dropped and the directories made are deleted
+    /// again. The opened logs wait in this manager until the reconcile that
+    /// applies the change takes them; hand the result to
+    /// [`ReplicaManager::guard_preopened`] at once. Blocking (opens files).
+    pub fn preopen(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        added: &[crate::metadata::PartitionRecord],
+    ) -> Result<PreOpenedLogs, BrokerError> {
+        let topic = image
+            .topic(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                topic: name.to_string(),
+                partition: -1,
+            })?;
+        let config = TopicConfig::resolve(&topic.configs, &self.defaults).log_config();
+        let mine: Vec<i32> = added
+            .iter()
+            .filter(|p| p.replicas.contains(&self.node))
+            .map(|p| p.partition)
+            .collect();
+        let opened = sluice_storage::parallel::map(mine, |index| {
+            let mut created = Vec::new();
+            let log = self.open_log(topic, index, config.clone(), &mut created);
+            (index, log, created)
+        });
+        let mut logs = Vec::with_capacity(opened.len());
+        let mut created = Vec::new();
+        let mut first_failure = None;
+        for (index, log, made) in opened {
+            created.extend(made);
+            match log {
+                Ok(log) => logs.push((index, log)),
+                Err(e) => {
+                    first_failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_failure {
+            drop(logs);
+            self.delete_created(created);
+            return Err(e);
+        }
+        let mut map = self
+            .preopened
+            .lock()
+            .map_err(|_| BrokerError::StatePoisoned)?;
+        let keys = logs
+            .into_iter()
+            .map(|(index, log)| {
+                map.insert((topic.topic_id, index), log);
+                (topic.topic_id, index)
+            })
+            .collect();
+        Ok(PreOpenedLogs { keys, created })
+    }
+
+    /// Ties logs from [`ReplicaManager::preopen`] to a guard: dropped
+    /// without [`PreOpened::proposed`], it deletes them again.
+    pub fn guard_preopened(&self, logs: PreOpenedLogs) -> PreOpened<'_> {
+        PreOpened {
+            manager: self,
+            logs,
+            proposed: false,
+        }
+    }
+
+    fn take_preopened(
+        &self,
+        topic_id: uuid::Uuid,
+        index: i32,
+    ) -> Option<sluice_storage::PartitionLog> {
+        self.preopened.lock().ok()?.remove(&(topic_id, index))
+    }
+
+    /// Deletes partition directories a failed creation made.
+    fn delete_created(&self, created: Vec<TopicPartition>) {
+        for tp in created {
+            if let Err(e) = self.log_dir.delete_partition(&tp) {
+                tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "could not delete a partition of a failed creation; it is removed at the next start");
+            }
+        }
     }
 
     /// Sets aside partition directories of replicas the image does not

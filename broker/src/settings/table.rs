@@ -303,7 +303,7 @@ pub const TOPIC_SETTINGS: &[Setting] = &[
             broker_key: "message.max.bytes",
         },
         alterable: true,
-        doc: "Largest record batch the topic accepts (never more than segment.bytes).",
+        doc: "Largest record batch the topic accepts; a batch larger than segment.bytes gets a segment of its own.",
     },
     Setting {
         name: "message.timestamp.after.max.ms",

@@ -182,22 +182,17 @@ impl TopicConfig {
         self.value(key).and_then(parse_long)
     }
 
-    /// The largest record batch this topic accepts.
+    /// The largest record batch this topic accepts: `max.message.bytes`.
     ///
-    /// `max.message.bytes` capped at `segment.bytes`: Kafka accepts a
-    /// larger setting but refuses any batch that would not fit a segment
-    /// (RecordBatchTooLargeException), so the cap is the same promise.
+    /// Not capped at `segment.bytes`. Kafka refuses an append larger than
+    /// `segment.bytes` (RECORD_LIST_TOO_LARGE); Sluice writes such a batch
+    /// alone into a segment grown for it (`sluice_storage`'s
+    /// `Segment::fits`), so a batch up to this size is always accepted
+    /// whatever `segment.bytes` is (issue 13; docs/compatibility.md).
     pub fn max_message_bytes(&self) -> usize {
-        let to_usize = |v: i64| usize::try_from(v).ok();
-        let max = self
-            .long("max.message.bytes")
-            .and_then(to_usize)
-            .unwrap_or(0);
-        let segment = self
-            .long("segment.bytes")
-            .and_then(to_usize)
-            .unwrap_or(usize::MAX);
-        max.min(segment)
+        self.long("max.message.bytes")
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or(0)
     }
 
     /// `min.insync.replicas`: the ISR size an acks=all write needs.
@@ -346,8 +341,8 @@ mod tests {
         assert_eq!(lc.retention_ms, Some(60_000));
         assert_eq!(lc.segment_bytes, 1_048_576);
         assert_eq!(lc.flush_messages, None);
-        // Capped at segment.bytes (1 MiB here).
-        assert_eq!(c.max_message_bytes(), 1_048_576);
+        // Not capped at segment.bytes (1 MiB here): Kafka's default.
+        assert_eq!(c.max_message_bytes(), 1_048_588);
         let retention = c.entry("retention.ms").unwrap();
         assert_eq!(
             (retention.value.as_str(), retention.source),
