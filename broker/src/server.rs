@@ -30,6 +30,7 @@ use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::connection;
 use crate::connection_quota::ConnectionQuotas;
+use crate::error::BrokerError;
 use crate::replica::log_cleaner::LogCleaner;
 
 /// How long connections may take to finish after shutdown starts.
@@ -244,11 +245,19 @@ fn maintenance_pass(broker: &Arc<Broker>, cleaner: &LogCleaner, run_retention: b
     let now = now_ms();
     crate::replica::alter_partition::shrink_lagging(broker, now);
     broker.replicas().maybe_checkpoint_high_watermarks(now);
+    // A partition closed under the pass (shutdown, a deleted topic, a
+    // moved replica) has nothing left to maintain: not an error.
+    let failed = |e: &BrokerError| !matches!(e, BrokerError::PartitionClosed { .. });
     for p in broker.replicas().all_partitions() {
-        if let Err(e) = p.maybe_flush(now) {
+        if let Err(e) = p.maybe_flush(now)
+            && failed(&e)
+        {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "policy flush failed");
         }
-        if run_retention && let Err(e) = p.maintain(now) {
+        if run_retention
+            && let Err(e) = p.maintain(now)
+            && failed(&e)
+        {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "retention pass failed");
         }
         let compaction = broker
@@ -258,6 +267,7 @@ fn maintenance_pass(broker: &Arc<Broker>, cleaner: &LogCleaner, run_retention: b
         if run_retention
             && let Some(compaction) = compaction
             && let Err(e) = cleaner.clean(&p, compaction, broker.decompression(), now)
+            && failed(&e)
         {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cleaning failed");
         }
