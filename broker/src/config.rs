@@ -260,6 +260,10 @@ pub struct BrokerConfig {
     /// has one cleaner and a smaller default, 16 MiB ≈ 600 000 keys).
     #[serde(rename = "log.cleaner.dedupe.buffer.size")]
     pub log_cleaner_dedupe_buffer_size: usize,
+    /// `log.cleaner.io.max.bytes.per.second`: the cleaner's read and write
+    /// rate limit (Kafka's default, `f64::MAX`, means none).
+    #[serde(rename = "log.cleaner.io.max.bytes.per.second")]
+    pub log_cleaner_io_max_bytes_per_second: f64,
 }
 
 impl Default for BrokerConfig {
@@ -322,6 +326,7 @@ impl Default for BrokerConfig {
             metrics_partition_series_enabled: true,
             origins: crate::settings::layers::Origins::default(),
             log_cleaner_dedupe_buffer_size: 16 * 1024 * 1024,
+            log_cleaner_io_max_bytes_per_second: f64::MAX,
         }
     }
 }

@@ -19,6 +19,7 @@
 //! - Connections get [`SHUTDOWN_GRACE`] to drain their replies on shutdown.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
@@ -91,6 +92,12 @@ pub async fn run(
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let maintenance = tokio::spawn(maintain(Arc::clone(&broker), shutdown_rx.clone()));
+    let cleaner_stop = Arc::new(AtomicBool::new(false));
+    let cleaning = tokio::spawn(clean_compacted(
+        Arc::clone(&broker),
+        shutdown_rx.clone(),
+        Arc::clone(&cleaner_stop),
+    ));
     admin_state.readiness.set(Phase::Serving);
     let connections = accept_loop(&broker, listener, shutdown_rx, stop).await;
     admin_state.readiness.set(Phase::Stopping);
@@ -100,9 +107,12 @@ pub async fn run(
     // `controlledShutdown` runs.
     lifecycle.shutdown(&broker).await;
     let _ = shutdown_tx.send(true);
+    cleaner_stop.store(true, Ordering::Relaxed);
     let started = tokio::time::Instant::now();
     drain(connections).await;
     maintenance.abort();
+    // A cleaning round ends within a throttle slice or one segment build.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, cleaning).await;
     metadata_follower.abort();
     let closing = Arc::clone(&broker);
     tokio::task::spawn_blocking(move || closing.shutdown()).await?;
@@ -211,15 +221,11 @@ async fn drain(mut connections: JoinSet<()>) {
 }
 
 /// Background work that must never stop while the broker runs: the flush
-/// policy, retention, segment.ms rolls, recovery-point checkpoints, and
-/// cleaning of compacted partitions (`replica::log_cleaner`).
+/// policy, retention, segment.ms rolls, recovery-point checkpoints.
 async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let retention_every =
         Duration::from_millis(broker.config().log_retention_check_interval_ms.max(100));
     let mut last_retention = tokio::time::Instant::now();
-    let cleaner = Arc::new(LogCleaner::new(
-        broker.config().log_cleaner_dedupe_buffer_size,
-    ));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(MAINTENANCE_TICK) => {}
@@ -230,16 +236,14 @@ async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             last_retention = tokio::time::Instant::now();
         }
         let b = Arc::clone(&broker);
-        let c = Arc::clone(&cleaner);
-        let done =
-            tokio::task::spawn_blocking(move || maintenance_pass(&b, &c, run_retention)).await;
+        let done = tokio::task::spawn_blocking(move || maintenance_pass(&b, run_retention)).await;
         if let Err(e) = done {
             tracing::error!(error = %e, "maintenance pass failed");
         }
     }
 }
 
-fn maintenance_pass(broker: &Arc<Broker>, cleaner: &LogCleaner, run_retention: bool) {
+fn maintenance_pass(broker: &Arc<Broker>, run_retention: bool) {
     broker.retry_reconcile();
     crate::client_errors::flush_ended_windows();
     let now = now_ms();
@@ -260,17 +264,61 @@ fn maintenance_pass(broker: &Arc<Broker>, cleaner: &LogCleaner, run_retention: b
         {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "retention pass failed");
         }
-        let compaction = broker
+    }
+}
+
+/// The log cleaner's own task (`replica::log_cleaner`): a round over the
+/// compacted partitions at every retention check, apart from the
+/// maintenance pass so a long or throttled cleaning delays no flush.
+/// `stop` ends a round within one throttle sleep at shutdown.
+async fn clean_compacted(
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+    stop: Arc<AtomicBool>,
+) {
+    let every = Duration::from_millis(broker.config().log_retention_check_interval_ms.max(100));
+    let cleaner = Arc::new(LogCleaner::new(
+        broker.config().log_cleaner_dedupe_buffer_size,
+        broker.config().log_cleaner_io_max_bytes_per_second,
+        stop,
+    ));
+    let mut round = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        round += 1;
+        let b = Arc::clone(&broker);
+        let c = Arc::clone(&cleaner);
+        let done = tokio::task::spawn_blocking(move || cleaning_round(&b, &c, round)).await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "cleaning round failed");
+        }
+    }
+}
+
+fn cleaning_round(broker: &Arc<Broker>, cleaner: &LogCleaner, round: u64) {
+    let now = now_ms();
+    for p in broker.replicas().all_partitions() {
+        let Some(compaction) = broker
             .replicas()
             .topic_config(p.topic())
-            .and_then(|c| c.compaction());
-        if run_retention
-            && let Some(compaction) = compaction
-            && let Err(e) = cleaner.clean(&p, compaction, broker.decompression(), now)
-            && failed(&e)
-        {
-            tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cleaning failed");
+            .and_then(|c| c.compaction())
+        else {
+            continue;
+        };
+        match cleaner.clean(&p, compaction, broker.decompression(), now, round) {
+            Ok(_) => {}
+            // Closed meanwhile (shutdown, or the partition moved away).
+            Err(crate::error::BrokerError::PartitionClosed { .. }) => {}
+            Err(e) => {
+                tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cleaning failed");
+            }
         }
+    }
+    if let Err(e) = cleaner.forget_older_than(round) {
+        tracing::error!(error = %e, "cleaner state poisoned");
     }
 }
 

@@ -1,13 +1,19 @@
-//! The broker's log cleaner: which partitions are compacted, and one
-//! cleaning pass over each, run by the maintenance task at every
-//! retention check (`log.retention.check.interval.ms`).
+//! The broker's log cleaner: which compacted partitions are due, and one
+//! cleaning pass over each, run by its own task at every retention check
+//! (`log.retention.check.interval.ms`), apart from the maintenance pass so
+//! a throttled or long cleaning never delays flushes or retention.
 //!
 //! ```text
 //! per partition whose topic lists compact in cleanup.policy:
-//!   limit      = high watermark (never clean what consumers cannot read)
-//!   newest     = now - min.compaction.lag.ms
-//!   tombstones = removed once now - delete.retention.ms passes their batch
-//!   PartitionLog::clean(map, rules, limit, newest)   (storage::compaction)
+//!   input      = its inactive segments ending ≤ high watermark and older
+//!                than now - min.compaction.lag.ms       (partition lock, short)
+//!   due        ⇔ dirty / (clean + dirty) ≥ min.cleanable.dirty.ratio
+//!                ∨ (dirty > 0 ∧ first dirty batch older than now - max.compaction.lag.ms)
+//!   map        keys of the dirty section                 (no lock)
+//!   per segment below the mapped end:
+//!     build    the cleaned copy in <base>.swap/          (no lock)
+//!     swap     rename it in                              (partition lock, short)
+//!   first dirty offset := the end of the last segment covered
 //! ```
 //!
 //! # Which logs, which segments
@@ -20,73 +26,341 @@
 //! watermark (the leader's, or the one a follower learnt from it): what
 //! may still be truncated by a leader change is never rewritten.
 //!
+//! # Locking
+//! Appends to a partition being cleaned wait only for the read of its
+//! segment list and for each swap, never for a segment being rewritten
+//! (`sluice_storage::compaction::pass`).
+//!
 //! # Limits
 //! - One key → offset map for the whole broker, allocated the first time
 //!   a compacted partition is cleaned and reused (`log.cleaner.dedupe.buffer.size`).
 //!   One pass cleans as much of a partition as the map holds; the next
 //!   continues.
+//! - Reads and writes together are throttled to
+//!   `log.cleaner.io.max.bytes.per.second`; a shutdown stops a throttled
+//!   pass within one sleep slice.
+//! - The first dirty offset of each partition is kept in memory, one entry
+//!   per compacted partition hosted (entries of partitions gone are
+//!   dropped each round).
 //!
 //! # Caveats
-//! - No dirty-ratio trigger (`min.cleanable.dirty.ratio`), no
-//!   `max.compaction.lag.ms`, no I/O rate limit
-//!   (`log.cleaner.io.max.bytes.per.second`) yet: each check re-reads the
-//!   inactive segments of every compacted partition and rewrites those
-//!   that lose records (issue 16).
+//! - The first dirty offsets are not checkpointed (Kafka's
+//!   `cleaner-offset-checkpoint`): after a restart each compacted
+//!   partition counts as wholly dirty and is cleaned once.
 //!
 //! # References
-//! Kafka's `LogCleaner`, `LogCleanerManager`.
+//! Kafka's `LogCleaner`, `LogCleanerManager` (`grabFilthiestCompactedLog`,
+//! `needCompactionNow`).
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
-use sluice_storage::compaction::{CleaningRules, OffsetMap};
+use sluice_storage::Offset;
+use sluice_storage::compaction::{CleaningRules, OffsetMap, Throttle};
 
 use crate::decompression_budget::DecompressionBudget;
 use crate::error::BrokerError;
 use crate::replica::Partition;
 use crate::settings::Compaction;
 
+/// What one cleaning of one partition did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CleanOutcome {
+    /// The partition was due (ratio or lag) and a pass ran.
+    pub ran: bool,
+    pub segments_cleaned: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// The dirty ratio that was judged.
+    pub dirty_ratio: f64,
+}
+
+/// (topic, partition index).
+type PartitionKey = (Arc<str>, i32);
+
 /// The broker's one cleaner.
 #[derive(Debug)]
 pub struct LogCleaner {
     map: Mutex<Option<OffsetMap>>,
     memory: usize,
+    io_bytes_per_second: f64,
+    stop: Arc<AtomicBool>,
+    /// (topic, partition) → first dirty offset, and the round it was seen.
+    first_dirty: Mutex<HashMap<PartitionKey, (Offset, u64)>>,
 }
 
 impl LogCleaner {
-    /// A cleaner whose map will take `memory` bytes once first used.
-    pub fn new(memory: usize) -> Self {
+    /// A cleaner whose map will take `memory` bytes once first used, and
+    /// whose passes stop when `stop` is set.
+    pub fn new(memory: usize, io_bytes_per_second: f64, stop: Arc<AtomicBool>) -> Self {
         Self {
             map: Mutex::new(None),
             memory,
+            io_bytes_per_second,
+            stop,
+            first_dirty: Mutex::new(HashMap::new()),
         }
     }
 
-    /// One cleaning pass over `p`.
+    /// Forgets the first dirty offsets of partitions not cleaned since
+    /// `round` (gone, or no longer compacted).
+    pub fn forget_older_than(&self, round: u64) -> Result<(), BrokerError> {
+        let mut first_dirty = self
+            .first_dirty
+            .lock()
+            .map_err(|_| BrokerError::StatePoisoned)?;
+        first_dirty.retain(|_, (_, seen)| *seen >= round);
+        Ok(())
+    }
+
+    /// Cleans `p` if it is due (see the module doc); `round` numbers the
+    /// caller's sweep over all partitions.
     pub fn clean(
         &self,
         p: &Partition,
         compaction: Compaction,
         budget: &DecompressionBudget,
         now_ms: i64,
-    ) -> Result<(), BrokerError> {
+        round: u64,
+    ) -> Result<CleanOutcome, BrokerError> {
+        let key = (Arc::clone(p.topic()), p.index());
+        let first_dirty = self
+            .first_dirty
+            .lock()
+            .map_err(|_| BrokerError::StatePoisoned)?
+            .get(&key)
+            .map(|(o, _)| *o);
+        let remember = |offset: Option<Offset>| -> Result<(), BrokerError> {
+            let mut map = self
+                .first_dirty
+                .lock()
+                .map_err(|_| BrokerError::StatePoisoned)?;
+            match offset.or(first_dirty) {
+                Some(o) => map.insert(key.clone(), (o, round)),
+                None => map.remove(&key),
+            };
+            Ok(())
+        };
+        let newest = now_ms.saturating_sub(compaction.min_compaction_lag_ms);
+        let Some(input) = p.cleaning_input(newest)? else {
+            remember(None)?;
+            return Ok(CleanOutcome::default());
+        };
+        let storage = |e| BrokerError::Storage {
+            topic: p.topic().to_string(),
+            partition: p.index(),
+            source: e,
+        };
+        let share = input.dirty_share(first_dirty).map_err(storage)?;
+        let overdue = share.dirty_bytes > 0
+            && share
+                .first_dirty_timestamp
+                .is_some_and(|ts| ts <= now_ms.saturating_sub(compaction.max_compaction_lag_ms));
+        let mut outcome = CleanOutcome {
+            dirty_ratio: share.ratio(),
+            ..CleanOutcome::default()
+        };
+        if share.dirty_bytes == 0
+            || (share.ratio() < compaction.min_cleanable_dirty_ratio && !overdue)
+        {
+            remember(None)?;
+            return Ok(outcome);
+        }
+        outcome.ran = true;
         let mut guard = self.map.lock().map_err(|_| BrokerError::StatePoisoned)?;
         let map = guard.get_or_insert_with(|| OffsetMap::with_memory(self.memory));
         let rules = CleaningRules {
             tombstone_horizon_ms: Some(now_ms.saturating_sub(compaction.delete_retention_ms)),
             records_bytes_max: budget.batch_bytes_max(),
         };
-        let newest = now_ms.saturating_sub(compaction.min_compaction_lag_ms);
-        let report = p.clean_log(map, &rules, newest)?;
-        if report.segments_cleaned > 0 {
+        let mut throttle = Throttle::new(self.io_bytes_per_second, Arc::clone(&self.stop));
+        let Some(mapped_end) = input
+            .map_keys(map, &rules, first_dirty, &mut throttle)
+            .map_err(storage)?
+        else {
+            remember(None)?;
+            return Ok(outcome);
+        };
+        let covered = input.cleanable_below(mapped_end);
+        for base in covered {
+            let Some(built) = input
+                .build(base, map, &rules, &mut throttle)
+                .map_err(storage)?
+            else {
+                continue;
+            };
+            let (before, after) = (built.bytes_before, built.bytes_after);
+            if p.swap_in_cleaned(built)? {
+                outcome.segments_cleaned += 1;
+                outcome.bytes_before += before;
+                outcome.bytes_after += after;
+            }
+        }
+        drop(guard);
+        // Everything up to the end of the last segment the map covered is
+        // clean now (a stopped pass leaves the offset where it was).
+        let end_of_covered = input.end_of_segments_below(mapped_end);
+        if !self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            remember(end_of_covered)?;
+        }
+        if outcome.segments_cleaned > 0 {
             tracing::info!(
                 topic = %p.topic(),
                 partition = p.index(),
-                segments = report.segments_cleaned,
-                bytes_before = report.bytes_before,
-                bytes_after = report.bytes_after,
+                segments = outcome.segments_cleaned,
+                bytes_before = outcome.bytes_before,
+                bytes_after = outcome.bytes_after,
+                dirty_ratio = outcome.dirty_ratio,
+                overdue,
+                throttled_ms = throttle.slept().as_millis() as u64,
                 "compacted"
             );
         }
-        Ok(())
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_protocol::batch_builder::ProducerIdentity;
+    use sluice_protocol::batch_writer::{BatchWriter, RecordParts};
+    use sluice_protocol::record_batch::CompressionType;
+    use sluice_storage::{LeaderEpoch, LogConfig, PartitionLog};
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::config::DurabilityMode;
+    use crate::replica::role::{PartitionRole, Role};
+
+    const TS: i64 = 1_700_000_000_000;
+
+    fn config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 2048,
+            ..LogConfig::default()
+        }
+    }
+
+    /// `versions` versions of 4 keys, one record per batch, at `TS + version`.
+    fn append(dir: &std::path::Path, versions: std::ops::Range<u32>) {
+        let mut log = PartitionLog::open(dir, config()).unwrap();
+        for version in versions {
+            for key in 0..4u8 {
+                let mut w = BatchWriter::new(1024);
+                let value = format!("{key}-{version}-").repeat(8);
+                assert!(w.try_append(&RecordParts {
+                    timestamp: TS + i64::from(version),
+                    key: Some(&[b'k', key]),
+                    value: Some(value.as_bytes()),
+                    headers: &[],
+                }));
+                let b = w
+                    .finish(CompressionType::None, ProducerIdentity::NONE, -1)
+                    .unwrap();
+                log.append_as_leader(&b, LeaderEpoch(1), TS).unwrap();
+            }
+        }
+        log.close().unwrap();
+    }
+
+    /// The log in `dir` as a led partition (its high watermark is its end).
+    fn partition(dir: &std::path::Path) -> Partition {
+        let log = PartitionLog::open(dir, config()).unwrap();
+        Partition::new(
+            Arc::from("t"),
+            0,
+            log,
+            DurabilityMode::PageCache,
+            Arc::new(Notify::new()),
+            PartitionRole {
+                role: Role::Leader,
+                leader_epoch: LeaderEpoch(1),
+                partition_epoch: 1,
+            },
+        )
+        .unwrap()
+    }
+
+    fn compaction(ratio: f64, max_lag_ms: i64) -> Compaction {
+        Compaction {
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: max_lag_ms,
+            min_cleanable_dirty_ratio: ratio,
+        }
+    }
+
+    fn cleaner() -> LogCleaner {
+        LogCleaner::new(1 << 16, f64::MAX, Arc::new(AtomicBool::new(false)))
+    }
+
+    #[test]
+    fn a_partition_is_cleaned_once_its_dirty_share_reaches_the_ratio() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = DecompressionBudget::new(1 << 24, 1 << 20);
+        let now = TS + 1_000;
+        append(dir.path(), 0..40);
+        let c = cleaner();
+        let p = partition(dir.path());
+        // Never cleaned: all of it is dirty.
+        let first = c
+            .clean(&p, compaction(0.5, i64::MAX), &budget, now, 1)
+            .unwrap();
+        assert!(first.ran && first.segments_cleaned > 0, "{first:?}");
+        assert_eq!(first.dirty_ratio, 1.0);
+        // Nothing written since: nothing is dirty, nothing runs.
+        let again = c
+            .clean(&p, compaction(0.0, i64::MAX), &budget, now, 2)
+            .unwrap();
+        assert!(!again.ran, "{again:?}");
+        p.close().unwrap();
+        // More is written: its share of the cleanable bytes is below a 0.9
+        // ratio, which waits ...
+        append(dir.path(), 40..44);
+        let p = partition(dir.path());
+        let waits = c
+            .clean(&p, compaction(0.9, i64::MAX), &budget, now, 3)
+            .unwrap();
+        assert!(!waits.ran, "{waits:?}");
+        assert!(
+            waits.dirty_ratio > 0.0 && waits.dirty_ratio < 0.9,
+            "{waits:?}"
+        );
+        // ... and a ratio below it lets it run.
+        let runs = c
+            .clean(&p, compaction(0.3, i64::MAX), &budget, now, 4)
+            .unwrap();
+        assert!(runs.ran, "{runs:?}");
+        p.close().unwrap();
+    }
+
+    #[test]
+    fn max_compaction_lag_cleans_a_dirty_section_whatever_its_ratio() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = DecompressionBudget::new(1 << 24, 1 << 20);
+        append(dir.path(), 0..40);
+        let c = cleaner();
+        let p = partition(dir.path());
+        let first = c.clean(&p, compaction(0.5, i64::MAX), &budget, TS + 1_000, 1);
+        assert!(first.unwrap().ran);
+        p.close().unwrap();
+        append(dir.path(), 40..44);
+        let p = partition(dir.path());
+        // The new records were written at TS + 40..: 10 s later, a 60 s lag
+        // is not reached and the ratio (1.0 needed) holds it back ...
+        let young = c
+            .clean(&p, compaction(1.0, 60_000), &budget, TS + 10_000, 2)
+            .unwrap();
+        assert!(!young.ran, "{young:?}");
+        // ... 61 s later the lag is passed: it is cleaned.
+        let overdue = c
+            .clean(&p, compaction(1.0, 60_000), &budget, TS + 61_000, 3)
+            .unwrap();
+        assert!(overdue.ran, "{overdue:?}");
+        p.close().unwrap();
+        // Entries of partitions not seen since a round are forgotten.
+        c.forget_older_than(4).unwrap();
+        assert!(c.first_dirty.lock().unwrap().is_empty());
     }
 }

@@ -1041,26 +1041,40 @@ impl Partition {
         result
     }
 
-    /// One compaction pass (`cleanup.policy=compact`, run by
-    /// `replica::log_cleaner`) over the inactive segments wholly below the
-    /// high watermark and older than `newest_ms`. Leader or follower alike
-    /// (Kafka cleans every local log): the range below the high watermark
-    /// is the same on every in-sync replica. Producer state needs no
-    /// change: the cleaner keeps each producer's last batch.
-    pub(crate) fn clean_log(
+    /// What a compaction pass (`replica::log_cleaner`) reads: the
+    /// inactive segments wholly below the high watermark and older than
+    /// `newest_ms`, taken under the lock in one short step (shared mapped
+    /// bytes, no copy); the cleaner builds their cleaned copies without the
+    /// lock. Leader or follower alike (Kafka cleans every local log): the
+    /// range below the high watermark is the same on every in-sync
+    /// replica. Producer state needs no change: the cleaner keeps each
+    /// producer's last batch.
+    pub(crate) fn cleaning_input(
         &self,
-        map: &mut sluice_storage::compaction::OffsetMap,
-        rules: &sluice_storage::compaction::CleaningRules,
         newest_ms: i64,
-    ) -> Result<sluice_storage::compaction::CleaningReport, BrokerError> {
+    ) -> Result<Option<sluice_storage::compaction::CleaningInput>, BrokerError> {
         if self.progress().failed {
             return Err(BrokerError::StorageFailed);
         }
         let limit = Offset(self.progress().high_watermark);
+        let state = self.lock()?;
+        state
+            .log
+            .cleaning_input(limit, newest_ms)
+            .map_err(|e| self.storage_error(e))
+    }
+
+    /// Swaps a cleaned segment in, under the lock (a few renames and
+    /// directory fsyncs); false when the segment it replaces changed
+    /// meanwhile.
+    pub(crate) fn swap_in_cleaned(
+        &self,
+        built: sluice_storage::compaction::CleanedSegment,
+    ) -> Result<bool, BrokerError> {
         let mut state = self.lock()?;
         state
             .log
-            .clean(map, rules, limit, newest_ms)
+            .swap_in_cleaned(built, None)
             .map_err(|e| self.storage_error(e))
     }
 

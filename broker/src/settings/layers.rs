@@ -268,6 +268,10 @@ fn typed(row: &Setting, key: &str, text: &str, origin: &Origin) -> Result<toml::
             .parse::<i64>()
             .map(toml::Value::Integer)
             .map_err(|_| invalid(&format!("Not a number of type {}", row.config_type.name()))),
+        ConfigType::Double => text
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| invalid("Not a number of type DOUBLE")),
         ConfigType::Boolean => match text {
             "true" => Ok(toml::Value::Boolean(true)),
             "false" => Ok(toml::Value::Boolean(false)),

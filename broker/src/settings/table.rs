@@ -20,9 +20,6 @@
 //! - Every row's own default passes its own rule (a test checks it).
 //!
 //! # Caveats
-//! - Compaction serves `delete.retention.ms` and `min.compaction.lag.ms`;
-//!   `min.cleanable.dirty.ratio` and `max.compaction.lag.ms` are not
-//!   served yet (issue 16): every retention check cleans what changed.
 //! - `segment.index.bytes` refuses 4..47, which Kafka accepts: an index must
 //!   hold a few entries (`limits::MIN_SEGMENT_INDEX_BYTES`).
 //!
@@ -42,6 +39,7 @@ pub enum ConfigType {
     String,
     Int,
     Long,
+    Double,
     List,
 }
 
@@ -53,6 +51,7 @@ impl ConfigType {
             Self::String => 2,
             Self::Int => 3,
             Self::Long => 5,
+            Self::Double => 6,
             Self::List => 7,
         }
     }
@@ -64,6 +63,7 @@ impl ConfigType {
             Self::String => "STRING",
             Self::Int => "INT",
             Self::Long => "LONG",
+            Self::Double => "DOUBLE",
             Self::List => "LIST",
         }
     }
@@ -87,6 +87,9 @@ pub enum Rule {
     /// An integer within `min..=max`, or exactly `or` (Kafka's gzip level
     /// validator: "[1,...,9] or -1").
     RangeOr { min: i64, max: i64, or: i64 },
+    /// A decimal number within `0..=1` (Kafka's `Range.between(0, 1)` on
+    /// a DOUBLE).
+    Fraction,
     /// Exactly one of these strings (Kafka's `ValidString.in`).
     OneOf(&'static [&'static str]),
     /// A non-empty comma-separated list of these strings (`ValidList.in`).
@@ -291,6 +294,21 @@ pub const TOPIC_SETTINGS: &[Setting] = &[
         doc: "Bytes of log between two offset index entries; 0 indexes every batch.",
     },
     Setting {
+        name: "max.compaction.lag.ms",
+        config_type: ConfigType::Long,
+        unit: Unit::Milliseconds,
+        rule: Rule::Range {
+            min: 1,
+            max: i64::MAX,
+        },
+        scope: Scope::Topic {
+            default: DefaultValue::Long(i64::MAX),
+            broker_key: "log.cleaner.max.compaction.lag.ms",
+        },
+        alterable: true,
+        doc: "Longest a record stays uncompacted: a compacted topic's active segment rolls by then, and a dirty section older than this is cleaned whatever min.cleanable.dirty.ratio says.",
+    },
+    Setting {
         name: "max.message.bytes",
         config_type: ConfigType::Int,
         unit: Unit::Bytes,
@@ -361,6 +379,18 @@ pub const TOPIC_SETTINGS: &[Setting] = &[
         },
         alterable: true,
         doc: "CreateTime keeps the producer's record timestamps; LogAppendTime stamps each batch with the broker's clock when it is appended.",
+    },
+    Setting {
+        name: "min.cleanable.dirty.ratio",
+        config_type: ConfigType::Double,
+        unit: Unit::None,
+        rule: Rule::Fraction,
+        scope: Scope::Topic {
+            default: DefaultValue::Str("0.5"),
+            broker_key: "log.cleaner.min.cleanable.ratio",
+        },
+        alterable: true,
+        doc: "A compacted partition is cleaned once the bytes written since its last cleaning (below the high watermark, outside the active segment) are at least this share of its cleanable bytes.",
     },
     Setting {
         name: "min.compaction.lag.ms",
@@ -857,6 +887,13 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         Unit::Bytes,
         |c| Some(c.log_cleaner_dedupe_buffer_size.to_string()),
         "Memory of the cleaner's key → offset map (24 bytes a key), allocated once the first compacted partition is cleaned.",
+    ),
+    broker(
+        "log.cleaner.io.max.bytes.per.second",
+        ConfigType::Double,
+        Unit::Bytes,
+        |c| Some(format!("{:?}", c.log_cleaner_io_max_bytes_per_second)),
+        "Bytes per second the cleaner reads and writes, together (a throttle, as Kafka's); the maximum means no limit.",
     ),
     broker(
         "log.segment.bytes",

@@ -97,12 +97,18 @@ impl TopicDefaults {
 }
 
 /// How a compacted topic is cleaned (`cleanup.policy` lists `compact`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Compaction {
     /// `delete.retention.ms`: a tombstone's life after it was written.
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`: records younger than this are not cleaned.
     pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty section older than this is cleaned
+    /// whatever its ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the dirty share of the cleanable bytes
+    /// that starts a cleaning.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 /// One key of a topic's effective configuration.
@@ -215,6 +221,14 @@ impl TopicConfig {
         if let Some(v) = self.long("segment.ms").and_then(positive) {
             c.segment_ms = v;
         }
+        // A compacted topic's active segment rolls by max.compaction.lag.ms,
+        // so its records become cleanable in time (Kafka's `maxSegmentMs`).
+        if let Some(lag) = self
+            .compaction()
+            .and_then(|k| positive(k.max_compaction_lag_ms))
+        {
+            c.segment_ms = c.segment_ms.min(lag);
+        }
         if let Some(v) = self.long("segment.index.bytes").and_then(positive) {
             c.segment_index_bytes = v;
         }
@@ -254,6 +268,12 @@ impl TopicConfig {
         Some(Compaction {
             delete_retention_ms: self.long("delete.retention.ms").unwrap_or(86_400_000),
             min_compaction_lag_ms: self.long("min.compaction.lag.ms").unwrap_or(0),
+            max_compaction_lag_ms: self.long("max.compaction.lag.ms").unwrap_or(i64::MAX),
+            min_cleanable_dirty_ratio: self
+                .value("min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| (0.0..=1.0).contains(v))
+                .unwrap_or(0.5),
         })
     }
 
@@ -331,6 +351,43 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn compaction_knobs_resolve_and_max_lag_rolls_the_active_segment() {
+        let defaults = TopicDefaults::default();
+        let plain = TopicConfig::resolve(&overrides(&[("cleanup.policy", "compact")]), &defaults);
+        let k = plain.compaction().unwrap();
+        assert_eq!(k.min_cleanable_dirty_ratio, 0.5);
+        assert_eq!(k.max_compaction_lag_ms, i64::MAX);
+        let segment_ms = plain.log_config().segment_ms;
+        let lagged = TopicConfig::resolve(
+            &overrides(&[
+                ("cleanup.policy", "compact"),
+                ("max.compaction.lag.ms", "1500"),
+                ("min.cleanable.dirty.ratio", "0.25"),
+            ]),
+            &defaults,
+        );
+        assert_eq!(lagged.log_config().segment_ms, 1500.min(segment_ms));
+        assert_eq!(lagged.compaction().unwrap().min_cleanable_dirty_ratio, 0.25);
+        // Not compacted: max.compaction.lag.ms does not roll anything.
+        let deleted =
+            TopicConfig::resolve(&overrides(&[("max.compaction.lag.ms", "1500")]), &defaults);
+        assert_eq!(deleted.log_config().segment_ms, segment_ms);
+        // The ratio is a DOUBLE within 0..=1.
+        let bad = |v: &str| {
+            invalid_overrides(&overrides(&[("min.cleanable.dirty.ratio", v)]))
+                .next()
+                .is_some()
+        };
+        assert!(bad("1.5") && bad("-0.1") && bad("half") && bad("NaN"));
+        assert!(!bad("0") && !bad("0.5") && !bad("1"));
+        assert!(
+            invalid_overrides(&overrides(&[("max.compaction.lag.ms", "0")]))
+                .next()
+                .is_some()
+        );
     }
 
     #[test]

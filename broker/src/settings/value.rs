@@ -92,6 +92,16 @@ pub fn check(setting: &Setting, value: &str) -> Result<(), ConfigError> {
                 )));
             }
         }
+        Rule::Fraction => {
+            let v = trimmed
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| invalid("Not a number of type DOUBLE".to_string()))?;
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid("Value must be within 0..=1".to_string()));
+            }
+        }
         Rule::OneOf(allowed) => {
             if !allowed.contains(&trimmed) {
                 return Err(invalid(format!(

@@ -11,9 +11,10 @@
 //!                records that survive (offsets kept, gaps allowed)
 //! ```
 //!
-//! Module map: [`offset_map`] (the bounded map), [`swap`] (cleaning a
-//! `PartitionLog` and the crash-safe segment swap), [`cleaner`] (the two
-//! passes over batches, no files).
+//! Module map: [`offset_map`] (the bounded map), [`cleaner`] (the two
+//! passes over batches, no files), [`pass`] (one pass over a
+//! `PartitionLog`'s segments, outside its lock), [`swap`] (the crash-safe
+//! segment swap, under it), [`throttle`] (the I/O rate limit).
 //!
 //! # Invariants
 //! - See each module; together: the cleaned log read in offset order
@@ -21,18 +22,21 @@
 //!   exactly that record (or nothing for an expired tombstone), at its
 //!   original offset; every producer's last batch is still there.
 //!
-//! # Caveats
-//! - No dirty-ratio trigger, no `max.compaction.lag.ms`, no I/O rate
-//!   limit yet: the broker's driver (`replica::log_cleaner` in the broker)
-//!   runs one pass per compacted partition at every retention check.
+//! When a partition is cleaned (`min.cleanable.dirty.ratio`,
+//! `max.compaction.lag.ms`) is the broker's driver's decision
+//! (`replica::log_cleaner`), from [`DirtyShare`].
 //!
 //! # References
 //! Kafka's `LogCleaner`, `SkimpyOffsetMap`, `LogCleanerManager`.
 
 pub mod cleaner;
 pub mod offset_map;
+pub mod pass;
 pub mod swap;
+pub mod throttle;
 
 pub use cleaner::{CleaningRules, Filtered, filter_batch, map_batches};
 pub use offset_map::OffsetMap;
+pub use pass::{CleanedSegment, CleaningInput, DirtyShare};
 pub use swap::{CleaningReport, CrashPoint};
+pub use throttle::Throttle;

@@ -28,32 +28,32 @@
 //!   `limit` offset the caller passes (the high watermark, or the
 //!   `min.compaction.lag.ms` bound).
 //! - A cleaned segment covers exactly the offsets the old one did.
+//! - A built segment is swapped in only over the very segment it was
+//!   built from (same base, `.log` size and next offset, and no
+//!   truncation since): otherwise it is thrown away.
+//!
+//! # Locking
+//! Only [`PartitionLog::swap_in_cleaned`] needs the partition's `&mut`
+//! (its lock): steps 2–4 above, a few renames and two directory fsyncs.
+//! The candidates are read and each cleaned segment is built (step 1)
+//! outside it (`pass.rs`).
 //!
 //! # Caveats
-//! - Cleaning runs under the partition's `&mut` (its lock): appends wait
-//!   for one cleaning pass, which reads and rewrites at most the inactive
-//!   segments below `limit`. Kafka cleans outside the log lock and takes
-//!   it only for the swap.
 //! - Segments are cleaned one by one and never merged, so a segment
 //!   emptied by cleaning stays as a file holding one empty batch.
 //!
 //! # References
 //! Kafka's `LogCleaner.cleanSegments`, `LocalLog.replaceSegments`.
 
-use std::collections::HashMap;
-
-use bytes::Bytes;
-use sluice_protocol::RecordBatchView;
-use sluice_protocol::record_batch::empty_batch;
-
-use super::cleaner::{CleaningRules, Filtered, filter_batch, map_batches};
+use super::cleaner::CleaningRules;
 use super::offset_map::OffsetMap;
+use super::pass::CleanedSegment;
+use super::throttle::Throttle;
 use crate::checkpoint;
 use crate::error::{Error, Result};
-use crate::limits;
 use crate::log::PartitionLog;
 use crate::offset::Offset;
-use crate::segment::{self, BatchMeta, INDEX_EXT, LOG_EXT, SWAP_SUFFIX, Segment, TIME_INDEX_EXT};
+use crate::segment::{self, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 
 /// What one cleaning pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,11 +77,11 @@ pub enum CrashPoint {
 }
 
 impl PartitionLog {
-    /// One cleaning pass over the inactive segments that end at or below
-    /// `limit` and hold nothing newer than `newest_ms` (the
-    /// `min.compaction.lag.ms` bound): maps their keys (as far as `map`
-    /// holds them), then rewrites each segment below the mapped end that
-    /// loses anything. Durable when it returns.
+    /// One whole cleaning pass (input, map, build, swap, in one call and
+    /// under the caller's `&mut`): the inactive segments that end at or
+    /// below `limit` and hold nothing newer than `newest_ms`, all of them
+    /// dirty. Durable when it returns. The broker's cleaner runs the same
+    /// steps with the lock taken only to read and to swap.
     pub fn clean(
         &mut self,
         map: &mut OffsetMap,
@@ -101,53 +101,25 @@ impl PartitionLog {
         (limit, newest_ms): (Offset, i64),
         crash: Option<CrashPoint>,
     ) -> Result<CleaningReport> {
-        self.check()?;
-        map.clear();
-        let inactive = self.segments.len().saturating_sub(1);
-        let candidates = self
-            .segments
-            .iter()
-            .take(inactive)
-            .take_while(|s| s.next_offset <= limit && s.largest_timestamp() <= newest_ms)
-            .count();
         let mut report = CleaningReport::default();
-        if candidates == 0 {
+        let Some(input) = self.cleaning_input(limit, newest_ms)? else {
             return Ok(report);
-        }
-        let producer_last = self.producers_last_batch()?;
-        let mut views = Vec::new();
-        let held: Vec<Bytes> = self
-            .segments
-            .iter()
-            .take(candidates)
-            .map(|s| s.bytes(0, s.size()))
-            .collect::<Result<_>>()?;
-        for bytes in &held {
-            views.extend(batches(bytes)?);
-        }
-        let mapped_end = map_batches(views.iter().copied(), map, rules.records_bytes_max)
-            .map_err(|e| self.invalid(e))?
-            .map(Offset);
-        let Some(end) = mapped_end else {
+        };
+        let mut throttle = Throttle::unlimited();
+        let Some(end) = input.map_keys(map, rules, None, &mut throttle)? else {
             return Ok(report);
         };
         report.cleaned_below = Some(end);
-        for i in 0..candidates {
-            let Some(seg) = self.segments.get(i) else {
-                break;
-            };
-            if seg.next_offset > end {
-                break;
-            }
-            let old = held.get(i).cloned().unwrap_or_default();
-            let Some(kept) = self.cleaned_batches(&old, map, rules, &producer_last)? else {
+        for base in input.cleanable_below(end) {
+            let Some(built) = input.build(base, map, rules, &mut throttle)? else {
                 continue;
             };
-            report.segments_cleaned += 1;
-            report.bytes_before += old.len() as u64;
-            report.bytes_after += kept.iter().map(|b| b.len() as u64).sum::<u64>();
-            let r = self.swap_in(i, &kept, crash);
-            self.poison_on_err(r)?;
+            let (before, after) = (built.bytes_before, built.bytes_after);
+            if self.swap_in_cleaned(built, crash)? {
+                report.segments_cleaned += 1;
+                report.bytes_before += before;
+                report.bytes_after += after;
+            }
             if crash.is_some() {
                 break;
             }
@@ -155,89 +127,46 @@ impl PartitionLog {
         Ok(report)
     }
 
-    /// Each producer id → base offset of its last batch in the whole log.
-    /// Bounded by the producers present in the log (one entry each).
-    fn producers_last_batch(&self) -> Result<HashMap<i64, Offset>> {
-        let mut last = HashMap::new();
-        for seg in &self.segments {
-            let bytes = seg.bytes(0, seg.size())?;
-            for view in batches(&bytes)? {
-                if view.producer_id() >= 0 {
-                    last.insert(view.producer_id(), Offset(view.base_offset()));
-                }
-            }
-        }
-        Ok(last)
-    }
-
-    /// The batches a segment keeps, or `None` when it keeps everything.
-    fn cleaned_batches(
-        &self,
-        old: &[u8],
-        map: &OffsetMap,
-        rules: &CleaningRules,
-        producer_last: &HashMap<i64, Offset>,
-    ) -> Result<Option<Vec<Bytes>>> {
-        let mut out: Vec<Bytes> = Vec::new();
-        let mut changed = false;
-        // A run of dropped batches: (first base, last offset, leader epoch
-        // of the first, max timestamp).
-        let mut gap: Option<(i64, i64, i32, i64)> = None;
-        for view in batches(old)? {
-            let is_last =
-                producer_last.get(&view.producer_id()) == Some(&Offset(view.base_offset()));
-            let filtered = filter_batch(&view, map, rules, is_last).map_err(|e| self.invalid(e))?;
-            let kept = match filtered {
-                Filtered::Drop => {
-                    changed = true;
-                    let g = gap.get_or_insert((
-                        view.base_offset(),
-                        0,
-                        view.partition_leader_epoch(),
-                        -1,
-                    ));
-                    g.1 = view.last_offset();
-                    g.3 = g.3.max(view.max_timestamp());
-                    continue;
-                }
-                Filtered::Keep => Bytes::copy_from_slice(view.as_bytes()),
-                Filtered::Rewrite(b) => {
-                    changed = true;
-                    b
-                }
-            };
-            if let Some((base, last, epoch, ts)) = gap.take() {
-                out.push(empty_batch(base, last, epoch, ts).map_err(|e| self.invalid(e))?);
-            }
-            out.push(kept);
-        }
-        if let Some((base, last, epoch, ts)) = gap.take() {
-            out.push(empty_batch(base, last, epoch, ts).map_err(|e| self.invalid(e))?);
-        }
-        Ok(changed.then_some(out))
-    }
-
-    /// Replaces segment `i` by one holding `kept` (see the module doc).
-    fn swap_in(&mut self, i: usize, kept: &[Bytes], crash: Option<CrashPoint>) -> Result<()> {
-        let Some(old) = self.segments.get(i) else {
-            return Ok(());
+    /// Swaps `built` in for the segment it was built from (see the module
+    /// doc); false, and `built` thrown away, when that segment is gone or
+    /// changed. Durable when it returns true.
+    pub fn swap_in_cleaned(
+        &mut self,
+        built: CleanedSegment,
+        crash: Option<CrashPoint>,
+    ) -> Result<bool> {
+        let (base, size, next_offset, generation) = built.replaces;
+        let current = self
+            .segments
+            .iter()
+            .position(|s| s.base == base && s.size() == size && s.next_offset == next_offset);
+        let Some(i) = current.filter(|_| generation == self.generation && self.check().is_ok())
+        else {
+            let _ = std::fs::remove_dir_all(&built.swap_dir);
+            return Ok(false);
         };
-        let base = old.base;
-        let swap_dir = self.dir.join(format!("{:020}{SWAP_SUFFIX}", base.0));
-        let _ = std::fs::remove_dir_all(&swap_dir);
-        std::fs::create_dir(&swap_dir).map_err(|e| Error::io("mkdir", &swap_dir, e))?;
-        let mut new = Segment::create(&swap_dir, base, &self.config, old.created_ms)?;
-        let mut pos = 0u64;
-        for batch in kept {
-            let view = RecordBatchView::parse(batch, limits::MAX_STORED_BATCH_BYTES)
-                .map_err(|e| self.invalid(e))?;
-            new.log.append(batch)?;
-            new.note_batch(pos, BatchMeta::of(&view), &self.config)?;
-            pos += batch.len() as u64;
+        // The last segment is the active one: never replaced.
+        if i + 1 >= self.segments.len() {
+            let _ = std::fs::remove_dir_all(&built.swap_dir);
+            return Ok(false);
         }
-        new.seal()?;
-        new.log.shared().sync_data()?;
-        new.sync_indexes()?;
+        let r = self.swap_in(i, built, crash);
+        self.poison_on_err(r).map(|()| true)
+    }
+
+    /// Steps 2–4 of the module doc for segment `i`.
+    fn swap_in(
+        &mut self,
+        i: usize,
+        built: CleanedSegment,
+        crash: Option<CrashPoint>,
+    ) -> Result<()> {
+        let CleanedSegment {
+            segment: mut new,
+            swap_dir,
+            replaces: (base, ..),
+            ..
+        } = built;
         if crash == Some(CrashPoint::AfterSwapBuilt) {
             return Ok(());
         }
@@ -275,32 +204,6 @@ impl PartitionLog {
         }
         Ok(())
     }
-
-    fn invalid(&self, source: sluice_protocol::DecodeError) -> Error {
-        Error::Corrupt {
-            path: self.dir.clone(),
-            position: 0,
-            reason: format!("cleaning: {source}"),
-        }
-    }
-}
-
-/// The batches of a sealed segment's bytes.
-fn batches(bytes: &[u8]) -> Result<Vec<RecordBatchView<'_>>> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let view = RecordBatchView::parse(rest, limits::MAX_STORED_BATCH_BYTES).map_err(|e| {
-            Error::Corrupt {
-                path: std::path::PathBuf::new(),
-                position: (bytes.len() - rest.len()) as u64,
-                reason: e.to_string(),
-            }
-        })?;
-        rest = rest.get(view.size()..).unwrap_or_default();
-        out.push(view);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

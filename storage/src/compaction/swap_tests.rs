@@ -218,3 +218,121 @@ fn segments_newer_than_the_lag_bound_are_not_cleaned() {
     assert_eq!(report.segments_cleaned, 0);
     assert_eq!(read_all(&log), before);
 }
+
+/// Every segment cleaned in the given pass, with `log` changed by `meanwhile`
+/// between the build (no lock) and the swap (under the lock).
+fn build_all(log: &PartitionLog, map: &mut OffsetMap) -> Vec<CleanedSegment> {
+    let input = log
+        .cleaning_input(log.log_end_offset(), i64::MAX)
+        .unwrap()
+        .unwrap();
+    let mut throttle = Throttle::unlimited();
+    let end = input
+        .map_keys(map, &rules(), None, &mut throttle)
+        .unwrap()
+        .unwrap();
+    input
+        .cleanable_below(end)
+        .into_iter()
+        .filter_map(|base| input.build(base, map, &rules(), &mut throttle).unwrap())
+        .collect()
+}
+
+#[test]
+fn appends_go_on_while_segments_are_built_and_the_swap_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = filled(dir.path());
+    let mut map = OffsetMap::with_memory(1 << 16);
+    let built = build_all(&log, &mut map);
+    assert!(!built.is_empty());
+    // The partition takes appends between the build and the swap (the
+    // broker holds no lock while building).
+    for version in 30..40u32 {
+        let b = keyed_batch(1, version, CompressionType::None, None);
+        log.append_as_leader(&b, LeaderEpoch(1), TS).unwrap();
+    }
+    let before = read_all(&log);
+    for b in built {
+        assert!(log.swap_in_cleaned(b, None).unwrap());
+    }
+    let after = read_all(&log);
+    assert!(after.len() < before.len());
+    for (offset, rec) in &after {
+        assert_eq!(before.get(offset), Some(rec), "offset {offset} changed");
+    }
+    // The appends made meanwhile are all there.
+    let end = log.log_end_offset().0;
+    assert!(after.range(end - 10..).count() == 10);
+}
+
+#[test]
+fn a_segment_removed_or_truncated_meanwhile_is_not_swapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = filled(dir.path());
+    let mut map = OffsetMap::with_memory(1 << 16);
+    let built = build_all(&log, &mut map);
+    let first = built.first().unwrap().base();
+    // DeleteRecords moves the log start past the first built segment.
+    let second_base = log.segment_base_offsets()[1];
+    log.advance_log_start_offset(second_base).unwrap();
+    let before = read_all(&log);
+    let mut swapped = 0;
+    for b in built {
+        let base = b.base();
+        let swap_dir = dir.path().join(format!("{:020}.swap", base.0));
+        let ok = log.swap_in_cleaned(b, None).unwrap();
+        assert_eq!(ok, base != first, "segment {base:?}");
+        assert!(!swap_dir.exists(), "a refused swap leaves no directory");
+        swapped += usize::from(ok);
+    }
+    assert!(swapped > 0);
+    let after = read_all(&log);
+    for (offset, rec) in &after {
+        assert_eq!(before.get(offset), Some(rec));
+    }
+    // After a truncation nothing built before it is swapped in.
+    let built = build_all(&log, &mut OffsetMap::with_memory(1 << 16));
+    let end = log.log_end_offset();
+    let cut = log.segment_base_offsets().last().copied().unwrap();
+    log.truncate_to(crate::Offset(cut.0 + 1)).unwrap();
+    for b in built {
+        assert!(!log.swap_in_cleaned(b, None).unwrap());
+    }
+    assert!(log.log_end_offset() <= end);
+}
+
+#[test]
+fn the_dirty_share_counts_bytes_around_the_first_dirty_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = filled(dir.path());
+    let input = log
+        .cleaning_input(log.log_end_offset(), i64::MAX)
+        .unwrap()
+        .unwrap();
+    let all = input.dirty_share(None).unwrap();
+    assert_eq!(all.clean_bytes, 0);
+    assert!(all.dirty_bytes > 0);
+    assert_eq!(all.ratio(), 1.0);
+    assert_eq!(all.first_dirty_timestamp, Some(TS));
+    let bases = log.segment_base_offsets();
+    let half = input.dirty_share(Some(bases[bases.len() / 2])).unwrap();
+    assert_eq!(half.clean_bytes + half.dirty_bytes, all.dirty_bytes);
+    assert!(half.ratio() > 0.0 && half.ratio() < 1.0, "{half:?}");
+    assert!(half.first_dirty_timestamp.unwrap() > TS);
+    // Mapping from the first dirty offset maps only the dirty section.
+    let mut map = OffsetMap::with_memory(1 << 16);
+    let mut throttle = Throttle::unlimited();
+    input
+        .map_keys(
+            &mut map,
+            &rules(),
+            Some(bases[bases.len() / 2]),
+            &mut throttle,
+        )
+        .unwrap();
+    let dirty_only = map.len();
+    input
+        .map_keys(&mut map, &rules(), None, &mut throttle)
+        .unwrap();
+    assert!(dirty_only <= map.len());
+}
