@@ -43,6 +43,10 @@
 //!   per compacted partition hosted (entries of partitions gone are
 //!   dropped each round).
 //!
+//! A partition whose last pass ran `delete.retention.ms` ago is due again
+//! as a whole (dirty or not), so the tombstones that pass kept go once
+//! their time has passed.
+//!
 //! # Caveats
 //! - The first dirty offsets are not checkpointed (Kafka's
 //!   `cleaner-offset-checkpoint`): after a restart each compacted
@@ -79,6 +83,17 @@ pub struct CleanOutcome {
 /// (topic, partition index).
 type PartitionKey = (Arc<str>, i32);
 
+/// What the cleaner remembers of a partition it cleaned.
+#[derive(Debug, Clone, Copy)]
+struct Cleaned {
+    /// Where the dirty section starts.
+    first_dirty: Offset,
+    /// The sweep that last saw the partition.
+    round: u64,
+    /// When a pass last ran over it.
+    ran_ms: i64,
+}
+
 /// The broker's one cleaner.
 #[derive(Debug)]
 pub struct LogCleaner {
@@ -87,7 +102,7 @@ pub struct LogCleaner {
     io_bytes_per_second: f64,
     stop: Arc<AtomicBool>,
     /// (topic, partition) → first dirty offset, and the round it was seen.
-    first_dirty: Mutex<HashMap<PartitionKey, (Offset, u64)>>,
+    first_dirty: Mutex<HashMap<PartitionKey, Cleaned>>,
 }
 
 impl LogCleaner {
@@ -110,7 +125,7 @@ impl LogCleaner {
             .first_dirty
             .lock()
             .map_err(|_| BrokerError::StatePoisoned)?;
-        first_dirty.retain(|_, (_, seen)| *seen >= round);
+        first_dirty.retain(|_, c| c.round >= round);
         Ok(())
     }
 
@@ -125,26 +140,44 @@ impl LogCleaner {
         round: u64,
     ) -> Result<CleanOutcome, BrokerError> {
         let key = (Arc::clone(p.topic()), p.index());
-        let first_dirty = self
+        let known = self
             .first_dirty
             .lock()
             .map_err(|_| BrokerError::StatePoisoned)?
             .get(&key)
-            .map(|(o, _)| *o);
-        let remember = |offset: Option<Offset>| -> Result<(), BrokerError> {
+            .copied();
+        // Tombstones kept by the last pass have all passed
+        // delete.retention.ms once that long has gone by since it ran: the
+        // whole log is then cleaned again, dirty or not, to remove them.
+        let tombstones_due = known
+            .is_some_and(|c| c.ran_ms.saturating_add(compaction.delete_retention_ms) <= now_ms);
+        let first_dirty = known.map(|c| c.first_dirty).filter(|_| !tombstones_due);
+        let remember = |offset: Option<Offset>, ran: bool| -> Result<(), BrokerError> {
             let mut map = self
                 .first_dirty
                 .lock()
                 .map_err(|_| BrokerError::StatePoisoned)?;
-            match offset.or(first_dirty) {
-                Some(o) => map.insert(key.clone(), (o, round)),
+            let ran_ms = if ran {
+                now_ms
+            } else {
+                known.map_or(now_ms, |c| c.ran_ms)
+            };
+            match offset.or(known.map(|c| c.first_dirty)) {
+                Some(first_dirty) => map.insert(
+                    key.clone(),
+                    Cleaned {
+                        first_dirty,
+                        round,
+                        ran_ms,
+                    },
+                ),
                 None => map.remove(&key),
             };
             Ok(())
         };
         let newest = now_ms.saturating_sub(compaction.min_compaction_lag_ms);
         let Some(input) = p.cleaning_input(newest)? else {
-            remember(None)?;
+            remember(None, false)?;
             return Ok(CleanOutcome::default());
         };
         let storage = |e| BrokerError::Storage {
@@ -164,7 +197,7 @@ impl LogCleaner {
         if share.dirty_bytes == 0
             || (share.ratio() < compaction.min_cleanable_dirty_ratio && !overdue)
         {
-            remember(None)?;
+            remember(None, false)?;
             return Ok(outcome);
         }
         outcome.ran = true;
@@ -179,7 +212,7 @@ impl LogCleaner {
             .map_keys(map, &rules, first_dirty, &mut throttle)
             .map_err(storage)?
         else {
-            remember(None)?;
+            remember(None, true)?;
             return Ok(outcome);
         };
         let covered = input.cleanable_below(mapped_end);
@@ -202,7 +235,7 @@ impl LogCleaner {
         // clean now (a stopped pass leaves the offset where it was).
         let end_of_covered = input.end_of_segments_below(mapped_end);
         if !self.stop.load(std::sync::atomic::Ordering::Relaxed) {
-            remember(end_of_covered)?;
+            remember(end_of_covered, true)?;
         }
         if outcome.segments_cleaned > 0 {
             tracing::info!(
