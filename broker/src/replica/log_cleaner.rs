@@ -311,6 +311,7 @@ mod tests {
                 leader_epoch: LeaderEpoch(1),
                 partition_epoch: 1,
             },
+            None,
         )
         .unwrap()
     }
