@@ -89,6 +89,7 @@ fn describe(setting: &Setting, key: &str) -> String {
         Rule::Range { min, max } => parts.push(format!("allowed {min}..={max}")),
         Rule::RangeOr { min, max, or } => parts.push(format!("allowed {min}..={max} or {or}")),
         Rule::Fraction => parts.push("allowed 0..=1".into()),
+        Rule::Positive => parts.push("allowed > 0".into()),
         Rule::OneOf(values) | Rule::ListOf(values) => {
             parts.push(format!("one of {}", values.join(", ")))
         }

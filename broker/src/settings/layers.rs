@@ -368,6 +368,23 @@ mod tests {
         assert!(e.contains("s.toml is not a TOML file"), "{e}");
         let e = err(&|l| l.flag("controller_voters", "1@nowhere"));
         assert!(e.contains("controller_voters"), "{e}");
+        // The cleaner's rate is a DOUBLE above 0 (0 would stop cleaning).
+        let rate = "log.cleaner.io.max.bytes.per.second";
+        for bad in ["0", "-1", "-0.5", "NaN", "inf"] {
+            let e = err(&|l| l.flag(rate, bad));
+            assert!(
+                e.contains(rate) && e.contains("DOUBLE") || e.contains("above 0"),
+                "{bad}: {e}"
+            );
+        }
+        let e = err(&|l| l.file("s.toml", &format!("\"{rate}\" = 0.0\n")));
+        assert!(e.contains("above 0"), "{e}");
+        let mut ok = Layers::new();
+        ok.flag(rate, "1048576.5").unwrap();
+        assert_eq!(
+            ok.build().unwrap().log_cleaner_io_max_bytes_per_second,
+            1048576.5
+        );
     }
 
     #[test]

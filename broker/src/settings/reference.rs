@@ -53,6 +53,7 @@ fn row(out: &mut String, s: &Setting, default: &str, broker_key: &str) {
         Rule::Range { min, max } => format!("{min}..={max}"),
         Rule::RangeOr { min, max, or } => format!("{min}..={max} or {or}"),
         Rule::Fraction => "0..=1".to_string(),
+        Rule::Positive => "> 0".to_string(),
         Rule::OneOf(values) => values.join(", "),
         Rule::ListOf(values) => format!("list of: {}", values.join(", ")),
         Rule::Any => String::new(),

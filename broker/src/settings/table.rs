@@ -90,6 +90,9 @@ pub enum Rule {
     /// A decimal number within `0..=1` (Kafka's `Range.between(0, 1)` on
     /// a DOUBLE).
     Fraction,
+    /// A finite decimal number above 0 (Kafka's `Range.atLeast` on a
+    /// DOUBLE rate, where 0 would stop the work it paces).
+    Positive,
     /// Exactly one of these strings (Kafka's `ValidString.in`).
     OneOf(&'static [&'static str]),
     /// A non-empty comma-separated list of these strings (`ValidList.in`).
@@ -570,6 +573,12 @@ impl Setting {
         self
     }
 
+    /// Accepts finite decimal numbers above 0.
+    const fn positive(mut self) -> Self {
+        self.rule = Rule::Positive;
+        self
+    }
+
     /// Accepts exactly one of `values`.
     const fn one_of(mut self, values: &'static [&'static str]) -> Self {
         self.rule = Rule::OneOf(values);
@@ -894,7 +903,8 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         Unit::Bytes,
         |c| Some(format!("{:?}", c.log_cleaner_io_max_bytes_per_second)),
         "Bytes per second the cleaner reads and writes, together (a throttle, as Kafka's); the maximum means no limit.",
-    ),
+    )
+    .positive(),
     broker(
         "log.segment.bytes",
         ConfigType::Int,

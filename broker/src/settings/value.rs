@@ -93,13 +93,17 @@ pub fn check(setting: &Setting, value: &str) -> Result<(), ConfigError> {
             }
         }
         Rule::Fraction => {
-            let v = trimmed
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
+            let v = parse_double(trimmed)
                 .ok_or_else(|| invalid("Not a number of type DOUBLE".to_string()))?;
             if !(0.0..=1.0).contains(&v) {
                 return Err(invalid("Value must be within 0..=1".to_string()));
+            }
+        }
+        Rule::Positive => {
+            let v = parse_double(trimmed)
+                .ok_or_else(|| invalid("Not a number of type DOUBLE".to_string()))?;
+            if v <= 0.0 {
+                return Err(invalid("Value must be above 0".to_string()));
             }
         }
         Rule::OneOf(allowed) => {
@@ -133,6 +137,11 @@ pub fn check(setting: &Setting, value: &str) -> Result<(), ConfigError> {
 /// A numeric setting's value (trimmed, decimal).
 pub fn parse_long(value: &str) -> Option<i64> {
     value.trim().parse().ok()
+}
+
+/// A DOUBLE setting's value, finite (`NaN` and infinities are refused).
+fn parse_double(value: &str) -> Option<f64> {
+    value.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 #[cfg(test)]
