@@ -152,6 +152,18 @@ def read_kafka_python(bootstrap: str, topic: str, stop, timeout_ms: int = 5000) 
     return out
 
 
+def wait_until(predicate, timeout: float, what: str):
+    """`predicate()`'s first truthy value, polled every 0.2 s; fails after
+    `timeout` seconds naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def assert_dense(records: list[Consumed], start: int = 0) -> None:
     """Offsets are start, start+1, ... with no gap and no repeat."""
     offsets = [r.offset for r in records]

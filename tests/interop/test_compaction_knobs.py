@@ -14,7 +14,7 @@ import time
 
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
-from readback import admin, create_topic, producer
+from readback import admin, create_topic, producer, wait_until
 from test_compaction import records_left
 
 KEYS = 20
@@ -34,16 +34,6 @@ def produce_round(bootstrap: str, topic: str, versions: int, value_bytes: int = 
     return versions * KEYS
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def set_topic_config(bootstrap: str, topic: str, key: str, value: str) -> None:
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
         ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
@@ -59,7 +49,7 @@ def test_min_cleanable_dirty_ratio_holds_cleaning_back(broker_factory, topic):
         "min.cleanable.dirty.ratio": "1.0"})
     first = produce_round(broker.bootstrap, topic, 20)
     # A log never cleaned is wholly dirty (ratio 1.0): cleaned once.
-    wait_for(lambda: records_left(broker.bootstrap, topic) < first // 2, 20, "the first cleaning")
+    wait_until(lambda: records_left(broker.bootstrap, topic) < first // 2, 20, "the first cleaning")
     time.sleep(1)
     cleaned_once = records_left(broker.bootstrap, topic)
     # Now part of it is clean: new writes never reach a dirty share of 1.0.
@@ -69,7 +59,7 @@ def test_min_cleanable_dirty_ratio_holds_cleaning_back(broker_factory, topic):
     assert held >= cleaned_once + second * 3 // 4, (cleaned_once, second, held)
     # A ratio the dirty share reaches lets the next round clean it.
     set_topic_config(broker.bootstrap, topic, "min.cleanable.dirty.ratio", "0.1")
-    wait_for(lambda: records_left(broker.bootstrap, topic) < held // 2, 20, "cleaning at ratio 0.1")
+    wait_until(lambda: records_left(broker.bootstrap, topic) < held // 2, 20, "cleaning at ratio 0.1")
 
 
 def test_max_compaction_lag_rolls_and_cleans_the_active_segment(broker_factory, topic):
@@ -81,7 +71,7 @@ def test_max_compaction_lag_rolls_and_cleans_the_active_segment(broker_factory, 
     create_topic(broker.bootstrap, unlagged, 1, {"cleanup.policy": "compact"})
     written = produce_round(broker.bootstrap, lagged, 25)
     assert produce_round(broker.bootstrap, unlagged, 25) == written
-    wait_for(lambda: records_left(broker.bootstrap, lagged) <= KEYS, 20,
+    wait_until(lambda: records_left(broker.bootstrap, lagged) <= KEYS, 20,
              "the lagged topic's active segment to roll and be cleaned")
     assert records_left(broker.bootstrap, unlagged) == written
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from readback import create_topic, producer
+from readback import create_topic, producer, wait_until
 
 SESSION_TIMEOUT_MS = 6000  # the broker's group.min.session.timeout.ms
 
@@ -104,16 +104,6 @@ class Member:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def balanced(members: list[Member], partitions: int) -> bool:
