@@ -281,6 +281,8 @@ async fn clean_compacted(
         broker.config().log_cleaner_dedupe_buffer_size,
         broker.config().log_cleaner_io_max_bytes_per_second,
         stop,
+        &broker.config().data_dir,
+        now_ms(),
     ));
     let mut round = 0u64;
     loop {
@@ -317,7 +319,10 @@ fn cleaning_round(broker: &Arc<Broker>, cleaner: &LogCleaner, round: u64) {
             }
         }
     }
-    if let Err(e) = cleaner.forget_older_than(round) {
+    if let Err(e) = cleaner
+        .forget_older_than(round)
+        .and_then(|()| cleaner.store_checkpoint())
+    {
         tracing::error!(error = %e, "cleaner state poisoned");
     }
 }

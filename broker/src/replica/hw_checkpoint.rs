@@ -16,7 +16,7 @@
 //!                  when the checkpoint does not name it
 //! ```
 //!
-//! Format (Kafka's): a version line `0`, a count line, then one
+//! Format: Kafka's offset checkpoint (`replica::offset_checkpoint`), one
 //! `topic partition high_watermark` line per partition.
 //!
 //! # Invariants
@@ -29,20 +29,19 @@
 //! - Partitions with one replica are not affected: their log end, durable
 //!   after recovery, is their high watermark.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use super::offset_checkpoint::{self, Loaded};
 
 /// How often the maintenance pass writes the file (Kafka's
 /// `replica.high.watermark.checkpoint.interval.ms` default).
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
 const FILE_NAME: &str = "replication-offset-checkpoint";
-const VERSION: &str = "0";
 
 /// Topic and partition → high watermark.
-pub type HighWatermarks = HashMap<(String, i32), i64>;
+pub type HighWatermarks = offset_checkpoint::Offsets;
 
 /// The file in `log_dir`.
 pub fn path(log_dir: &Path) -> PathBuf {
@@ -53,59 +52,27 @@ pub fn path(log_dir: &Path) -> PathBuf {
 /// parse (logged: the partitions then start from their log start).
 pub fn load(log_dir: &Path) -> HighWatermarks {
     let file = path(log_dir);
-    let text = match std::fs::read_to_string(&file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HighWatermarks::new(),
-        Err(e) => {
+    match offset_checkpoint::load(&file) {
+        Loaded::Offsets(hws) => hws,
+        Loaded::Missing => HighWatermarks::new(),
+        Loaded::Unreadable(e) => {
             tracing::warn!(file = %file.display(), error = %e, "high-watermark checkpoint unreadable; replicated partitions start from their log start");
-            return HighWatermarks::new();
+            HighWatermarks::new()
         }
-    };
-    parse(&text).unwrap_or_else(|| {
-        tracing::warn!(file = %file.display(), "high-watermark checkpoint malformed; replicated partitions start from their log start");
-        HighWatermarks::new()
-    })
+        Loaded::Malformed => {
+            tracing::warn!(file = %file.display(), "high-watermark checkpoint malformed; replicated partitions start from their log start");
+            HighWatermarks::new()
+        }
+    }
 }
 
-fn parse(text: &str) -> Option<HighWatermarks> {
-    let mut lines = text.lines();
-    if lines.next()? != VERSION {
-        return None;
-    }
-    let count: usize = lines.next()?.parse().ok()?;
-    let mut out = HighWatermarks::with_capacity(count.min(1 << 20));
-    for line in lines {
-        let mut fields = line.split(' ');
-        let (Some(topic), Some(partition), Some(hw), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return None;
-        };
-        out.insert(
-            (topic.to_string(), partition.parse().ok()?),
-            hw.parse().ok()?,
-        );
-    }
-    (out.len() == count).then_some(out)
-}
-
-/// Writes `entries` as the checkpoint of `log_dir`: a temporary file,
-/// renamed over the old one (no fsync: a lost write only leaves an older,
-/// lower checkpoint).
+/// Writes `entries` as the checkpoint of `log_dir` (no fsync: a lost
+/// write only leaves an older, lower checkpoint).
 pub fn store(log_dir: &Path, entries: &[(String, i32, i64)]) -> std::io::Result<()> {
-    let mut text = String::with_capacity(16 + entries.len() * 32);
-    text.push_str(VERSION);
-    text.push('\n');
-    text.push_str(&entries.len().to_string());
-    text.push('\n');
-    for (topic, partition, hw) in entries {
-        text.push_str(&format!("{topic} {partition} {hw}\n"));
-    }
-    let tmp = log_dir.join(format!("{FILE_NAME}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    drop(file);
-    std::fs::rename(&tmp, path(log_dir))
+    offset_checkpoint::store(
+        &path(log_dir),
+        entries.iter().map(|(t, p, hw)| (t.as_str(), *p, *hw)),
+    )
 }
 
 #[cfg(test)]
@@ -125,18 +92,9 @@ mod tests {
     }
 
     #[test]
-    fn a_file_that_does_not_parse_whole_is_ignored() {
+    fn a_malformed_file_is_an_empty_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
-        for bad in [
-            "",
-            "1\n0\n",
-            "0\n2\nt 0 5\n",
-            "0\n1\nt 0\n",
-            "0\n1\nt x 5\n",
-            "0\n1\nt 0 5 9\n",
-        ] {
-            std::fs::write(path(dir.path()), bad).unwrap();
-            assert!(load(dir.path()).is_empty(), "{bad:?}");
-        }
+        std::fs::write(path(dir.path()), "0\n2\nt 0 5\n").unwrap();
+        assert!(load(dir.path()).is_empty());
     }
 }

@@ -43,21 +43,32 @@
 //!   per compacted partition hosted (entries of partitions gone are
 //!   dropped each round).
 //!
+//! # The cleaner offset checkpoint
+//! Each round that moved a first dirty offset ends by writing them all to
+//! `<log dir>/cleaner-offset-checkpoint` (Kafka's file of that name, in its
+//! offset checkpoint format: `replica::offset_checkpoint`); a starting
+//! broker reads it, so a restart does not clean every compacted partition
+//! again. A lost or stale file only makes a partition look dirtier than it
+//! is (one more pass, as without it). A checkpointed offset beyond the
+//! log's end (the topic was deleted and made again, or the log was
+//! truncated) is not used: the whole log counts as dirty.
+//!
 //! A partition whose last pass ran `delete.retention.ms` ago is due again
 //! as a whole (dirty or not), so the tombstones that pass kept go once
 //! their time has passed.
 //!
 //! # Caveats
-//! - The first dirty offsets are not checkpointed (Kafka's
-//!   `cleaner-offset-checkpoint`): after a restart each compacted
-//!   partition counts as wholly dirty and is cleaned once.
+//! - When the last pass over a partition ran is not checkpointed: after a
+//!   restart it counts from the start, so tombstones may stay up to
+//!   `delete.retention.ms` longer than without the restart (never less).
 //!
 //! # References
 //! Kafka's `LogCleaner`, `LogCleanerManager` (`grabFilthiestCompactedLog`,
 //! `needCompactionNow`).
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_storage::Offset;
@@ -66,6 +77,7 @@ use sluice_storage::compaction::{CleaningRules, OffsetMap, Throttle};
 use crate::decompression_budget::DecompressionBudget;
 use crate::error::BrokerError;
 use crate::replica::Partition;
+use crate::replica::offset_checkpoint::{self, Loaded};
 use crate::settings::Compaction;
 
 /// What one cleaning of one partition did.
@@ -103,19 +115,84 @@ pub struct LogCleaner {
     stop: Arc<AtomicBool>,
     /// (topic, partition) → first dirty offset, and the round it was seen.
     first_dirty: Mutex<HashMap<PartitionKey, Cleaned>>,
+    /// `<log dir>/cleaner-offset-checkpoint`.
+    checkpoint: PathBuf,
+    /// A first dirty offset moved, came or went since the checkpoint was
+    /// last written.
+    checkpoint_stale: AtomicBool,
+}
+
+/// The cleaner's checkpoint file in `log_dir`.
+pub fn checkpoint_path(log_dir: &Path) -> PathBuf {
+    log_dir.join("cleaner-offset-checkpoint")
 }
 
 impl LogCleaner {
-    /// A cleaner whose map will take `memory` bytes once first used, and
-    /// whose passes stop when `stop` is set.
-    pub fn new(memory: usize, io_bytes_per_second: f64, stop: Arc<AtomicBool>) -> Self {
+    /// A cleaner whose map will take `memory` bytes once first used, whose
+    /// passes stop when `stop` is set, and which starts from the first
+    /// dirty offsets checkpointed in `log_dir` (taken as cleaned at
+    /// `now_ms`).
+    pub fn new(
+        memory: usize,
+        io_bytes_per_second: f64,
+        stop: Arc<AtomicBool>,
+        log_dir: &Path,
+        now_ms: i64,
+    ) -> Self {
+        let checkpoint = checkpoint_path(log_dir);
+        let loaded = match offset_checkpoint::load(&checkpoint) {
+            Loaded::Offsets(offsets) => offsets,
+            Loaded::Missing => HashMap::new(),
+            Loaded::Unreadable(e) => {
+                tracing::warn!(file = %checkpoint.display(), error = %e, "cleaner offset checkpoint unreadable; compacted partitions count as wholly dirty");
+                HashMap::new()
+            }
+            Loaded::Malformed => {
+                tracing::warn!(file = %checkpoint.display(), "cleaner offset checkpoint malformed; compacted partitions count as wholly dirty");
+                HashMap::new()
+            }
+        };
+        let first_dirty = loaded
+            .into_iter()
+            .map(|((topic, index), offset)| {
+                let cleaned = Cleaned {
+                    first_dirty: Offset(offset),
+                    round: 0,
+                    ran_ms: now_ms,
+                };
+                ((Arc::from(topic), index), cleaned)
+            })
+            .collect();
         Self {
             map: Mutex::new(None),
             memory,
             io_bytes_per_second,
             stop,
-            first_dirty: Mutex::new(HashMap::new()),
+            first_dirty: Mutex::new(first_dirty),
+            checkpoint,
+            checkpoint_stale: AtomicBool::new(false),
         }
+    }
+
+    /// Writes the first dirty offsets to the checkpoint file when they
+    /// changed since it was last written.
+    pub fn store_checkpoint(&self) -> Result<(), BrokerError> {
+        if !self.checkpoint_stale.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let first_dirty = self
+            .first_dirty
+            .lock()
+            .map_err(|_| BrokerError::StatePoisoned)?;
+        let entries = first_dirty
+            .iter()
+            .map(|((topic, index), c)| (&**topic, *index, c.first_dirty.0));
+        if let Err(e) = offset_checkpoint::store(&self.checkpoint, entries) {
+            // Tried again after the next round.
+            self.checkpoint_stale.store(true, Ordering::Release);
+            tracing::warn!(file = %self.checkpoint.display(), error = %e, "cleaner offset checkpoint not written");
+        }
+        Ok(())
     }
 
     /// Forgets the first dirty offsets of partitions not cleaned since
@@ -125,7 +202,11 @@ impl LogCleaner {
             .first_dirty
             .lock()
             .map_err(|_| BrokerError::StatePoisoned)?;
+        let before = first_dirty.len();
         first_dirty.retain(|_, c| c.round >= round);
+        if first_dirty.len() != before {
+            self.checkpoint_stale.store(true, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -140,12 +221,16 @@ impl LogCleaner {
         round: u64,
     ) -> Result<CleanOutcome, BrokerError> {
         let key = (Arc::clone(p.topic()), p.index());
+        let log_end = Offset(p.log_end_offset()?);
+        // An offset past the log's end belongs to another log of that
+        // name, or to records truncated since: not this log's.
         let known = self
             .first_dirty
             .lock()
             .map_err(|_| BrokerError::StatePoisoned)?
             .get(&key)
-            .copied();
+            .copied()
+            .filter(|c| c.first_dirty <= log_end);
         // Tombstones kept by the last pass have all passed
         // delete.retention.ms once that long has gone by since it ran: the
         // whole log is then cleaned again, dirty or not, to remove them.
@@ -162,7 +247,7 @@ impl LogCleaner {
             } else {
                 known.map_or(now_ms, |c| c.ran_ms)
             };
-            match offset.or(known.map(|c| c.first_dirty)) {
+            let before = match offset.or(known.map(|c| c.first_dirty)) {
                 Some(first_dirty) => map.insert(
                     key.clone(),
                     Cleaned {
@@ -173,6 +258,10 @@ impl LogCleaner {
                 ),
                 None => map.remove(&key),
             };
+            let now_dirty = map.get(&key).map(|c| c.first_dirty);
+            if before.map(|c| c.first_dirty) != now_dirty {
+                self.checkpoint_stale.store(true, Ordering::Release);
+            }
             Ok(())
         };
         let newest = now_ms.saturating_sub(compaction.min_compaction_lag_ms);
@@ -234,7 +323,7 @@ impl LogCleaner {
         // Everything up to the end of the last segment the map covered is
         // clean now (a stopped pass leaves the offset where it was).
         let end_of_covered = input.end_of_segments_below(mapped_end);
-        if !self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.stop.load(Ordering::Relaxed) {
             remember(end_of_covered, true)?;
         }
         if outcome.segments_cleaned > 0 {
@@ -325,8 +414,14 @@ mod tests {
         }
     }
 
-    fn cleaner() -> LogCleaner {
-        LogCleaner::new(1 << 16, f64::MAX, Arc::new(AtomicBool::new(false)))
+    fn cleaner(log_dir: &std::path::Path) -> LogCleaner {
+        LogCleaner::new(
+            1 << 16,
+            f64::MAX,
+            Arc::new(AtomicBool::new(false)),
+            log_dir,
+            TS,
+        )
     }
 
     #[test]
@@ -335,7 +430,8 @@ mod tests {
         let budget = DecompressionBudget::new(1 << 24, 1 << 20);
         let now = TS + 1_000;
         append(dir.path(), 0..40);
-        let c = cleaner();
+        let log_dir = tempfile::tempdir().unwrap();
+        let c = cleaner(log_dir.path());
         let p = partition(dir.path());
         // Never cleaned: all of it is dirty.
         let first = c
@@ -374,7 +470,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let budget = DecompressionBudget::new(1 << 24, 1 << 20);
         append(dir.path(), 0..40);
-        let c = cleaner();
+        let log_dir = tempfile::tempdir().unwrap();
+        let c = cleaner(log_dir.path());
         let p = partition(dir.path());
         let first = c.clean(&p, compaction(0.5, i64::MAX), &budget, TS + 1_000, 1);
         assert!(first.unwrap().ran);
@@ -396,5 +493,49 @@ mod tests {
         // Entries of partitions not seen since a round are forgotten.
         c.forget_older_than(4).unwrap();
         assert!(c.first_dirty.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_restarted_cleaner_starts_from_the_checkpointed_dirty_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = tempfile::tempdir().unwrap();
+        let budget = DecompressionBudget::new(1 << 24, 1 << 20);
+        let now = TS + 1_000;
+        append(dir.path(), 0..40);
+        let p = partition(dir.path());
+        let c = cleaner(log_dir.path());
+        let first = c
+            .clean(&p, compaction(0.5, i64::MAX), &budget, now, 1)
+            .unwrap();
+        assert!(first.ran && first.segments_cleaned > 0, "{first:?}");
+        c.store_checkpoint().unwrap();
+        let written = std::fs::read_to_string(checkpoint_path(log_dir.path())).unwrap();
+        assert!(written.starts_with("0\n1\nt 0 "), "{written:?}");
+        drop(c);
+        // A new cleaner (a restarted broker) reads it: nothing is dirty,
+        // so even a ratio of 0 runs nothing ...
+        let restarted = cleaner(log_dir.path());
+        let again = restarted
+            .clean(&p, compaction(0.0, i64::MAX), &budget, now, 1)
+            .unwrap();
+        assert!(!again.ran && again.dirty_ratio == 0.0, "{again:?}");
+        // ... where one without the file cleans the whole log again.
+        let forgetful = cleaner(tempfile::tempdir().unwrap().path());
+        let whole = forgetful
+            .clean(&p, compaction(0.5, i64::MAX), &budget, now, 1)
+            .unwrap();
+        assert!(whole.ran && whole.dirty_ratio == 1.0, "{whole:?}");
+        p.close().unwrap();
+        // An offset past the log's end (another log of that name) is not
+        // used: the new log counts as wholly dirty.
+        let other = tempfile::tempdir().unwrap();
+        append(other.path(), 0..20);
+        let p = partition(other.path());
+        let stale = cleaner(log_dir.path());
+        let share = stale
+            .clean(&p, compaction(1.0, i64::MAX), &budget, now, 1)
+            .unwrap();
+        assert_eq!(share.dirty_ratio, 1.0, "{share:?}");
+        p.close().unwrap();
     }
 }

@@ -26,6 +26,7 @@ pub mod isr;
 pub mod leadership;
 pub mod log_cleaner;
 pub mod manager;
+pub mod offset_checkpoint;
 pub mod partition;
 pub mod partition_metadata;
 pub mod producer_state;
