@@ -123,6 +123,42 @@ def test_metrics_move_with_real_traffic_and_pass_promtool(broker, topic):
     assert check.returncode == 0, f"promtool check metrics:\n{check.stdout}{check.stderr}"
 
 
+def test_parked_fetches_and_waiting_produce_bytes_are_gauges(broker, topic):
+    """Issue 18: long-poll fetches parked and produce requests waiting for
+    their acks are gauges: a consumer fetch held by max_wait_ms shows up
+    while it waits and leaves when answered; the produce gauges are back at
+    0 once the produce is answered (a single node's flush is too quick to
+    catch it waiting; `admin::metrics` tests the counting itself)."""
+    import kafka_wire
+    create_topic(broker.bootstrap, topic, 1)
+    url = f"{broker.admin_url}/metrics"
+    parked = 'sluice_fetch_waiting_requests{kind="consumer"}'
+    assert samples(http_get(url)[1])[parked] == 0
+    answered = []
+
+    def long_poll():
+        with kafka_wire.Connection(broker.address) as conn:
+            answered.append(kafka_wire.fetch(conn, topic, 0, 0, max_wait_ms=3000, min_bytes=1))
+
+    t = threading.Thread(target=long_poll)
+    t.start()
+    seen = 0
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline and not answered and seen == 0:
+        seen = samples(http_get(url)[1])[parked]
+        time.sleep(0.05)
+    assert seen == 1, "the parked fetch was not counted"
+    with kafka_wire.Connection(broker.address) as conn:
+        batch = kafka_wire.record_batch([kafka_wire.Record(b"k", b"v" * 1000)], base_timestamp=1_700_000_000_000)
+        assert kafka_wire.produce(conn, topic, 0, batch).error_code == 0
+    t.join(10)
+    assert answered and answered[0].error_code == 0 and answered[0].records, "the long poll was not woken"
+    after = samples(http_get(url)[1])
+    assert after[parked] == 0
+    assert after["sluice_produce_waiting_requests"] == 0
+    assert after["sluice_produce_waiting_bytes"] == 0
+
+
 def test_partition_series_can_be_turned_off(broker_factory, topic):
     b = broker_factory(config={"metrics.partition.series.enabled": False})
     create_topic(b.bootstrap, topic, PARTITIONS)
@@ -311,5 +347,6 @@ def test_grafana_dashboard_is_valid_and_queries_exported_metrics(broker, topic):
     assert used <= exported, f"queried but not exported: {sorted(used - exported)}"
     # And the other way: the dashboard covers throughput, latency, disk and flush.
     for needed in ["sluice_topic_bytes_in_total", "sluice_request_duration_seconds_bucket",
-                   "sluice_data_dir_free_bytes", "sluice_flush_duration_seconds_bucket"]:
+                   "sluice_data_dir_free_bytes", "sluice_flush_duration_seconds_bucket",
+                   "sluice_produce_waiting_bytes", "sluice_fetch_waiting_requests"]:
         assert needed in used, needed

@@ -61,6 +61,7 @@ impl prometheus_client::collector::Collector for BrokerCollector {
         requests(e)?;
         connections(e)?;
         flush(e)?;
+        waiting(e)?;
         process(e)?;
         replication_counters(e)?;
         if let Some(broker) = self.state.broker.get() {
@@ -196,6 +197,38 @@ fn flush(e: &mut DescriptorEncoder) -> fmt::Result {
         "fdatasync calls that failed (each takes its partition offline).",
         f.failures.load(std::sync::atomic::Ordering::Relaxed),
     )
+}
+
+fn waiting(e: &mut DescriptorEncoder) -> fmt::Result {
+    let w = &METRICS.waiting;
+    let load = |a: &std::sync::atomic::AtomicU64| {
+        i64::try_from(a.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
+    };
+    gauge(
+        e,
+        "sluice_produce_waiting_requests",
+        "Produce requests waiting for their acks (a flush, or replication to the ISR).",
+        load(&w.produce_requests),
+    )?;
+    gauge(
+        e,
+        "sluice_produce_waiting_bytes",
+        "Record batch bytes of the produce requests waiting for their acks.",
+        load(&w.produce_bytes),
+    )?;
+    let mut m = e.encode_descriptor(
+        "sluice_fetch_waiting_requests",
+        "Long-poll fetches parked until min_bytes arrive or max_wait_ms passes, per kind (consumer, follower).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (kind, n) in [
+        ("consumer", load(&w.consumer_fetches)),
+        ("follower", load(&w.follower_fetches)),
+    ] {
+        ConstGauge::new(n).encode(m.encode_family(&[("kind", kind)])?)?;
+    }
+    Ok(())
 }
 
 fn process(e: &mut DescriptorEncoder) -> fmt::Result {

@@ -7,6 +7,7 @@
 //! | connections accepted / refused, open | `server.rs` accept loop | 1 atomic add per connection |
 //! | bytes and records in, bytes out, per partition | `handlers/produce.rs`, `handlers/fetch.rs` into [`PartitionTraffic`] | 1–2 relaxed atomic adds per partition per request |
 //! | fdatasync latency, partitions per group commit | `replica/flusher.rs` (one call per flush round) | a few atomic adds per round |
+//! | produce requests and bytes waiting for a flush or replication, parked long-poll fetches | `handlers/produce.rs`, `handlers/fetch.rs`, `handlers/replica_fetch.rs` through [`Parked`] | 1–2 atomic adds when a request parks, the same when it leaves |
 //!
 //! Everything else (offsets, sizes, lag, disk, descriptors, process) is
 //! computed at scrape time from the broker's own state (`collector.rs`).
@@ -244,6 +245,65 @@ impl ReplicationMetrics {
     }
 }
 
+/// Requests parked in the broker (Kafka's purgatories): answered later,
+/// when their data is durable or replicated, or when records arrive.
+#[derive(Debug)]
+pub struct WaitingMetrics {
+    /// Produce requests waiting for acks (a flush, or the high watermark).
+    pub produce_requests: AtomicU64,
+    /// Record batch bytes of those requests.
+    pub produce_bytes: AtomicU64,
+    /// Consumer fetches parked until `min_bytes` arrive or `max_wait_ms`.
+    pub consumer_fetches: AtomicU64,
+    /// Follower (replica) fetches parked likewise.
+    pub follower_fetches: AtomicU64,
+}
+
+impl WaitingMetrics {
+    /// A produce request of `bytes` batch bytes waits for its acks until
+    /// the returned guard is dropped (answered, timed out, or its
+    /// connection gone).
+    pub fn produce(&'static self, bytes: u64) -> Parked {
+        Parked::hold(&self.produce_requests, Some((&self.produce_bytes, bytes)))
+    }
+
+    /// A long-poll fetch is parked until the returned guard is dropped.
+    pub fn fetch(&'static self, follower: bool) -> Parked {
+        let count = if follower {
+            &self.follower_fetches
+        } else {
+            &self.consumer_fetches
+        };
+        Parked::hold(count, None)
+    }
+}
+
+/// One parked request counted in [`WaitingMetrics`]; uncounted on drop.
+#[derive(Debug)]
+pub struct Parked {
+    count: &'static AtomicU64,
+    bytes: Option<(&'static AtomicU64, u64)>,
+}
+
+impl Parked {
+    fn hold(count: &'static AtomicU64, bytes: Option<(&'static AtomicU64, u64)>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        if let Some((gauge, n)) = bytes {
+            gauge.fetch_add(n, Ordering::Relaxed);
+        }
+        Self { count, bytes }
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        if let Some((gauge, n)) = self.bytes {
+            gauge.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Every counter of the process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -251,6 +311,7 @@ pub struct Metrics {
     pub connections: ConnectionMetrics,
     pub flush: FlushMetrics,
     pub replication: ReplicationMetrics,
+    pub waiting: WaitingMetrics,
 }
 
 /// The process's counters (one broker per process; tests that start
@@ -271,6 +332,12 @@ pub static METRICS: Metrics = Metrics {
     replication: ReplicationMetrics {
         isr_shrinks: AtomicU64::new(0),
         isr_expands: AtomicU64::new(0),
+    },
+    waiting: WaitingMetrics {
+        produce_requests: AtomicU64::new(0),
+        produce_bytes: AtomicU64::new(0),
+        consumer_fetches: AtomicU64::new(0),
+        follower_fetches: AtomicU64::new(0),
     },
 };
 
@@ -316,6 +383,37 @@ impl PartitionTraffic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parked_requests_are_counted_while_the_guard_lives() {
+        static W: WaitingMetrics = WaitingMetrics {
+            produce_requests: AtomicU64::new(0),
+            produce_bytes: AtomicU64::new(0),
+            consumer_fetches: AtomicU64::new(0),
+            follower_fetches: AtomicU64::new(0),
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let a = W.produce(100);
+        let b = W.produce(50);
+        let f = W.fetch(false);
+        let g = W.fetch(true);
+        assert_eq!(
+            (load(&W.produce_requests), load(&W.produce_bytes)),
+            (2, 150)
+        );
+        assert_eq!(
+            (load(&W.consumer_fetches), load(&W.follower_fetches)),
+            (1, 1)
+        );
+        drop((a, f, g));
+        assert_eq!((load(&W.produce_requests), load(&W.produce_bytes)), (1, 50));
+        assert_eq!(
+            (load(&W.consumer_fetches), load(&W.follower_fetches)),
+            (0, 0)
+        );
+        drop(b);
+        assert_eq!((load(&W.produce_requests), load(&W.produce_bytes)), (0, 0));
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_and_count_matches() {

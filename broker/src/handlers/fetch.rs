@@ -103,6 +103,7 @@ pub async fn handle_fetch(
     }
     let broker = Arc::clone(broker);
     Reply::Later(Box::pin(async move {
+        let _parked = crate::admin::metrics::METRICS.waiting.fetch(false);
         let deadline = tokio::time::Instant::now() + wait;
         // Every high-watermark advance on the node wakes every waiting
         // fetch; comparing this fetch's own partitions' watermarks first

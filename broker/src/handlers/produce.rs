@@ -52,6 +52,7 @@ use sluice_protocol::{
 };
 
 use super::Handled;
+use crate::admin::metrics::METRICS;
 use crate::broker::Broker;
 use crate::config::DurabilityMode;
 use crate::decompression_budget::DecompressionBudget;
@@ -82,6 +83,8 @@ struct Waiting {
     /// The leader epoch of the append: the wait fails if it changes.
     leader_epoch: i32,
     until: Option<Until>,
+    /// Batch bytes appended (the `sluice_produce_waiting_bytes` gauge).
+    bytes: u64,
 }
 
 pub async fn handle_produce(
@@ -131,6 +134,7 @@ pub async fn handle_produce(
                             last_offset: outcome.last_offset,
                             leader_epoch: outcome.leader_epoch,
                             until,
+                            bytes: data.records.as_ref().map_or(0, |r| r.len() as u64),
                         });
                     }
                     success(data.index, &outcome)
@@ -179,7 +183,14 @@ pub async fn handle_produce(
         return Handled::Now(response);
     }
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
-    Handled::Later(Box::pin(await_durable(response, waiting, timeout)))
+    let parked = METRICS
+        .waiting
+        .produce(waiting.iter().map(|w| w.bytes).sum());
+    Handled::Later(Box::pin(async move {
+        let response = await_durable(response, waiting, timeout).await;
+        drop(parked);
+        response
+    }))
 }
 
 /// Validates and appends one partition's records; returns the partition,

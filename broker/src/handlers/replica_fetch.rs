@@ -63,6 +63,7 @@ pub fn handle_replica_fetch(
     }
     let broker = Arc::clone(broker);
     Reply::Later(Box::pin(async move {
+        let _parked = crate::admin::metrics::METRICS.waiting.fetch(true);
         let deadline = tokio::time::Instant::now() + wait;
         // Every append and high-watermark move on the node wakes every
         // waiting fetch; this one reads again only if one of its own
