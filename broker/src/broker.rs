@@ -79,18 +79,29 @@ impl Broker {
             source,
         })?;
         let controller = start_controller(&config)?;
-        let log_dir = LogDir::open(&data_dir).map_err(|source| BrokerError::Storage {
-            topic: String::new(),
-            partition: -1,
-            source,
-        })?;
+        let limits = sluice_storage::ProcessLimits::current();
+        let connections = u64::try_from(config.max_connections).unwrap_or(u64::MAX);
+        let open_segments = match config.log_open_segments_max {
+            0 => sluice_storage::budget::default_open_segments(limits, connections),
+            n => u64::try_from(n).unwrap_or(u64::MAX),
+        };
+        let log_dir = LogDir::open(&data_dir)
+            .map_err(|source| BrokerError::Storage {
+                topic: String::new(),
+                partition: -1,
+                source,
+            })?
+            .with_file_budget(sluice_storage::FileBudget::new(
+                usize::try_from(open_segments).unwrap_or(usize::MAX),
+            ));
         let defaults = TopicDefaults::from_broker(&config)?;
         warn_invalid_stored_configs(&controller.image());
-        let budget = sluice_storage::PartitionBudget::from_limits(
-            sluice_storage::ProcessLimits::current(),
-            u64::try_from(config.max_connections).unwrap_or(u64::MAX),
+        let budget = sluice_storage::PartitionBudget::from_limits_and_segments(
+            limits,
+            connections,
+            open_segments,
         );
-        tracing::info!(partitions = budget.partitions, reason = %budget.reason, "partition budget");
+        tracing::info!(partitions = budget.partitions, open_segments, reason = %budget.reason, "partition budget");
         let replicas = ReplicaManager::new(config.node_id, log_dir, config.durability, defaults)
             .with_partition_budget(budget)
             .with_replication(replication_settings(&config));

@@ -159,6 +159,11 @@ pub struct BrokerConfig {
     /// cannot get its share within the request waits, then fails retriably.
     #[serde(rename = "queued.max.decompressed.bytes")]
     pub queued_max_decompressed_bytes: usize,
+    /// `log.open.segments.max`: inactive segments whose files stay open
+    /// (one descriptor and three maps each; see `sluice_storage::file_budget`);
+    /// 0 derives it from `RLIMIT_NOFILE` (`sluice_storage::budget`).
+    #[serde(rename = "log.open.segments.max")]
+    pub log_open_segments_max: usize,
     /// `replica.lag.time.max.ms`: as a leader, propose out of the ISR a
     /// follower that has not caught up for this long.
     #[serde(rename = "replica.lag.time.max.ms")]
@@ -295,6 +300,7 @@ impl Default for BrokerConfig {
             socket_request_read_timeout_ms: 30_000,
             socket_response_write_timeout_ms: 30_000,
             queued_max_decompressed_bytes: 256 * 1024 * 1024,
+            log_open_segments_max: 0,
             replica_lag_time_max_ms: 30_000,
             replica_fetch_max_bytes: 1024 * 1024,
             replica_fetch_response_max_bytes: 10 * 1024 * 1024,

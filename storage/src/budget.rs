@@ -4,8 +4,10 @@
 //! ```text
 //! descriptors: RLIMIT_NOFILE (soft, after raising it to the hard limit)
 //!              - a reserve for connections and the broker's own files
+//!              - open inactive segments (log.open.segments.max; default an
+//!                eighth of what the reserve leaves)
 //!              / DESCRIPTORS_PER_PARTITION
-//! maps:        vm.max_map_count - MAPS_RESERVE
+//! maps:        vm.max_map_count - MAPS_RESERVE - 3 × open inactive segments
 //!              / MAPS_PER_PARTITION
 //! budget:      the smaller of the two
 //! ```
@@ -19,12 +21,15 @@
 //!   [`DESCRIPTOR_RESERVE_MIN`] and at most an eighth of the limit, so the
 //!   default `max.connections` (10 000) does not halve the budget.
 //!
+//! - Inactive segments hold a descriptor and three maps only while open,
+//!   and at most `log.open.segments.max` are (`file_budget.rs`): the
+//!   budget holds however many segments each partition has.
+//!
 //! # Caveats
-//! - The budget counts partitions of one segment each. Every further
-//!   (inactive) segment holds one more descriptor and three more maps, so a
-//!   node near its budget with many segments per partition can still reach
-//!   a limit: that failure is then a retriable error of the one request,
-//!   never an offline log directory (`error.rs`).
+//! - A reader holding a region of a segment the budget closed keeps that
+//!   file open until it is done (bounded by the requests in flight, inside
+//!   the connection reserve); a limit reached anyway is a retriable error
+//!   of the one request, never an offline log directory (`error.rs`).
 
 use std::path::Path;
 
@@ -103,6 +108,23 @@ pub fn raise_nofile_limit() -> NofileRaise {
     }
 }
 
+/// `log.open.segments.max` when set to 0: an eighth of the descriptors
+/// left after the connection reserve (1 024 when unlimited), at least 16.
+pub fn default_open_segments(limits: ProcessLimits, connections_max: u64) -> u64 {
+    match limits.nofile {
+        Some(nofile) => {
+            (nofile.saturating_sub(descriptor_reserve(nofile, connections_max)) / 8).max(16)
+        }
+        None => crate::file_budget::DEFAULT_OPEN_SEGMENTS as u64,
+    }
+}
+
+/// Descriptors kept for connections: `max.connections`, at least
+/// [`DESCRIPTOR_RESERVE_MIN`], at most an eighth of the limit.
+fn descriptor_reserve(nofile: u64, connections_max: u64) -> u64 {
+    connections_max.min(nofile / 8).max(DESCRIPTOR_RESERVE_MIN)
+}
+
 /// How many partitions this node may host. See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionBudget {
@@ -114,24 +136,42 @@ pub struct PartitionBudget {
 
 impl PartitionBudget {
     /// The budget under `limits`, keeping descriptors for `connections_max`
-    /// connections (bounded as the module docs say).
+    /// connections (bounded as the module docs say) and the default number
+    /// of open inactive segments.
     pub fn from_limits(limits: ProcessLimits, connections_max: u64) -> Self {
-        let by_maps = limits.max_map_count.saturating_sub(MAPS_RESERVE) / MAPS_PER_PARTITION;
+        let open_segments = default_open_segments(limits, connections_max);
+        Self::from_limits_and_segments(limits, connections_max, open_segments)
+    }
+
+    /// [`PartitionBudget::from_limits`] keeping `open_segments` inactive
+    /// segments open (`log.open.segments.max`).
+    pub fn from_limits_and_segments(
+        limits: ProcessLimits,
+        connections_max: u64,
+        open_segments: u64,
+    ) -> Self {
+        let by_maps = limits
+            .max_map_count
+            .saturating_sub(MAPS_RESERVE)
+            .saturating_sub(open_segments.saturating_mul(MAPS_PER_PARTITION))
+            / MAPS_PER_PARTITION;
         let (by_fds, fd_reason) = match limits.nofile {
             Some(nofile) => {
-                let reserve = connections_max.min(nofile / 8).max(DESCRIPTOR_RESERVE_MIN);
+                let reserve = descriptor_reserve(nofile, connections_max);
                 (
-                    nofile.saturating_sub(reserve) / DESCRIPTORS_PER_PARTITION,
+                    nofile.saturating_sub(reserve).saturating_sub(open_segments)
+                        / DESCRIPTORS_PER_PARTITION,
                     format!(
-                        "RLIMIT_NOFILE {nofile} minus {reserve} kept for connections, {DESCRIPTORS_PER_PARTITION} per partition"
+                        "RLIMIT_NOFILE {nofile} minus {reserve} kept for connections and {open_segments} for open inactive segments, {DESCRIPTORS_PER_PARTITION} per partition"
                     ),
                 )
             }
             None => (u64::MAX, "RLIMIT_NOFILE unlimited".to_string()),
         };
         let map_reason = format!(
-            "vm.max_map_count {} minus {MAPS_RESERVE} kept for the process, {MAPS_PER_PARTITION} per partition",
-            limits.max_map_count
+            "vm.max_map_count {} minus {MAPS_RESERVE} kept for the process and {} for open inactive segments, {MAPS_PER_PARTITION} per partition",
+            limits.max_map_count,
+            open_segments.saturating_mul(MAPS_PER_PARTITION)
         );
         let partitions = by_fds.min(by_maps);
         let reason = if by_fds <= by_maps {
@@ -169,11 +209,15 @@ mod tests {
             },
             10_000,
         );
-        assert_eq!(b.partitions, 17_500, "{}", b.reason);
+        // 20 000 - 2 500 for connections = 17 500; an eighth of it (2 187)
+        // for open inactive segments.
+        assert_eq!(b.partitions, 15_313, "{}", b.reason);
         assert!(b.check(0, 10_000).is_ok());
         let refused = b.check(9_000, 9_000).unwrap_err();
         assert!(
-            refused.contains("17500") && refused.contains("RLIMIT_NOFILE 20000"),
+            refused.contains("15313")
+                && refused.contains("RLIMIT_NOFILE 20000")
+                && refused.contains("2187 for open inactive segments"),
             "{refused}"
         );
     }
@@ -187,7 +231,7 @@ mod tests {
             },
             10_000,
         );
-        assert_eq!(maps_bound.partitions, (65_530 - MAPS_RESERVE) / 3);
+        assert_eq!(maps_bound.partitions, (65_530 - MAPS_RESERVE) / 3 - 1024);
         assert!(maps_bound.reason.starts_with("vm.max_map_count"));
         let tiny = PartitionBudget::from_limits(
             ProcessLimits {
@@ -196,7 +240,8 @@ mod tests {
             },
             10_000,
         );
-        assert_eq!(tiny.partitions, 300 - DESCRIPTOR_RESERVE_MIN);
+        // 44 left after the reserve; at least 16 open inactive segments.
+        assert_eq!(tiny.partitions, 300 - DESCRIPTOR_RESERVE_MIN - 16);
     }
 
     #[test]

@@ -19,19 +19,18 @@
 //!   whose `sync` succeeded, and ignores one taken before a truncation.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Result;
 use crate::log::PartitionLog;
 use crate::log_dir::LogDirHealth;
-use crate::mmap::MappedFile;
 use crate::offset::Offset;
+use crate::segment::FlushTarget;
 
 /// The fsync work of one partition, taken under its lock, run without it.
 #[derive(Debug)]
 pub struct PendingFlush {
-    pub(crate) files: Vec<Arc<MappedFile>>,
+    pub(crate) files: Vec<FlushTarget>,
     /// `(segment base, .log bytes)` covered by this flush.
     pub(crate) sizes: Vec<(Offset, u64)>,
     pub(crate) dir: Option<PathBuf>,
@@ -57,7 +56,7 @@ impl PendingFlush {
         let result = self
             .files
             .iter()
-            .try_for_each(|f| fail_point(f.path()).and_then(|()| f.sync_data()))
+            .try_for_each(|f| fail_point(&f.path()).and_then(|()| f.sync_data()))
             .and_then(|()| match &self.dir {
                 Some(dir) => crate::checkpoint::sync_dir(dir),
                 None => Ok(()),
@@ -92,7 +91,7 @@ impl PartitionLog {
         let mut files = Vec::new();
         let mut sizes = Vec::new();
         for seg in self.segments.iter().filter(|s| s.flushed_bytes < s.size()) {
-            files.push(std::sync::Arc::clone(seg.log.shared()));
+            files.push(seg.flush_target());
             sizes.push((seg.base, seg.size()));
         }
         let dir_dirty = self.dir_changes != self.dir_synced;

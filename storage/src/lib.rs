@@ -12,7 +12,7 @@
 //! `mmap` (the only `unsafe`), `segment`, `sparse_index` (what `offset_index`
 //! and `time_index` share), `offset_index`, `time_index`,
 //! `log` (open, append, roll, close), `read`, `recovery`, `retention` (retention,
-//! DeleteRecords, truncation), [`compaction`] (the cleaner and its segment swap), `checkpoint`, `flush`, `log_dir`, `region`, `budget` (the partition budget from process limits).
+//! DeleteRecords, truncation), [`compaction`] (the cleaner and its segment swap), `checkpoint`, `flush`, `log_dir`, `region`, `budget` (the partition budget from process limits), `file_budget` (inactive segments' files opened on demand, closed LRU).
 //! The on-disk formats are specified in `docs/formats.md`; what each call
 //! makes durable is in `log.rs` and `docs/durability.md`.
 //!
@@ -29,6 +29,7 @@ pub mod compaction;
 mod config;
 mod error;
 mod fault;
+pub mod file_budget;
 mod flush;
 pub mod leader_epoch;
 pub mod limits;
@@ -49,6 +50,7 @@ mod time_index;
 pub use budget::{PartitionBudget, ProcessLimits};
 pub use config::LogConfig;
 pub use error::{Error, Result};
+pub use file_budget::{FileBudget, FileBudgetStats};
 pub use flush::PendingFlush;
 pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{AppendInfo, PartitionLog, UnflushedFile};

@@ -38,8 +38,10 @@
 //!   files of `segment.index.bytes`) per partition from the moment it is
 //!   created: size the disk for it, or lower `segment.bytes` for topics
 //!   with many partitions.
-//! - Every open segment holds three memory mappings: `vm.max_map_count`
-//!   (65530 by default) bounds a broker to about 21 000 segments.
+//! - The active segment holds one descriptor and three memory mappings;
+//!   inactive segments hold theirs only while open under the broker-wide
+//!   [`FileBudget`] (`file_budget.rs`), so a node's descriptors and maps do
+//!   not grow with its data.
 //! - Reads do not re-check CRCs: batches were checked on append and by
 //!   recovery; consumers check them again.
 //!
@@ -54,6 +56,7 @@ use sluice_protocol::record_batch::{BatchIter, TimestampType};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
+use crate::file_budget::FileBudget;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::log_dir::LogDirHealth;
 use crate::offset::{FilePosition, LeaderEpoch, Offset};
@@ -113,6 +116,8 @@ pub struct PartitionLog {
     pub(crate) log_start: Offset,
     pub(crate) recovery_point: Offset,
     pub(crate) health: LogDirHealth,
+    /// Where inactive segments' files are opened and closed.
+    pub(crate) files: FileBudget,
     /// Bumped by truncations: a `PendingFlush` from before is ignored.
     pub(crate) generation: u64,
     /// Directory entries changed (segments created) / known fsynced.
@@ -148,7 +153,18 @@ impl PartitionLog {
 
     /// [`PartitionLog::open`] sharing `health` with other partitions.
     pub fn open_with_health(dir: &Path, config: LogConfig, health: LogDirHealth) -> Result<Self> {
-        let (log, created) = Self::open_leaving_parent(dir, config, health)?;
+        Self::open_with_budget(dir, config, health, FileBudget::default())
+    }
+
+    /// [`PartitionLog::open_with_health`] whose inactive segments open and
+    /// close under `files`, a budget shared with other partitions.
+    pub fn open_with_budget(
+        dir: &Path,
+        config: LogConfig,
+        health: LogDirHealth,
+        files: FileBudget,
+    ) -> Result<Self> {
+        let (log, created) = Self::open_leaving_parent(dir, config, health, files)?;
         // A new partition directory's own entry lives in its parent: without
         // this fsync a power cut can take back the whole partition, synced
         // segments included (found by tests/powerloss).
@@ -166,6 +182,7 @@ impl PartitionLog {
         dir: &Path,
         config: LogConfig,
         health: LogDirHealth,
+        files: FileBudget,
     ) -> Result<(Self, bool)> {
         config.validate()?;
         health.check()?;
@@ -183,6 +200,7 @@ impl PartitionLog {
             log_start: r.log_start,
             recovery_point: r.recovery_point,
             health,
+            files,
             generation: 0,
             dir_changes: u64::from(r.dir_unsynced),
             dir_synced: 0,
@@ -191,6 +209,8 @@ impl PartitionLog {
             damage: r.damage,
             epochs: LeaderEpochCache::empty(dir),
         };
+        // Recovery read every segment; the inactive ones close until read.
+        log.release_inactive(false);
         if log.damage.is_some() {
             // Left exactly as found: no checkpoint, marker or truncation.
             return Ok((log, created));
@@ -206,6 +226,15 @@ impl PartitionLog {
         let removed = checkpoint::remove_clean_shutdown(dir);
         log.poison_on_err(removed)?;
         Ok((log, created))
+    }
+
+    /// Hands every inactive segment's files to the budget (open when
+    /// `keep_open`, else closed until read).
+    fn release_inactive(&mut self, keep_open: bool) {
+        let inactive = self.segments.len().saturating_sub(1);
+        for seg in self.segments.iter_mut().take(inactive) {
+            seg.release(&self.dir, &self.files, keep_open);
+        }
     }
 
     /// Loads the leader-epoch checkpoint, or rebuilds it from the batch
@@ -560,6 +589,11 @@ impl PartitionLog {
             return self.poison_on_err(Err(e));
         }
         self.segments.push(new);
+        // The sealed segment's files stay open (it was just written and
+        // its readers are likely close behind) under the shared budget.
+        if let Some(sealed) = self.segments.iter_mut().rev().nth(1) {
+            sealed.release(&self.dir, &self.files, true);
+        }
         self.dir_changes += 1;
         self.write_checkpoint()
     }
@@ -630,7 +664,7 @@ impl PartitionLog {
             .iter()
             .filter(|s| s.flushed_bytes < s.size())
             .map(|s| UnflushedFile {
-                path: s.path().to_path_buf(),
+                path: s.path(),
                 flushed_len: s.flushed_bytes,
                 written_len: s.size(),
             })

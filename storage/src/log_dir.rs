@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
+use crate::file_budget::FileBudget;
 use crate::log::PartitionLog;
 
 /// Shared "this log directory has failed" flag.
@@ -94,6 +95,8 @@ impl TopicPartition {
 pub struct LogDir {
     path: PathBuf,
     health: LogDirHealth,
+    /// Shared by every partition opened here: inactive segments' files.
+    files: FileBudget,
 }
 
 impl LogDir {
@@ -103,7 +106,20 @@ impl LogDir {
         Ok(Self {
             path: path.to_path_buf(),
             health: LogDirHealth::new(path),
+            files: FileBudget::default(),
         })
+    }
+
+    /// Replaces the budget of open inactive segments that the partitions
+    /// opened from now on share (the broker sizes it from its limits).
+    pub fn with_file_budget(mut self, files: FileBudget) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// The budget of open inactive segments (metrics).
+    pub fn file_budget(&self) -> &FileBudget {
+        &self.files
     }
 
     pub fn path(&self) -> &Path {
@@ -134,7 +150,12 @@ impl LogDir {
     /// directory's health flag.
     pub fn open_partition(&self, tp: &TopicPartition, config: LogConfig) -> Result<PartitionLog> {
         self.health.check()?;
-        PartitionLog::open_with_health(&self.path.join(tp.dir_name()), config, self.health.clone())
+        PartitionLog::open_with_budget(
+            &self.path.join(tp.dir_name()),
+            config,
+            self.health.clone(),
+            self.files.clone(),
+        )
     }
 
     /// Opens (creating if needed) many partitions side by side on a bounded
@@ -155,6 +176,7 @@ impl LogDir {
                 &self.path.join(tp.dir_name()),
                 config,
                 self.health.clone(),
+                self.files.clone(),
             )
         });
         let any_created = opened.iter().any(|r| matches!(r, Ok((_, true))));

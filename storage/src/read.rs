@@ -49,13 +49,18 @@ impl PartitionLog {
         let first_segment = self.segment_for(start);
         let mut target = start;
         for seg in self.segments.iter().skip(first_segment) {
-            let Some((mut pos, _)) = seg.find(target)? else {
+            if target >= seg.next_offset {
+                continue;
+            }
+            // One open (or budget lookup) per segment read, not per batch.
+            let seg_view = seg.view()?;
+            let Some((mut pos, _)) = seg_view.find(target)? else {
                 continue;
             };
             let region_start = pos;
             let mut stop = false;
             while pos < seg.size() {
-                let meta = seg.batch_at(pos)?;
+                let meta = seg_view.batch_at(pos)?;
                 let first = info.bytes == 0;
                 if meta.last >= upper_bound
                     || (info.bytes + meta.size > budget && !(first && min_one_batch))
@@ -70,7 +75,7 @@ impl PartitionLog {
             }
             if pos > region_start {
                 info.regions
-                    .push(seg.region(region_start, pos - region_start)?);
+                    .push(seg_view.region(region_start, pos - region_start)?);
             }
             if stop {
                 break;
@@ -89,8 +94,9 @@ impl PartitionLog {
             if seg.max_timestamp < ts || seg.next_offset <= self.log_start {
                 continue;
             }
-            if let Some((pos, meta)) = seg.find_by_timestamp(ts, self.log_start)? {
-                return seg.bytes(pos, meta.size).map(Some);
+            let seg_view = seg.view()?;
+            if let Some((pos, meta)) = seg_view.find_by_timestamp(ts, self.log_start)? {
+                return seg_view.bytes(pos, meta.size).map(Some);
             }
         }
         Ok(None)
@@ -109,8 +115,9 @@ impl PartitionLog {
         let Some(seg) = best else {
             return Ok(None);
         };
-        match seg.find(seg.offset_of_max_timestamp)? {
-            Some((pos, meta)) => seg.bytes(pos, meta.size).map(Some),
+        let seg_view = seg.view()?;
+        match seg_view.find(seg.offset_of_max_timestamp)? {
+            Some((pos, meta)) => seg_view.bytes(pos, meta.size).map(Some),
             None => Ok(None),
         }
     }

@@ -128,7 +128,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Rec
         // after a kill -9 costs no fsync).
         let old_rp = rp.unwrap_or(first_base);
         for seg in segments.iter().filter(|s| s.next_offset > old_rp) {
-            seg.log.shared().sync_data()?;
+            seg.files()?.log.shared().sync_data()?;
             changed = true;
         }
         if changed {
@@ -140,13 +140,14 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Rec
     }
     if let Some(active) = segments.last_mut() {
         let size = active.size();
-        active
+        let files = active.files_mut()?;
+        files
             .log
             .truncate_exclusive(size, config.segment_bytes.max(size))?;
-        active
+        files
             .offset_index
             .reserve_capacity(config.segment_index_bytes)?;
-        active
+        files
             .time_index
             .reserve_capacity(config.segment_index_bytes)?;
     }
@@ -349,7 +350,7 @@ fn open_or_create<I>(
 /// Trusted path: continue from the last `.index` entry. `None` when the
 /// indexes do not agree with the `.log` and a full rebuild is needed.
 fn resume_from_index(seg: &mut Segment, config: &LogConfig) -> Result<Option<Stop>> {
-    let (start, next) = match seg.offset_index.last() {
+    let (start, next) = match seg.files()?.offset_index.last() {
         Some(e) => (e.position.get(), e.relative.absolute(seg.base)),
         None => (0, seg.base),
     };
@@ -364,13 +365,14 @@ fn resume_from_index(seg: &mut Segment, config: &LogConfig) -> Result<Option<Sto
     {
         seg.first_batch_timestamp = Some(first.max_timestamp);
     }
-    if let Some(t) = seg.time_index.last() {
+    let last_time = seg.files()?.time_index.last();
+    if let Some(t) = last_time {
         seg.max_timestamp = t.timestamp;
         seg.offset_of_max_timestamp = t.relative.absolute(seg.base);
     }
     seg.next_offset = next;
     let stop = scan(seg, start, config)?;
-    let time_ok = seg.time_index.last().is_none_or(|t| {
+    let time_ok = seg.files()?.time_index.last().is_none_or(|t| {
         t.relative.absolute(seg.base) < seg.next_offset && t.timestamp <= seg.max_timestamp
     });
     if !matches!(stop, Stop::End { .. }) || !time_ok {
@@ -381,8 +383,9 @@ fn resume_from_index(seg: &mut Segment, config: &LogConfig) -> Result<Option<Sto
 
 /// Drops the index entries and in-memory state before a full scan.
 fn rebuild(seg: &mut Segment, config: &LogConfig) -> Result<()> {
-    seg.offset_index.reset(config.segment_index_bytes)?;
-    seg.time_index.reset(config.segment_index_bytes)?;
+    let files = seg.files_mut()?;
+    files.offset_index.reset(config.segment_index_bytes)?;
+    files.time_index.reset(config.segment_index_bytes)?;
     seg.next_offset = seg.base;
     seg.max_timestamp = -1;
     seg.offset_of_max_timestamp = seg.base;
@@ -395,7 +398,7 @@ fn rebuild(seg: &mut Segment, config: &LogConfig) -> Result<()> {
 /// last segment for appends).
 fn finish(mut seg: Segment, stop: Stop) -> Result<(Segment, Stop)> {
     let (Stop::Bad { position: end, .. } | Stop::End { position: end }) = stop;
-    seg.log.truncate_exclusive(end, end)?;
+    seg.files_mut()?.log.truncate_exclusive(end, end)?;
     seg.seal()?;
     Ok((seg, stop))
 }
@@ -403,7 +406,7 @@ fn finish(mut seg: Segment, stop: Stop) -> Result<(Segment, Stop)> {
 /// Checks batches from `pos` on, indexing each; stops at the first that
 /// is not a valid, dense continuation of the segment.
 fn scan(seg: &mut Segment, mut pos: u64, config: &LogConfig) -> Result<Stop> {
-    let file = std::sync::Arc::clone(seg.log.shared());
+    let file = std::sync::Arc::clone(seg.files()?.log.shared());
     loop {
         let Some(rest) = file.tail(pos) else {
             return Ok(Stop::End { position: pos });

@@ -196,7 +196,8 @@ impl PartitionLog {
         let _ = std::fs::remove_dir_all(&swap_dir);
         std::fs::create_dir(&swap_dir).map_err(|e| Error::io("mkdir", &swap_dir, e))?;
         let mut copy = Segment::create(&swap_dir, old.base, &self.config, old.created_ms)?;
-        let bytes = old
+        let old_files = old.files()?;
+        let bytes = old_files
             .log
             .shared()
             .slice(0, len)
@@ -211,21 +212,24 @@ impl PartitionLog {
             let batch = bytes
                 .get(pos as usize..(pos + meta.size) as usize)
                 .unwrap_or_default();
-            copy.log.append(batch)?;
+            copy.files_mut()?.log.append(batch)?;
             copy.note_batch(pos, meta, &self.config)?;
             pos += meta.size;
         }
-        copy.log.shared().sync_data()?;
+        let files = copy.files_mut()?;
+        files.log.shared().sync_data()?;
         for ext in [TIME_INDEX_EXT, INDEX_EXT, LOG_EXT] {
             let from = segment::segment_path(&swap_dir, old.base, ext);
             let to = segment::segment_path(&self.dir, old.base, ext);
             std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &to, e))?;
         }
-        copy.log
+        files
+            .log
             .renamed_exclusive(&segment::segment_path(&self.dir, old.base, LOG_EXT))?;
-        copy.offset_index
+        files
+            .offset_index
             .renamed_exclusive(&segment::segment_path(&self.dir, old.base, INDEX_EXT))?;
-        copy.time_index.renamed_exclusive(&segment::segment_path(
+        files.time_index.renamed_exclusive(&segment::segment_path(
             &self.dir,
             old.base,
             TIME_INDEX_EXT,

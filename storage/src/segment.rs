@@ -14,6 +14,10 @@
 //! to their real length when the segment rolls or the log closes. Reads go
 //! through the mapping; `.log` appends are `pwrite`s into the reserved range.
 //!
+//! The active segment owns its open files. A sealed (inactive) segment's
+//! files are held by the broker-wide [`FileBudget`]: opened on demand,
+//! closed when least recently used (`file_budget.rs`).
+//!
 //! # Invariants
 //! - Batches are dense: the first starts at the base offset, each next one
 //!   at the previous `lastOffset + 1`; `next_offset` is one past the last.
@@ -25,6 +29,7 @@
 //! # References
 //! Kafka's `LogSegment`.
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,6 +39,7 @@ use sluice_protocol::{RECORD_BATCH_HEADER_BYTES, RecordBatchView};
 
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
+use crate::file_budget::{FileBudget, LazyFiles};
 use crate::limits;
 use crate::mmap::{self, Hold, MapWriter, MappedFile};
 use crate::offset::{FilePosition, LeaderEpoch, Offset, RelativeOffset};
@@ -74,13 +80,66 @@ pub(crate) const DELETED_SUFFIX: &str = ".deleted";
 /// Suffix of a file being built to replace another (truncation).
 pub(crate) const SWAP_SUFFIX: &str = ".swap";
 
+/// The open files of one segment.
+#[derive(Debug)]
+pub(crate) struct SegmentFiles {
+    pub(crate) log: MapWriter,
+    pub(crate) offset_index: OffsetIndex,
+    pub(crate) time_index: TimeIndex,
+}
+
+impl SegmentFiles {
+    /// Opens a sealed segment's files, trusting the indexes (recovery
+    /// checked them when the log was opened; they are trimmed to their
+    /// entries). The `.log` must be `size` bytes long.
+    pub(crate) fn open_sealed(dir: &Path, base: Offset, size: u64) -> Result<Self> {
+        let log = MappedFile::open(&segment_path(dir, base, LOG_EXT), Hold::Descriptor)?;
+        if log.published() != size {
+            return Err(Error::Corrupt {
+                path: log.path().to_path_buf(),
+                position: log.published(),
+                reason: format!("sealed segment of {size} bytes changed length"),
+            });
+        }
+        Ok(Self {
+            log,
+            offset_index: OffsetIndex::open_sealed(&segment_path(dir, base, INDEX_EXT))?,
+            time_index: TimeIndex::open_sealed(&segment_path(dir, base, TIME_INDEX_EXT))?,
+        })
+    }
+}
+
+/// Where a segment's files are.
+#[derive(Debug)]
+enum Files {
+    /// Owned and open: the active segment, or one being recovered or built.
+    Open(SegmentFiles),
+    /// Sealed: opened on demand under the budget ([`Segment::release`]).
+    Lazy(Arc<LazyFiles>),
+}
+
+/// A segment's files for reading: borrowed when owned, shared when lazy.
+pub(crate) enum FilesRef<'a> {
+    Borrowed(&'a SegmentFiles),
+    Shared(Arc<SegmentFiles>),
+}
+
+impl Deref for FilesRef<'_> {
+    type Target = SegmentFiles;
+
+    fn deref(&self) -> &SegmentFiles {
+        match self {
+            Self::Borrowed(f) => f,
+            Self::Shared(f) => f,
+        }
+    }
+}
+
 /// One segment. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) base: Offset,
-    pub(crate) log: MapWriter,
-    pub(crate) offset_index: OffsetIndex,
-    pub(crate) time_index: TimeIndex,
+    files: Files,
     pub(crate) next_offset: Offset,
     /// Largest batch max timestamp, `-1` when empty.
     pub(crate) max_timestamp: i64,
@@ -128,9 +187,11 @@ impl Segment {
     ) -> Self {
         Self {
             base,
-            log,
-            offset_index,
-            time_index,
+            files: Files::Open(SegmentFiles {
+                log,
+                offset_index,
+                time_index,
+            }),
             next_offset: base,
             max_timestamp: -1,
             offset_of_max_timestamp: base,
@@ -143,15 +204,66 @@ impl Segment {
 
     /// Bytes of whole batches in the `.log`.
     pub(crate) fn size(&self) -> u64 {
-        self.log.published()
+        match &self.files {
+            Files::Open(f) => f.log.published(),
+            Files::Lazy(l) => l.size(),
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.next_offset == self.base
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        self.log.path()
+    /// The `.log`'s path.
+    pub(crate) fn path(&self) -> PathBuf {
+        match &self.files {
+            Files::Open(f) => f.log.path().to_path_buf(),
+            Files::Lazy(l) => l.log_path(),
+        }
+    }
+
+    /// The files, for reading: opened (under the budget) if they were
+    /// closed. A refused descriptor is a retriable `Error::Resource`.
+    pub(crate) fn files(&self) -> Result<FilesRef<'_>> {
+        match &self.files {
+            Files::Open(f) => Ok(FilesRef::Borrowed(f)),
+            Files::Lazy(l) => l.get().map(FilesRef::Shared),
+        }
+    }
+
+    /// The files, owned, for writing: a lazy segment takes its files back
+    /// out of the budget (truncation, recovery and rewrites write sealed
+    /// segments; appends only the active one).
+    pub(crate) fn files_mut(&mut self) -> Result<&mut SegmentFiles> {
+        if let Files::Lazy(l) = &self.files {
+            let files = l.take()?;
+            self.files = Files::Open(files);
+        }
+        match &mut self.files {
+            Files::Open(f) => Ok(f),
+            Files::Lazy(l) => Err(Error::Corrupt {
+                path: l.log_path(),
+                position: 0,
+                reason: "segment files not taken back".to_string(),
+            }),
+        }
+    }
+
+    /// Hands a sealed segment's files to `budget`: kept open (counted, the
+    /// least recently used others may close) when `keep_open`, else closed
+    /// until first read. No-op when already lazy.
+    pub(crate) fn release(&mut self, dir: &Path, budget: &FileBudget, keep_open: bool) {
+        let Files::Open(_) = &self.files else {
+            return;
+        };
+        let placeholder = Files::Lazy(LazyFiles::new(dir, self.base, 0, budget, None, false));
+        let Files::Open(files) = std::mem::replace(&mut self.files, placeholder) else {
+            return;
+        };
+        let size = files.log.published();
+        let dirty = files.offset_index.is_dirty() || files.time_index.is_dirty();
+        let kept = keep_open.then_some(files);
+        self.files = Files::Lazy(LazyFiles::new(dir, self.base, size, budget, kept, dirty));
     }
 
     /// Whether a batch of `size` bytes ending at `last` can go here.
@@ -160,13 +272,18 @@ impl Segment {
     /// than `segment.bytes` (up to `max.message.bytes`), or one written
     /// after `segment.bytes` was raised, grows the file past the capacity
     /// it was created with ([`MapWriter::raise_capacity`]).
+    ///
+    /// A sealed (lazy) segment takes nothing.
     pub(crate) fn fits(&self, size: u64, last: Offset, config: &LogConfig) -> bool {
+        let Files::Open(files) = &self.files else {
+            return false;
+        };
         let end = self.size().saturating_add(size);
         (self.is_empty() || end <= config.segment_bytes)
             && end <= limits::MAX_SEGMENT_BYTES
             && RelativeOffset::between(self.base, last).is_some()
-            && !self.offset_index.is_full()
-            && !self.time_index.is_full()
+            && !files.offset_index.is_full()
+            && !files.time_index.is_full()
     }
 
     /// Copies one validated batch in and indexes it; returns its position.
@@ -185,8 +302,8 @@ impl Segment {
         config: &LogConfig,
     ) -> Result<FilePosition> {
         let pos = self.size();
-        self.log
-            .raise_capacity(pos.saturating_add(src.len() as u64));
+        let log = &mut self.files_mut()?.log;
+        log.raise_capacity(pos.saturating_add(src.len() as u64));
         match stamp {
             Some(epoch) => {
                 // The rewritten header goes from a stack copy; the records
@@ -198,9 +315,9 @@ impl Segment {
                 header.copy_from_slice(head);
                 set_base_offset(header, meta.base.0);
                 set_partition_leader_epoch(header, epoch.0);
-                self.log.append_parts(&[header, records])?;
+                log.append_parts(&[header, records])?;
             }
-            None => self.log.append_parts(&[src])?,
+            None => log.append_parts(&[src])?,
         }
         self.note_batch(pos, meta, config)?;
         Ok(FilePosition(u32::try_from(pos).unwrap_or(u32::MAX)))
@@ -221,7 +338,10 @@ impl Segment {
                 RelativeOffset::between(self.base, meta.base),
                 u32::try_from(pos),
             ) {
-                indexed = self.offset_index.append(rel, FilePosition(p))?;
+                indexed = self
+                    .files_mut()?
+                    .offset_index
+                    .append(rel, FilePosition(p))?;
             }
             self.bytes_since_index_entry = 0;
         }
@@ -245,116 +365,71 @@ impl Segment {
             return Ok(());
         }
         if let Some(rel) = RelativeOffset::between(self.base, self.offset_of_max_timestamp) {
-            self.time_index.append(self.max_timestamp, rel)?;
+            let max_timestamp = self.max_timestamp;
+            self.files_mut()?.time_index.append(max_timestamp, rel)?;
         }
         Ok(())
     }
 
-    /// The header of the batch at `pos` (no CRC check: stored batches were
-    /// checked on append or by recovery).
+    /// A reading view: the files opened once for several lookups.
+    pub(crate) fn view(&self) -> Result<SegmentView<'_>> {
+        Ok(SegmentView {
+            seg: self,
+            files: self.files()?,
+        })
+    }
+
+    /// [`SegmentView::batch_at`].
     pub(crate) fn batch_at(&self, pos: u64) -> Result<BatchMeta> {
-        let corrupt = |reason: String| Error::Corrupt {
-            path: self.path().to_path_buf(),
-            position: pos,
-            reason,
-        };
-        let tail = self
-            .log
-            .shared()
-            .tail(pos)
-            .ok_or_else(|| corrupt("position past the end".to_string()))?;
-        RecordBatchView::parse(tail, limits::MAX_STORED_BATCH_BYTES)
-            .map(|v| BatchMeta::of(&v))
-            .map_err(|e| corrupt(e.to_string()))
+        self.view()?.batch_at(pos)
     }
 
-    /// Where a scan for `target` may start: an index entry at or below it.
-    fn scan_start(&self, target: Offset) -> u64 {
-        RelativeOffset::between(self.base, target)
-            .and_then(|rel| self.offset_index.lookup(rel))
-            .map_or(0, |e| e.position.get())
-    }
-
-    /// The batch holding `target` (its last offset `>= target`), if any.
+    /// [`SegmentView::find`].
     pub(crate) fn find(&self, target: Offset) -> Result<Option<(u64, BatchMeta)>> {
         if target >= self.next_offset {
             return Ok(None);
         }
-        let mut pos = self.scan_start(target);
-        while pos < self.size() {
-            let meta = self.batch_at(pos)?;
-            if meta.last >= target {
-                return Ok(Some((pos, meta)));
-            }
-            pos += meta.size;
-        }
-        Ok(None)
-    }
-
-    /// The first batch whose max timestamp is `>= ts` and whose last
-    /// offset is `>= not_before` (the log start offset), if any.
-    pub(crate) fn find_by_timestamp(
-        &self,
-        ts: i64,
-        not_before: Offset,
-    ) -> Result<Option<(u64, BatchMeta)>> {
-        if self.max_timestamp < ts {
-            return Ok(None);
-        }
-        let mut pos = self
-            .time_index
-            .lookup(ts)
-            .map_or(0, |e| self.scan_start(e.relative.absolute(self.base)));
-        while pos < self.size() {
-            let meta = self.batch_at(pos)?;
-            if meta.max_timestamp >= ts && meta.last >= not_before {
-                return Ok(Some((pos, meta)));
-            }
-            pos += meta.size;
-        }
-        Ok(None)
-    }
-
-    /// `len` bytes at `pos` of the `.log`, for `sendfile`. A `.log` always
-    /// holds its descriptor, so the error is for a broken invariant only.
-    pub(crate) fn region(&self, pos: u64, len: u64) -> Result<FileRegion> {
-        FileRegion::new(Arc::clone(self.log.shared()), pos, len).ok_or_else(|| Error::Corrupt {
-            path: self.path().to_path_buf(),
-            position: pos,
-            reason: "segment file has no open descriptor".to_string(),
-        })
-    }
-
-    pub(crate) fn bytes(&self, pos: u64, len: u64) -> Result<Bytes> {
-        mmap::bytes(self.log.shared(), pos, len).ok_or_else(|| Error::Corrupt {
-            path: self.path().to_path_buf(),
-            position: pos,
-            reason: format!("{len} bytes past the end"),
-        })
+        self.view()?.find(target)
     }
 
     /// Makes this segment inactive: records the final time-index entry and
     /// trims all three files to their real lengths.
     pub(crate) fn seal(&mut self) -> Result<()> {
-        if self.max_timestamp >= 0
-            && let Some(rel) = RelativeOffset::between(self.base, self.offset_of_max_timestamp)
+        let (max_timestamp, of_max) = (self.max_timestamp, self.offset_of_max_timestamp);
+        let base = self.base;
+        let files = self.files_mut()?;
+        if max_timestamp >= 0
+            && let Some(rel) = RelativeOffset::between(base, of_max)
         {
-            self.time_index.append(self.max_timestamp, rel)?;
+            files.time_index.append(max_timestamp, rel)?;
         }
         // The indexes first: trimming one opens its path (it holds no
         // descriptor), which a descriptor limit can refuse. Refused there,
         // the `.log` is untouched and stays appendable; a trimmed index is
         // full, so the next append rolls and seals again.
-        self.offset_index.trim()?;
-        self.time_index.trim()?;
-        self.log.trim()
+        files.offset_index.trim()?;
+        files.time_index.trim()?;
+        files.log.trim()
     }
 
     /// fsyncs the indexes whose entries changed since they were last
     /// synced (the `.log` is the flush path's: `PendingFlush`).
     pub(crate) fn sync_indexes(&mut self) -> Result<()> {
-        self.offset_index.sync_if_dirty()?;
-        self.time_index.sync_if_dirty()
+        match &mut self.files {
+            Files::Open(f) => {
+                f.offset_index.sync_if_dirty()?;
+                f.time_index.sync_if_dirty()
+            }
+            Files::Lazy(l) => l.sync_indexes(),
+        }
+    }
+
+    /// What a flush must fdatasync for this segment's `.log`.
+    pub(crate) fn flush_target(&self) -> FlushTarget {
+        match &self.files {
+            Files::Open(f) => FlushTarget::Open(Arc::clone(f.log.shared())),
+            Files::Lazy(l) => FlushTarget::Lazy(Arc::clone(l)),
+        }
     }
 
     /// The time the segment.ms clock runs from.
@@ -378,6 +453,125 @@ impl Segment {
     /// does. Readers holding regions keep the open files.
     pub(crate) fn delete(self, dir: &Path) -> Result<()> {
         delete_files(dir, self.base)
+    }
+}
+
+/// A `.log` with bytes a flush must make durable.
+#[derive(Debug)]
+pub(crate) enum FlushTarget {
+    Open(Arc<MappedFile>),
+    /// Sealed: synced through its open descriptor, or one opened for it.
+    Lazy(Arc<LazyFiles>),
+}
+
+impl FlushTarget {
+    pub(crate) fn path(&self) -> PathBuf {
+        match self {
+            Self::Open(f) => f.path().to_path_buf(),
+            Self::Lazy(l) => l.log_path(),
+        }
+    }
+
+    pub(crate) fn sync_data(&self) -> Result<()> {
+        match self {
+            Self::Open(f) => f.sync_data(),
+            Self::Lazy(l) => l.sync_log(),
+        }
+    }
+}
+
+/// A segment with its files open for reading (see [`Segment::view`]).
+pub(crate) struct SegmentView<'a> {
+    seg: &'a Segment,
+    files: FilesRef<'a>,
+}
+
+impl SegmentView<'_> {
+    /// The header of the batch at `pos` (no CRC check: stored batches were
+    /// checked on append or by recovery).
+    pub(crate) fn batch_at(&self, pos: u64) -> Result<BatchMeta> {
+        let corrupt = |reason: String| Error::Corrupt {
+            path: self.files.log.path().to_path_buf(),
+            position: pos,
+            reason,
+        };
+        let tail = self
+            .files
+            .log
+            .shared()
+            .tail(pos)
+            .ok_or_else(|| corrupt("position past the end".to_string()))?;
+        RecordBatchView::parse(tail, limits::MAX_STORED_BATCH_BYTES)
+            .map(|v| BatchMeta::of(&v))
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Where a scan for `target` may start: an index entry at or below it.
+    fn scan_start(&self, target: Offset) -> u64 {
+        RelativeOffset::between(self.seg.base, target)
+            .and_then(|rel| self.files.offset_index.lookup(rel))
+            .map_or(0, |e| e.position.get())
+    }
+
+    /// The batch holding `target` (its last offset `>= target`), if any.
+    pub(crate) fn find(&self, target: Offset) -> Result<Option<(u64, BatchMeta)>> {
+        if target >= self.seg.next_offset {
+            return Ok(None);
+        }
+        let mut pos = self.scan_start(target);
+        while pos < self.seg.size() {
+            let meta = self.batch_at(pos)?;
+            if meta.last >= target {
+                return Ok(Some((pos, meta)));
+            }
+            pos += meta.size;
+        }
+        Ok(None)
+    }
+
+    /// The first batch whose max timestamp is `>= ts` and whose last
+    /// offset is `>= not_before` (the log start offset), if any.
+    pub(crate) fn find_by_timestamp(
+        &self,
+        ts: i64,
+        not_before: Offset,
+    ) -> Result<Option<(u64, BatchMeta)>> {
+        if self.seg.max_timestamp < ts {
+            return Ok(None);
+        }
+        let mut pos = self
+            .files
+            .time_index
+            .lookup(ts)
+            .map_or(0, |e| self.scan_start(e.relative.absolute(self.seg.base)));
+        while pos < self.seg.size() {
+            let meta = self.batch_at(pos)?;
+            if meta.max_timestamp >= ts && meta.last >= not_before {
+                return Ok(Some((pos, meta)));
+            }
+            pos += meta.size;
+        }
+        Ok(None)
+    }
+
+    /// `len` bytes at `pos` of the `.log`, for `sendfile`. A `.log` always
+    /// holds its descriptor, so the error is for a broken invariant only.
+    pub(crate) fn region(&self, pos: u64, len: u64) -> Result<FileRegion> {
+        FileRegion::new(Arc::clone(self.files.log.shared()), pos, len).ok_or_else(|| {
+            Error::Corrupt {
+                path: self.files.log.path().to_path_buf(),
+                position: pos,
+                reason: "segment file has no open descriptor".to_string(),
+            }
+        })
+    }
+
+    pub(crate) fn bytes(&self, pos: u64, len: u64) -> Result<Bytes> {
+        mmap::bytes(self.files.log.shared(), pos, len).ok_or_else(|| Error::Corrupt {
+            path: self.files.log.path().to_path_buf(),
+            position: pos,
+            reason: format!("{len} bytes past the end"),
+        })
     }
 }
 

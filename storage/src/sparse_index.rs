@@ -116,6 +116,39 @@ impl<E: IndexEntry> SparseIndex<E> {
         Ok((index, sane))
     }
 
+    /// Opens the trimmed index of a sealed segment, trusting it: every
+    /// whole entry in the file (recovery sanity-checked it when the log was
+    /// opened, and nothing writes a sealed index). What a lazily reopened
+    /// segment uses, so a reopen reads no entry.
+    pub(crate) fn open_sealed(path: &Path) -> Result<Self> {
+        let w = MappedFile::open(path, Hold::MappingOnly)?;
+        let len = w.published() / Self::ENTRY_BYTES;
+        Ok(Self {
+            w,
+            len,
+            dirty: false,
+            entry_type: PhantomData,
+        })
+    }
+
+    /// Whether entries changed since the file was last synced.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Records that the file holds entries not yet synced (written through
+    /// an earlier mapping of it).
+    pub(crate) fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Syncs the entries through a shared view (a sealed segment's files
+    /// are shared by readers; the caller keeps the dirty flag).
+    pub(crate) fn sync_shared(&self) -> Result<()> {
+        crate::flush::fail_point(self.w.path())?;
+        self.w.shared().sync_data()
+    }
+
     /// Drops every entry and reserves `capacity_bytes` again.
     pub(crate) fn reset(&mut self, capacity_bytes: u64) -> Result<()> {
         self.len = 0;

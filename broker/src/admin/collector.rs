@@ -552,6 +552,32 @@ fn broker_state(e: &mut DescriptorEncoder, broker: &Broker) -> fmt::Result {
         "Most partitions this broker accepts (from descriptor and map limits).",
         i64::try_from(budget).unwrap_or(i64::MAX),
     )?;
+    let files = broker.replicas().file_budget().stats();
+    let long = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    gauge(
+        e,
+        "sluice_open_segments",
+        "Inactive segments whose files are open now (one descriptor, three maps each).",
+        long(files.open),
+    )?;
+    gauge(
+        e,
+        "sluice_open_segments_max",
+        "Most inactive segments kept open (log.open.segments.max).",
+        long(files.limit),
+    )?;
+    counter(
+        e,
+        "sluice_segment_opens",
+        "Inactive segments opened on demand (a read of a closed segment).",
+        files.opened_total,
+    )?;
+    counter(
+        e,
+        "sluice_segment_closes",
+        "Inactive segments closed to stay within log.open.segments.max.",
+        files.closed_total,
+    )?;
     if let Some(disk) = DiskUsage::of(&broker.config().data_dir) {
         gauge(
             e,

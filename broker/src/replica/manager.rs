@@ -272,6 +272,11 @@ impl ReplicaManager {
         &self.budget
     }
 
+    /// The budget of open inactive segments shared by this node's logs.
+    pub fn file_budget(&self) -> &sluice_storage::FileBudget {
+        self.log_dir.file_budget()
+    }
+
     /// The node whose replicas this manager hosts.
     pub fn node(&self) -> BrokerId {
         self.node

@@ -862,6 +862,14 @@ pub const BROKER_SETTINGS: &[Setting] = &[
     )
     .range(1, I64_MAX),
     broker(
+        "log.open.segments.max",
+        ConfigType::Int,
+        Unit::None,
+        |c| Some(c.log_open_segments_max.to_string()),
+        "Inactive segments whose files stay open, across partitions (one descriptor and three memory maps each); the least recently read are closed and reopened on demand. 0 takes an eighth of the descriptors left after the connection reserve (RLIMIT_NOFILE).",
+    )
+    .range(0, I32_MAX),
+    broker(
         "compression.type",
         ConfigType::String,
         Unit::None,
