@@ -381,19 +381,25 @@ async fn write_bytes(stream: &TcpStream, mut bytes: Bytes) -> io::Result<()> {
 }
 
 /// Sends a segment region with `sendfile`: page cache → socket, no copy
-/// through user space.
+/// through user space (a region without a descriptor is written from its
+/// mapping).
 ///
 /// A region shorter on disk than promised (the segment was truncated under
 /// us) cannot be padded without lying to the client: the connection fails
 /// and the client retries.
 async fn send_region(stream: &TcpStream, region: &sluice_storage::FileRegion) -> io::Result<()> {
+    // A sealed segment is mapped without a descriptor: write from the
+    // mapping (page cache → socket, the one copy sendfile makes too).
+    let Some(file) = region.file() else {
+        return write_bytes(stream, region.bytes()).await;
+    };
     let mut offset = region.position();
     let end = offset + region.len();
     while offset < end {
         stream.writable().await?;
         let remaining = usize::try_from(end - offset).unwrap_or(usize::MAX);
         let sent = stream.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(stream.as_fd(), region.file(), Some(&mut offset), remaining)
+            rustix::fs::sendfile(stream.as_fd(), file, Some(&mut offset), remaining)
                 .map_err(io::Error::from)
         });
         match sent {

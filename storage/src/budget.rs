@@ -4,10 +4,9 @@
 //! ```text
 //! descriptors: RLIMIT_NOFILE (soft, after raising it to the hard limit)
 //!              - a reserve for connections and the broker's own files
-//!              - open inactive segments (log.open.segments.max; default an
-//!                eighth of what the reserve leaves)
 //!              / DESCRIPTORS_PER_PARTITION
-//! maps:        vm.max_map_count - MAPS_RESERVE - 3 × open inactive segments
+//! maps:        vm.max_map_count - MAPS_RESERVE
+//!              - 3 × open inactive segments (log.open.segments.max)
 //!              / MAPS_PER_PARTITION
 //! budget:      the smaller of the two
 //! ```
@@ -21,9 +20,9 @@
 //!   [`DESCRIPTOR_RESERVE_MIN`] and at most an eighth of the limit, so the
 //!   default `max.connections` (10 000) does not halve the budget.
 //!
-//! - Inactive segments hold a descriptor and three maps only while open,
-//!   and at most `log.open.segments.max` are (`file_budget.rs`): the
-//!   budget holds however many segments each partition has.
+//! - Inactive segments hold no descriptor, and three maps only while
+//!   open, which at most `log.open.segments.max` are (`file_budget.rs`):
+//!   the budget holds however many segments each partition has.
 //!
 //! # Caveats
 //! - A reader holding a region of a segment the budget closed keeps that
@@ -108,15 +107,17 @@ pub fn raise_nofile_limit() -> NofileRaise {
     }
 }
 
-/// `log.open.segments.max` when set to 0: an eighth of the descriptors
-/// left after the connection reserve (1 024 when unlimited), at least 16.
+/// `log.open.segments.max` when set to 0: an eighth of the partitions the
+/// descriptors left after the connection reserve allow (1 024 when
+/// unlimited), and no more than an eighth of what the maps allow; at
+/// least 16.
 pub fn default_open_segments(limits: ProcessLimits, connections_max: u64) -> u64 {
-    match limits.nofile {
-        Some(nofile) => {
-            (nofile.saturating_sub(descriptor_reserve(nofile, connections_max)) / 8).max(16)
-        }
+    let by_maps = limits.max_map_count.saturating_sub(MAPS_RESERVE) / MAPS_PER_PARTITION / 8;
+    let by_fds = match limits.nofile {
+        Some(nofile) => nofile.saturating_sub(descriptor_reserve(nofile, connections_max)) / 8,
         None => crate::file_budget::DEFAULT_OPEN_SEGMENTS as u64,
-    }
+    };
+    by_fds.min(by_maps).max(16)
 }
 
 /// Descriptors kept for connections: `max.connections`, at least
@@ -159,10 +160,9 @@ impl PartitionBudget {
             Some(nofile) => {
                 let reserve = descriptor_reserve(nofile, connections_max);
                 (
-                    nofile.saturating_sub(reserve).saturating_sub(open_segments)
-                        / DESCRIPTORS_PER_PARTITION,
+                    nofile.saturating_sub(reserve) / DESCRIPTORS_PER_PARTITION,
                     format!(
-                        "RLIMIT_NOFILE {nofile} minus {reserve} kept for connections and {open_segments} for open inactive segments, {DESCRIPTORS_PER_PARTITION} per partition"
+                        "RLIMIT_NOFILE {nofile} minus {reserve} kept for connections, {DESCRIPTORS_PER_PARTITION} per partition"
                     ),
                 )
             }
@@ -209,15 +209,16 @@ mod tests {
             },
             10_000,
         );
-        // 20 000 - 2 500 for connections = 17 500; an eighth of it (2 187)
-        // for open inactive segments.
-        assert_eq!(b.partitions, 15_313, "{}", b.reason);
+        // 20 000 - 2 500 for connections = 17 500; the maps allow
+        // (65 530 - 2 048 - 3 × 2 187 open inactive segments) / 3 = 18 973.
+        assert_eq!(b.partitions, 17_500, "{}", b.reason);
         assert!(b.check(0, 10_000).is_ok());
         let refused = b.check(9_000, 9_000).unwrap_err();
         assert!(
-            refused.contains("15313")
+            refused.contains("17500")
                 && refused.contains("RLIMIT_NOFILE 20000")
-                && refused.contains("2187 for open inactive segments"),
+                && refused.contains("maps would allow 18973")
+                && refused.contains("6561 for open inactive segments"),
             "{refused}"
         );
     }
@@ -240,8 +241,12 @@ mod tests {
             },
             10_000,
         );
-        // 44 left after the reserve; at least 16 open inactive segments.
-        assert_eq!(tiny.partitions, 300 - DESCRIPTOR_RESERVE_MIN - 16);
+        assert_eq!(tiny.partitions, 300 - DESCRIPTOR_RESERVE_MIN);
+        let few = ProcessLimits {
+            nofile: Some(300),
+            max_map_count: 65_530,
+        };
+        assert_eq!(default_open_segments(few, 10_000), 16, "at least 16");
     }
 
     #[test]

@@ -3,22 +3,27 @@
 //!
 //! ```text
 //! active segment    files always open: 1 descriptor (.log), 3 maps; not counted here
-//! inactive segment  closed until read; opened on first use and counted;
-//!                   past `limit` open ones, the least recently used is closed
-//!                   (CLOCK: each use sets the segment's bit, the sweep clears
-//!                   set bits and closes the first segment whose bit is clear)
+//! inactive segment  closed when sealed; on first read its three files are
+//!                   mapped (the descriptors closed right after `mmap`: reads
+//!                   and fetches use the mapping) and counted; past `limit`
+//!                   open ones, the least recently used is unmapped (CLOCK:
+//!                   each use sets the segment's bit, the sweep clears set
+//!                   bits and closes the first segment whose bit is clear)
 //! ```
 //!
 //! Kafka keeps every segment's files open (its indexes are lazy, its
 //! `.log` is not); Redpanda bounds open segment handles. Here a node with
-//! 10 000 partitions of many segments each holds one descriptor per
-//! partition plus at most `limit` more, whatever its data size.
+//! 10 000 partitions of many segments each holds one descriptor and three
+//! maps per partition, plus three maps for each of at most `limit` open
+//! inactive segments, whatever its data size; a descriptor only for the
+//! moment a segment is opened, or a sealed `.log` fsynced.
 //!
 //! # Invariants
-//! - At most `limit` inactive segments hold their files open through
-//!   this budget, plus those a caller is using right now: a reader holding
-//!   a [`crate::FileRegion`] or `Bytes` of a closed segment keeps that one
-//!   file open until it drops them (bounded by the requests in flight).
+//! - At most `limit` inactive segments are mapped through this budget,
+//!   plus those a caller is using right now: a reader holding a
+//!   [`crate::FileRegion`] or `Bytes` of a closed segment keeps that one
+//!   mapping until it drops them (bounded by the requests in flight). No
+//!   inactive segment holds a descriptor between calls.
 //! - No thread holds two slot locks at once, and the ring's lock is never
 //!   held while a slot lock is taken: opening and closing cannot deadlock.
 //! - Closing a segment loses nothing: a dirty index page stays in the page
@@ -156,31 +161,23 @@ pub(crate) struct LazyFiles {
 }
 
 impl LazyFiles {
-    /// A sealed segment's slot, holding `files` open (counted, which may
-    /// close others) or closed when `None`.
+    /// A sealed segment's slot, closed until first read.
     pub(crate) fn new(
         dir: &Path,
         base: Offset,
         size: u64,
         budget: &FileBudget,
-        files: Option<SegmentFiles>,
         indexes_dirty: bool,
     ) -> Arc<Self> {
-        let open = files.is_some();
-        let lazy = Arc::new(Self {
+        Arc::new(Self {
             dir: dir.to_path_buf(),
             base,
             size,
             budget: budget.clone(),
-            slot: Mutex::new(files.map(Arc::new)),
+            slot: Mutex::new(None),
             used: AtomicBool::new(false),
             indexes_dirty: AtomicBool::new(indexes_dirty),
-        });
-        if open {
-            budget.inner.open.fetch_add(1, Ordering::AcqRel);
-            budget.register(&lazy);
-        }
-        lazy
+        })
     }
 
     pub(crate) fn size(&self) -> u64 {
@@ -345,8 +342,9 @@ mod tests {
                 drop(r);
                 let stats = budget.stats();
                 assert!(stats.open <= 2, "{stats:?}");
-                // The `.log`s open: the active one and at most two others.
-                assert!(open_fds_naming(dir.path()) <= 3, "{stats:?}");
+                // Only the active `.log` holds a descriptor: inactive
+                // segments are mapped without one.
+                assert!(open_fds_naming(dir.path()) <= 1, "{stats:?}");
             }
         }
         assert!(budget.stats().closed_total > 0, "{:?}", budget.stats());

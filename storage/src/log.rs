@@ -210,7 +210,7 @@ impl PartitionLog {
             epochs: LeaderEpochCache::empty(dir),
         };
         // Recovery read every segment; the inactive ones close until read.
-        log.release_inactive(false);
+        log.release_inactive();
         if log.damage.is_some() {
             // Left exactly as found: no checkpoint, marker or truncation.
             return Ok((log, created));
@@ -228,12 +228,12 @@ impl PartitionLog {
         Ok((log, created))
     }
 
-    /// Hands every inactive segment's files to the budget (open when
-    /// `keep_open`, else closed until read).
-    fn release_inactive(&mut self, keep_open: bool) {
+    /// Hands every inactive segment's files to the budget, closed until
+    /// read.
+    fn release_inactive(&mut self) {
         let inactive = self.segments.len().saturating_sub(1);
         for seg in self.segments.iter_mut().take(inactive) {
-            seg.release(&self.dir, &self.files, keep_open);
+            seg.release(&self.dir, &self.files);
         }
     }
 
@@ -589,10 +589,10 @@ impl PartitionLog {
             return self.poison_on_err(Err(e));
         }
         self.segments.push(new);
-        // The sealed segment's files stay open (it was just written and
-        // its readers are likely close behind) under the shared budget.
+        // The sealed segment's files close (a reader holding them keeps
+        // them until done); the next read maps them again, descriptor-less.
         if let Some(sealed) = self.segments.iter_mut().rev().nth(1) {
-            sealed.release(&self.dir, &self.files, true);
+            sealed.release(&self.dir, &self.files);
         }
         self.dir_changes += 1;
         self.write_checkpoint()
@@ -946,21 +946,31 @@ mod tests {
         assert_eq!(r.first_offset, Some(Offset(3)));
     }
 
+    /// The active segment's regions carry its descriptor for `sendfile`;
+    /// a sealed segment's are mapped without one (`file_budget.rs`) and
+    /// give the same bytes from the mapping.
     #[test]
     fn regions_expose_the_file_for_sendfile() {
         use std::os::unix::fs::FileExt;
         let dir = tempfile::tempdir().unwrap();
         let log = filled(dir.path(), 12);
-        let r = log.read(Offset(4), 1000, Offset(24), false).unwrap();
+        let r = log.read(Offset(20), 1000, Offset(24), false).unwrap();
         let region = &r.regions[0];
-        assert_eq!((region.position(), region.len()), (800, 800));
+        assert_eq!((region.position(), region.len()), (0, 800));
         let mut via_fd = vec![0u8; 800];
         region
             .file()
+            .expect("the active segment holds its descriptor")
             .read_exact_at(&mut via_fd, region.position())
             .unwrap();
         assert_eq!(&via_fd[..], &region.bytes()[..]);
-        assert!(region.path().ends_with("00000000000000000000.log"));
+        assert!(region.path().ends_with("00000000000000000020.log"));
+        let r = log.read(Offset(4), 1000, Offset(24), false).unwrap();
+        let sealed = &r.regions[0];
+        assert_eq!((sealed.position(), sealed.len()), (800, 800));
+        assert!(sealed.file().is_none(), "a sealed segment holds no descriptor");
+        let on_disk = std::fs::read(dir.path().join("00000000000000000000.log")).unwrap();
+        assert_eq!(&sealed.bytes()[..], &on_disk[800..1600]);
     }
 
     #[test]

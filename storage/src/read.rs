@@ -75,7 +75,7 @@ impl PartitionLog {
             }
             if pos > region_start {
                 info.regions
-                    .push(seg_view.region(region_start, pos - region_start)?);
+                    .push(seg_view.region(region_start, pos - region_start));
             }
             if stop {
                 break;

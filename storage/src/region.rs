@@ -1,17 +1,19 @@
 //! What a read hands out: file regions of whole batches.
 //!
 //! A [`FileRegion`] names `len` bytes at `position` of one segment's `.log`
-//! and holds an `Arc` to the open, mapped file, so the bytes stay readable
-//! (by `sendfile` from [`FileRegion::file`], or as `Bytes` from
-//! [`FileRegion::bytes`]) even after the segment is deleted by retention or
-//! replaced by `truncate_to`.
+//! and holds an `Arc` to the mapped file, so the bytes stay readable (by
+//! `sendfile` from [`FileRegion::file`] when the file holds a descriptor,
+//! or as `Bytes` from [`FileRegion::bytes`]) even after the segment is
+//! deleted by retention or replaced by `truncate_to`. The active segment's
+//! `.log` holds a descriptor; a sealed segment reopened on demand is
+//! mapped with none (`file_budget.rs`), so a fetch reading many old
+//! segments holds maps, not descriptors.
 //!
 //! # Invariants
 //! - A region covers only published bytes of whole batches, and those bytes
 //!   never change while the region exists (see `mmap.rs`).
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,22 +26,22 @@ use crate::offset::Offset;
 #[derive(Debug, Clone)]
 pub struct FileRegion {
     file: Arc<MappedFile>,
-    /// The `.log`'s descriptor (shared, not duplicated).
-    fd: Arc<File>,
+    /// The `.log`'s descriptor (shared, not duplicated); `None` for a
+    /// sealed segment mapped without one.
+    fd: Option<Arc<File>>,
     position: u64,
     len: u64,
 }
 
 impl FileRegion {
-    /// `None` when `file` holds no descriptor (only indexes do not).
-    pub(crate) fn new(file: Arc<MappedFile>, position: u64, len: u64) -> Option<Self> {
-        let fd = Arc::clone(file.file()?);
-        Some(Self {
+    pub(crate) fn new(file: Arc<MappedFile>, position: u64, len: u64) -> Self {
+        let fd = file.file().cloned();
+        Self {
             file,
             fd,
             position,
             len,
-        })
+        }
     }
 
     /// Byte position of the region in its file (the `sendfile` offset).
@@ -56,9 +58,11 @@ impl FileRegion {
         self.len == 0
     }
 
-    /// The open segment file, for `sendfile`.
-    pub fn file(&self) -> &File {
-        &self.fd
+    /// The open segment file, for `sendfile`; `None` when the segment is
+    /// mapped without a descriptor: send [`FileRegion::bytes`] then (one
+    /// copy, page cache → socket, as `sendfile`'s).
+    pub fn file(&self) -> Option<&File> {
+        self.fd.as_deref()
     }
 
     /// The path the file was opened at (it may since be renamed or gone).
@@ -70,12 +74,6 @@ impl FileRegion {
     pub fn bytes(&self) -> Bytes {
         // A region is only built over published bytes, so this cannot miss.
         mmap::bytes(&self.file, self.position, self.len).unwrap_or_default()
-    }
-}
-
-impl AsFd for FileRegion {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
     }
 }
 

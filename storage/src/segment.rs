@@ -93,7 +93,8 @@ impl SegmentFiles {
     /// checked them when the log was opened; they are trimmed to their
     /// entries). The `.log` must be `size` bytes long.
     pub(crate) fn open_sealed(dir: &Path, base: Offset, size: u64) -> Result<Self> {
-        let log = MappedFile::open(&segment_path(dir, base, LOG_EXT), Hold::Descriptor)?;
+        // No descriptor kept: readers get the mapping (see `region.rs`).
+        let log = MappedFile::open(&segment_path(dir, base, LOG_EXT), Hold::MappingOnly)?;
         if log.published() != size {
             return Err(Error::Corrupt {
                 path: log.path().to_path_buf(),
@@ -249,21 +250,16 @@ impl Segment {
         }
     }
 
-    /// Hands a sealed segment's files to `budget`: kept open (counted, the
-    /// least recently used others may close) when `keep_open`, else closed
-    /// until first read. No-op when already lazy.
-    pub(crate) fn release(&mut self, dir: &Path, budget: &FileBudget, keep_open: bool) {
-        let Files::Open(_) = &self.files else {
-            return;
-        };
-        let placeholder = Files::Lazy(LazyFiles::new(dir, self.base, 0, budget, None, false));
-        let Files::Open(files) = std::mem::replace(&mut self.files, placeholder) else {
+    /// Hands a sealed segment's files to `budget`: closed now (descriptor
+    /// and maps released once no reader holds them), reopened mapped, with
+    /// no descriptor, on the next read. No-op when already lazy.
+    pub(crate) fn release(&mut self, dir: &Path, budget: &FileBudget) {
+        let Files::Open(files) = &self.files else {
             return;
         };
         let size = files.log.published();
         let dirty = files.offset_index.is_dirty() || files.time_index.is_dirty();
-        let kept = keep_open.then_some(files);
-        self.files = Files::Lazy(LazyFiles::new(dir, self.base, size, budget, kept, dirty));
+        self.files = Files::Lazy(LazyFiles::new(dir, self.base, size, budget, dirty));
     }
 
     /// Whether a batch of `size` bytes ending at `last` can go here.
@@ -369,6 +365,11 @@ impl Segment {
             self.files_mut()?.time_index.append(max_timestamp, rel)?;
         }
         Ok(())
+    }
+
+    /// [`SegmentView::bytes`].
+    pub(crate) fn bytes(&self, pos: u64, len: u64) -> Result<Bytes> {
+        self.view()?.bytes(pos, len)
     }
 
     /// A reading view: the files opened once for several lookups.
@@ -554,16 +555,10 @@ impl SegmentView<'_> {
         Ok(None)
     }
 
-    /// `len` bytes at `pos` of the `.log`, for `sendfile`. A `.log` always
-    /// holds its descriptor, so the error is for a broken invariant only.
-    pub(crate) fn region(&self, pos: u64, len: u64) -> Result<FileRegion> {
-        FileRegion::new(Arc::clone(self.files.log.shared()), pos, len).ok_or_else(|| {
-            Error::Corrupt {
-                path: self.files.log.path().to_path_buf(),
-                position: pos,
-                reason: "segment file has no open descriptor".to_string(),
-            }
-        })
+    /// `len` bytes at `pos` of the `.log`, for `sendfile` (or a write from
+    /// the mapping, for a sealed segment mapped without a descriptor).
+    pub(crate) fn region(&self, pos: u64, len: u64) -> FileRegion {
+        FileRegion::new(Arc::clone(self.files.log.shared()), pos, len)
     }
 
     pub(crate) fn bytes(&self, pos: u64, len: u64) -> Result<Bytes> {

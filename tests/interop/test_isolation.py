@@ -65,13 +65,13 @@ def test_raised_segment_bytes_then_a_big_batch_keeps_every_topic_online(broker, 
     assert watermarks(broker.bootstrap, other, 1)[0] == (0, 2)
 
 
-def limited_broker(sluice_bin, workdir, nofile):
+def limited_broker(sluice_bin, workdir, nofile, settings=None):
     """A broker whose process may open `nofile` descriptors (soft = hard)."""
     wrapper = workdir / "sluice-limited"
     workdir.mkdir(parents=True, exist_ok=True)
     wrapper.write_text(f"#!/bin/sh\nulimit -n {nofile}\nexec {sluice_bin} \"$@\"\n")
     wrapper.chmod(0o755)
-    b = BrokerProcess(str(wrapper), workdir, {"max.connections": 100000})
+    b = BrokerProcess(str(wrapper), workdir, {"max.connections": 100000, **(settings or {})})
     return b.start()
 
 
@@ -232,5 +232,43 @@ def test_descriptors_exhausted_fail_create_partitions_and_leave_the_count_unchan
     finally:
         for s in hogs:
             s.close()
+        b.close()
+        shutil.rmtree(b.data_dir, ignore_errors=True)
+
+
+def test_more_segments_than_descriptors_are_served_within_the_open_segment_budget(sluice_bin, tmp_path, topic):
+    """Issue 13: inactive segments close when sealed and are mapped again
+    (without a descriptor) when read, at most `log.open.segments.max` at a
+    time, so a broker limited to 400 descriptors serves 60 partitions of 10
+    segments each (1 800 segment files, more than it may open), consumes
+    them all back with librdkafka (fetches of many old segments at once),
+    and restarts, never near its limit."""
+    b = limited_broker(sluice_bin, tmp_path / "segments", 400, {"log.open.segments.max": 16})
+    partitions, rounds = 60, 10
+    try:
+        create_topic(b.bootstrap, topic, partitions, {"segment.bytes": "1024"})
+        p = producer(b.bootstrap, **{"compression.type": "none", "linger.ms": 0})
+        for r in range(rounds):
+            # One batch per partition per round: each fills a 1 KiB segment.
+            for i in range(partitions):
+                p.produce(topic, partition=i, value=f"{r}:{i}:".encode() + b"x" * 700)
+            assert p.flush(30) == 0
+        segments = len(list(b.data_dir.glob(f"{topic}-*/*.log")))
+        assert segments >= partitions * rounds, segments
+        peak = open_fds(b.pid)
+        for start in range(2):
+            records = read_partitions(b.bootstrap, topic, partitions)
+            for i in range(partitions):
+                values = [r.value for r in records[i]]
+                assert values == [f"{r}:{i}:".encode() + b"x" * 700 for r in range(rounds)], (start, i)
+            peak = max(peak, open_fds(b.pid))
+            metrics = b.log()  # the broker is alive and logged no offline directory
+            assert "log directory is now offline" not in metrics, b.log_tail()
+            assert "Too many open files" not in b.log(), b.log_tail()
+            if start == 0:
+                b.terminate()
+                b.start()
+        assert peak < 400, peak
+    finally:
         b.close()
         shutil.rmtree(b.data_dir, ignore_errors=True)

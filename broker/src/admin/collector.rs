@@ -557,25 +557,25 @@ fn broker_state(e: &mut DescriptorEncoder, broker: &Broker) -> fmt::Result {
     gauge(
         e,
         "sluice_open_segments",
-        "Inactive segments whose files are open now (one descriptor, three maps each).",
+        "Inactive segments mapped now (three maps each, no descriptor).",
         long(files.open),
     )?;
     gauge(
         e,
         "sluice_open_segments_max",
-        "Most inactive segments kept open (log.open.segments.max).",
+        "Most inactive segments kept mapped (log.open.segments.max).",
         long(files.limit),
     )?;
     counter(
         e,
         "sluice_segment_opens",
-        "Inactive segments opened on demand (a read of a closed segment).",
+        "Inactive segments mapped on demand (a read of a closed segment).",
         files.opened_total,
     )?;
     counter(
         e,
         "sluice_segment_closes",
-        "Inactive segments closed to stay within log.open.segments.max.",
+        "Inactive segments unmapped to stay within log.open.segments.max.",
         files.closed_total,
     )?;
     if let Some(disk) = DiskUsage::of(&broker.config().data_dir) {

@@ -866,7 +866,7 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         ConfigType::Int,
         Unit::None,
         |c| Some(c.log_open_segments_max.to_string()),
-        "Inactive segments whose files stay open, across partitions (one descriptor and three memory maps each); the least recently read are closed and reopened on demand. 0 takes an eighth of the descriptors left after the connection reserve (RLIMIT_NOFILE).",
+        "Inactive segments kept mapped, across partitions (three memory maps each, no descriptor); the least recently read are unmapped and mapped again on demand. 0 takes an eighth of the partitions RLIMIT_NOFILE allows after the connection reserve (at most an eighth of what vm.max_map_count allows).",
     )
     .range(0, I32_MAX),
     broker(

@@ -252,7 +252,7 @@ impl CleaningInput {
         for batch in &kept {
             let view = RecordBatchView::parse(batch, limits::MAX_STORED_BATCH_BYTES)
                 .map_err(|e| self.invalid(e))?;
-            new.log.append(batch)?;
+            new.files_mut()?.log.append(batch)?;
             new.note_batch(pos, BatchMeta::of(&view), &self.config)?;
             pos += batch.len() as u64;
             if !throttle.account(batch.len() as u64) {
@@ -261,7 +261,7 @@ impl CleaningInput {
             }
         }
         new.seal()?;
-        new.log.shared().sync_data()?;
+        new.files_mut()?.log.shared().sync_data()?;
         new.sync_indexes()?;
         Ok(Some(CleanedSegment {
             segment: new,

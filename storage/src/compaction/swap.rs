@@ -187,11 +187,14 @@ impl PartitionLog {
                 return Ok(());
             }
         }
-        new.log
+        let files = new.files_mut()?;
+        files
+            .log
             .renamed_exclusive(&segment::segment_path(&self.dir, base, LOG_EXT))?;
-        new.offset_index
+        files
+            .offset_index
             .renamed_exclusive(&segment::segment_path(&self.dir, base, INDEX_EXT))?;
-        new.time_index.renamed_exclusive(&segment::segment_path(
+        files.time_index.renamed_exclusive(&segment::segment_path(
             &self.dir,
             base,
             TIME_INDEX_EXT,
@@ -199,6 +202,8 @@ impl PartitionLog {
         std::fs::remove_dir(&swap_dir).map_err(|e| Error::io("rmdir", &swap_dir, e))?;
         checkpoint::sync_dir(&self.dir)?;
         new.flushed_bytes = new.size();
+        // Sealed: its files close until read, under the shared budget.
+        new.release(&self.dir, &self.files);
         if let Some(slot) = self.segments.get_mut(i) {
             *slot = new;
         }
