@@ -306,6 +306,16 @@ mod tests {
     use crate::test_util::{TS, batch, small_config};
     use crate::{LeaderEpoch, PartitionLog};
 
+    fn open_with(dir: &Path, budget: &FileBudget) -> PartitionLog {
+        PartitionLog::open_with_budget(
+            dir,
+            small_config(),
+            crate::LogDirHealth::new(dir),
+            budget.clone(),
+        )
+        .unwrap()
+    }
+
     fn open_fds_naming(dir: &Path) -> usize {
         std::fs::read_dir("/proc/self/fd")
             .unwrap()
@@ -321,13 +331,7 @@ mod tests {
     fn inactive_segments_open_on_demand_within_the_budget() {
         let dir = tempfile::tempdir().unwrap();
         let budget = FileBudget::new(2);
-        let mut log = PartitionLog::open_with_budget(
-            dir.path(),
-            small_config(),
-            crate::LogDirHealth::new(dir.path()),
-            budget.clone(),
-        )
-        .unwrap();
+        let mut log = open_with(dir.path(), &budget);
         // Two batches per 4 KiB segment: ten segments.
         for i in 0..20 {
             log.append_as_leader(&batch(0, 1, TS + i, 1900), LeaderEpoch(0), 0)
@@ -350,13 +354,7 @@ mod tests {
         assert!(budget.stats().closed_total > 0, "{:?}", budget.stats());
         log.close().unwrap();
         assert_eq!(budget.stats().open, 0);
-        let log = PartitionLog::open_with_budget(
-            dir.path(),
-            small_config(),
-            crate::LogDirHealth::new(dir.path()),
-            budget.clone(),
-        )
-        .unwrap();
+        let log = open_with(dir.path(), &budget);
         assert_eq!(
             budget.stats().open,
             0,
@@ -374,13 +372,7 @@ mod tests {
     fn a_refused_descriptor_on_a_lazy_open_fails_the_read_alone() {
         let dir = tempfile::tempdir().unwrap();
         let budget = FileBudget::new(1);
-        let mut log = PartitionLog::open_with_budget(
-            dir.path(),
-            small_config(),
-            crate::LogDirHealth::new(dir.path()),
-            budget,
-        )
-        .unwrap();
+        let mut log = open_with(dir.path(), &budget);
         for i in 0..6 {
             log.append_as_leader(&batch(0, 1, TS + i, 1900), LeaderEpoch(0), 0)
                 .unwrap();

@@ -968,7 +968,10 @@ mod tests {
         let r = log.read(Offset(4), 1000, Offset(24), false).unwrap();
         let sealed = &r.regions[0];
         assert_eq!((sealed.position(), sealed.len()), (800, 800));
-        assert!(sealed.file().is_none(), "a sealed segment holds no descriptor");
+        assert!(
+            sealed.file().is_none(),
+            "a sealed segment holds no descriptor"
+        );
         let on_disk = std::fs::read(dir.path().join("00000000000000000000.log")).unwrap();
         assert_eq!(&sealed.bytes()[..], &on_disk[800..1600]);
     }

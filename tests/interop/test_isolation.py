@@ -157,15 +157,7 @@ def test_descriptors_exhausted_fail_one_creation_and_the_broker_recovers(sluice_
         with kafka_wire.Connection(b.address) as conn:
             assert kafka_wire.produce(conn, steady, 0, kafka_wire.record_batch(
                 [kafka_wire.Record(b"k", b"v0")], base_timestamp=1_700_000_000_000)).error_code == 0
-            # Idle connections until the broker has no descriptor left.
-            deadline = time.monotonic() + 30
-            while open_fds(b.pid) < 400 and time.monotonic() < deadline:
-                s = socket.create_connection(b.address)
-                hogs.append(s)
-                if len(hogs) % 20 == 0:
-                    time.sleep(0.2)  # let the broker accept them
-            time.sleep(0.5)
-            assert open_fds(b.pid) >= 399, open_fds(b.pid)
+            hogs = hog_descriptors(b, 400)
             code, message = create_topics_raw(conn, topic, 8)
             assert code == KAFKA_STORAGE_ERROR, (code, message)
             assert "Too many open files" in (message or "") and "retriable" in message, message
