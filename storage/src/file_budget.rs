@@ -24,6 +24,8 @@
 //!   [`crate::FileRegion`] or `Bytes` of a closed segment keeps that one
 //!   mapping until it drops them (bounded by the requests in flight). No
 //!   inactive segment holds a descriptor between calls.
+//! - The ring holds one entry per open slot plus entries of slots since
+//!   dropped, pruned whenever it passes twice the limit: bounded.
 //! - No thread holds two slot locks at once, and the ring's lock is never
 //!   held while a slot lock is taken: opening and closing cannot deadlock.
 //! - Closing a segment loses nothing: a dirty index page stays in the page
@@ -111,6 +113,12 @@ impl FileBudget {
         let mut victims = Vec::new();
         if let Ok(mut ring) = inner.ring.lock() {
             ring.push_back(Arc::downgrade(slot));
+            // Entries of segments since deleted or rewritten are skipped by
+            // sweeps, which only run past the limit: prune them here so the
+            // ring stays within twice the limit (plus the slot just added).
+            if ring.len() > inner.limit.saturating_mul(2) {
+                ring.retain(|w| w.strong_count() > 0);
+            }
             let mut excess = inner
                 .open
                 .load(Ordering::Acquire)
@@ -364,6 +372,29 @@ mod tests {
         assert_eq!(r.regions.len(), log.segment_count());
         assert_eq!(crate::test_util::batch_ranges(&r).len(), 20);
         assert!(budget.stats().open <= 2);
+    }
+
+    /// Segments opened and then dropped (retention, a closed log) leave no
+    /// unbounded trail in the ring, also while the budget is never full.
+    #[test]
+    fn the_ring_stays_bounded_while_segments_come_and_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = FileBudget::new(4);
+        let mut log = open_with(dir.path(), &budget);
+        for i in 0..6 {
+            log.append_as_leader(&batch(0, 1, TS + i, 1900), LeaderEpoch(0), 0)
+                .unwrap();
+        }
+        log.close().unwrap();
+        for _ in 0..20 {
+            let log = open_with(dir.path(), &budget);
+            let r = log.read(Offset(0), 1, Offset(6), true).unwrap();
+            assert_eq!(r.first_offset, Some(Offset(0)));
+            drop((r, log));
+            let ring = budget.inner.ring.lock().unwrap().len();
+            assert!(ring <= 2 * 4 + 1, "{ring}");
+        }
+        assert_eq!(budget.stats().open, 0);
     }
 
     /// A refused descriptor while opening an inactive segment fails that
