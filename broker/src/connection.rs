@@ -17,9 +17,11 @@
 //! # Copies
 //! Produce: the kernel copies the request into our read buffer; the batch
 //! bytes are then copied once, into the mapped segment (zero further
-//! copies: decoding slices the frame). Fetch: record bytes go from the page
-//! cache to the socket with `sendfile`, never entering user space; only the
-//! response head is encoded in memory.
+//! copies: decoding slices the frame). Fetch (consumers and followers alike):
+//! record bytes go from the page cache to the socket, one kernel copy and
+//! none through a user-space buffer: `sendfile` from the active segment,
+//! `write` from the mapping of a sealed one (mapped without a descriptor);
+//! only the response head is encoded in memory.
 //!
 //! # Limits
 //! - A frame above `socket.request.max.bytes` (or above the whole

@@ -23,8 +23,11 @@
 //! FETCH_SESSION_ID_NOT_FOUND.
 //!
 //! # Copies
-//! Zero for record bytes: they go from the page cache to the socket by
-//! `sendfile`. Only the partition headers are encoded in memory.
+//! Zero in user space for record bytes: the kernel copies them once, page
+//! cache → socket, by `sendfile` from the active segment's descriptor or by
+//! `write` from a sealed segment's mapping (it holds no descriptor,
+//! `storage::file_budget`). Only the partition headers are encoded in
+//! memory.
 //!
 //! # Limits
 //! - `max_bytes` (whole response) and `partition_max_bytes` as the client

@@ -18,7 +18,9 @@
 //! NOT_LEADER_OR_FOLLOWER otherwise, as for consumers).
 //!
 //! # Copies
-//! Zero for record bytes, as for consumers: `sendfile` from the segment.
+//! As for consumers (same `respond` path): zero in user space; the kernel
+//! copies record bytes once, page cache → socket (`sendfile` from the
+//! active segment, `write` from a sealed segment's mapping).
 //!
 //! # Limits
 //! The request's `max_bytes` and `partition_max_bytes`, capped as for
