@@ -47,7 +47,8 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer_host: &Arc<str>) 
         }
     };
     let api = request.api_key as i16;
-    METRICS.requests.received(api, request.api_version());
+    let version = request.api_version();
+    METRICS.requests.received(api, version);
     let started = Instant::now();
     let context = RequestContext {
         host: Arc::clone(peer_host),
@@ -63,12 +64,12 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer_host: &Arc<str>) 
         let kind = format!("{:?} connection closed", request.api_key);
         client_errors::report(who, &kind, reason);
     }
-    measured(api, started, reply)
+    measured(api, version, started, reply)
 }
 
 /// Counts the reply: a close as an error, an answer with its latency (a
 /// deferred answer when it is ready).
-fn measured(api: i16, started: Instant, reply: Reply) -> Reply {
+fn measured(api: i16, version: i16, started: Instant, reply: Reply) -> Reply {
     match reply {
         Reply::Close(reason) => {
             METRICS.requests.closed(api);
@@ -76,11 +77,11 @@ fn measured(api: i16, started: Instant, reply: Reply) -> Reply {
         }
         Reply::Later(future) => Reply::Later(Box::pin(async move {
             let out = future.await;
-            METRICS.requests.answered(api, started.elapsed());
+            METRICS.requests.answered(api, version, started.elapsed());
             out
         })),
         now @ (Reply::Now(_) | Reply::Nothing) => {
-            METRICS.requests.answered(api, started.elapsed());
+            METRICS.requests.answered(api, version, started.elapsed());
             now
         }
     }

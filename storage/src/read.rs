@@ -58,6 +58,7 @@ impl PartitionLog {
                 continue;
             };
             let region_start = pos;
+            let mut region_records = 0;
             let mut stop = false;
             while pos < seg.size() {
                 let meta = seg_view.batch_at(pos)?;
@@ -71,11 +72,15 @@ impl PartitionLog {
                 info.first_offset.get_or_insert(meta.base);
                 info.bytes += meta.size;
                 info.next_offset = meta.last.next();
+                region_records += meta.records;
                 pos += meta.size;
             }
             if pos > region_start {
-                info.regions
-                    .push(seg_view.region(region_start, pos - region_start));
+                info.regions.push(seg_view.region(
+                    region_start,
+                    pos - region_start,
+                    region_records,
+                ));
             }
             if stop {
                 break;

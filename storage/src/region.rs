@@ -31,16 +31,20 @@ pub struct FileRegion {
     fd: Option<Arc<File>>,
     position: u64,
     len: u64,
+    /// Records in the region's batches (their headers' counts, summed by
+    /// the read that walked them: the `records out` metric).
+    records: u64,
 }
 
 impl FileRegion {
-    pub(crate) fn new(file: Arc<MappedFile>, position: u64, len: u64) -> Self {
+    pub(crate) fn new(file: Arc<MappedFile>, position: u64, len: u64, records: u64) -> Self {
         let fd = file.file().cloned();
         Self {
             file,
             fd,
             position,
             len,
+            records,
         }
     }
 
@@ -56,6 +60,11 @@ impl FileRegion {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Records in the region's batches, as their headers count them.
+    pub fn records(&self) -> u64 {
+        self.records
     }
 
     /// The open segment file, for `sendfile`; `None` when the segment is

@@ -54,6 +54,9 @@ pub(crate) struct BatchMeta {
     pub(crate) last: Offset,
     pub(crate) size: u64,
     pub(crate) max_timestamp: i64,
+    /// The header's record count (what a consumer receives of it; 0 for a
+    /// header that claims a negative count).
+    pub(crate) records: u64,
 }
 
 impl BatchMeta {
@@ -63,6 +66,7 @@ impl BatchMeta {
             last: Offset(view.last_offset()),
             size: view.size() as u64,
             max_timestamp: view.max_timestamp(),
+            records: u64::try_from(view.records_count()).unwrap_or(0),
         }
     }
 }
@@ -555,10 +559,11 @@ impl SegmentView<'_> {
         Ok(None)
     }
 
-    /// `len` bytes at `pos` of the `.log`, for `sendfile` (or a write from
-    /// the mapping, for a sealed segment mapped without a descriptor).
-    pub(crate) fn region(&self, pos: u64, len: u64) -> FileRegion {
-        FileRegion::new(Arc::clone(self.files.log.shared()), pos, len)
+    /// `len` bytes at `pos` of the `.log` holding `records` records, for
+    /// `sendfile` (or a write from the mapping, for a sealed segment mapped
+    /// without a descriptor).
+    pub(crate) fn region(&self, pos: u64, len: u64, records: u64) -> FileRegion {
+        FileRegion::new(Arc::clone(self.files.log.shared()), pos, len, records)
     }
 
     pub(crate) fn bytes(&self, pos: u64, len: u64) -> Result<Bytes> {

@@ -131,12 +131,12 @@ fn requests(e: &mut DescriptorEncoder) -> fmt::Result {
     }
     let mut m = e.encode_descriptor(
         "sluice_request_duration_seconds",
-        "Time from a request's last byte read to its response ready to write, per API (includes acks=all and fetch waits).",
+        "Time from a request's last byte read to its response ready to write, per API and version (includes acks=all and fetch waits).",
         None,
         MetricType::Histogram,
     )?;
-    for (api, h) in r.latencies() {
-        let labels = [("api", api_name(api))];
+    for (api, version, h) in r.latencies() {
+        let labels = [("api", api_name(api)), ("version", version.to_string())];
         let (sum, count, buckets) = h.snapshot();
         m.encode_family(&labels)?
             .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
@@ -435,12 +435,13 @@ fn topic_traffic(e: &mut DescriptorEncoder, rows: &[PartitionRow]) -> fmt::Resul
                 sum.bytes_in += r.traffic.bytes_in;
                 sum.records_in += r.traffic.records_in;
                 sum.bytes_out += r.traffic.bytes_out;
+                sum.records_out += r.traffic.records_out;
             }
             _ => topics.push((Arc::clone(&r.topic), r.traffic)),
         }
     }
     type Field = fn(&Traffic) -> u64;
-    let series: [(&str, &str, Field); 3] = [
+    let series: [(&str, &str, Field); 4] = [
         (
             "sluice_topic_bytes_in",
             "Record batch bytes appended by producers, per topic.",
@@ -453,8 +454,13 @@ fn topic_traffic(e: &mut DescriptorEncoder, rows: &[PartitionRow]) -> fmt::Resul
         ),
         (
             "sluice_topic_bytes_out",
-            "Record batch bytes sent to consumers and followers, per topic.",
+            "Record batch bytes sent to consumers (not followers), per topic.",
             |t| t.bytes_out,
+        ),
+        (
+            "sluice_topic_records_out",
+            "Records sent to consumers (not followers), per topic; whole batches, as sent.",
+            |t| t.records_out,
         ),
     ];
     for (name, help, field) in series {

@@ -3,9 +3,9 @@
 //!
 //! | what | where it is counted | cost on the path |
 //! |---|---|---|
-//! | requests per API and version, latency per API, closed requests | `dispatch.rs` (one call per request) | 2–3 relaxed atomic adds |
+//! | requests and latency per API and version, closed requests | `dispatch.rs` (one call per request) | about 4 relaxed atomic adds and a bucket search over 16 bounds |
 //! | connections accepted / refused, open | `server.rs` accept loop | 1 atomic add per connection |
-//! | bytes and records in, bytes out, per partition | `handlers/produce.rs`, `handlers/fetch.rs` into [`PartitionTraffic`] | 1–2 relaxed atomic adds per partition per request |
+//! | bytes and records in, bytes and records out (consumer fetches only), per partition | `handlers/produce.rs`, `handlers/fetch.rs` into [`PartitionTraffic`] | 2 relaxed atomic adds per partition per request (records out are summed by the read's own walk of the batch headers) |
 //! | fdatasync latency, partitions per group commit | `replica/flusher.rs` (one call per flush round) | a few atomic adds per round |
 //! | produce requests and bytes waiting for a flush or replication, parked long-poll fetches | `handlers/produce.rs`, `handlers/fetch.rs`, `handlers/replica_fetch.rs` through [`Parked`] | 1–2 atomic adds when a request parks, the same when it leaves |
 //!
@@ -22,6 +22,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// False in a build with the `request-metrics-off` feature: every update
+/// on the request path (requests, latency, traffic, parked requests)
+/// returns at once and is compiled out, so `sluice-bench` can compare a
+/// broker with and without them (docs/benchmarks.md). Scrapes still work
+/// and show zeros.
+pub const REQUEST_METRICS: bool = !cfg!(feature = "request-metrics-off");
 
 /// API keys counted one by one; Kafka's keys are below 100.
 pub const API_KEYS: usize = 128;
@@ -89,14 +96,20 @@ impl<const N: usize> AtomicHistogram<N> {
     }
 }
 
-/// Requests per (API key, version), latency per API key.
+/// Requests and their latency per (API key, version).
+///
+/// The latency table is 128 × 24 histograms of 160 bytes (480 KiB of
+/// static memory in the binary's data section; a page is copied into the
+/// process only when a request of an API/version on it is answered); a scrape
+/// writes only the (API, version) pairs answered at least once, so the
+/// series are bounded by what clients send, at most 24 per API.
 #[derive(Debug)]
 pub struct RequestMetrics {
     count: [[AtomicU64; API_VERSIONS]; API_KEYS],
     /// Requests that closed the connection instead of being answered
     /// (undecodable, unserved version, response that does not encode).
     closed: [AtomicU64; API_KEYS],
-    latency: [AtomicHistogram<16>; API_KEYS],
+    latency: [[AtomicHistogram<16>; API_VERSIONS]; API_KEYS],
 }
 
 impl RequestMetrics {
@@ -104,7 +117,8 @@ impl RequestMetrics {
         Self {
             count: [const { [const { AtomicU64::new(0) }; API_VERSIONS] }; API_KEYS],
             closed: [const { AtomicU64::new(0) }; API_KEYS],
-            latency: [const { AtomicHistogram::new(&LATENCY_BUCKETS_SECONDS) }; API_KEYS],
+            latency: [const { [const { AtomicHistogram::new(&LATENCY_BUCKETS_SECONDS) }; API_VERSIONS] };
+                API_KEYS],
         }
     }
 
@@ -114,23 +128,37 @@ impl RequestMetrics {
             .min(API_KEYS - 1)
     }
 
+    fn version_slot(version: i16) -> usize {
+        usize::try_from(version)
+            .unwrap_or(API_VERSIONS - 1)
+            .min(API_VERSIONS - 1)
+    }
+
     /// One request of `api_key` v`version` arrived.
     pub fn received(&self, api_key: i16, version: i16) {
-        let version = usize::try_from(version)
-            .unwrap_or(API_VERSIONS - 1)
-            .min(API_VERSIONS - 1);
+        if !REQUEST_METRICS {
+            return;
+        }
         if let Some(c) = self
             .count
             .get(Self::slot(api_key))
-            .and_then(|row| row.get(version))
+            .and_then(|row| row.get(Self::version_slot(version)))
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// A request of `api_key` was answered `elapsed` after it was read.
-    pub fn answered(&self, api_key: i16, elapsed: Duration) {
-        if let Some(h) = self.latency.get(Self::slot(api_key)) {
+    /// A request of `api_key` v`version` was answered `elapsed` after it
+    /// was read.
+    pub fn answered(&self, api_key: i16, version: i16, elapsed: Duration) {
+        if !REQUEST_METRICS {
+            return;
+        }
+        if let Some(h) = self
+            .latency
+            .get(Self::slot(api_key))
+            .and_then(|row| row.get(Self::version_slot(version)))
+        {
             h.observe(elapsed.as_secs_f64());
         }
     }
@@ -160,12 +188,15 @@ impl RequestMetrics {
         })
     }
 
-    /// `(api_key, histogram)` of the APIs that were answered at least once.
-    pub fn latencies(&self) -> impl Iterator<Item = (usize, &AtomicHistogram<16>)> + '_ {
-        self.latency
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| h.count.load(Ordering::Relaxed) > 0)
+    /// `(api_key, version, histogram)` of the (API, version) pairs that
+    /// were answered at least once.
+    pub fn latencies(&self) -> impl Iterator<Item = (usize, usize, &AtomicHistogram<16>)> + '_ {
+        self.latency.iter().enumerate().flat_map(|(api, row)| {
+            row.iter()
+                .enumerate()
+                .filter(|(_, h)| h.count.load(Ordering::Relaxed) > 0)
+                .map(move |(v, h)| (api, v, h))
+        })
     }
 }
 
@@ -287,6 +318,9 @@ pub struct Parked {
 
 impl Parked {
     fn hold(count: &'static AtomicU64, bytes: Option<(&'static AtomicU64, u64)>) -> Self {
+        if !REQUEST_METRICS {
+            return Self { count, bytes: None };
+        }
         count.fetch_add(1, Ordering::Relaxed);
         if let Some((gauge, n)) = bytes {
             gauge.fetch_add(n, Ordering::Relaxed);
@@ -297,6 +331,9 @@ impl Parked {
 
 impl Drop for Parked {
     fn drop(&mut self) {
+        if !REQUEST_METRICS {
+            return;
+        }
         self.count.fetch_sub(1, Ordering::Relaxed);
         if let Some((gauge, n)) = self.bytes {
             gauge.fetch_sub(n, Ordering::Relaxed);
@@ -348,6 +385,7 @@ pub struct PartitionTraffic {
     bytes_in: AtomicU64,
     records_in: AtomicU64,
     bytes_out: AtomicU64,
+    records_out: AtomicU64,
 }
 
 /// A snapshot of [`PartitionTraffic`].
@@ -356,19 +394,29 @@ pub struct Traffic {
     pub bytes_in: u64,
     pub records_in: u64,
     pub bytes_out: u64,
+    pub records_out: u64,
 }
 
 impl PartitionTraffic {
     /// A produced batch of `bytes` holding `records` records was appended.
     pub fn produced(&self, bytes: usize, records: i64) {
+        if !REQUEST_METRICS {
+            return;
+        }
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
         self.records_in
             .fetch_add(u64::try_from(records).unwrap_or(0), Ordering::Relaxed);
     }
 
-    /// A fetch is sending `bytes` of this partition's records.
-    pub fn fetched(&self, bytes: u64) {
+    /// A consumer fetch is sending `bytes` of this partition's batches,
+    /// holding `records` records (whole batches: the first may start below
+    /// the fetch offset). Follower fetches are not counted here.
+    pub fn fetched(&self, bytes: u64, records: u64) {
+        if !REQUEST_METRICS {
+            return;
+        }
         self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.records_out.fetch_add(records, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> Traffic {
@@ -376,6 +424,7 @@ impl PartitionTraffic {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             records_in: self.records_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
         }
     }
 }
@@ -444,5 +493,19 @@ mod tests {
                 (API_KEYS - 1, API_VERSIONS - 1, 1)
             ]
         );
+    }
+
+    #[test]
+    fn latency_is_kept_per_api_and_version() {
+        let m = RequestMetrics::new();
+        m.answered(1, 12, Duration::from_millis(3));
+        m.answered(1, 12, Duration::from_millis(30));
+        m.answered(1, 4, Duration::from_micros(10));
+        m.answered(3, 900, Duration::from_secs(1));
+        let got: Vec<_> = m
+            .latencies()
+            .map(|(api, v, h)| (api, v, h.snapshot().1))
+            .collect();
+        assert_eq!(got, [(1, 4, 1), (1, 12, 2), (3, API_VERSIONS - 1, 1)]);
     }
 }

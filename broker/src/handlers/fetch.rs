@@ -236,9 +236,11 @@ fn read_partition(
     };
     match replica.read(offset, max_bytes, first, current_leader_epoch) {
         Ok(read) => {
-            replica
-                .traffic()
-                .fetched(read.regions.iter().map(|r| r.len()).sum());
+            let (bytes, records) = read
+                .regions
+                .iter()
+                .fold((0, 0), |(b, n), r| (b + r.len(), n + r.records()));
+            replica.traffic().fetched(bytes, records);
             PartitionRead {
                 partition,
                 error: None,
