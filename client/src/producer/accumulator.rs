@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sluice_protocol::RECORD_BATCH_HEADER_BYTES;
 use sluice_protocol::batch_builder::ProducerIdentity;
 use sluice_protocol::batch_writer::{BatchWriter, RecordParts};
 
@@ -96,6 +97,10 @@ struct PartitionQueue {
 /// Settings that shape batches.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchOptions {
+    /// Bytes of a whole batch, its 61-byte header included (Kafka's
+    /// `batch.size`, as its `MemoryRecordsBuilder::hasRoomFor` counts it):
+    /// with `batch_size` at the broker's `message.max.bytes` or below, a
+    /// batch of many records is never refused as too large.
     pub batch_size: usize,
     pub linger: Duration,
     pub compression: Compression,
@@ -127,6 +132,15 @@ pub struct Drained {
 pub struct Released {
     pub buffer_bytes: usize,
     pub records: usize,
+}
+
+impl BatchOptions {
+    /// Room for encoded records in a batch: `batch_size` less the header.
+    fn records_bytes_max(&self) -> usize {
+        self.batch_size
+            .saturating_sub(RECORD_BATCH_HEADER_BYTES)
+            .max(1)
+    }
 }
 
 impl Accumulator {
@@ -201,7 +215,7 @@ impl Accumulator {
             Some(open) => open,
             None => {
                 wake = true;
-                let mut writer = BatchWriter::new(options.batch_size);
+                let mut writer = BatchWriter::new(options.records_bytes_max());
                 // An empty batch takes any record.
                 let appended = writer.try_append(record);
                 debug_assert!(appended);
@@ -215,7 +229,7 @@ impl Accumulator {
         };
         open.buffer_bytes += buffer_bytes;
         let future = open.resolver.future(open.writer.record_count() - 1);
-        if open.writer.records_bytes() >= options.batch_size {
+        if open.writer.records_bytes() >= options.records_bytes_max() {
             wake = true;
         }
         Ok((future, wake))
@@ -239,7 +253,7 @@ impl Accumulator {
                 let slot_free = queue.in_flight + queue.sealed.len() < limit;
                 if let Some(open) = &queue.open {
                     let deadline = open.created + options.linger;
-                    let full = open.writer.records_bytes() >= options.batch_size;
+                    let full = open.writer.records_bytes() >= options.records_bytes_max();
                     if force || full || (slot_free && deadline <= now) {
                         if let Err((released, _)) = seal(queue, &options) {
                             failed.push(released);
@@ -358,6 +372,117 @@ fn seal(
             let e = protocol(format!("record batch does not encode: {e}"));
             open.resolver.resolve(Err(e.clone()));
             Err((released, e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(batch_size: usize) -> BatchOptions {
+        BatchOptions {
+            batch_size,
+            linger: Duration::ZERO,
+            compression: Compression::None,
+            producer: ProducerIdentity { id: 7, epoch: 0 },
+            idempotent: true,
+            in_flight_max: 5,
+        }
+    }
+
+    fn append_n(acc: &mut Accumulator, n: usize, value: &[u8]) -> Vec<DeliveryFuture> {
+        (0..n)
+            .map(|i| {
+                let parts = RecordParts {
+                    timestamp: 1_700_000_000_000 + i as i64,
+                    key: None,
+                    value: Some(value),
+                    headers: &[],
+                };
+                acc.append("t", 0, 1, &parts, value.len() + 36)
+                    .map_err(|(_, e)| e)
+                    .expect("appends")
+                    .0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_with_its_header_fits_batch_size() {
+        // 100 B records fill 1 MiB of record bytes with none to spare: the
+        // header must come out of batch_size, or the batch is 1 MiB + 61
+        // and the broker (message.max.bytes 1 MiB + 12) refuses it.
+        for (value_bytes, batch_size) in [(100, 1 << 20), (1024, 1 << 20), (100, 16 * 1024)] {
+            let mut acc = Accumulator::new(options(batch_size));
+            let value = vec![b'v'; value_bytes];
+            let n = 3 * batch_size / value_bytes;
+            let _handles = append_n(&mut acc, n, &value);
+            let ready = acc.drain(Instant::now(), true).ready;
+            let mut total = 0;
+            for batch in &ready {
+                assert!(
+                    batch.data.len() <= batch_size,
+                    "{value_bytes} B records: a batch of {} bytes > batch_size {batch_size}",
+                    batch.data.len()
+                );
+                total += batch.records;
+            }
+            // In flight at most 5: every batch of the three-and-a-bit came out.
+            assert_eq!(
+                total, n,
+                "{value_bytes} B records in batches of {batch_size}"
+            );
+            assert!(ready.len() >= 3, "{} batches", ready.len());
+        }
+    }
+
+    #[test]
+    fn sequences_run_on_across_batches_and_a_requeued_batch_keeps_its_place() {
+        let mut acc = Accumulator::new(options(4096));
+        let value = [b'x'; 100];
+        let _handles = append_n(&mut acc, 300, &value);
+        let mut ready = acc.drain(Instant::now(), true).ready;
+        assert_eq!(ready.len(), 5, "five in flight at most");
+        let base_sequence = |b: &SealedBatch| {
+            sluice_protocol::RecordBatchView::parse(&b.data, usize::MAX)
+                .expect("a batch")
+                .base_sequence()
+        };
+        let mut expected = 0;
+        for b in &ready {
+            assert_eq!(base_sequence(b), expected);
+            expected += i32::try_from(b.records).expect("fits");
+        }
+        // The second batch fails: the third..fifth are answered
+        // OUT_OF_ORDER and come back too, in any order. Each goes back to
+        // its place; only one batch goes out at a time until one succeeds.
+        let tp = ready[0].tp.clone();
+        let rest = ready.split_off(1);
+        acc.complete(&tp, true);
+        for b in rest.into_iter().rev() {
+            acc.requeue(b);
+        }
+        let again = acc.drain(Instant::now(), false).ready;
+        assert_eq!(again.len(), 1, "one batch at a time while recovering");
+        let first_records = i32::try_from(ready[0].records).expect("fits");
+        assert_eq!(
+            base_sequence(&again[0]),
+            first_records,
+            "the failed batch first"
+        );
+        assert!(acc.drain(Instant::now(), false).ready.is_empty());
+        acc.complete(&tp, true);
+        let after = acc.drain(Instant::now(), false).ready;
+        assert_eq!(
+            after.len(),
+            5,
+            "back to five in flight once one is acknowledged"
+        );
+        let mut next = base_sequence(&again[0]) + i32::try_from(again[0].records).expect("fits");
+        for b in &after {
+            assert_eq!(base_sequence(b), next, "in sequence order, bytes kept");
+            next += i32::try_from(b.records).expect("fits");
         }
     }
 }
