@@ -30,8 +30,8 @@ pub fn now_ns() -> u64 {
 }
 
 /// Appends the binary stamp.
-pub fn put_binary(buf: &mut Vec<u8>, ns: u64) {
-    buf.extend_from_slice(&ns.to_le_bytes());
+pub fn put_binary(buf: &mut impl bytes::BufMut, ns: u64) {
+    buf.put_slice(&ns.to_le_bytes());
 }
 
 /// Appends `{"ts":<19 digits>`.

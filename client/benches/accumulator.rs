@@ -11,6 +11,7 @@
 // A benchmark harness: a failed append is a broken benchmark.
 #![allow(clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,6 +37,7 @@ fn append_seal_drain(c: &mut Criterion) {
             in_flight_max: usize::MAX,
         };
         let id = BenchmarkId::new(format!("{value_bytes}B"), format!("batch {batch_size}"));
+        let topic: Arc<str> = Arc::from("bench");
         group.bench_function(id, |b| {
             b.iter(|| {
                 let mut acc = Accumulator::new(options);
@@ -47,8 +49,10 @@ fn append_seal_drain(c: &mut Criterion) {
                         value: Some(&value),
                         headers: &[],
                     };
+                    // As `Producer::send` does: the topic found by its `Arc`.
+                    let t = acc.topic(&topic);
                     let (handle, _) = acc
-                        .append("bench", 0, 1, &parts, value_bytes + 36)
+                        .append(t, 0, 1, &parts, value_bytes + 36)
                         .map_err(|(_, e)| e)
                         .expect("appends");
                     handles.push(handle);

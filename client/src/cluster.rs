@@ -11,12 +11,16 @@
 //!   next use, no sooner than its backoff allows.
 //! - One metadata refresh at a time; concurrent callers wait for it
 //!   instead of sending their own.
+//! - The metadata generation grows with every snapshot stored, after the
+//!   snapshot is in place: a value derived from the snapshot read at
+//!   generation g is current while the generation is still g.
 //!
 //! # Limits
 //! - Reconnect backoff doubles from [`RECONNECT_BACKOFF_MIN`] to
 //!   [`RECONNECT_BACKOFF_MAX`] per broker address.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +48,9 @@ pub(crate) struct Cluster {
     connections: tokio::sync::Mutex<HashMap<i32, Arc<Connection>>>,
     backoff: Mutex<HashMap<String, Backoff>>,
     metadata: RwLock<Arc<ClusterMetadata>>,
+    /// Bumped after every metadata store: the producer caches partition
+    /// counts per generation instead of reading the snapshot per record.
+    generation: AtomicU64,
     refresh: tokio::sync::Mutex<()>,
 }
 
@@ -66,6 +73,7 @@ impl Cluster {
             connections: tokio::sync::Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             metadata: RwLock::new(Arc::new(ClusterMetadata::default())),
+            generation: AtomicU64::new(0),
             refresh: tokio::sync::Mutex::new(()),
         });
         cluster.refresh_metadata(Some(&[])).await?;
@@ -84,12 +92,18 @@ impl Cluster {
         }
     }
 
+    /// How many metadata snapshots have been stored.
+    pub(crate) fn metadata_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     fn store_metadata(&self, meta: ClusterMetadata) -> Arc<ClusterMetadata> {
         let meta = Arc::new(meta);
         match self.metadata.write() {
             Ok(mut m) => *m = Arc::clone(&meta),
             Err(poisoned) => *poisoned.into_inner() = Arc::clone(&meta),
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
         meta
     }
 

@@ -2,8 +2,6 @@
 //! key (zipfian: 1 % of counters take most increments) and a 24-byte value
 //! of send stamp, delta and padding. Tiny records stress per-record cost.
 
-use bytes::Bytes;
-
 use super::{Draw, Generated, RecordSource};
 use crate::scenario::Records;
 
@@ -24,7 +22,7 @@ impl RecordSource for Counters {
         let key = self
             .draw
             .key_id()
-            .map(|id| Bytes::copy_from_slice(&id.to_be_bytes()));
+            .map(|id| self.draw.bytes(&id.to_be_bytes()));
         let delta = (self.draw.rng.below(10) as i64) + 1;
         Generated {
             key,

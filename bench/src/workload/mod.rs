@@ -12,7 +12,7 @@ mod leases;
 mod messaging;
 mod metrics;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::keys::KeyChooser;
 use crate::scenario::Records;
@@ -36,7 +36,15 @@ pub struct Draw {
     keys: Option<KeyChooser>,
     pub filler: Filler,
     pub value_bytes: usize,
+    /// Values (and small keys) are written here and cut off as `Bytes`:
+    /// one allocation per [`ARENA_BYTES`] of records, freed once the
+    /// producer has copied the last of them into a batch — as a client
+    /// reading its input into a buffer would, not one `Vec` per record.
+    arena: BytesMut,
 }
+
+/// Bytes of one arena block.
+const ARENA_BYTES: usize = 256 * 1024;
 
 impl Draw {
     /// `printable` restricts the filler to letters and digits (text values).
@@ -48,7 +56,15 @@ impl Draw {
             rng,
             filler,
             value_bytes: spec.value_bytes,
+            arena: BytesMut::new(),
         })
+    }
+
+    /// `bytes` as `Bytes` cut from the arena.
+    pub fn bytes(&mut self, bytes: &[u8]) -> Bytes {
+        let arena = room(&mut self.arena, bytes.len());
+        arena.put_slice(bytes);
+        arena.split().freeze()
     }
 
     /// The next key id, or `None` for a keyless workload.
@@ -60,13 +76,25 @@ impl Draw {
     /// A value: the binary send-time stamp, then `body`, then filler up to
     /// `value_bytes`.
     pub fn stamped_value(&mut self, stamp_ns: u64, body: &[u8]) -> Bytes {
-        let mut value = Vec::with_capacity(self.value_bytes);
-        crate::stamp::put_binary(&mut value, stamp_ns);
-        value.extend_from_slice(body);
+        let len = self
+            .value_bytes
+            .max(crate::stamp::BINARY_BYTES + body.len());
+        let value = room(&mut self.arena, len);
+        crate::stamp::put_binary(value, stamp_ns);
+        value.put_slice(body);
         let rest = self.value_bytes.saturating_sub(value.len());
-        self.filler.extend(&mut value, rest);
-        Bytes::from(value)
+        self.filler.extend(value, rest);
+        value.split().freeze()
     }
+}
+
+/// `arena` with room for `len` more bytes: a new block when the current
+/// one is used up (its `Bytes` keep it alive until they are dropped).
+fn room(arena: &mut BytesMut, len: usize) -> &mut BytesMut {
+    if arena.capacity() - arena.len() < len {
+        *arena = BytesMut::with_capacity(ARENA_BYTES.max(len));
+    }
+    arena
 }
 
 pub trait RecordSource: Send {
@@ -135,13 +163,13 @@ impl Filler {
     }
 
     /// Appends `n` bytes (at most the `max` given at construction).
-    pub fn extend(&mut self, buf: &mut Vec<u8>, n: usize) {
+    pub fn extend(&mut self, buf: &mut impl BufMut, n: usize) {
         let start = self.offset;
         self.offset = (self.offset + 131) % FILLER_SPAN;
         if let Some(bytes) = self.block.get(start..start + n) {
-            buf.extend_from_slice(bytes);
+            buf.put_slice(bytes);
         } else {
-            buf.resize(buf.len() + n, b'x');
+            buf.put_bytes(b'x', n);
         }
     }
 }

@@ -112,9 +112,31 @@ pub struct BatchOptions {
 
 pub struct Accumulator {
     options: BatchOptions,
-    /// Per topic, per partition index.
-    topics: HashMap<Arc<str>, Vec<PartitionQueue>>,
-    pub(crate) sticky: StickyPartitioner,
+    /// Per topic (never removed, so a [`TopicId`] stays valid).
+    topics: Vec<TopicQueues>,
+    by_name: HashMap<Arc<str>, TopicId>,
+    /// The caller's `Arc` of the topic last looked up, and its id: a
+    /// producer sending to one topic passes clones of one `Arc`, found
+    /// here by pointer without hashing the name. Holding the `Arc` keeps
+    /// its address from being reused by another name.
+    last: Option<(Arc<str>, TopicId)>,
+    sticky: StickyPartitioner,
+}
+
+/// A topic's place in the accumulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicId(usize);
+
+/// One topic's partition queues and what the producer keeps about it.
+struct TopicQueues {
+    name: Arc<str>,
+    /// Indexed by partition; grown on first use of a partition.
+    partitions: Vec<PartitionQueue>,
+    /// The topic's partition count, and the metadata generation it was
+    /// read from (`Cluster::metadata_generation`).
+    partition_count: Option<(i32, u64)>,
+    /// The sticky partition for keyless records.
+    sticky: Option<i32>,
 }
 
 /// What [`Accumulator::drain`] found.
@@ -147,26 +169,68 @@ impl Accumulator {
     pub fn new(options: BatchOptions) -> Self {
         Self {
             options,
-            topics: HashMap::new(),
+            topics: Vec::new(),
+            by_name: HashMap::new(),
+            last: None,
             sticky: StickyPartitioner::new(),
         }
     }
 
-    fn queue(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionQueue> {
+    /// The id of `topic`, added if new.
+    pub fn topic(&mut self, topic: &Arc<str>) -> TopicId {
+        if let Some((last, id)) = &self.last
+            && Arc::ptr_eq(last, topic)
+        {
+            return *id;
+        }
+        let id = match self.by_name.get(&**topic) {
+            Some(&id) => id,
+            None => {
+                let id = TopicId(self.topics.len());
+                self.topics.push(TopicQueues {
+                    name: Arc::clone(topic),
+                    partitions: Vec::new(),
+                    partition_count: None,
+                    sticky: None,
+                });
+                self.by_name.insert(Arc::clone(topic), id);
+                id
+            }
+        };
+        self.last = Some((Arc::clone(topic), id));
+        id
+    }
+
+    /// The partition count of `topic` cached at metadata `generation`.
+    pub(crate) fn partition_count(&self, topic: TopicId, generation: u64) -> Option<i32> {
+        match self.topics.get(topic.0)?.partition_count {
+            Some((count, at)) if at == generation => Some(count),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_partition_count(&mut self, topic: TopicId, count: i32, generation: u64) {
+        if let Some(t) = self.topics.get_mut(topic.0) {
+            t.partition_count = Some((count, generation));
+        }
+    }
+
+    /// The sticky partition of `topic` for a keyless record.
+    pub(crate) fn sticky_partition(&mut self, topic: TopicId, partitions: i32) -> i32 {
+        match self.topics.get_mut(topic.0) {
+            Some(t) => self.sticky.partition(&mut t.sticky, partitions),
+            None => 0,
+        }
+    }
+
+    fn queue_at(&mut self, topic: TopicId, partition: i32) -> Option<&mut PartitionQueue> {
         let index = usize::try_from(partition).ok()?;
-        if !self.topics.contains_key(topic) {
-            self.topics.insert(Arc::from(topic), Vec::new());
-        }
-        if self.topics.get(topic).is_some_and(|q| q.len() > index) {
-            return self.topics.get_mut(topic)?.get_mut(index);
-        }
-        let name = Arc::clone(self.topics.get_key_value(topic)?.0);
-        let queues = self.topics.get_mut(topic)?;
-        while queues.len() <= index {
-            let partition = i32::try_from(queues.len()).ok()?;
-            queues.push(PartitionQueue {
+        let t = self.topics.get_mut(topic.0)?;
+        while t.partitions.len() <= index {
+            let partition = i32::try_from(t.partitions.len()).ok()?;
+            t.partitions.push(PartitionQueue {
                 tp: TopicPartition {
-                    topic: Arc::clone(&name),
+                    topic: Arc::clone(&t.name),
                     partition,
                 },
                 open: None,
@@ -177,7 +241,14 @@ impl Accumulator {
                 recovering: false,
             });
         }
-        queues.get_mut(index)
+        t.partitions.get_mut(index)
+    }
+
+    /// The queue of a batch's partition (per batch, not per record: a
+    /// lookup by name).
+    fn queue(&mut self, tp: &TopicPartition) -> Option<&mut PartitionQueue> {
+        let id = *self.by_name.get(&*tp.topic)?;
+        self.queue_at(id, tp.partition)
     }
 
     /// Writes `record` into the open batch of `topic`/`partition`. Returns
@@ -186,17 +257,18 @@ impl Accumulator {
     /// records are already resolved with it; release `Released`).
     pub fn append(
         &mut self,
-        topic: &str,
+        topic: TopicId,
         partition: i32,
         partitions: i32,
         record: &RecordParts<'_>,
         buffer_bytes: usize,
     ) -> std::result::Result<(DeliveryFuture, bool), (Released, Error)> {
         let options = self.options;
-        let Some(queue) = self.queue(topic, partition) else {
+        let Some(queue) = self.queue_at(topic, partition) else {
+            let name = self.topics.get(topic.0).map_or("?", |t| &*t.name);
             return Err((
                 Released::default(),
-                Error::Config(format!("partition {partition} of '{topic}' is invalid")),
+                Error::Config(format!("partition {partition} of '{name}' is invalid")),
             ));
         };
         let mut wake = false;
@@ -205,10 +277,13 @@ impl Accumulator {
         {
             wake = true;
             let sealed = seal(queue, &options);
-            self.sticky.batch_sealed(topic, partition, partitions);
+            if let Some(t) = self.topics.get_mut(topic.0) {
+                self.sticky
+                    .batch_sealed(&mut t.sticky, partition, partitions);
+            }
             sealed?;
         }
-        let Some(queue) = self.queue(topic, partition) else {
+        let Some(queue) = self.queue_at(topic, partition) else {
             return Err((Released::default(), protocol("partition queue vanished")));
         };
         let open = match &mut queue.open {
@@ -243,8 +318,8 @@ impl Accumulator {
         let mut ready = Vec::new();
         let mut failed = Vec::new();
         let mut next_deadline: Option<Instant> = None;
-        for queues in self.topics.values_mut() {
-            for queue in queues.iter_mut() {
+        for topic in &mut self.topics {
+            for queue in &mut topic.partitions {
                 let limit = if queue.recovering {
                     1
                 } else {
@@ -280,7 +355,7 @@ impl Accumulator {
     /// A batch of `tp` is done: acknowledged (`acknowledged`) or failed for
     /// good.
     pub(crate) fn complete(&mut self, tp: &TopicPartition, acknowledged: bool) {
-        if let Some(q) = self.queue(&tp.topic, tp.partition) {
+        if let Some(q) = self.queue(tp) {
             q.in_flight = q.in_flight.saturating_sub(1);
             if acknowledged && q.in_flight == 0 {
                 q.recovering = false;
@@ -291,20 +366,19 @@ impl Accumulator {
     /// A batch of `tp` failed and will be retried: hold the partition's
     /// other batches until it is back in the queue and through.
     pub(crate) fn start_recovery(&mut self, tp: &TopicPartition) {
-        if let Some(q) = self.queue(&tp.topic, tp.partition) {
+        if let Some(q) = self.queue(tp) {
             q.recovering = true;
         }
     }
 
     /// Whether `tp` is recovering from a failed batch.
     pub(crate) fn is_recovering(&mut self, tp: &TopicPartition) -> bool {
-        self.queue(&tp.topic, tp.partition)
-            .is_some_and(|q| q.recovering)
+        self.queue(tp).is_some_and(|q| q.recovering)
     }
 
     /// Puts a batch that will be retried back in its place in the queue.
     pub(crate) fn requeue(&mut self, batch: SealedBatch) {
-        let Some(q) = self.queue(&batch.tp.topic, batch.tp.partition) else {
+        let Some(q) = self.queue(&batch.tp) else {
             return;
         };
         q.in_flight = q.in_flight.saturating_sub(1);
@@ -320,8 +394,8 @@ impl Accumulator {
     /// Whether any record is waiting or in flight.
     pub(crate) fn is_empty(&self) -> bool {
         self.topics
-            .values()
-            .flatten()
+            .iter()
+            .flat_map(|t| &t.partitions)
             .all(|q| q.open.is_none() && q.sealed.is_empty() && q.in_flight == 0)
     }
 }
@@ -400,7 +474,8 @@ mod tests {
                     value: Some(value),
                     headers: &[],
                 };
-                acc.append("t", 0, 1, &parts, value.len() + 36)
+                let t = acc.topic(&Arc::from("t"));
+                acc.append(t, 0, 1, &parts, value.len() + 36)
                     .map_err(|(_, e)| e)
                     .expect("appends")
                     .0

@@ -11,7 +11,10 @@
 //! `base_offset + index`.
 //!
 //! # Invariants
-//! - An outcome is set at most once; later sets are ignored.
+//! - An outcome is set at most once; later sets are ignored. It is read
+//!   without a lock (a `OnceLock`); the lock guards only the wakers, and
+//!   a waiter re-checks the outcome under it, so a resolution between
+//!   the check and the registration is never missed.
 //! - Dropping the [`Resolver`] of an unresolved batch (the producer went
 //!   away) resolves it to [`Error::Closed`], so no future waits forever.
 //!
@@ -22,27 +25,22 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
 
-#[derive(Default)]
-struct State {
-    /// `(partition, base offset)`; base offset -1 with acks=0.
-    outcome: Option<Result<(i32, i64)>>,
-    wakers: Vec<Waker>,
-}
-
 /// One batch's outcome, shared by its records' futures.
 #[derive(Default)]
 pub(crate) struct BatchOutcome {
-    state: Mutex<State>,
+    /// `(partition, base offset)`; base offset -1 with acks=0.
+    outcome: OnceLock<Result<(i32, i64)>>,
+    wakers: Mutex<Vec<Waker>>,
 }
 
 impl BatchOutcome {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        match self.state.lock() {
+    fn wakers(&self) -> MutexGuard<'_, Vec<Waker>> {
+        match self.wakers.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
@@ -71,14 +69,10 @@ impl Resolver {
 
     /// Resolves every record of the batch.
     pub(crate) fn resolve(&self, outcome: Result<(i32, i64)>) {
-        let wakers = {
-            let mut state = self.outcome.lock();
-            if state.outcome.is_some() {
-                return;
-            }
-            state.outcome = Some(outcome);
-            std::mem::take(&mut state.wakers)
-        };
+        if self.outcome.outcome.set(outcome).is_err() {
+            return;
+        }
+        let wakers = std::mem::take(&mut *self.outcome.wakers());
         for w in wakers {
             w.wake();
         }
@@ -102,8 +96,13 @@ pub struct DeliveryFuture {
 impl DeliveryFuture {
     /// The outcome if the batch is already resolved, without waiting.
     pub fn try_result(&self) -> Option<Result<(i32, i64)>> {
-        let state = self.batch.lock();
-        state.outcome.as_ref().map(|o| self.of_record(o))
+        self.batch.outcome.get().map(|o| self.of_record(o))
+    }
+
+    /// Whether `other` is a record of the same batch: the two resolve at
+    /// the same instant, with the same error or consecutive offsets.
+    pub fn same_batch(&self, other: &DeliveryFuture) -> bool {
+        Arc::ptr_eq(&self.batch, &other.batch)
     }
 
     fn of_record(&self, outcome: &Result<(i32, i64)>) -> Result<(i32, i64)> {
@@ -118,12 +117,17 @@ impl DeliveryFuture {
 impl Future for DeliveryFuture {
     type Output = Result<(i32, i64)>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.batch.lock();
-        if let Some(o) = &state.outcome {
-            return Poll::Ready(self.of_record(o));
+        if let Some(result) = self.try_result() {
+            return Poll::Ready(result);
         }
-        if !state.wakers.last().is_some_and(|w| w.will_wake(cx.waker())) {
-            state.wakers.push(cx.waker().clone());
+        let mut wakers = self.batch.wakers();
+        // Resolved between the check and the lock: `resolve` sets the
+        // outcome before it takes the wakers, so it is visible here.
+        if let Some(result) = self.try_result() {
+            return Poll::Ready(result);
+        }
+        if !wakers.last().is_some_and(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
         }
         Poll::Pending
     }
@@ -169,6 +173,8 @@ mod tests {
 
         let resolver = Resolver::new();
         let f = resolver.future(0);
+        assert!(f.same_batch(&resolver.future(1)));
+        assert!(!f.same_batch(&Resolver::new().future(0)));
         assert!(f.try_result().is_none());
         drop(resolver);
         assert!(matches!(f.await, Err(Error::Closed(_))));

@@ -391,13 +391,18 @@ impl Producer {
                     inner.config.buffer_bytes
                 ))
             })?;
-        let partitions = self.partition_count(&record.topic).await?;
-        inner
-            .buffer
-            .acquire_many(permits)
-            .await
-            .map_err(|_| Error::Closed("producer"))?
-            .forget();
+        // The buffer permit first: without waiting when there is room (a
+        // compare-and-swap), otherwise queued behind other senders.
+        match inner.buffer.try_acquire_many(permits) {
+            Ok(p) => p.forget(),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed("producer")),
+            Err(tokio::sync::TryAcquireError::NoPermits) => inner
+                .buffer
+                .acquire_many(permits)
+                .await
+                .map_err(|_| Error::Closed("producer"))?
+                .forget(),
+        }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let parts = RecordParts {
             timestamp,
@@ -405,15 +410,63 @@ impl Producer {
             value: record.value.as_deref(),
             headers: &record.headers,
         };
-        inner.outstanding.fetch_add(1, Ordering::AcqRel);
-        let appended = {
-            let mut acc = inner.lock();
-            let partition = match (record.partition, &record.key) {
-                (Some(p), _) => p,
-                (None, Some(key)) => partitioner::partition_for_key(key, partitions),
-                (None, None) => acc.sticky.partition(&record.topic, partitions),
+        // The topic's partition count is cached in the accumulator per
+        // metadata generation, so the common send takes one lock and no
+        // lookup by name; a miss (new topic, new metadata) asks the
+        // cluster outside the lock and tries again.
+        let mut fetched: Option<i32> = None;
+        let appended = loop {
+            let generation = inner.cluster.metadata_generation();
+            let attempt = {
+                let mut acc = inner.lock();
+                let topic = acc.topic(&record.topic);
+                let partitions = match fetched {
+                    Some(n) => {
+                        acc.set_partition_count(topic, n, generation);
+                        Some(n)
+                    }
+                    None => acc.partition_count(topic, generation),
+                };
+                partitions.map(|partitions| {
+                    let partition = match (record.partition, &record.key) {
+                        (Some(p), _) => p,
+                        (None, Some(key)) => partitioner::partition_for_key(key, partitions),
+                        (None, None) => acc.sticky_partition(topic, partitions),
+                    };
+                    if !(0..partitions).contains(&partition) {
+                        return Err((
+                            Released::default(),
+                            Error::Config(format!(
+                                "partition {partition} of '{}' is not in 0..{partitions}",
+                                record.topic
+                            )),
+                        ));
+                    }
+                    inner.outstanding.fetch_add(1, Ordering::AcqRel);
+                    acc.append(topic, partition, partitions, &parts, size)
+                        .map_err(|(released, e)| {
+                            // This record counted as outstanding too.
+                            let records = released.records + 1;
+                            (
+                                Released {
+                                    records,
+                                    ..released
+                                },
+                                e,
+                            )
+                        })
+                })
             };
-            acc.append(&record.topic, partition, partitions, &parts, size)
+            match attempt {
+                Some(appended) => break appended,
+                None => match self.partition_count(&record.topic).await {
+                    Ok(n) => fetched = Some(n),
+                    Err(e) => {
+                        inner.buffer.add_permits(size);
+                        return Err(e);
+                    }
+                },
+            }
         };
         match appended {
             Ok((delivery, wake)) => {
@@ -426,10 +479,9 @@ impl Producer {
                 // This record was not added; the batch that failed to
                 // seal (if any) is released with it.
                 inner.buffer.add_permits(size);
-                inner.release(Released {
-                    buffer_bytes: released.buffer_bytes,
-                    records: released.records + 1,
-                });
+                if released.records > 0 {
+                    inner.release(released);
+                }
                 Err(e)
             }
         }

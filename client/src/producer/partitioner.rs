@@ -14,7 +14,6 @@
 //! # References
 //! Kafka `Utils.murmur2`, `BuiltInPartitioner`; librdkafka `rd_murmur2`.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
 use crate::rng::SplitMix64;
@@ -61,10 +60,11 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
     (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
 }
 
-/// Sticky partition per topic for keyless records.
+/// Sticky partitioning for keyless records. Each topic's current sticky
+/// partition is kept by the caller with the topic's other state (the
+/// accumulator's per-topic slot), so choosing one costs no lookup.
 #[derive(Debug)]
 pub(crate) struct StickyPartitioner {
-    current: HashMap<String, i32>,
     rng: SplitMix64,
 }
 
@@ -74,29 +74,33 @@ impl StickyPartitioner {
             .build_hasher()
             .finish();
         Self {
-            current: HashMap::new(),
             rng: SplitMix64::new(seed),
         }
     }
 
-    /// The sticky partition of `topic`.
-    pub(crate) fn partition(&mut self, topic: &str, partitions: i32) -> i32 {
-        if let Some(&p) = self.current.get(topic)
+    /// The sticky partition held in `current`, picked now if there is
+    /// none or it is out of range.
+    pub(crate) fn partition(&mut self, current: &mut Option<i32>, partitions: i32) -> i32 {
+        if let Some(p) = *current
             && p < partitions
         {
             return p;
         }
         let p = self.pick(partitions, None);
-        self.current.insert(topic.to_owned(), p);
+        *current = Some(p);
         p
     }
 
-    /// A batch for `partition` of `topic` was sealed: move on to another
-    /// partition, if it was the sticky one.
-    pub(crate) fn batch_sealed(&mut self, topic: &str, partition: i32, partitions: i32) {
-        if self.current.get(topic) == Some(&partition) {
-            let p = self.pick(partitions, Some(partition));
-            self.current.insert(topic.to_owned(), p);
+    /// A batch for `partition` was sealed: move on to another partition,
+    /// if it was the sticky one.
+    pub(crate) fn batch_sealed(
+        &mut self,
+        current: &mut Option<i32>,
+        partition: i32,
+        partitions: i32,
+    ) {
+        if *current == Some(partition) {
+            *current = Some(self.pick(partitions, Some(partition)));
         }
     }
 
@@ -147,12 +151,13 @@ mod tests {
     #[test]
     fn sticky_partition_moves_only_when_its_batch_is_sealed() {
         let mut s = StickyPartitioner::new();
-        let first = s.partition("t", 4);
-        assert_eq!(s.partition("t", 4), first);
-        s.batch_sealed("t", (first + 1) % 4, 4);
-        assert_eq!(s.partition("t", 4), first, "another partition's batch");
-        s.batch_sealed("t", first, 4);
-        assert_ne!(s.partition("t", 4), first);
-        assert_eq!(s.partition("one", 1), 0);
+        let (mut t, mut one) = (None, None);
+        let first = s.partition(&mut t, 4);
+        assert_eq!(s.partition(&mut t, 4), first);
+        s.batch_sealed(&mut t, (first + 1) % 4, 4);
+        assert_eq!(s.partition(&mut t, 4), first, "another partition's batch");
+        s.batch_sealed(&mut t, first, 4);
+        assert_ne!(s.partition(&mut t, 4), first);
+        assert_eq!(s.partition(&mut one, 1), 0);
     }
 }
