@@ -43,9 +43,17 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, USER_HZ = 
 python3 bench/scripts/records.py "$records" "$value_bytes" > "$work/records.txt"
 
 printf 'durability = "%s"\n' "$durability" > "$work/sluice.toml"
-broker_start "$work/broker.log" --config "$work/sluice.toml" --data-dir "$work/data"
-broker=$BROKER_PID
-bootstrap=127.0.0.1:$BROKER_PORT
+# Each client gets a fresh broker on an empty data dir: a broker that
+# already holds the earlier clients' data spends more CPU per GiB
+# (up to 4x in one run), which would be charged to whoever came last.
+broker=
+fresh_broker() { # name
+  if [ -n "$broker" ]; then kill -9 "$broker"; wait "$broker" 2>/dev/null || true; fi
+  rm -rf "$work/data"
+  broker_start "$work/broker-$1.log" --config "$work/sluice.toml" --data-dir "$work/data"
+  broker=$BROKER_PID
+  bootstrap=127.0.0.1:$BROKER_PORT
+}
 
 row() { # name wall_s client_cpu_s broker_cpu_s records
   python3 - "$@" "$value_bytes" <<'PY' | tee -a "$out/summary.txt"
@@ -59,6 +67,7 @@ PY
 }
 
 # kcat (librdkafka): acks=1, linger 5 ms, 1 MiB batches, like the scenario.
+fresh_broker kcat
 "$SLUICE" topic create kcat-cost --partitions 1 --bootstrap "$bootstrap" >/dev/null
 b0=$(ticks "$broker")
 /usr/bin/time -f "%e %U %S" -o "$work/kcat.time" \
@@ -73,6 +82,7 @@ row kcat "$wall" "$(python3 -c "print($user + $sys)")" "$(python3 -c "print(($b1
 # tailing consumer, no read-back, no ceiling.
 for entry in $benches; do
   name=${entry%%=*}; bin=${entry#*=}
+  fresh_broker "$name"
   b0=$(ticks "$broker")
   "$bin" run messaging --bootstrap "$bootstrap" --broker-pid "$broker" --no-ceiling \
     --set run.records="$records" --set run.duration_s=600 --set run.warmup_s=0 --set run.drain_s=0 \

@@ -37,9 +37,9 @@ pub struct Draw {
     pub filler: Filler,
     pub value_bytes: usize,
     /// Values (and small keys) are written here and cut off as `Bytes`:
-    /// one allocation per [`ARENA_BYTES`] of records, freed once the
-    /// producer has copied the last of them into a batch — as a client
-    /// reading its input into a buffer would, not one `Vec` per record.
+    /// one block of [`ARENA_BYTES`], reused once the producer has copied
+    /// the values cut from it into batches — as a client reading its
+    /// input into a buffer would, not one `Vec` per record.
     arena: BytesMut,
 }
 
@@ -88,11 +88,13 @@ impl Draw {
     }
 }
 
-/// `arena` with room for `len` more bytes: a new block when the current
-/// one is used up (its `Bytes` keep it alive until they are dropped).
+/// `arena` with room for `len` more bytes. When the block is used up,
+/// `reserve` takes it back whole if every value cut from it is dropped
+/// (the producer copies a value into its batch at once, so it nearly
+/// always is), and allocates a new block otherwise.
 fn room(arena: &mut BytesMut, len: usize) -> &mut BytesMut {
     if arena.capacity() - arena.len() < len {
-        *arena = BytesMut::with_capacity(ARENA_BYTES.max(len));
+        arena.reserve(ARENA_BYTES.max(len));
     }
     arena
 }

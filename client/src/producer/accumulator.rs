@@ -176,27 +176,32 @@ impl Accumulator {
         }
     }
 
-    /// The id of `topic`, added if new.
-    pub fn topic(&mut self, topic: &Arc<str>) -> TopicId {
+    /// The id of `topic`, if it was added.
+    pub fn find_topic(&mut self, topic: &Arc<str>) -> Option<TopicId> {
         if let Some((last, id)) = &self.last
             && Arc::ptr_eq(last, topic)
         {
-            return *id;
+            return Some(*id);
         }
-        let id = match self.by_name.get(&**topic) {
-            Some(&id) => id,
-            None => {
-                let id = TopicId(self.topics.len());
-                self.topics.push(TopicQueues {
-                    name: Arc::clone(topic),
-                    partitions: Vec::new(),
-                    partition_count: None,
-                    sticky: None,
-                });
-                self.by_name.insert(Arc::clone(topic), id);
-                id
-            }
-        };
+        let id = *self.by_name.get(&**topic)?;
+        self.last = Some((Arc::clone(topic), id));
+        Some(id)
+    }
+
+    /// The id of `topic`, added if new (a topic known to exist: the
+    /// producer adds one once it has its partition count).
+    pub fn topic(&mut self, topic: &Arc<str>) -> TopicId {
+        if let Some(id) = self.find_topic(topic) {
+            return id;
+        }
+        let id = TopicId(self.topics.len());
+        self.topics.push(TopicQueues {
+            name: Arc::clone(topic),
+            partitions: Vec::new(),
+            partition_count: None,
+            sticky: None,
+        });
+        self.by_name.insert(Arc::clone(topic), id);
         self.last = Some((Arc::clone(topic), id));
         id
     }

@@ -419,15 +419,18 @@ impl Producer {
             let generation = inner.cluster.metadata_generation();
             let attempt = {
                 let mut acc = inner.lock();
-                let topic = acc.topic(&record.topic);
-                let partitions = match fetched {
+                // A topic gets its queues only once it is known to exist.
+                let known = match fetched {
                     Some(n) => {
+                        let topic = acc.topic(&record.topic);
                         acc.set_partition_count(topic, n, generation);
-                        Some(n)
+                        Some((topic, n))
                     }
-                    None => acc.partition_count(topic, generation),
+                    None => acc
+                        .find_topic(&record.topic)
+                        .and_then(|t| Some((t, acc.partition_count(t, generation)?))),
                 };
-                partitions.map(|partitions| {
+                known.map(|(topic, partitions)| {
                     let partition = match (record.partition, &record.key) {
                         (Some(p), _) => p,
                         (None, Some(key)) => partitioner::partition_for_key(key, partitions),
