@@ -518,6 +518,36 @@ mod tests {
     }
 
     #[test]
+    fn a_lingered_batch_stays_open_while_no_request_slot_is_free() {
+        let mut acc = Accumulator::new(BatchOptions {
+            in_flight_max: 1,
+            ..options(1 << 20)
+        });
+        let value = [b'x'; 100];
+        let _first = append_n(&mut acc, 1, &value);
+        let now = Instant::now();
+        let sent = acc.drain(now, false).ready;
+        assert_eq!(sent.len(), 1, "linger 0 and a free slot: sent at once");
+        // Its answer is outstanding: later records gather in one open batch
+        // however long they linger.
+        let _more = append_n(&mut acc, 50, &value);
+        let later = now + Duration::from_secs(1);
+        let held = acc.drain(later, false);
+        assert!(held.ready.is_empty(), "no slot: nothing sealed");
+        assert!(
+            held.next_deadline.is_none(),
+            "no wake-up while no slot is free"
+        );
+        acc.complete(&sent[0].tp, true);
+        let next = acc.drain(later, false).ready;
+        assert_eq!(next.len(), 1);
+        assert_eq!(
+            next[0].records, 50,
+            "one batch with every record that waited"
+        );
+    }
+
+    #[test]
     fn sequences_run_on_across_batches_and_a_requeued_batch_keeps_its_place() {
         let mut acc = Accumulator::new(options(4096));
         let value = [b'x'; 100];
