@@ -269,6 +269,10 @@ pub struct BrokerConfig {
     /// rate limit (Kafka's default, `f64::MAX`, means none).
     #[serde(rename = "log.cleaner.io.max.bytes.per.second")]
     pub log_cleaner_io_max_bytes_per_second: f64,
+    /// `producer.id.expiration.ms`: how long an idempotent producer's
+    /// state outlives its newest batch's timestamp (Kafka's default: a day).
+    #[serde(rename = "producer.id.expiration.ms")]
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -333,6 +337,7 @@ impl Default for BrokerConfig {
             origins: crate::settings::layers::Origins::default(),
             log_cleaner_dedupe_buffer_size: 16 * 1024 * 1024,
             log_cleaner_io_max_bytes_per_second: f64::MAX,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

@@ -259,7 +259,7 @@ fn maintenance_pass(broker: &Arc<Broker>, run_retention: bool) {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "policy flush failed");
         }
         if run_retention
-            && let Err(e) = p.maintain(now)
+            && let Err(e) = p.maintain(now, broker.config().producer_id_expiration_ms)
             && failed(&e)
         {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "retention pass failed");

@@ -12,7 +12,7 @@
 //! `mmap` (the only `unsafe`), `segment`, `sparse_index` (what `offset_index`
 //! and `time_index` share), `offset_index`, `time_index`,
 //! `log` (open, append, roll, close), `read`, `recovery`, `retention` (retention,
-//! DeleteRecords, truncation), [`compaction`] (the cleaner and its segment swap), `checkpoint`, `flush`, `log_dir`, `region`, `budget` (the partition budget from process limits), `file_budget` (inactive segments' files opened on demand, closed LRU).
+//! DeleteRecords, truncation), [`compaction`] (the cleaner and its segment swap), [`producer_snapshot`] (producer-state snapshot files), `checkpoint`, `flush`, `log_dir`, `region`, `budget` (the partition budget from process limits), `file_budget` (inactive segments' files opened on demand, closed LRU).
 //! The on-disk formats are specified in `docs/formats.md`; what each call
 //! makes durable is in `log.rs` and `docs/durability.md`.
 //!
@@ -39,6 +39,7 @@ mod mmap;
 pub mod offset;
 mod offset_index;
 pub mod parallel;
+pub mod producer_snapshot;
 mod read;
 mod recovery;
 mod region;

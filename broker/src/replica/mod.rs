@@ -29,6 +29,7 @@ pub mod manager;
 pub mod offset_checkpoint;
 pub mod partition;
 pub mod partition_metadata;
+pub mod producer_snapshot;
 pub mod producer_state;
 pub mod reconciler;
 pub mod role;

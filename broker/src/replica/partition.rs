@@ -52,6 +52,7 @@ use super::fetcher_follower::{EpochEnd, FollowerEnd};
 use super::high_watermark::HighWatermark;
 pub use super::high_watermark::Progress;
 use super::isr::{IsrChangeFailure, IsrProposal, LeaderIsr, LeaderStart};
+use super::producer_snapshot;
 use super::producer_state::{
     ProducerBatch, ProducerStateTable, Refusal, SequenceCheck, WrittenBatch, last_sequence,
 };
@@ -200,8 +201,9 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Wraps an opened log in the role the image gives it, rebuilding
-    /// producer state from its batches. `start_high_watermark`: where a
+    /// Wraps an opened log in the role the image gives it, loading
+    /// producer state from its latest producer snapshot and the batches
+    /// above it (`replica::producer_snapshot`). `start_high_watermark`: where a
     /// replicated partition's high watermark stood (`replica::hw_checkpoint`,
     /// its log start when unknown); `None` for a partition with one
     /// replica, whose whole log, durable after recovery, is committed.
@@ -214,7 +216,20 @@ impl Partition {
         role: PartitionRole,
         start_high_watermark: Option<i64>,
     ) -> Result<Self, BrokerError> {
-        let producers = rebuild_producer_state(&log)?;
+        let loaded = producer_snapshot::load(&log).map_err(|source| BrokerError::Storage {
+            topic: topic.to_string(),
+            partition: index,
+            source,
+        })?;
+        tracing::info!(
+            topic = %topic,
+            partition = index,
+            snapshot = loaded.snapshot.map_or(-1, |o| o.0),
+            batches_replayed = loaded.batches_replayed,
+            producers = loaded.table.producer_count(),
+            "producer state loaded"
+        );
+        let producers = loaded.table;
         let log_end = log.log_end_offset().0;
         let high_watermark = HighWatermark::new(
             log_end,
@@ -508,10 +523,15 @@ impl Partition {
             }
         }
         let epoch = state.role.leader_epoch;
+        let segments = state.log.segment_count();
         let info = state
             .log
             .append_as_leader(batch.as_bytes(), epoch, now_ms)
             .map_err(|e| self.storage_error(e))?;
+        // The batch opened a new segment: snapshot the state below it.
+        if state.log.segment_count() != segments && info.segment_base_offset == info.base_offset {
+            producer_snapshot::take(&state.producers, state.log.dir(), info.base_offset);
+        }
         // With LogAppendTime the produce path stamped the header with the
         // append time (`replica::timestamps`); Kafka answers with it.
         let log_append_time_ms = match batch.timestamp_type() {
@@ -522,6 +542,7 @@ impl Partition {
             base_offset: info.base_offset.0,
             last_offset: info.last_offset.0,
             log_append_time_ms,
+            max_timestamp: batch.max_timestamp(),
         };
         state.producers.record(&producer, written);
         let log_end = state.log.log_end_offset().0;
@@ -670,6 +691,7 @@ impl Partition {
             .log
             .advance_log_start_offset(Offset(offset))
             .map_err(|e| self.storage_error(e));
+        producer_snapshot::log_start_moved(&state.log);
         let log_start_offset = state.log.log_start_offset().0;
         drop(state);
         self.high_watermark.log_start_moved(log_start_offset);
@@ -825,32 +847,34 @@ impl Partition {
         if self.progress().failed {
             return Err(BrokerError::StorageFailed);
         }
-        let mut state = self.lock()?;
+        let mut guard = self.lock()?;
+        let state = &mut *guard;
         state.role.check_follower(&self.topic, self.index)?;
+        let segments = state.log.segment_count();
         let info = state
             .log
             .append_as_follower(batches)
             .map_err(|e| self.storage_error(e))?;
+        // A batch opened a new segment: the state below the last new one
+        // is snapshotted as the batches are recorded.
+        let rolled_at = (state.log.segment_count() != segments)
+            .then(|| state.log.segment_base_offsets().last().copied())
+            .flatten();
         // Idempotent-producer state follows the log, so a failover to this
         // replica deduplicates retries as the old leader did.
         for (_, view) in sluice_protocol::BatchIter::new(batches, usize::MAX).map_while(Result::ok)
         {
-            state.producers.record(
-                &ProducerBatch {
-                    producer_id: view.producer_id(),
-                    producer_epoch: view.producer_epoch(),
-                    base_sequence: view.base_sequence(),
-                    last_sequence: last_sequence(view.base_sequence(), view.last_offset_delta()),
-                },
-                WrittenBatch {
-                    base_offset: view.base_offset(),
-                    last_offset: view.last_offset(),
-                    log_append_time_ms: -1,
-                },
-            );
+            if rolled_at == Some(Offset(view.base_offset())) {
+                producer_snapshot::take(
+                    &state.producers,
+                    state.log.dir(),
+                    Offset(view.base_offset()),
+                );
+            }
+            producer_snapshot::record_batch(&mut state.producers, &view);
         }
         let log_end_offset = state.log.log_end_offset().0;
-        drop(state);
+        drop(guard);
         if self.durability == DurabilityMode::PageCache {
             self.high_watermark.local_end_advanced(log_end_offset);
         }
@@ -870,7 +894,10 @@ impl Partition {
             .log
             .truncate_to(Offset(offset))
             .map_err(|e| self.storage_error(e))?;
-        state.producers = rebuild_producer_state(&state.log)?;
+        // Snapshots above the new end go before anything is appended.
+        state.producers = producer_snapshot::load(&state.log)
+            .map_err(|e| self.storage_error(e))?
+            .table;
         drop(state);
         self.high_watermark.truncated(end.0);
         Ok(end.0)
@@ -903,6 +930,9 @@ impl Partition {
         state
             .log
             .truncate_fully_and_start_at(Offset(offset))
+            .map_err(|e| self.storage_error(e))?;
+        // Every snapshot is of the log just emptied.
+        sluice_storage::producer_snapshot::delete_above(state.log.dir(), Offset(-1))
             .map_err(|e| self.storage_error(e))?;
         state.producers = ProducerStateTable::default();
         let log_start_offset = state.log.log_start_offset().0;
@@ -999,7 +1029,10 @@ impl Partition {
         // timing out (a replica moved off this node, a deleted topic).
         self.high_watermark.set_leader_epoch(-1);
         match taken {
-            Some(state) => state.log.close().map_err(|e| self.storage_error(e)),
+            Some(state) => {
+                producer_snapshot::take_at_close(&state.producers, &state.log);
+                state.log.close().map_err(|e| self.storage_error(e))
+            }
             None => Ok(()),
         }
     }
@@ -1019,15 +1052,29 @@ impl Partition {
         Ok(())
     }
 
-    /// The maintenance pass: rolls the active segment when due, deletes
-    /// segments retention lets go (never at or above the high watermark,
-    /// Kafka's rule) and checkpoints the recovery point.
-    pub(crate) fn maintain(&self, now_ms: i64) -> Result<(), BrokerError> {
+    /// The maintenance pass: rolls the active segment when due (with a
+    /// producer snapshot), deletes segments retention lets go (never at or
+    /// above the high watermark, Kafka's rule) and the producer snapshots
+    /// below the new log start, forgets producers idle for
+    /// `producer_expiration_ms`, and checkpoints the recovery point.
+    pub(crate) fn maintain(
+        &self,
+        now_ms: i64,
+        producer_expiration_ms: i64,
+    ) -> Result<(), BrokerError> {
         let high_watermark = Offset(self.progress().high_watermark);
-        let mut state = self.lock()?;
-        let result = state
-            .log
-            .maybe_roll(now_ms)
+        let mut guard = self.lock()?;
+        let state = &mut *guard;
+        let start_before = state.log.log_start_offset();
+        let rolled = state.log.maybe_roll(now_ms);
+        if matches!(rolled, Ok(true)) {
+            producer_snapshot::take(
+                &state.producers,
+                state.log.dir(),
+                state.log.log_end_offset(),
+            );
+        }
+        let result = rolled
             .and_then(|_| {
                 state
                     .log
@@ -1035,8 +1082,12 @@ impl Partition {
             })
             .and_then(|_| state.log.checkpoint_recovery_point())
             .map_err(|e| self.storage_error(e));
+        if state.log.log_start_offset() != start_before {
+            producer_snapshot::log_start_moved(&state.log);
+        }
+        state.producers.expire(now_ms, producer_expiration_ms);
         let log_start_offset = state.log.log_start_offset().0;
-        drop(state);
+        drop(guard);
         self.high_watermark.log_start_moved(log_start_offset);
         result
     }
@@ -1133,54 +1184,6 @@ impl Partition {
 }
 
 pub use sluice_storage::leader_epoch::{UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
-
-/// Replays the batch headers of `log` into a fresh producer-state table.
-///
-/// # Caveats
-/// Scans every batch header of the log (headers only, from the mapping):
-/// Kafka bounds this with producer-state snapshots per segment; Sluice will
-/// when logs large enough to make it slow appear (opening a 1 GiB segment of
-/// 1 MiB batches reads 1 000 headers).
-fn rebuild_producer_state(log: &PartitionLog) -> Result<ProducerStateTable, BrokerError> {
-    let mut table = ProducerStateTable::default();
-    let mut next = log.log_start_offset();
-    let end = log.log_end_offset();
-    while next < end {
-        let read = log
-            .read(next, 16 * 1024 * 1024, end, true)
-            .map_err(|source| BrokerError::Storage {
-                topic: String::new(),
-                partition: -1,
-                source,
-            })?;
-        let before = next;
-        for region in &read.regions {
-            let bytes = region.bytes();
-            for item in sluice_protocol::BatchIter::new(&bytes, usize::MAX) {
-                let Ok((_, view)) = item else { break };
-                let batch = ProducerBatch {
-                    producer_id: view.producer_id(),
-                    producer_epoch: view.producer_epoch(),
-                    base_sequence: view.base_sequence(),
-                    last_sequence: last_sequence(view.base_sequence(), view.last_offset_delta()),
-                };
-                table.record(
-                    &batch,
-                    WrittenBatch {
-                        base_offset: view.base_offset(),
-                        last_offset: view.last_offset(),
-                        log_append_time_ms: -1,
-                    },
-                );
-                next = Offset(view.last_offset() + 1);
-            }
-        }
-        if next <= before {
-            break;
-        }
-    }
-    Ok(table)
-}
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,10 @@
 //! with its original offsets instead of being written twice.
 //!
 //! I/O-free: the partition feeds it batch headers, from produce requests
-//! (`check` then `record`) and from the log on open (`record` only).
+//! (`check` then `record`) and from the log on open (`record` only);
+//! `replica::producer_snapshot` saves it to and loads it from
+//! producer-state snapshots (all of it but the refusal memory, which lives
+//! in memory only).
 //!
 //! # Rules (Kafka's `ProducerStateManager` and `ProducerAppendInfo`)
 //! - A batch with producer id -1 is not idempotent and is not tracked.
@@ -35,6 +38,10 @@
 //! - [`PRODUCERS_PER_PARTITION_MAX`] producers are tracked per partition;
 //!   beyond it the one that wrote least recently is forgotten. So are
 //!   remembered refusals: beyond the same number, new ones are not kept.
+//! - A producer whose newest batch's max timestamp is
+//!   `producer.id.expiration.ms` old is forgotten by the maintenance pass
+//!   ([`ProducerStateTable::expire`], Kafka's `removeExpiredProducers`),
+//!   with its remembered refusal.
 //!
 //! # Caveats
 //! - A retry of a forgotten producer's batch cannot be told from new data
@@ -43,6 +50,8 @@
 //!   partition between the first attempt and its retry.
 
 use std::collections::{HashMap, VecDeque};
+
+use sluice_storage::producer_snapshot::{SnapshotBatch, SnapshotWriter};
 
 /// Batches remembered per producer: librdkafka and the Java client keep at
 /// most five requests in flight with idempotence on.
@@ -67,6 +76,9 @@ pub struct WrittenBatch {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_append_time_ms: i64,
+    /// The batch's max timestamp (what `producer.id.expiration.ms` counts
+    /// from, as Kafka's `lastTimestamp`).
+    pub max_timestamp: i64,
 }
 
 /// What to do with an incoming batch.
@@ -100,11 +112,14 @@ struct RefusedBatch {
     refusal: Refusal,
 }
 
+/// A remembered batch: first and last sequence, where it was written.
+pub type RememberedBatch = (i32, i32, WrittenBatch);
+
 #[derive(Debug, Clone)]
 struct ProducerEntry {
     epoch: i16,
     /// Oldest first; at most [`BATCHES_PER_PRODUCER`].
-    batches: VecDeque<(i32, i32, WrittenBatch)>,
+    batches: VecDeque<RememberedBatch>,
     last_written_seq: u64,
 }
 
@@ -245,6 +260,55 @@ impl ProducerStateTable {
         self.producers.len()
     }
 
+    /// Forgets the producers whose newest batch's max timestamp is at
+    /// least `expiration_ms` before `now_ms`; returns how many.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        let horizon = now_ms.saturating_sub(expiration_ms);
+        self.producers.retain(|_, e| {
+            e.batches
+                .back()
+                .is_some_and(|(_, _, w)| w.max_timestamp > horizon)
+        });
+        let producers = &self.producers;
+        self.refused.retain(|pid, _| producers.contains_key(pid));
+        before - self.producers.len()
+    }
+
+    /// Adds every producer to `writer`, least recently written first (the
+    /// order that rebuilds the same eviction order when loaded).
+    pub fn write_snapshot(&self, writer: &mut SnapshotWriter) {
+        let mut entries: Vec<(&i64, &ProducerEntry)> = self.producers.iter().collect();
+        entries.sort_unstable_by_key(|(_, e)| e.last_written_seq);
+        for (pid, e) in entries {
+            let batches: Vec<SnapshotBatch> = e
+                .batches
+                .iter()
+                .map(|(first, last, w)| SnapshotBatch {
+                    first_sequence: *first,
+                    last_sequence: *last,
+                    base_offset: w.base_offset,
+                    last_offset: w.last_offset,
+                    log_append_time_ms: w.log_append_time_ms,
+                    max_timestamp: w.max_timestamp,
+                })
+                .collect();
+            writer.producer(*pid, e.epoch, batches.iter());
+        }
+    }
+
+    /// Every producer's epoch and batches, least recently written first
+    /// (tests compare tables with it).
+    #[cfg(test)]
+    pub fn entries(&self) -> Vec<(i64, i16, Vec<RememberedBatch>)> {
+        let mut entries: Vec<(&i64, &ProducerEntry)> = self.producers.iter().collect();
+        entries.sort_unstable_by_key(|(_, e)| e.last_written_seq);
+        entries
+            .into_iter()
+            .map(|(pid, e)| (*pid, e.epoch, e.batches.iter().copied().collect()))
+            .collect()
+    }
+
     fn evict_least_recent(&mut self) {
         if let Some(pid) = self
             .producers
@@ -294,7 +358,30 @@ mod tests {
             base_offset: offset,
             last_offset: offset + 9,
             log_append_time_ms: -1,
+            max_timestamp: 1_000 + offset,
         }
+    }
+
+    #[test]
+    fn producers_expire_by_their_newest_batch_timestamp() {
+        let mut t = ProducerStateTable::default();
+        t.record(&batch(1, 0, 0, 10), at(0)); // max timestamp 1 000
+        t.record(&batch(2, 0, 0, 10), at(10)); // 1 010
+        t.record(&batch(1, 0, 10, 10), at(20)); // producer 1 now 1 020
+        t.note_refused(&batch(2, 0, 10, 10), Refusal::NotLeader);
+        // Expiration 100 at 1 110: 1 010 is at the horizon, 1 020 is not.
+        assert_eq!(t.expire(1_110, 100), 1);
+        assert_eq!(t.producer_count(), 1);
+        assert!(
+            t.refused.is_empty(),
+            "the expired producer's refusal goes too"
+        );
+        // The expired producer is unknown: any sequence is accepted.
+        assert_eq!(t.check(&batch(2, 0, 99, 1)), SequenceCheck::Append);
+        assert_eq!(
+            t.check(&batch(1, 0, 10, 10)),
+            SequenceCheck::Duplicate(at(20))
+        );
     }
 
     #[test]

@@ -914,6 +914,14 @@ pub const BROKER_SETTINGS: &[Setting] = &[
     )
     .positive(),
     broker(
+        "producer.id.expiration.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.producer_id_expiration_ms.to_string()),
+        "How long a partition keeps an idempotent producer's state after the timestamp of its newest batch (checked at every retention check).",
+    )
+    .range(1, I64_MAX),
+    broker(
         "log.segment.bytes",
         ConfigType::Int,
         Unit::Bytes,
