@@ -168,6 +168,13 @@ pub(crate) fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
 
 /// temp file, fsync, rename, fsync the directory.
 pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    write_renamed(dir, name, bytes, true)?;
+    sync_dir(dir)
+}
+
+/// Writes `<name>.tmp` (fsynced when `durable`) and renames it to `name`:
+/// a reader sees the old file or the whole new one, never a mix.
+pub(crate) fn write_renamed(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     let mut f = OpenOptions::new()
@@ -178,10 +185,11 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(
         .map_err(|e| Error::io("create", &tmp, e))?;
     f.write_all(bytes)
         .map_err(|e| Error::io("write", &tmp, e))?;
-    sync_file(&f, &tmp)?;
+    if durable {
+        sync_file(&f, &tmp)?;
+    }
     drop(f);
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))?;
-    sync_dir(dir)
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
 }
 
 fn sync_file(f: &File, path: &Path) -> Result<()> {

@@ -40,11 +40,9 @@
 //! - Bounded: a file is read only up to [`MAX_SNAPSHOT_BYTES`]; a producer
 //!   holds at most [`MAX_BATCHES_PER_PRODUCER`] batches.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{self, TMP_SUFFIX};
+use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::offset::Offset;
 
@@ -152,19 +150,9 @@ impl SnapshotWriter {
         }
         let crc = crc32fast::hash(&self.buf);
         self.buf.extend_from_slice(&crc.to_be_bytes());
-        let path = snapshot_path(dir, self.offset);
-        let tmp = dir.join(format!("{:020}.{SNAPSHOT_EXT}{TMP_SUFFIX}", self.offset.0));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&self.buf)
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))?;
-        Ok(path)
+        let name = format!("{:020}.{SNAPSHOT_EXT}", self.offset.0);
+        checkpoint::write_renamed(dir, &name, &self.buf, false)?;
+        Ok(dir.join(name))
     }
 }
 
@@ -175,23 +163,7 @@ pub fn snapshot_path(dir: &Path, offset: Offset) -> PathBuf {
 
 /// The offsets of the snapshots in `dir`, ascending.
 pub fn offsets(dir: &Path) -> Result<Vec<Offset>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("readdir", dir, e))?;
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("readdir", dir, e))?;
-        let name = entry.file_name();
-        if let Some(stem) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(&format!(".{SNAPSHOT_EXT}")))
-            && stem.len() == 20
-            && stem.bytes().all(|b| b.is_ascii_digit())
-            && let Ok(offset) = stem.parse::<i64>()
-        {
-            found.push(Offset(offset));
-        }
-    }
-    found.sort();
-    Ok(found)
+    crate::recovery::offsets_named(dir, SNAPSHOT_EXT)
 }
 
 /// The latest snapshot at or below `end` that passes its checks; those

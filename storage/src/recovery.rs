@@ -452,18 +452,23 @@ fn check_batch(rest: &[u8], base: Offset, expected: Offset) -> Result<BatchMeta,
 
 /// Base offsets of the `.log` files in `dir`, sorted.
 fn list_bases(dir: &Path) -> Result<Vec<Offset>> {
-    let mut bases = Vec::new();
+    offsets_named(dir, LOG_EXT)
+}
+
+/// The offsets `<20 digits>.<ext>` files in `dir` are named by, sorted.
+pub(crate) fn offsets_named(dir: &Path, ext: &str) -> Result<Vec<Offset>> {
+    let mut offsets = Vec::new();
     for name in file_names(dir)? {
-        if let Some(stem) = name.strip_suffix(".log")
+        if let Some(stem) = name.strip_suffix(ext).and_then(|n| n.strip_suffix('.'))
             && stem.len() == 20
             && stem.bytes().all(|b| b.is_ascii_digit())
-            && let Ok(base) = stem.parse::<i64>()
+            && let Ok(offset) = stem.parse::<i64>()
         {
-            bases.push(Offset(base));
+            offsets.push(Offset(offset));
         }
     }
-    bases.sort();
-    Ok(bases)
+    offsets.sort();
+    Ok(offsets)
 }
 
 fn file_names(dir: &Path) -> Result<Vec<String>> {

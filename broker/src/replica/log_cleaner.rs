@@ -348,21 +348,13 @@ mod tests {
     use sluice_protocol::batch_builder::ProducerIdentity;
     use sluice_protocol::batch_writer::{BatchWriter, RecordParts};
     use sluice_protocol::record_batch::CompressionType;
-    use sluice_storage::{LeaderEpoch, LogConfig, PartitionLog};
-    use tokio::sync::Notify;
+    use sluice_storage::{LeaderEpoch, PartitionLog};
 
     use super::*;
-    use crate::config::DurabilityMode;
-    use crate::replica::role::{PartitionRole, Role};
+    use crate::replica::producer_snapshot::tests::{config, partition};
+    use crate::replica::role::Role;
 
     const TS: i64 = 1_700_000_000_000;
-
-    fn config() -> LogConfig {
-        LogConfig {
-            segment_bytes: 2048,
-            ..LogConfig::default()
-        }
-    }
 
     /// `versions` versions of 4 keys, one record per batch, at `TS + version`.
     fn append(dir: &std::path::Path, versions: std::ops::Range<u32>) {
@@ -384,25 +376,6 @@ mod tests {
             }
         }
         log.close().unwrap();
-    }
-
-    /// The log in `dir` as a led partition (its high watermark is its end).
-    fn partition(dir: &std::path::Path) -> Partition {
-        let log = PartitionLog::open(dir, config()).unwrap();
-        Partition::new(
-            Arc::from("t"),
-            0,
-            log,
-            DurabilityMode::PageCache,
-            Arc::new(Notify::new()),
-            PartitionRole {
-                role: Role::Leader,
-                leader_epoch: LeaderEpoch(1),
-                partition_epoch: 1,
-            },
-            None,
-        )
-        .unwrap()
     }
 
     fn compaction(ratio: f64, max_lag_ms: i64) -> Compaction {
@@ -432,7 +405,7 @@ mod tests {
         append(dir.path(), 0..40);
         let log_dir = tempfile::tempdir().unwrap();
         let c = cleaner(log_dir.path());
-        let p = partition(dir.path());
+        let p = partition(dir.path(), Role::Leader);
         // Never cleaned: all of it is dirty.
         let first = c
             .clean(&p, compaction(0.5, i64::MAX), &budget, now, 1)
@@ -448,7 +421,7 @@ mod tests {
         // More is written: its share of the cleanable bytes is below a 0.9
         // ratio, which waits ...
         append(dir.path(), 40..44);
-        let p = partition(dir.path());
+        let p = partition(dir.path(), Role::Leader);
         let waits = c
             .clean(&p, compaction(0.9, i64::MAX), &budget, now, 3)
             .unwrap();
@@ -472,12 +445,12 @@ mod tests {
         append(dir.path(), 0..40);
         let log_dir = tempfile::tempdir().unwrap();
         let c = cleaner(log_dir.path());
-        let p = partition(dir.path());
+        let p = partition(dir.path(), Role::Leader);
         let first = c.clean(&p, compaction(0.5, i64::MAX), &budget, TS + 1_000, 1);
         assert!(first.unwrap().ran);
         p.close().unwrap();
         append(dir.path(), 40..44);
-        let p = partition(dir.path());
+        let p = partition(dir.path(), Role::Leader);
         // The new records were written at TS + 40..: 10 s later, a 60 s lag
         // is not reached and the ratio (1.0 needed) holds it back ...
         let young = c
@@ -502,7 +475,7 @@ mod tests {
         let budget = DecompressionBudget::new(1 << 24, 1 << 20);
         let now = TS + 1_000;
         append(dir.path(), 0..40);
-        let p = partition(dir.path());
+        let p = partition(dir.path(), Role::Leader);
         let c = cleaner(log_dir.path());
         let first = c
             .clean(&p, compaction(0.5, i64::MAX), &budget, now, 1)
@@ -530,7 +503,7 @@ mod tests {
         // used: the new log counts as wholly dirty.
         let other = tempfile::tempdir().unwrap();
         append(other.path(), 0..20);
-        let p = partition(other.path());
+        let p = partition(other.path(), Role::Leader);
         let stale = cleaner(log_dir.path());
         let share = stale
             .clean(&p, compaction(1.0, i64::MAX), &budget, now, 1)

@@ -178,7 +178,7 @@ pub fn log_start_moved(log: &PartitionLog) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
@@ -196,7 +196,8 @@ mod tests {
 
     const TS: i64 = 1_700_000_000_000;
 
-    fn config() -> LogConfig {
+    /// 2 KiB segments: a few batches roll one.
+    pub(crate) fn config() -> LogConfig {
         LogConfig {
             segment_bytes: 2048,
             ..LogConfig::default()
@@ -223,7 +224,9 @@ mod tests {
         .unwrap()
     }
 
-    fn partition(dir: &Path, role: Role) -> Partition {
+    /// The log in `dir` as a partition in `role` (as leader, its high
+    /// watermark is its end).
+    pub(crate) fn partition(dir: &Path, role: Role) -> Partition {
         let log = PartitionLog::open(dir, config()).unwrap();
         Partition::new(
             Arc::from("t"),
