@@ -487,6 +487,7 @@ fn start_controller(config: &BrokerConfig) -> Result<Controller, ControllerError
             .collect(),
         data_dir: config.data_dir.clone(),
         session_timeout: std::time::Duration::from_millis(config.broker_session_timeout_ms),
+        heartbeat_interval: std::time::Duration::from_millis(config.broker_heartbeat_interval_ms),
         leader_balancing: config.auto_leader_rebalance_enable.then(|| {
             crate::controller::LeaderBalancingConfig {
                 interval: std::time::Duration::from_secs(

@@ -42,8 +42,8 @@ use tokio::sync::{oneshot, watch};
 use super::balancer::LeaderBalancing;
 use super::disk::FileDisk;
 use super::limits::{
-    DRIVER_QUEUE, ELECTION_TICKS, HEARTBEAT_TICKS, PENDING_PROPOSALS_MAX, PROPOSE_TIMEOUT,
-    SNAPSHOT_INTERVAL, TICK, TRANSFER_ATTEMPT,
+    DRIVER_QUEUE, ELECTION_TICKS, HEARTBEAT_TICKS, LOST_CONNECTION_GRACE_TICKS_MIN,
+    PENDING_PROPOSALS_MAX, PROPOSE_TIMEOUT, SNAPSHOT_INTERVAL, TICK, TRANSFER_ATTEMPT,
 };
 use super::liveness::Heartbeat;
 use super::node::{ControllerNode, NodeConfig, NodeError, Output, TaggedRecord, import_snapshot};
@@ -72,6 +72,9 @@ pub struct ControllerConfig {
     /// `broker.session.timeout.ms`: as the active controller, fence a
     /// broker whose heartbeats stop for this long.
     pub session_timeout: std::time::Duration,
+    /// `broker.heartbeat.interval.ms` (the cluster's, assumed the same on
+    /// every broker): sets the grace of a lost connection (see liveness).
+    pub heartbeat_interval: std::time::Duration,
     /// `auto.leader.rebalance.enable` with its interval and threshold:
     /// as the active controller, move leaderships back to preferred
     /// replicas. `None` when disabled.
@@ -136,6 +139,8 @@ enum Event {
     },
     /// A broker-only node's proposal.
     Foreign(TaggedRecord),
+    /// The controller connection from this node closed.
+    ConnectionLost(u64),
     Stop,
 }
 
@@ -189,6 +194,7 @@ impl Controller {
             snapshot_interval: SNAPSHOT_INTERVAL,
             incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
             session_ticks: session_ticks(config.session_timeout),
+            lost_grace_ticks: lost_grace_ticks(config.heartbeat_interval),
             leader_balancing: config.leader_balancing.map(|b| LeaderBalancing {
                 interval_ticks: session_ticks(b.interval),
                 max_imbalance_percent: b.max_imbalance_percent,
@@ -209,6 +215,7 @@ impl Controller {
                 },
                 Inbound::Observe { after, reply } => Event::Observe { after, reply },
                 Inbound::Propose(tagged) => Event::Foreign(tagged),
+                Inbound::ConnectionLost(node) => Event::ConnectionLost(node),
             };
             let _ = deliver_to.try_send(event);
         });
@@ -421,6 +428,12 @@ impl Controller {
     }
 }
 
+/// The grace after a lost broker connection (see `liveness`): half a
+/// heartbeat interval, and at least [`LOST_CONNECTION_GRACE_TICKS_MIN`].
+fn lost_grace_ticks(heartbeat_interval: std::time::Duration) -> u64 {
+    (session_ticks(heartbeat_interval) / 2).max(LOST_CONNECTION_GRACE_TICKS_MIN)
+}
+
 /// A duration in controller ticks (at least one).
 fn session_ticks(timeout: std::time::Duration) -> u64 {
     let tick = TICK.as_millis().max(1);
@@ -512,6 +525,7 @@ impl Driver {
                 Ok(Event::Propose(record, reply)) => self.propose(record, reply),
                 Ok(Event::Raft(message)) => self.node.step(message),
                 Ok(Event::Heartbeat { heartbeat, local }) => self.heartbeat(heartbeat, local),
+                Ok(Event::ConnectionLost(node)) => self.node.connection_lost(node),
                 Ok(Event::TransferLeadership(reply)) => {
                     let _ = reply.send(self.node.transfer_leadership());
                 }

@@ -13,6 +13,14 @@ pub const ELECTION_TICKS: usize = 10;
 /// Ticks between a leader's heartbeats.
 pub const HEARTBEAT_TICKS: usize = 2;
 
+/// The shortest grace after a lost broker connection before the broker is
+/// fenced (the grace is half a heartbeat interval, 250 ms by default). A
+/// live broker's connection closes only when the broker itself gave up on
+/// it (a write error or timeout) and it dials again with its next frame; a
+/// voter sends a Raft message every [`HEARTBEAT_TICKS`]. The grace covers
+/// the end of stream read after that next frame (the two connections race).
+pub const LOST_CONNECTION_GRACE_TICKS_MIN: u64 = 2 * HEARTBEAT_TICKS as u64;
+
 /// Applied entries between snapshots of the image: metadata changes are
 /// rare and small, so a thousand keeps the log to a few hundred KiB.
 pub const SNAPSHOT_INTERVAL: u64 = 1000;

@@ -7,6 +7,21 @@
 //! in the log (as in Kafka): a controller that becomes leader starts every
 //! registered broker with a fresh session (a grace of one session timeout).
 //!
+//! A silent broker is fenced after the session timeout; a broker whose
+//! controller connection *closed* is fenced sooner. A process that dies
+//! (crash, kill -9, OOM) has its sockets closed by its kernel, and the
+//! controller reads end-of-stream at once; a live broker whose connection
+//! broke dials again with its next frame. So a broker whose connection was
+//! lost and that sent nothing since is fenced after the lost-connection
+//! grace (one heartbeat interval plus slack, well under the session)
+//! instead of the whole session. This is what brings a crashed leader's
+//! partitions back within about a second instead of the session timeout
+//! (Kafka waits `broker.session.timeout.ms`, 9 s by default). A silent
+//! failure without a closed connection (a network partition, a hung
+//! process) still waits for the session. A wrong guess (a live broker that
+//! redials late) costs a fence and an unfence at its next heartbeat, never
+//! data: fencing is always safe, only availability is at stake.
+//!
 //! ```text
 //! broker            heartbeat(id, incarnation, want_shutdown) every interval
 //!   │                        │ (controller transport, or a local call)
@@ -28,6 +43,11 @@
 //!   node, so a counted heartbeat also says it has caught up to it.
 //! - A broker that asked to shut down is not unfenced again by the same
 //!   incarnation.
+//! - A lost connection counts only until the broker is heard from again
+//!   (a heartbeat or a Raft message from its node). A controller that
+//!   becomes leader keeps the connections it saw lost within the last
+//!   session, with their times (voters that voted were heard from), and
+//!   forgets older ones.
 //! - The same action for the same broker is proposed at most once per
 //!   [`RETRY_TICKS`]: a proposal that lost a race (refused at apply) or was
 //!   dropped is made again from the then-current image.
@@ -63,26 +83,62 @@ struct Session {
     acted_at: Option<u64>,
 }
 
+/// Brokers remembered with a lost connection at once: more than any
+/// cluster has brokers; a lost connection beyond it is not remembered (the
+/// session still fences the broker).
+pub const LOST_CONNECTIONS_MAX: usize = 4096;
+
 /// The active controller's view of broker sessions.
 #[derive(Debug)]
 pub struct BrokerLiveness {
     session_ticks: u64,
+    lost_grace_ticks: u64,
     sessions: BTreeMap<BrokerId, Session>,
+    /// Brokers whose controller connection closed and that were not heard
+    /// from since, with the tick the grace counts from. Kept on every
+    /// controller, leader or not, and across a change of leadership.
+    lost: BTreeMap<BrokerId, u64>,
 }
 
 impl BrokerLiveness {
-    /// Sessions expire after `session_ticks` ticks without a heartbeat.
-    pub fn new(session_ticks: u64) -> Self {
+    /// Sessions expire after `session_ticks` ticks without a heartbeat,
+    /// or `lost_grace_ticks` after a lost connection (the smaller wins).
+    pub fn new(session_ticks: u64, lost_grace_ticks: u64) -> Self {
+        let session_ticks = session_ticks.max(1);
         Self {
-            session_ticks: session_ticks.max(1),
+            session_ticks,
+            lost_grace_ticks: lost_grace_ticks.clamp(1, session_ticks),
             sessions: BTreeMap::new(),
+            lost: BTreeMap::new(),
         }
     }
 
-    /// This controller became leader: every broker starts a fresh session
-    /// at the next [`Self::due`], whatever an earlier term remembered.
-    pub fn reset(&mut self) {
+    /// This controller became leader at tick `now`: every broker starts a
+    /// fresh session at the next [`Self::due`], whatever an earlier term
+    /// remembered. A connection lost within the last session keeps its
+    /// time: the usual case is the previous active controller, whose
+    /// process died, and its grace has often run out during the election,
+    /// so it is fenced at once. One lost longer ago is forgotten (that
+    /// broker, if dead, was the previous leader's to fence).
+    pub fn reset(&mut self, now: u64) {
         self.sessions.clear();
+        let session = self.session_ticks;
+        self.lost
+            .retain(|_, since| now.saturating_sub(*since) <= session);
+    }
+
+    /// `broker`'s connection to this controller closed at tick `now`.
+    pub fn connection_lost(&mut self, broker: BrokerId, now: u64) {
+        if self.lost.len() < LOST_CONNECTIONS_MAX || self.lost.contains_key(&broker) {
+            self.lost.insert(broker, now);
+        }
+    }
+
+    /// A frame from `broker`'s node arrived: its process is alive.
+    pub fn heard_from(&mut self, broker: BrokerId) {
+        if !self.lost.is_empty() {
+            self.lost.remove(&broker);
+        }
     }
 
     /// Records a heartbeat received at tick `now`.
@@ -101,6 +157,7 @@ impl BrokerLiveness {
         }
         session.last_seen = now;
         session.want_shutdown |= hb.want_shutdown;
+        self.heard_from(hb.broker);
     }
 
     /// The changes due at tick `now` given `image`: at most one atomic
@@ -128,7 +185,11 @@ impl BrokerLiveness {
                 continue;
             }
             let current = session.incarnation == Some(broker.incarnation_id);
-            let expired = now.saturating_sub(session.last_seen) > self.session_ticks;
+            let lost = self
+                .lost
+                .get(&id)
+                .is_some_and(|since| now.saturating_sub(*since) > self.lost_grace_ticks);
+            let expired = lost || now.saturating_sub(session.last_seen) > self.session_ticks;
             let action = if !broker.fenced && (expired || (current && session.want_shutdown)) {
                 Some(fence(view, id))
             } else if broker.fenced && current && !expired && !session.want_shutdown {
@@ -148,6 +209,7 @@ impl BrokerLiveness {
         }
         // Brokers that left the image have no session to keep.
         self.sessions.retain(|id, _| image.broker(*id).is_some());
+        self.lost.retain(|id, _| image.broker(*id).is_some());
         out
     }
 }
@@ -222,8 +284,8 @@ mod tests {
     #[test]
     fn a_silent_broker_is_fenced_after_the_session_and_its_leaderships_move() {
         let mut image = cluster();
-        let mut live = BrokerLiveness::new(10);
-        live.reset();
+        let mut live = BrokerLiveness::new(10, 10);
+        live.reset(0);
         for now in 0..=10 {
             live.heartbeat(&hb(2, false), now);
             live.heartbeat(&hb(3, false), now);
@@ -253,9 +315,69 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_whose_connection_closed_is_fenced_after_the_grace_unless_heard_from() {
+        let mut image = cluster();
+        let mut live = BrokerLiveness::new(60, 10);
+        live.reset(0);
+        for id in 1..=3 {
+            live.heartbeat(&hb(id, false), 0);
+        }
+        // Broker 1's connection closes (its process died); broker 2's
+        // closes too but it dials again and heartbeats within the grace.
+        live.connection_lost(1, 1);
+        live.connection_lost(2, 1);
+        for now in 1..=11 {
+            if now == 6 {
+                live.heartbeat(&hb(2, false), now);
+            }
+            live.heartbeat(&hb(3, false), now);
+            assert!(live.due(&image, now).is_empty(), "tick {now}");
+        }
+        live.heartbeat(&hb(2, false), 12);
+        live.heartbeat(&hb(3, false), 12);
+        let due = live.due(&image, 12);
+        assert_eq!(due.len(), 1, "only broker 1, long before its session ends");
+        apply_all(&mut image, due);
+        assert!(image.broker(1).unwrap().fenced);
+        assert!(!image.broker(2).unwrap().fenced);
+        // It comes back: heard from again, its heartbeat unfences it.
+        for id in 1..=3 {
+            live.heartbeat(&hb(id, false), 40);
+        }
+        let due = live.due(&image, 40);
+        apply_all(&mut image, due);
+        assert!(!image.broker(1).unwrap().fenced);
+    }
+
+    #[test]
+    fn a_new_leader_fences_at_once_a_broker_whose_connection_it_saw_close_during_the_election() {
+        let mut image = cluster();
+        let mut live = BrokerLiveness::new(60, 10);
+        // Broker 2's connection closed long ago (more than a session):
+        // forgotten. Broker 1 (the previous active controller) died 15
+        // ticks before this controller won the election: fenced at once.
+        live.connection_lost(2, 5);
+        live.connection_lost(1, 85);
+        live.reset(100);
+        for id in 2..=3 {
+            live.heartbeat(&hb(id, false), 100);
+        }
+        let due = live.due(&image, 100);
+        assert_eq!(due.len(), 1);
+        apply_all(&mut image, due);
+        assert!(image.broker(1).unwrap().fenced);
+        assert!(!image.broker(2).unwrap().fenced);
+        // A Raft message from a broker's node clears its mark as well.
+        live.connection_lost(2, 112);
+        live.heard_from(2);
+        live.heartbeat(&hb(3, false), 130);
+        assert!(live.due(&image, 130).is_empty());
+    }
+
+    #[test]
     fn a_restarted_broker_registers_fenced_and_its_heartbeat_unfences_it() {
         let mut image = cluster();
-        let mut live = BrokerLiveness::new(10);
+        let mut live = BrokerLiveness::new(10, 10);
         let fresh = Uuid::from_u128(99);
         let again = MetadataRecord::BrokerRegistered {
             id: 1,
@@ -298,7 +420,7 @@ mod tests {
     #[test]
     fn want_shutdown_moves_leaders_then_fences_and_offline_partitions_return_on_unfence() {
         let mut image = cluster();
-        let mut live = BrokerLiveness::new(10);
+        let mut live = BrokerLiveness::new(10, 10);
         live.heartbeat(&hb(2, true), 0);
         let due = live.due(&image, 0);
         apply_all(&mut image, due);

@@ -53,7 +53,7 @@ use super::limits::{OBSERVE_BYTES_MAX, OBSERVE_ENTRIES_MAX};
 use super::liveness::{BrokerLiveness, Heartbeat};
 use super::observer::ObserveReply;
 use super::raft_storage::{RaftStorage, RaftStorageError};
-use crate::metadata::{ApplyError, MetadataImage, MetadataRecord};
+use crate::metadata::{ApplyError, BrokerId, MetadataImage, MetadataRecord};
 use sluice_client::rng::SplitMix64;
 
 /// Marks the sequence number of a proposal the node made itself (broker
@@ -82,6 +82,10 @@ pub struct NodeConfig {
     /// Ticks without a heartbeat before the active controller fences a
     /// broker (`broker.session.timeout.ms` over the tick).
     pub session_ticks: u64,
+    /// Ticks after a broker's controller connection closed, with nothing
+    /// heard from it since, before the active controller fences it (see
+    /// `liveness`): one heartbeat interval plus slack.
+    pub lost_grace_ticks: u64,
     /// Automatic preferred-leader balancing, `None` when disabled.
     pub leader_balancing: Option<LeaderBalancing>,
 }
@@ -196,7 +200,7 @@ impl ControllerNode {
             incarnation: config.incarnation,
             snapshot_interval: config.snapshot_interval.max(1),
             rng: SplitMix64::new(config.incarnation ^ config.id),
-            liveness: BrokerLiveness::new(config.session_ticks),
+            liveness: BrokerLiveness::new(config.session_ticks, config.lost_grace_ticks),
             balancer: PartitionBalancer::new(config.leader_balancing),
             ticks: 0,
             led: false,
@@ -267,7 +271,7 @@ impl ControllerNode {
         self.ticks += 1;
         let leads = self.is_leader();
         if leads && !self.led {
-            self.liveness.reset();
+            self.liveness.reset(self.ticks);
             self.balancer.reset(self.ticks);
         }
         self.led = leads;
@@ -293,12 +297,28 @@ impl ControllerNode {
     pub fn heartbeat(&mut self, heartbeat: &Heartbeat) {
         if self.is_leader() {
             self.liveness.heartbeat(heartbeat, self.ticks);
+        } else {
+            self.liveness.heard_from(heartbeat.broker);
+        }
+    }
+
+    /// The controller connection from `node` closed (end of stream or a
+    /// reset: its process may be gone). Kept whether or not this node
+    /// leads; see `liveness` for what follows.
+    pub fn connection_lost(&mut self, node: u64) {
+        if let Ok(broker) = BrokerId::try_from(node)
+            && self.image.broker(broker).is_some()
+        {
+            self.liveness.connection_lost(broker, self.ticks);
         }
     }
 
     /// Feeds a message from a peer. A message raft-rs refuses (a stale or
     /// unknown peer) is dropped: the sender retransmits what matters.
     pub fn step(&mut self, message: Message) {
+        if let Ok(broker) = BrokerId::try_from(message.from) {
+            self.liveness.heard_from(broker);
+        }
         if let Err(e) = self.raw.step(message) {
             tracing::debug!(error = %e, "raft message dropped");
         }

@@ -72,6 +72,10 @@ pub enum Inbound {
     },
     /// A broker-only node's proposal.
     Propose(TaggedRecord),
+    /// The connection that carried frames from this node ended by end of
+    /// stream or an I/O error (not by a frame this side refused): the
+    /// node's process may be gone (see `liveness`).
+    ConnectionLost(u64),
 }
 
 /// A heartbeat on the wire, with the node it is meant for.
@@ -191,8 +195,12 @@ async fn accept_loop(listener: TcpListener, id: u64, deliver: Deliver) {
             Ok((stream, peer)) => {
                 let deliver = Arc::clone(&deliver);
                 tokio::spawn(async move {
-                    if let Err(e) = read_frames(stream, id, &deliver).await {
+                    let mut sender = None;
+                    if let Err(e) = read_frames(stream, id, &deliver, &mut sender).await {
                         tracing::debug!(%peer, error = %e, "controller connection closed");
+                        if let (ReadError::Io(_), Some(node)) = (&e, sender) {
+                            deliver(Inbound::ConnectionLost(node));
+                        }
                     }
                     drop(permit);
                 });
@@ -264,24 +272,34 @@ pub async fn observe(
     serde_json::from_slice(&payload).map_err(|e| FrameError::Decode(e.to_string()).into())
 }
 
-async fn read_frames(mut stream: TcpStream, id: u64, deliver: &Deliver) -> Result<(), ReadError> {
+/// Reads frames until the connection ends; `sender` is the node the
+/// frames came from once one named it (a Raft message's `from`, a
+/// heartbeat's broker, a proposal's node).
+async fn read_frames(
+    mut stream: TcpStream,
+    id: u64,
+    deliver: &Deliver,
+    sender: &mut Option<u64>,
+) -> Result<(), ReadError> {
     loop {
         let (kind, payload) = read_frame(&mut stream).await?;
         let payload = payload.as_slice();
-        let (to, inbound) = match kind {
+        let (to, from, inbound) = match kind {
             KIND_RAFT => {
                 let message: Message = frame::decode_message(payload)?;
-                (message.to, Inbound::Raft(message))
+                (message.to, Some(message.from), Inbound::Raft(message))
             }
             KIND_HEARTBEAT => {
                 let addressed: Addressed = serde_json::from_slice(payload)
                     .map_err(|e| FrameError::Decode(e.to_string()))?;
-                (addressed.to, Inbound::Heartbeat(addressed.heartbeat))
+                let from = u64::try_from(addressed.heartbeat.broker).ok();
+                (addressed.to, from, Inbound::Heartbeat(addressed.heartbeat))
             }
             KIND_PROPOSE => {
                 let proposal: ProposeFrame = serde_json::from_slice(payload)
                     .map_err(|e| FrameError::Decode(e.to_string()))?;
-                (proposal.to, Inbound::Propose(proposal.tagged))
+                let from = Some(proposal.tagged.node);
+                (proposal.to, from, Inbound::Propose(proposal.tagged))
             }
             KIND_OBSERVE => {
                 let request: ObserveRequest = serde_json::from_slice(payload)
@@ -307,6 +325,9 @@ async fn read_frames(mut stream: TcpStream, id: u64, deliver: &Deliver) -> Resul
         };
         if to != id {
             return Err(ReadError::WrongNode(to, id));
+        }
+        if from.is_some() {
+            *sender = from;
         }
         deliver(inbound);
     }

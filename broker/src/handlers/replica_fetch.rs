@@ -10,7 +10,10 @@
 //! ISR expansion proposed → replica::alter_partition (background)
 //! nothing to send and max_wait_ms > 0 → wait for an append or a high
 //!   watermark move on this node (or the deadline); read again only when
-//!   one of this fetch's partitions moved (atomics, no lock)
+//!   one of this fetch's partitions moved (atomics, no lock); answer at
+//!   once when this node starts leading a partition meanwhile (the
+//!   follower's next fetch then names it: after a failover, acks=all on
+//!   the new leader does not wait out the follower's long poll)
 //! ```
 //!
 //! Only the partition's leader at the follower's `current_leader_epoch`
@@ -53,6 +56,7 @@ pub fn handle_replica_fetch(
     // the wait below shows up as a difference, never as a lost wake.
     let partitions = hosted(broker, &request);
     let mut seen = positions(&partitions);
+    let leaderships = broker.replicas().leaderships_gained();
     let (reads, bytes, answer_now) = read_all(broker, &request);
     let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let wait = Duration::from_millis(
@@ -76,13 +80,14 @@ pub fn handle_replica_fetch(
             notified.as_mut().enable();
             let now = positions(&partitions);
             let expired = tokio::time::Instant::now() >= deadline;
-            if now == seen && !expired {
+            let leads_more = broker.replicas().leaderships_gained() != leaderships;
+            if now == seen && !expired && !leads_more {
                 let _ = tokio::time::timeout_at(deadline, notified).await;
                 continue;
             }
             seen = now;
             let (reads, bytes, answer_now) = read_all(&broker, &request);
-            if bytes >= min_bytes || answer_now || expired {
+            if bytes >= min_bytes || answer_now || expired || leads_more {
                 return match respond(version, correlation_id, &request, reads) {
                     Reply::Now(frame) => Ok(frame),
                     _ => Err("fetch response does not encode".to_string()),

@@ -10,7 +10,8 @@
 //!       ─► the active controller unfences it (leaderless partitions it can
 //!          lead get it as leader in the same record) ─► serve
 //! missed broker.session.timeout.ms ─► the controller fences it and moves
-//!                                     its leaderships (controller/liveness.rs)
+//! (or its controller connection        its leaderships (controller/liveness.rs)
+//!  closed and it did not dial again)
 //! SIGTERM ─► heartbeat with want_shutdown ─► the controller moves its
 //!            leaderships and fences it ─► the broker sees that in its image
 //!            (or a bound passes) ─► the active controller hands Raft
@@ -53,9 +54,12 @@ use crate::error::BrokerError;
 /// heartbeats per session.
 pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 500;
 
-/// Default `broker.session.timeout.ms`. Kafka's is 9000; a crashed
-/// leader's partitions are unavailable for about this long, and the plan
-/// Sluice serves wants a new leader within 5 s, so Sluice fences after 3 s.
+/// Default `broker.session.timeout.ms`. Kafka's is 9000; a silent
+/// leader's partitions (a hung process, a network partition) are
+/// unavailable for about this long, and the plan Sluice serves wants a new
+/// leader within 5 s, so Sluice fences after 3 s. A crashed process is
+/// fenced sooner, when its controller connection closes
+/// (`controller::liveness`).
 /// The session is counted in controller ticks, so a starved controller
 /// fences late, never early; a broker starved for 3 s is fenced and
 /// rejoins (leaders and ISR follow) once it heartbeats again.

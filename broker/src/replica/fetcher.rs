@@ -80,6 +80,10 @@ use crate::error::BrokerError;
 /// Fetch v12 is the first to carry diverging epochs in its answer.
 const FETCH_DIVERGING_EPOCH_VERSION: i16 = 12;
 
+/// The backoff after UNKNOWN_LEADER_EPOCH (see [`backoff_after`]): one
+/// controller tick.
+const LEADER_CATCH_UP_BACKOFF: Duration = Duration::from_millis(50);
+
 /// ListOffsets timestamps for the log start and the log end.
 const EARLIEST_TIMESTAMP: i64 = -2;
 const LATEST_TIMESTAMP: i64 = -1;
@@ -410,7 +414,7 @@ async fn fetch_round(
                 FetchDecision::Diverging(leader) => apply_divergence(shared, p, leader, config),
                 FetchDecision::OutOfRange => out_of_range.push(p),
                 FetchDecision::Backoff(code) => {
-                    delay(shared, p, config.backoff, &format!("{code:?}"));
+                    delay(shared, p, backoff_after(code, config), &format!("{code:?}"));
                 }
             }
         }
@@ -433,6 +437,21 @@ fn still_assigned<'a>(
         .get(&p.tp)
         .is_some_and(|a| a.leader_epoch == p.leader_epoch && Arc::ptr_eq(&a.follower, &p.follower));
     same.then_some(guard)
+}
+
+/// How long a partition waits after the leader answered `code`:
+/// `replica.fetch.backoff.ms`, except for UNKNOWN_LEADER_EPOCH. That one
+/// says this follower applied a leader change before its new leader did
+/// (each node follows the metadata log on its own), which the leader
+/// catches up on within a controller round trip; waiting the whole backoff
+/// there would hold acks=all on the new leader for a second after every
+/// failover.
+fn backoff_after(code: ErrorCode, config: &FetcherConfig) -> Duration {
+    if code == ErrorCode::of(kafka_protocol::error::ResponseError::UnknownLeaderEpoch) {
+        config.backoff.min(LEADER_CATCH_UP_BACKOFF)
+    } else {
+        config.backoff
+    }
 }
 
 fn delay(shared: &Shared, p: &RoundPartition, backoff: Duration, reason: &str) {
@@ -581,7 +600,7 @@ async fn check_epochs(
             };
             if answer.error_code != 0 {
                 let code = ErrorCode::from_code(answer.error_code);
-                delay(shared, p, config.backoff, &format!("{code:?}"));
+                delay(shared, p, backoff_after(code, config), &format!("{code:?}"));
                 continue;
             }
             let Some(guard) = still_assigned(shared, p) else {

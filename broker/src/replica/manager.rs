@@ -26,7 +26,7 @@
 //!   lock, so two concurrent creates cannot both pass it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use sluice_storage::{LogDir, PartitionBudget, ProcessLimits, TopicPartition};
@@ -204,6 +204,11 @@ pub struct ReplicaManager {
     /// Notified whenever any partition's high watermark advances; long-poll
     /// fetches wait on it.
     data_arrived: Arc<Notify>,
+    /// Bumped (and `data_arrived` notified) whenever a reconcile makes this
+    /// node leader of a partition: a follower's parked fetch answers at
+    /// once, so its next fetch already names the partition it now follows
+    /// here (after a failover, acks=all waits for that fetch).
+    leaderships_gained: AtomicU64,
     replication: ReplicationSettings,
     /// One replica fetcher per leader broker this node follows partitions
     /// of; kept in line with the image by [`ReplicaManager::sync_fetchers`].
@@ -237,6 +242,7 @@ impl ReplicaManager {
             preopened: Mutex::new(HashMap::new()),
             flusher: Flusher::start(),
             data_arrived: Arc::new(Notify::new()),
+            leaderships_gained: AtomicU64::new(0),
             replication: ReplicationSettings::defaults(node),
             fetchers: ReplicaFetcherManager::new(FetcherConfig::new(node)),
             checkpointed: Mutex::new(hw_checkpoint::load(log_dir.path())),
@@ -339,6 +345,12 @@ impl ReplicaManager {
         &self.data_arrived
     }
 
+    /// How many reconciles made this node leader of a partition (see the
+    /// field); a parked follower fetch answers when it moves.
+    pub fn leaderships_gained(&self) -> u64 {
+        self.leaderships_gained.load(Ordering::Acquire)
+    }
+
     pub fn defaults(&self) -> &TopicDefaults {
         &self.defaults
     }
@@ -419,6 +431,10 @@ impl ReplicaManager {
             .map_err(|_| BrokerError::StatePoisoned)?;
         let image = current();
         let (stale, moved, roles, plans) = self.plan(&image)?;
+        let gains_leadership = roles.iter().any(|(_, role)| role.is_leader())
+            || plans
+                .iter()
+                .any(|plan| plan.open.iter().any(|(_, role)| role.is_leader()));
         for (name, tp) in stale {
             self.delete_topic_logs(&name, tp);
         }
@@ -453,6 +469,10 @@ impl ReplicaManager {
         }
         self.incomplete.store(!failed.is_empty(), Ordering::Release);
         self.sync_fetchers(&image);
+        if gains_leadership {
+            self.leaderships_gained.fetch_add(1, Ordering::AcqRel);
+            self.data_arrived.notify_waiters();
+        }
         Ok(ReconcileReport { image, failed })
     }
 

@@ -677,7 +677,7 @@ pub const BROKER_SETTINGS: &[Setting] = &[
         ConfigType::Long,
         Unit::Milliseconds,
         |c| Some(c.broker_session_timeout_ms.to_string()),
-        "As the active controller: a broker whose heartbeats stop for this long is fenced and its leaderships move (Kafka's default is 9000; 3000 keeps a crashed leader's partitions unavailable for about 3 s).",
+        "As the active controller: a broker whose heartbeats stop for this long is fenced and its leaderships move (Kafka's default is 9000). A broker whose controller connection closes (its process died) and that does not dial again is fenced sooner, after half a heartbeat interval: a crashed leader's partitions move within about 0.3 s, a hung or partitioned one's after this timeout.",
     ),
     broker(
         "auto.leader.rebalance.enable",

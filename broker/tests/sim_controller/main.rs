@@ -60,6 +60,10 @@ const HEAL_STEPS_MAX: u64 = 3000;
 const TOPICS: [&str; 4] = ["a", "b", "c", "d"];
 /// Ticks without a heartbeat before a broker is fenced.
 const SESSION_TICKS: u64 = 40;
+/// Ticks after a lost connection before a silent broker is fenced (brokers
+/// heartbeat about every three ticks here: some live ones are fenced by a
+/// late heartbeat, which must be safe).
+const LOST_GRACE_TICKS: u64 = 6;
 /// Steps between two registration attempts of one broker.
 const REGISTER_RETRY_STEPS: u64 = 30;
 /// Steps a controlled shutdown waits before the node is crashed anyway.
@@ -220,6 +224,7 @@ impl Sim {
             snapshot_interval: 3 + self.rng.below(15),
             incarnation: self.seed.wrapping_mul(1_000_003) ^ self.incarnations,
             session_ticks: SESSION_TICKS,
+            lost_grace_ticks: LOST_GRACE_TICKS,
             leader_balancing: None,
         };
         let broker_incarnation = Uuid::from_u64_pair(self.seed, self.incarnations);
@@ -255,6 +260,13 @@ impl Sim {
         }
         self.net.retain(|m| m.message.to != id);
         self.heartbeats.retain(|h| h.to != id && h.from != id);
+        // Its kernel closes its sockets: every peer reads end of stream.
+        for other in self.live() {
+            self.with_node(other, |node, _| {
+                node.connection_lost(id);
+                false
+            });
+        }
         if let Some(r) = &mut self.repl {
             if std::env::var_os("SLUICE_SIM_TRACE").is_some() {
                 eprintln!("tick {}: crash node {id}", self.now);
@@ -609,6 +621,18 @@ impl Sim {
             }
             46..=60 => {
                 self.cut.clear();
+            }
+            61..=70 => {
+                // A connection of a live node breaks (it dials again): a
+                // false alarm that may fence it, which must stay safe.
+                if let (Some(a), Some(b)) = (self.pick(&live), self.pick(&live))
+                    && a != b
+                {
+                    self.with_node(a, |node, _| {
+                        node.connection_lost(b);
+                        false
+                    });
+                }
             }
             _ => {}
         }
