@@ -338,7 +338,7 @@ fn led_by(view: &View, id: i32) -> usize {
 
 #[test]
 fn a_killed_broker_is_fenced_and_its_leaderships_move_then_it_returns_unfenced() {
-    const SESSION_MS: u64 = 2000;
+    const SESSION_MS: u64 = 4000;
     let root = tempfile::tempdir().unwrap();
     let config = liveness_config(root.path(), SESSION_MS, 250);
     let mut cluster = start_racked(root.path(), &config);
@@ -374,7 +374,7 @@ fn a_killed_broker_is_fenced_and_its_leaderships_move_then_it_returns_unfenced()
         .find(|id| i64::from(*id) != controller && led_by(&before, *id as i32) > 0)
         .unwrap();
     let first_incarnation = incarnation(&cluster, victim);
-    let others: Vec<u32> = ids.iter().copied().filter(|id| *id != victim).collect();
+    let others = others_than(&ids, victim);
     let killed = Instant::now();
     cluster.kill(victim);
     let after = agreed_view(
@@ -384,15 +384,12 @@ fn a_killed_broker_is_fenced_and_its_leaderships_move_then_it_returns_unfenced()
         |v| led_by(v, victim as i32) == 0 && !v.brokers.contains_key(&(victim as i32)),
     );
     let moved_in = killed.elapsed();
-    // Within the session timeout plus a bound for the tick, the commit
-    // and the polling of this test.
+    // Its kernel closed its controller connections: fenced after half a
+    // heartbeat interval, long before the session would expire (the bound
+    // leaves room for the tick, the commit and this test's polling).
     assert!(
-        moved_in < Duration::from_millis(SESSION_MS + 3000),
-        "moved after {moved_in:?}"
-    );
-    assert!(
-        moved_in >= Duration::from_millis(SESSION_MS / 2),
-        "moved after {moved_in:?}: before the session expired?"
+        moved_in < Duration::from_millis(SESSION_MS - 1000),
+        "moved after {moved_in:?}: the closed connection did not fence it"
     );
     for (key, (leader, epoch)) in &after.leaders {
         let (old_leader, old_epoch) = before.leaders[key];
@@ -420,6 +417,35 @@ fn a_killed_broker_is_fenced_and_its_leaderships_move_then_it_returns_unfenced()
     );
     assert_eq!(back.cluster_id, before.cluster_id);
     assert_eq!(back.brokers, racks);
+
+    // A broker that stops without closing anything (SIGSTOP: hung, or cut
+    // off) is fenced by the session, not before; SIGCONT brings it back.
+    let paused = *others.first().unwrap();
+    let stopped = Instant::now();
+    cluster.node(paused).unwrap().signal("STOP").unwrap();
+    agreed_view(
+        &cluster,
+        &others_than(&ids, paused),
+        "the survivors no longer list the paused broker",
+        |v| !v.brokers.contains_key(&(paused as i32)),
+    );
+    let fenced_in = stopped.elapsed();
+    cluster.node(paused).unwrap().signal("CONT").unwrap();
+    assert!(
+        fenced_in >= Duration::from_millis(SESSION_MS / 2),
+        "fenced after {fenced_in:?}: before the session expired?"
+    );
+    assert!(
+        fenced_in < Duration::from_millis(SESSION_MS + 3000),
+        "fenced after {fenced_in:?}"
+    );
+    agreed_view(&cluster, &ids, "every node lists the resumed broker", |v| {
+        v.brokers.len() == 3
+    });
+}
+
+fn others_than(ids: &[u32], id: u32) -> Vec<u32> {
+    ids.iter().copied().filter(|other| *other != id).collect()
 }
 
 #[test]

@@ -172,15 +172,22 @@ impl BrokerProcess {
         &self.data_dir
     }
 
-    /// SIGTERM (a clean shutdown), then waits for the exit.
-    pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
+    /// Sends `signal` (a `kill` name: `STOP`, `CONT`, `TERM`) to this
+    /// process's PID only.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([format!("-{signal}"), self.pid().to_string()])
             .status()
             .context("cannot run kill")?;
         if !status.success() {
-            bail!("kill -TERM {} failed: {status}", self.pid());
+            bail!("kill -{signal} {} failed: {status}", self.pid());
         }
+        Ok(())
+    }
+
+    /// SIGTERM (a clean shutdown), then waits for the exit.
+    pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
+        self.signal("TERM")?;
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait()? {
