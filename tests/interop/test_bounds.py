@@ -239,8 +239,13 @@ def test_parallel_decompression_bombs_stay_within_the_broker_budget(broker_facto
           f"200 MiB bomb: error {too_large}")
     assert len(errors) == len(bombs)
     assert set(errors) <= {0, REQUEST_TIMED_OUT}, errors
-    assert errors.count(0) >= 1, "no bomb got through, even alone"
     assert log_end(broker, topic) == errors.count(0), "a refused batch was stored"
+    # Eight at once may all be refused (each lease grows as its output
+    # does, and together they can spend the budget before any finishes:
+    # CI saw 0 of 8 through on a loaded machine). The promise is that the
+    # budget comes back and a retry succeeds: one bomb alone gets through.
+    assert produce_error(broker.address, topic, gzip_bomb(40 * MIB)) == 0, \
+        "a bomb within the budget, alone, was refused"
     assert grew < (budget + 48 * MIB) // 1024, f"RSS peak grew {grew} KiB past the {budget >> 20} MiB budget"
     assert too_large == MESSAGE_TOO_LARGE, f"200 MiB of records from a 1 MiB broker limit: {too_large}"
     assert serving(broker) < 2
