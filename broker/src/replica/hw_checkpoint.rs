@@ -32,7 +32,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::offset_checkpoint::{self, Loaded};
+use super::offset_checkpoint;
 
 /// How often the maintenance pass writes the file (Kafka's
 /// `replica.high.watermark.checkpoint.interval.ms` default).
@@ -51,19 +51,11 @@ pub fn path(log_dir: &Path) -> PathBuf {
 /// The checkpoint of `log_dir`; empty when there is none or it does not
 /// parse (logged: the partitions then start from their log start).
 pub fn load(log_dir: &Path) -> HighWatermarks {
-    let file = path(log_dir);
-    match offset_checkpoint::load(&file) {
-        Loaded::Offsets(hws) => hws,
-        Loaded::Missing => HighWatermarks::new(),
-        Loaded::Unreadable(e) => {
-            tracing::warn!(file = %file.display(), error = %e, "high-watermark checkpoint unreadable; replicated partitions start from their log start");
-            HighWatermarks::new()
-        }
-        Loaded::Malformed => {
-            tracing::warn!(file = %file.display(), "high-watermark checkpoint malformed; replicated partitions start from their log start");
-            HighWatermarks::new()
-        }
-    }
+    offset_checkpoint::load_or_empty(
+        &path(log_dir),
+        "high-watermark checkpoint",
+        "replicated partitions start from their log start",
+    )
 }
 
 /// Writes `entries` as the checkpoint of `log_dir` (no fsync: a lost

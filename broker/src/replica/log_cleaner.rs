@@ -77,7 +77,7 @@ use sluice_storage::compaction::{CleaningRules, OffsetMap, Throttle};
 use crate::decompression_budget::DecompressionBudget;
 use crate::error::BrokerError;
 use crate::replica::Partition;
-use crate::replica::offset_checkpoint::{self, Loaded};
+use crate::replica::offset_checkpoint;
 use crate::settings::Compaction;
 
 /// What one cleaning of one partition did.
@@ -140,18 +140,11 @@ impl LogCleaner {
         now_ms: i64,
     ) -> Self {
         let checkpoint = checkpoint_path(log_dir);
-        let loaded = match offset_checkpoint::load(&checkpoint) {
-            Loaded::Offsets(offsets) => offsets,
-            Loaded::Missing => HashMap::new(),
-            Loaded::Unreadable(e) => {
-                tracing::warn!(file = %checkpoint.display(), error = %e, "cleaner offset checkpoint unreadable; compacted partitions count as wholly dirty");
-                HashMap::new()
-            }
-            Loaded::Malformed => {
-                tracing::warn!(file = %checkpoint.display(), "cleaner offset checkpoint malformed; compacted partitions count as wholly dirty");
-                HashMap::new()
-            }
-        };
+        let loaded = offset_checkpoint::load_or_empty(
+            &checkpoint,
+            "cleaner offset checkpoint",
+            "compacted partitions count as wholly dirty",
+        );
         let first_dirty = loaded
             .into_iter()
             .map(|((topic, index), offset)| {

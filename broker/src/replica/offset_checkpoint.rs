@@ -44,6 +44,24 @@ pub fn load(file: &Path) -> Loaded {
     }
 }
 
+/// Reads the checkpoint at `file`, or nothing: a missing file is empty,
+/// one that cannot be read or parsed is empty and logged once, naming
+/// `what` the file is and what `empty_means` for the partitions.
+pub fn load_or_empty(file: &Path, what: &str, empty_means: &str) -> Offsets {
+    match load(file) {
+        Loaded::Offsets(offsets) => offsets,
+        Loaded::Missing => Offsets::new(),
+        Loaded::Unreadable(e) => {
+            tracing::warn!(file = %file.display(), error = %e, what, empty_means, "checkpoint unreadable; ignored");
+            Offsets::new()
+        }
+        Loaded::Malformed => {
+            tracing::warn!(file = %file.display(), what, empty_means, "checkpoint malformed; ignored");
+            Offsets::new()
+        }
+    }
+}
+
 fn parse(text: &str) -> Option<Offsets> {
     let mut lines = text.lines();
     if lines.next()? != VERSION {
