@@ -60,11 +60,11 @@ pub fn load(log_dir: &Path) -> HighWatermarks {
 
 /// Writes `entries` as the checkpoint of `log_dir` (no fsync: a lost
 /// write only leaves an older, lower checkpoint).
-pub fn store(log_dir: &Path, entries: &[(String, i32, i64)]) -> std::io::Result<()> {
-    offset_checkpoint::store(
-        &path(log_dir),
-        entries.iter().map(|(t, p, hw)| (t.as_str(), *p, *hw)),
-    )
+pub fn store<'a>(
+    log_dir: &Path,
+    entries: impl ExactSizeIterator<Item = (&'a str, i32, i64)>,
+) -> std::io::Result<()> {
+    offset_checkpoint::store(&path(log_dir), entries)
 }
 
 #[cfg(test)]
@@ -75,8 +75,8 @@ mod tests {
     fn what_is_stored_loads_back() {
         let dir = tempfile::tempdir().unwrap();
         assert!(load(dir.path()).is_empty());
-        let entries = vec![("orders".to_string(), 0, 42), ("a.b-c_d".to_string(), 7, 0)];
-        store(dir.path(), &entries).unwrap();
+        let entries = [("orders", 0, 42), ("a.b-c_d", 7, 0)];
+        store(dir.path(), entries.into_iter()).unwrap();
         let loaded = load(dir.path());
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded[&("orders".to_string(), 0)], 42);
