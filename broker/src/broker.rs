@@ -26,6 +26,7 @@ use crate::group::Coordinator;
 use crate::lifecycle::Lifecycle;
 use crate::metadata::topic_name::is_internal;
 use crate::metadata::{Controller, MetadataImage, MetadataRecord};
+use crate::replica::budget_reservation::ReplicasInFlight;
 use crate::replica::{Reconciler, ReplicaManager};
 use crate::settings::{TopicDefaults, invalid_overrides};
 
@@ -271,12 +272,12 @@ impl Broker {
             MetadataRecord::TopicCreated { name, topic_id, .. } => Some((name.clone(), *topic_id)),
             _ => None,
         };
-        let _reservation = match (&record, new_replicas_on(&record, node)) {
+        let _reservation = match (&record, ReplicasInFlight::of(&record, node)) {
             (
                 MetadataRecord::TopicCreated { name, .. }
                 | MetadataRecord::PartitionsAdded { name, .. },
-                adding,
-            ) if !is_internal(name) => Some(self.replicas.reserve(&self.image(), adding)?),
+                Some(change),
+            ) if !is_internal(name) => Some(self.replicas.reserve(&self.image(), change)?),
             _ => None,
         };
         // New partitions of an existing topic are opened here first: one
@@ -385,18 +386,6 @@ impl Broker {
         self.controller.shutdown();
         self.groups.shutdown();
         self.replicas.shutdown();
-    }
-}
-
-/// How many replicas `record` adds on `node` (the partition budget).
-pub fn new_replicas_on(record: &MetadataRecord, node: i32) -> u64 {
-    match record {
-        MetadataRecord::TopicCreated { assignments, .. }
-        | MetadataRecord::PartitionsAdded { assignments, .. } => assignments
-            .iter()
-            .filter(|a| a.replicas.contains(&node))
-            .count() as u64,
-        _ => 0,
     }
 }
 

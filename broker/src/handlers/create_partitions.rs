@@ -44,7 +44,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::{PARTITIONS_PER_TOPIC_MAX, Replication, replica_lists};
-use crate::broker::{Broker, new_replicas_on};
+use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::metadata::topic_name::is_internal;
 use crate::metadata::{MetadataRecord, PartitionRecord};
@@ -134,9 +134,7 @@ async fn grow(
     };
     if validate_only {
         // A real change reserves its replicas in `Broker::propose`.
-        broker
-            .replicas()
-            .check_partition_budget(&image, new_replicas_on(&record, broker.identity().node_id))?;
+        broker.replicas().check_partition_budget(&image, &record)?;
         return broker
             .image()
             .check(&record)

@@ -19,7 +19,7 @@ use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::{Broker, new_replicas_on};
+use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::metadata::placement;
 use crate::metadata::{
@@ -90,10 +90,7 @@ pub async fn create_topic(
         // Internal topics (`__consumer_offsets`) are what the broker needs
         // to work at all: they are not refused by the budget, only counted.
         if !topic_name::is_internal(name) {
-            broker.replicas().check_partition_budget(
-                &image,
-                new_replicas_on(&record, broker.identity().node_id),
-            )?;
+            broker.replicas().check_partition_budget(&image, &record)?;
         }
         image
             .check(&record)

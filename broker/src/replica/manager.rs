@@ -21,9 +21,10 @@
 //!   a request never sees half of a topic's creation.
 //! - Nothing at start deletes a batch: directories no topic owns are
 //!   deleted only when empty, else kept as strays.
-//! - The partition budget counts this node's replicas plus the ones
-//!   reserved by changes in flight ([`ReplicaManager::reserve`]), under one
-//!   lock, so two concurrent creates cannot both pass it.
+//! - The partition budget counts this node's replicas plus those of
+//!   changes in flight that the image does not hold yet, each once, under
+//!   one lock, so two concurrent creates cannot both pass it
+//!   ([`ReplicaManager::reserve`], `replica::budget_reservation`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use sluice_storage::{LogDir, PartitionBudget, ProcessLimits, TopicPartition};
 use tokio::sync::Notify;
 
+use super::budget_reservation::{BudgetReservation, BudgetReservations, ReplicasInFlight};
 use super::fetcher::{FetcherConfig, SourceBroker};
 use super::fetcher_manager::ReplicaFetcherManager;
 use super::flusher::Flusher;
@@ -43,7 +45,7 @@ use super::partition_metadata;
 use super::role::PartitionRole;
 use crate::config::DurabilityMode;
 use crate::error::BrokerError;
-use crate::metadata::{BrokerId, MetadataImage, NO_LEADER, TopicImage};
+use crate::metadata::{BrokerId, MetadataImage, MetadataRecord, NO_LEADER, TopicImage};
 use crate::server::now_ms;
 use crate::settings::{TopicConfig, TopicDefaults};
 
@@ -90,21 +92,6 @@ pub struct ReconcileReport {
     /// Topics left (partly) unopened, by name; each is retried by a later
     /// reconcile.
     pub failed: BTreeMap<String, TopicFailure>,
-}
-
-/// Partitions held for changes in flight (see [`ReplicaManager::reserve`]);
-/// released when dropped.
-pub struct BudgetReservation<'a> {
-    reserved: &'a Mutex<u64>,
-    count: u64,
-}
-
-impl Drop for BudgetReservation<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut r) = self.reserved.lock() {
-            *r = r.saturating_sub(self.count);
-        }
-    }
 }
 
 /// Logs opened by [`ReplicaManager::preopen`], waiting for the reconcile
@@ -195,8 +182,8 @@ pub struct ReplicaManager {
     incomplete: AtomicBool,
     /// Most partitions this node takes (see `sluice_storage::budget`).
     budget: PartitionBudget,
-    /// Partitions of this node reserved by creations not yet applied.
-    reserved: Mutex<u64>,
+    /// Replicas of this node reserved by changes no image holds yet.
+    reserved: BudgetReservations,
     /// Logs of new partitions opened before the change that adds them was
     /// proposed ([`ReplicaManager::preopen`]); `open_log` takes them.
     preopened: Mutex<HashMap<(uuid::Uuid, i32), sluice_storage::PartitionLog>>,
@@ -238,7 +225,7 @@ impl ReplicaManager {
                 ProcessLimits::current(),
                 CONNECTIONS_RESERVE_DEFAULT,
             ),
-            reserved: Mutex::new(0),
+            reserved: BudgetReservations::default(),
             preopened: Mutex::new(HashMap::new()),
             flusher: Flusher::start(),
             data_arrived: Arc::new(Notify::new()),
@@ -297,40 +284,33 @@ impl ReplicaManager {
             .count() as u64
     }
 
-    /// Reserves `adding` more replicas on this node, or POLICY_VIOLATION
-    /// when this node's replicas in `image` plus those already reserved
-    /// plus `adding` would pass the budget. Held until the change is
-    /// applied (then `image` counts them), so two concurrent creates
-    /// cannot both pass the check.
+    /// Reserves the replicas `change` adds to this node, or
+    /// POLICY_VIOLATION when this node's replicas in `image`, plus those
+    /// of changes in flight that `image` does not hold yet, plus `change`
+    /// would pass the budget. Held until the change is applied, so two
+    /// concurrent creates cannot both pass the check; counted by the image
+    /// alone once the image holds it (`replica::budget_reservation`).
     pub fn reserve(
         &self,
         image: &MetadataImage,
-        adding: u64,
+        change: ReplicasInFlight,
     ) -> Result<BudgetReservation<'_>, BrokerError> {
-        let mut reserved = self
-            .reserved
-            .lock()
-            .map_err(|_| BrokerError::StatePoisoned)?;
-        let hosted = self.assigned_replicas(image).saturating_add(*reserved);
-        self.budget
-            .check(hosted, adding)
-            .map_err(BrokerError::PolicyViolation)?;
-        *reserved = reserved.saturating_add(adding);
-        Ok(BudgetReservation {
-            reserved: &self.reserved,
-            count: adding,
-        })
+        self.reserved
+            .reserve(&self.budget, image, self.assigned_replicas(image), change)
     }
 
-    /// POLICY_VIOLATION when `adding` more replicas on this node would
+    /// POLICY_VIOLATION when the replicas `record` adds to this node would
     /// take it past its budget (validate-only requests; a real change
     /// holds a [`ReplicaManager::reserve`]).
     pub fn check_partition_budget(
         &self,
         image: &MetadataImage,
-        adding: u64,
+        record: &MetadataRecord,
     ) -> Result<(), BrokerError> {
-        self.reserve(image, adding).map(drop)
+        match ReplicasInFlight::of(record, self.node) {
+            Some(change) => self.reserve(image, change).map(drop),
+            None => Ok(()),
+        }
     }
 
     pub fn durability(&self) -> DurabilityMode {
