@@ -9,6 +9,9 @@
 //! - An unclean election (only when `unclean.leader.election.enable` is
 //!   true for the topic, default false as in Kafka) may pick an unfenced
 //!   replica outside the ISR, and then the ISR becomes just that leader.
+//!   A replica still joining a reassignment (`adding`, never in sync) is
+//!   never picked that way: it may hold nothing of the partition, and
+//!   leading would make the other replicas truncate to it.
 //! - The ISR never becomes empty: when its last member goes, the member
 //!   stays listed and the partition has no leader (Kafka KRaft keeps it so
 //!   that the last in-sync replica can lead again when it returns).
@@ -38,17 +41,23 @@ pub enum Election {
 
 /// Elects a leader for a partition whose replicas are `replicas` and ISR
 /// `isr`, among brokers for which `eligible` holds (unfenced and not
-/// shutting down).
+/// shutting down). `joining` are replicas a reassignment is still adding:
+/// never elected uncleanly.
 pub fn elect_leader(
     replicas: &[BrokerId],
     isr: &[BrokerId],
+    joining: &[BrokerId],
     eligible: impl Fn(BrokerId) -> bool,
     unclean_allowed: bool,
 ) -> Election {
     if let Some(&b) = replicas.iter().find(|b| isr.contains(b) && eligible(**b)) {
         return Election::Clean(b);
     }
-    if unclean_allowed && let Some(&b) = replicas.iter().find(|b| eligible(**b)) {
+    if unclean_allowed
+        && let Some(&b) = replicas
+            .iter()
+            .find(|b| !joining.contains(b) && eligible(**b))
+    {
         return Election::Unclean(b);
     }
     Election::None
@@ -112,7 +121,7 @@ fn choose(
     eligible: &impl Fn(BrokerId) -> bool,
     unclean: bool,
 ) -> (BrokerId, Vec<BrokerId>) {
-    match elect_leader(&p.replicas, &isr, eligible, unclean) {
+    match elect_leader(&p.replicas, &isr, &p.adding, eligible, unclean) {
         Election::Clean(b) => (b, isr),
         Election::Unclean(b) => (b, vec![b]),
         Election::None => (NO_LEADER, isr),
@@ -200,7 +209,7 @@ pub fn asked_election(
             if p.leader != NO_LEADER {
                 return Err(NoElection::NotNeeded);
             }
-            match elect_leader(&p.replicas, &p.isr, eligible, true) {
+            match elect_leader(&p.replicas, &p.isr, &p.adding, eligible, true) {
                 Election::Clean(b) => change.leader = Some(b),
                 Election::Unclean(b) => {
                     change.leader = Some(b);
@@ -325,16 +334,34 @@ mod tests {
     #[test]
     fn unclean_election_only_when_the_topic_allows_it() {
         assert_eq!(
-            elect_leader(&[1, 2], &[1], |b| b == 2, false),
+            elect_leader(&[1, 2], &[1], &[], |b| b == 2, false),
             Election::None
         );
         assert_eq!(
-            elect_leader(&[1, 2], &[1], |b| b == 2, true),
+            elect_leader(&[1, 2], &[1], &[], |b| b == 2, true),
             Election::Unclean(2)
         );
         assert_eq!(
-            elect_leader(&[1, 2], &[1, 2], |_| true, true),
+            elect_leader(&[1, 2], &[1, 2], &[], |_| true, true),
             Election::Clean(1)
+        );
+    }
+
+    #[test]
+    fn a_replica_joining_a_reassignment_is_never_elected_uncleanly() {
+        // 3 is being added (never in sync); 1, the only ISR member, is down.
+        assert_eq!(
+            elect_leader(&[1, 2, 3], &[1], &[3], |b| b == 3, true),
+            Election::None
+        );
+        assert_eq!(
+            elect_leader(&[1, 2, 3], &[1], &[3], |b| b != 1, true),
+            Election::Unclean(2)
+        );
+        // Once it joined the ISR it leads like any member.
+        assert_eq!(
+            elect_leader(&[1, 2, 3], &[1, 3], &[3], |b| b == 3, false),
+            Election::Clean(3)
         );
     }
 
@@ -422,7 +449,7 @@ mod tests {
         ) {
             let isr: Vec<_> = replicas.iter().copied().filter(|b| isr_mask[*b as usize]).collect();
             let eligible = |b: BrokerId| !fenced_mask[b as usize];
-            match elect_leader(&replicas, &isr, eligible, false) {
+            match elect_leader(&replicas, &isr, &[], eligible, false) {
                 Election::Clean(b) => {
                     prop_assert!(isr.contains(&b) && eligible(b));
                     // The first such in preferred order.

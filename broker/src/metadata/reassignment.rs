@@ -207,7 +207,13 @@ fn to_change(
     image: &MetadataImage,
 ) -> Option<PartitionChangeAt> {
     let leader = if p.leader != NO_LEADER && !next.isr.contains(&p.leader) {
-        match elect_leader(&next.replicas, &next.isr, |b| image.is_unfenced(b), false) {
+        match elect_leader(
+            &next.replicas,
+            &next.isr,
+            &next.adding,
+            |b| image.is_unfenced(b),
+            false,
+        ) {
             Election::Clean(b) => b,
             Election::Unclean(_) | Election::None => return None,
         }
