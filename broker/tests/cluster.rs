@@ -35,6 +35,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -43,8 +46,9 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DescribeClusterRequest, FetchRequest, FindCoordinatorRequest, GroupId,
-    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    AlterPartitionReassignmentsRequest, CreateTopicsRequest, DescribeClusterRequest, FetchRequest,
+    FindCoordinatorRequest, GroupId, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
@@ -1059,4 +1063,55 @@ fn leadership_returns_to_a_restarted_preferred_replica_and_the_cli_moves_partiti
     // Cancelling with nothing in progress is Kafka's error.
     let err = reassign_t0(&at, &["--cancel"]).unwrap_err();
     assert!(err.contains("NO_REASSIGNMENT_IN_PROGRESS"), "{err}");
+}
+
+const REQUEST_TIMED_OUT: i16 = 7;
+
+#[test]
+fn a_reassignment_that_cannot_commit_is_answered_within_its_timeout() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&sluice_bin().unwrap(), root.path(), 3).unwrap();
+    let ids = cluster.ids();
+    let at = cluster.bootstrap_of(1).unwrap();
+    eventually("three brokers registered", || {
+        let info = cli(&at, &["cluster", "info"]).ok()?;
+        (info["brokers"].as_array()?.len() == 3).then_some(())
+    });
+    create_replicated(&at, "t");
+    // Two of three voters gone: no change can commit any more.
+    let survivor = ids[0];
+    for id in &ids[1..] {
+        cluster.kill(*id);
+    }
+    // Once the survivor knows no active controller, a proposal waits for
+    // one (up to the controller's own 5 s bound) instead of failing at once.
+    let at = cluster.bootstrap_of(survivor).unwrap();
+    eventually("the survivor knows no controller", || {
+        let info = cli(&at, &["cluster", "info"]).ok()?;
+        (info["controller_id"].as_i64()? <= 0).then_some(())
+    });
+    let request = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(1000)
+        .with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![
+                    ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(Some(vec![kafka_protocol::messages::BrokerId(
+                            survivor as i32,
+                        )])),
+                ]),
+        ]);
+    let mut client = Client::connect(kafka_port(&cluster, survivor)).unwrap();
+    let started = Instant::now();
+    let response = client.call(0, &request).unwrap();
+    let waited = started.elapsed();
+    let p = &response.responses[0].partitions[0];
+    assert_eq!(p.error_code, REQUEST_TIMED_OUT, "{response:?}");
+    // Its timeoutMs (1 s), not the controller's own proposal bound (5 s).
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "answered after {waited:?}"
+    );
 }

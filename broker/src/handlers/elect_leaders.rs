@@ -12,7 +12,8 @@
 //!   ─► PartitionChangesAt (each change guarded by its partition epoch)
 //!   ─► propose (raft-rs forwards it to the active controller) ─► re-read
 //!      the image: the partitions that took answer NONE, the others are
-//!      decided again (at most ROUNDS times)
+//!      decided again (at most ROUNDS times); a change not applied within
+//!      the request's timeoutMs → REQUEST_TIMED_OUT
 //! ```
 //!
 //! With a null partition list Kafka answers only the partitions where an
@@ -25,6 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
@@ -51,12 +53,17 @@ pub(crate) enum Decision {
 /// Decides every key on the newest image, proposes the changes, and
 /// decides again on the image after them, until each key is answered or
 /// [`ROUNDS`] rounds have passed. `decide` gets `later = true` after the
-/// first round (a "nothing to do" then means the change took).
+/// first round (a "nothing to do" then means the change took). A change
+/// not applied within the request's `timeout` (its `timeoutMs`, as Kafka's
+/// controller deadline) is answered REQUEST_TIMED_OUT: it may still take
+/// effect, as in Kafka.
 pub(crate) async fn settle<K: Ord + Clone>(
     broker: &Arc<Broker>,
     keys: Vec<K>,
+    timeout: Duration,
     mut decide: impl FnMut(&MetadataImage, &K, bool) -> Decision,
 ) -> BTreeMap<K, (i16, Option<String>)> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut answers = BTreeMap::new();
     let mut open = keys;
     for round in 0..ROUNDS {
@@ -85,14 +92,23 @@ pub(crate) async fn settle<K: Ord + Clone>(
                 _ => 0,
             };
             let chunk: Vec<K> = keys.by_ref().take(count).collect();
-            match broker.propose(record).await {
-                Ok(_) => open.extend(chunk),
-                Err(e) => {
-                    let code = e.code();
-                    for key in chunk {
-                        answers.insert(key, (code, Some(e.to_string())));
+            let (code, message) =
+                match tokio::time::timeout_at(deadline, broker.propose(record)).await {
+                    Ok(Ok(_)) => {
+                        open.extend(chunk);
+                        continue;
                     }
-                }
+                    Ok(Err(e)) => (e.code(), e.to_string()),
+                    Err(_) => (
+                        ResponseError::RequestTimedOut.code(),
+                        format!(
+                            "not applied within timeoutMs ({} ms); it may still take effect",
+                            timeout.as_millis()
+                        ),
+                    ),
+                };
+            for key in chunk {
+                answers.insert(key, (code, Some(message.clone())));
             }
         }
     }
@@ -135,36 +151,42 @@ pub async fn handle_elect_leaders(
             .collect(),
     };
     drop(image);
-    let answers = settle(broker, asked, |image, (topic, partition), later| {
-        let Some(p) = image.partition(topic, *partition) else {
-            return Decision::Done(
-                ResponseError::UnknownTopicOrPartition.code(),
-                Some(format!("{topic}-{partition} does not exist")),
-            );
-        };
-        match asked_election(image, topic, *partition, p, kind) {
-            Ok(change) => Decision::Change(change),
-            // The change of an earlier round took.
-            Err(NoElection::NotNeeded) if later => Decision::Done(0, None),
-            Err(no) => {
-                let (error, message) = match no {
-                    NoElection::NotNeeded => (
-                        ResponseError::ElectionNotNeeded,
-                        "leader election not needed",
-                    ),
-                    NoElection::PreferredNotAvailable => (
-                        ResponseError::PreferredLeaderNotAvailable,
-                        "the preferred replica is not in the ISR or not live",
-                    ),
-                    NoElection::NoEligibleLeader => (
-                        ResponseError::EligibleLeadersNotAvailable,
-                        "no live replica may lead",
-                    ),
-                };
-                Decision::Done(error.code(), Some(message.into()))
+    let timeout = request_timeout(request.timeout_ms);
+    let answers = settle(
+        broker,
+        asked,
+        timeout,
+        |image, (topic, partition), later| {
+            let Some(p) = image.partition(topic, *partition) else {
+                return Decision::Done(
+                    ResponseError::UnknownTopicOrPartition.code(),
+                    Some(format!("{topic}-{partition} does not exist")),
+                );
+            };
+            match asked_election(image, topic, *partition, p, kind) {
+                Ok(change) => Decision::Change(change),
+                // The change of an earlier round took.
+                Err(NoElection::NotNeeded) if later => Decision::Done(0, None),
+                Err(no) => {
+                    let (error, message) = match no {
+                        NoElection::NotNeeded => (
+                            ResponseError::ElectionNotNeeded,
+                            "leader election not needed",
+                        ),
+                        NoElection::PreferredNotAvailable => (
+                            ResponseError::PreferredLeaderNotAvailable,
+                            "the preferred replica is not in the ISR or not live",
+                        ),
+                        NoElection::NoEligibleLeader => (
+                            ResponseError::EligibleLeadersNotAvailable,
+                            "no live replica may lead",
+                        ),
+                    };
+                    Decision::Done(error.code(), Some(message.into()))
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     let answers = answers
         .into_iter()
@@ -184,6 +206,12 @@ pub async fn handle_elect_leaders(
         })
         .collect(),
     )
+}
+
+/// A request's `timeoutMs` as a duration (0 when negative: Kafka's
+/// deadline is then already past).
+pub(crate) fn request_timeout(timeout_ms: i32) -> Duration {
+    Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0))
 }
 
 /// Per-partition answers grouped by topic, in topic then partition order.

@@ -13,7 +13,8 @@
 //!     else start: adding replicas open as followers and catch up; the
 //!     active controller switches to the target once it is in the ISR
 //!   ─► PartitionChangesAt, proposed like every metadata change; answered
-//!      once applied (handlers::elect_leaders::settle), not once complete
+//!      once applied (handlers::elect_leaders::settle), not once complete;
+//!      not applied within timeoutMs → REQUEST_TIMED_OUT
 //! List: every partition with adding or removing replicas (or those of the
 //!   topics asked for): replicas, adding, removing.
 //! ```
@@ -39,7 +40,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::elect_leaders::{Decision, by_topic, settle};
+use super::elect_leaders::{Decision, by_topic, request_timeout, settle};
 use crate::broker::Broker;
 use crate::metadata::reassignment::{ReassignmentError, cancel, check_target, start};
 use crate::metadata::{MetadataImage, PartitionImage};
@@ -65,25 +66,30 @@ pub async fn handle_alter_partition_reassignments(
             }
         }
     }
-    let answers = settle(broker, asked, |image, key, later| {
-        let (topic, partition) = key;
-        let Some(p) = image.partition(topic, *partition) else {
-            return Decision::Done(
-                ResponseError::UnknownTopicOrPartition.code(),
-                Some(format!("{topic}-{partition} does not exist")),
-            );
-        };
-        let target = targets.get(key).cloned().flatten();
-        decide(
-            image,
-            topic,
-            *partition,
-            p,
-            target,
-            factor_may_change,
-            later,
-        )
-    })
+    let answers = settle(
+        broker,
+        asked,
+        request_timeout(request.timeout_ms),
+        |image, key, later| {
+            let (topic, partition) = key;
+            let Some(p) = image.partition(topic, *partition) else {
+                return Decision::Done(
+                    ResponseError::UnknownTopicOrPartition.code(),
+                    Some(format!("{topic}-{partition} does not exist")),
+                );
+            };
+            let target = targets.get(key).cloned().flatten();
+            decide(
+                image,
+                topic,
+                *partition,
+                p,
+                target,
+                factor_may_change,
+                later,
+            )
+        },
+    )
     .await;
     AlterPartitionReassignmentsResponse::default()
         .with_allow_replication_factor_change(factor_may_change)
