@@ -55,7 +55,7 @@ pub fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, change: IsrChang
             .partition(partition.topic(), partition.index())
             .map_or(0, |p| p.isr.len());
         let mut backoff = RETRY_BACKOFF_MIN;
-        loop {
+        for attempt in 0u64.. {
             let failure = match broker.propose_metadata(record.clone()).await {
                 Ok(_) => {
                     METRICS
@@ -66,7 +66,13 @@ pub fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, change: IsrChang
                 }
                 Err(e) => {
                     let failure = failure_of(&e);
-                    tracing::info!(topic = %partition.topic(), partition = partition.index(), isr = ?change.proposal.isr, error = %e, ?failure, "ISR change not applied");
+                    // Once per change at info: while the controller is
+                    // away every led partition retries every 2 s.
+                    if attempt == 0 {
+                        tracing::info!(topic = %partition.topic(), partition = partition.index(), isr = ?change.proposal.isr, error = %e, ?failure, "ISR change not applied; retrying while its fate is unknown");
+                    } else {
+                        tracing::debug!(topic = %partition.topic(), partition = partition.index(), attempt, error = %e, ?failure, "ISR change not applied");
+                    }
                     failure
                 }
             };
