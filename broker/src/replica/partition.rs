@@ -99,6 +99,11 @@ struct PartitionState {
     leader_isr: Option<LeaderIsr>,
 }
 
+/// The ISR's size while this node leads (0 while it follows).
+fn isr_size(state: &PartitionState) -> usize {
+    state.leader_isr.as_ref().map_or(0, |isr| isr.isr().len())
+}
+
 /// What the image says about a partition's replicas, with this node's id:
 /// what `Partition::apply_role` needs besides the role.
 #[derive(Debug, Clone, Copy)]
@@ -417,16 +422,19 @@ impl Partition {
         state: &PartitionState,
         min_insync: usize,
     ) -> Result<(), BrokerError> {
-        let isr = state.leader_isr.as_ref().map_or(0, |isr| isr.isr().len());
-        if isr < min_insync {
-            return Err(BrokerError::NotEnoughReplicas {
-                topic: self.topic.to_string(),
-                partition: self.index,
-                isr,
-                min_insync,
-            });
+        if isr_size(state) < min_insync {
+            return Err(self.not_enough_replicas(state, min_insync));
         }
         Ok(())
+    }
+
+    fn not_enough_replicas(&self, state: &PartitionState, min_insync: usize) -> BrokerError {
+        BrokerError::NotEnoughReplicas {
+            topic: self.topic.to_string(),
+            partition: self.index,
+            isr: isr_size(state),
+            min_insync,
+        }
     }
 
     /// The leader epoch when this node leads at `current_leader_epoch`
@@ -490,12 +498,7 @@ impl Partition {
                 });
             }
             SequenceCheck::Refused(Refusal::NotEnoughReplicas) => {
-                return Err(BrokerError::NotEnoughReplicas {
-                    topic: self.topic.to_string(),
-                    partition: self.index,
-                    isr: state.leader_isr.as_ref().map_or(0, |isr| isr.isr().len()),
-                    min_insync: min_insync.unwrap_or(1),
-                });
+                return Err(self.not_enough_replicas(&state, min_insync.unwrap_or(1)));
             }
             SequenceCheck::Duplicate(w) => {
                 return Ok(AppendOutcome {
