@@ -330,7 +330,7 @@ def test_grafana_dashboard_is_valid_and_queries_exported_metrics(broker, topic):
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "sluice.json"
+    path = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "sluice.json"
     dashboard = json.loads(path.read_text())
     # The fields Grafana's dashboard schema requires of an importable dashboard.
     assert isinstance(dashboard["title"], str) and dashboard["uid"]
