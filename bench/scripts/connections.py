@@ -58,7 +58,7 @@ def start_broker(binary: str, workdir: str, connections: int) -> tuple[subproces
     env = dict(os.environ, SLUICE_LOG="warn,sluice_broker::server=info", NO_COLOR="1")
     proc = subprocess.Popen(
         [binary, "serve", "--data-dir", os.path.join(workdir, "data"), "--listen", "127.0.0.1:0",
-         "--config", config],
+         "--admin-listen", "127.0.0.1:0", "--config", config],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -67,7 +67,8 @@ def start_broker(binary: str, workdir: str, connections: int) -> tuple[subproces
         if m:
             return proc, int(m.group(1))
         if proc.poll() is not None:
-            raise RuntimeError("broker exited before listening")
+            with open(os.path.join(workdir, "broker.log"), errors="replace") as f:
+                raise RuntimeError("broker exited before listening:\n" + f.read()[-2000:])
         time.sleep(0.05)
     raise RuntimeError("broker did not start")
 
