@@ -9,7 +9,8 @@ nodes; at the end every replica's log is read from disk and compared.
 Workload: confluent-kafka producer (acks=all, enable.idempotence=true,
 uncompressed) writing `p<partition>-<seq>` values, partition chosen round
 robin, to a topic with RF 3 and min.insync.replicas=2; a consumer group
-reads it meanwhile and commits.
+reads it meanwhile and commits (auto-commit every second; every commit the
+coordinator acknowledges is noted).
 
 Nemesis, one fault at a time, each an episode: kill -9 the leader of a
 random partition, kill -9 the active controller, SIGSTOP/SIGCONT a node,
@@ -30,6 +31,10 @@ replica's segment files read directly. Printed, one per line:
     reordered                         values out of sequence order within a partition
     divergent                         offsets whose contents differ between replicas
     unreplicated                      acknowledged offsets missing from some replica's log
+    lost_commits                      partitions whose committed offset is below one the
+                                      coordinator acknowledged, or above the log end
+    not_resumed                       partitions where a new member of the group did not
+                                      start at the group's committed offset
 
 All but the first two must be 0; the exit code is 1 otherwise. Use
 `--allow-unreplicated` to check the rest on a build without replication.
@@ -85,6 +90,9 @@ class Workload:
         self.failed = 0
         self.sent = 0
         self.consumed = 0
+        # partition → the highest offset a commit the coordinator
+        # acknowledged carried
+        self.commits_acked: dict[int, int] = {}
         self.errors: list[str] = []
         self.threads = [threading.Thread(target=self._produce, daemon=True),
                         threading.Thread(target=self._consume, daemon=True)]
@@ -141,6 +149,15 @@ class Workload:
         if remaining:
             self.errors.append(f"{remaining} records still unacknowledged after the final flush")
 
+    def _committed(self, err, partitions) -> None:
+        if err is not None:
+            return
+        with self.lock:
+            for tp in partitions:
+                if tp.error is None and tp.offset >= 0:
+                    self.commits_acked[tp.partition] = max(
+                        tp.offset, self.commits_acked.get(tp.partition, -1))
+
     def _consume(self) -> None:
         c = Consumer({
             "bootstrap.servers": self.bootstrap,
@@ -149,6 +166,7 @@ class Workload:
             "enable.auto.commit": True,
             "auto.commit.interval.ms": 1000,
             "session.timeout.ms": 10000,
+            "on_commit": self._committed,
             "log_level": 2,
         })
         c.subscribe([TOPIC])
@@ -255,6 +273,55 @@ def read_through_cluster(bootstrap: str, partitions: int, timeout_s: float) -> d
     finally:
         c.close()
     return out
+
+
+def check_group(bootstrap: str, partitions: int, commits_acked: dict[int, int],
+                timeout_s: float) -> dict:
+    """After the faults: the group's committed offsets hold every commit the
+    coordinator acknowledged and lie within the log, and a new member of the
+    group starts each partition at its committed offset."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP,
+                      "enable.auto.commit": False, "log_level": 2})
+    try:
+        tps = [TopicPartition(TOPIC, p) for p in range(partitions)]
+        committed = {tp.partition: tp.offset for tp in probe.committed(tps, timeout=30)}
+        ends = {p: probe.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1]
+                for p in range(partitions)}
+    finally:
+        probe.close()
+    examples = []
+    lost_commits = 0
+    for p in range(partitions):
+        at, acked, end = committed.get(p, -1), commits_acked.get(p, -1), ends[p]
+        if (acked >= 0 and at < acked) or at > end:
+            lost_commits += 1
+            examples.append(f"lost_commits: partition {p} committed {at}, "
+                            f"acknowledged commit {acked}, log end {end}")
+    # A new member resumes where the group left off: its first record of
+    # each partition is the one at the committed offset.
+    waiting = {p for p in range(partitions) if 0 <= committed.get(p, -1) < ends[p]}
+    first: dict[int, int] = {}
+    member = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP,
+                       "enable.auto.commit": False, "auto.offset.reset": "error",
+                       "log_level": 2})
+    try:
+        member.subscribe([TOPIC])
+        deadline = time.monotonic() + timeout_s
+        while waiting - first.keys() and time.monotonic() < deadline:
+            for msg in member.consume(100, 1.0):
+                if msg.error() is None:
+                    first.setdefault(msg.partition(), msg.offset())
+    finally:
+        member.close()
+    not_resumed = 0
+    for p in sorted(waiting):
+        if first.get(p) != committed[p]:
+            not_resumed += 1
+            examples.append(f"not_resumed: partition {p} committed {committed[p]}, "
+                            f"a new member started at {first.get(p)}")
+    return {"lost_commits": lost_commits, "not_resumed": not_resumed,
+            "group_committed": committed, "group_resumed_partitions": len(waiting),
+            "group_examples": examples[:10]}
 
 
 def check(acked, through_cluster, replicas_on_disk, allow_unreplicated: bool) -> dict:
@@ -369,12 +436,16 @@ def main() -> int:
         time.sleep(2)
         work.finish()
         time.sleep(args.settle)
+        group = check_group(cluster.bootstrap, args.partitions, dict(work.commits_acked), 60)
         through = read_through_cluster(cluster.bootstrap, args.partitions, 60)
         cluster.stop_all()
         on_disk = {p: {node: read_partition(cluster.nodes[node].data_dir / f"{TOPIC}-{p}")
                        for node in replicas[p]} for p in range(args.partitions)}
         acknowledged = sum(len(v) for v in work.acked.values())
         result.update(check(work.acked, through, on_disk, args.allow_unreplicated))
+        result.update(group)
+        result["examples"] += group["group_examples"]
+        result["ok"] = result["ok"] and group["lost_commits"] == group["not_resumed"] == 0
         result.update({"episodes": nemesis.episodes, "acknowledged": acknowledged,
                        "sent": work.sent, "failed_deliveries": work.failed,
                        "group_consumed": work.consumed, "workload_errors": work.errors,
@@ -383,10 +454,12 @@ def main() -> int:
     finally:
         cluster.close()
     for key in ("episodes", "acknowledged", "lost", "duplicated", "reordered", "divergent",
-                "unreplicated"):
+                "unreplicated", "lost_commits", "not_resumed"):
         print(f"{key}: {result.get(key)}")
     print(f"(sent {result.get('sent')}, failed deliveries {result.get('failed_deliveries')}, "
-          f"group consumed {result.get('group_consumed')}, seed {seed})")
+          f"group consumed {result.get('group_consumed')}, group committed "
+          f"{result.get('group_committed')}, resumed on {result.get('group_resumed_partitions')} "
+          f"partitions, seed {seed})")
     print(f"replica log ends: {result.get('replica_log_ends')}")
     for example in result.get("examples", []):
         print(example)
