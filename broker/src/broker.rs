@@ -169,6 +169,14 @@ impl Broker {
         &self.lifecycle
     }
 
+    /// Whether `image` holds this start's incarnation, unfenced: what the
+    /// start waits for before listening and what `/ready` requires.
+    pub fn unfenced_in(&self, image: &MetadataImage) -> bool {
+        image
+            .broker(self.identity.node_id)
+            .is_some_and(|b| b.incarnation_id == self.lifecycle.incarnation && !b.fenced)
+    }
+
     /// This node's controller handle.
     pub(crate) fn controller(&self) -> &Controller {
         &self.controller

@@ -36,7 +36,6 @@ use super::AdminState;
 use super::group_lag::{GROUP_LAG_SERIES_MAX, group_lags};
 use super::metrics::{AtomicHistogram, METRICS, Traffic};
 use super::process::{DiskUsage, ProcessStats};
-use super::readiness::Phase;
 use crate::broker::Broker;
 
 /// Most partitions that get their own series in one scrape.
@@ -51,12 +50,11 @@ pub struct BrokerCollector {
 impl prometheus_client::collector::Collector for BrokerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let e = &mut encoder;
-        let phase = self.state.readiness.phase();
         gauge(
             e,
             "sluice_ready",
             "1 while the broker serves clients (what /ready answers).",
-            i64::from(phase == Phase::Serving),
+            i64::from(self.state.ready().0),
         )?;
         requests(e)?;
         connections(e)?;

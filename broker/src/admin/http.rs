@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 
 use super::AdminState;
 use super::collector::BrokerCollector;
-use super::readiness::Phase;
 
 /// The content type of the Prometheus text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -119,13 +118,13 @@ async fn health() -> &'static str {
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let phase = shared.state.readiness.phase();
-    let code = if phase == Phase::Serving {
+    let (ready, state) = shared.state.ready();
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, format!("{}\n", phase.name()))
+    (code, format!("{state}\n"))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `/metrics` | every metric in the Prometheus text format (`collector.rs`) |
 //! | `/health` | 200 `ok` while the process runs (liveness) |
-//! | `/ready` | 200 `serving` while clients are served; 503 `starting` / `stopping` otherwise (readiness) |
+//! | `/ready` | 200 `serving` while clients are served; 503 `starting` / `fenced` / `stopping` otherwise (readiness) |
 //!
 //! | file | owns |
 //! |---|---|
@@ -34,7 +34,7 @@ pub mod readiness;
 use std::sync::{Arc, OnceLock};
 
 pub use metrics::{METRICS, PartitionTraffic};
-pub use readiness::{Phase, Readiness};
+pub use readiness::{Phase, Readiness, readiness_answer};
 
 use crate::broker::Broker;
 
@@ -57,6 +57,15 @@ impl std::fmt::Debug for AdminState {
 }
 
 impl AdminState {
+    /// What `/ready` answers now (`readiness::readiness_answer`).
+    pub fn ready(&self) -> (bool, &'static str) {
+        let fenced = self
+            .broker
+            .get()
+            .is_some_and(|b| !b.unfenced_in(&b.image()));
+        readiness_answer(self.readiness.phase(), fenced)
+    }
+
     pub fn new(partition_series: bool) -> Arc<Self> {
         Arc::new(Self {
             readiness: Readiness::default(),

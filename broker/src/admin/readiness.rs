@@ -3,6 +3,8 @@
 //! ```text
 //! Starting ──(logs recovered, controller elected, groups loaded, listening)──► Serving
 //! Serving ──(SIGTERM/SIGINT)──► Stopping
+//! Serving, but the image this node follows holds this start's incarnation
+//!   fenced (or not at all) ──► answered "fenced", not ready, until unfenced
 //! any ──(its log directory failed)──► reported not ready by the check itself
 //! ```
 //!
@@ -59,5 +61,33 @@ impl Readiness {
             1 => Phase::Serving,
             _ => Phase::Stopping,
         }
+    }
+}
+
+/// What `/ready` (and the `sluice_ready` gauge) answers: whether the
+/// broker serves clients, and the word for its state. A serving broker the
+/// cluster has fenced is not ready: the controller moved its leaderships
+/// away and clients are told to go elsewhere.
+pub fn readiness_answer(phase: Phase, fenced: bool) -> (bool, &'static str) {
+    match phase {
+        Phase::Serving if fenced => (false, "fenced"),
+        Phase::Serving => (true, "serving"),
+        other => (false, other.name()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unfenced_serving_broker_is_ready() {
+        assert_eq!(readiness_answer(Phase::Serving, false), (true, "serving"));
+        assert_eq!(readiness_answer(Phase::Serving, true), (false, "fenced"));
+        assert_eq!(
+            readiness_answer(Phase::Starting, false),
+            (false, "starting")
+        );
+        assert_eq!(readiness_answer(Phase::Stopping, true), (false, "stopping"));
     }
 }

@@ -65,15 +65,11 @@ pub async fn register(broker: &Arc<Broker>) -> Result<(), BrokerError> {
 /// counts; a quorum that is not there delays it).
 pub async fn wait_unfenced(broker: &Arc<Broker>) {
     let id = broker.identity().node_id;
-    let incarnation = broker.lifecycle().incarnation;
     let mut images = broker.controller().subscribe();
     let started = tokio::time::Instant::now();
     let mut next_log = started + WAIT_LOG_EVERY;
     loop {
-        let unfenced = images
-            .borrow_and_update()
-            .broker(id)
-            .is_some_and(|b| b.incarnation_id == incarnation && !b.fenced);
+        let unfenced = broker.unfenced_in(&images.borrow_and_update());
         if unfenced {
             tracing::info!(
                 node_id = id,
