@@ -18,10 +18,14 @@
 //! Produce: the kernel copies the request into our read buffer; the batch
 //! bytes are then copied once, into the mapped segment (zero further
 //! copies: decoding slices the frame). Fetch (consumers and followers alike):
-//! record bytes go from the page cache to the socket, one kernel copy and
-//! none through a user-space buffer: `sendfile` from the active segment,
-//! `write` from the mapping of a sealed one (mapped without a descriptor);
-//! only the response head is encoded in memory.
+//! none through a user-space buffer. A region of the active segment above
+//! [`REGION_COPY_BYTES_MAX`] goes by `sendfile` from its descriptor, which
+//! over TCP hands page-cache pages to the socket by reference (no copy by
+//! the broker; the receiver's `recv` makes the one copy on loopback). A
+//! smaller region, or one of a sealed segment (mapped without a
+//! descriptor), is gathered into the reply's `writev` from the mapping: one
+//! kernel copy, page cache → socket. Only the response head is encoded in
+//! memory.
 //!
 //! # Limits
 //! - A frame above `socket.request.max.bytes` (or above the whole
@@ -357,46 +361,120 @@ async fn write_replies(
 
 async fn write_frame(stream: &TcpStream, frame: ResponseFrame) -> io::Result<()> {
     match frame {
-        ResponseFrame::Encoded(bytes) => write_bytes(stream, bytes).await,
-        ResponseFrame::Parts(parts) => {
-            for part in parts {
-                match part {
-                    FramePart::Bytes(bytes) => write_bytes(stream, bytes).await?,
-                    FramePart::Region(region) => send_region(stream, &region).await?,
-                }
-            }
-            Ok(())
-        }
+        ResponseFrame::Encoded(bytes) => write_gathered(stream, &mut vec![bytes], false).await,
+        ResponseFrame::Parts(parts) => write_parts(stream, parts).await,
     }
 }
 
-async fn write_bytes(stream: &TcpStream, mut bytes: Bytes) -> io::Result<()> {
-    while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(&bytes) {
-            Ok(n) => bytes.advance(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+/// Writes a response part by part with as few syscalls as the parts
+/// allow: encoded bytes and regions are gathered into one `sendmsg` (a
+/// `writev`), except a region of the active segment above
+/// [`REGION_COPY_BYTES_MAX`], which goes by `sendfile`, the bytes before it
+/// sent first with `MSG_MORE` so the kernel packs them with the region
+/// instead of pushing a small segment of their own.
+///
+/// A fetch reply to a tailing consumer (head, one small batch, tail) is
+/// one syscall, and so is a 1 MiB reply from a sealed segment (read-back);
+/// a 1 MiB reply from the active segment is three (head, `sendfile`,
+/// tail), whatever the number of batches in the region.
+///
+/// # Copies
+/// A region sent by `sendfile` is not copied by the broker over TCP: the
+/// socket takes references to the page-cache pages. A gathered region is
+/// copied once by the kernel, mapping → socket buffer: for a few KiB
+/// cheaper than another syscall and TCP push (and on loopback, measured,
+/// about as dear per byte as `sendfile` even for 1 MiB, because the
+/// receiver's side of loopback runs in the sender: docs/benchmarks.md,
+/// "Broker cost").
+async fn write_parts(stream: &TcpStream, parts: Vec<FramePart>) -> io::Result<()> {
+    let mut gathered: Vec<Bytes> = Vec::with_capacity(parts.len());
+    for part in parts {
+        match part {
+            FramePart::Bytes(bytes) => gathered.push(bytes),
+            FramePart::Region(region) => match region.file() {
+                Some(file) if region.len() > REGION_COPY_BYTES_MAX => {
+                    write_gathered(stream, &mut gathered, true).await?;
+                    send_file(stream, file, region.position(), region.len()).await?;
+                }
+                // Small, or a sealed segment mapped without a descriptor:
+                // written from the mapping with the bytes around it.
+                _ => gathered.push(region.bytes()),
+            },
         }
     }
+    write_gathered(stream, &mut gathered, false).await
+}
+
+/// Regions up to this size are written with the bytes around them in one
+/// `writev` (one kernel copy each) rather than by a `sendfile` of their
+/// own: copying 16 KiB costs about what a syscall and a pushed TCP segment
+/// cost, and a fetch reply to a tailing consumer usually carries one
+/// small batch.
+pub const REGION_COPY_BYTES_MAX: u64 = 16 * 1024;
+
+/// Most buffers handed to one `sendmsg` (Linux's `IOV_MAX`).
+const IOVECS_MAX: usize = 1024;
+
+/// Writes `parts` in order with `sendmsg` (gathering up to
+/// [`IOVECS_MAX`] per call) and empties the vector. `more`: more of the
+/// same response follows (`MSG_MORE`: the kernel holds a partial segment
+/// back for it).
+async fn write_gathered(stream: &TcpStream, parts: &mut Vec<Bytes>, more: bool) -> io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendFlags};
+    let mut first = 0;
+    while first < parts.len() {
+        stream.writable().await?;
+        let batch = parts.get(first..).unwrap_or_default();
+        let slices: Vec<io::IoSlice<'_>> = batch
+            .iter()
+            .filter(|b| !b.is_empty())
+            .take(IOVECS_MAX)
+            .map(|b| io::IoSlice::new(b))
+            .collect();
+        let all = slices.len() == batch.iter().filter(|b| !b.is_empty()).count();
+        let flags = if more || !all {
+            SendFlags::NOSIGNAL | SendFlags::MORE
+        } else {
+            SendFlags::NOSIGNAL
+        };
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            rustix::net::sendmsg(stream, &slices, &mut SendAncillaryBuffer::default(), flags)
+                .map_err(io::Error::from)
+        });
+        drop(slices);
+        let mut n = match sent {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        // Skip what was written: whole parts, then into a partial one.
+        while let Some(part) = parts.get_mut(first) {
+            if part.len() > n {
+                part.advance(n);
+                break;
+            }
+            n -= part.len();
+            first += 1;
+        }
+    }
+    parts.clear();
     Ok(())
 }
 
-/// Sends a segment region with `sendfile`: page cache → socket, no copy
-/// through user space (a region without a descriptor is written from its
-/// mapping).
+/// Sends `len` bytes at `position` of `file` with `sendfile`: page cache
+/// → socket, no copy through user space.
 ///
-/// A region shorter on disk than promised (the segment was truncated under
-/// us) cannot be padded without lying to the client: the connection fails
+/// A file shorter than promised (the segment was truncated under us)
+/// cannot be padded without lying to the client: the connection fails
 /// and the client retries.
-async fn send_region(stream: &TcpStream, region: &sluice_storage::FileRegion) -> io::Result<()> {
-    // A sealed segment is mapped without a descriptor: write from the
-    // mapping (page cache → socket, the one copy sendfile makes too).
-    let Some(file) = region.file() else {
-        return write_bytes(stream, region.bytes()).await;
-    };
-    let mut offset = region.position();
-    let end = offset + region.len();
+async fn send_file(
+    stream: &TcpStream,
+    file: &std::fs::File,
+    position: u64,
+    len: u64,
+) -> io::Result<()> {
+    let mut offset = position;
+    let end = position + len;
     while offset < end {
         stream.writable().await?;
         let remaining = usize::try_from(end - offset).unwrap_or(usize::MAX);
@@ -417,4 +495,52 @@ async fn send_region(stream: &TcpStream, region: &sluice_storage::FileRegion) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Parts are written in order and whole, past `IOVECS_MAX` parts per
+    /// call and past partial writes (the reader lags behind a full socket
+    /// buffer), with and without `MSG_MORE`.
+    #[tokio::test]
+    async fn gathered_parts_arrive_whole_and_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let mut expected = Vec::new();
+        let mut parts = Vec::new();
+        for i in 0..3000u32 {
+            // Small parts, an empty one, and a few large ones.
+            let len = match i % 500 {
+                0 => 3 * 1024 * 1024,
+                7 => 0,
+                n => (n as usize % 97) + 1,
+            };
+            let part: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+            expected.extend_from_slice(&part);
+            parts.push(Bytes::from(part));
+        }
+        let (first, rest) = parts.split_at(1500);
+        write_gathered(&server, &mut first.to_vec(), true)
+            .await
+            .unwrap();
+        write_gathered(&server, &mut rest.to_vec(), false)
+            .await
+            .unwrap();
+        drop(server);
+        let got = client.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes differ");
+    }
 }

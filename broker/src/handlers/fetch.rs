@@ -23,11 +23,13 @@
 //! FETCH_SESSION_ID_NOT_FOUND.
 //!
 //! # Copies
-//! Zero in user space for record bytes: the kernel copies them once, page
-//! cache → socket, by `sendfile` from the active segment's descriptor or by
-//! `write` from a sealed segment's mapping (it holds no descriptor,
-//! `storage::file_budget`). Only the partition headers are encoded in
-//! memory.
+//! Zero in user space for record bytes. A region of the active segment
+//! above `connection::REGION_COPY_BYTES_MAX` is sent by `sendfile` from its
+//! descriptor (the socket takes page-cache pages by reference); a smaller
+//! one, or one of a sealed segment (mapped without a descriptor,
+//! `storage::file_budget`), is copied once by the kernel, page cache →
+//! socket, in the reply's `writev` with the encoded parts around it. Only
+//! the partition headers are encoded in memory.
 //!
 //! # Limits
 //! - `max_bytes` (whole response) and `partition_max_bytes` as the client
