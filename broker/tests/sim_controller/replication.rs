@@ -131,12 +131,16 @@ pub enum DataMessage {
     Fetch {
         partition: i32,
         fetch: FollowerFetch,
+        /// The step the follower sent it at: which of its fetches this is.
+        sent_at: u64,
     },
     Answer {
         partition: i32,
         leader_epoch: i32,
         /// The offset the answered fetch asked from.
         fetch_offset: i64,
+        /// The answered fetch's `sent_at`.
+        sent_at: u64,
         data: PartitionData,
         leader_log_start: i64,
         leader_log_end: i64,
@@ -334,6 +338,7 @@ pub fn next_fetch(
         leader as u64,
         DataMessage::Fetch {
             partition: index,
+            sent_at: now,
             fetch: FollowerFetch {
                 follower: me as BrokerId,
                 fetch_offset: end.log_end_offset,
@@ -356,6 +361,7 @@ pub fn serve_fetch(
     image: &MetadataImage,
     index: i32,
     mut fetch: FollowerFetch,
+    sent_at: u64,
     now_ms: i64,
 ) -> (DataMessage, Option<IsrChange>) {
     fetch.follower_eligible = image.is_unfenced(fetch.follower);
@@ -405,6 +411,7 @@ pub fn serve_fetch(
             partition: index,
             leader_epoch: fetch.current_leader_epoch,
             fetch_offset: fetch.fetch_offset,
+            sent_at,
             data: answer,
             leader_log_start: start,
             leader_log_end: end,
@@ -421,10 +428,20 @@ pub fn apply_answer(
     index: i32,
     leader_epoch: i32,
     fetch_offset: i64,
+    sent_at: u64,
     answer: &PartitionData,
     leader_log_start: i64,
     leader_log_end: i64,
 ) {
+    // Only the answer to the fetch in flight counts: the real fetcher
+    // sends one fetch at a time on a connection and, when one times out,
+    // closes that connection, so an older fetch's answer (one given up on,
+    // or one a previous incarnation sent) is never read. Its log end may
+    // equal today's while holding other records (truncated and fetched
+    // again), so the offset check below alone cannot tell.
+    if data.fetching.get(&index) != Some(&sent_at) {
+        return;
+    }
     data.fetching.remove(&index);
     let Some(follower) = data.followers.get(&index) else {
         return;
