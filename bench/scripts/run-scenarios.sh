@@ -8,7 +8,12 @@
 # Default scenarios: messaging metrics counters config leases. The broker
 # runs with its default durability (fsync per acknowledged batch) unless
 # DURABILITY=page_cache is set, and checks retention every second so the
-# scenarios' small retention deletes segments during the run.
+# scenarios' small retention deletes segments during the run (and the
+# cleaner of the compacted ones, config and leases, runs every second).
+# The cleaner's key map is Kafka's default, 128 MiB, not Sluice's 16 MiB:
+# one leases partition holds more keys than 16 MiB maps (see leases.toml).
+# sluice-bench gets the broker's data directory, so it samples the
+# topic's log on disk.
 #
 # Binaries: $SLUICE_BIN and $BENCH_BIN, default target/release/{sluice,sluice-bench}
 # (build with `cargo build --release --bin sluice --bin sluice-bench`).
@@ -38,10 +43,11 @@ echo "sluice: $(git rev-parse --short HEAD), durability=$durability" | tee -a "$
 
 for s in "${scenarios[@]}"; do
   rm -rf "$work/data"
-  printf 'durability = "%s"\n"log.retention.check.interval.ms" = 1000\n' "$durability" > "$work/sluice.toml"
+  printf 'durability = "%s"\n"log.retention.check.interval.ms" = 1000\n"log.cleaner.dedupe.buffer.size" = 134217728\n' \
+    "$durability" > "$work/sluice.toml"
   broker_start "$work/broker.log" --config "$work/sluice.toml" --data-dir "$work/data"
   echo "== $s against 127.0.0.1:$BROKER_PORT"
-  "$bench" run "$s" --bootstrap "127.0.0.1:$BROKER_PORT" --ceiling-dir "$work" --broker-pid "$BROKER_PID" \
+  "$bench" run "$s" --bootstrap "127.0.0.1:$BROKER_PORT" --ceiling-dir "$work" --broker-pid "$BROKER_PID" --data-dir "$work/data" \
     --json "$out/$s.json" "${extra[@]}" 2> >(tee "$out/$s.log" >&2) || echo "$s failed" >&2
   kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true
 done

@@ -8,7 +8,9 @@
 //!   acknowledged, or `drain` after the producers' end.
 //! - [`readback`]: after the run, reads the whole retained log from the
 //!   beginning as fast as it can — consume throughput, and for the config
-//!   workload the time a new subscriber needs to read the whole state.
+//!   workload the time a new subscriber needs to read the whole state. On
+//!   a compacted topic it also counts the keys it met
+//!   ([`crate::key_census`]): the state that subscriber rebuilt.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use sluice_client::{Consumer, FetchedBatch, RecordView};
 use tokio::sync::watch;
 
+use crate::key_census::{Census, KeyCensus};
 use crate::latency::Latency;
 use crate::progress::Live;
 use crate::stamp;
@@ -123,18 +126,23 @@ pub struct ReadbackOutcome {
     pub time: Duration,
     /// False when the deadline came before the log end was reached.
     pub complete: bool,
+    /// The keys met, when counted.
+    pub keys: Option<Census>,
 }
 
 /// Reads `topic` from the beginning until every partition's position
-/// reaches its `targets` offset, or until `deadline`.
+/// reaches its `targets` offset, or until `deadline`; with `count_keys`,
+/// feeds every keyed record to a [`KeyCensus`].
 pub async fn readback(
     mut consumer: Consumer,
     topic: &str,
     targets: &[(i32, i64)],
     deadline: Instant,
     live: Arc<Live>,
+    count_keys: bool,
 ) -> anyhow::Result<ReadbackOutcome> {
     let mut o = ReadbackOutcome::default();
+    let mut census = count_keys.then(KeyCensus::default);
     let start = Instant::now();
     loop {
         let done = targets
@@ -151,11 +159,16 @@ pub async fn readback(
             r = consumer.poll_batches() => r?,
             () = tokio::time::sleep_until(deadline.into()) => break,
         };
-        let (records, bytes) = walk(&batches, |_, _| {})?;
+        let (records, bytes) = walk(&batches, |r, _| {
+            if let Some((c, key)) = census.as_mut().zip(r.key) {
+                c.add(key, r.value.is_none());
+            }
+        })?;
         o.records += records;
         o.bytes += bytes;
         live.add_consumed(records, bytes);
     }
     o.time = start.elapsed();
+    o.keys = census.map(|c| c.census());
     Ok(o)
 }

@@ -20,20 +20,29 @@
 //! - `latency.rs`, `report.rs`, `progress.rs`, `compare.rs`: results;
 //! - `ceiling.rs`, `machine.rs`, `cpu.rs`: what the machine can do, what
 //!   it is, and the CPU time the bench and the broker used;
+//! - `preload.rs`: every key written once before the run;
+//! - `log_sampler.rs`, `segment_walk.rs`: the topic's log on disk over the
+//!   run (with `--data-dir`); `key_ledger.rs`, `key_census.rs`: live keys
+//!   as the producers wrote them and as the read-back found them;
 //! - `stamp.rs`, `keys.rs`, `zipf.rs`, `rng.rs`: record contents.
 
 mod ceiling;
 mod compare;
 mod consumer;
 mod cpu;
+mod key_census;
+mod key_ledger;
 mod keys;
 mod latency;
+mod log_sampler;
 mod machine;
+mod preload;
 mod producer;
 mod progress;
 mod report;
 mod run;
 mod scenario;
+mod segment_walk;
 mod stamp;
 mod timeline;
 mod workload;
@@ -83,6 +92,11 @@ enum Command {
         /// (records and bytes per broker CPU-second).
         #[arg(long)]
         broker_pid: Option<u32>,
+        /// Data directory of a broker on this machine: the topic's
+        /// partition directories are sampled every `run.sample_s` (records
+        /// and bytes on disk; what cleaning removed).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Measures the loopback TCP and sequential disk-write ceiling.
     Ceiling {
@@ -109,6 +123,7 @@ fn main() -> anyhow::Result<()> {
             no_ceiling,
             ceiling_dir,
             broker_pid,
+            data_dir,
         } => {
             let path = scenario_path(&scenario);
             let s = scenario::Scenario::load(&path, &set)?;
@@ -118,6 +133,7 @@ fn main() -> anyhow::Result<()> {
                 ceiling_secs: (!no_ceiling).then_some(ceiling_secs),
                 ceiling_dir,
                 broker_pid,
+                data_dir,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

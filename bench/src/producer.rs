@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use sluice_client::{DeliveryFuture, Producer, ProducerRecord};
 use tokio::sync::mpsc;
 
+use crate::key_ledger::KeyLedger;
 use crate::latency::Latency;
 use crate::progress::Live;
 use crate::timeline::Timeline;
@@ -61,6 +62,8 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Records this worker sends at most.
     pub records_max: Option<u64>,
+    /// Told the key and kind of every record sent (compacted topics).
+    pub ledger: Option<Arc<KeyLedger>>,
 }
 
 /// What one worker measured.
@@ -125,6 +128,7 @@ pub async fn run(
         let generated = source.next(stamp_ns);
         let bytes = generated.key.as_ref().map_or(0, |k| k.len())
             + generated.value.as_ref().map_or(0, |v| v.len());
+        let sent_key = generated.key_id.map(|id| (id, generated.value.is_none()));
         let record = ProducerRecord {
             topic: plan.topic.clone(),
             partition: None,
@@ -148,6 +152,9 @@ pub async fn run(
         };
         match sent_now {
             Ok(delivery) => {
+                if let Some((ledger, (id, tombstone))) = plan.ledger.as_ref().zip(sent_key) {
+                    ledger.record(id, tombstone);
+                }
                 chunk.push(Pending {
                     intended,
                     delivery,

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ceiling::Ceiling;
 use crate::cpu::CpuUse;
+use crate::key_census::Census;
 use crate::latency::LatencySummary;
+use crate::log_sampler::LogReport;
 use crate::machine::Machine;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,9 +31,15 @@ pub struct RunResult {
     pub config: serde_json::Value,
     pub machine: Machine,
     pub ceiling: Option<Ceiling>,
+    /// Every key written once before the run (`run.preload`).
+    #[serde(default)]
+    pub preload: Option<PreloadResult>,
     pub produce: ProduceResult,
     pub consume: Option<ConsumeResult>,
     pub readback: Option<ReadbackResult>,
+    /// The topic's log on disk over the run (with `--data-dir`).
+    #[serde(default)]
+    pub log: Option<LogReport>,
     pub ratios: Ratios,
     #[serde(default)]
     pub cpu: CpuReport,
@@ -136,6 +144,24 @@ pub struct ReadbackResult {
     pub records_per_s: f64,
     pub mib_per_s: f64,
     pub complete: bool,
+    /// On a compacted topic, the keys the read-back met: the state a new
+    /// subscriber rebuilt.
+    #[serde(default)]
+    pub keys: Option<Census>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PreloadResult {
+    /// Records acknowledged (one per key).
+    pub records: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub records_per_s: f64,
+    pub mib_per_s: f64,
+    /// Every key was written.
+    pub complete: bool,
+    pub errors: u64,
+    pub first_error: Option<String>,
 }
 
 /// Fractions of the ceiling measured in the same invocation.
@@ -173,6 +199,16 @@ impl RunResult {
         if let Some(c) = &self.ceiling {
             eprintln!("ceiling : {c}");
         }
+        if let Some(p) = &self.preload {
+            eprintln!(
+                "preload : {} records in {:.1} s, {:.0} records/s, {:.1} MiB/s{}",
+                p.records,
+                p.seconds,
+                p.records_per_s,
+                p.mib_per_s,
+                if p.complete { "" } else { ", INCOMPLETE" }
+            );
+        }
         let p = &self.produce;
         eprintln!(
             "produce : {:.0} records/s, {:.1} MiB/s over {:.1} s ({} producers, {} acked, {} errors)",
@@ -206,6 +242,15 @@ impl RunResult {
                 r.seconds,
                 if r.complete { "" } else { ", INCOMPLETE" }
             );
+            if let Some(k) = &r.keys {
+                eprintln!(
+                    "  state : {} keys ({} live, {} tombstoned) and {} superseded records among the {} read",
+                    k.keys, k.live, k.tombstoned, k.superseded, k.records
+                );
+            }
+        }
+        if let Some(l) = &self.log {
+            eprintln!("{l}");
         }
         let secs = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.2} s"));
         eprintln!(

@@ -2,12 +2,16 @@
 //!
 //! 1. the ceiling (loopback, disk), unless disabled — before the load, so
 //!    the two never compete;
-//! 2. the topic, created fresh with the scenario's configs;
-//! 3. tailing consumers positioned at the log end;
-//! 4. producers for `run.duration_s` (or `run.records`), the first
+//! 2. the topic, created fresh with the scenario's configs; from here on,
+//!    with `--data-dir`, its log on disk is sampled (`log_sampler.rs`);
+//! 3. the preload, when `run.preload` (`preload.rs`);
+//! 4. tailing consumers positioned at the log end;
+//! 5. producers for `run.duration_s` (or `run.records`), the first
 //!    `run.warmup_s` left out of every figure;
-//! 5. the consumers drain what was acknowledged;
-//! 6. the read-back of the whole retained log from the beginning.
+//! 6. the consumers drain what was acknowledged, then `run.settle_s` of
+//!    waiting (a cleaner catching up);
+//! 7. the read-back of the whole retained log from the beginning (on a
+//!    compacted topic, with a count of the keys it holds).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,8 +27,11 @@ use tokio::sync::watch;
 use crate::ceiling::{self, mib_per_s};
 use crate::consumer;
 use crate::cpu;
+use crate::key_ledger::KeyLedger;
 use crate::latency::Latency;
+use crate::log_sampler::{self, SamplerThread};
 use crate::machine::Machine;
+use crate::preload;
 use crate::producer::{self, Plan};
 use crate::progress::{Live, Progress};
 use crate::report::{
@@ -44,6 +51,9 @@ pub struct RunOptions {
     pub ceiling_dir: PathBuf,
     /// The broker's PID, when it runs on this machine (CPU accounting).
     pub broker_pid: Option<u32>,
+    /// The broker's data directory, when on this machine: the topic's log
+    /// is sampled there.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Longest the topic setup may take (deletion of an old copy included).
@@ -72,6 +82,35 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
 
     let topic = scenario.topic.name.clone();
     let live = Arc::new(Live::default());
+    let preload_live = Arc::new(Live::default());
+    // The producers' view of the live keys, for a compacted topic's samples.
+    let ledger = scenario
+        .is_compacted()
+        .then(|| KeyLedger::new(scenario.records.keys).map(Arc::new))
+        .flatten();
+    let sampler = match &opts.data_dir {
+        Some(dir) => Some(SamplerThread::start(
+            dir,
+            &topic,
+            Duration::from_secs_f64(scenario.run.sample_s),
+            log_sampler::Counters {
+                lives: vec![Arc::clone(&preload_live), Arc::clone(&live)],
+                ledger: ledger.clone(),
+            },
+        )?),
+        None => None,
+    };
+    let preloaded = if scenario.run.preload {
+        let config = producer_config(
+            scenario,
+            client.clone().with_client_id("sluice-bench-preload"),
+        )?;
+        let p = preload::run(scenario, config, preload_live, ledger.clone()).await?;
+        Some(p)
+    } else {
+        None
+    };
+    set_phase(sampler.as_ref(), "run");
 
     // Producers and consumers connect before the clock starts.
     let mut producers = Vec::new();
@@ -136,6 +175,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
             topic: Arc::from(topic.as_str()),
             rate,
             records_max: quota,
+            ledger: ledger.clone(),
         };
         let source = workload::source(&scenario.workload, &scenario.records, i)?;
         producer_tasks.push(tokio::spawn(producer::run(
@@ -204,18 +244,30 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
     };
     progress.finish().await;
     let cpu_produced = cpu::sample(opts.broker_pid);
+    // The settle's CPU (the cleaner's, mostly) is charged to neither.
+    if scenario.run.settle_s > 0.0 {
+        set_phase(sampler.as_ref(), "settle");
+        eprintln!("settling for {} s", scenario.run.settle_s);
+        tokio::time::sleep(Duration::from_secs_f64(scenario.run.settle_s)).await;
+    }
+    let cpu_settled = cpu::sample(opts.broker_pid);
 
+    set_phase(sampler.as_ref(), "readback");
     let readback = if scenario.consumer.readback {
         Some(readback(scenario, &client).await?)
     } else {
         None
     };
     let cpu_read = cpu::sample(opts.broker_pid);
+    let log = match sampler {
+        Some(s) => Some(tokio::task::spawn_blocking(move || s.finish()).await??),
+        None => None,
+    };
     let cpu = CpuReport {
         run: cpu::between(&cpu_start, &cpu_produced),
         readback: readback
             .as_ref()
-            .map(|_| cpu::between(&cpu_produced, &cpu_read)),
+            .map(|_| cpu::between(&cpu_settled, &cpu_read)),
     };
 
     let acked_bytes = produce.records_acked as f64 * produce.measured_bytes as f64
@@ -272,9 +324,11 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
         config: serde_json::to_value(scenario)?,
         machine: Machine::describe(),
         ceiling,
+        preload: preloaded,
         produce,
         consume,
         readback,
+        log,
         ratios,
         cpu,
         cost,
@@ -383,7 +437,8 @@ async fn readback(scenario: &Scenario, client: &ClientConfig) -> anyhow::Result<
         Arc::clone(&live),
         budget.min(Duration::from_secs(60)),
     );
-    let o = consumer::readback(c, topic, &targets, Instant::now() + budget, live).await?;
+    let deadline = Instant::now() + budget;
+    let o = consumer::readback(c, topic, &targets, deadline, live, scenario.is_compacted()).await?;
     progress.finish().await;
     Ok(ReadbackResult {
         records: o.records,
@@ -392,5 +447,12 @@ async fn readback(scenario: &Scenario, client: &ClientConfig) -> anyhow::Result<
         records_per_s: o.records as f64 / o.time.as_secs_f64().max(1e-9),
         mib_per_s: mib_per_s(o.bytes, o.time),
         complete: o.complete,
+        keys: o.keys,
     })
+}
+
+fn set_phase(sampler: Option<&SamplerThread>, phase: &'static str) {
+    if let Some(s) = sampler {
+        s.set_phase(phase);
+    }
 }

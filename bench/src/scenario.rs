@@ -5,7 +5,7 @@
 //! ```toml
 //! name = "messaging"
 //! workload = "messaging"          # which record generator (workload/<name>.rs)
-//! [run]     duration_s, warmup_s, records, rate, drain_s
+//! [run]     duration_s, warmup_s, records, rate, drain_s, preload, settle_s, sample_s
 //! [topic]   name, partitions, replication_factor, recreate, [topic.configs]
 //! [producer] connections, acks, compression, linger_ms, batch_bytes, buffer_bytes
 //! [consumer] connections, fetch_max_wait_ms, partition_max_bytes, readback
@@ -58,6 +58,21 @@ pub struct Run {
     /// How long tailing consumers may keep reading after the producers end.
     #[serde(default = "default_drain_s")]
     pub drain_s: f64,
+    /// Before the run, write every key once (`crate::preload`), so a
+    /// compacted topic starts with its whole state.
+    #[serde(default)]
+    pub preload: bool,
+    /// After the drain, wait this long before the read-back (a cleaner
+    /// catching up); the log is still sampled.
+    #[serde(default)]
+    pub settle_s: f64,
+    /// Seconds between samples of the log on disk (with `--data-dir`).
+    #[serde(default = "default_sample_s")]
+    pub sample_s: f64,
+}
+
+fn default_sample_s() -> f64 {
+    2.0
 }
 
 fn default_drain_s() -> f64 {
@@ -189,6 +204,14 @@ fn default_zipf() -> f64 {
 }
 
 impl Scenario {
+    /// The topic's `cleanup.policy` lists `compact`.
+    pub fn is_compacted(&self) -> bool {
+        self.topic
+            .configs
+            .get("cleanup.policy")
+            .is_some_and(|p| p.split(',').any(|x| x.trim() == "compact"))
+    }
+
     /// Reads `path` and applies `overrides` (`key=value`, dotted paths).
     pub fn load(path: &Path, overrides: &[String]) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -221,6 +244,15 @@ impl Scenario {
         }
         if self.run.rate.is_nan() || self.run.rate < 0.0 {
             bail!("run.rate must be 0 (closed loop) or positive");
+        }
+        if self.run.settle_s.is_nan() || self.run.settle_s < 0.0 {
+            bail!("run.settle_s must be at least 0");
+        }
+        if self.run.sample_s.is_nan() || self.run.sample_s < 0.05 {
+            bail!("run.sample_s must be at least 0.05");
+        }
+        if self.run.preload && self.records.keys == 0 {
+            bail!("run.preload needs a key space (records.keys)");
         }
         if self.producer.connections == 0 {
             bail!("producer.connections must be at least 1");
@@ -330,6 +362,24 @@ value_bytes = 1024
         assert_eq!(s.producer.acks, "all");
         assert_eq!(s.records.keys, 10);
         Ok(())
+    }
+
+    #[test]
+    fn compaction_is_read_from_the_cleanup_policy() -> anyhow::Result<()> {
+        assert!(!Scenario::parse(TEXT, &[])?.is_compacted());
+        for policy in ["compact", "delete,compact", "compact, delete"] {
+            let set = format!("topic.configs.cleanup.policy={policy}");
+            assert!(Scenario::parse(TEXT, &[set])?.is_compacted(), "{policy}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_preload_needs_keys() {
+        assert!(Scenario::parse(TEXT, &["run.preload=true".into()]).is_err());
+        assert!(
+            Scenario::parse(TEXT, &["run.preload=true".into(), "records.keys=5".into()]).is_ok()
+        );
     }
 
     #[test]

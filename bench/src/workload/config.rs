@@ -1,7 +1,6 @@
 //! Configuration distribution: 1.25 KB documents under a fixed key space
 //! (100 K keys), rewritten at a modest rate; readers want every update.
-//! The plan's topic is compacted; until the broker compacts, the scenario
-//! runs on a delete-policy topic (see the scenario file).
+//! The plan's topic is compacted (`bench/scenarios/config.toml`).
 
 use bytes::Bytes;
 
@@ -24,10 +23,12 @@ impl Config {
 
 impl RecordSource for Config {
     fn next(&mut self, stamp_ns: u64) -> Generated {
-        let id = self.draw.key_id().unwrap_or(0);
+        let key_id = self.draw.key_id();
+        let id = key_id.unwrap_or(0);
         self.version += 1;
         let body = format!("version={};", self.version);
         Generated {
+            key_id,
             key: Some(Bytes::from(format!("config/service-{id:06}"))),
             value: Some(self.draw.stamped_value(stamp_ns, body.as_bytes())),
         }

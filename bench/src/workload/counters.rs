@@ -19,12 +19,11 @@ impl Counters {
 
 impl RecordSource for Counters {
     fn next(&mut self, stamp_ns: u64) -> Generated {
-        let key = self
-            .draw
-            .key_id()
-            .map(|id| self.draw.bytes(&id.to_be_bytes()));
+        let key_id = self.draw.key_id();
+        let key = key_id.map(|id| self.draw.bytes(&id.to_be_bytes()));
         let delta = (self.draw.rng.below(10) as i64) + 1;
         Generated {
+            key_id,
             key,
             value: Some(self.draw.stamped_value(stamp_ns, &delta.to_le_bytes())),
         }

@@ -1,7 +1,7 @@
 //! Leases and locks: ~250 B lease records keyed by resource (value = owner
 //! and expiry), and a tombstone (null value) on release. The offset of an
-//! acquisition is its fencing token. The plan's topic is compacted; until
-//! the broker compacts, the scenario runs on a delete-policy topic.
+//! acquisition is its fencing token. The plan's topic is compacted
+//! (`bench/scenarios/leases.toml`).
 
 use bytes::Bytes;
 
@@ -29,11 +29,16 @@ impl Leases {
 
 impl RecordSource for Leases {
     fn next(&mut self, stamp_ns: u64) -> Generated {
-        let id = self.draw.key_id().unwrap_or(0);
+        let key_id = self.draw.key_id();
+        let id = key_id.unwrap_or(0);
         self.count += 1;
         let key = Some(Bytes::from(format!("resource-{id:010}")));
         if self.tombstone_every > 0 && self.count.is_multiple_of(self.tombstone_every) {
-            return Generated { key, value: None };
+            return Generated {
+                key_id,
+                key,
+                value: None,
+            };
         }
         let owner = self.draw.rng.below(100_000);
         let body = format!(
@@ -41,6 +46,7 @@ impl RecordSource for Leases {
             stamp_ns.saturating_add(TTL_NS)
         );
         Generated {
+            key_id,
             key,
             value: Some(self.draw.stamped_value(stamp_ns, body.as_bytes())),
         }

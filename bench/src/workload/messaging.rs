@@ -20,11 +20,10 @@ impl Messaging {
 
 impl RecordSource for Messaging {
     fn next(&mut self, stamp_ns: u64) -> Generated {
-        let key = self
-            .draw
-            .key_id()
-            .map(|id| Bytes::from(format!("key-{id}")));
+        let key_id = self.draw.key_id();
+        let key = key_id.map(|id| Bytes::from(format!("key-{id}")));
         Generated {
+            key_id,
             key,
             value: Some(self.draw.stamped_value(stamp_ns, &[])),
         }

@@ -37,7 +37,8 @@ impl Metrics {
 
 impl RecordSource for Metrics {
     fn next(&mut self, stamp_ns: u64) -> Generated {
-        let host = self.draw.key_id().unwrap_or(0);
+        let key_id = self.draw.key_id();
+        let host = key_id.unwrap_or(0);
         let metric = METRICS
             .get(self.draw.rng.below(METRICS.len() as u64) as usize)
             .copied()
@@ -62,6 +63,7 @@ impl RecordSource for Metrics {
         self.draw.filler.extend(&mut value, pad);
         value.extend_from_slice(closing);
         Generated {
+            key_id,
             key: Some(Bytes::from(format!("host-{host:05}"))),
             value: Some(Bytes::from(value)),
         }

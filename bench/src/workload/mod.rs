@@ -24,6 +24,8 @@ pub const NAMES: &[&str] = &["messaging", "metrics", "counters", "config", "leas
 /// One record's key and value (`None` value: a tombstone).
 #[derive(Debug, Clone)]
 pub struct Generated {
+    /// The key's id in the scenario's key space (`None`: keyless).
+    pub key_id: Option<u64>,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
 }
