@@ -22,6 +22,10 @@ the run shows the eviction worked. drop_caches also evicts the broker's
 binary: a cold start with no data yet is timed first, for the part of a
 cold start that is not the data.
 
+After each start with data, a new consumer reads the oldest record of
+every partition, then the newest ("oldest_read_s", "newest_read_s"): a
+start that listens early but opens its segments lazily pays there.
+
 Each start's "producer state loaded" lines are summed: how many partitions
 used a snapshot and how many batch headers were read again. With a second
 binary (OLD_BIN, e.g. one from before producer snapshots) the same data is
@@ -47,7 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "interop"))
@@ -80,17 +84,51 @@ def fill(bootstrap: str, partitions: int, mib: int) -> float:
     return time.monotonic() - started
 
 
-def timed_start(broker: BrokerProcess) -> dict:
+def first_reads(bootstrap: str, partitions: int) -> tuple[float, float]:
+    """Seconds until a new consumer has read the oldest record of every
+    partition, then the newest: what serving after a start costs beyond
+    listening (the oldest segments are the coldest)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "restart-time", "log_level": 2,
+                  "enable.auto.commit": False, "fetch.max.bytes": 1 << 20,
+                  "max.partition.fetch.bytes": 65536})
+    try:
+        c.list_topics(TOPIC, timeout=30)  # connected before the clock starts
+        times = []
+        for where in ("oldest", "newest"):
+            started = time.monotonic()
+            tps = [TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in range(partitions)]
+            if where == "newest":
+                tps = [TopicPartition(TOPIC, p, c.get_watermark_offsets(tp, timeout=30)[1] - 1)
+                       for p, tp in enumerate(tps)]
+            c.assign(tps)
+            seen: set[int] = set()
+            deadline = started + 60
+            while len(seen) < partitions and time.monotonic() < deadline:
+                m = c.poll(0.02)
+                if m is not None and m.error() is None:
+                    seen.add(m.partition())
+            assert len(seen) == partitions, f"read only {sorted(seen)} within 60 s"
+            times.append(round(time.monotonic() - started, 3))
+        return times[0], times[1]
+    finally:
+        c.close()
+
+
+def timed_start(broker: BrokerProcess, partitions: int = 0) -> dict:
+    """Starts `broker` and times it; with `partitions`, also the first reads."""
     started = time.monotonic()
     broker.start()
     listening = time.monotonic() - started
     loads = [(int(s), int(n)) for s, n in LOADED.findall(broker.log())]
-    return {
+    result = {
         "listening_s": round(listening, 2),
         "partitions": len(loads),
         "from_snapshot": sum(1 for s, _ in loads if s >= 0),
         "batches_replayed": sum(n for _, n in loads),
     }
+    if partitions:
+        result["oldest_read_s"], result["newest_read_s"] = first_reads(broker.bootstrap, partitions)
+    return result
 
 
 def data_bytes(path: Path) -> int:
@@ -137,13 +175,14 @@ def restarts(broker: BrokerProcess, partitions: int, cold: bool) -> None:
         print(f"clean stop: {time.monotonic() - stop:.2f} s", flush=True)
         if cache == "cold":
             print("  evicted:", evict(broker.data_dir), flush=True)
-        print(f"clean restart, {cache} cache:", timed_start(broker), flush=True)
+        print(f"clean restart, {cache} cache:", timed_start(broker, partitions), flush=True)
     for cache in caches:
         time.sleep(12)  # one maintenance pass checkpoints the recovery point
         broker.kill()
         if cache == "cold":
             print("  evicted:", evict(broker.data_dir), flush=True)
-        print(f"kill -9 restart (recovery point checkpointed), {cache} cache:", timed_start(broker),
+        print(f"kill -9 restart (recovery point checkpointed), {cache} cache:",
+              timed_start(broker, partitions),
               flush=True)
     for cache in caches:
         fill(broker.bootstrap, partitions, WRITE_MIB)
@@ -151,7 +190,7 @@ def restarts(broker: BrokerProcess, partitions: int, cold: bool) -> None:
         if cache == "cold":
             print("  evicted:", evict(broker.data_dir), flush=True)
         print(f"kill -9 restart ({WRITE_MIB} MiB written just before), {cache} cache:",
-              timed_start(broker), flush=True)
+              timed_start(broker, partitions), flush=True)
 
 
 def main() -> int:

@@ -45,7 +45,8 @@ for s in "${scenarios[@]}"; do
   rm -rf "$work/data"
   printf 'durability = "%s"\n"log.retention.check.interval.ms" = 1000\n"log.cleaner.dedupe.buffer.size" = 134217728\n' \
     "$durability" > "$work/sluice.toml"
-  broker_start "$work/broker.log" --config "$work/sluice.toml" --data-dir "$work/data"
+  # An ephemeral admin port: the default (9644) may be another broker's.
+  broker_start "$work/broker.log" --config "$work/sluice.toml" --data-dir "$work/data" --admin-listen 127.0.0.1:0
   echo "== $s against 127.0.0.1:$BROKER_PORT"
   "$bench" run "$s" --bootstrap "127.0.0.1:$BROKER_PORT" --ceiling-dir "$work" --broker-pid "$BROKER_PID" --data-dir "$work/data" \
     --json "$out/$s.json" "${extra[@]}" 2> >(tee "$out/$s.log" >&2) || echo "$s failed" >&2

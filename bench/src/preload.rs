@@ -19,11 +19,10 @@ use std::time::Duration;
 use anyhow::Context;
 use sluice_client::Producer;
 
-use crate::ceiling::mib_per_s;
 use crate::key_ledger::KeyLedger;
 use crate::producer::{self, Plan};
 use crate::progress::{Live, Progress};
-use crate::report::PreloadResult;
+use crate::report::{PreloadResult, Transfer};
 use crate::scenario::Scenario;
 use crate::timeline::Timeline;
 use crate::workload;
@@ -60,12 +59,7 @@ pub async fn run(
     progress.finish().await;
     let time = timeline.measured(o.last_measured_ack);
     Ok(PreloadResult {
-        records: o.acked,
-        bytes: o.measured_bytes,
-        seconds: time.as_secs_f64(),
-        records_per_s: o.acked as f64 / time.as_secs_f64().max(1e-9),
-        mib_per_s: mib_per_s(o.measured_bytes, time),
-        complete: o.acked >= keys,
+        moved: Transfer::over(o.acked, o.measured_bytes, time, o.acked >= keys),
         errors: o.errors,
         first_error: o.first_error,
     })

@@ -3,9 +3,11 @@
 //! measured window (warm-up excluded); bytes are record payload (key +
 //! value), not wire bytes; MiB = 2^20 bytes.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use crate::ceiling::Ceiling;
+use crate::ceiling::{Ceiling, mib_per_s};
 use crate::cpu::CpuUse;
 use crate::key_census::Census;
 use crate::latency::LatencySummary;
@@ -136,14 +138,51 @@ pub struct ConsumeResult {
     pub errors: Vec<String>,
 }
 
+/// Records moved in one go (a read-back, a preload): how many, how big,
+/// how fast.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ReadbackResult {
+pub struct Transfer {
     pub records: u64,
     pub bytes: u64,
     pub seconds: f64,
     pub records_per_s: f64,
     pub mib_per_s: f64,
+    /// All that was to be moved was (the log end reached, every key written).
     pub complete: bool,
+}
+
+impl Transfer {
+    /// `records` of `bytes` payload in all, moved in `time`.
+    pub fn over(records: u64, bytes: u64, time: Duration, complete: bool) -> Self {
+        Self {
+            records,
+            bytes,
+            seconds: time.as_secs_f64(),
+            records_per_s: records as f64 / time.as_secs_f64().max(1e-9),
+            mib_per_s: mib_per_s(bytes, time),
+            complete,
+        }
+    }
+}
+
+impl std::fmt::Display for Transfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0} records/s, {:.1} MiB/s ({} records in {:.2} s{})",
+            self.records_per_s,
+            self.mib_per_s,
+            self.records,
+            self.seconds,
+            if self.complete { "" } else { ", INCOMPLETE" }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReadbackResult {
+    #[serde(flatten)]
+    pub moved: Transfer,
     /// On a compacted topic, the keys the read-back met: the state a new
     /// subscriber rebuilt.
     #[serde(default)]
@@ -152,14 +191,9 @@ pub struct ReadbackResult {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PreloadResult {
-    /// Records acknowledged (one per key).
-    pub records: u64,
-    pub bytes: u64,
-    pub seconds: f64,
-    pub records_per_s: f64,
-    pub mib_per_s: f64,
-    /// Every key was written.
-    pub complete: bool,
+    /// Records acknowledged, one per key; complete when every key was.
+    #[serde(flatten)]
+    pub moved: Transfer,
     pub errors: u64,
     pub first_error: Option<String>,
 }
@@ -200,14 +234,7 @@ impl RunResult {
             eprintln!("ceiling : {c}");
         }
         if let Some(p) = &self.preload {
-            eprintln!(
-                "preload : {} records in {:.1} s, {:.0} records/s, {:.1} MiB/s{}",
-                p.records,
-                p.seconds,
-                p.records_per_s,
-                p.mib_per_s,
-                if p.complete { "" } else { ", INCOMPLETE" }
-            );
+            eprintln!("preload : {}", p.moved);
         }
         let p = &self.produce;
         eprintln!(
@@ -234,14 +261,7 @@ impl RunResult {
             }
         }
         if let Some(r) = &self.readback {
-            eprintln!(
-                "readback: {:.0} records/s, {:.1} MiB/s ({} records in {:.2} s{})",
-                r.records_per_s,
-                r.mib_per_s,
-                r.records,
-                r.seconds,
-                if r.complete { "" } else { ", INCOMPLETE" }
-            );
+            eprintln!("readback: {}", r.moved);
             if let Some(k) = &r.keys {
                 eprintln!(
                     "  state : {} keys ({} live, {} tombstoned) and {} superseded records among the {} read",

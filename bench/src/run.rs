@@ -35,7 +35,8 @@ use crate::preload;
 use crate::producer::{self, Plan};
 use crate::progress::{Live, Progress};
 use crate::report::{
-    ConsumeResult, CostReport, CpuCost, CpuReport, ProduceResult, Ratios, ReadbackResult, RunResult,
+    ConsumeResult, CostReport, CpuCost, CpuReport, ProduceResult, Ratios, ReadbackResult,
+    RunResult, Transfer,
 };
 use crate::scenario::Scenario;
 use crate::timeline::Timeline;
@@ -278,7 +279,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
             .readback
             .as_ref()
             .zip(readback.as_ref())
-            .map(|(c, r)| CpuCost::of(c, r.records, r.bytes as f64)),
+            .map(|(c, r)| CpuCost::of(c, r.moved.records, r.moved.bytes as f64)),
     };
     let ratios = Ratios {
         produce_of_loopback: ceiling
@@ -287,7 +288,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
         readback_of_loopback: ceiling
             .as_ref()
             .zip(readback.as_ref())
-            .map(|(c, r)| r.mib_per_s / c.loopback_mib_per_s),
+            .map(|(c, r)| r.moved.mib_per_s / c.loopback_mib_per_s),
         produce_of_disk: ceiling
             .as_ref()
             .map(|c| produce.mib_per_s / c.disk_write_mib_per_s),
@@ -302,7 +303,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
             .as_ref()
             .and_then(|c| c.broker_cpu_s)
             .zip(readback.as_ref())
-            .map(|(s, r)| r.bytes as f64 / (1024.0 * 1024.0) / s.max(1e-9)),
+            .map(|(s, r)| r.moved.bytes as f64 / (1024.0 * 1024.0) / s.max(1e-9)),
     };
     Ok(RunResult {
         tool: "sluice-bench".into(),
@@ -441,12 +442,7 @@ async fn readback(scenario: &Scenario, client: &ClientConfig) -> anyhow::Result<
     let o = consumer::readback(c, topic, &targets, deadline, live, scenario.is_compacted()).await?;
     progress.finish().await;
     Ok(ReadbackResult {
-        records: o.records,
-        bytes: o.bytes,
-        seconds: o.time.as_secs_f64(),
-        records_per_s: o.records as f64 / o.time.as_secs_f64().max(1e-9),
-        mib_per_s: mib_per_s(o.bytes, o.time),
-        complete: o.complete,
+        moved: Transfer::over(o.records, o.bytes, o.time, o.complete),
         keys: o.keys,
     })
 }

@@ -30,7 +30,7 @@ pub struct Scenario {
     pub workload: String,
     #[serde(default)]
     pub description: String,
-    /// Caveats carried into the result (e.g. "compaction not measured").
+    /// Caveats carried into the result (e.g. "100 tailing consumers").
     #[serde(default)]
     pub notes: Vec<String>,
     pub run: Run,
