@@ -145,7 +145,7 @@ impl std::fmt::Display for LogReport {
     }
 }
 
-/// Errors kept in the report; later ones are counted in the last.
+/// Errors kept in the report; later ones are dropped.
 const ERRORS_MAX: usize = 5;
 /// Samples kept: at 1 s, over two hours of run. Later ones replace the
 /// last (the final state is always kept).
