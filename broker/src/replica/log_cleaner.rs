@@ -53,14 +53,21 @@
 //! log's end (the topic was deleted and made again, or the log was
 //! truncated) is not used: the whole log counts as dirty.
 //!
+//! # Tombstones
+//! A tombstone goes only in a pass that runs `delete.retention.ms` or more
+//! after the pass that first cleaned it (`replica::clean_history`: the
+//! clean point's history, in memory), never in that first pass: a
+//! consumer that reads from the start within `delete.retention.ms` sees
+//! every delete, as Kafka promises for that setting (KIP-534).
 //! A partition whose last pass ran `delete.retention.ms` ago is due again
 //! as a whole (dirty or not), so the tombstones that pass kept go once
 //! their time has passed.
 //!
 //! # Caveats
-//! - When the last pass over a partition ran is not checkpointed: after a
-//!   restart it counts from the start, so tombstones may stay up to
-//!   `delete.retention.ms` longer than without the restart (never less).
+//! - When the last pass over a partition ran, and when its clean point
+//!   moved, are not checkpointed: after a restart they count from the
+//!   start, so tombstones may stay up to `delete.retention.ms` longer than
+//!   without the restart (never less).
 //!
 //! # References
 //! Kafka's `LogCleaner`, `LogCleanerManager` (`grabFilthiestCompactedLog`,
@@ -77,6 +84,7 @@ use sluice_storage::compaction::{CleaningRules, OffsetMap, Throttle};
 use crate::decompression_budget::DecompressionBudget;
 use crate::error::BrokerError;
 use crate::replica::Partition;
+use crate::replica::clean_history::CleanHistory;
 use crate::replica::offset_checkpoint;
 use crate::settings::Compaction;
 
@@ -96,7 +104,7 @@ pub struct CleanOutcome {
 type PartitionKey = (Arc<str>, i32);
 
 /// What the cleaner remembers of a partition it cleaned.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Cleaned {
     /// Where the dirty section starts.
     first_dirty: Offset,
@@ -104,6 +112,8 @@ struct Cleaned {
     round: u64,
     /// When a pass last ran over it.
     ran_ms: i64,
+    /// When the clean point passed which offset: where tombstones may go.
+    history: CleanHistory,
 }
 
 /// The broker's one cleaner.
@@ -152,6 +162,7 @@ impl LogCleaner {
                     first_dirty: Offset(offset),
                     round: 0,
                     ran_ms: now_ms,
+                    history: CleanHistory::starting_at(Offset(offset), now_ms),
                 };
                 ((Arc::from(topic), index), cleaned)
             })
@@ -222,14 +233,26 @@ impl LogCleaner {
             .lock()
             .map_err(|_| BrokerError::StatePoisoned)?
             .get(&key)
-            .copied()
+            .cloned()
             .filter(|c| c.first_dirty <= log_end);
+        // Tombstones go only where the log was first cleaned at least
+        // delete.retention.ms ago (`replica::clean_history`).
+        let mut history = known
+            .as_ref()
+            .map(|c| c.history.clone())
+            .unwrap_or_default();
+        history.forget_past(log_end);
+        let tombstones_removable_below =
+            history.removable_below(now_ms, compaction.delete_retention_ms);
         // Tombstones kept by the last pass have all passed
         // delete.retention.ms once that long has gone by since it ran: the
         // whole log is then cleaned again, dirty or not, to remove them.
         let tombstones_due = known
+            .as_ref()
             .is_some_and(|c| c.ran_ms.saturating_add(compaction.delete_retention_ms) <= now_ms);
-        let first_dirty = known.map(|c| c.first_dirty).filter(|_| !tombstones_due);
+        let known_first_dirty = known.as_ref().map(|c| c.first_dirty);
+        let known_ran_ms = known.as_ref().map(|c| c.ran_ms);
+        let first_dirty = known_first_dirty.filter(|_| !tombstones_due);
         let remember = |offset: Option<Offset>, ran: bool| -> Result<(), BrokerError> {
             let mut map = self
                 .first_dirty
@@ -238,17 +261,22 @@ impl LogCleaner {
             let ran_ms = if ran {
                 now_ms
             } else {
-                known.map_or(now_ms, |c| c.ran_ms)
+                known_ran_ms.unwrap_or(now_ms)
             };
-            let before = match offset.or(known.map(|c| c.first_dirty)) {
-                Some(first_dirty) => map.insert(
-                    key.clone(),
-                    Cleaned {
-                        first_dirty,
-                        round,
-                        ran_ms,
-                    },
-                ),
+            let before = match offset.or(known_first_dirty) {
+                Some(first_dirty) => {
+                    let mut history = history.clone();
+                    history.advanced(first_dirty, now_ms);
+                    map.insert(
+                        key.clone(),
+                        Cleaned {
+                            first_dirty,
+                            round,
+                            ran_ms,
+                            history,
+                        },
+                    )
+                }
                 None => map.remove(&key),
             };
             let now_dirty = map.get(&key).map(|c| c.first_dirty);
@@ -286,7 +314,7 @@ impl LogCleaner {
         let mut guard = self.map.lock().map_err(|_| BrokerError::StatePoisoned)?;
         let map = guard.get_or_insert_with(|| OffsetMap::with_memory(self.memory));
         let rules = CleaningRules {
-            tombstone_horizon_ms: Some(now_ms.saturating_sub(compaction.delete_retention_ms)),
+            tombstones_removable_below: tombstones_removable_below.map(|o| o.0),
             records_bytes_max: budget.batch_bytes_max(),
         };
         let mut throttle = Throttle::new(self.io_bytes_per_second, Arc::clone(&self.stop));
@@ -349,26 +377,61 @@ mod tests {
 
     const TS: i64 = 1_700_000_000_000;
 
+    /// One batch of one record of key `key` (a tombstone when `value` is
+    /// `None`) at `timestamp`.
+    fn one_record(key: u8, value: Option<&[u8]>, timestamp: i64) -> bytes::Bytes {
+        let mut w = BatchWriter::new(1024);
+        assert!(w.try_append(&RecordParts {
+            timestamp,
+            key: Some(&[b'k', key]),
+            value,
+            headers: &[],
+        }));
+        w.finish(CompressionType::None, ProducerIdentity::NONE, -1)
+            .unwrap()
+    }
+
     /// `versions` versions of 4 keys, one record per batch, at `TS + version`.
     fn append(dir: &std::path::Path, versions: std::ops::Range<u32>) {
         let mut log = PartitionLog::open(dir, config()).unwrap();
         for version in versions {
             for key in 0..4u8 {
-                let mut w = BatchWriter::new(1024);
                 let value = format!("{key}-{version}-").repeat(8);
-                assert!(w.try_append(&RecordParts {
-                    timestamp: TS + i64::from(version),
-                    key: Some(&[b'k', key]),
-                    value: Some(value.as_bytes()),
-                    headers: &[],
-                }));
-                let b = w
-                    .finish(CompressionType::None, ProducerIdentity::NONE, -1)
-                    .unwrap();
+                let b = one_record(key, Some(value.as_bytes()), TS + i64::from(version));
                 log.append_as_leader(&b, LeaderEpoch(1), TS).unwrap();
             }
         }
         log.close().unwrap();
+    }
+
+    /// One record of key `key` (a tombstone when `value` is `None`),
+    /// written at `TS`.
+    fn append_one(dir: &std::path::Path, key: u8, value: Option<&[u8]>) {
+        let mut log = PartitionLog::open(dir, config()).unwrap();
+        log.append_as_leader(&one_record(key, value, TS), LeaderEpoch(1), TS)
+            .unwrap();
+        log.close().unwrap();
+    }
+
+    /// How many records with key `key` the log holds, and how many of them
+    /// are tombstones.
+    fn records_of_key(p: &Partition, key: u8) -> (usize, usize) {
+        let (mut all, mut tombstones) = (0, 0);
+        for region in p.read_whole_log().unwrap() {
+            let bytes = region.bytes();
+            for item in sluice_protocol::BatchIter::new(&bytes, usize::MAX) {
+                let (_, view) = item.unwrap();
+                let records = sluice_protocol::records::BatchRecords::new(view, 1 << 20).unwrap();
+                for r in records.iter() {
+                    let r = r.unwrap();
+                    if r.key == Some(&[b'k', key][..]) {
+                        all += 1;
+                        tombstones += usize::from(r.value.is_none());
+                    }
+                }
+            }
+        }
+        (all, tombstones)
     }
 
     fn compaction(ratio: f64, max_lag_ms: i64) -> Compaction {
@@ -428,6 +491,46 @@ mod tests {
             .clean(&p, compaction(0.3, i64::MAX), &budget, now, 4)
             .unwrap();
         assert!(runs.ran, "{runs:?}");
+        p.close().unwrap();
+    }
+
+    #[test]
+    fn a_tombstone_stays_delete_retention_after_the_pass_that_first_cleaned_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = DecompressionBudget::new(1 << 24, 1 << 20);
+        // Key 9: a value, later its tombstone, then more of other keys so
+        // that the tombstone's segment is sealed and cleanable.
+        append_one(dir.path(), 9, Some(b"nine"));
+        append(dir.path(), 0..40);
+        append_one(dir.path(), 9, None);
+        append(dir.path(), 40..60);
+        let log_dir = tempfile::tempdir().unwrap();
+        let c = cleaner(log_dir.path());
+        let p = partition(dir.path(), Role::Leader);
+        let retention = 60_000;
+        let rules = |ratio| Compaction {
+            delete_retention_ms: retention,
+            ..compaction(ratio, i64::MAX)
+        };
+        // The first pass runs long after the tombstone was written (its
+        // timestamp is far past the retention): it removes the values the
+        // tombstone supersedes, and keeps the tombstone.
+        let late = TS + 10 * retention;
+        let first = c.clean(&p, rules(0.5), &budget, late, 1).unwrap();
+        assert!(first.ran && first.segments_cleaned > 0, "{first:?}");
+        assert_eq!(records_of_key(&p, 9), (1, 1), "only the tombstone is left");
+        // Just under the retention after that pass, whole-log passes keep it.
+        let early = c
+            .clean(&p, rules(0.0), &budget, late + retention - 1, 2)
+            .unwrap();
+        assert!(!early.ran || records_of_key(&p, 9) == (1, 1), "{early:?}");
+        assert_eq!(records_of_key(&p, 9), (1, 1));
+        // The retention after the first cleaning: the tombstone goes.
+        let due = c
+            .clean(&p, rules(1.0), &budget, late + retention, 3)
+            .unwrap();
+        assert!(due.ran, "{due:?}");
+        assert_eq!(records_of_key(&p, 9), (0, 0), "the tombstone is gone");
         p.close().unwrap();
     }
 

@@ -14,6 +14,7 @@
 
 pub mod alter_partition;
 pub mod budget_reservation;
+pub mod clean_history;
 pub mod fetcher;
 pub mod fetcher_follower;
 pub mod fetcher_manager;

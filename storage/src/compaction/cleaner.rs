@@ -7,7 +7,7 @@
 //! pass 2  filter_batch   every batch below the mapped end, oldest first:
 //!   record kept  ⇔ it has a key
 //!                ∧ no later offset of its key is in the map
-//!                ∧ ¬(it is a tombstone ∧ its batch is past the delete horizon)
+//!                ∧ ¬(it is a tombstone ∧ its batch lies below the delete horizon)
 //!   all kept     → the batch's bytes as they are (no copy)
 //!   none kept    → dropped, unless it is its producer's last batch: then an
 //!                  empty batch (recordsCount 0) keeps the producer's
@@ -24,7 +24,7 @@
 //!   Offsets of removed records become gaps; batch boundaries stay where
 //!   they were, so `lastOffset` of every kept batch is unchanged.
 //! - For every key, the record at its latest offset in the mapped section
-//!   is kept, unless it is a tombstone past the delete horizon.
+//!   is kept, unless it is a tombstone below the delete horizon.
 //! - Control batches are kept whole (Sluice writes none today; a future
 //!   transaction marker must never be cleaned away by this pass).
 //!
@@ -35,11 +35,11 @@
 //! - Decompression is bounded by `records_bytes_max` per batch.
 //!
 //! # Caveats
-//! - The delete horizon is judged by the batch's `maxTimestamp` (a
-//!   tombstone goes once `maxTimestamp + delete.retention.ms` has passed),
-//!   where Kafka (KIP-534) stamps the horizon into the batch the first time
-//!   it is cleaned. Both keep a tombstone at least `delete.retention.ms`
-//!   after it was written.
+//! - The delete horizon is an offset the caller gives: tombstones in
+//!   batches that end below it go. The broker passes the clean point as it
+//!   stood `delete.retention.ms` ago (`replica::clean_history`), so a
+//!   tombstone stays that long after the pass that first cleaned it, as
+//!   Kafka's KIP-534 horizon stamped into the batch does.
 //! - A record without a key cannot be compacted: it is removed, as Kafka's
 //!   cleaner does (produce refuses such records on a compacted topic).
 //!
@@ -58,9 +58,9 @@ use super::offset_map::OffsetMap;
 /// What decides a record's fate besides the map.
 #[derive(Debug, Clone, Copy)]
 pub struct CleaningRules {
-    /// Tombstones in batches whose `maxTimestamp` is below this are
-    /// removed (`now - delete.retention.ms`); `None` keeps every tombstone.
-    pub tombstone_horizon_ms: Option<i64>,
+    /// Tombstones in batches whose last offset is below this are removed;
+    /// `None` keeps every tombstone.
+    pub tombstones_removable_below: Option<i64>,
     /// Decompressed bytes one batch may take.
     pub records_bytes_max: usize,
 }
@@ -121,8 +121,8 @@ pub fn filter_batch(
         return Ok(Filtered::Keep);
     }
     let tombstones_expire = rules
-        .tombstone_horizon_ms
-        .is_some_and(|h| view.max_timestamp() < h);
+        .tombstones_removable_below
+        .is_some_and(|below| view.last_offset() < below);
     let records = BatchRecords::new(*view, rules.records_bytes_max)?;
     let mut kept: Vec<u8> = Vec::new();
     let (mut total, mut kept_count) = (0_i32, 0_i32);

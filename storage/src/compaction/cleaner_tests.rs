@@ -119,8 +119,9 @@ proptest! {
         let end = map_batches(views.iter().copied(), &mut map, 1 << 20).unwrap();
         let log_end = views.last().unwrap().last_offset() + 1;
         prop_assert_eq!(end, Some(log_end));
-        let horizon = 1000 * horizon_batch as i64;
-        let rules = CleaningRules { tombstone_horizon_ms: Some(horizon), records_bytes_max: 1 << 20 };
+        // Tombstones go in the batches before batch `horizon_batch`.
+        let horizon = views.get(horizon_batch).map_or(log_end, |v| v.base_offset());
+        let rules = CleaningRules { tombstones_removable_below: Some(horizon), records_bytes_max: 1 << 20 };
         let mut last_of_producer = BTreeMap::new();
         for (i, b) in batches.iter().enumerate() {
             if let Some(p) = b.producer { last_of_producer.insert(p, i); }
@@ -135,8 +136,8 @@ proptest! {
         }
         let expected: Vec<_> = all.iter().filter(|(offset, key, value)| {
             let Some(k) = key else { return false };
-            let batch_ts = 1000 * views.iter().position(|v| v.last_offset() >= *offset).unwrap() as i64;
-            latest[k] == *offset && !(value.is_none() && batch_ts < horizon)
+            let batch_end = views.iter().find(|v| v.last_offset() >= *offset).unwrap().last_offset();
+            latest[k] == *offset && !(value.is_none() && batch_end < horizon)
         }).cloned().collect();
 
         let mut kept = Vec::new();
@@ -207,7 +208,7 @@ fn an_emptied_last_producer_batch_stays_as_an_empty_batch() {
     let mut map = OffsetMap::with_memory(1 << 12);
     map_batches(views.iter().copied(), &mut map, 1 << 20).unwrap();
     let rules = CleaningRules {
-        tombstone_horizon_ms: None,
+        tombstones_removable_below: None,
         records_bytes_max: 1 << 20,
     };
     let Filtered::Rewrite(empty) = filter_batch(&views[0], &map, &rules, true).unwrap() else {

@@ -96,7 +96,7 @@ fn latest_per_key(records: &Records) -> BTreeMap<Vec<u8>, i64> {
 
 fn rules() -> CleaningRules {
     CleaningRules {
-        tombstone_horizon_ms: None,
+        tombstones_removable_below: None,
         records_bytes_max: 1 << 20,
     }
 }
