@@ -361,7 +361,10 @@ async fn write_replies(
 
 async fn write_frame(stream: &TcpStream, frame: ResponseFrame) -> io::Result<()> {
     match frame {
-        ResponseFrame::Encoded(bytes) => write_gathered(stream, &mut vec![bytes], false).await,
+        // One part: no gathering vector to allocate per response.
+        ResponseFrame::Encoded(mut bytes) => {
+            write_gathered(stream, std::slice::from_mut(&mut bytes), false).await
+        }
         ResponseFrame::Parts(parts) => write_parts(stream, parts).await,
     }
 }
@@ -394,6 +397,7 @@ async fn write_parts(stream: &TcpStream, parts: Vec<FramePart>) -> io::Result<()
             FramePart::Region(region) => match region.file() {
                 Some(file) if region.len() > REGION_COPY_BYTES_MAX => {
                     write_gathered(stream, &mut gathered, true).await?;
+                    gathered.clear();
                     send_file(stream, file, region.position(), region.len()).await?;
                 }
                 // Small, or a sealed segment mapped without a descriptor:
@@ -416,10 +420,10 @@ pub const REGION_COPY_BYTES_MAX: u64 = 16 * 1024;
 const IOVECS_MAX: usize = 1024;
 
 /// Writes `parts` in order with `sendmsg` (gathering up to
-/// [`IOVECS_MAX`] per call) and empties the vector. `more`: more of the
+/// [`IOVECS_MAX`] per call), advancing each past what was written. `more`: more of the
 /// same response follows (`MSG_MORE`: the kernel holds a partial segment
 /// back for it).
-async fn write_gathered(stream: &TcpStream, parts: &mut Vec<Bytes>, more: bool) -> io::Result<()> {
+async fn write_gathered(stream: &TcpStream, parts: &mut [Bytes], more: bool) -> io::Result<()> {
     use rustix::net::{SendAncillaryBuffer, SendFlags};
     let mut first = 0;
     while first < parts.len() {
@@ -457,7 +461,6 @@ async fn write_gathered(stream: &TcpStream, parts: &mut Vec<Bytes>, more: bool) 
             first += 1;
         }
     }
-    parts.clear();
     Ok(())
 }
 
