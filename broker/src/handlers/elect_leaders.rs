@@ -33,6 +33,7 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use super::request_timeout;
 use crate::broker::Broker;
 use crate::controller::balancer::records;
 use crate::metadata::election::{ElectionType, NoElection, asked_election};
@@ -206,12 +207,6 @@ pub async fn handle_elect_leaders(
         })
         .collect(),
     )
-}
-
-/// A request's `timeoutMs` as a duration (0 when negative: Kafka's
-/// deadline is then already past).
-pub(crate) fn request_timeout(timeout_ms: i32) -> Duration {
-    Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0))
 }
 
 /// Per-partition answers grouped by topic, in topic then partition order.

@@ -34,6 +34,14 @@ pub mod sync_group;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
+
+/// A request's `timeoutMs` (Produce, ElectLeaders,
+/// AlterPartitionReassignments) as a duration; 0 when negative: Kafka's
+/// deadline is then already past.
+pub(crate) fn request_timeout(timeout_ms: i32) -> Duration {
+    Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0))
+}
 
 /// A handler's answer.
 pub enum Handled<R> {

@@ -40,7 +40,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::elect_leaders::{Decision, by_topic, request_timeout, settle};
+use super::elect_leaders::{Decision, by_topic, settle};
+use super::request_timeout;
 use crate::broker::Broker;
 use crate::metadata::reassignment::{ReassignmentError, cancel, check_target, start};
 use crate::metadata::{MetadataImage, PartitionImage};

@@ -182,7 +182,7 @@ pub async fn handle_produce(
     if waiting.is_empty() {
         return Handled::Now(response);
     }
-    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    let timeout = super::request_timeout(request.timeout_ms);
     let parked = METRICS
         .waiting
         .produce(waiting.iter().map(|w| w.bytes).sum());
