@@ -16,7 +16,9 @@
 //!    position) and every later segment is deleted. A zero-filled header
 //!    (the preallocated tail of the active segment) is the end, not
 //!    corruption. A segment whose base offset does not continue the
-//!    previous one also ends the log.
+//!    previous one also ends the log, unless it lies wholly inside the
+//!    previous one: the leftover of a compaction's merge that committed
+//!    (`compaction/swap.rs`), deleted.
 //! 5. A failure *below* the recovery point (bytes fsynced before) is
 //!    damage, not a torn write: nothing is cut or deleted, it is logged
 //!    once at `error`, and the log opens damaged (every call returns
@@ -236,6 +238,15 @@ fn recover_segments(
     let fsynced = |o: Offset| rp.is_some_and(|rp| o < rp);
     for (i, &base) in bases.iter().enumerate() {
         if let Some(prev) = segments.last()
+            && base < prev.next_offset
+            && covered_by_merge(dir, base, prev.next_offset, config, now_ms)?
+        {
+            tracing::info!(path = %segment::segment_path(dir, base, LOG_EXT).display(), merged_into = %prev.base, "deleting a segment an interrupted compaction merged into the one before it");
+            segment::delete_files(dir, base)?;
+            deleted = true;
+            continue;
+        }
+        if let Some(prev) = segments.last()
             && prev.next_offset != base
         {
             if fsynced(prev.next_offset) {
@@ -279,6 +290,24 @@ fn recover_segments(
         }
     }
     Ok((segments, deleted, None))
+}
+
+/// Whether the segment at `base`, which starts inside the segment before
+/// it (ending at `prev_end`), lies wholly inside it: the leftover of a
+/// compaction that merged it into that one and stopped before deleting it
+/// (`compaction/swap.rs`, step 4). Its batches are scanned up to the
+/// first bad one (a leftover written with `page_cache` durability may be
+/// torn by a power cut; the merged segment was fdatasynced before the
+/// commit): one reaching past `prev_end` is not a leftover.
+fn covered_by_merge(
+    dir: &Path,
+    base: Offset,
+    prev_end: Offset,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<bool> {
+    let (seg, _stop) = recover_segment(dir, base, config, false, now_ms)?;
+    Ok(seg.next_offset <= prev_end)
 }
 
 fn delete_from(dir: &Path, bases: &[Offset]) -> Result<()> {

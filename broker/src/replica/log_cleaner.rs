@@ -93,7 +93,9 @@ use crate::settings::Compaction;
 pub struct CleanOutcome {
     /// The partition was due (ratio or lag) and a pass ran.
     pub ran: bool,
+    /// Segments rewritten, and the segments they became (fewer: merged).
     pub segments_cleaned: usize,
+    pub segments_after: usize,
     pub bytes_before: u64,
     pub bytes_after: u64,
     /// The dirty ratio that was judged.
@@ -325,17 +327,13 @@ impl LogCleaner {
             remember(None, true)?;
             return Ok(outcome);
         };
-        let covered = input.cleanable_below(mapped_end);
-        for base in covered {
-            let Some(built) = input
-                .build(base, map, &rules, &mut throttle)
-                .map_err(storage)?
-            else {
-                continue;
-            };
+        for built in input.builds(mapped_end, map, &rules, &mut throttle) {
+            let built = built.map_err(storage)?;
             let (before, after) = (built.bytes_before, built.bytes_after);
+            let replaced = built.segments_replaced();
             if p.swap_in_cleaned(built)? {
-                outcome.segments_cleaned += 1;
+                outcome.segments_cleaned += replaced;
+                outcome.segments_after += 1;
                 outcome.bytes_before += before;
                 outcome.bytes_after += after;
             }
@@ -352,6 +350,7 @@ impl LogCleaner {
                 topic = %p.topic(),
                 partition = p.index(),
                 segments = outcome.segments_cleaned,
+                into = outcome.segments_after,
                 bytes_before = outcome.bytes_before,
                 bytes_after = outcome.bytes_after,
                 dirty_ratio = outcome.dirty_ratio,

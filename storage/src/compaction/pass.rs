@@ -12,9 +12,20 @@
 //!                                  every producer's last batch in the whole log
 //! no lock         dirty_share      clean vs dirty bytes around first_dirty
 //!                 map_keys         pass 1 over the dirty candidates
-//!                 build            pass 2 for one segment → <base>.swap/
-//! under the lock  swap_in_cleaned  only if the segment is still the one read
+//!                 builds           pass 2, one group of consecutive segments
+//!                                  at a time → <first base>.swap/
+//! under the lock  swap_in_cleaned  only if the group is still the one read
 //! ```
+//!
+//! # Groups
+//! Consecutive segments are merged while their *cleaned* bytes fit
+//! `segment.bytes` and their offsets fit an index's relative offset
+//! (`i32`), so cleaning shrinks the number of segments as well as their
+//! bytes: a compacted topic whose keys churn keeps a bounded number of
+//! files. (Kafka groups by the sizes before cleaning,
+//! `LogCleaner.groupSegmentsBySize`; grouping by what is kept merges a
+//! segment in the pass that empties it.) A group of one segment that keeps
+//! every batch is not rewritten.
 //!
 //! # Invariants
 //! - The bytes held are those of sealed segments below the high watermark:
@@ -73,16 +84,31 @@ pub struct CleaningInput {
 pub struct CleanedSegment {
     pub(crate) segment: Segment,
     pub(crate) swap_dir: PathBuf,
-    /// What it replaces: base, `.log` size, next offset, generation.
-    pub(crate) replaces: (Offset, u64, Offset, u64),
+    /// The consecutive segments it replaces, oldest first (never empty).
+    pub(crate) replaces: Vec<Replaced>,
+    /// The log's truncation generation when they were read.
+    pub(crate) generation: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
 }
 
+/// One segment a cleaned segment replaces, as the pass read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Replaced {
+    pub(crate) base: Offset,
+    pub(crate) size: u64,
+    pub(crate) next_offset: Offset,
+}
+
 impl CleanedSegment {
-    /// The base offset of the segment it replaces.
+    /// The base offset of the (first) segment it replaces.
     pub fn base(&self) -> Offset {
-        self.replaces.0
+        self.segment.base
+    }
+
+    /// How many segments it replaces (more than one: a merge).
+    pub fn segments_replaced(&self) -> usize {
+        self.replaces.len()
     }
 }
 
@@ -205,16 +231,6 @@ impl CleaningInput {
         Ok(if stopped { None } else { end })
     }
 
-    /// The segments a pass over `mapped_end` may clean: those ending at or
-    /// below it, oldest first (their bases).
-    pub fn cleanable_below(&self, mapped_end: Offset) -> Vec<Offset> {
-        self.segments
-            .iter()
-            .take_while(|s| s.next_offset <= mapped_end)
-            .map(|s| s.base)
-            .collect()
-    }
-
     /// The end (next offset) of the last candidate segment ending at or
     /// below `mapped_end`: where the dirty section starts after a pass.
     pub fn end_of_segments_below(&self, mapped_end: Offset) -> Option<Offset> {
@@ -225,67 +241,92 @@ impl CleaningInput {
             .map(|s| s.next_offset)
     }
 
-    /// Pass 2 for the segment at `base`: builds its cleaned copy in
-    /// `<base>.swap/`, fdatasynced, or `None` when it keeps everything (or
-    /// `throttle` was stopped). No lock is needed.
-    pub fn build(
-        &self,
-        base: Offset,
-        map: &OffsetMap,
-        rules: &CleaningRules,
-        throttle: &mut Throttle,
-    ) -> Result<Option<CleanedSegment>> {
-        let Some(old) = self.segments.iter().find(|s| s.base == base) else {
-            return Ok(None);
-        };
-        if !throttle.account(old.bytes.len() as u64) {
-            return Ok(None);
+    /// Pass 2 over the segments ending at or below `mapped_end`, oldest
+    /// first: yields one cleaned segment per group that changes (see
+    /// "Groups" in the module doc), each built in its `<base>.swap/` and
+    /// fdatasynced. No lock is needed. Ends early when `throttle` stops.
+    pub fn builds<'a>(
+        &'a self,
+        mapped_end: Offset,
+        map: &'a OffsetMap,
+        rules: &'a CleaningRules,
+        throttle: &'a mut Throttle,
+    ) -> Builds<'a> {
+        let below = self
+            .segments
+            .iter()
+            .take_while(|s| s.next_offset <= mapped_end)
+            .count();
+        Builds {
+            input: self,
+            pending: self.segments.get(..below).unwrap_or_default(),
+            map,
+            rules,
+            throttle,
+            carried: None,
         }
-        let Some(kept) = self.cleaned_batches(&old.bytes, map, rules)? else {
+    }
+
+    /// Writes `group`'s kept batches to a new segment in its swap directory.
+    fn write_group(&self, group: &[(&HeldSegment, Kept)]) -> Result<Option<CleanedSegment>> {
+        let Some((first, _)) = group.first() else {
             return Ok(None);
         };
+        let base = first.base;
         let swap_dir = self.dir.join(format!("{:020}{SWAP_SUFFIX}", base.0));
         let _ = std::fs::remove_dir_all(&swap_dir);
         std::fs::create_dir(&swap_dir).map_err(|e| Error::io("mkdir", &swap_dir, e))?;
-        let mut new = Segment::create(&swap_dir, base, &self.config, old.created_ms)?;
+        let written = self.write_segment(&swap_dir, base, first.created_ms, group);
+        let new = match written {
+            Ok(new) => new,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&swap_dir);
+                return Err(e);
+            }
+        };
+        let replaces = group
+            .iter()
+            .map(|(held, _)| Replaced {
+                base: held.base,
+                size: held.bytes.len() as u64,
+                next_offset: held.next_offset,
+            })
+            .collect();
+        Ok(Some(CleanedSegment {
+            bytes_before: group.iter().map(|(h, _)| h.bytes.len() as u64).sum(),
+            bytes_after: new.size(),
+            segment: new,
+            swap_dir,
+            replaces,
+            generation: self.generation,
+        }))
+    }
+
+    fn write_segment(
+        &self,
+        swap_dir: &std::path::Path,
+        base: Offset,
+        created_ms: i64,
+        group: &[(&HeldSegment, Kept)],
+    ) -> Result<Segment> {
+        let mut new = Segment::create(swap_dir, base, &self.config, created_ms)?;
         let mut pos = 0u64;
-        for batch in &kept {
+        for batch in group.iter().flat_map(|(_, kept)| &kept.batches) {
             let view = RecordBatchView::parse(batch, limits::MAX_STORED_BATCH_BYTES)
                 .map_err(|e| self.invalid(e))?;
             new.files_mut()?.log.append(batch)?;
             new.note_batch(pos, BatchMeta::of(&view), &self.config)?;
             pos += batch.len() as u64;
-            if !throttle.account(batch.len() as u64) {
-                let _ = std::fs::remove_dir_all(&swap_dir);
-                return Ok(None);
-            }
         }
         new.seal()?;
         new.files_mut()?.log.shared().sync_data()?;
         new.sync_indexes()?;
-        Ok(Some(CleanedSegment {
-            segment: new,
-            swap_dir,
-            replaces: (
-                base,
-                old.bytes.len() as u64,
-                old.next_offset,
-                self.generation,
-            ),
-            bytes_before: old.bytes.len() as u64,
-            bytes_after: pos,
-        }))
+        Ok(new)
     }
 
-    /// The batches a segment keeps, or `None` when it keeps everything.
-    /// Batches kept whole are shared with the mapping (no copy); rewritten
-    /// ones are new buffers.
-    fn cleaned_batches(
-        &self,
-        old: &Bytes,
-        map: &OffsetMap,
-        rules: &CleaningRules,
-    ) -> Result<Option<Vec<Bytes>>> {
+    /// The batches a segment keeps. Batches kept whole are shared with
+    /// the mapping (no copy); rewritten ones are new buffers.
+    fn cleaned_batches(&self, old: &Bytes, map: &OffsetMap, rules: &CleaningRules) -> Result<Kept> {
         let mut out: Vec<Bytes> = Vec::new();
         let mut changed = false;
         // A run of dropped batches: (first base, last offset, leader epoch
@@ -325,7 +366,11 @@ impl CleaningInput {
         if let Some((base, last, epoch, ts)) = gap.take() {
             out.push(empty_batch(base, last, epoch, ts).map_err(|e| self.invalid(e))?);
         }
-        Ok(changed.then_some(out))
+        Ok(Kept {
+            bytes: out.iter().map(|b| b.len() as u64).sum(),
+            batches: out,
+            changed,
+        })
     }
 
     fn invalid(&self, source: sluice_protocol::DecodeError) -> Error {
@@ -333,6 +378,101 @@ impl CleaningInput {
             path: self.dir.clone(),
             position: 0,
             reason: format!("cleaning: {source}"),
+        }
+    }
+}
+
+/// What one segment keeps after cleaning.
+#[derive(Debug)]
+struct Kept {
+    batches: Vec<Bytes>,
+    bytes: u64,
+    /// Some batch was dropped or rewritten.
+    changed: bool,
+}
+
+/// The cleaned segments of one pass, one group at a time
+/// ([`CleaningInput::builds`]). A group's kept batches are held until it is
+/// written: at most `segment.bytes` of them, plus the segment that did
+/// not fit, carried into the next group.
+pub struct Builds<'a> {
+    input: &'a CleaningInput,
+    /// The segments not yet taken into a group, oldest first.
+    pending: &'a [HeldSegment],
+    map: &'a OffsetMap,
+    rules: &'a CleaningRules,
+    throttle: &'a mut Throttle,
+    /// A segment already filtered that did not fit the previous group.
+    carried: Option<(&'a HeldSegment, Kept)>,
+}
+
+impl<'a> Builds<'a> {
+    /// Filters the next pending segment, charging its bytes to the
+    /// throttle; `None` when none is left or the throttle stopped.
+    fn next_filtered(&mut self) -> Option<Result<(&'a HeldSegment, Kept)>> {
+        if let Some(carried) = self.carried.take() {
+            return Some(Ok(carried));
+        }
+        let (held, rest) = self.pending.split_first()?;
+        self.pending = rest;
+        if !self.throttle.account(held.bytes.len() as u64) {
+            self.pending = &[];
+            return None;
+        }
+        let kept = self
+            .input
+            .cleaned_batches(&held.bytes, self.map, self.rules);
+        Some(kept.map(|kept| (held, kept)))
+    }
+
+    /// Whether `next` may join `group` (see "Groups" in the module doc).
+    fn fits(&self, group: &[(&HeldSegment, Kept)], next: &(&HeldSegment, Kept)) -> bool {
+        let Some((first, _)) = group.first() else {
+            return true;
+        };
+        let bytes: u64 = group.iter().map(|(_, k)| k.bytes).sum::<u64>() + next.1.bytes;
+        let span = next.0.next_offset.0.saturating_sub(first.base.0);
+        bytes <= self.input.config.segment_bytes && span <= i64::from(i32::MAX)
+    }
+}
+
+impl Iterator for Builds<'_> {
+    type Item = Result<CleanedSegment>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let mut group: Vec<(&HeldSegment, Kept)> = Vec::new();
+            while let Some(filtered) = self.next_filtered() {
+                let next = match filtered {
+                    Ok(next) => next,
+                    Err(e) => return Some(Err(e)),
+                };
+                if !self.fits(&group, &next) {
+                    self.carried = Some(next);
+                    break;
+                }
+                group.push(next);
+            }
+            if group.is_empty() {
+                return None;
+            }
+            let changed = group.len() > 1 || group.iter().any(|(_, k)| k.changed);
+            if !changed {
+                continue;
+            }
+            let built = match self.input.write_group(&group) {
+                Ok(Some(built)) => built,
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            // What was written is charged too; a stop throws it away.
+            if !self.throttle.account(built.bytes_after) {
+                let _ = std::fs::remove_dir_all(&built.swap_dir);
+                self.pending = &[];
+                self.carried = None;
+                return None;
+            }
+            return Some(Ok(built));
         }
     }
 }

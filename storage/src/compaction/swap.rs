@@ -1,21 +1,28 @@
 //! Cleaning one partition log's inactive segments in place, and swapping
-//! each cleaned segment in so that a kill -9 at any point loses nothing
-//! and duplicates nothing.
+//! each cleaned group of segments in so that a kill -9 at any point loses
+//! nothing and duplicates nothing.
 //!
 //! ```text
-//! per inactive segment below the mapped end (oldest first):
-//!   1. build <base>.swap/<base>.{log,index,timeindex} from the kept batches,
-//!      fdatasync the new .log
-//!   2. unlink <base>.index and <base>.timeindex          (crash: old .log, indexes rebuilt)
-//!   3. rename <base>.swap/<base>.log over <base>.log      (atomic; crash: new .log, indexes rebuilt)
-//!   4. rename the new indexes in, remove <base>.swap/, fsync the directory
-//! recovery removes a leftover <base>.swap/ and rebuilds missing indexes
+//! per group of consecutive inactive segments below the mapped end
+//! (oldest first; `first` is the group's first base, see pass.rs "Groups"):
+//!   1. build <first>.swap/<first>.{log,index,timeindex} from the kept
+//!      batches of the whole group, fdatasync the new .log
+//!   2. unlink <first>.index and <first>.timeindex      (crash: old segments, indexes rebuilt)
+//!   3. rename <first>.swap/<first>.log over <first>.log (atomic, the commit point;
+//!                                                        crash: new .log, indexes rebuilt,
+//!                                                        the rest of the group removed)
+//!   4. fsync the directory, delete the group's other segments (renamed
+//!      to .deleted, unlinked)
+//!   5. rename the new indexes in, remove <first>.swap/, fsync the directory
+//! recovery removes a leftover <first>.swap/, rebuilds missing indexes and
+//! deletes a segment that starts inside the one before it (only step 3
+//! makes that: what it holds is all in the new first segment)
 //! ```
 //!
 //! A `.log` is only ever replaced by one atomic rename, so after a crash
-//! the directory holds either the old or the cleaned segment, each whole;
-//! both hold the same offset range. Readers holding regions of the old
-//! files keep the old inodes.
+//! the directory holds either the old group or the cleaned segment (with
+//! perhaps some of the old ones it covers, which recovery deletes).
+//! Readers holding regions of the old files keep the old inodes.
 //!
 //! Batch offsets stay dense, as recovery and the indexes require: a run
 //! of batches that lose every record becomes one empty batch (recordsCount
@@ -27,27 +34,23 @@
 //! - The active segment is never cleaned, nor anything at or above the
 //!   `limit` offset the caller passes (the high watermark, or the
 //!   `min.compaction.lag.ms` bound).
-//! - A cleaned segment covers exactly the offsets the old one did.
-//! - A built segment is swapped in only over the very segment it was
-//!   built from (same base, `.log` size and next offset, and no
-//!   truncation since): otherwise it is thrown away.
+//! - A cleaned segment covers exactly the offsets its group did.
+//! - A built segment is swapped in only over the very segments it was
+//!   built from (same bases, `.log` sizes and next offsets, consecutive,
+//!   and no truncation since): otherwise it is thrown away.
 //!
 //! # Locking
 //! Only [`PartitionLog::swap_in_cleaned`] needs the partition's `&mut`
-//! (its lock): steps 2–4 above, a few renames and two directory fsyncs.
-//! The candidates are read and each cleaned segment is built (step 1)
-//! outside it (`pass.rs`).
-//!
-//! # Caveats
-//! - Segments are cleaned one by one and never merged, so a segment
-//!   emptied by cleaning stays as a file holding one empty batch.
+//! (its lock): steps 2–5 above, a few renames and unlinks and two
+//! directory fsyncs. The candidates are read and each cleaned segment is
+//! built (step 1) outside it (`pass.rs`).
 //!
 //! # References
 //! Kafka's `LogCleaner.cleanSegments`, `LocalLog.replaceSegments`.
 
 use super::cleaner::CleaningRules;
 use super::offset_map::OffsetMap;
-use super::pass::CleanedSegment;
+use super::pass::{CleanedSegment, Replaced};
 use super::throttle::Throttle;
 use crate::checkpoint;
 use crate::error::{Error, Result};
@@ -58,8 +61,10 @@ use crate::segment::{self, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 /// What one cleaning pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CleaningReport {
-    /// Segments rewritten.
+    /// Segments rewritten (each merged one counts).
     pub segments_cleaned: usize,
+    /// Segments they became.
+    pub segments_after: usize,
     /// `.log` bytes of those segments before and after.
     pub bytes_before: u64,
     pub bytes_after: u64,
@@ -68,12 +73,15 @@ pub struct CleaningReport {
 }
 
 /// A crash point for tests: the pass stops (as a kill -9 would) right
-/// after the named step of the first segment it swaps.
+/// after the named step of the first group it swaps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     AfterSwapBuilt,
     AfterIndexesRemoved,
     AfterLogRenamed,
+    /// After the first of the group's other segments is deleted (a
+    /// group of one: after the `.log` rename).
+    AfterOneCoveredDeleted,
 }
 
 impl PartitionLog {
@@ -110,13 +118,13 @@ impl PartitionLog {
             return Ok(report);
         };
         report.cleaned_below = Some(end);
-        for base in input.cleanable_below(end) {
-            let Some(built) = input.build(base, map, rules, &mut throttle)? else {
-                continue;
-            };
+        for built in input.builds(end, map, rules, &mut throttle) {
+            let built = built?;
             let (before, after) = (built.bytes_before, built.bytes_after);
+            let replaced = built.segments_replaced();
             if self.swap_in_cleaned(built, crash)? {
-                report.segments_cleaned += 1;
+                report.segments_cleaned += replaced;
+                report.segments_after += 1;
                 report.bytes_before += before;
                 report.bytes_after += after;
             }
@@ -127,34 +135,39 @@ impl PartitionLog {
         Ok(report)
     }
 
-    /// Swaps `built` in for the segment it was built from (see the module
-    /// doc); false, and `built` thrown away, when that segment is gone or
-    /// changed. Durable when it returns true.
+    /// Swaps `built` in for the segments it was built from (see the
+    /// module doc); false, and `built` thrown away, when any of them is
+    /// gone or changed. Durable when it returns true.
     pub fn swap_in_cleaned(
         &mut self,
         built: CleanedSegment,
         crash: Option<CrashPoint>,
     ) -> Result<bool> {
-        let (base, size, next_offset, generation) = built.replaces;
-        let current = self
-            .segments
-            .iter()
-            .position(|s| s.base == base && s.size() == size && s.next_offset == next_offset);
-        let Some(i) = current.filter(|_| generation == self.generation && self.check().is_ok())
-        else {
+        let Some(i) = self.position_of(&built.replaces, built.generation) else {
             let _ = std::fs::remove_dir_all(&built.swap_dir);
             return Ok(false);
         };
-        // The last segment is the active one: never replaced.
-        if i + 1 >= self.segments.len() {
-            let _ = std::fs::remove_dir_all(&built.swap_dir);
-            return Ok(false);
-        }
         let r = self.swap_in(i, built, crash);
         self.poison_on_err(r).map(|()| true)
     }
 
-    /// Steps 2–4 of the module doc for segment `i`.
+    /// Where the segments `replaces` names still are, consecutive and
+    /// unchanged, with the active segment after them (never replaced).
+    fn position_of(&self, replaces: &[Replaced], generation: u64) -> Option<usize> {
+        let first = replaces.first()?;
+        if generation != self.generation || self.check().is_err() {
+            return None;
+        }
+        let i = self.segments.iter().position(|s| s.base == first.base)?;
+        let current = self.segments.get(i..i + replaces.len())?;
+        let unchanged = current
+            .iter()
+            .zip(replaces)
+            .all(|(s, r)| s.base == r.base && s.size() == r.size && s.next_offset == r.next_offset);
+        (unchanged && i + replaces.len() < self.segments.len()).then_some(i)
+    }
+
+    /// Steps 2–5 of the module doc for the group starting at segment `i`.
     fn swap_in(
         &mut self,
         i: usize,
@@ -164,9 +177,10 @@ impl PartitionLog {
         let CleanedSegment {
             segment: mut new,
             swap_dir,
-            replaces: (base, ..),
+            replaces,
             ..
         } = built;
+        let base = new.base;
         if crash == Some(CrashPoint::AfterSwapBuilt) {
             return Ok(());
         }
@@ -178,15 +192,31 @@ impl PartitionLog {
         if crash == Some(CrashPoint::AfterIndexesRemoved) {
             return Ok(());
         }
-        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+        let rename_in = |ext: &str| {
             let from = segment::segment_path(&swap_dir, base, ext);
             let to = segment::segment_path(&self.dir, base, ext);
-            std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &to, e))?;
-            if ext == LOG_EXT && crash == Some(CrashPoint::AfterLogRenamed) {
-                checkpoint::sync_dir(&self.dir)?;
-                return Ok(());
+            std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &to, e))
+        };
+        rename_in(LOG_EXT)?;
+        if replaces.len() > 1 || crash == Some(CrashPoint::AfterLogRenamed) {
+            // The commit is durable before any segment it covers goes.
+            checkpoint::sync_dir(&self.dir)?;
+        }
+        if crash == Some(CrashPoint::AfterLogRenamed) {
+            return Ok(());
+        }
+        for covered in replaces.iter().skip(1) {
+            segment::delete_files(&self.dir, covered.base)?;
+            if crash == Some(CrashPoint::AfterOneCoveredDeleted) {
+                break;
             }
         }
+        if crash == Some(CrashPoint::AfterOneCoveredDeleted) {
+            checkpoint::sync_dir(&self.dir)?;
+            return Ok(());
+        }
+        rename_in(INDEX_EXT)?;
+        rename_in(TIME_INDEX_EXT)?;
         let files = new.files_mut()?;
         files
             .log
@@ -204,9 +234,10 @@ impl PartitionLog {
         new.flushed_bytes = new.size();
         // Sealed: its files close until read, under the shared budget.
         new.release(&self.dir, &self.files);
-        if let Some(slot) = self.segments.get_mut(i) {
-            *slot = new;
-        }
+        // The old segments' files close as they drop; readers holding
+        // regions of them keep the unlinked inodes.
+        let end = (i + replaces.len()).min(self.segments.len());
+        self.segments.splice(i..end, [new]).for_each(drop);
         Ok(())
     }
 }

@@ -109,10 +109,20 @@ fn cleaning_keeps_the_latest_per_key_and_shrinks_the_log() {
     let size_before = log.size_bytes();
     let end = log.log_end_offset();
     let active_base = *log.segment_base_offsets().last().unwrap();
+    let segments_before = log.segment_base_offsets().len();
     let mut map = OffsetMap::with_memory(1 << 16);
     let report = log.clean(&mut map, &rules(), end, i64::MAX).unwrap();
     assert!(report.segments_cleaned > 0, "{report:?}");
     assert!(report.bytes_after < report.bytes_before, "{report:?}");
+    // Cleaned segments are merged while they fit segment.bytes.
+    assert!(
+        report.segments_after < report.segments_cleaned,
+        "{report:?}"
+    );
+    assert_eq!(
+        log.segment_base_offsets().len(),
+        segments_before - report.segments_cleaned + report.segments_after
+    );
     let after = read_all(&log);
     assert!(log.size_bytes() < size_before);
     // Every record kept is the one that was at that offset.
@@ -150,33 +160,23 @@ fn a_crash_at_each_swap_step_loses_and_duplicates_nothing() {
         CrashPoint::AfterSwapBuilt,
         CrashPoint::AfterIndexesRemoved,
         CrashPoint::AfterLogRenamed,
+        CrashPoint::AfterOneCoveredDeleted,
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = filled(dir.path());
-        log.flush().unwrap();
-        let before = read_all(&log);
-        let end = log.log_end_offset();
-        let mut map = OffsetMap::with_memory(1 << 16);
-        log.clean_until_crash(&mut map, &rules(), (end, i64::MAX), Some(crash))
-            .unwrap();
-        let lost = log.simulate_crash();
-        assert!(lost.is_empty(), "{crash:?}: everything was flushed");
+        let (before, end, _) = crashed_while_cleaning(dir.path(), crash);
+        if matches!(
+            crash,
+            CrashPoint::AfterLogRenamed | CrashPoint::AfterOneCoveredDeleted
+        ) {
+            // The merge committed, with segments it covers still there.
+            assert!(overlapping_segments(dir.path()) > 0, "{crash:?}");
+        }
         let mut log = PartitionLog::open(dir.path(), small_config()).unwrap();
         assert_eq!(log.log_end_offset(), end, "{crash:?}");
-        let after = read_all(&log);
-        for (offset, rec) in &after {
-            assert_eq!(
-                before.get(offset),
-                Some(rec),
-                "{crash:?}: offset {offset} changed"
-            );
-        }
-        for (key, offset) in latest_per_key(&before) {
-            assert!(
-                after.contains_key(&offset),
-                "{crash:?}: latest of {key:?} lost"
-            );
-        }
+        assert_eq!(overlapping_segments(dir.path()), 0, "{crash:?}");
+        // read_all fails on an offset read twice: a covered segment left
+        // in the log would be one.
+        assert_nothing_lost(&before, &read_all(&log), &format!("{crash:?}"));
         assert!(
             std::fs::read_dir(dir.path()).unwrap().all(|e| !e
                 .unwrap()
@@ -186,6 +186,7 @@ fn a_crash_at_each_swap_step_loses_and_duplicates_nothing() {
             "{crash:?}: the swap directory is removed at open"
         );
         // The next pass finishes the job.
+        let mut map = OffsetMap::with_memory(1 << 16);
         log.clean(&mut map, &rules(), end, i64::MAX).unwrap();
         let cleaned = read_all(&log);
         assert!(cleaned.len() < before.len(), "{crash:?}");
@@ -219,6 +220,33 @@ fn segments_newer_than_the_lag_bound_are_not_cleaned() {
     assert_eq!(read_all(&log), before);
 }
 
+/// How many `.log` files start inside the offsets of the one before them
+/// (by their names and the batches they hold).
+fn overlapping_segments(dir: &Path) -> usize {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let mut prev_end = i64::MIN;
+    let mut overlapping = 0;
+    for path in logs {
+        let bytes = std::fs::read(&path).unwrap();
+        let mut end = None;
+        for item in BatchIter::new(&bytes, 1 << 20) {
+            // The active segment's preallocated zeros end it.
+            let Ok((_, v)) = item else { break };
+            if end.is_none() && v.base_offset() < prev_end {
+                overlapping += 1;
+            }
+            end = Some(v.last_offset() + 1);
+        }
+        prev_end = prev_end.max(end.unwrap_or(prev_end));
+    }
+    overlapping
+}
+
 /// Every segment cleaned in the given pass, with `log` changed by `meanwhile`
 /// between the build (no lock) and the swap (under the lock).
 fn build_all(log: &PartitionLog, map: &mut OffsetMap) -> Vec<CleanedSegment> {
@@ -231,10 +259,10 @@ fn build_all(log: &PartitionLog, map: &mut OffsetMap) -> Vec<CleanedSegment> {
         .map_keys(map, &rules(), None, &mut throttle)
         .unwrap()
         .unwrap();
+    let rules = rules();
     input
-        .cleanable_below(end)
-        .into_iter()
-        .filter_map(|base| input.build(base, map, &rules(), &mut throttle).unwrap())
+        .builds(end, map, &rules, &mut throttle)
+        .map(Result::unwrap)
         .collect()
 }
 
@@ -276,17 +304,25 @@ fn a_segment_removed_or_truncated_meanwhile_is_not_swapped() {
     let second_base = log.segment_base_offsets()[1];
     log.advance_log_start_offset(second_base).unwrap();
     let before = read_all(&log);
-    let mut swapped = 0;
     for b in built {
         let base = b.base();
         let swap_dir = dir.path().join(format!("{:020}.swap", base.0));
         let ok = log.swap_in_cleaned(b, None).unwrap();
+        // The group holding the deleted segment is refused, any other not.
         assert_eq!(ok, base != first, "segment {base:?}");
         assert!(!swap_dir.exists(), "a refused swap leaves no directory");
-        swapped += usize::from(ok);
+    }
+    for (offset, rec) in &read_all(&log) {
+        assert_eq!(before.get(offset), Some(rec));
+    }
+    // A new pass over the log as it is now cleans it.
+    let mut swapped = 0;
+    for b in build_all(&log, &mut map) {
+        swapped += usize::from(log.swap_in_cleaned(b, None).unwrap());
     }
     assert!(swapped > 0);
     let after = read_all(&log);
+    assert!(after.len() < before.len());
     for (offset, rec) in &after {
         assert_eq!(before.get(offset), Some(rec));
     }
@@ -335,4 +371,61 @@ fn the_dirty_share_counts_bytes_around_the_first_dirty_offset() {
         .map_keys(&mut map, &rules(), None, &mut throttle)
         .unwrap();
     assert!(dirty_only <= map.len());
+}
+
+#[test]
+fn a_torn_segment_left_inside_a_committed_merge_is_deleted_at_open() {
+    // page_cache durability: a segment the merge covers may never have
+    // been fsynced, and a power cut after the commit can tear it. The
+    // merged segment was fdatasynced before the commit and holds it all.
+    let dir = tempfile::tempdir().unwrap();
+    let (before, end, bases) = crashed_while_cleaning(dir.path(), CrashPoint::AfterLogRenamed);
+    // The swap stopped before the list in memory changed: [1] is covered.
+    let second = bases[1];
+    let path = crate::segment::segment_path(dir.path(), second, crate::segment::LOG_EXT);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let torn = bytes.len() - 40;
+    bytes[torn..].fill(0xAB);
+    std::fs::write(&path, &bytes).unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(overlapping_segments(dir.path()), 0);
+    assert!(!path.exists(), "the covered segment is deleted");
+    assert_nothing_lost(&before, &read_all(&log), "torn");
+}
+
+/// A filled log, flushed, then cleaned until `crash` and dropped as a
+/// kill -9 would: what it held, its end, its segments' bases.
+fn crashed_while_cleaning(
+    dir: &Path,
+    crash: CrashPoint,
+) -> (Records, crate::Offset, Vec<crate::Offset>) {
+    let mut log = filled(dir);
+    log.flush().unwrap();
+    let before = read_all(&log);
+    let end = log.log_end_offset();
+    let mut map = OffsetMap::with_memory(1 << 16);
+    log.clean_until_crash(&mut map, &rules(), (end, i64::MAX), Some(crash))
+        .unwrap();
+    let bases = log.segment_base_offsets();
+    assert!(log.simulate_crash().is_empty(), "everything was flushed");
+    (before, end, bases)
+}
+
+/// Every record in `after` is the one that was at its offset in `before`,
+/// and every key's latest record in `before` is still there.
+fn assert_nothing_lost(before: &Records, after: &Records, what: &str) {
+    for (offset, rec) in after {
+        assert_eq!(
+            before.get(offset),
+            Some(rec),
+            "{what}: offset {offset} changed"
+        );
+    }
+    for (key, offset) in latest_per_key(before) {
+        assert!(
+            after.contains_key(&offset),
+            "{what}: latest of {key:?} lost"
+        );
+    }
 }
