@@ -37,7 +37,10 @@
 //!   brings it (at most [`READ_RESERVE_BYTES_MAX`] per read) and held until
 //!   the request's reply is written. A peer that announces 100 MiB and
 //!   sends one byte holds about one byte (the buffer grows with what
-//!   arrives: its capacity is at most twice the bytes held, plus one read).
+//!   arrives: its capacity is at most twice the bytes held, plus one read,
+//!   until [`READ_RESERVE_BYTES_MAX`] of the frame has arrived; then room
+//!   for the whole frame is made at once — capacity, not memory in use,
+//!   as pages are touched only as bytes arrive).
 //! - A request must arrive whole within `socket.request.read.timeout.ms`
 //!   of its first byte, waiting for memory included; a slower sender is
 //!   closed. Between requests, a connection with no request arriving for
@@ -238,6 +241,29 @@ impl ReadBuffer {
         }
     }
 
+    /// How much room to make before a read of `want` bytes: `want`, or,
+    /// once [`READ_RESERVE_BYTES_MAX`] of a larger frame has arrived, all
+    /// that the frame still lacks, so the rest of it is read without the
+    /// buffer growing again. Growing by doubling copies what is held at
+    /// each step (about once more per byte for a frame of many MiB, and
+    /// fresh pages faulted in each time: 22 % of the broker's CPU with
+    /// 1 000 partitions, where a produce request carries many batches —
+    /// docs/benchmarks.md, "Latency and many partitions").
+    ///
+    /// The room is capacity, not memory in use: pages are touched only
+    /// as bytes arrive (and every byte held still holds a permit), and it
+    /// is made only after the peer has sent a full read's worth of the
+    /// frame, whose size is already bounded by `socket.request.max.bytes`.
+    fn reserve_bytes(&self, frame_size: Option<usize>, want: usize) -> usize {
+        match frame_size {
+            Some(size) if self.buf.len() >= READ_RESERVE_BYTES_MAX => {
+                (FRAME_SIZE_PREFIX_BYTES + size).saturating_sub(self.buf.len())
+            }
+            _ => want,
+        }
+        .max(want)
+    }
+
     /// How many bytes the next read may bring: what the frame in progress
     /// still lacks, within `READ_RESERVE_BYTES_MIN..=READ_RESERVE_BYTES_MAX`.
     fn next_read_bytes(&self, frame_size: Option<usize>) -> usize {
@@ -309,7 +335,7 @@ async fn next_frame(
             Ok(Err(_)) => return Err(Closed::Quietly("memory semaphore closed".to_string())),
             Ok(Ok(p)) => p,
         };
-        input.buf.reserve(want);
+        input.buf.reserve(input.reserve_bytes(size, want));
         let read = stream.try_read_buf(&mut (&mut input.buf).limit(want));
         match read {
             Ok(0) if input.buf.is_empty() => return Ok(None),
