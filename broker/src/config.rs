@@ -196,6 +196,10 @@ pub struct BrokerConfig {
     /// How often retention and segment.ms rolls are checked.
     #[serde(rename = "log.retention.check.interval.ms")]
     pub log_retention_check_interval_ms: u64,
+    /// How often each partition's recovery point is checkpointed (Kafka's
+    /// `log.flush.offset.checkpoint.interval.ms`).
+    #[serde(rename = "log.flush.offset.checkpoint.interval.ms")]
+    pub log_flush_offset_checkpoint_interval_ms: u64,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
     /// when it is created (an existing topic keeps its count).
     #[serde(rename = "offsets.topic.num.partitions")]
@@ -315,6 +319,7 @@ impl Default for BrokerConfig {
             log_segment_bytes: 1024 * 1024 * 1024,
             log_retention_ms: 7 * 24 * 60 * 60 * 1000,
             log_retention_check_interval_ms: 5 * 60 * 1000,
+            log_flush_offset_checkpoint_interval_ms: 60 * 1000,
             offsets_topic_num_partitions: group_limits::OFFSETS_TOPIC_PARTITIONS_DEFAULT,
             offsets_topic_replication_factor:
                 group_limits::OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,

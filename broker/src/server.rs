@@ -225,7 +225,14 @@ async fn drain(mut connections: JoinSet<()>) {
 async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let retention_every =
         Duration::from_millis(broker.config().log_retention_check_interval_ms.max(100));
+    let checkpoint_every = Duration::from_millis(
+        broker
+            .config()
+            .log_flush_offset_checkpoint_interval_ms
+            .max(100),
+    );
     let mut last_retention = tokio::time::Instant::now();
+    let mut last_checkpoint = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(MAINTENANCE_TICK) => {}
@@ -235,15 +242,30 @@ async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         if run_retention {
             last_retention = tokio::time::Instant::now();
         }
+        let checkpoint = last_checkpoint.elapsed() >= checkpoint_every;
+        if checkpoint {
+            last_checkpoint = tokio::time::Instant::now();
+        }
         let b = Arc::clone(&broker);
-        let done = tokio::task::spawn_blocking(move || maintenance_pass(&b, run_retention)).await;
+        let done =
+            tokio::task::spawn_blocking(move || maintenance_pass(&b, run_retention, checkpoint))
+                .await;
         if let Err(e) = done {
             tracing::error!(error = %e, "maintenance pass failed");
         }
     }
 }
 
-fn maintenance_pass(broker: &Arc<Broker>, run_retention: bool) {
+/// One pass over every partition: the flush policy always; retention,
+/// rolls and producer expiry when `run_retention`; the recovery-point
+/// checkpoint when `checkpoint` (its own interval, Kafka's
+/// `log.flush.offset.checkpoint.interval.ms`: a checkpoint is a file
+/// written and fsynced, with its directory, per partition, under the
+/// partition's lock, so a pass over 1 000 busy partitions every second
+/// cost 2 000 fsyncs a second and stalled each partition's appends
+/// behind two of them — docs/benchmarks.md, "Latency and many
+/// partitions").
+fn maintenance_pass(broker: &Arc<Broker>, run_retention: bool, checkpoint: bool) {
     broker.retry_reconcile();
     crate::client_errors::flush_ended_windows();
     let now = now_ms();
@@ -263,6 +285,12 @@ fn maintenance_pass(broker: &Arc<Broker>, run_retention: bool) {
             && failed(&e)
         {
             tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "retention pass failed");
+        }
+        if checkpoint
+            && let Err(e) = p.checkpoint_recovery_point()
+            && failed(&e)
+        {
+            tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "recovery-point checkpoint failed");
         }
     }
 }

@@ -1058,8 +1058,10 @@ impl Partition {
     /// The maintenance pass: rolls the active segment when due (with a
     /// producer snapshot), deletes segments retention lets go (never at or
     /// above the high watermark, Kafka's rule) and the producer snapshots
-    /// below the new log start, forgets producers idle for
-    /// `producer_expiration_ms`, and checkpoints the recovery point.
+    /// below the new log start, and forgets producers idle for
+    /// `producer_expiration_ms`. A roll or a deletion checkpoints the log
+    /// start itself; the recovery point has its own interval
+    /// ([`Partition::checkpoint_recovery_point`]).
     pub(crate) fn maintain(
         &self,
         now_ms: i64,
@@ -1083,7 +1085,7 @@ impl Partition {
                     .log
                     .delete_retained_segments_below(now_ms, high_watermark)
             })
-            .and_then(|_| state.log.checkpoint_recovery_point())
+            .map(|_| ())
             .map_err(|e| self.storage_error(e));
         if state.log.log_start_offset() != start_before {
             producer_snapshot::log_start_moved(&state.log);
@@ -1093,6 +1095,19 @@ impl Partition {
         drop(guard);
         self.high_watermark.log_start_moved(log_start_offset);
         result
+    }
+
+    /// Persists the recovery point (and log start offset) if either moved
+    /// since the last checkpoint: a small file written and fsynced with its
+    /// directory, under the partition's lock (appends wait for it). Called
+    /// every `log.flush.offset.checkpoint.interval.ms`; after a crash,
+    /// recovery scans the log from the checkpointed recovery point.
+    pub(crate) fn checkpoint_recovery_point(&self) -> Result<(), BrokerError> {
+        let mut state = self.lock()?;
+        state
+            .log
+            .checkpoint_recovery_point()
+            .map_err(|e| self.storage_error(e))
     }
 
     /// What a compaction pass (`replica::log_cleaner`) reads: the

@@ -946,6 +946,14 @@ pub const BROKER_SETTINGS: &[Setting] = &[
     )
     .range(1, I64_MAX),
     broker(
+        "log.flush.offset.checkpoint.interval.ms",
+        ConfigType::Long,
+        Unit::Milliseconds,
+        |c| Some(c.log_flush_offset_checkpoint_interval_ms.to_string()),
+        "How often each partition's recovery point is checkpointed (one small file written and fsynced per partition whose recovery point moved); after a crash, recovery scans from it.",
+    )
+    .range(1, I64_MAX),
+    broker(
         "offsets.topic.num.partitions",
         ConfigType::Int,
         Unit::None,
