@@ -8,48 +8,15 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sluice_client::{
-    Admin, ClientConfig, Consumer, ConsumerConfig, NewTopic, Offset, Producer, ProducerConfig,
-    ProducerRecord,
-};
-use support::TestBroker;
+use sluice_client::{Admin, ClientConfig, NewTopic, Producer, ProducerConfig, ProducerRecord};
+use support::{TestBroker, read_all};
 
 fn client(broker: &TestBroker, request_timeout: Duration) -> ClientConfig {
     let mut c = ClientConfig::new(&broker.bootstrap()).with_request_timeout(request_timeout);
     c.retry_backoff = Duration::from_millis(50);
     c
-}
-
-/// Reads `topic`/`partition` from the beginning until `n` records (or a
-/// deadline) and returns the values with their offsets.
-async fn read_all(
-    bootstrap: &str,
-    topic: &str,
-    partition: i32,
-    n: usize,
-) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
-    let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(bootstrap))).await?;
-    consumer.assign(topic, &[partition]).await?;
-    consumer.seek(topic, partition, Offset::Beginning).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n && Instant::now() < deadline {
-        for r in consumer.poll().await? {
-            out.push((r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()));
-        }
-    }
-    // Anything beyond `n` would be a duplicate: give it a moment to show.
-    let extra = tokio::time::timeout(Duration::from_millis(500), consumer.poll()).await;
-    if let Ok(Ok(records)) = extra {
-        out.extend(
-            records
-                .into_iter()
-                .map(|r| (r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default())),
-        );
-    }
-    Ok(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -308,6 +308,27 @@ impl<'a> RecordBatchView<'a> {
         Ok(bytes::Bytes::from(b))
     }
 
+    /// A copy of this batch stamped with another producer: `producer_id`,
+    /// `producer_epoch` and `base_sequence` rewritten and the CRC
+    /// recomputed (all three lie in the CRC-covered range). An idempotent
+    /// producer that bumps its epoch (KIP-360) renumbers its unsent
+    /// batches this way; the records are unchanged (their sequence is the
+    /// base plus their offset delta).
+    pub fn with_producer(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> bytes::Bytes {
+        let mut b = self.bytes.to_vec();
+        write_at(&mut b, PRODUCER_ID_AT, &producer_id.to_be_bytes());
+        write_at(&mut b, PRODUCER_EPOCH_AT, &producer_epoch.to_be_bytes());
+        write_at(&mut b, BASE_SEQUENCE_AT, &base_sequence.to_be_bytes());
+        let crc = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
+        write_at(&mut b, CRC_AT, &crc.to_be_bytes());
+        bytes::Bytes::from(b)
+    }
+
     /// Checks the header's CRC against the bytes.
     pub fn verify_crc(&self) -> Result<()> {
         let (expected, actual) = (self.crc(), self.compute_crc());
@@ -552,6 +573,22 @@ pub(crate) mod tests {
         let back = RecordBatchView::parse(&back, usize::MAX).unwrap();
         back.verify_crc().unwrap();
         assert_eq!(back.attributes(), view.attributes());
+    }
+
+    #[test]
+    fn with_producer_renumbers_and_keeps_the_crc_valid() {
+        let b = batch(0, 9, b"0123456789");
+        let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
+        let stamped = view.with_producer(4711, 3, 120);
+        let out = RecordBatchView::parse(&stamped, usize::MAX).unwrap();
+        out.verify_crc().unwrap();
+        assert_eq!(
+            (out.producer_id(), out.producer_epoch(), out.base_sequence()),
+            (4711, 3, 120)
+        );
+        assert_eq!(out.records(), view.records());
+        assert_eq!(out.last_offset_delta(), view.last_offset_delta());
+        assert_eq!(out.max_timestamp(), view.max_timestamp());
     }
 
     #[test]

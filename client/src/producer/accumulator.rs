@@ -24,6 +24,13 @@
 //!   every in-flight batch is back, then one batch at a time until one is
 //!   acknowledged — so a retry can never overtake or be overtaken (Kafka's
 //!   producer does the same with idempotence on).
+//! - While an epoch bump is wanted (KIP-360, see `sender`) nothing is
+//!   sealed or sent; once no batch is in flight the sender gets a new
+//!   producer id and epoch, and [`Accumulator::reset_producer`] renumbers
+//!   every sealed batch from sequence 0 in seal order, so the partition's
+//!   order is kept. A batch that may already be written (sent, answer
+//!   lost) is never renumbered: under a new epoch the broker could not
+//!   tell it from new data, so it is handed back to fail instead.
 //! - No allocation per record: the record is written into the batch's
 //!   buffer, its handle shares the batch's outcome.
 //!
@@ -73,6 +80,10 @@ pub struct SealedBatch {
     pub created: Instant,
     /// Its place among the partition's batches (seal order).
     seal_index: u64,
+    /// Sent at least once without a definite answer (the connection or
+    /// the request failed after it was handed over): the broker may hold
+    /// it under the sequences it was sent with.
+    pub(crate) maybe_written: bool,
 }
 
 impl SealedBatch {
@@ -92,6 +103,11 @@ struct PartitionQueue {
     next_sequence: i32,
     sealed_count: u64,
     recovering: bool,
+    /// Seal indexes of batches put up for a retry and not yet done (at
+    /// most the in-flight limit): an OUT_OF_ORDER_SEQUENCE_NUMBER answer
+    /// to a batch sealed after one of them is expected, not a lost
+    /// sequence.
+    retrying: Vec<u64>,
 }
 
 /// Settings that shape batches.
@@ -121,6 +137,9 @@ pub struct Accumulator {
     /// its address from being reused by another name.
     last: Option<(Arc<str>, TopicId)>,
     sticky: StickyPartitioner,
+    /// A partition lost its sequence (KIP-360): hold everything until the
+    /// sender has a new producer epoch.
+    epoch_bump_wanted: bool,
 }
 
 /// A topic's place in the accumulator.
@@ -147,6 +166,9 @@ pub struct Drained {
     /// Batches that failed to seal: already resolved with their error;
     /// their buffer bytes and record counts are to be released.
     pub failed: Vec<Released>,
+    /// An epoch bump is wanted and no batch is in flight: get a new
+    /// producer id and epoch, then [`Accumulator::reset_producer`].
+    pub bump_epoch: bool,
 }
 
 /// Buffer bytes and records of a batch that is done.
@@ -173,6 +195,7 @@ impl Accumulator {
             by_name: HashMap::new(),
             last: None,
             sticky: StickyPartitioner::new(),
+            epoch_bump_wanted: false,
         }
     }
 
@@ -244,6 +267,7 @@ impl Accumulator {
                 next_sequence: 0,
                 sealed_count: 0,
                 recovering: false,
+                retrying: Vec::new(),
             });
         }
         t.partitions.get_mut(index)
@@ -323,6 +347,19 @@ impl Accumulator {
         let mut ready = Vec::new();
         let mut failed = Vec::new();
         let mut next_deadline: Option<Instant> = None;
+        if self.epoch_bump_wanted {
+            let in_flight = self
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .any(|q| q.in_flight > 0);
+            return Drained {
+                ready,
+                next_deadline,
+                failed,
+                bump_epoch: !in_flight,
+            };
+        }
         for topic in &mut self.topics {
             for queue in &mut topic.partitions {
                 let limit = if queue.recovering {
@@ -354,31 +391,100 @@ impl Accumulator {
             ready,
             next_deadline,
             failed,
+            bump_epoch: false,
         }
     }
 
-    /// A batch of `tp` is done: acknowledged (`acknowledged`) or failed for
-    /// good.
-    pub(crate) fn complete(&mut self, tp: &TopicPartition, acknowledged: bool) {
-        if let Some(q) = self.queue(tp) {
+    /// `batch` is done: acknowledged (`acknowledged`) or failed for good.
+    pub(crate) fn complete(&mut self, batch: &SealedBatch, acknowledged: bool) {
+        if let Some(q) = self.queue(&batch.tp) {
             q.in_flight = q.in_flight.saturating_sub(1);
+            q.retrying.retain(|&i| i != batch.seal_index);
             if acknowledged && q.in_flight == 0 {
                 q.recovering = false;
             }
         }
     }
 
-    /// A batch of `tp` failed and will be retried: hold the partition's
-    /// other batches until it is back in the queue and through.
-    pub(crate) fn start_recovery(&mut self, tp: &TopicPartition) {
-        if let Some(q) = self.queue(tp) {
+    /// `batch` failed and will be retried: hold its partition's other
+    /// batches until it is back in the queue and through.
+    pub(crate) fn start_recovery(&mut self, batch: &SealedBatch) {
+        if let Some(q) = self.queue(&batch.tp) {
             q.recovering = true;
+            if !q.retrying.contains(&batch.seal_index) {
+                q.retrying.push(batch.seal_index);
+            }
         }
     }
 
-    /// Whether `tp` is recovering from a failed batch.
-    pub(crate) fn is_recovering(&mut self, tp: &TopicPartition) -> bool {
-        self.queue(tp).is_some_and(|q| q.recovering)
+    /// Whether a batch of `batch`'s partition sealed before it is being
+    /// retried (so `batch` was sent behind a gap that will be filled).
+    pub(crate) fn is_behind_retry(&mut self, batch: &SealedBatch) -> bool {
+        self.queue(&batch.tp)
+            .is_some_and(|q| q.retrying.iter().any(|&i| i < batch.seal_index))
+    }
+
+    /// A partition's sequence is lost (OUT_OF_ORDER_SEQUENCE_NUMBER with
+    /// no earlier batch being retried, or UNKNOWN_PRODUCER_ID): hold every
+    /// batch until the producer has a new epoch.
+    pub(crate) fn want_epoch_bump(&mut self) {
+        self.epoch_bump_wanted = true;
+    }
+
+    /// Stamps every sealed batch, and every batch sealed from now on, with
+    /// `producer`, sequences starting again at 0 per partition in seal
+    /// order (KIP-360). Returns the batches that may already be written
+    /// under the old producer: they are out of their queues and are to be
+    /// failed (renumbered, they could be written twice).
+    pub(crate) fn reset_producer(&mut self, producer: ProducerIdentity) -> Vec<SealedBatch> {
+        self.options.producer = producer;
+        self.epoch_bump_wanted = false;
+        let mut unsure = Vec::new();
+        for queue in self.topics.iter_mut().flat_map(|t| &mut t.partitions) {
+            debug_assert_eq!(queue.in_flight, 0, "epoch bumped with batches in flight");
+            queue.next_sequence = 0;
+            queue.retrying.clear();
+            let sealed = std::mem::take(&mut queue.sealed);
+            for mut batch in sealed {
+                if batch.maybe_written {
+                    unsure.push(batch);
+                    continue;
+                }
+                let Ok(view) = sluice_protocol::RecordBatchView::parse(&batch.data, usize::MAX)
+                else {
+                    // Built by this producer: cannot happen; fail it
+                    // rather than send it with stale sequences.
+                    unsure.push(batch);
+                    continue;
+                };
+                batch.data = view.with_producer(producer.id, producer.epoch, queue.next_sequence);
+                let count = i32::try_from(batch.records).unwrap_or(i32::MAX);
+                queue.next_sequence = queue.next_sequence.wrapping_add(count) & i32::MAX;
+                queue.sealed.push_back(batch);
+            }
+        }
+        unsure
+    }
+
+    /// The producer id and epoch batches are sealed with.
+    pub(crate) fn producer(&self) -> ProducerIdentity {
+        self.options.producer
+    }
+
+    /// Takes the sealed batches whose delivery timeout (counted from
+    /// `created`) has passed by `now`: while an epoch bump waits for a
+    /// broker, records still fail in time. A gap left in a partition's
+    /// sequences does not matter: the bump renumbers what is left.
+    pub(crate) fn take_expired(&mut self, now: Instant, timeout: Duration) -> Vec<SealedBatch> {
+        let mut expired = Vec::new();
+        for queue in self.topics.iter_mut().flat_map(|t| &mut t.partitions) {
+            let (gone, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut queue.sealed)
+                .into_iter()
+                .partition(|b| b.created + timeout <= now);
+            queue.sealed = kept;
+            expired.extend(gone);
+        }
+        expired
     }
 
     /// Puts a batch that will be retried back in its place in the queue.
@@ -444,6 +550,7 @@ fn seal(
                 attempts: 0,
                 created: open.created,
                 seal_index: queue.sealed_count,
+                maybe_written: false,
             });
             Ok(())
         }
@@ -538,7 +645,7 @@ mod tests {
             held.next_deadline.is_none(),
             "no wake-up while no slot is free"
         );
-        acc.complete(&sent[0].tp, true);
+        acc.complete(&sent[0], true);
         let next = acc.drain(later, false).ready;
         assert_eq!(next.len(), 1);
         assert_eq!(
@@ -567,9 +674,8 @@ mod tests {
         // The second batch fails: the third..fifth are answered
         // OUT_OF_ORDER and come back too, in any order. Each goes back to
         // its place; only one batch goes out at a time until one succeeds.
-        let tp = ready[0].tp.clone();
         let rest = ready.split_off(1);
-        acc.complete(&tp, true);
+        acc.complete(&ready[0], true);
         for b in rest.into_iter().rev() {
             acc.requeue(b);
         }
@@ -582,7 +688,7 @@ mod tests {
             "the failed batch first"
         );
         assert!(acc.drain(Instant::now(), false).ready.is_empty());
-        acc.complete(&tp, true);
+        acc.complete(&again[0], true);
         let after = acc.drain(Instant::now(), false).ready;
         assert_eq!(
             after.len(),
@@ -594,5 +700,51 @@ mod tests {
             assert_eq!(base_sequence(b), next, "in sequence order, bytes kept");
             next += i32::try_from(b.records).expect("fits");
         }
+    }
+
+    #[test]
+    fn an_epoch_bump_renumbers_waiting_batches_in_order_and_hands_back_unsure_ones() {
+        let mut acc = Accumulator::new(BatchOptions {
+            in_flight_max: 2,
+            ..options(1024)
+        });
+        let value = [b'x'; 100];
+        let _handles = append_n(&mut acc, 60, &value);
+        let mut sent = acc.drain(Instant::now(), true).ready;
+        assert_eq!(sent.len(), 2);
+        let view = |b: &SealedBatch| {
+            let v = sluice_protocol::RecordBatchView::parse(&b.data, usize::MAX).expect("a batch");
+            v.verify_crc().expect("crc");
+            (v.producer_id(), v.producer_epoch(), v.base_sequence())
+        };
+        // The first was answered without a known outcome, the second was
+        // refused OUT_OF_ORDER: both come back, a bump is wanted.
+        sent[0].maybe_written = true;
+        for b in sent.into_iter().rev() {
+            acc.start_recovery(&b);
+            acc.requeue(b);
+        }
+        acc.want_epoch_bump();
+        let held = acc.drain(Instant::now(), true);
+        assert!(held.ready.is_empty() && held.bump_epoch);
+        let next = ProducerIdentity { id: 8, epoch: 0 };
+        let unsure = acc.reset_producer(next);
+        assert_eq!(unsure.len(), 1, "the unanswered batch is not renumbered");
+        assert_eq!(view(&unsure[0]), (7, 0, 0));
+        let mut expected = 0;
+        let mut records = 0;
+        loop {
+            let ready = acc.drain(Instant::now(), true).ready;
+            if ready.is_empty() {
+                break;
+            }
+            for b in ready {
+                assert_eq!(view(&b), (8, 0, expected), "renumbered in seal order");
+                expected += i32::try_from(b.records).expect("fits");
+                records += b.records;
+                acc.complete(&b, true);
+            }
+        }
+        assert_eq!(records + unsure[0].records, 60, "every record once");
     }
 }

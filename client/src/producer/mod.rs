@@ -23,7 +23,9 @@
 //!   (Kafka's `max.in.flight.requests.per.connection`, 5); with
 //!   idempotence (default on, as in Kafka 3+: InitProducerId once, then a
 //!   sequence per partition) a retried batch is never written twice and
-//!   never reordered.
+//!   never reordered; a partition whose sequence the broker lost (a batch
+//!   refused for good before it) is recovered by an epoch bump (KIP-360,
+//!   `sender`).
 //!
 //! # Limits
 //! - `buffer_bytes` bounds the bytes of records accepted but not yet
@@ -337,7 +339,7 @@ impl Producer {
         }
         let cluster = Cluster::connect(config.client.clone()).await?;
         let producer = if config.idempotent {
-            init_producer_id(&cluster).await?
+            init_producer_id(&cluster, None).await?
         } else {
             ProducerIdentity::NONE
         };
@@ -548,16 +550,32 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-async fn init_producer_id(cluster: &Cluster) -> Result<ProducerIdentity> {
+/// Gets a producer id and epoch (InitProducerId, no transactional id).
+/// `previous`, the identity this producer holds, goes in the request when
+/// the broker serves v3+ (KIP-360): a broker may then bump its epoch
+/// instead of handing out a new id. Sluice, like Kafka's coordinator for
+/// producers without a transactional id, answers a new id at epoch 0;
+/// either resets every partition's sequence.
+pub(crate) async fn init_producer_id(
+    cluster: &Cluster,
+    previous: Option<ProducerIdentity>,
+) -> Result<ProducerIdentity> {
     let deadline = std::time::Instant::now() + cluster.config().request_timeout;
     cluster
         .retry(deadline, &[], || async {
+            let conn = cluster.any_connection().await?;
+            let version = conn.version(kafka_protocol::messages::ApiKey::InitProducerId)?;
+            // producerId and producerEpoch exist from v3 on.
+            let (id, epoch) = match previous {
+                Some(p) if version >= 3 => (p.id, p.epoch),
+                _ => (-1, -1),
+            };
             let request = InitProducerIdRequest::default()
                 .with_transactional_id(None)
                 .with_transaction_timeout_ms(i32::MAX)
-                .with_producer_id(kafka_protocol::messages::ProducerId(-1))
-                .with_producer_epoch(-1);
-            let response = cluster.any_connection().await?.call(&request).await?;
+                .with_producer_id(kafka_protocol::messages::ProducerId(id))
+                .with_producer_epoch(epoch);
+            let response = conn.call_at(&request, version).await?;
             Error::check(response.error_code, || "InitProducerId".to_owned())?;
             Ok(ProducerIdentity {
                 id: response.producer_id.0,

@@ -16,10 +16,21 @@
 //!   partition's batches in sequence order on the wire.
 //! - A batch is retried only on a retriable error, at most `retries`
 //!   times, and never after its `delivery_timeout`; retrying keeps its
-//!   bytes (and so its sequence numbers). OUT_OF_ORDER_SEQUENCE_NUMBER is
-//!   retried only while an earlier batch of the partition is being
-//!   retried (it was sent behind a batch that failed), as Kafka's producer
-//!   does; otherwise it is final.
+//!   bytes (and so its sequence numbers) unless the epoch is bumped.
+//!   OUT_OF_ORDER_SEQUENCE_NUMBER on a batch sealed after one that is
+//!   being retried is expected (it was sent behind the gap) and retried
+//!   with the same sequences.
+//! - Otherwise OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID means
+//!   the broker lost this producer's sequence on the partition (a batch
+//!   before it failed for good, or the broker forgot the producer): with
+//!   idempotence the producer bumps its epoch (KIP-360) — it holds every
+//!   batch until none is in flight, asks InitProducerId for a new epoch
+//!   (naming the old one, v3+), renumbers every waiting batch from
+//!   sequence 0 in its partition's order, and sends them again. Only
+//!   batches the broker refused are renumbered: a batch sent without an
+//!   answer (connection lost, timeout) could be written already, and
+//!   under a new epoch the broker could not tell its retry from new data;
+//!   it fails instead, so an acknowledged record is never written twice.
 //! - An error that says routing is stale (not leader, unknown topic,
 //!   connection lost) refreshes metadata before the retry, so a moved
 //!   leader is found.
@@ -31,9 +42,15 @@
 //!   every leader, not only that connection's: with one leader (or
 //!   balanced leaders) this is the back-pressure wanted; a single stalled
 //!   broker slows the others until its requests time out.
-//! - After a batch fails for good, later batches of its partition fail
-//!   with OUT_OF_ORDER_SEQUENCE_NUMBER: Kafka's producer bumps its epoch
-//!   and resets sequences (KIP-360); this one does not.
+//! - The epoch bump holds every partition, not only the one that lost its
+//!   sequence: the new epoch (or producer id) is the producer's, and every
+//!   partition starts again at sequence 0 under it. Kafka's Java producer
+//!   bumps the epoch of an idempotent producer locally, without a request;
+//!   a broker that expects InitProducerId first would refuse that, so
+//!   this producer asks.
+//! - Sluice's broker never answers UNKNOWN_PRODUCER_ID (an unknown
+//!   producer is accepted at any sequence, as in Kafka ≥ 2.5); older
+//!   Kafka brokers do, and it is handled the same way.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,6 +81,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         let drained = inner.lock().drain(Instant::now(), force);
         for released in drained.failed {
             inner.release(released);
+        }
+        if drained.bump_epoch {
+            bump_epoch(&inner).await;
+            continue;
         }
         dispatch(&inner, drained.ready).await;
         if inner.closed.load(Ordering::Acquire) && inner.lock().is_empty() {
@@ -160,12 +181,20 @@ async fn produce(inner: &Arc<Inner>, leader: i32, batches: Vec<SealedBatch>) {
     };
     drop(parts);
     let expect_response = inner.config.acks != Acks::None;
+    // From here on the request may reach the broker: a failure without
+    // its answer leaves each batch possibly written.
+    let unanswered = |mut batches: Vec<SealedBatch>, e: Error| {
+        for b in &mut batches {
+            b.maybe_written = true;
+        }
+        fail_all(batches, e);
+    };
     let slot = match conn
         .start_parts(ApiKey::Produce, version, body, expect_response)
         .await
     {
         Ok(slot) => slot,
-        Err(e) => return fail_all(batches, e),
+        Err(e) => return unanswered(batches, e),
     };
     let Some(slot) = slot else {
         for b in batches {
@@ -178,7 +207,8 @@ async fn produce(inner: &Arc<Inner>, leader: i32, batches: Vec<SealedBatch>) {
         match conn.finish::<ProduceResponse>(slot).await {
             Ok(response) => handle_response(&inner, batches, &response),
             Err(e) => {
-                for b in batches {
+                for mut b in batches {
+                    b.maybe_written = true;
                     retry_or_fail(&inner, b, e.clone());
                 }
             }
@@ -217,7 +247,7 @@ fn handle_response(inner: &Arc<Inner>, batches: Vec<SealedBatch>, response: &Pro
 }
 
 fn succeed(inner: &Inner, batch: SealedBatch, base_offset: i64) {
-    inner.lock().complete(&batch.tp, true);
+    inner.lock().complete(&batch, true);
     batch
         .resolver
         .resolve(Ok((batch.tp.partition, base_offset)));
@@ -228,17 +258,28 @@ fn succeed(inner: &Inner, batch: SealedBatch, base_offset: i64) {
     inner.wake.notify_one();
 }
 
-/// Whether `error` on `batch` may be retried.
+/// Whether `error` on `batch` may be retried. A lost sequence (see the
+/// module docs) asks for an epoch bump, and the batch is retried under
+/// the new epoch.
 fn retriable(inner: &Inner, batch: &SealedBatch, error: &Error) -> bool {
-    let out_of_order = error
-        .code()
-        .and_then(ErrorCode::error)
-        .is_some_and(|e| e == ResponseError::OutOfOrderSequenceNumber);
-    if out_of_order {
-        // Sent behind a batch that failed and is being retried.
-        return inner.config.idempotent && inner.lock().is_recovering(&batch.tp);
+    let sequence_lost = error.code().and_then(ErrorCode::error).is_some_and(|e| {
+        e == ResponseError::OutOfOrderSequenceNumber || e == ResponseError::UnknownProducerId
+    });
+    if !sequence_lost {
+        return error.is_retriable();
     }
-    error.is_retriable()
+    if !inner.config.idempotent {
+        return false;
+    }
+    let mut acc = inner.lock();
+    // Sent behind a batch that failed and is being retried: the gap
+    // closes when that one is through.
+    if !acc.is_behind_retry(batch) {
+        tracing::debug!(topic = %batch.tp.topic, partition = batch.tp.partition,
+            error = %error, "sequence lost: bumping the producer epoch");
+        acc.want_epoch_bump();
+    }
+    true
 }
 
 /// Retries `batch` after a backoff if `error` allows it, otherwise fails
@@ -252,7 +293,7 @@ fn retry_or_fail(inner: &Arc<Inner>, mut batch: SealedBatch, error: Error) {
         tracing::debug!(topic = %batch.tp.topic, partition = batch.tp.partition,
             attempt = batch.attempts, error = %error, "retrying produce");
         // Nothing more of this partition goes out until the batch is back.
-        inner.lock().start_recovery(&batch.tp);
+        inner.lock().start_recovery(&batch);
         let inner = Arc::clone(inner);
         tokio::spawn(async move {
             tokio::time::sleep(backoff).await;
@@ -267,11 +308,59 @@ fn retry_or_fail(inner: &Arc<Inner>, mut batch: SealedBatch, error: Error) {
         });
         return;
     }
-    inner.lock().complete(&batch.tp, false);
+    inner.lock().complete(&batch, false);
+    fail(inner, batch, error);
+}
+
+/// Resolves every record of `batch` with `error` and returns its buffer.
+fn fail(inner: &Inner, batch: SealedBatch, error: Error) {
     batch.resolver.resolve(Err(error));
     inner.release(Released {
         buffer_bytes: batch.buffer_bytes,
         records: batch.records,
     });
     inner.wake.notify_one();
+}
+
+/// The epoch bump (KIP-360), called once no batch is in flight: a new
+/// producer id and epoch from InitProducerId, then every waiting batch
+/// renumbered under it. Batches that may already be written fail (module
+/// docs). If the broker does not answer, the bump is tried again after a
+/// backoff; batches past their delivery timeout fail meanwhile.
+async fn bump_epoch(inner: &Arc<Inner>) {
+    let previous = inner.lock().producer();
+    match super::init_producer_id(&inner.cluster, Some(previous)).await {
+        Ok(next) => {
+            tracing::info!(
+                producer_id = next.id,
+                epoch = next.epoch,
+                previous_id = previous.id,
+                previous_epoch = previous.epoch,
+                "producer epoch bumped: sequences start again at 0"
+            );
+            let unsure = inner.lock().reset_producer(next);
+            for b in unsure {
+                let e = Error::kafka(
+                    ErrorCode::of(ResponseError::OutOfOrderSequenceNumber),
+                    partition_context(&b.tp.topic, b.tp.partition),
+                    Some(format!(
+                        "sent under producer {} epoch {} without an answer; not re-sent under \
+                         the new epoch, where it could be written twice",
+                        previous.id, previous.epoch
+                    )),
+                );
+                fail(inner, b, e);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "InitProducerId for the epoch bump failed; retrying");
+            let expired = inner
+                .lock()
+                .take_expired(Instant::now(), inner.config.delivery_timeout);
+            for b in expired {
+                fail(inner, b, e.clone());
+            }
+            tokio::time::sleep(inner.config.client.retry_backoff).await;
+        }
+    }
 }

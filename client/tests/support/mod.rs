@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+use std::time::{Duration, Instant};
+
+use sluice_client::{ClientConfig, Consumer, ConsumerConfig, Offset};
 use sluice_testkit::{BrokerProcess, sluice_bin};
 
 /// A `sluice serve` child process on a temporary data directory.
@@ -61,4 +64,34 @@ impl TestBroker {
     pub fn kill(&mut self) {
         self.process.kill();
     }
+}
+
+/// Reads `topic`/`partition` from the beginning until `n` records (or a
+/// deadline) and returns the values with their offsets.
+pub async fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    n: usize,
+) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
+    let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(bootstrap))).await?;
+    consumer.assign(topic, &[partition]).await?;
+    consumer.seek(topic, partition, Offset::Beginning).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n && Instant::now() < deadline {
+        for r in consumer.poll().await? {
+            out.push((r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()));
+        }
+    }
+    // Anything beyond `n` would be a duplicate: give it a moment to show.
+    let extra = tokio::time::timeout(Duration::from_millis(500), consumer.poll()).await;
+    if let Ok(Ok(records)) = extra {
+        out.extend(
+            records
+                .into_iter()
+                .map(|r| (r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default())),
+        );
+    }
+    Ok(out)
 }
