@@ -139,7 +139,7 @@ for round in $(seq 1 "$rounds"); do
       -X request.required.acks=-1 -X enable.idempotence=false -l "$work/records.txt"
     # Offsets only, so kcat's formatting does not dominate; exits at the end.
     phase "$name" "$round" consume sh -c "kcat -C -b '$bootstrap' -t side -p 0 -o beginning -e -q -f '%o\n' \
-      -X fetch.max.bytes=52428800 -X fetch.message.max.bytes=10485760 -X queued.max.messages.kbytes=1048576 \
+      -X fetch.max.bytes=52428800 -X fetch.message.max.bytes=10485760 -X queued.max.messages.kbytes=1048576 -X queued.min.messages=10000000 \
       | wc -l > '$work/consumed'"
     consumed=$(cat "$work/consumed")
     [ "$consumed" -eq "$records" ] || echo "$name r$round: consumed $consumed of $records" | tee -a "$out/rows.txt"
