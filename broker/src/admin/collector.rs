@@ -598,3 +598,48 @@ fn broker_state(e: &mut DescriptorEncoder, broker: &Broker) -> fmt::Result {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::DescriptorEncoder;
+    use prometheus_client::registry::Registry;
+
+    use super::super::metrics::{AtomicHistogram, FLUSH_BATCH_BUCKETS};
+
+    static H: AtomicHistogram<10> = AtomicHistogram::new(&FLUSH_BATCH_BUCKETS);
+
+    #[derive(Debug)]
+    struct One;
+
+    impl Collector for One {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+            super::histogram(&mut encoder, "h", "Test.", &H)
+        }
+    }
+
+    #[test]
+    fn an_encoded_histogram_is_cumulative_once_and_its_inf_bucket_is_the_count() {
+        for v in [1.0, 3.0, 3.0, 5000.0] {
+            H.observe(v);
+        }
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(One));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        // What /metrics serves.
+        let text = super::super::http::to_text_format(&text);
+        for line in [
+            "h_count 4",
+            "h_bucket{le=\"1.0\"} 1",
+            "h_bucket{le=\"2.0\"} 1",
+            "h_bucket{le=\"4.0\"} 3",
+            "h_bucket{le=\"1024.0\"} 3",
+            "h_bucket{le=\"+Inf\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+}

@@ -81,18 +81,23 @@ impl<const N: usize> AtomicHistogram<N> {
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// `(sum, count, cumulative buckets)` as the text format wants them.
+    /// `(sum, count, per-bucket counts)` as `prometheus-client`'s
+    /// `encode_histogram` wants them: it makes the buckets cumulative
+    /// itself (passing cumulative counts exported every bucket cumulated
+    /// twice, the `+Inf` one many times `_count`).
     pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut cumulative = 0;
+        let mut count = 0;
         let mut buckets = Vec::with_capacity(N + 1);
         for (i, bucket) in self.buckets.iter().enumerate().take(N + 1) {
-            cumulative += bucket.load(Ordering::Relaxed);
+            let in_bucket = bucket.load(Ordering::Relaxed);
+            count += in_bucket;
             let bound = self.bounds.get(i).copied().unwrap_or(f64::INFINITY);
-            buckets.push((bound, cumulative));
+            buckets.push((bound, in_bucket));
         }
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        // The count is the +Inf bucket, so the two always agree.
-        (sum, cumulative, buckets)
+        // The count is the sum of the buckets, so it always agrees with
+        // the encoded +Inf bucket.
+        (sum, count, buckets)
     }
 }
 
@@ -465,7 +470,7 @@ mod tests {
     }
 
     #[test]
-    fn histogram_buckets_are_cumulative_and_count_matches() {
+    fn histogram_snapshot_gives_per_bucket_counts_that_sum_to_the_count() {
         static H: AtomicHistogram<10> = AtomicHistogram::new(&FLUSH_BATCH_BUCKETS);
         for v in [1.0, 3.0, 3.0, 5000.0] {
             H.observe(v);
@@ -474,8 +479,10 @@ mod tests {
         assert_eq!(count, 4);
         assert!((sum - 5007.0).abs() < 1e-6, "{sum}");
         assert_eq!(buckets.first(), Some(&(1.0, 1)));
-        assert_eq!(buckets.get(2), Some(&(4.0, 3)));
-        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 4)));
+        assert_eq!(buckets.get(1), Some(&(2.0, 0)));
+        assert_eq!(buckets.get(2), Some(&(4.0, 2)));
+        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 1)));
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), count);
     }
 
     #[test]
