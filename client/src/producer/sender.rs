@@ -27,10 +27,13 @@
 //!   batch until none is in flight, asks InitProducerId for a new epoch
 //!   (naming the old one, v3+), renumbers every waiting batch from
 //!   sequence 0 in its partition's order, and sends them again. Only
-//!   batches the broker refused are renumbered: a batch sent without an
-//!   answer (connection lost, timeout) could be written already, and
-//!   under a new epoch the broker could not tell its retry from new data;
-//!   it fails instead, so an acknowledged record is never written twice.
+//!   batches the broker refused before appending are renumbered: a batch
+//!   sent without an answer (connection lost, timeout), or answered with
+//!   an error that can follow an append (REQUEST_TIMED_OUT and
+//!   NOT_ENOUGH_REPLICAS_AFTER_APPEND with acks=all), could be written
+//!   already, and under a new epoch the broker could not tell its retry
+//!   from new data; it fails instead, so an acknowledged record is never
+//!   written twice.
 //! - An error that says routing is stale (not leader, unknown topic,
 //!   connection lost) refreshes metadata before the retry, so a moved
 //!   leader is found.
@@ -225,6 +228,8 @@ fn handle_response(inner: &Arc<Inner>, batches: Vec<SealedBatch>, response: &Pro
             .flat_map(|t| t.partition_responses.iter())
             .find(|p| p.index == b.tp.partition);
         let Some(p) = answer else {
+            let mut b = b;
+            b.maybe_written = true;
             let e = Error::Protocol(format!(
                 "Produce response has no answer for {}",
                 partition_context(&b.tp.topic, b.tp.partition)
@@ -236,6 +241,8 @@ fn handle_response(inner: &Arc<Inner>, batches: Vec<SealedBatch>, response: &Pro
         if code.is_none() || code.error() == Some(ResponseError::DuplicateSequenceNumber) {
             succeed(inner, b, p.base_offset);
         } else {
+            let mut b = b;
+            b.maybe_written |= !refused_unwritten(code);
             let e = Error::kafka(
                 code,
                 partition_context(&b.tp.topic, b.tp.partition),
@@ -244,6 +251,34 @@ fn handle_response(inner: &Arc<Inner>, batches: Vec<SealedBatch>, response: &Pro
             retry_or_fail(inner, b, e);
         }
     }
+}
+
+/// Whether a produce answered with `code` certainly wrote nothing: the
+/// broker refused the batch before its append (Kafka's checks ahead of
+/// `UnifiedLog.append`). Any other error may follow an append — an acks=all
+/// REQUEST_TIMED_OUT or NOT_ENOUGH_REPLICAS_AFTER_APPEND answers a batch
+/// already in the leader's log — so such a batch is not renumbered by an
+/// epoch bump.
+fn refused_unwritten(code: ErrorCode) -> bool {
+    code.error().is_some_and(|e| {
+        matches!(
+            e,
+            ResponseError::NotLeaderOrFollower
+                | ResponseError::NotEnoughReplicas
+                | ResponseError::UnknownTopicOrPartition
+                | ResponseError::LeaderNotAvailable
+                | ResponseError::OutOfOrderSequenceNumber
+                | ResponseError::UnknownProducerId
+                | ResponseError::InvalidProducerEpoch
+                | ResponseError::CorruptMessage
+                | ResponseError::MessageTooLarge
+                | ResponseError::RecordListTooLarge
+                | ResponseError::InvalidRecord
+                | ResponseError::InvalidTimestamp
+                | ResponseError::InvalidRequiredAcks
+                | ResponseError::TopicAuthorizationFailed
+        )
+    })
 }
 
 fn succeed(inner: &Inner, batch: SealedBatch, base_offset: i64) {
