@@ -26,7 +26,7 @@
 //!   producer does the same with idempotence on).
 //! - While an epoch bump is wanted (KIP-360, see `sender`) nothing is
 //!   sealed or sent; once no batch is in flight the sender gets a new
-//!   producer id and epoch, and [`Accumulator::reset_producer`] renumbers
+//!   producer id and epoch, and `Accumulator::reset_producer` renumbers
 //!   every sealed batch from sequence 0 in seal order, so the partition's
 //!   order is kept. A batch that may already be written (sent, answer
 //!   lost) is never renumbered: under a new epoch the broker could not
@@ -167,7 +167,7 @@ pub struct Drained {
     /// their buffer bytes and record counts are to be released.
     pub failed: Vec<Released>,
     /// An epoch bump is wanted and no batch is in flight: get a new
-    /// producer id and epoch, then [`Accumulator::reset_producer`].
+    /// producer id and epoch, then `Accumulator::reset_producer`.
     pub bump_epoch: bool,
 }
 
