@@ -79,7 +79,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_storage::Offset;
-use sluice_storage::compaction::{CleaningRules, OffsetMap, Throttle};
+use sluice_storage::compaction::{CleaningRules, OffsetMap, Rewritten, Throttle};
 
 use crate::decompression_budget::DecompressionBudget;
 use crate::error::BrokerError;
@@ -93,11 +93,9 @@ use crate::settings::Compaction;
 pub struct CleanOutcome {
     /// The partition was due (ratio or lag) and a pass ran.
     pub ran: bool,
-    /// Segments rewritten, and the segments they became (fewer: merged).
-    pub segments_cleaned: usize,
-    pub segments_after: usize,
-    pub bytes_before: u64,
-    pub bytes_after: u64,
+    /// Segments and bytes rewritten, and what they became (fewer
+    /// segments: merged).
+    pub rewritten: Rewritten,
     /// The dirty ratio that was judged.
     pub dirty_ratio: f64,
 }
@@ -329,13 +327,9 @@ impl LogCleaner {
         };
         for built in input.builds(mapped_end, map, &rules, &mut throttle) {
             let built = built.map_err(storage)?;
-            let (before, after) = (built.bytes_before, built.bytes_after);
-            let replaced = built.segments_replaced();
+            let rewritten = built.rewritten();
             if p.swap_in_cleaned(built)? {
-                outcome.segments_cleaned += replaced;
-                outcome.segments_after += 1;
-                outcome.bytes_before += before;
-                outcome.bytes_after += after;
+                outcome.rewritten += rewritten;
             }
         }
         drop(guard);
@@ -345,14 +339,20 @@ impl LogCleaner {
         if !self.stop.load(Ordering::Relaxed) {
             remember(end_of_covered, true)?;
         }
-        if outcome.segments_cleaned > 0 {
+        let Rewritten {
+            segments_cleaned,
+            segments_after,
+            bytes_before,
+            bytes_after,
+        } = outcome.rewritten;
+        if segments_cleaned > 0 {
             tracing::info!(
                 topic = %p.topic(),
                 partition = p.index(),
-                segments = outcome.segments_cleaned,
-                into = outcome.segments_after,
-                bytes_before = outcome.bytes_before,
-                bytes_after = outcome.bytes_after,
+                segments = segments_cleaned,
+                into = segments_after,
+                bytes_before,
+                bytes_after,
                 dirty_ratio = outcome.dirty_ratio,
                 overdue,
                 throttled_ms = throttle.slept().as_millis() as u64,
@@ -465,7 +465,10 @@ mod tests {
         let first = c
             .clean(&p, compaction(0.5, i64::MAX), &budget, now, 1)
             .unwrap();
-        assert!(first.ran && first.segments_cleaned > 0, "{first:?}");
+        assert!(
+            first.ran && first.rewritten.segments_cleaned > 0,
+            "{first:?}"
+        );
         assert_eq!(first.dirty_ratio, 1.0);
         // Nothing written since: nothing is dirty, nothing runs.
         let again = c
@@ -516,7 +519,10 @@ mod tests {
         // tombstone supersedes, and keeps the tombstone.
         let late = TS + 10 * retention;
         let first = c.clean(&p, rules(0.5), &budget, late, 1).unwrap();
-        assert!(first.ran && first.segments_cleaned > 0, "{first:?}");
+        assert!(
+            first.ran && first.rewritten.segments_cleaned > 0,
+            "{first:?}"
+        );
         assert_eq!(records_of_key(&p, 9), (1, 1), "only the tombstone is left");
         // Just under the retention after that pass, whole-log passes keep it.
         let early = c
@@ -575,7 +581,10 @@ mod tests {
         let first = c
             .clean(&p, compaction(0.5, i64::MAX), &budget, now, 1)
             .unwrap();
-        assert!(first.ran && first.segments_cleaned > 0, "{first:?}");
+        assert!(
+            first.ran && first.rewritten.segments_cleaned > 0,
+            "{first:?}"
+        );
         c.store_checkpoint().unwrap();
         let written = std::fs::read_to_string(checkpoint_path(log_dir.path())).unwrap();
         assert!(written.starts_with("0\n1\nt 0 "), "{written:?}");

@@ -37,6 +37,6 @@ pub mod throttle;
 
 pub use cleaner::{CleaningRules, Filtered, filter_batch, map_batches};
 pub use offset_map::OffsetMap;
-pub use pass::{CleanedSegment, CleaningInput, DirtyShare};
+pub use pass::{CleanedSegment, CleaningInput, DirtyShare, Rewritten};
 pub use swap::{CleaningReport, CrashPoint};
 pub use throttle::Throttle;

@@ -88,8 +88,6 @@ pub struct CleanedSegment {
     pub(crate) replaces: Vec<Replaced>,
     /// The log's truncation generation when they were read.
     pub(crate) generation: u64,
-    pub bytes_before: u64,
-    pub bytes_after: u64,
 }
 
 /// One segment a cleaned segment replaces, as the pass read it.
@@ -106,9 +104,36 @@ impl CleanedSegment {
         self.segment.base
     }
 
-    /// How many segments it replaces (more than one: a merge).
-    pub fn segments_replaced(&self) -> usize {
-        self.replaces.len()
+    /// What swapping it in rewrites: the segments it replaces (more than
+    /// one: a merge) and their `.log` bytes, and what they become.
+    pub fn rewritten(&self) -> Rewritten {
+        Rewritten {
+            segments_cleaned: self.replaces.len(),
+            segments_after: 1,
+            bytes_before: self.replaces.iter().map(|r| r.size).sum(),
+            bytes_after: self.segment.size(),
+        }
+    }
+}
+
+/// What swaps of cleaned segments rewrote, summed over a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Segments rewritten (each merged one counts).
+    pub segments_cleaned: usize,
+    /// Segments they became.
+    pub segments_after: usize,
+    /// `.log` bytes of those segments before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+impl std::ops::AddAssign for Rewritten {
+    fn add_assign(&mut self, other: Self) {
+        self.segments_cleaned += other.segments_cleaned;
+        self.segments_after += other.segments_after;
+        self.bytes_before += other.bytes_before;
+        self.bytes_after += other.bytes_after;
     }
 }
 
@@ -267,11 +292,13 @@ impl CleaningInput {
         }
     }
 
-    /// Writes `group`'s kept batches to a new segment in its swap directory.
-    fn write_group(&self, group: &[(&HeldSegment, Kept)]) -> Result<Option<CleanedSegment>> {
-        let Some((first, _)) = group.first() else {
-            return Ok(None);
-        };
+    /// Writes `group`'s kept batches (`first` is its first segment) to a
+    /// new segment in its swap directory.
+    fn write_group(
+        &self,
+        first: &HeldSegment,
+        group: &[(&HeldSegment, Kept)],
+    ) -> Result<CleanedSegment> {
         let base = first.base;
         let swap_dir = self.dir.join(format!("{:020}{SWAP_SUFFIX}", base.0));
         let _ = std::fs::remove_dir_all(&swap_dir);
@@ -292,14 +319,12 @@ impl CleaningInput {
                 next_offset: held.next_offset,
             })
             .collect();
-        Ok(Some(CleanedSegment {
-            bytes_before: group.iter().map(|(h, _)| h.bytes.len() as u64).sum(),
-            bytes_after: new.size(),
+        Ok(CleanedSegment {
             segment: new,
             swap_dir,
             replaces,
             generation: self.generation,
-        }))
+        })
     }
 
     fn write_segment(
@@ -453,20 +478,17 @@ impl Iterator for Builds<'_> {
                 }
                 group.push(next);
             }
-            if group.is_empty() {
-                return None;
-            }
+            let &(first, _) = group.first()?;
             let changed = group.len() > 1 || group.iter().any(|(_, k)| k.changed);
             if !changed {
                 continue;
             }
-            let built = match self.input.write_group(&group) {
-                Ok(Some(built)) => built,
-                Ok(None) => continue,
+            let built = match self.input.write_group(first, &group) {
+                Ok(built) => built,
                 Err(e) => return Some(Err(e)),
             };
             // What was written is charged too; a stop throws it away.
-            if !self.throttle.account(built.bytes_after) {
+            if !self.throttle.account(built.segment.size()) {
                 let _ = std::fs::remove_dir_all(&built.swap_dir);
                 self.pending = &[];
                 self.carried = None;

@@ -50,7 +50,7 @@
 
 use super::cleaner::CleaningRules;
 use super::offset_map::OffsetMap;
-use super::pass::{CleanedSegment, Replaced};
+use super::pass::{CleanedSegment, Replaced, Rewritten};
 use super::throttle::Throttle;
 use crate::checkpoint;
 use crate::error::{Error, Result};
@@ -61,13 +61,7 @@ use crate::segment::{self, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 /// What one cleaning pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CleaningReport {
-    /// Segments rewritten (each merged one counts).
-    pub segments_cleaned: usize,
-    /// Segments they became.
-    pub segments_after: usize,
-    /// `.log` bytes of those segments before and after.
-    pub bytes_before: u64,
-    pub bytes_after: u64,
+    pub rewritten: Rewritten,
     /// Offsets below this were cleaned against the map.
     pub cleaned_below: Option<Offset>,
 }
@@ -120,13 +114,9 @@ impl PartitionLog {
         report.cleaned_below = Some(end);
         for built in input.builds(end, map, rules, &mut throttle) {
             let built = built?;
-            let (before, after) = (built.bytes_before, built.bytes_after);
-            let replaced = built.segments_replaced();
+            let rewritten = built.rewritten();
             if self.swap_in_cleaned(built, crash)? {
-                report.segments_cleaned += replaced;
-                report.segments_after += 1;
-                report.bytes_before += before;
-                report.bytes_after += after;
+                report.rewritten += rewritten;
             }
             if crash.is_some() {
                 break;

@@ -112,16 +112,19 @@ fn cleaning_keeps_the_latest_per_key_and_shrinks_the_log() {
     let segments_before = log.segment_base_offsets().len();
     let mut map = OffsetMap::with_memory(1 << 16);
     let report = log.clean(&mut map, &rules(), end, i64::MAX).unwrap();
-    assert!(report.segments_cleaned > 0, "{report:?}");
-    assert!(report.bytes_after < report.bytes_before, "{report:?}");
+    assert!(report.rewritten.segments_cleaned > 0, "{report:?}");
+    assert!(
+        report.rewritten.bytes_after < report.rewritten.bytes_before,
+        "{report:?}"
+    );
     // Cleaned segments are merged while they fit segment.bytes.
     assert!(
-        report.segments_after < report.segments_cleaned,
+        report.rewritten.segments_after < report.rewritten.segments_cleaned,
         "{report:?}"
     );
     assert_eq!(
         log.segment_base_offsets().len(),
-        segments_before - report.segments_cleaned + report.segments_after
+        segments_before - report.rewritten.segments_cleaned + report.rewritten.segments_after
     );
     let after = read_all(&log);
     assert!(log.size_bytes() < size_before);
@@ -148,7 +151,7 @@ fn cleaning_keeps_the_latest_per_key_and_shrinks_the_log() {
     // The producer's last batch is still there (it is in the active
     // segment or kept); a second pass changes nothing.
     let report = log.clean(&mut map, &rules(), end, i64::MAX).unwrap();
-    assert_eq!(report.segments_cleaned, 0, "{report:?}");
+    assert_eq!(report.rewritten.segments_cleaned, 0, "{report:?}");
     log.close().unwrap();
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert_eq!(read_all(&log), after);
@@ -216,7 +219,7 @@ fn segments_newer_than_the_lag_bound_are_not_cleaned() {
     let mut map = OffsetMap::with_memory(1 << 16);
     // Every batch is at TS + version >= TS: none is older than TS - 1.
     let report = log.clean(&mut map, &rules(), end, TS - 1).unwrap();
-    assert_eq!(report.segments_cleaned, 0);
+    assert_eq!(report.rewritten.segments_cleaned, 0);
     assert_eq!(read_all(&log), before);
 }
 
