@@ -268,9 +268,7 @@ impl<'a> RecordBatchView<'a> {
         };
         write_at(&mut b, ATTRIBUTES_AT, &attributes.to_be_bytes());
         write_at(&mut b, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
-        let crc = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
-        write_at(&mut b, CRC_AT, &crc.to_be_bytes());
-        bytes::Bytes::from(b)
+        with_crc(b)
     }
 
     /// A copy of this batch whose records are `records_count` records,
@@ -303,9 +301,7 @@ impl<'a> RecordBatchView<'a> {
         write_at(&mut b, BATCH_LENGTH_AT, &batch_length.to_be_bytes());
         write_at(&mut b, ATTRIBUTES_AT, &attributes.to_be_bytes());
         write_at(&mut b, RECORDS_COUNT_AT, &records_count.to_be_bytes());
-        let crc = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
-        write_at(&mut b, CRC_AT, &crc.to_be_bytes());
-        Ok(bytes::Bytes::from(b))
+        Ok(with_crc(b))
     }
 
     /// A copy of this batch stamped with another producer: `producer_id`,
@@ -324,9 +320,7 @@ impl<'a> RecordBatchView<'a> {
         write_at(&mut b, PRODUCER_ID_AT, &producer_id.to_be_bytes());
         write_at(&mut b, PRODUCER_EPOCH_AT, &producer_epoch.to_be_bytes());
         write_at(&mut b, BASE_SEQUENCE_AT, &base_sequence.to_be_bytes());
-        let crc = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
-        write_at(&mut b, CRC_AT, &crc.to_be_bytes());
-        bytes::Bytes::from(b)
+        with_crc(b)
     }
 
     /// Checks the header's CRC against the bytes.
@@ -376,9 +370,16 @@ pub fn empty_batch(
     write_at(&mut b, PRODUCER_ID_AT, &(-1i64).to_be_bytes());
     write_at(&mut b, PRODUCER_EPOCH_AT, &(-1i16).to_be_bytes());
     write_at(&mut b, BASE_SEQUENCE_AT, &(-1i32).to_be_bytes());
-    let crc = crc32c::crc32c(b.get(ATTRIBUTES_AT..).unwrap_or_default());
-    write_at(&mut b, CRC_AT, &crc.to_be_bytes());
-    Ok(bytes::Bytes::from(b))
+    Ok(with_crc(b))
+}
+
+/// `batch` (a whole v2 batch) with its CRC-32C computed over the covered
+/// range (from `attributes` on) and written in place: the last step of
+/// every header rewrite above.
+fn with_crc(mut batch: Vec<u8>) -> bytes::Bytes {
+    let crc = crc32c::crc32c(batch.get(ATTRIBUTES_AT..).unwrap_or_default());
+    write_at(&mut batch, CRC_AT, &crc.to_be_bytes());
+    bytes::Bytes::from(batch)
 }
 
 /// The size of the batch that starts `buf`, from its `batchLength`.
