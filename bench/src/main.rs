@@ -125,8 +125,7 @@ fn main() -> anyhow::Result<()> {
             broker_pid,
             data_dir,
         } => {
-            let path = scenario_path(&scenario);
-            let s = scenario::Scenario::load(&path, &set)?;
+            let s = scenario::Scenario::named(&scenario, &set)?;
             let opts = run::RunOptions {
                 bootstrap,
                 overrides: set,
@@ -167,17 +166,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// `name` as given when it names a file; else `bench/scenarios/<name>.toml`.
-fn scenario_path(name: &str) -> PathBuf {
-    let given = PathBuf::from(name);
-    if given.exists() || name.contains('/') || name.ends_with(".toml") {
-        return given;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(format!("{name}.toml"))
 }
 
 fn write_json<T: serde::Serialize>(value: &T, path: Option<&Path>) -> anyhow::Result<()> {

@@ -203,6 +203,16 @@ fn default_zipf() -> f64 {
     0.99
 }
 
+/// The five workloads of `shared/workloads.md`, as `bench/scenarios/` holds
+/// them at build time.
+pub const BUILT_IN: [(&str, &str); 5] = [
+    ("messaging", include_str!("../scenarios/messaging.toml")),
+    ("metrics", include_str!("../scenarios/metrics.toml")),
+    ("counters", include_str!("../scenarios/counters.toml")),
+    ("config", include_str!("../scenarios/config.toml")),
+    ("leases", include_str!("../scenarios/leases.toml")),
+];
+
 impl Scenario {
     /// The topic's `cleanup.policy` lists `compact`.
     pub fn is_compacted(&self) -> bool {
@@ -210,6 +220,24 @@ impl Scenario {
             .configs
             .get("cleanup.policy")
             .is_some_and(|p| p.split(',').any(|x| x.trim() == "compact"))
+    }
+
+    /// The scenario `name` names: a file when one exists at that path (or the
+    /// name looks like a path); else one of [`BUILT_IN`], compiled into the
+    /// binary so an installed `sluice-bench` needs no source tree.
+    pub fn named(name: &str, overrides: &[String]) -> anyhow::Result<Self> {
+        let path = Path::new(name);
+        if path.exists() || name.contains('/') || name.ends_with(".toml") {
+            return Self::load(path, overrides);
+        }
+        let Some((_, text)) = BUILT_IN.iter().find(|(n, _)| *n == name) else {
+            let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "no scenario file {name} and no built-in scenario of that name (built in: {})",
+                names.join(", ")
+            );
+        };
+        Self::parse(text, overrides).with_context(|| format!("built-in scenario {name}"))
     }
 
     /// Reads `path` and applies `overrides` (`key=value`, dotted paths).
@@ -337,6 +365,23 @@ connections = 1
 [records]
 value_bytes = 1024
 "#;
+
+    #[test]
+    fn every_built_in_scenario_parses_and_names_itself() {
+        for (name, _) in BUILT_IN {
+            let s = Scenario::named(name, &[]).expect(name);
+            assert_eq!(s.name, name);
+        }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let files = std::fs::read_dir(&dir).expect("bench/scenarios").count();
+        assert_eq!(
+            files,
+            BUILT_IN.len(),
+            "every file in bench/scenarios is built in"
+        );
+        let err = Scenario::named("nope", &[]).expect_err("unknown name");
+        assert!(err.to_string().contains("built in: messaging"), "{err}");
+    }
 
     #[test]
     fn overrides_reach_nested_and_dotted_keys() -> anyhow::Result<()> {
