@@ -43,6 +43,7 @@ pub mod producer_snapshot;
 mod read;
 mod recovery;
 mod region;
+mod removed_segments;
 mod retention;
 mod segment;
 mod sparse_index;
@@ -58,6 +59,7 @@ pub use log::{AppendInfo, PartitionLog, UnflushedFile};
 pub use log_dir::{LogDir, LogDirHealth, TopicPartition};
 pub use offset::{FilePosition, LeaderEpoch, Offset, RelativeOffset};
 pub use region::{FileRegion, ReadInfo};
+pub use removed_segments::RemovedSegments;
 
 #[cfg(test)]
 mod test_util;

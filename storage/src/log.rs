@@ -11,13 +11,13 @@
 //! | call | durable on return |
 //! |---|---|
 //! | `append_as_leader` / `append_as_follower` | nothing (page cache only; a process crash keeps it, a power cut may not) |
-//! | `roll` | the checkpoint file (recovery point as of the last completed flush, log start offset), if it changed since last written; the new segment's directory entry only with the next flush |
+//! | `roll` | nothing (the new segment's directory entry with the next flush; the checkpoint with the next `checkpoint_recovery_point`) |
 //! | `PendingFlush::sync` | every batch below `PendingFlush::log_end_offset()` |
 //! | `complete_flush` / `flush` / `maybe_flush` (when it flushes) | same as `sync`; the recovery point in memory advances, the checkpoint file does not |
-//! | `checkpoint_recovery_point` | the recovery point and log start offset, in the checkpoint |
+//! | `checkpoint_recovery_point` | the recovery point and log start offset, in the checkpoint; a leader-epoch truncation from the start |
 //! | `advance_log_start_offset` | the new log start offset (checkpoint) |
 //! | `truncate_to` / `truncate_fully_and_start_at` | the truncation: removed batches never come back after a crash |
-//! | `delete_retained_segments` | the new log start offset (checkpoint); unlinks are not fsynced (a resurrected segment is below the log start and is deleted again) |
+//! | `delete_retained_segments` | nothing: the files are renamed, and unlinked when the returned value drops; the log start reaches the checkpoint with the next `checkpoint_recovery_point` (recovery derives it from the first segment; a segment a power cut resurrects is deleted again) |
 //! | `close` | everything, plus the clean-shutdown marker (only what is not durable yet is synced; a log holding no batch needs neither) |
 //! | `open` of a new directory | the directory's entry in its parent (the log directory); the segment's entries with the first flush |
 //!
@@ -249,7 +249,7 @@ impl PartitionLog {
         };
         let (start, end) = (self.log_start, self.log_end_offset());
         self.epochs.truncate_from_end(end)?;
-        self.epochs.truncate_from_start(start)?;
+        self.epochs.truncate_from_start(start);
         if rebuilt && !self.epochs.entries().is_empty() {
             self.epochs.flush()?;
         }
@@ -627,7 +627,9 @@ impl PartitionLog {
     /// `checkpoint.rs`). Flushes do not do this by themselves.
     pub fn checkpoint_recovery_point(&mut self) -> Result<()> {
         self.check()?;
-        self.write_checkpoint()
+        self.write_checkpoint()?;
+        let r = self.epochs.flush_if_stale();
+        self.poison_on_err(r)
     }
 
     /// Flushes everything, trims the active segment, writes the checkpoint
@@ -649,6 +651,8 @@ impl PartitionLog {
         let synced = self.segments.iter_mut().try_for_each(Segment::sync_indexes);
         self.poison_on_err(synced)?;
         self.write_checkpoint()?;
+        let r = self.epochs.flush_if_stale();
+        self.poison_on_err(r)?;
         // The marker's rename is followed by an fsync of the directory,
         // which makes every entry in it durable before the marker counts.
         let marker = checkpoint::write_clean_shutdown(&self.dir, self.log_end_offset());

@@ -10,9 +10,17 @@
 //!   replication's truncation to a leader-epoch boundary.
 //!
 //! # Invariants
-//! - Deleting renames each file to `*.deleted` and then unlinks it (as
-//!   Kafka does); open readers keep the inode, so their `FileRegion`s and
-//!   `Bytes` stay valid.
+//! - Deleting renames each file to `*.deleted` under the caller's lock
+//!   and unlinks it when the returned [`RemovedSegments`] is dropped,
+//!   outside the lock (Kafka renames and deletes later too); open readers
+//!   keep the inode, so their `FileRegion`s and `Bytes` stay valid.
+//! - Retention does not write the checkpoint: the log start it moves to is
+//!   the first remaining segment's base, which recovery derives anyway
+//!   (`max(checkpoint, first base)`); the periodic checkpoint records it
+//!   (Kafka's `log.flush.start.offset.checkpoint.interval.ms`). A segment
+//!   whose unlink a power cut undoes comes back with the old log start and
+//!   is removed again by the next pass. DeleteRecords, whose log start lies
+//!   inside a segment, checkpoints before it returns.
 //! - Truncation never changes or shrinks bytes a reader may view: the
 //!   kept prefix of the affected segment is copied into new `*.swap` files
 //!   (indexes rebuilt), fsynced, and renamed over the old names. Readers of
@@ -25,6 +33,7 @@ use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::log::PartitionLog;
 use crate::offset::Offset;
+use crate::removed_segments::RemovedSegments;
 use crate::segment::{self, INDEX_EXT, LOG_EXT, SWAP_SUFFIX, Segment, TIME_INDEX_EXT};
 
 impl PartitionLog {
@@ -32,12 +41,13 @@ impl PartitionLog {
     /// readable (the high watermark at the log end offset).
     pub fn delete_retained_segments(&mut self, now_ms: i64) -> Result<usize> {
         let end = self.log_end_offset();
-        self.delete_retained_segments_below(now_ms, end)
+        Ok(self.delete_retained_segments_below(now_ms, end)?.count())
     }
 
     /// Applies retention.ms, retention.bytes and the log start offset;
-    /// returns the number of segments deleted. The new log start offset is
-    /// checkpointed.
+    /// returns the segments removed, whose files are unlinked when it is
+    /// dropped (outside the partition's lock). The new log start offset is
+    /// checkpointed by the next `checkpoint_recovery_point`.
     ///
     /// Never deletes a segment holding an offset at or above
     /// `high_watermark` (Kafka's `deletableSegments`): data consumers cannot
@@ -46,7 +56,7 @@ impl PartitionLog {
         &mut self,
         now_ms: i64,
         high_watermark: Offset,
-    ) -> Result<usize> {
+    ) -> Result<RemovedSegments> {
         self.check()?;
         let expired = |s: &Segment, retention_ms: u64| {
             now_ms.saturating_sub(s.largest_timestamp())
@@ -76,29 +86,29 @@ impl PartitionLog {
             remaining -= seg.size();
             count += 1;
         }
-        self.delete_oldest(count)?;
-        Ok(count)
+        self.remove_oldest(count)
     }
 
-    /// Deletes the `count` oldest segments (never the active one) and
-    /// checkpoints the new log start offset.
-    fn delete_oldest(&mut self, count: usize) -> Result<()> {
-        if count == 0 {
-            return Ok(());
-        }
+    /// Removes the `count` oldest segments (never the active one): out of
+    /// the list, the log start past them, their files renamed to
+    /// `*.deleted`; the unlinks wait for the returned value's drop.
+    fn remove_oldest(&mut self, count: usize) -> Result<RemovedSegments> {
         let count = count.min(self.segments.len().saturating_sub(1));
-        let doomed: Vec<Segment> = self.segments.drain(..count).collect();
+        if count == 0 {
+            return Ok(RemovedSegments::none(&self.dir));
+        }
+        let removed: Vec<Segment> = self.segments.drain(..count).collect();
         if let Some(first) = self.segments.first() {
             self.log_start = self.log_start.max(first.base);
         }
         let start = self.log_start;
-        self.epochs.truncate_from_start(start)?;
-        for seg in doomed {
+        self.epochs.truncate_from_start(start);
+        for seg in &removed {
             tracing::info!(path = %seg.path().display(), "deleting segment");
-            let r = seg.delete(&self.dir);
+            let r = segment::rename_to_deleted(&self.dir, seg.base);
             self.poison_on_err(r)?;
         }
-        self.write_checkpoint()
+        Ok(RemovedSegments::new(&self.dir, removed))
     }
 
     /// DeleteRecords: records below `offset` are no longer readable. The
@@ -114,7 +124,7 @@ impl PartitionLog {
         }
         self.log_start = offset;
         self.write_checkpoint()?;
-        self.epochs.truncate_from_start(offset)?;
+        self.epochs.truncate_from_start(offset);
         let below = self
             .segments
             .iter()
@@ -123,7 +133,9 @@ impl PartitionLog {
             .rev()
             .take_while(|s| s.next_offset <= offset)
             .count();
-        self.delete_oldest(below)
+        // A rare request: its unlinks may run under the caller's lock.
+        drop(self.remove_oldest(below)?);
+        Ok(())
     }
 
     /// Removes every batch from the one containing `offset` on (truncation
@@ -295,21 +307,71 @@ mod tests {
         log.set_config(config).unwrap();
         // Everything expired by time, but only the first segment lies
         // wholly below the high watermark.
-        let deleted = log
+        let removed = log
             .delete_retained_segments_below(TS + 1_000_000, bases[1])
             .unwrap();
-        assert_eq!(deleted, 1);
+        assert_eq!(removed.count(), 1);
         assert_eq!(log.log_start_offset(), bases[1]);
+        // Renamed while the caller holds the value (its lock), unlinked
+        // when it is dropped.
+        let first = dir.path().join(format!("{:020}.log", bases[0].0));
+        let renamed = dir.path().join(format!("{:020}.log.deleted", bases[0].0));
+        assert!(!first.exists() && renamed.exists());
+        drop(removed);
+        assert!(!renamed.exists(), "unlinked on drop");
         let hw = log.log_end_offset();
         assert_eq!(
             log.delete_retained_segments_below(TS + 1_000_000, Offset(bases[2].0 - 1))
-                .unwrap(),
+                .unwrap()
+                .count(),
             0,
             "a segment ending above the high watermark was deleted"
         );
         assert_eq!(
             log.read(bases[1], 1 << 20, hw, false).unwrap().first_offset,
             Some(bases[1])
+        );
+    }
+
+    #[test]
+    fn a_crash_before_the_unlinks_reopens_at_the_new_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), small_config(), 25);
+        let bases = log.segment_base_offsets();
+        let end = log.log_end_offset();
+        let config = LogConfig {
+            retention_bytes: Some(1),
+            ..log.config().clone()
+        };
+        log.set_config(config).unwrap();
+        let removed = log.delete_retained_segments_below(TS, end).unwrap();
+        assert_eq!(removed.count(), bases.len() - 1, "all but the active");
+        // The crash: files renamed, never unlinked, and no checkpoint of
+        // the new log start written since.
+        std::mem::forget(removed);
+        drop(log);
+        let leftovers = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".deleted")
+                })
+                .count()
+        };
+        assert_eq!(leftovers(), 3 * (bases.len() - 1));
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        let last = *bases.last().unwrap();
+        assert_eq!(log.log_start_offset(), last, "derived from the first segment");
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(log.segment_base_offsets(), vec![last]);
+        assert_eq!(leftovers(), 0, "the open removed them");
+        assert_eq!(
+            log.read(last, 1 << 20, end, false).unwrap().first_offset,
+            Some(last)
         );
     }
 

@@ -577,19 +577,44 @@ impl SegmentView<'_> {
 
 /// Renames a segment's three files to `*.deleted` and unlinks them.
 pub(crate) fn delete_files(dir: &Path, base: Offset) -> Result<()> {
+    rename_to_deleted(dir, base)?;
+    unlink_deleted(dir, base)
+}
+
+/// The first half of a deletion: a segment's files renamed to
+/// `*.deleted` (metadata only, no data is freed). A file already gone is
+/// skipped. Recovery unlinks every `*.deleted` it finds.
+pub(crate) fn rename_to_deleted(dir: &Path, base: Offset) -> Result<()> {
     for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
         let path = segment_path(dir, base, ext);
-        let mut deleted = path.clone().into_os_string();
-        deleted.push(DELETED_SUFFIX);
-        match std::fs::rename(&path, &deleted) {
+        match std::fs::rename(&path, deleted_path(&path)) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("rename", &path, e)),
         }
-        std::fs::remove_file(&deleted)
-            .map_err(|e| Error::io("unlink", PathBuf::from(&deleted), e))?;
     }
     Ok(())
+}
+
+/// The second half: unlinks the `*.deleted` files of `base` (freeing
+/// their blocks and page cache, which for a large segment takes the file
+/// system tens of milliseconds). A file already gone is skipped.
+pub(crate) fn unlink_deleted(dir: &Path, base: Offset) -> Result<()> {
+    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+        let deleted = deleted_path(&segment_path(dir, base, ext));
+        match std::fs::remove_file(&deleted) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("unlink", deleted, e)),
+        }
+    }
+    Ok(())
+}
+
+fn deleted_path(path: &Path) -> PathBuf {
+    let mut deleted = path.as_os_str().to_os_string();
+    deleted.push(DELETED_SUFFIX);
+    PathBuf::from(deleted)
 }
 
 fn remove_quietly(path: &Path) {

@@ -694,7 +694,7 @@ impl Partition {
             .log
             .advance_log_start_offset(Offset(offset))
             .map_err(|e| self.storage_error(e));
-        producer_snapshot::log_start_moved(&state.log);
+        producer_snapshot::log_start_moved(state.log.dir(), state.log.log_start_offset());
         let log_start_offset = state.log.log_start_offset().0;
         drop(state);
         self.high_watermark.log_start_moved(log_start_offset);
@@ -1079,22 +1079,28 @@ impl Partition {
                 state.log.log_end_offset(),
             );
         }
-        let result = rolled
+        let removed = rolled
             .and_then(|_| {
                 state
                     .log
                     .delete_retained_segments_below(now_ms, high_watermark)
             })
-            .map(|_| ())
             .map_err(|e| self.storage_error(e));
-        if state.log.log_start_offset() != start_before {
-            producer_snapshot::log_start_moved(&state.log);
-        }
+        let start_moved = (state.log.log_start_offset() != start_before)
+            .then(|| (state.log.dir().to_path_buf(), state.log.log_start_offset()));
         state.producers.expire(now_ms, producer_expiration_ms);
         let log_start_offset = state.log.log_start_offset().0;
         drop(guard);
         self.high_watermark.log_start_moved(log_start_offset);
-        result
+        // Unlinks out of the lock (the removed segments' files and
+        // unmapping, the snapshots below the new log start): under it, while
+        // the file system wrote back dirty pages, they stalled the
+        // partition's appends for up to ~300 ms a pass.
+        drop(removed?);
+        if let Some((dir, start)) = start_moved {
+            producer_snapshot::log_start_moved(&dir, start);
+        }
+        Ok(())
     }
 
     /// Persists the recovery point (and log start offset) if either moved

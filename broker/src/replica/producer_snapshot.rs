@@ -170,10 +170,12 @@ pub fn take_at_close(table: &ProducerStateTable, log: &PartitionLog) {
     }
 }
 
-/// After the log start moved: the snapshots below it but the latest go.
-pub fn log_start_moved(log: &PartitionLog) {
-    if let Err(e) = producer_snapshot::delete_below(log.dir(), log.log_start_offset()) {
-        tracing::warn!(dir = %log.dir().display(), error = %e, "old producer snapshots not deleted");
+/// After the log start moved to `log_start`: the snapshots below it but
+/// the latest go. Unlinks: the maintenance pass calls it out of the
+/// partition's lock.
+pub fn log_start_moved(dir: &Path, log_start: Offset) {
+    if let Err(e) = producer_snapshot::delete_below(dir, log_start) {
+        tracing::warn!(dir = %dir.display(), error = %e, "old producer snapshots not deleted");
     }
 }
 
