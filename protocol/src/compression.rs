@@ -35,6 +35,9 @@
 //!   allocation.
 //! - zstd frames whose window exceeds 2^[`ZSTD_WINDOW_LOG_MAX`] (128 MiB,
 //!   zstd's own default limit) are refused.
+//! - zstd contexts are created once per thread and reused
+//!   (`zstd_contexts.rs`): one per batch cost more than the decompression
+//!   of a small batch.
 //!
 //! # Caveats
 //! - `compress` writes snappy in xerial framing, as the Java producer does:
@@ -51,8 +54,11 @@ use std::io::{self, Read, Write};
 
 use bytes::Bytes;
 
+use zstd::zstd_safe;
+
 use crate::error::{DecodeError, Result};
 pub use crate::record_batch::CompressionType;
+use crate::zstd_contexts;
 
 /// Largest zstd window accepted: 2^27 = 128 MiB, zstd's default decoder
 /// limit (`ZSTD_WINDOWLOG_LIMIT_DEFAULT`). Streaming producers at high
@@ -113,14 +119,11 @@ pub fn decompress_within(
             guess,
             grow,
         ),
-        CompressionType::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(input)
-                .map_err(|e| codec_error(codec, &e))?;
-            decoder
-                .window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(|e| codec_error(codec, &e))?;
+        CompressionType::Zstd => zstd_contexts::with_decompression(|ctx| {
+            let decoder = zstd::stream::read::Decoder::with_context(input, ctx);
             read_bounded(codec, decoder, output_bytes_max, guess, grow)
-        }
+        })
+        .unwrap_or_else(|| Err(codec_error(codec, &"no memory for a zstd context"))),
     }
 }
 
@@ -166,9 +169,25 @@ fn compress_lz4_fast(input: &[u8]) -> Result<Bytes> {
 
 /// zstd at `level` (`None`: 3, zstd's and Kafka's default).
 fn zstd_compress(input: &[u8], level: Option<i32>) -> Result<Bytes> {
-    zstd::bulk::compress(input, level.unwrap_or(3))
-        .map(Bytes::from)
-        .map_err(|e| codec_error(CompressionType::Zstd, &e))
+    let codec = CompressionType::Zstd;
+    let level = level.unwrap_or(3);
+    zstd_contexts::with_compression(level, |ctx| {
+        let mut out = Vec::with_capacity(zstd_safe::compress_bound(input.len()));
+        match ctx.compress2(&mut out, input) {
+            Ok(_) => Ok(Bytes::from(out)),
+            Err(code) => {
+                // A failed one-shot leaves its frame open: start afresh.
+                let _ = ctx.reset(zstd_safe::ResetDirective::SessionOnly);
+                Err(codec_error(codec, &zstd_safe::get_error_name(code)))
+            }
+        }
+    })
+    .unwrap_or_else(|| {
+        Err(codec_error(
+            codec,
+            &format!("no zstd context at level {level}"),
+        ))
+    })
 }
 
 /// LZ4 frame at `level` through liblz4 (the `lz4` crate; levels 3 and up
@@ -455,5 +474,37 @@ mod tests {
                 "{codec:?}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_reused_zstd_context_is_clean_after_failures_and_level_changes() {
+        let codec = CompressionType::Zstd;
+        let input = sample(200_000);
+        let at_1 = compress(codec, &input, Some(1)).unwrap();
+        let at_19 = compress(codec, &input, Some(19)).unwrap();
+        assert!(at_19.len() < at_1.len(), "the level reached the context");
+        assert_eq!(compress(codec, &input, Some(1)).unwrap(), at_1, "and back");
+        // A frame cut short, a frame over the output bound and garbage each
+        // fail midway through a session; the thread's context decodes the
+        // next frame whole.
+        let cut = &at_1[..at_1.len() / 2];
+        for bad in [cut, b"not zstd at all".as_slice()] {
+            assert!(decompress(codec, bad, 1 << 20).is_err());
+            assert_eq!(decompress(codec, &at_19, input.len()).unwrap(), input);
+        }
+        assert!(decompress(codec, &at_1, 1000).is_err());
+        assert_eq!(decompress(codec, &at_1, input.len()).unwrap(), input);
+        // The window limit set once on the context still holds: a frame
+        // declaring a window above it is refused.
+        let mut big = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        big.window_log(ZSTD_WINDOW_LOG_MAX + 1).unwrap();
+        big.long_distance_matching(true).unwrap();
+        std::io::Write::write_all(&mut big, &input).unwrap();
+        let big = big.finish().unwrap();
+        assert!(
+            decompress(codec, &big, 1 << 30).is_err(),
+            "window above the limit"
+        );
+        assert_eq!(decompress(codec, &at_1, input.len()).unwrap(), input);
     }
 }

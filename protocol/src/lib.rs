@@ -60,6 +60,7 @@ pub mod recompress;
 pub mod record_batch;
 pub mod records;
 pub mod response;
+mod zstd_contexts;
 
 pub use api::{
     ApiSupport, CORE_APIS, GROUP_APIS, advertised_range, api_versions_keys, is_served, served_range,
