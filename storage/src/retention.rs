@@ -365,7 +365,11 @@ mod tests {
         assert_eq!(leftovers(), 3 * (bases.len() - 1));
         let log = PartitionLog::open(dir.path(), small_config()).unwrap();
         let last = *bases.last().unwrap();
-        assert_eq!(log.log_start_offset(), last, "derived from the first segment");
+        assert_eq!(
+            log.log_start_offset(),
+            last,
+            "derived from the first segment"
+        );
         assert_eq!(log.log_end_offset(), end);
         assert_eq!(log.segment_base_offsets(), vec![last]);
         assert_eq!(leftovers(), 0, "the open removed them");
