@@ -1,8 +1,8 @@
 //! zstd contexts kept per thread and reused for every frame.
 //!
-//! Creating a zstd context allocates and initialises its tables (a
-//! decompression context is ~160 KiB, a compression one more): per batch,
-//! that was 23 % of the broker's CPU in the metrics scenario, where 100
+//! Creating a zstd context allocates and initialises its tables (tens to
+//! hundreds of KiB): per batch, that was 23 % of the broker's CPU in the
+//! metrics scenario, where 100
 //! producers send ~100 K small zstd batches a second (`docs/benchmarks.md`,
 //! "zstd contexts reused"). Each thread keeps one decompression context
 //! (with the window limit set once) and one compression context (its level
