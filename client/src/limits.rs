@@ -36,6 +36,13 @@ pub const RESPONSE_FRAME_BYTES_MAX: usize = sluice_protocol::SOCKET_REQUEST_MAX_
 /// and moved leaders sooner at the cost of one small request).
 pub const METADATA_MAX_AGE: Duration = Duration::from_secs(60);
 
+/// Batch bytes per Produce request (Kafka's `max.request.size`, default
+/// 1 MiB): a producer with many partitions sends several requests of this
+/// size rather than one of every batch it holds, so the broker reads
+/// (and holds `queued.max.request.bytes` permits for) bounded frames, and
+/// one slow partition's batch delays only the batches in its request.
+pub const MAX_REQUEST_SIZE_DEFAULT: usize = 1024 * 1024;
+
 /// Wait between retries of a retriable error (`retry.backoff.ms`).
 pub const RETRY_BACKOFF_DEFAULT: Duration = Duration::from_millis(100);
 

@@ -30,8 +30,15 @@
 //! # Limits
 //! - `buffer_bytes` bounds the bytes of records accepted but not yet
 //!   acknowledged; `send` waits for room (back-pressure) instead of
-//!   queueing without bound. A record larger than the whole buffer is an
-//!   error.
+//!   queueing without bound.
+//! - `max_request_size` (Kafka's `max.request.size`, 1 MiB) bounds the
+//!   batch bytes of one Produce request; a request's first batch always
+//!   goes, so one batch larger than the cap goes alone
+//!   (`request_split`).
+//! - A record that, alone in a batch, would be larger than
+//!   `max_request_size` or the whole buffer fails at `send` with
+//!   MESSAGE_TOO_LARGE (Kafka's `RecordTooLargeException`), one check for
+//!   both ([`ensure_valid_record_size`]).
 //! - In-flight requests per connection: `ClientConfig::in_flight_per_connection`.
 
 // Public (hidden) only for `client/benches/accumulator.rs`.
@@ -40,6 +47,7 @@ pub mod accumulator;
 mod delivery;
 pub mod partitioner;
 mod request;
+mod request_split;
 mod sender;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -48,13 +56,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kafka_protocol::messages::InitProducerIdRequest;
+use sluice_protocol::RECORD_BATCH_HEADER_BYTES;
 use sluice_protocol::batch_writer::{RECORD_OVERHEAD_BYTES_MAX, RecordParts};
 use sluice_protocol::compression::CompressionType;
+use sluice_protocol::error_code::{ErrorCode, ResponseError};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
+use crate::limits;
 use accumulator::{Accumulator, BatchOptions, Released};
 pub use delivery::DeliveryFuture;
 use sluice_protocol::batch_builder::ProducerIdentity;
@@ -144,6 +155,12 @@ pub struct ProducerConfig {
     pub max_in_flight_per_partition: usize,
     /// Ask the broker to create unknown topics (if it allows that).
     pub allow_auto_create_topics: bool,
+    /// Batch bytes per Produce request (Kafka's `max.request.size`,
+    /// default 1 MiB, 1..=2147483647): the drained batches of a leader go
+    /// in as many requests as this takes, the first batch of a request
+    /// always (a larger one goes alone). A record that would not fit a
+    /// request alone (with its batch header) fails at `send`.
+    pub max_request_size: usize,
 }
 
 impl ProducerConfig {
@@ -160,6 +177,7 @@ impl ProducerConfig {
             idempotent: true,
             max_in_flight_per_partition: 5,
             allow_auto_create_topics: true,
+            max_request_size: limits::MAX_REQUEST_SIZE_DEFAULT,
         }
     }
 
@@ -208,6 +226,11 @@ impl ProducerConfig {
 
     pub fn with_delivery_timeout(mut self, timeout: Duration) -> Self {
         self.delivery_timeout = timeout;
+        self
+    }
+
+    pub fn with_max_request_size(mut self, bytes: usize) -> Self {
+        self.max_request_size = bytes;
         self
     }
 }
@@ -337,6 +360,12 @@ impl Producer {
         if config.buffer_bytes == 0 || config.buffer_bytes > Semaphore::MAX_PERMITS {
             return Err(Error::Config("buffer_bytes out of range".into()));
         }
+        // A request's size is an i32 on the wire.
+        if config.max_request_size == 0 || i32::try_from(config.max_request_size).is_err() {
+            return Err(Error::Config(
+                "max_request_size out of range (1..=2147483647)".into(),
+            ));
+        }
         let cluster = Cluster::connect(config.client.clone()).await?;
         let producer = if config.idempotent {
             init_producer_id(&cluster, None).await?
@@ -384,15 +413,7 @@ impl Producer {
             return Err(Error::Closed("producer"));
         }
         let size = record.size();
-        let permits = u32::try_from(size)
-            .ok()
-            .filter(|&p| (p as usize) <= inner.config.buffer_bytes)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "record of {size} bytes is larger than the producer buffer ({} bytes)",
-                    inner.config.buffer_bytes
-                ))
-            })?;
+        let permits = ensure_valid_record_size(&inner.config, &record.topic, size)?;
         // The buffer permit first: without waiting when there is room (a
         // compare-and-swap), otherwise queued behind other senders.
         match inner.buffer.try_acquire_many(permits) {
@@ -533,12 +554,44 @@ impl Producer {
         match i32::try_from(info.partition_count()) {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(Error::kafka(
-                sluice_protocol::ErrorCode::of(
-                    sluice_protocol::error_code::ResponseError::LeaderNotAvailable,
-                ),
+                ErrorCode::of(ResponseError::LeaderNotAvailable),
                 format!("topic '{topic}'"),
                 Some("no partitions".into()),
             )),
+        }
+    }
+}
+
+/// Kafka's `KafkaProducer.ensureValidRecordSize`: a record whose batch of
+/// one — `size` (its upper bound, [`ProducerRecord::size`]) plus the batch
+/// header, as Kafka's `estimateSizeInBytesUpperBound` counts it — is larger
+/// than `max_request_size` or than the whole buffer can never be sent: it
+/// fails now with MESSAGE_TOO_LARGE (Kafka's `RecordTooLargeException`,
+/// not retriable) instead of waiting for buffer room that never comes or
+/// being refused by the broker. Returns the buffer permits the record
+/// takes (`size`).
+fn ensure_valid_record_size(config: &ProducerConfig, topic: &str, size: usize) -> Result<u32> {
+    let serialized = size.saturating_add(RECORD_BATCH_HEADER_BYTES);
+    let limit = if serialized > config.max_request_size {
+        Some(("max_request_size", config.max_request_size))
+    } else if serialized > config.buffer_bytes {
+        Some(("buffer_bytes", config.buffer_bytes))
+    } else {
+        None
+    };
+    // `size` < max_request_size <= i32::MAX (checked at connect).
+    match (limit, u32::try_from(size)) {
+        (None, Ok(permits)) => Ok(permits),
+        (limit, _) => {
+            let (name, bytes) = limit.unwrap_or(("max_request_size", config.max_request_size));
+            Err(Error::kafka(
+                ErrorCode::of(ResponseError::MessageTooLarge),
+                format!("topic '{topic}'"),
+                Some(format!(
+                    "the record is {serialized} bytes when serialized, larger than \
+                     {name} ({bytes} bytes)"
+                )),
+            ))
         }
     }
 }

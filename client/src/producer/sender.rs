@@ -1,11 +1,12 @@
 //! The sender task: takes sealed batches from the accumulator, groups them
-//! by partition leader, puts one Produce request per leader on its
-//! connection, and resolves each batch from the response — or puts the
-//! batch back for a retry after a backoff.
+//! by partition leader, puts them in Produce requests of at most
+//! `max_request_size` batch bytes and one batch per partition
+//! (`request_split`) on the leader's connection, and resolves each batch
+//! from the response — or puts the batch back for a retry after a backoff.
 //!
 //! ```text
-//! loop: drain ─► per leader: in-flight slot ─► request queued on the connection
-//!                                   (in this task, so in drain order)
+//! loop: drain ─► per leader: split into requests ─► per request: in-flight slot
+//!                 ─► request queued on the connection (in this task, so in drain order)
 //!                                        └─► response task: resolve | retry
 //! ```
 //!
@@ -65,6 +66,7 @@ use sluice_protocol::error_code::{ErrorCode, ResponseError};
 
 use super::accumulator::{Released, SealedBatch};
 use super::request::{self, PartitionBatch};
+use super::request_split::split_into_requests;
 use super::{Acks, Inner};
 use crate::error::{Error, partition_context};
 
@@ -104,8 +106,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     }
 }
 
-/// Queues `batches`, one request per leader, in order; a task per request
-/// awaits its response.
+/// Queues `batches` on their leaders' connections, in requests of at most
+/// `max_request_size` batch bytes (`request_split`), in order; a task per
+/// request awaits its response.
 async fn dispatch(inner: &Arc<Inner>, batches: Vec<SealedBatch>) {
     if batches.is_empty() {
         return;
@@ -127,31 +130,18 @@ async fn dispatch(inner: &Arc<Inner>, batches: Vec<SealedBatch>) {
             }
             continue;
         }
-        for mut request in rounds(batches) {
+        let requests = split_into_requests(
+            batches,
+            inner.config.max_request_size,
+            |b| &b.tp,
+            |b| b.data.len(),
+        );
+        for mut request in requests {
             // One topic entry per topic in the request.
             request.sort_by(|a, b| a.tp.topic.cmp(&b.tp.topic));
             produce(inner, leader, request).await;
         }
     }
-}
-
-/// Splits `batches` (each partition's in sequence order) into requests
-/// that carry at most one batch per partition: the n-th request takes the
-/// n-th batch of every partition, so a partition's batches still go out in
-/// order, and each answer in a response names exactly one batch.
-fn rounds(batches: Vec<SealedBatch>) -> Vec<Vec<SealedBatch>> {
-    let mut rounds: Vec<Vec<SealedBatch>> = Vec::new();
-    for batch in batches {
-        let round = rounds
-            .iter()
-            .position(|r| !r.iter().any(|b| b.tp == batch.tp))
-            .unwrap_or(rounds.len());
-        match rounds.get_mut(round) {
-            Some(r) => r.push(batch),
-            None => rounds.push(vec![batch]),
-        }
-    }
-    rounds
 }
 
 async fn produce(inner: &Arc<Inner>, leader: i32, batches: Vec<SealedBatch>) {

@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use sluice_client::{ClientConfig, Consumer, ConsumerConfig, Offset};
 use sluice_testkit::{BrokerProcess, sluice_bin};
 
@@ -63,6 +65,49 @@ impl TestBroker {
     /// SIGKILL, then reaps the process.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// The sum of every series of the counter `name` whose labels contain
+    /// `label` (`api="Produce"`), read from the broker's admin endpoint
+    /// (`GET /metrics`, Prometheus text). Its port is the one the broker
+    /// logged at start (`admin endpoint serving http://127.0.0.1:<port>`).
+    pub fn counter_sum(&self, name: &str, label: &str) -> anyhow::Result<u64> {
+        use std::io::{Read, Write};
+        let port = self
+            .process
+            .startup_log()
+            .iter()
+            .find_map(|line| {
+                let rest = line
+                    .split("admin endpoint serving http://127.0.0.1:")
+                    .nth(1)?;
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse::<u16>().ok()
+            })
+            .context("no `admin endpoint serving` line in the broker's start-up log")?;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .context("no HTTP body")?;
+        let prefix = format!("{name}{{");
+        let mut sum = 0u64;
+        for line in body.lines() {
+            let Some(rest) = line.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            if labels.split(',').any(|l| l == label) {
+                sum += value.trim().parse::<f64>().context("counter value")? as u64;
+            }
+        }
+        Ok(sum)
     }
 }
 
