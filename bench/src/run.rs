@@ -364,6 +364,7 @@ fn producer_config(scenario: &Scenario, client: ClientConfig) -> anyhow::Result<
         .with_batch_size(p.batch_bytes)
         .with_compression(compression)
         .with_buffer_bytes(p.buffer_bytes)
+        .with_max_request_size(p.max_request_size)
         .with_delivery_timeout(Duration::from_secs(60)))
 }
 

@@ -7,7 +7,7 @@
 //! workload = "messaging"          # which record generator (workload/<name>.rs)
 //! [run]     duration_s, warmup_s, records, rate, drain_s, preload, settle_s, sample_s
 //! [topic]   name, partitions, replication_factor, recreate, [topic.configs]
-//! [producer] connections, acks, compression, linger_ms, batch_bytes, buffer_bytes
+//! [producer] connections, acks, compression, linger_ms, batch_bytes, buffer_bytes, max_request_size
 //! [consumer] connections, fetch_max_wait_ms, partition_max_bytes, readback
 //! [records] value_bytes, keys, key_distribution, zipf_exponent, tombstone_every
 //! ```
@@ -139,6 +139,10 @@ pub struct ProducerSpec {
     pub batch_bytes: usize,
     #[serde(default = "default_buffer_bytes")]
     pub buffer_bytes: usize,
+    /// Batch bytes per Produce request (Kafka's `max.request.size`; the
+    /// client's default, 1 MiB, when unset).
+    #[serde(default = "default_max_request_size")]
+    pub max_request_size: usize,
     /// Idempotent delivery (needs acks = "all").
     #[serde(default)]
     pub idempotent: bool,
@@ -146,6 +150,10 @@ pub struct ProducerSpec {
 
 fn default_buffer_bytes() -> usize {
     32 * 1024 * 1024
+}
+
+fn default_max_request_size() -> usize {
+    sluice_client::ProducerConfig::new(sluice_client::ClientConfig::new("")).max_request_size
 }
 
 /// Consumers: tailing ones during the run, and the read-back after it.

@@ -397,3 +397,27 @@ fn groups_consume_commit_describe_reset_and_delete() {
     ]));
     assert!(err.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{err}");
 }
+
+#[test]
+fn produce_refuses_a_line_larger_than_max_request_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).unwrap();
+    stdout(sluice(&broker).args(["topic", "create", "capped", "-p", "1"]));
+    let small = "s".repeat(100);
+    let large = "l".repeat(2000);
+    let err = failure(
+        sluice(&broker)
+            .args(["produce", "capped", "--max-request-size", "1024"])
+            .write_stdin(format!("{small}\n{large}\n")),
+    );
+    assert!(
+        err.contains("MESSAGE_TOO_LARGE") && err.contains("max_request_size"),
+        "{err}"
+    );
+    // Within the cap, the same command goes through.
+    stdout(
+        sluice(&broker)
+            .args(["produce", "capped", "--max-request-size", "4096"])
+            .write_stdin(format!("{small}\n{large}\n")),
+    );
+}

@@ -44,6 +44,11 @@ pub struct ProduceArgs {
     /// 0, 1 or all.
     #[arg(long, default_value = "all")]
     pub acks: String,
+    /// Batch bytes per Produce request (Kafka's max.request.size; the
+    /// client's default is 1 MiB). A line larger than this, with its
+    /// framing, fails with MESSAGE_TOO_LARGE.
+    #[arg(long, value_name = "BYTES")]
+    pub max_request_size: Option<usize>,
 }
 
 pub async fn run(args: ProduceArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
@@ -53,9 +58,12 @@ pub async fn run(args: ProduceArgs, connect: &ConnectArgs) -> anyhow::Result<()>
         "all" | "-1" => Acks::All,
         other => anyhow::bail!("--acks must be 0, 1 or all, not '{other}'"),
     };
-    let config = ProducerConfig::new(connect.client_config())
+    let mut config = ProducerConfig::new(connect.client_config())
         .with_acks(acks)
         .with_compression(args.compression);
+    if let Some(bytes) = args.max_request_size {
+        config = config.with_max_request_size(bytes);
+    }
     let producer = Producer::connect(config).await?;
     let input: Box<dyn BufRead> = match &args.file {
         Some(path) => Box::new(std::io::BufReader::new(
