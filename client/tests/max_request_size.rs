@@ -28,30 +28,37 @@ fn value(partition: i32, n: usize) -> Vec<u8> {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_of_many_partitions_go_in_requests_of_at_most_the_cap_in_order() {
-    let broker = TestBroker::start().unwrap();
+/// A broker with `topic` of `partitions`, and a producer with a cap of
+/// [`CAP`], batches of `batch_size`, and a linger far longer than the
+/// test: its batches are sealed only when full or flushed.
+async fn start(
+    topic: &str,
+    partitions: i32,
+    batch_size: usize,
+) -> anyhow::Result<(TestBroker, Producer)> {
+    let broker = TestBroker::start()?;
     let client = ClientConfig::new(&broker.bootstrap());
     Admin::connect(client.clone())
-        .await
-        .unwrap()
-        .create_topic(&NewTopic::new("split", PARTITIONS))
-        .await
-        .unwrap();
-    // A linger far longer than the test: batches are sealed only by the
-    // flush ending each round, so each flush drains one ~3.3 KiB batch of
-    // every partition at once (~160 KiB for the one leader). Without the
-    // cap that is one request per round; with it, at least ten. Batches
-    // (8 KiB at most, header included) are below the cap, so every
-    // request is within it.
+        .await?
+        .create_topic(&NewTopic::new(topic, partitions))
+        .await?;
     let producer = Producer::connect(
-        ProducerConfig::new(client.clone())
+        ProducerConfig::new(client)
             .with_linger(Duration::from_secs(60))
-            .with_batch_size(8 * 1024)
+            .with_batch_size(batch_size)
             .with_max_request_size(CAP),
     )
-    .await
-    .unwrap();
+    .await?;
+    Ok((broker, producer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_many_partitions_go_in_requests_of_at_most_the_cap_in_order() {
+    // Each flush drains one ~3.3 KiB batch of every partition at once
+    // (~160 KiB for the one leader). Without the cap that is one request
+    // per round; with it, at least ten. Batches (8 KiB at most, header
+    // included) are below the cap, so every request is within it.
+    let (broker, producer) = start("split", PARTITIONS, 8 * 1024).await.unwrap();
     let produce_requests = || broker.counter_sum("sluice_requests_total", "api=\"Produce\"");
     let before = produce_requests().unwrap();
     let topic: Arc<str> = Arc::from("split");
@@ -102,6 +109,7 @@ async fn batches_of_many_partitions_go_in_requests_of_at_most_the_cap_in_order()
     );
 
     // Read everything back: each partition's records once, in send order.
+    let client = ClientConfig::new(&broker.bootstrap());
     let mut consumer = Consumer::connect(ConsumerConfig::new(client))
         .await
         .unwrap();
@@ -137,24 +145,9 @@ async fn batches_of_many_partitions_go_in_requests_of_at_most_the_cap_in_order()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_larger_than_the_cap_fails_at_send_and_a_larger_batch_goes_alone() {
-    let broker = TestBroker::start().unwrap();
-    let client = ClientConfig::new(&broker.bootstrap());
-    Admin::connect(client.clone())
-        .await
-        .unwrap()
-        .create_topic(&NewTopic::new("large", 4))
-        .await
-        .unwrap();
     // batch_size above the cap: a batch of several records that each fit
     // a request is larger than the cap, and must still be sent (alone).
-    let producer = Producer::connect(
-        ProducerConfig::new(client.clone())
-            .with_linger(Duration::from_secs(60))
-            .with_batch_size(64 * 1024)
-            .with_max_request_size(CAP),
-    )
-    .await
-    .unwrap();
+    let (broker, producer) = start("large", 4, 64 * 1024).await.unwrap();
     let too_large = match producer
         .send(ProducerRecord::new("large", vec![b'x'; CAP]).with_partition(0))
         .await
