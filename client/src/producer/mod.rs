@@ -637,3 +637,42 @@ pub(crate) async fn init_producer_id(
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_fits_while_its_batch_of_one_is_within_both_limits() {
+        let config = ProducerConfig::new(ClientConfig::new("127.0.0.1:9092"))
+            .with_max_request_size(1000)
+            .with_buffer_bytes(2000);
+        let fits = 1000 - RECORD_BATCH_HEADER_BYTES;
+        assert_eq!(
+            ensure_valid_record_size(&config, "t", fits).ok(),
+            Some(u32::try_from(fits).expect("fits")),
+            "exactly the cap with the batch header: sent"
+        );
+        let too_large = |config: &ProducerConfig, size: usize| {
+            let e = ensure_valid_record_size(config, "t", size).expect_err("too large");
+            assert_eq!(
+                e.code(),
+                Some(ErrorCode::of(ResponseError::MessageTooLarge))
+            );
+            assert!(!e.is_retriable());
+            e.to_string()
+        };
+        let e = too_large(&config, fits + 1);
+        assert!(
+            e.contains("is 1001 bytes") && e.contains("max_request_size (1000"),
+            "{e}"
+        );
+        // The buffer, when it is the smaller bound, refuses the same way.
+        let small_buffer = config
+            .clone()
+            .with_buffer_bytes(500)
+            .with_max_request_size(4000);
+        let e = too_large(&small_buffer, 500);
+        assert!(e.contains("buffer_bytes (500"), "{e}");
+    }
+}
