@@ -38,7 +38,7 @@
 //! - A record that, alone in a batch, would be larger than
 //!   `max_request_size` or the whole buffer fails at `send` with
 //!   MESSAGE_TOO_LARGE (Kafka's `RecordTooLargeException`), one check for
-//!   both ([`ensure_valid_record_size`]).
+//!   both (`ensure_valid_record_size`).
 //! - In-flight requests per connection: `ClientConfig::in_flight_per_connection`.
 
 // Public (hidden) only for `client/benches/accumulator.rs`.
