@@ -223,29 +223,15 @@ async fn drain(mut connections: JoinSet<()>) {
 /// Background work that must never stop while the broker runs: the flush
 /// policy, retention, segment.ms rolls, recovery-point checkpoints.
 async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let retention_every =
-        Duration::from_millis(broker.config().log_retention_check_interval_ms.max(100));
-    let checkpoint_every = Duration::from_millis(
-        broker
-            .config()
-            .log_flush_offset_checkpoint_interval_ms
-            .max(100),
-    );
-    let mut last_retention = tokio::time::Instant::now();
-    let mut last_checkpoint = tokio::time::Instant::now();
+    let mut retention = Every::ms(broker.config().log_retention_check_interval_ms);
+    let mut checkpoints = Every::ms(broker.config().log_flush_offset_checkpoint_interval_ms);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(MAINTENANCE_TICK) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let run_retention = last_retention.elapsed() >= retention_every;
-        if run_retention {
-            last_retention = tokio::time::Instant::now();
-        }
-        let checkpoint = last_checkpoint.elapsed() >= checkpoint_every;
-        if checkpoint {
-            last_checkpoint = tokio::time::Instant::now();
-        }
+        let run_retention = retention.due();
+        let checkpoint = checkpoints.due();
         let b = Arc::clone(&broker);
         let done =
             tokio::task::spawn_blocking(move || maintenance_pass(&b, run_retention, checkpoint))
@@ -253,6 +239,31 @@ async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         if let Err(e) = done {
             tracing::error!(error = %e, "maintenance pass failed");
         }
+    }
+}
+
+/// A period of the maintenance loop (at least 100 ms), due once it has
+/// passed since it was last due.
+struct Every {
+    period: Duration,
+    last: tokio::time::Instant,
+}
+
+impl Every {
+    fn ms(period_ms: u64) -> Self {
+        Self {
+            period: Duration::from_millis(period_ms.max(100)),
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Whether the period has passed; if so it starts again now.
+    fn due(&mut self) -> bool {
+        let due = self.last.elapsed() >= self.period;
+        if due {
+            self.last = tokio::time::Instant::now();
+        }
+        due
     }
 }
 
