@@ -110,6 +110,15 @@ struct PartitionQueue {
     retrying: Vec<u64>,
 }
 
+impl PartitionQueue {
+    /// The next batch's base sequence follows `records` more; sequences
+    /// wrap at i32::MAX, as Kafka's do.
+    fn advance_sequence(&mut self, records: usize) {
+        let count = i32::try_from(records).unwrap_or(i32::MAX);
+        self.next_sequence = self.next_sequence.wrapping_add(count) & i32::MAX;
+    }
+}
+
 /// Settings that shape batches.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchOptions {
@@ -458,8 +467,7 @@ impl Accumulator {
                     continue;
                 };
                 batch.data = view.with_producer(producer.id, producer.epoch, queue.next_sequence);
-                let count = i32::try_from(batch.records).unwrap_or(i32::MAX);
-                queue.next_sequence = queue.next_sequence.wrapping_add(count) & i32::MAX;
+                queue.advance_sequence(batch.records);
                 queue.sealed.push_back(batch);
             }
         }
@@ -536,9 +544,7 @@ fn seal(
     {
         Ok(data) => {
             if options.idempotent {
-                // Sequences wrap at i32::MAX, as Kafka's do.
-                let count = i32::try_from(records).unwrap_or(i32::MAX);
-                queue.next_sequence = queue.next_sequence.wrapping_add(count) & i32::MAX;
+                queue.advance_sequence(records);
             }
             queue.sealed_count += 1;
             queue.sealed.push_back(SealedBatch {
