@@ -176,18 +176,17 @@ async fn produce(inner: &Arc<Inner>, leader: i32, batches: Vec<SealedBatch>) {
     let expect_response = inner.config.acks != Acks::None;
     // From here on the request may reach the broker: a failure without
     // its answer leaves each batch possibly written.
-    let unanswered = |mut batches: Vec<SealedBatch>, e: Error| {
-        for b in &mut batches {
-            b.maybe_written = true;
-        }
-        fail_all(batches, e);
-    };
     let slot = match conn
         .start_parts(ApiKey::Produce, version, body, expect_response)
         .await
     {
         Ok(slot) => slot,
-        Err(e) => return unanswered(batches, e),
+        Err(e) => {
+            for b in batches {
+                retry_possibly_written(inner, b, e.clone());
+            }
+            return;
+        }
     };
     let Some(slot) = slot else {
         for b in batches {
@@ -200,9 +199,8 @@ async fn produce(inner: &Arc<Inner>, leader: i32, batches: Vec<SealedBatch>) {
         match conn.finish::<ProduceResponse>(slot).await {
             Ok(response) => handle_response(&inner, batches, &response),
             Err(e) => {
-                for mut b in batches {
-                    b.maybe_written = true;
-                    retry_or_fail(&inner, b, e.clone());
+                for b in batches {
+                    retry_possibly_written(&inner, b, e.clone());
                 }
             }
         }
@@ -218,13 +216,11 @@ fn handle_response(inner: &Arc<Inner>, batches: Vec<SealedBatch>, response: &Pro
             .flat_map(|t| t.partition_responses.iter())
             .find(|p| p.index == b.tp.partition);
         let Some(p) = answer else {
-            let mut b = b;
-            b.maybe_written = true;
             let e = Error::Protocol(format!(
                 "Produce response has no answer for {}",
                 partition_context(&b.tp.topic, b.tp.partition)
             ));
-            retry_or_fail(inner, b, e);
+            retry_possibly_written(inner, b, e);
             continue;
         };
         let code = ErrorCode::from_code(p.error_code);
@@ -241,6 +237,14 @@ fn handle_response(inner: &Arc<Inner>, batches: Vec<SealedBatch>, response: &Pro
             retry_or_fail(inner, b, e);
         }
     }
+}
+
+/// `batch` was sent and got no answer of its own (connection lost,
+/// timeout, a response without it): it may be in the log, so an epoch
+/// bump must not renumber it (module docs). Retried or failed as usual.
+fn retry_possibly_written(inner: &Arc<Inner>, mut batch: SealedBatch, error: Error) {
+    batch.maybe_written = true;
+    retry_or_fail(inner, batch, error);
 }
 
 /// Whether a produce answered with `code` certainly wrote nothing: the
