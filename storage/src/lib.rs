@@ -12,7 +12,7 @@
 //! `mmap` (the only `unsafe`), `segment`, `sparse_index` (what `offset_index`
 //! and `time_index` share), `offset_index`, `time_index`,
 //! `log` (open, append, roll, close), `read`, `recovery`, `retention` (retention,
-//! DeleteRecords, truncation), [`compaction`] (the cleaner and its segment swap), [`producer_snapshot`] (producer-state snapshot files), `checkpoint`, `flush`, `log_dir`, `region`, `budget` (the partition budget from process limits), `file_budget` (inactive segments' files opened on demand, closed LRU).
+//! DeleteRecords, truncation), [`compaction`] (the cleaner and its segment swap), [`producer_snapshot`] (producer-state snapshot files), `checkpoint`, `flush`, `log_dir`, `region`, `budget` (the partition budget from process limits), `file_budget` (inactive segments' files opened on demand, closed LRU), [`reclaim`] (removed files freed in steps on a thread of its own), `mapped_inodes` (which files are mapped now).
 //! The on-disk formats are specified in `docs/formats.md`; what each call
 //! makes durable is in `log.rs` and `docs/durability.md`.
 //!
@@ -35,12 +35,14 @@ pub mod leader_epoch;
 pub mod limits;
 mod log;
 mod log_dir;
+mod mapped_inodes;
 mod mmap;
 pub mod offset;
 mod offset_index;
 pub mod parallel;
 pub mod producer_snapshot;
 mod read;
+pub mod reclaim;
 mod recovery;
 mod region;
 mod removed_segments;
@@ -58,6 +60,7 @@ pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{AppendInfo, PartitionLog, UnflushedFile};
 pub use log_dir::{LogDir, LogDirHealth, TopicPartition};
 pub use offset::{FilePosition, LeaderEpoch, Offset, RelativeOffset};
+pub use reclaim::{ReclaimStats, Reclaimer};
 pub use region::{FileRegion, ReadInfo};
 pub use removed_segments::RemovedSegments;
 

@@ -60,6 +60,7 @@ use crate::file_budget::FileBudget;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::log_dir::LogDirHealth;
 use crate::offset::{FilePosition, LeaderEpoch, Offset};
+use crate::reclaim::Reclaimer;
 use crate::recovery;
 use crate::segment::{BatchMeta, Segment};
 
@@ -118,6 +119,9 @@ pub struct PartitionLog {
     pub(crate) health: LogDirHealth,
     /// Where inactive segments' files are opened and closed.
     pub(crate) files: FileBudget,
+    /// Where removed segments' files go to be freed (in place for a
+    /// standalone log; a [`crate::LogDir`]'s thread for the broker's).
+    pub(crate) reclaimer: Reclaimer,
     /// Bumped by truncations: a `PendingFlush` from before is ignored.
     pub(crate) generation: u64,
     /// Directory entries changed (segments created) / known fsynced.
@@ -201,6 +205,7 @@ impl PartitionLog {
             recovery_point: r.recovery_point,
             health,
             files,
+            reclaimer: Reclaimer::inline(),
             generation: 0,
             dir_changes: u64::from(r.dir_unsynced),
             dir_synced: 0,
@@ -226,6 +231,12 @@ impl PartitionLog {
         let removed = checkpoint::remove_clean_shutdown(dir);
         log.poison_on_err(removed)?;
         Ok((log, created))
+    }
+
+    /// Removed segments' files go to `reclaimer` from now on.
+    pub(crate) fn with_reclaimer(mut self, reclaimer: Reclaimer) -> Self {
+        self.reclaimer = reclaimer;
+        self
     }
 
     /// Hands every inactive segment's files to the budget, closed until

@@ -22,6 +22,8 @@ use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::file_budget::FileBudget;
 use crate::log::PartitionLog;
+use crate::reclaim::Reclaimer;
+use crate::segment::DELETED_SUFFIX as DELETED_DIR_SUFFIX;
 
 /// Shared "this log directory has failed" flag.
 #[derive(Debug, Clone)]
@@ -97,17 +99,41 @@ pub struct LogDir {
     health: LogDirHealth,
     /// Shared by every partition opened here: inactive segments' files.
     files: FileBudget,
+    /// Frees removed segments and deleted partitions in steps, off the
+    /// partitions' locks (`reclaim.rs`).
+    reclaimer: Reclaimer,
 }
 
 impl LogDir {
-    /// Opens (creating if needed) the log directory at `path`.
+    /// Opens (creating if needed) the log directory at `path`, and starts
+    /// its reclaimer, handing it the partition directories a deletion left
+    /// behind (a crash between the rename and the removal).
     pub fn open(path: &Path) -> Result<Self> {
         std::fs::create_dir_all(path).map_err(|e| Error::io("mkdir", path, e))?;
+        let reclaimer = Reclaimer::spawn("sluice-reclaim");
+        let entries = std::fs::read_dir(path).map_err(|e| Error::io("readdir", path, e))?;
+        for entry in entries.flatten() {
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir
+                && entry
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(DELETED_DIR_SUFFIX)
+            {
+                reclaimer.remove_dir(entry.path());
+            }
+        }
         Ok(Self {
             path: path.to_path_buf(),
             health: LogDirHealth::new(path),
             files: FileBudget::default(),
+            reclaimer,
         })
+    }
+
+    /// The reclaimer of removed files (metrics, tests).
+    pub fn reclaimer(&self) -> &Reclaimer {
+        &self.reclaimer
     }
 
     /// Replaces the budget of open inactive segments that the partitions
@@ -156,6 +182,7 @@ impl LogDir {
             self.health.clone(),
             self.files.clone(),
         )
+        .map(|log| log.with_reclaimer(self.reclaimer.clone()))
     }
 
     /// Opens (creating if needed) many partitions side by side on a bounded
@@ -189,7 +216,7 @@ impl LogDir {
             .into_iter()
             .map(|r| match (r, &parent_synced) {
                 (Ok((_, true)), Err(_)) => Err(self.health.poisoned_error()),
-                (r, _) => r.map(|(log, _)| log),
+                (r, _) => r.map(|(log, _)| log.with_reclaimer(self.reclaimer.clone())),
             })
             .collect()
     }
@@ -240,14 +267,23 @@ impl LogDir {
     }
 
     /// Deletes a partition's directory (its log must be dropped first):
-    /// renamed to `<name>.deleted`, then removed, so a crash mid-way leaves
-    /// no half-deleted partition that `partitions()` would list.
+    /// renamed to `<name>.<unique>.deleted`, which `partitions()` does not
+    /// list, and handed to the reclaimer, which frees its files in steps
+    /// (a crash before it is done leaves the name; the next open hands it
+    /// over again). The unique part lets a partition re-created under the
+    /// same name be deleted while the first one's files are still going.
     pub fn delete_partition(&self, tp: &TopicPartition) -> Result<()> {
         let from = self.path.join(tp.dir_name());
-        let to = self.path.join(format!("{}.deleted", tp.dir_name()));
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let to = self
+            .path
+            .join(format!("{}.{unique:x}{DELETED_DIR_SUFFIX}", tp.dir_name()));
         std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
         crate::checkpoint::sync_dir(&self.path)?;
-        std::fs::remove_dir_all(&to).map_err(|e| Error::io("rmdir", &to, e))
+        self.reclaimer.remove_dir(to);
+        Ok(())
     }
 }
 
@@ -283,6 +319,36 @@ mod tests {
             dir.open_partition(&tp, LogConfig::default()),
             Err(Error::Poisoned { .. })
         ));
+    }
+
+    #[test]
+    fn deleted_partitions_are_reclaimed_even_when_a_crash_left_one() {
+        let root = tempfile::tempdir().unwrap();
+        let left = root.path().join("old-0.deleted");
+        std::fs::create_dir(&left).unwrap();
+        std::fs::write(left.join("00000000000000000000.log"), vec![1u8; 4096]).unwrap();
+        let dir = LogDir::open(root.path()).unwrap();
+        let tp = TopicPartition::parse("t-0").unwrap();
+        let config = crate::test_util::small_config();
+        // The same name deleted twice while the first may still be going.
+        for _ in 0..2 {
+            let mut log = dir.open_partition(&tp, config.clone()).unwrap();
+            let one = crate::test_util::batch(0, 3, 0, 100);
+            log.append_as_leader(&one, crate::LeaderEpoch(0), 0)
+                .unwrap();
+            drop(log);
+            dir.delete_partition(&tp).unwrap();
+        }
+        assert!(
+            dir.reclaimer()
+                .wait_idle(std::time::Duration::from_secs(30))
+        );
+        let names: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(names.is_empty(), "left behind: {names:?}");
+        assert!(dir.reclaimer().stats().files_total >= 2);
     }
 
     #[test]

@@ -60,6 +60,7 @@ use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 use crate::fault::{self, Call};
+use crate::mapped_inodes::MappingRegistration;
 
 /// Whether a [`MappedFile`] keeps its descriptor open (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,9 @@ pub(crate) struct MappedFile {
     map: Option<MmapRaw>,
     map_len: u64,
     published: AtomicU64,
+    /// This mapping's entry in the table of mapped inodes: the reclaimer
+    /// never shrinks a file while it exists (`mapped_inodes.rs`).
+    registration: MappingRegistration,
 }
 
 /// The unique writing handle of a [`MappedFile`]. Not `Clone`.
@@ -207,7 +211,7 @@ impl MappedFile {
         let reserved = capacity.min(RESERVE_BYTES_MIN);
         let made = preallocate(&file, path, reserved)
             .and_then(|()| map(&file, path, reserved))
-            .map(|map| Self::writer(path, file, hold, map, reserved, 0, capacity));
+            .and_then(|map| Self::writer(path, file, hold, map, reserved, 0, capacity));
         if made.is_err() {
             // Best effort: leave no half-made segment behind for recovery.
             let _ = std::fs::remove_file(path);
@@ -227,7 +231,7 @@ impl MappedFile {
             .map_err(|e| Error::io("stat", path, e))?
             .len();
         let map = map(&file, path, len)?;
-        Ok(Self::writer(path, file, hold, map, len, len, len))
+        Self::writer(path, file, hold, map, len, len, len)
     }
 
     fn writer(
@@ -238,18 +242,20 @@ impl MappedFile {
         len: u64,
         published: u64,
         capacity: u64,
-    ) -> MapWriter {
-        MapWriter {
+    ) -> Result<MapWriter> {
+        let registration = MappingRegistration::of(&file, path)?;
+        Ok(MapWriter {
             file: Arc::new(MappedFile {
                 path: path.to_path_buf(),
                 file: (hold == Hold::Descriptor).then(|| Arc::new(file)),
                 map,
                 map_len: len,
                 published: AtomicU64::new(published),
+                registration,
             }),
             writable_end: len,
             capacity: capacity.max(len),
-        }
+        })
     }
 
     /// The path the file had when it was opened (it may since have been
@@ -382,6 +388,7 @@ impl MapWriter {
             map,
             map_len: new_end,
             published: AtomicU64::new(self.published()),
+            registration: self.file.registration.clone(),
         });
         self.writable_end = new_end;
         Ok(())

@@ -9,7 +9,10 @@
 //! append to the partition) for 60–100 ms (`docs/benchmarks.md`, "Latency
 //! at half of max"). [`RemovedSegments`] carries that work out of the
 //! lock: it is done when the value is dropped, which the broker does once
-//! it has released the lock.
+//! it has released the lock. Dropping it unmaps the segments and hands
+//! their files to the log's [`Reclaimer`], which frees a large file in
+//! steps (the broker's, on its own thread) or unlinks it in place (a
+//! standalone log's).
 //!
 //! # Invariants
 //! - Nothing reaches a removed segment through its log: it is out of the
@@ -17,33 +20,38 @@
 //!   keeps the inode (an unlinked open file lives until closed).
 //! - A crash before the drop leaves `*.deleted` files, which recovery
 //!   unlinks at the next open.
-//! - An unlink that fails is logged and left to that recovery: the log is
+//! - A removal that fails is logged and left to that recovery: the log is
 //!   consistent without the segment whatever happens to its files.
 
 use std::path::{Path, PathBuf};
 
+use crate::reclaim::Reclaimer;
 use crate::segment::{self, Segment};
 
-/// Removed segments; dropping the value unmaps them and unlinks their
-/// `*.deleted` files.
+/// Removed segments; dropping the value unmaps them and hands their
+/// `*.deleted` files to the reclaimer.
 #[derive(Debug)]
 #[must_use = "dropping it unlinks the files: hold it only to drop it outside the partition's lock"]
 pub struct RemovedSegments {
     dir: PathBuf,
     segments: Vec<Segment>,
+    reclaimer: Reclaimer,
 }
 
 impl RemovedSegments {
     /// `segments`, whose files the caller renamed to `*.deleted`.
-    pub(crate) fn new(dir: &Path, segments: Vec<Segment>) -> Self {
+    /// `segments`, whose files the caller renamed to `*.deleted`, to be
+    /// freed by `reclaimer`.
+    pub(crate) fn new(dir: &Path, segments: Vec<Segment>, reclaimer: &Reclaimer) -> Self {
         Self {
             dir: dir.to_path_buf(),
             segments,
+            reclaimer: reclaimer.clone(),
         }
     }
 
-    pub(crate) fn none(dir: &Path) -> Self {
-        Self::new(dir, Vec::new())
+    pub(crate) fn none(dir: &Path, reclaimer: &Reclaimer) -> Self {
+        Self::new(dir, Vec::new(), reclaimer)
     }
 
     /// How many segments were removed.
@@ -56,9 +64,11 @@ impl Drop for RemovedSegments {
     fn drop(&mut self) {
         for seg in self.segments.drain(..) {
             let base = seg.base;
+            // Unmaps the log's own view first: the reclaimer shrinks a file
+            // only once no mapping of it is left.
             drop(seg);
-            if let Err(e) = segment::unlink_deleted(&self.dir, base) {
-                tracing::warn!(dir = %self.dir.display(), base = base.0, error = %e, "could not unlink a removed segment; the next open removes it");
+            for path in segment::deleted_paths(&self.dir, base) {
+                self.reclaimer.remove_file(path);
             }
         }
     }

@@ -95,7 +95,7 @@ impl PartitionLog {
     fn remove_oldest(&mut self, count: usize) -> Result<RemovedSegments> {
         let count = count.min(self.segments.len().saturating_sub(1));
         if count == 0 {
-            return Ok(RemovedSegments::none(&self.dir));
+            return Ok(RemovedSegments::none(&self.dir, &self.reclaimer));
         }
         let removed: Vec<Segment> = self.segments.drain(..count).collect();
         if let Some(first) = self.segments.first() {
@@ -108,7 +108,7 @@ impl PartitionLog {
             let r = segment::rename_to_deleted(&self.dir, seg.base);
             self.poison_on_err(r)?;
         }
-        Ok(RemovedSegments::new(&self.dir, removed))
+        Ok(RemovedSegments::new(&self.dir, removed, &self.reclaimer))
     }
 
     /// DeleteRecords: records below `offset` are no longer readable. The
@@ -133,7 +133,7 @@ impl PartitionLog {
             .rev()
             .take_while(|s| s.next_offset <= offset)
             .count();
-        // A rare request: its unlinks may run under the caller's lock.
+        // The unmapping runs under the caller's lock; the files go to the reclaimer.
         drop(self.remove_oldest(below)?);
         Ok(())
     }

@@ -600,8 +600,7 @@ pub(crate) fn rename_to_deleted(dir: &Path, base: Offset) -> Result<()> {
 /// their blocks and page cache, which for a large segment takes the file
 /// system tens of milliseconds). A file already gone is skipped.
 pub(crate) fn unlink_deleted(dir: &Path, base: Offset) -> Result<()> {
-    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-        let deleted = deleted_path(&segment_path(dir, base, ext));
+    for deleted in deleted_paths(dir, base) {
         match std::fs::remove_file(&deleted) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -609,6 +608,11 @@ pub(crate) fn unlink_deleted(dir: &Path, base: Offset) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `*.deleted` names of `base`'s three files.
+pub(crate) fn deleted_paths(dir: &Path, base: Offset) -> [PathBuf; 3] {
+    [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT].map(|ext| deleted_path(&segment_path(dir, base, ext)))
 }
 
 fn deleted_path(path: &Path) -> PathBuf {

@@ -582,6 +582,31 @@ fn broker_state(e: &mut DescriptorEncoder, broker: &Broker) -> fmt::Result {
         "Inactive segments unmapped to stay within log.open.segments.max.",
         files.closed_total,
     )?;
+    let reclaim = broker.replicas().reclaim_stats();
+    gauge(
+        e,
+        "sluice_reclaim_pending",
+        "Removed segment files and deleted partition directories not yet freed.",
+        i64::try_from(reclaim.pending).unwrap_or(i64::MAX),
+    )?;
+    counter(
+        e,
+        "sluice_reclaimed_files",
+        "Removed files freed by the reclaimer.",
+        reclaim.files_total,
+    )?;
+    counter(
+        e,
+        "sluice_reclaim_stepped_bytes",
+        "Bytes the reclaimer freed in steps (ftruncate + fdatasync each) rather than by one unlink.",
+        reclaim.stepped_bytes_total,
+    )?;
+    counter(
+        e,
+        "sluice_reclaim_unlinked_whole",
+        "Files unlinked in one go: the reclaimer's queue was full, or a reader mapped them past the wait.",
+        reclaim.unlinked_whole_total,
+    )?;
     if let Some(disk) = DiskUsage::of(&broker.config().data_dir) {
         gauge(
             e,

@@ -270,6 +270,11 @@ impl ReplicaManager {
         self.log_dir.file_budget()
     }
 
+    /// What the reclaimer of removed segments and partitions has done.
+    pub fn reclaim_stats(&self) -> sluice_storage::ReclaimStats {
+        self.log_dir.reclaimer().stats()
+    }
+
     /// The node whose replicas this manager hosts.
     pub fn node(&self) -> BrokerId {
         self.node
