@@ -1,17 +1,17 @@
 //! Frees the blocks of removed files in steps, on a thread of its own.
 //!
-//! Unlinking a large file frees all its blocks in one journal transaction,
-//! and on a file system mounted with `discard` (ext4 on this machine) the
-//! commit then discards them all at once: 250–350 ms for 1 GiB. Every
-//! fdatasync that needs a journal commit waits behind it, and a group
-//! commit round does need one (its writes convert preallocated, unwritten
-//! extents): with 1 GiB segments and retention, fdatasyncs took 40–80 ms
-//! during each unlink and the messaging scenario's send→ack p99 was
-//! 155 ms, against 4.3 ms with no retention (`docs/benchmarks.md`,
-//! "Retention without stalls"). Shrinking the file [`STEP_BYTES`] at a time,
-//! each step committed by an fdatasync of that file, bounds what one
-//! commit frees and discards; the same fdatasync loop then stayed under
-//! 2 ms. RocksDB's `DeleteScheduler` deletes SST files in chunks the same way.
+//! Unlinking a large file frees all its blocks at once, and on a file
+//! system mounted with `discard` ext4 sends the device the discards for
+//! all of them inside that `unlink` (this machine's ext4 has no journal:
+//! a 1 GiB unlink took 250–350 ms). Every fdatasync meanwhile waits behind
+//! them at the device: with 1 GiB segments and retention, the group
+//! commit's fdatasyncs took 27–81 ms each during such an unlink and the
+//! messaging scenario's send→ack p99 was 128–171 ms, against 4.3 ms with no
+//! retention (`docs/benchmarks.md`, "Retention without stalls"). Shrinking
+//! the file [`STEP_BYTES`] at a time bounds each discard, and the
+//! fdatasync after each step (which writes the shrunk inode) paces them:
+//! an fdatasync loop beside such a deletion then stayed under 2 ms.
+//! RocksDB's `DeleteScheduler` deletes files in chunks for the same reason.
 //!
 //! ```text
 //! submit(path)  ─► bounded queue ─► thread: open; mapped? ─yes─► wait (retry every RETRY)
@@ -48,7 +48,8 @@ use std::time::{Duration, Instant};
 
 use crate::mapped_inodes;
 
-/// What one step frees (one ftruncate and one fdatasync). Beside a 1 GiB
+/// What one step frees (one ftruncate, whose discard this bounds, and one
+/// fdatasync). Beside a 1 GiB
 /// deletion an fdatasync loop saw p99 0.9 ms and at most 2 ms with 1 MiB
 /// steps (4 MiB: p99 1.5, max 3; 16 MiB: p99 5.6, max 10), which still
 /// free 1.3 GiB/s here (0.75 s per GiB), above what this disk takes in.
