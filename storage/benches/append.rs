@@ -10,8 +10,11 @@
 //! both. Run: `cargo bench -p sluice-storage --bench append`.
 //! `SLUICE_BENCH_DIR` picks the directory (default: the system temp dir);
 //! `SLUICE_BENCH_MIB` the MiB per round (default 512: well below the
-//! dirty-page limit, so writeback throttling does not dominate). Nine
-//! rounds, alternating which side goes first; medians are reported.
+//! dirty-page limit, so writeback throttling does not dominate);
+//! `SLUICE_BENCH_RECORDS` and `SLUICE_BENCH_RECORD_BYTES` the batch's shape
+//! (default 1024 of 1024 B; the metrics scenario's small batches are about
+//! `1` of `500`: then the system calls per batch dominate). Nine rounds,
+//! alternating which side goes first; medians are reported.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -22,20 +25,26 @@ use std::time::{Duration, Instant};
 
 use sluice_storage::{LeaderEpoch, LogConfig, Offset, PartitionLog};
 
-const RECORD: usize = 1024;
-const RECORDS: i32 = 1024;
 const ROUNDS: usize = 9;
 
-fn batch() -> Vec<u8> {
-    let payload = RECORD * RECORDS as usize - 61;
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A batch of `records` records of `record` bytes (at least its header).
+fn batch(records: i32, record: usize) -> Vec<u8> {
+    let payload = (record * records as usize).saturating_sub(61);
     let mut b = vec![0u8; 61 + payload];
     let len = i32::try_from(b.len() - 12).unwrap();
     b[8..12].copy_from_slice(&len.to_be_bytes());
     b[16] = 2;
-    b[23..27].copy_from_slice(&(RECORDS - 1).to_be_bytes());
+    b[23..27].copy_from_slice(&(records - 1).to_be_bytes());
     b[35..43].copy_from_slice(&1_700_000_000_000i64.to_be_bytes());
     b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    b[57..61].copy_from_slice(&RECORDS.to_be_bytes());
+    b[57..61].copy_from_slice(&records.to_be_bytes());
     for (i, x) in b[61..].iter_mut().enumerate() {
         *x = (i * 31 % 251) as u8;
     }
@@ -157,15 +166,14 @@ fn main() {
         return;
     }
     let base = std::env::var_os("SLUICE_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
-    let mib: usize = std::env::var("SLUICE_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512);
-    let batch = batch();
-    let n = mib;
+    let mib = env_or("SLUICE_BENCH_MIB", 512);
+    let records = i32::try_from(env_or("SLUICE_BENCH_RECORDS", 1024)).unwrap();
+    let record = env_or("SLUICE_BENCH_RECORD_BYTES", 1024);
+    let batch = batch(records, record);
+    let n = (mib << 20) / batch.len();
     let total = (batch.len() * n) as u64;
     println!(
-        "append: {n} batches of {} bytes ({RECORDS} records of {RECORD} B) per round, {ROUNDS} rounds, dir {}",
+        "append: {n} batches of {} bytes ({records} records of {record} B) per round, {ROUNDS} rounds, dir {}",
         batch.len(),
         base.display()
     );

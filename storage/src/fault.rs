@@ -195,7 +195,7 @@ mod tests {
         a.append_as_leader(&one, LeaderEpoch(0), 0).unwrap();
         inject(Call::Write, 0, Errno::IO);
         let err = a.append_as_leader(&one, LeaderEpoch(0), 0).unwrap_err();
-        assert!(matches!(err, Error::Io { op: "pwrite", .. }), "{err:?}");
+        assert!(matches!(err, Error::Io { op: "pwritev", .. }), "{err:?}");
         assert!(err.takes_log_dir_offline());
         assert!(dir.health().is_poisoned());
         assert!(matches!(

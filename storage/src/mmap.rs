@@ -50,6 +50,7 @@
 //!   bytes under a `&[u8]`; the log directory is assumed to be ours alone.
 
 use std::fs::{File, OpenOptions};
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -436,18 +437,21 @@ impl MapWriter {
         self.file.published.store(new, Ordering::Release);
     }
 
-    /// Writes `parts`, in order, at the end of the file with `pwrite` and
-    /// publishes them: the append path. One copy, socket buffer → page
+    /// Writes `parts`, in order, at the end of the file with one `pwritev`
+    /// and publishes them: the append path. One copy, socket buffer → page
     /// cache; readers see the bytes through the mapping (same page cache).
     ///
     /// Why not copy through the mapping: the first store to each page of a
     /// shared file mapping faults, and the kernel zero-fills the page before
     /// the copy overwrites it (a third of the broker's produce CPU in
     /// `perf`, and slower still when the system is busy); `pwrite` of whole
-    /// pages fills the page cache directly. The bytes land in the reserved
-    /// range `[published, writable_end)`, which no reader views.
-    pub(crate) fn append_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
-        use std::os::unix::fs::FileExt;
+    /// pages fills the page cache directly. Why one `pwritev` and not a
+    /// `pwrite` per part: each write call that starts a new block zero-fills
+    /// the rest of it, and a small batch sent as a rewritten header and its
+    /// records paid two calls (a loop of 511-byte batches: 28 % less CPU as
+    /// one call). The bytes land in the reserved range
+    /// `[published, writable_end)`, which no reader views.
+    pub(crate) fn append_parts<const N: usize>(&mut self, parts: [&[u8]; N]) -> Result<()> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let pos = self.published();
         if len > self.remaining() {
@@ -461,13 +465,20 @@ impl MapWriter {
         if end > self.writable_end {
             self.grow(end)?;
         }
-        let mut at = pos;
         let fd = self.file.descriptor()?;
-        for part in parts {
-            fault::check(Call::Write)
-                .and_then(|()| fd.write_all_at(part, at))
-                .map_err(|e| Error::io("pwrite", &self.file.path, e))?;
-            at += part.len() as u64;
+        let mut slices = parts.map(IoSlice::new);
+        let mut rest = slices.as_mut_slice();
+        let mut at = pos;
+        while !rest.is_empty() {
+            let written = fault::check(Call::Write)
+                .and_then(|()| rustix::io::pwritev(&*fd, rest, at).map_err(std::io::Error::from))
+                .and_then(|n| match n {
+                    0 => Err(std::io::ErrorKind::WriteZero.into()),
+                    n => Ok(n),
+                })
+                .map_err(|e| Error::io("pwritev", &self.file.path, e))?;
+            at += written as u64;
+            IoSlice::advance_slices(&mut rest, written);
         }
         self.file.published.store(end, Ordering::Release);
         Ok(())

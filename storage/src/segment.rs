@@ -315,9 +315,9 @@ impl Segment {
                 header.copy_from_slice(head);
                 set_base_offset(header, meta.base.0);
                 set_partition_leader_epoch(header, epoch.0);
-                log.append_parts(&[header, records])?;
+                log.append_parts([header, records])?;
             }
-            None => log.append_parts(&[src])?,
+            None => log.append_parts([src])?,
         }
         self.note_batch(pos, meta, config)?;
         Ok(FilePosition(u32::try_from(pos).unwrap_or(u32::MAX)))
