@@ -221,12 +221,15 @@ fn produce_partition(
     )?;
     let config = broker.replicas().topic_config(topic);
     let min_insync = config
-        .as_ref()
+        .as_deref()
         .map_or(1, crate::settings::TopicConfig::min_insync_replicas);
     let max = config
-        .as_ref()
+        .as_deref()
         .map_or(broker.config().message_max_bytes, |c| c.max_message_bytes());
-    let rules = config.as_ref().map(TimestampRules::of).unwrap_or_default();
+    let rules = config
+        .as_deref()
+        .map(TimestampRules::of)
+        .unwrap_or_default();
     let records = records.ok_or_else(|| BrokerError::InvalidRecord("no records".into()))?;
     let (view, summary) = validate_single_batch(records, max, broker.decompression())?;
     if summary.null_key_records > 0 && config.as_ref().is_some_and(|c| c.compaction().is_some()) {

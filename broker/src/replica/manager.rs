@@ -57,7 +57,9 @@ struct Hosted {
 
 struct TopicPartitions {
     topic_id: uuid::Uuid,
-    config: TopicConfig,
+    /// Shared with every produce that reads it (a clone is a count, not a
+    /// copy of the table: produce looked it up per partition per request).
+    config: Arc<TopicConfig>,
     /// Indexed by partition id; `None` where this node holds no replica.
     partitions: Vec<Option<Hosted>>,
 }
@@ -73,7 +75,7 @@ type Stale = Vec<(String, TopicPartitions)>;
 /// gets.
 struct OpenPlan {
     topic: TopicImage,
-    config: TopicConfig,
+    config: Arc<TopicConfig>,
     open: Vec<(i32, PartitionRole)>,
 }
 
@@ -380,12 +382,12 @@ impl ReplicaManager {
     }
 
     /// The effective config of a hosted topic.
-    pub fn topic_config(&self, topic: &str) -> Option<TopicConfig> {
+    pub fn topic_config(&self, topic: &str) -> Option<Arc<TopicConfig>> {
         self.topics
             .read()
             .ok()?
             .get(topic)
-            .map(|t| t.config.clone())
+            .map(|t| Arc::clone(&t.config))
     }
 
     /// Opens, reconfigures, re-roles, sets aside and deletes partition
@@ -540,7 +542,7 @@ impl ReplicaManager {
         let mut roles = Vec::new();
         let mut plans = Vec::new();
         for topic in image.topics() {
-            let config = TopicConfig::resolve(&topic.configs, &self.defaults);
+            let config = Arc::new(TopicConfig::resolve(&topic.configs, &self.defaults));
             let mut open = Vec::new();
             let entry = topics.get_mut(&topic.name);
             if let Some(entry) = &entry {
@@ -582,7 +584,7 @@ impl ReplicaManager {
                 }
             }
             if let Some(entry) = entry {
-                entry.config = config.clone();
+                entry.config = Arc::clone(&config);
             }
             if !open.is_empty() {
                 plans.push(OpenPlan {
