@@ -37,14 +37,14 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use sluice_client::{DeliveryFuture, Producer, ProducerRecord};
+use sluice_client::{DeliveryFuture, Producer, ProducerRecordRef};
 use tokio::sync::mpsc;
 
 use crate::key_ledger::KeyLedger;
 use crate::latency::Latency;
 use crate::progress::Live;
 use crate::timeline::Timeline;
-use crate::workload::RecordSource;
+use crate::workload::{Generated, RecordSource};
 
 /// How long a worker waits for outstanding acks after its last send.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -105,6 +105,7 @@ pub async fn run(
     let mut sent = 0u64;
     let mut send_error = None;
     let mut clock = SendClock::new();
+    let mut generated = Generated::default();
     loop {
         let now = clock.now();
         if now >= timeline.end || plan.records_max.is_some_and(|m| sent >= m) {
@@ -128,19 +129,24 @@ pub async fn run(
             None => now,
         };
         let stamp_ns = timeline.wall_ns(intended);
-        let generated = source.next(stamp_ns);
-        let bytes = generated.key.as_ref().map_or(0, |k| k.len())
-            + generated.value.as_ref().map_or(0, |v| v.len());
-        let sent_key = generated.key_id.map(|id| (id, generated.value.is_none()));
-        let record = ProducerRecord {
-            topic: plan.topic.clone(),
+        source.next(stamp_ns, &mut generated);
+        let key = generated.key();
+        let value = generated.value();
+        let bytes = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+        let sent_key = generated.key_id.map(|id| (id, value.is_none()));
+        // Borrowed from `generated`: `send_ref` copies key and value into
+        // the partition's batch (their second and last write on this side:
+        // the generator wrote them into `generated`, the batch goes on the
+        // wire as it is).
+        let record = ProducerRecordRef {
+            topic: &plan.topic,
             partition: None,
-            key: generated.key,
-            value: generated.value,
-            headers: Vec::new(),
+            key,
+            value,
+            headers: &[],
             timestamp: Some(i64::try_from(stamp_ns / 1_000_000).unwrap_or(i64::MAX)),
         };
-        let send = producer.send(record);
+        let send = producer.send_ref(record);
         tokio::pin!(send);
         let sent_now = match poll_once(send.as_mut()).await {
             Some(result) => result,

@@ -84,5 +84,7 @@ pub use consumer::{
 pub use error::{Error, Result, kafka_name};
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use offsets::{OffsetSpec, PartitionOffset};
-pub use producer::{Acks, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+pub use producer::{
+    Acks, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, ProducerRecordRef,
+};
 pub use sluice_protocol::ErrorCode;

@@ -2,7 +2,7 @@
 //! (100 K keys), rewritten at a modest rate; readers want every update.
 //! The plan's topic is compacted (`bench/scenarios/config.toml`).
 
-use bytes::Bytes;
+use std::io::Write as _;
 
 use super::{Draw, Generated, RecordSource};
 use crate::scenario::Records;
@@ -22,15 +22,14 @@ impl Config {
 }
 
 impl RecordSource for Config {
-    fn next(&mut self, stamp_ns: u64) -> Generated {
+    fn next(&mut self, stamp_ns: u64, out: &mut Generated) {
         let key_id = self.draw.key_id();
         let id = key_id.unwrap_or(0);
         self.version += 1;
         let body = format!("version={};", self.version);
-        Generated {
-            key_id,
-            key: Some(Bytes::from(format!("config/service-{id:06}"))),
-            value: Some(self.draw.stamped_value(stamp_ns, body.as_bytes())),
-        }
+        let out = out.start(key_id);
+        let _ = write!(out.key_buf(), "config/service-{id:06}");
+        self.draw
+            .stamped_value(out.value_buf(), stamp_ns, body.as_bytes());
     }
 }

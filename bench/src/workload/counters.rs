@@ -18,14 +18,14 @@ impl Counters {
 }
 
 impl RecordSource for Counters {
-    fn next(&mut self, stamp_ns: u64) -> Generated {
+    fn next(&mut self, stamp_ns: u64, out: &mut Generated) {
         let key_id = self.draw.key_id();
-        let key = key_id.map(|id| self.draw.bytes(&id.to_be_bytes()));
-        let delta = (self.draw.rng.below(10) as i64) + 1;
-        Generated {
-            key_id,
-            key,
-            value: Some(self.draw.stamped_value(stamp_ns, &delta.to_le_bytes())),
+        let out = out.start(key_id);
+        if let Some(id) = key_id {
+            out.key_buf().extend_from_slice(&id.to_be_bytes());
         }
+        let delta = (self.draw.rng.below(10) as i64) + 1;
+        self.draw
+            .stamped_value(out.value_buf(), stamp_ns, &delta.to_le_bytes());
     }
 }

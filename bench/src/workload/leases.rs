@@ -3,7 +3,7 @@
 //! acquisition is its fencing token. The plan's topic is compacted
 //! (`bench/scenarios/leases.toml`).
 
-use bytes::Bytes;
+use std::io::Write as _;
 
 use super::{Draw, Generated, RecordSource};
 use crate::scenario::Records;
@@ -28,27 +28,21 @@ impl Leases {
 }
 
 impl RecordSource for Leases {
-    fn next(&mut self, stamp_ns: u64) -> Generated {
+    fn next(&mut self, stamp_ns: u64, out: &mut Generated) {
         let key_id = self.draw.key_id();
         let id = key_id.unwrap_or(0);
         self.count += 1;
-        let key = Some(Bytes::from(format!("resource-{id:010}")));
+        let out = out.start(key_id);
+        let _ = write!(out.key_buf(), "resource-{id:010}");
         if self.tombstone_every > 0 && self.count.is_multiple_of(self.tombstone_every) {
-            return Generated {
-                key_id,
-                key,
-                value: None,
-            };
+            return;
         }
         let owner = self.draw.rng.below(100_000);
         let body = format!(
             "owner=worker-{owner:05};expires_ns={};",
             stamp_ns.saturating_add(TTL_NS)
         );
-        Generated {
-            key_id,
-            key,
-            value: Some(self.draw.stamped_value(stamp_ns, body.as_bytes())),
-        }
+        self.draw
+            .stamped_value(out.value_buf(), stamp_ns, body.as_bytes());
     }
 }

@@ -1,7 +1,7 @@
 //! Messaging backbone: opaque 1 KiB payloads, keyless by default (sticky
 //! partitioning) or keyed when `records.keys` is set.
 
-use bytes::Bytes;
+use std::io::Write as _;
 
 use super::{Draw, Generated, RecordSource};
 use crate::scenario::Records;
@@ -19,13 +19,12 @@ impl Messaging {
 }
 
 impl RecordSource for Messaging {
-    fn next(&mut self, stamp_ns: u64) -> Generated {
+    fn next(&mut self, stamp_ns: u64, out: &mut Generated) {
         let key_id = self.draw.key_id();
-        let key = key_id.map(|id| Bytes::from(format!("key-{id}")));
-        Generated {
-            key_id,
-            key,
-            value: Some(self.draw.stamped_value(stamp_ns, &[])),
+        let out = out.start(key_id);
+        if let Some(id) = key_id {
+            let _ = write!(out.key_buf(), "key-{id}");
         }
+        self.draw.stamped_value(out.value_buf(), stamp_ns, &[]);
     }
 }

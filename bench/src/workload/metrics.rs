@@ -5,7 +5,7 @@
 //! {"ts":1712345678901234567,"host":"host-00042","metric":"cpu.user","value":12.345,"tags":{…},"pad":"…"}
 //! ```
 
-use bytes::Bytes;
+use std::io::Write as _;
 
 use super::{Draw, Generated, RecordSource};
 use crate::scenario::Records;
@@ -36,7 +36,7 @@ impl Metrics {
 }
 
 impl RecordSource for Metrics {
-    fn next(&mut self, stamp_ns: u64) -> Generated {
+    fn next(&mut self, stamp_ns: u64, out: &mut Generated) {
         let key_id = self.draw.key_id();
         let host = key_id.unwrap_or(0);
         let metric = METRICS
@@ -44,8 +44,10 @@ impl RecordSource for Metrics {
             .copied()
             .unwrap_or("cpu.user");
         let reading = self.draw.rng.next_f64() * 1000.0;
-        let mut value = Vec::with_capacity(self.draw.value_bytes);
-        stamp::put_json(&mut value, stamp_ns);
+        let out = out.start(key_id);
+        let _ = write!(out.key_buf(), "host-{host:05}");
+        let value = out.value_buf();
+        stamp::put_json(value, stamp_ns);
         value.extend_from_slice(
             format!(
                 ",\"host\":\"host-{host:05}\",\"metric\":\"{metric}\",\"value\":{reading:.3},\
@@ -60,12 +62,7 @@ impl RecordSource for Metrics {
             .draw
             .value_bytes
             .saturating_sub(value.len() + closing.len());
-        self.draw.filler.extend(&mut value, pad);
+        self.draw.filler.extend(value, pad);
         value.extend_from_slice(closing);
-        Generated {
-            key_id,
-            key: Some(Bytes::from(format!("host-{host:05}"))),
-            value: Some(Bytes::from(value)),
-        }
     }
 }

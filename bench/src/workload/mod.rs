@@ -12,7 +12,7 @@ mod leases;
 mod messaging;
 mod metrics;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::BufMut;
 
 use crate::keys::KeyChooser;
 use crate::scenario::Records;
@@ -21,13 +21,52 @@ use sluice_client::rng::SplitMix64;
 /// The workloads, by the names scenario files use.
 pub const NAMES: &[&str] = &["messaging", "metrics", "counters", "config", "leases"];
 
-/// One record's key and value (`None` value: a tombstone).
-#[derive(Debug, Clone)]
+/// One record's key and value, written by a [`RecordSource`] into buffers
+/// the send loop reuses for every record: the producer copies them into
+/// its batch at `send_ref`, so generating a record allocates nothing and
+/// the record's bytes are written twice in all (here, then into the batch).
+#[derive(Debug, Default)]
 pub struct Generated {
     /// The key's id in the scenario's key space (`None`: keyless).
     pub key_id: Option<u64>,
-    pub key: Option<Bytes>,
-    pub value: Option<Bytes>,
+    key: Vec<u8>,
+    has_key: bool,
+    value: Vec<u8>,
+    has_value: bool,
+}
+
+impl Generated {
+    /// Empty key and value buffers to write the next record into; the
+    /// record is keyless and a tombstone until they are taken.
+    fn start(&mut self, key_id: Option<u64>) -> &mut Self {
+        self.key_id = key_id;
+        self.key.clear();
+        self.value.clear();
+        self.has_key = false;
+        self.has_value = false;
+        self
+    }
+
+    /// The key buffer, empty; the record has a key.
+    fn key_buf(&mut self) -> &mut Vec<u8> {
+        self.has_key = true;
+        &mut self.key
+    }
+
+    /// The value buffer, empty; the record has a value.
+    fn value_buf(&mut self) -> &mut Vec<u8> {
+        self.has_value = true;
+        &mut self.value
+    }
+
+    pub fn key(&self) -> Option<&[u8]> {
+        self.has_key.then_some(self.key.as_slice())
+    }
+
+    /// `None`: a tombstone.
+    pub fn value(&self) -> Option<&[u8]> {
+        self.has_value.then_some(self.value.as_slice())
+    }
 }
 
 /// Produces the records of one producer.
@@ -38,15 +77,7 @@ pub struct Draw {
     keys: Option<KeyChooser>,
     pub filler: Filler,
     pub value_bytes: usize,
-    /// Values (and small keys) are written here and cut off as `Bytes`:
-    /// one block of [`ARENA_BYTES`], reused once the producer has copied
-    /// the values cut from it into batches — as a client reading its
-    /// input into a buffer would, not one `Vec` per record.
-    arena: BytesMut,
 }
-
-/// Bytes of one arena block.
-const ARENA_BYTES: usize = 256 * 1024;
 
 impl Draw {
     /// `printable` restricts the filler to letters and digits (text values).
@@ -58,15 +89,7 @@ impl Draw {
             rng,
             filler,
             value_bytes: spec.value_bytes,
-            arena: BytesMut::new(),
         })
-    }
-
-    /// `bytes` as `Bytes` cut from the arena.
-    pub fn bytes(&mut self, bytes: &[u8]) -> Bytes {
-        let arena = room(&mut self.arena, bytes.len());
-        arena.put_slice(bytes);
-        arena.split().freeze()
     }
 
     /// The next key id, or `None` for a keyless workload.
@@ -75,35 +98,19 @@ impl Draw {
         self.keys.as_mut().map(|k| k.next(rng))
     }
 
-    /// A value: the binary send-time stamp, then `body`, then filler up to
-    /// `value_bytes`.
-    pub fn stamped_value(&mut self, stamp_ns: u64, body: &[u8]) -> Bytes {
-        let len = self
-            .value_bytes
-            .max(crate::stamp::BINARY_BYTES + body.len());
-        let value = room(&mut self.arena, len);
+    /// Writes a value into `value`: the binary send-time stamp, then
+    /// `body`, then filler up to `value_bytes`.
+    pub fn stamped_value(&mut self, value: &mut Vec<u8>, stamp_ns: u64, body: &[u8]) {
         crate::stamp::put_binary(value, stamp_ns);
         value.put_slice(body);
         let rest = self.value_bytes.saturating_sub(value.len());
         self.filler.extend(value, rest);
-        value.split().freeze()
     }
-}
-
-/// `arena` with room for `len` more bytes. When the block is used up,
-/// `reserve` takes it back whole if every value cut from it is dropped
-/// (the producer copies a value into its batch at once, so it nearly
-/// always is), and allocates a new block otherwise.
-fn room(arena: &mut BytesMut, len: usize) -> &mut BytesMut {
-    if arena.capacity() - arena.len() < len {
-        arena.reserve(ARENA_BYTES.max(len));
-    }
-    arena
 }
 
 pub trait RecordSource: Send {
-    /// The next record, its value stamped with `stamp_ns`.
-    fn next(&mut self, stamp_ns: u64) -> Generated;
+    /// Writes the next record into `out`, its value stamped with `stamp_ns`.
+    fn next(&mut self, stamp_ns: u64, out: &mut Generated);
 }
 
 /// The smallest `records.value_bytes` the workload can write: its send

@@ -279,16 +279,49 @@ impl ProducerRecord {
         self
     }
 
+    /// The record as borrowed parts, for [`Producer::send_ref`].
+    pub fn as_ref(&self) -> ProducerRecordRef<'_> {
+        ProducerRecordRef {
+            topic: &self.topic,
+            partition: self.partition,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: &self.headers,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// One record to send, borrowed: [`Producer::send_ref`] copies its key and
+/// value into the partition's open batch before it returns (the one copy
+/// of the record's bytes on the producer), so a caller that builds records
+/// in a reused buffer needs no `Bytes` (no allocation, no reference
+/// count) per record.
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerRecordRef<'a> {
+    /// The topic's shared name: the producer finds the topic by this
+    /// `Arc`'s pointer when it is the one it saw last.
+    pub topic: &'a Arc<str>,
+    /// `None`: chosen by the partitioner.
+    pub partition: Option<i32>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(String, Option<Bytes>)],
+    /// Milliseconds since the epoch; `None`: now.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecordRef<'_> {
     /// Buffer bytes this record is charged: its payload plus the record
     /// framing overhead (an upper bound of its varints and attributes).
     fn size(&self) -> usize {
-        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        let len = |b: Option<&[u8]>| b.map_or(0, <[u8]>::len);
         let headers: usize = self
             .headers
             .iter()
-            .map(|(k, v)| k.len() + len(v) + 10)
+            .map(|(k, v)| k.len() + len(v.as_deref()) + 10)
             .sum();
-        RECORD_OVERHEAD_BYTES_MAX + len(&self.key) + len(&self.value) + headers
+        RECORD_OVERHEAD_BYTES_MAX + len(self.key) + len(self.value) + headers
     }
 }
 
@@ -408,12 +441,20 @@ impl Producer {
     /// Queues `record`, waiting while the buffer is full. The returned
     /// future resolves when the broker acknowledges it.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        self.send_ref(record.as_ref()).await
+    }
+
+    /// [`Producer::send`] for a borrowed record: its key and value are
+    /// copied into the batch (the record's only copy on the producer; the
+    /// batch then goes on the wire as it is), so they need to live only
+    /// until this returns.
+    pub async fn send_ref(&self, record: ProducerRecordRef<'_>) -> Result<DeliveryFuture> {
         let inner = &self.handle.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed("producer"));
         }
         let size = record.size();
-        let permits = ensure_valid_record_size(&inner.config, &record.topic, size)?;
+        let permits = ensure_valid_record_size(&inner.config, record.topic, size)?;
         // The buffer permit first: without waiting when there is room (a
         // compare-and-swap), otherwise queued behind other senders.
         match inner.buffer.try_acquire_many(permits) {
@@ -429,9 +470,9 @@ impl Producer {
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let parts = RecordParts {
             timestamp,
-            key: record.key.as_deref(),
-            value: record.value.as_deref(),
-            headers: &record.headers,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
         };
         // The topic's partition count is cached in the accumulator per
         // metadata generation, so the common send takes one lock and no
@@ -445,12 +486,12 @@ impl Producer {
                 // A topic gets its queues only once it is known to exist.
                 let known = match fetched {
                     Some(n) => {
-                        let topic = acc.topic(&record.topic);
+                        let topic = acc.topic(record.topic);
                         acc.set_partition_count(topic, n, generation);
                         Some((topic, n))
                     }
                     None => acc
-                        .find_topic(&record.topic)
+                        .find_topic(record.topic)
                         .and_then(|t| Some((t, acc.partition_count(t, generation)?))),
                 };
                 known.map(|(topic, partitions)| {
@@ -485,7 +526,7 @@ impl Producer {
             };
             match attempt {
                 Some(appended) => break appended,
-                None => match self.partition_count(&record.topic).await {
+                None => match self.partition_count(record.topic).await {
                     Ok(n) => fetched = Some(n),
                     Err(e) => {
                         inner.buffer.add_permits(size);
