@@ -12,7 +12,7 @@
 //!                                                        crash: new .log, indexes rebuilt,
 //!                                                        the rest of the group removed)
 //!   4. fsync the directory, delete the group's other segments (renamed
-//!      to .deleted, unlinked)
+//!      to .deleted, handed to the reclaimer, which frees them in steps)
 //!   5. rename the new indexes in, remove <first>.swap/, fsync the directory
 //! recovery removes a leftover <first>.swap/, rebuilds missing indexes and
 //! deletes a segment that starts inside the one before it (only step 3
@@ -196,7 +196,12 @@ impl PartitionLog {
             return Ok(());
         }
         for covered in replaces.iter().skip(1) {
-            segment::delete_files(&self.dir, covered.base)?;
+            // Renamed now; freed by the reclaimer (in steps, once the old
+            // segments below drop their mappings), as retention's are.
+            segment::rename_to_deleted(&self.dir, covered.base)?;
+            for path in segment::deleted_paths(&self.dir, covered.base) {
+                self.reclaimer.remove_file(path);
+            }
             if crash == Some(CrashPoint::AfterOneCoveredDeleted) {
                 break;
             }
