@@ -280,7 +280,7 @@ impl ProducerRecord {
     }
 
     /// The record as borrowed parts, for [`Producer::send_ref`].
-    pub fn as_ref(&self) -> ProducerRecordRef<'_> {
+    pub fn as_record_ref(&self) -> ProducerRecordRef<'_> {
         ProducerRecordRef {
             topic: &self.topic,
             partition: self.partition,
@@ -441,7 +441,7 @@ impl Producer {
     /// Queues `record`, waiting while the buffer is full. The returned
     /// future resolves when the broker acknowledges it.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
-        self.send_ref(record.as_ref()).await
+        self.send_ref(record.as_record_ref()).await
     }
 
     /// [`Producer::send`] for a borrowed record: its key and value are
