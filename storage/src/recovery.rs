@@ -806,7 +806,7 @@ mod tests {
         let mut log = open(dir.path());
         append(&mut log, 25);
         log.flush().unwrap();
-        log.advance_log_start_offset(Offset(4)).unwrap();
+        drop(log.advance_log_start_offset(Offset(4)).unwrap());
         drop(log.simulate_crash());
         let ckpt = dir.path().join("partition.checkpoint");
         let mut b = std::fs::read(&ckpt).unwrap();

@@ -113,14 +113,16 @@ impl PartitionLog {
 
     /// DeleteRecords: records below `offset` are no longer readable. The
     /// new log start offset is checkpointed before this returns, so it
-    /// survives a restart; whole segments below it are deleted.
-    pub fn advance_log_start_offset(&mut self, offset: Offset) -> Result<()> {
+    /// survives a restart; whole segments below it are removed, their
+    /// files freed when the returned value is dropped (after the caller's
+    /// lock, as for retention).
+    pub fn advance_log_start_offset(&mut self, offset: Offset) -> Result<RemovedSegments> {
         self.check()?;
         if offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
         }
         if offset <= self.log_start {
-            return Ok(());
+            return Ok(RemovedSegments::none(&self.dir, &self.reclaimer));
         }
         self.log_start = offset;
         self.write_checkpoint()?;
@@ -133,9 +135,7 @@ impl PartitionLog {
             .rev()
             .take_while(|s| s.next_offset <= offset)
             .count();
-        // The unmapping runs under the caller's lock; the files go to the reclaimer.
-        drop(self.remove_oldest(below)?);
-        Ok(())
+        self.remove_oldest(below)
     }
 
     /// Removes every batch from the one containing `offset` on (truncation
@@ -433,7 +433,7 @@ mod tests {
             log.advance_log_start_offset(Offset(51)),
             Err(Error::OffsetOutOfRange { .. })
         ));
-        log.advance_log_start_offset(Offset(23)).unwrap();
+        drop(log.advance_log_start_offset(Offset(23)).unwrap());
         assert_eq!(log.segment_count(), 2, "segment 0 is wholly below");
         let r = log.read(Offset(23), 1, Offset(50), true).unwrap();
         assert_eq!(r.first_offset, Some(Offset(22)));

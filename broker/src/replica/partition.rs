@@ -698,7 +698,12 @@ impl Partition {
         let log_start_offset = state.log.log_start_offset().0;
         drop(state);
         self.high_watermark.log_start_moved(log_start_offset);
-        result.map(|()| log_start_offset)
+        // Dropped here, after the lock: unmaps the removed segments and
+        // hands their files to the reclaimer.
+        result.map(|removed| {
+            drop(removed);
+            log_start_offset
+        })
     }
 
     /// OffsetForLeaderEpoch as the leader at `current_leader_epoch`:
