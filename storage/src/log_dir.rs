@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::file_budget::FileBudget;
 use crate::log::PartitionLog;
 use crate::reclaim::Reclaimer;
-use crate::segment::DELETED_SUFFIX as DELETED_DIR_SUFFIX;
+use crate::segment::DELETED_SUFFIX;
 
 /// Shared "this log directory has failed" flag.
 #[derive(Debug, Clone)]
@@ -118,7 +118,7 @@ impl LogDir {
                 && entry
                     .file_name()
                     .to_string_lossy()
-                    .ends_with(DELETED_DIR_SUFFIX)
+                    .ends_with(DELETED_SUFFIX)
             {
                 reclaimer.remove_dir(entry.path());
             }
@@ -279,7 +279,7 @@ impl LogDir {
             .map_or(0, |d| d.as_nanos());
         let to = self
             .path
-            .join(format!("{}.{unique:x}{DELETED_DIR_SUFFIX}", tp.dir_name()));
+            .join(format!("{}.{unique:x}{DELETED_SUFFIX}", tp.dir_name()));
         std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
         crate::checkpoint::sync_dir(&self.path)?;
         self.reclaimer.remove_dir(to);

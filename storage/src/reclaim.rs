@@ -196,7 +196,7 @@ impl Reclaimer {
     }
 
     /// Waits until nothing is pending, at most `timeout`; whether it got
-    /// there. Tests, and a shutdown that wants the disk space back.
+    /// there (tests).
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let pending = self.shared.lock_pending();
         let (pending, _) = self

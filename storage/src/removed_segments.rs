@@ -67,9 +67,7 @@ impl Drop for RemovedSegments {
             // Unmaps the log's own view first: the reclaimer shrinks a file
             // only once no mapping of it is left.
             drop(seg);
-            for path in segment::deleted_paths(&self.dir, base) {
-                self.reclaimer.remove_file(path);
-            }
+            segment::reclaim_deleted(&self.dir, base, &self.reclaimer);
         }
     }
 }

@@ -44,6 +44,7 @@ use crate::limits;
 use crate::mmap::{self, Hold, MapWriter, MappedFile};
 use crate::offset::{FilePosition, LeaderEpoch, Offset, RelativeOffset};
 use crate::offset_index::OffsetIndex;
+use crate::reclaim::Reclaimer;
 use crate::region::FileRegion;
 use crate::time_index::TimeIndex;
 
@@ -611,8 +612,16 @@ pub(crate) fn unlink_deleted(dir: &Path, base: Offset) -> Result<()> {
 }
 
 /// The `*.deleted` names of `base`'s three files.
-pub(crate) fn deleted_paths(dir: &Path, base: Offset) -> [PathBuf; 3] {
+fn deleted_paths(dir: &Path, base: Offset) -> [PathBuf; 3] {
     [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT].map(|ext| deleted_path(&segment_path(dir, base, ext)))
+}
+
+/// The second half of a deletion off the lock: hands the `*.deleted`
+/// files of `base` to `reclaimer` (which frees them once unmapped).
+pub(crate) fn reclaim_deleted(dir: &Path, base: Offset, reclaimer: &Reclaimer) {
+    for path in deleted_paths(dir, base) {
+        reclaimer.remove_file(path);
+    }
 }
 
 fn deleted_path(path: &Path) -> PathBuf {

@@ -199,9 +199,7 @@ impl PartitionLog {
             // Renamed now; freed by the reclaimer (in steps, once the old
             // segments below drop their mappings), as retention's are.
             segment::rename_to_deleted(&self.dir, covered.base)?;
-            for path in segment::deleted_paths(&self.dir, covered.base) {
-                self.reclaimer.remove_file(path);
-            }
+            segment::reclaim_deleted(&self.dir, covered.base, &self.reclaimer);
             if crash == Some(CrashPoint::AfterOneCoveredDeleted) {
                 break;
             }
