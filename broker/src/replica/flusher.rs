@@ -1,22 +1,28 @@
-//! Group commit: one task that fsyncs partitions with unflushed appends and
-//! then advances their high watermarks, which releases the produce requests
-//! waiting for durability.
+//! Group commit: one thread that fsyncs partitions with unflushed appends
+//! and then advances their high watermarks, which releases the produce
+//! requests waiting for durability.
 //!
 //! ```text
-//! append ─► Partition::try_queue_flush ─► queue (bounded) ─► flusher:
+//! append ─► Partition::try_queue_flush ─► queue (bounded) ─► flusher thread:
 //!   drain everything queued ─► take pending flush handles (under each lock)
-//!   ─► fdatasync them all (blocking pool, no lock held)
-//!   ─► complete_flush ─► high watermark advances ─► waiters answer
+//!   ─► per partition, on the sync crew (no lock held): fdatasync
+//!      ─► complete_flush ─► high watermark advances ─► its waiters answer
 //! ```
 //!
 //! While one round syncs, new appends queue up and the next round covers
 //! them all: the more producers, the more appends each fdatasync serves.
+//! The flusher is a thread of its own, not a runtime task: a round of one
+//! partition syncs on it with no other thread woken, and a larger round is
+//! shared with [`FLUSH_SYNC_HELPERS`] parked helpers ([`super::sync_crew`])
+//! rather than a blocking-pool task per partition.
 //!
 //! # Invariants
 //! - A partition is in the queue at most once (its `flush_queued` flag), so
 //!   the queue's bound is never reached by one busy partition.
 //! - An fsync error is never retried: the partition is marked failed, and
 //!   its waiters are answered KAFKA_STORAGE_ERROR.
+//! - The thread ends when every [`Flusher`] handle is gone; its helpers end
+//!   with it.
 //!
 //! # Limits
 //! - [`FLUSH_QUEUE_CAPACITY`] partitions wait at once; producers beyond
@@ -24,14 +30,22 @@
 
 use std::sync::Arc;
 
+use sluice_storage::PendingFlush;
 use tokio::sync::mpsc;
 
 use super::partition::Partition;
+use super::sync_crew::SyncCrew;
 use crate::admin::METRICS;
 use crate::error::BrokerError;
 
 /// Partitions that may wait for a flush at once.
 pub const FLUSH_QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// Threads that sync beside the flusher thread in a round of several
+/// partitions: four syncing threads beat one per partition and one alone
+/// on this machine's disk (docs/benchmarks.md, "Group commit on a sync
+/// crew").
+pub const FLUSH_SYNC_HELPERS: usize = 3;
 
 /// Handle producers use to ask for a flush.
 #[derive(Clone)]
@@ -40,10 +54,17 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the flusher task on the current runtime.
+    /// Starts the flusher thread (no runtime needed). When the system
+    /// refuses the thread, every durability wait times out and an error
+    /// says why.
     pub fn start() -> Self {
         let (queue, rx) = mpsc::channel(FLUSH_QUEUE_CAPACITY);
-        tokio::spawn(run(rx));
+        if let Err(e) = std::thread::Builder::new()
+            .name("sluice-flush".into())
+            .spawn(move || run(rx))
+        {
+            tracing::error!(error = %e, "cannot start the flusher thread; durability waits will time out");
+        }
         Self { queue }
     }
 
@@ -51,7 +72,7 @@ impl Flusher {
     /// queue is full.
     pub async fn request(&self, partition: &Arc<Partition>) {
         if partition.try_queue_flush() && self.queue.send(Arc::clone(partition)).await.is_err() {
-            tracing::error!("flusher task is gone; durability waits will time out");
+            tracing::error!("flusher thread is gone; durability waits will time out");
         }
     }
 
@@ -65,72 +86,75 @@ impl Flusher {
     }
 }
 
-/// The flusher loop. It never ends while any `Flusher` handle lives.
-async fn run(mut rx: mpsc::Receiver<Arc<Partition>>) {
-    let mut round: Vec<Arc<Partition>> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        round.clear();
-        round.push(first);
-        while let Ok(next) = rx.try_recv() {
-            round.push(next);
+/// One partition's share of a round. `settled` turns true once its sync
+/// ran and its outcome was applied (high watermark advanced, or the
+/// partition marked failed); false only if that work panicked.
+struct FlushJob {
+    partition: Arc<Partition>,
+    flush: PendingFlush,
+    settled: bool,
+}
+
+/// Syncs one partition and applies the outcome at once, so a partition's
+/// waiters are answered as soon as its own files are on disk, not when the
+/// round's slowest file is.
+fn sync_and_settle(job: &mut FlushJob) {
+    let p = &job.partition;
+    let started = std::time::Instant::now();
+    let result = job.flush.sync();
+    METRICS.flush.synced(started.elapsed(), result.is_ok());
+    match result {
+        Ok(()) => match p.complete_flush(&job.flush) {
+            // Closed meanwhile (shutdown, or the partition moved away):
+            // `Partition::close` flushed the log itself.
+            Ok(()) | Err(BrokerError::PartitionClosed { .. }) => {}
+            Err(e) => {
+                tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cannot complete flush");
+            }
+        },
+        Err(e) => {
+            tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "fdatasync failed; partition marked failed");
+            p.mark_failed();
         }
-        flush_round(&round).await;
+    }
+    job.settled = true;
+}
+
+/// The flusher loop. It ends once every `Flusher` handle is dropped.
+fn run(mut rx: mpsc::Receiver<Arc<Partition>>) {
+    let mut crew = SyncCrew::start("sluice-sync", FLUSH_SYNC_HELPERS, sync_and_settle);
+    let mut jobs: Vec<FlushJob> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        queue_job(first, &mut jobs);
+        while let Ok(next) = rx.try_recv() {
+            queue_job(next, &mut jobs);
+        }
+        if jobs.is_empty() {
+            continue;
+        }
+        METRICS.flush.round(jobs.len());
+        crew.run(&mut jobs);
+        for job in jobs.drain(..).filter(|job| !job.settled) {
+            // Its waiters time out (REQUEST_TIMED_OUT); the partition's
+            // next append queues it again.
+            let p = &job.partition;
+            tracing::error!(topic = %p.topic(), partition = p.index(), "flush ended without an outcome");
+        }
     }
     tracing::debug!("flusher stopped: every handle was dropped");
 }
 
-async fn flush_round(partitions: &[Arc<Partition>]) {
-    let mut pending = Vec::with_capacity(partitions.len());
-    for p in partitions {
-        match p.take_pending_flush() {
-            Ok(Some(flush)) => pending.push((Arc::clone(p), flush)),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cannot take pending flush")
-            }
-        }
-    }
-    if pending.is_empty() {
-        return;
-    }
-    // One blocking task per partition file: fdatasync mostly waits on the
-    // device, so syncing the partitions of a round in parallel lets one
-    // device queue serve them all instead of paying each latency in turn.
-    METRICS.flush.round(pending.len());
-    let mut tasks = tokio::task::JoinSet::new();
-    for (p, flush) in pending {
-        tasks.spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let result = flush.sync();
-            METRICS.flush.synced(started.elapsed(), result.is_ok());
-            (p, flush, result)
-        });
-    }
-    let mut synced = Vec::with_capacity(tasks.len());
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(s) => synced.push(s),
-            // The partition's waiters time out (REQUEST_TIMED_OUT); its
-            // next append queues it again.
-            Err(e) => tracing::error!(error = %e, "flush task failed"),
-        }
-    }
-    for (p, flush, result) in synced {
-        match result {
-            Ok(()) => {
-                match p.complete_flush(&flush) {
-                    // Closed meanwhile (shutdown, or the partition moved
-                    // away): `Partition::close` flushed the log itself.
-                    Ok(()) | Err(BrokerError::PartitionClosed { .. }) => {}
-                    Err(e) => {
-                        tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "cannot complete flush");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "fdatasync failed; partition marked failed");
-                p.mark_failed();
-            }
+/// Adds `partition`'s pending flush to the round, if it has one.
+fn queue_job(partition: Arc<Partition>, jobs: &mut Vec<FlushJob>) {
+    match partition.take_pending_flush() {
+        Ok(Some(flush)) => jobs.push(FlushJob {
+            partition,
+            flush,
+            settled: false,
+        }),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(topic = %partition.topic(), partition = partition.index(), error = %e, "cannot take pending flush")
         }
     }
 }

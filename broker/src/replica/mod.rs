@@ -35,6 +35,7 @@ pub mod producer_snapshot;
 pub mod producer_state;
 pub mod reconciler;
 pub mod role;
+pub mod sync_crew;
 pub mod timestamps;
 
 pub use flusher::Flusher;
