@@ -938,7 +938,13 @@ fn a_broker_only_node_follows_the_voters_registers_and_leads_partitions() {
         .iter()
         .find(|(_, (leader, _))| *leader == 4)
         .expect("the broker-only node leads a partition");
-    let (code, base, _) = produce_to(port, "spread", partition, 3);
+    // The metadata can name the node leader a moment before its replica
+    // manager has taken the role (Kafka's brokers answer
+    // NOT_LEADER_OR_FOLLOWER in that window too; clients retry).
+    let (code, base, _) = eventually("the broker-only node takes the produce", || {
+        let r = produce_to(port, "spread", partition, 3);
+        (r.0 != NOT_LEADER_OR_FOLLOWER).then_some(r)
+    });
     assert_eq!((code, base), (0, 0));
     // acks=1: consumers see the records once the followers have them.
     let fetched = eventually("the produced records are readable", || {
