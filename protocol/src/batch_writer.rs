@@ -39,7 +39,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::batch_builder::ProducerIdentity;
-use crate::compression::compress;
+use crate::compression::compress_append;
 use crate::error::{DecodeError, Result};
 use crate::record_batch::{CompressionType, MAGIC_V2, RECORD_BATCH_HEADER_BYTES};
 
@@ -78,7 +78,15 @@ impl BatchWriter {
     /// An empty batch with room for `records_bytes_max` bytes of encoded
     /// records (reserved now, so appends never reallocate).
     pub fn new(records_bytes_max: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(RECORD_BATCH_HEADER_BYTES + records_bytes_max);
+        Self::with_buffer(BytesMut::new(), records_bytes_max)
+    }
+
+    /// [`BatchWriter::new`] in a buffer handed back by
+    /// [`BatchWriter::finish_recycling`] (or any buffer: it is emptied),
+    /// grown to the room needed if it is smaller.
+    pub fn with_buffer(mut buf: BytesMut, records_bytes_max: usize) -> Self {
+        buf.clear();
+        buf.reserve(RECORD_BATCH_HEADER_BYTES + records_bytes_max);
         buf.put_bytes(0, RECORD_BATCH_HEADER_BYTES);
         Self {
             buf,
@@ -154,53 +162,52 @@ impl BatchWriter {
         producer: ProducerIdentity,
         base_sequence: i32,
     ) -> Result<Bytes> {
-        let Self {
-            mut buf,
-            count,
-            base_timestamp,
-            max_timestamp,
-            ..
-        } = self;
-        if codec != CompressionType::None {
-            let records = buf.get(RECORD_BATCH_HEADER_BYTES..).unwrap_or_default();
-            let compressed = compress(codec, records, None)?;
-            buf.truncate(RECORD_BATCH_HEADER_BYTES);
-            buf.extend_from_slice(&compressed);
+        self.finish_recycling(codec, producer, base_sequence)
+            .map(|(batch, _)| batch)
+    }
+
+    /// [`BatchWriter::finish`], handing back the record buffer when the
+    /// batch is compressed (the records were compressed out of it into a
+    /// new buffer of the compressed size), emptied, for
+    /// [`BatchWriter::with_buffer`]: a producer of small compressed batches
+    /// then allocates one buffer of the batch's size per batch, not the
+    /// `batch.size` reservation as well. Uncompressed, the record buffer
+    /// *is* the batch and nothing comes back.
+    ///
+    /// Record bytes are copied once into the record buffer (appends); a
+    /// compressed batch's are then read once by the codec, which writes
+    /// straight into the batch after its header (zstd) or is copied in
+    /// (the other codecs).
+    pub fn finish_recycling(
+        self,
+        codec: CompressionType,
+        producer: ProducerIdentity,
+        base_sequence: i32,
+    ) -> Result<(Bytes, Option<BytesMut>)> {
+        let header = BatchHeader {
+            codec,
+            count: self.count,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: if self.count == 0 {
+                self.base_timestamp
+            } else {
+                self.max_timestamp
+            },
+            producer,
+            base_sequence,
+        };
+        let mut buf = self.buf;
+        if codec == CompressionType::None {
+            header.write_into(&mut buf)?;
+            return Ok((buf.freeze(), None));
         }
-        let encode_error = |reason: String| DecodeError::Encode {
-            what: "record batch",
-            api_version: 2,
-            reason,
-        };
-        let batch_length = i32::try_from(buf.len() - 12).map_err(|_| {
-            encode_error(format!("{} bytes is larger than a batch can be", buf.len()))
-        })?;
-        let max_timestamp = if count == 0 {
-            base_timestamp
-        } else {
-            max_timestamp
-        };
-        let Some(mut header) = buf.get_mut(..RECORD_BATCH_HEADER_BYTES) else {
-            return Err(encode_error("header space missing".into()));
-        };
-        header.put_i64(0); // baseOffset: the broker assigns it
-        header.put_i32(batch_length);
-        header.put_i32(-1); // partitionLeaderEpoch
-        header.put_i8(MAGIC_V2);
-        header.put_u32(0); // crc, below
-        header.put_i16(codec.id()); // CreateTime, not transactional
-        header.put_i32(count.saturating_sub(1));
-        header.put_i64(base_timestamp);
-        header.put_i64(max_timestamp);
-        header.put_i64(producer.id);
-        header.put_i16(producer.epoch);
-        header.put_i32(base_sequence);
-        header.put_i32(count);
-        let crc = crc32c::crc32c(buf.get(CRC_COVERS_FROM..).unwrap_or_default());
-        if let Some(slot) = buf.get_mut(CRC_AT..CRC_COVERS_FROM) {
-            slot.copy_from_slice(&crc.to_be_bytes());
-        }
-        Ok(buf.freeze())
+        let records = buf.get(RECORD_BATCH_HEADER_BYTES..).unwrap_or_default();
+        let mut batch = Vec::with_capacity(RECORD_BATCH_HEADER_BYTES + records.len() / 2 + 64);
+        batch.resize(RECORD_BATCH_HEADER_BYTES, 0);
+        compress_append(codec, records, None, &mut batch)?;
+        header.write_into(&mut batch)?;
+        buf.clear();
+        Ok((Bytes::from(batch), Some(buf)))
     }
 
     fn body_len(&self, record: &RecordParts<'_>) -> usize {
@@ -220,6 +227,57 @@ impl BatchWriter {
             + bytes_len(record.value)
             + varint_len(len_i64(record.headers.len()))
             + headers
+    }
+}
+
+/// The header fields [`BatchWriter::finish_recycling`] fills in once the
+/// records are in.
+struct BatchHeader {
+    codec: CompressionType,
+    count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    producer: ProducerIdentity,
+    base_sequence: i32,
+}
+
+impl BatchHeader {
+    /// Writes the header over the first [`RECORD_BATCH_HEADER_BYTES`] of
+    /// `batch` (header space, then the records as they go on the wire),
+    /// then the CRC-32C over bytes 21...
+    fn write_into(&self, batch: &mut [u8]) -> Result<()> {
+        let encode_error = |reason: String| DecodeError::Encode {
+            what: "record batch",
+            api_version: 2,
+            reason,
+        };
+        let batch_length = i32::try_from(batch.len().saturating_sub(12)).map_err(|_| {
+            encode_error(format!(
+                "{} bytes is larger than a batch can be",
+                batch.len()
+            ))
+        })?;
+        let Some(mut header) = batch.get_mut(..RECORD_BATCH_HEADER_BYTES) else {
+            return Err(encode_error("header space missing".into()));
+        };
+        header.put_i64(0); // baseOffset: the broker assigns it
+        header.put_i32(batch_length);
+        header.put_i32(-1); // partitionLeaderEpoch
+        header.put_i8(MAGIC_V2);
+        header.put_u32(0); // crc, below
+        header.put_i16(self.codec.id()); // CreateTime, not transactional
+        header.put_i32(self.count.saturating_sub(1));
+        header.put_i64(self.base_timestamp);
+        header.put_i64(self.max_timestamp);
+        header.put_i64(self.producer.id);
+        header.put_i16(self.producer.epoch);
+        header.put_i32(self.base_sequence);
+        header.put_i32(self.count);
+        let crc = crc32c::crc32c(batch.get(CRC_COVERS_FROM..).unwrap_or_default());
+        if let Some(slot) = batch.get_mut(CRC_AT..CRC_COVERS_FROM) {
+            slot.copy_from_slice(&crc.to_be_bytes());
+        }
+        Ok(())
     }
 }
 
@@ -348,6 +406,39 @@ mod tests {
                 assert_eq!(r.key, k.as_deref());
                 assert_eq!(r.value, v.as_deref());
                 assert_eq!(r.headers.len(), h.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_recycled_buffer_writes_the_same_batches() {
+        let records = fields(40);
+        let producer = ProducerIdentity { id: 42, epoch: 3 };
+        for codec in CompressionType::ALL {
+            let mut spare = None;
+            for round in 0..3 {
+                let mut w = match spare.take() {
+                    Some(buf) => BatchWriter::with_buffer(buf, 1 << 20),
+                    None => BatchWriter::new(1 << 20),
+                };
+                // A different prefix each round, then the same records.
+                for (ts, k, v, h) in records.iter().skip(round) {
+                    let parts = RecordParts {
+                        timestamp: *ts,
+                        key: k.as_deref(),
+                        value: v.as_deref(),
+                        headers: h,
+                    };
+                    assert!(w.try_append(&parts));
+                }
+                let (batch, back) = w.finish_recycling(codec, producer, 5).expect("finishes");
+                assert_eq!(back.is_some(), codec != CompressionType::None, "{codec:?}");
+                assert_eq!(
+                    batch,
+                    write(&records[round..], codec, 5),
+                    "{codec:?} round {round}"
+                );
+                spare = back;
             }
         }
     }

@@ -120,10 +120,77 @@ pub fn decompress_within(
             grow,
         ),
         CompressionType::Zstd => zstd_contexts::with_decompression(|ctx| {
+            if let Some(one_shot) = zstd_decompress_sized(ctx, input, output_bytes_max, grow) {
+                return one_shot;
+            }
             let decoder = zstd::stream::read::Decoder::with_context(input, ctx);
             read_bounded(codec, decoder, output_bytes_max, guess, grow)
         })
         .unwrap_or_else(|| Err(codec_error(codec, &"no memory for a zstd context"))),
+    }
+}
+
+/// A zstd frame that declares its content size (librdkafka's, and this
+/// crate's [`compress`]) decompressed in one call into a buffer of exactly
+/// that size: no zero-filled guess (4 KiB at least, for the ~500 B batch
+/// of a metrics producer), no streaming window buffers. `None` when the
+/// input is not exactly one frame declaring its size (several
+/// concatenated frames, a cut frame, garbage): the streaming path, bounded
+/// as before, decides.
+/// A declared size above `output_bytes_max` is refused as too large; the
+/// output can never exceed the declared size, so no window limit is
+/// needed here (the streaming path keeps [`ZSTD_WINDOW_LOG_MAX`]).
+fn zstd_decompress_sized(
+    ctx: &mut zstd_safe::DCtx<'static>,
+    input: &[u8],
+    output_bytes_max: usize,
+    grow: OutputGrowth<'_>,
+) -> Option<Result<Bytes>> {
+    let codec = CompressionType::Zstd;
+    // Exactly one whole frame: several frames' total is not declared
+    // anywhere, and a cut or garbled one gets the streaming path's error.
+    if zstd_safe::find_frame_compressed_size(input) != Ok(input.len()) {
+        return None;
+    }
+    let declared = zstd_safe::get_frame_content_size(input).ok()??;
+    let Ok(size) = usize::try_from(declared) else {
+        return Some(Err(DecodeError::DecompressedTooLarge {
+            codec,
+            max: output_bytes_max,
+        }));
+    };
+    if size > output_bytes_max {
+        return Some(Err(DecodeError::DecompressedTooLarge {
+            codec,
+            max: output_bytes_max,
+        }));
+    }
+    if !grow(size) {
+        return Some(Err(exhausted(codec)));
+    }
+    let mut out = Vec::with_capacity(size);
+    match ctx.decompress(&mut out, input) {
+        Ok(_) => Some(Ok(Bytes::from(out))),
+        Err(code) => Some(Err(codec_error(codec, &zstd_safe::get_error_name(code)))),
+    }
+}
+
+/// [`compress`], appending the compressed bytes to `out` (after what it
+/// holds: a batch's header, say). zstd writes straight into `out`'s spare
+/// capacity, reserved to `compress_bound`; the other codecs are compressed
+/// apart and copied in (the producer's default codecs are none and zstd).
+pub fn compress_append(
+    codec: CompressionType,
+    input: &[u8],
+    level: Option<i32>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    match codec {
+        CompressionType::Zstd => zstd_compress_append(input, level, out),
+        codec => {
+            out.extend_from_slice(&compress(codec, input, level)?);
+            Ok(())
+        }
     }
 }
 
@@ -146,7 +213,11 @@ pub fn compress(codec: CompressionType, input: &[u8], level: Option<i32>) -> Res
             Some(level) => compress_lz4_level(input, level),
             None => compress_lz4_fast(input),
         },
-        CompressionType::Zstd => zstd_compress(input, level),
+        CompressionType::Zstd => {
+            let mut out = Vec::new();
+            zstd_compress_append(input, level, &mut out)?;
+            Ok(Bytes::from(out))
+        }
     }
 }
 
@@ -167,17 +238,25 @@ fn compress_lz4_fast(input: &[u8]) -> Result<Bytes> {
         .map_err(|e| codec_error(codec, &e))
 }
 
-/// zstd at `level` (`None`: 3, zstd's and Kafka's default).
-fn zstd_compress(input: &[u8], level: Option<i32>) -> Result<Bytes> {
+/// zstd at `level` (`None`: 3, zstd's and Kafka's default), appended to
+/// `out`. One-shot (`ZSTD_compress2`): zstd knows the input's size, so it
+/// sizes its tables and window to it (a ~500 B batch gets small ones, not
+/// level 3's 2 MiB window) and writes the size into the frame header,
+/// which lets the reader decompress in one call into an exact buffer.
+fn zstd_compress_append(input: &[u8], level: Option<i32>, out: &mut Vec<u8>) -> Result<()> {
     let codec = CompressionType::Zstd;
     let level = level.unwrap_or(3);
     zstd_contexts::with_compression(level, |ctx| {
-        let mut out = Vec::with_capacity(zstd_safe::compress_bound(input.len()));
-        match ctx.compress2(&mut out, input) {
-            Ok(_) => Ok(Bytes::from(out)),
+        let start = out.len();
+        out.reserve(zstd_safe::compress_bound(input.len()));
+        let mut after = io::Cursor::new(&mut *out);
+        after.set_position(start as u64);
+        match ctx.compress2(&mut after, input) {
+            Ok(_) => Ok(()),
             Err(code) => {
                 // A failed one-shot leaves its frame open: start afresh.
                 let _ = ctx.reset(zstd_safe::ResetDirective::SessionOnly);
+                out.truncate(start);
                 Err(codec_error(codec, &zstd_safe::get_error_name(code)))
             }
         }

@@ -43,7 +43,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use sluice_protocol::RECORD_BATCH_HEADER_BYTES;
 use sluice_protocol::batch_builder::ProducerIdentity;
 use sluice_protocol::batch_writer::{BatchWriter, RecordParts};
@@ -149,7 +149,19 @@ pub struct Accumulator {
     /// A partition lost its sequence (KIP-360): hold everything until the
     /// sender has a new producer epoch.
     epoch_bump_wanted: bool,
+    /// Record buffers of sealed compressed batches, emptied, for the next
+    /// batches to open (at most [`SPARE_BUFFERS_MAX`]): a compressed batch
+    /// goes on the wire in a buffer of its compressed size, so its
+    /// `batch_size` record buffer is free once it is sealed.
+    spare: Vec<BytesMut>,
 }
+
+/// Emptied record buffers kept for reuse: as many as partitions a
+/// producer typically writes at once (the metrics scenario's 12), so a
+/// producer of ~1-record zstd batches allocates no `batch_size` buffer per
+/// batch. Memory: at most this many `batch_size` buffers beyond the open
+/// batches'.
+const SPARE_BUFFERS_MAX: usize = 16;
 
 /// A topic's place in the accumulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +217,7 @@ impl Accumulator {
             last: None,
             sticky: StickyPartitioner::new(),
             epoch_bump_wanted: false,
+            spare: Vec::new(),
         }
     }
 
@@ -261,25 +274,7 @@ impl Accumulator {
     }
 
     fn queue_at(&mut self, topic: TopicId, partition: i32) -> Option<&mut PartitionQueue> {
-        let index = usize::try_from(partition).ok()?;
-        let t = self.topics.get_mut(topic.0)?;
-        while t.partitions.len() <= index {
-            let partition = i32::try_from(t.partitions.len()).ok()?;
-            t.partitions.push(PartitionQueue {
-                tp: TopicPartition {
-                    topic: Arc::clone(&t.name),
-                    partition,
-                },
-                open: None,
-                sealed: VecDeque::new(),
-                in_flight: 0,
-                next_sequence: 0,
-                sealed_count: 0,
-                recovering: false,
-                retrying: Vec::new(),
-            });
-        }
-        t.partitions.get_mut(index)
+        queue_in(&mut self.topics, topic, partition)
     }
 
     /// The queue of a batch's partition (per batch, not per record: a
@@ -302,7 +297,7 @@ impl Accumulator {
         buffer_bytes: usize,
     ) -> std::result::Result<(DeliveryFuture, bool), (Released, Error)> {
         let options = self.options;
-        let Some(queue) = self.queue_at(topic, partition) else {
+        let Some(queue) = queue_in(&mut self.topics, topic, partition) else {
             let name = self.topics.get(topic.0).map_or("?", |t| &*t.name);
             return Err((
                 Released::default(),
@@ -314,21 +309,24 @@ impl Accumulator {
             && !open.writer.try_append(record)
         {
             wake = true;
-            let sealed = seal(queue, &options);
+            let sealed = seal(queue, &options, &mut self.spare);
             if let Some(t) = self.topics.get_mut(topic.0) {
                 self.sticky
                     .batch_sealed(&mut t.sticky, partition, partitions);
             }
             sealed?;
         }
-        let Some(queue) = self.queue_at(topic, partition) else {
+        let Some(queue) = queue_in(&mut self.topics, topic, partition) else {
             return Err((Released::default(), protocol("partition queue vanished")));
         };
         let open = match &mut queue.open {
             Some(open) => open,
             None => {
                 wake = true;
-                let mut writer = BatchWriter::new(options.records_bytes_max());
+                let mut writer = match self.spare.pop() {
+                    Some(buf) => BatchWriter::with_buffer(buf, options.records_bytes_max()),
+                    None => BatchWriter::new(options.records_bytes_max()),
+                };
                 // An empty batch takes any record.
                 let appended = writer.try_append(record);
                 debug_assert!(appended);
@@ -381,7 +379,7 @@ impl Accumulator {
                     let deadline = open.created + options.linger;
                     let full = open.writer.records_bytes() >= options.records_bytes_max();
                     if force || full || (slot_free && deadline <= now) {
-                        if let Err((released, _)) = seal(queue, &options) {
+                        if let Err((released, _)) = seal(queue, &options, &mut self.spare) {
                             failed.push(released);
                         }
                     } else if slot_free {
@@ -519,11 +517,40 @@ impl Accumulator {
     }
 }
 
+/// The queue of `topic`'s `partition`, created with the partitions
+/// before it on first use.
+fn queue_in(
+    topics: &mut [TopicQueues],
+    topic: TopicId,
+    partition: i32,
+) -> Option<&mut PartitionQueue> {
+    let index = usize::try_from(partition).ok()?;
+    let t = topics.get_mut(topic.0)?;
+    while t.partitions.len() <= index {
+        let partition = i32::try_from(t.partitions.len()).ok()?;
+        t.partitions.push(PartitionQueue {
+            tp: TopicPartition {
+                topic: Arc::clone(&t.name),
+                partition,
+            },
+            open: None,
+            sealed: VecDeque::new(),
+            in_flight: 0,
+            next_sequence: 0,
+            sealed_count: 0,
+            recovering: false,
+            retrying: Vec::new(),
+        });
+    }
+    t.partitions.get_mut(index)
+}
+
 /// Seals `queue`'s open batch and queues it. On failure its records are
 /// resolved with the error here.
 fn seal(
     queue: &mut PartitionQueue,
     options: &BatchOptions,
+    spare: &mut Vec<BytesMut>,
 ) -> std::result::Result<(), (Released, Error)> {
     let Some(open) = queue.open.take() else {
         return Ok(());
@@ -540,9 +567,14 @@ fn seal(
     };
     match open
         .writer
-        .finish(options.compression.codec(), producer, base_sequence)
+        .finish_recycling(options.compression.codec(), producer, base_sequence)
     {
-        Ok(data) => {
+        Ok((data, records_buffer)) => {
+            if let Some(buf) = records_buffer
+                && spare.len() < SPARE_BUFFERS_MAX
+            {
+                spare.push(buf);
+            }
             if options.idempotent {
                 queue.advance_sequence(records);
             }
