@@ -36,8 +36,9 @@
 //!
 //! # Limits
 //! - Bytes of open and sealed batches are bounded by the producer's
-//!   `buffer_bytes` (charged per record in `send`), plus the capacity each
-//!   open batch reserves (`batch_size`) per partition being written.
+//!   `buffer_bytes` (charged per record in `send`, from a credit of at
+//!   most `limits::BUFFER_CREDIT_BYTES_MAX` kept here), plus the capacity
+//!   each open batch reserves (`batch_size`) per partition being written.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -149,6 +150,14 @@ pub struct Accumulator {
     /// A partition lost its sequence (KIP-360): hold everything until the
     /// sender has a new producer epoch.
     epoch_bump_wanted: bool,
+    /// Records appended and not yet resolved (the producer's `flush` waits
+    /// for 0): counted here, under the lock `send` takes anyway, rather
+    /// than in an atomic per record.
+    unresolved_records: usize,
+    /// Buffer bytes taken from the producer's buffer semaphore and not yet
+    /// charged to a record (`Producer::send_ref`): records are charged
+    /// from it without touching the semaphore.
+    buffer_credit: usize,
     /// Record buffers of sealed compressed batches, emptied, for the next
     /// batches to open (at most [`SPARE_BUFFERS_MAX`]): a compressed batch
     /// goes on the wire in a buffer of its compressed size, so its
@@ -217,8 +226,51 @@ impl Accumulator {
             last: None,
             sticky: StickyPartitioner::new(),
             epoch_bump_wanted: false,
+            unresolved_records: 0,
+            buffer_credit: 0,
             spare: Vec::new(),
         }
+    }
+
+    /// Counts one more record sent and not yet resolved.
+    pub(crate) fn add_unresolved_record(&mut self) {
+        self.unresolved_records += 1;
+    }
+
+    /// Counts `records` resolved; returns whether none is left unresolved.
+    pub(crate) fn resolve_records(&mut self, records: usize) -> bool {
+        debug_assert!(
+            self.unresolved_records >= records,
+            "unresolved records underflow"
+        );
+        self.unresolved_records = self.unresolved_records.saturating_sub(records);
+        self.unresolved_records == 0
+    }
+
+    /// Records sent and not yet resolved.
+    pub(crate) fn unresolved_records(&self) -> usize {
+        self.unresolved_records
+    }
+
+    /// Charges `bytes` to the buffer credit if it holds them.
+    pub(crate) fn take_buffer_credit(&mut self, bytes: usize) -> bool {
+        match self.buffer_credit.checked_sub(bytes) {
+            Some(left) => {
+                self.buffer_credit = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds buffer bytes taken from the semaphore to the credit.
+    pub(crate) fn add_buffer_credit(&mut self, bytes: usize) {
+        self.buffer_credit += bytes;
+    }
+
+    /// Empties the credit: its bytes go back to the semaphore.
+    pub(crate) fn take_all_buffer_credit(&mut self) -> usize {
+        std::mem::take(&mut self.buffer_credit)
     }
 
     /// The id of `topic`, if it was added.

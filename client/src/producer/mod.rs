@@ -50,7 +50,7 @@ mod request;
 mod request_split;
 mod sender;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -332,11 +332,12 @@ pub(crate) struct Inner {
     pub(crate) accumulator: Mutex<Accumulator>,
     /// Wakes the sender: a batch opened or sealed, a flush, a close.
     pub(crate) wake: Notify,
-    /// Buffer bytes available (back-pressure).
+    /// Buffer bytes available (back-pressure); records are charged from a
+    /// credit the accumulator keeps (`limits::BUFFER_CREDIT_BYTES_MAX`).
     pub(crate) buffer: Semaphore,
-    /// Records sent and not yet resolved.
-    pub(crate) outstanding: AtomicUsize,
-    /// Notified when `outstanding` drops to zero.
+    /// Buffer bytes taken from `buffer` at once for the credit.
+    pub(crate) buffer_credit_chunk: usize,
+    /// Notified when the accumulator's unresolved records drop to zero.
     pub(crate) drained: Notify,
     /// Flushes in progress: while non-zero the sender does not linger.
     pub(crate) flushing: std::sync::atomic::AtomicUsize,
@@ -351,16 +352,47 @@ impl Inner {
         }
     }
 
-    /// Returns the buffer bytes of resolved records and counts them done.
+    /// Returns the buffer bytes of resolved records and counts them done
+    /// (per batch; takes the accumulator's lock, so not to be called with
+    /// it held).
     pub(crate) fn release(&self, released: Released) {
         self.buffer.add_permits(released.buffer_bytes);
-        let before = self
-            .outstanding
-            .fetch_sub(released.records, Ordering::AcqRel);
-        debug_assert!(before >= released.records, "outstanding records underflow");
-        if before == released.records {
+        if self.lock().resolve_records(released.records) {
             self.drained.notify_waiters();
         }
+    }
+
+    /// Takes `permits` buffer bytes for one record from the semaphore,
+    /// waiting for room if need be, plus a chunk for the accumulator's
+    /// credit when there is room for both; returns the chunk's size.
+    /// Before it waits, the credit goes back to the semaphore, so bytes
+    /// never sit idle as credit while a sender waits for room.
+    async fn take_buffer(&self, permits: u32) -> Result<usize> {
+        let closed = |_| Error::Closed("producer");
+        let chunk = u32::try_from(self.buffer_credit_chunk).unwrap_or(0);
+        if chunk > 0 {
+            match self.buffer.try_acquire_many(permits.saturating_add(chunk)) {
+                Ok(p) => {
+                    p.forget();
+                    return Ok(self.buffer_credit_chunk);
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed("producer")),
+                Err(tokio::sync::TryAcquireError::NoPermits) => {}
+            }
+        }
+        let credit = self.lock().take_all_buffer_credit();
+        self.buffer.add_permits(credit);
+        match self.buffer.try_acquire_many(permits) {
+            Ok(p) => p.forget(),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed("producer")),
+            Err(tokio::sync::TryAcquireError::NoPermits) => self
+                .buffer
+                .acquire_many(permits)
+                .await
+                .map_err(closed)?
+                .forget(),
+        }
+        Ok(0)
     }
 }
 
@@ -424,10 +456,10 @@ impl Producer {
         let inner = Arc::new(Inner {
             cluster,
             buffer: Semaphore::new(config.buffer_bytes),
+            buffer_credit_chunk: (config.buffer_bytes / 32).min(limits::BUFFER_CREDIT_BYTES_MAX),
             config,
             accumulator: Mutex::new(Accumulator::new(options)),
             wake: Notify::new(),
-            outstanding: AtomicUsize::new(0),
             drained: Notify::new(),
             flushing: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -455,18 +487,6 @@ impl Producer {
         }
         let size = record.size();
         let permits = ensure_valid_record_size(&inner.config, record.topic, size)?;
-        // The buffer permit first: without waiting when there is room (a
-        // compare-and-swap), otherwise queued behind other senders.
-        match inner.buffer.try_acquire_many(permits) {
-            Ok(p) => p.forget(),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed("producer")),
-            Err(tokio::sync::TryAcquireError::NoPermits) => inner
-                .buffer
-                .acquire_many(permits)
-                .await
-                .map_err(|_| Error::Closed("producer"))?
-                .forget(),
-        }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let parts = RecordParts {
             timestamp,
@@ -478,11 +498,22 @@ impl Producer {
         // metadata generation, so the common send takes one lock and no
         // lookup by name; a miss (new topic, new metadata) asks the
         // cluster outside the lock and tries again.
+        //
+        // The record's buffer bytes are charged under the same lock, from
+        // the accumulator's credit; when it runs short they are taken
+        // from the semaphore outside the lock (waiting there when the
+        // buffer is full: back-pressure), with a chunk of credit on top.
         let mut fetched: Option<i32> = None;
+        let mut paid = false;
+        let mut credit_bought = 0;
         let appended = loop {
             let generation = inner.cluster.metadata_generation();
             let attempt = {
                 let mut acc = inner.lock();
+                acc.add_buffer_credit(std::mem::take(&mut credit_bought));
+                if !paid && acc.take_buffer_credit(size) {
+                    paid = true;
+                }
                 // A topic gets its queues only once it is known to exist.
                 let known = match fetched {
                     Some(n) => {
@@ -494,7 +525,7 @@ impl Producer {
                         .find_topic(record.topic)
                         .and_then(|t| Some((t, acc.partition_count(t, generation)?))),
                 };
-                known.map(|(topic, partitions)| {
+                known.filter(|_| paid).map(|(topic, partitions)| {
                     let partition = match (record.partition, &record.key) {
                         (Some(p), _) => p,
                         (None, Some(key)) => partitioner::partition_for_key(key, partitions),
@@ -509,7 +540,7 @@ impl Producer {
                             )),
                         ));
                     }
-                    inner.outstanding.fetch_add(1, Ordering::AcqRel);
+                    acc.add_unresolved_record();
                     acc.append(topic, partition, partitions, &parts, size)
                         .map_err(|(released, e)| {
                             // This record counted as outstanding too.
@@ -526,6 +557,10 @@ impl Producer {
             };
             match attempt {
                 Some(appended) => break appended,
+                None if !paid => {
+                    credit_bought = inner.take_buffer(permits).await?;
+                    paid = true;
+                }
                 None => match self.partition_count(record.topic).await {
                     Ok(n) => fetched = Some(n),
                     Err(e) => {
@@ -564,7 +599,7 @@ impl Producer {
             let drained = inner.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            if inner.outstanding.load(Ordering::Acquire) == 0 {
+            if inner.lock().unresolved_records() == 0 {
                 break;
             }
             drained.await;
