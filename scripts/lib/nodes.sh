@@ -34,10 +34,14 @@ wait_listening() {
 }
 
 # broker_start LOG [serve args...]: one broker on an ephemeral port, its
-# stderr in LOG; sets BROKER_PID and BROKER_PORT.
+# stderr in LOG; sets BROKER_PID and BROKER_PORT. LOG is emptied before the
+# broker starts: the shell's own truncation runs in the child, after this
+# function may already read LOG, and would let an earlier broker's
+# "listening on" line name the port.
 broker_start() {
   local log=$1
   shift
+  : >"$log"
   "$SLUICE" serve --listen 127.0.0.1:0 "$@" 2>"$log" &
   BROKER_PID=$!
   NODES_PIDS+=("$BROKER_PID")
@@ -50,6 +54,9 @@ node_start() {
   local i=$1
   shift
   local voters="1@127.0.0.1:$((NODES_BASE + 11)),2@127.0.0.1:$((NODES_BASE + 12)),3@127.0.0.1:$((NODES_BASE + 13))"
+  # Emptied here, not by the redirection below (which runs in the child):
+  # a restarted node's old "listening on" line must not be read as new.
+  : >"$NODES_ROOT/log$i"
   "$SLUICE" serve --node-id "$i" --data-dir "$NODES_ROOT/d$i" --listen "127.0.0.1:$((NODES_BASE + i))" \
     --controller-listen "127.0.0.1:$((NODES_BASE + 10 + i))" --controller-voters "$voters" \
     --admin-listen 127.0.0.1:0 "$@" >"$NODES_ROOT/log$i" 2>&1 &
