@@ -18,7 +18,9 @@
 //!
 //! # Invariants
 //! - A partition is in the queue at most once (its `flush_queued` flag), so
-//!   the queue's bound is never reached by one busy partition.
+//!   the queue's bound is never reached by one busy partition, and in a
+//!   round at most once (the queue is drained before any flush is taken),
+//!   so its syncs never overlap.
 //! - An fsync error is never retried: the partition is marked failed, and
 //!   its waiters are answered KAFKA_STORAGE_ERROR.
 //! - The thread ends when every [`Flusher`] handle is gone; its helpers end
@@ -123,11 +125,19 @@ fn sync_and_settle(job: &mut FlushJob) {
 /// The flusher loop. It ends once every `Flusher` handle is dropped.
 fn run(mut rx: mpsc::Receiver<Arc<Partition>>) {
     let mut crew = SyncCrew::start("sluice-sync", FLUSH_SYNC_HELPERS, sync_and_settle);
+    let mut queued: Vec<Arc<Partition>> = Vec::new();
     let mut jobs: Vec<FlushJob> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
-        queue_job(first, &mut jobs);
+        // Drain first, take the flushes after: taking one clears the
+        // partition's queued mark, and an append landing then queues it
+        // again, which a drain still running would put in this round a
+        // second time (two flushes of one partition synced at once).
+        queued.push(first);
         while let Ok(next) = rx.try_recv() {
-            queue_job(next, &mut jobs);
+            queued.push(next);
+        }
+        for partition in queued.drain(..) {
+            queue_job(partition, &mut jobs);
         }
         if jobs.is_empty() {
             continue;
