@@ -325,15 +325,11 @@ impl Accumulator {
         }
     }
 
-    fn queue_at(&mut self, topic: TopicId, partition: i32) -> Option<&mut PartitionQueue> {
-        queue_in(&mut self.topics, topic, partition)
-    }
-
     /// The queue of a batch's partition (per batch, not per record: a
     /// lookup by name).
     fn queue(&mut self, tp: &TopicPartition) -> Option<&mut PartitionQueue> {
         let id = *self.by_name.get(&*tp.topic)?;
-        self.queue_at(id, tp.partition)
+        queue_in(&mut self.topics, id, tp.partition)
     }
 
     /// Writes `record` into the open batch of `topic`/`partition`. Returns

@@ -368,7 +368,8 @@ impl Inner {
     /// Before it waits, the credit goes back to the semaphore, so bytes
     /// never sit idle as credit while a sender waits for room.
     async fn take_buffer(&self, permits: u32) -> Result<usize> {
-        let closed = |_| Error::Closed("producer");
+        use tokio::sync::TryAcquireError;
+        let closed = || Error::Closed("producer");
         let chunk = u32::try_from(self.buffer_credit_chunk).unwrap_or(0);
         if chunk > 0 {
             match self.buffer.try_acquire_many(permits.saturating_add(chunk)) {
@@ -376,20 +377,20 @@ impl Inner {
                     p.forget();
                     return Ok(self.buffer_credit_chunk);
                 }
-                Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed("producer")),
-                Err(tokio::sync::TryAcquireError::NoPermits) => {}
+                Err(TryAcquireError::Closed) => return Err(closed()),
+                Err(TryAcquireError::NoPermits) => {}
             }
         }
         let credit = self.lock().take_all_buffer_credit();
         self.buffer.add_permits(credit);
         match self.buffer.try_acquire_many(permits) {
             Ok(p) => p.forget(),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed("producer")),
-            Err(tokio::sync::TryAcquireError::NoPermits) => self
+            Err(TryAcquireError::Closed) => return Err(closed()),
+            Err(TryAcquireError::NoPermits) => self
                 .buffer
                 .acquire_many(permits)
                 .await
-                .map_err(closed)?
+                .map_err(|_| closed())?
                 .forget(),
         }
         Ok(0)
