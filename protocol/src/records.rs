@@ -27,6 +27,11 @@
 //! - A record is exactly `length` bytes: bytes left over inside it, or a
 //!   field running past it, make it malformed.
 //! - Uncompressed records are borrowed from the batch, never copied.
+//! - Two readers of one record, which accept exactly the same bytes and
+//!   read the same fields (a property test holds them to it): a fast one
+//!   that only says "not a record" (`read_record_fast`), taken first, and
+//!   the full one that names what is wrong (`read_record`), asked only
+//!   when the fast one refuses.
 //!
 //! # Limits
 //! - `records_bytes_max` bounds the decompressed size of one batch's
@@ -165,6 +170,12 @@ impl<'a> Iterator for RecordIter<'a> {
         if self.failed || self.rest.is_empty() {
             return None;
         }
+        if let Some(record) = read_record_fast(&mut self.rest) {
+            self.index += 1;
+            return Some(Ok(record));
+        }
+        // Not a well-formed record: the reader that names the problem
+        // reads it again (and yields it, should the two ever disagree).
         let mut cursor = Cursor::new(self.rest, self.index);
         match read_record(&mut cursor) {
             Ok(record) => {
@@ -262,8 +273,20 @@ pub fn validate_batch_within(
         null_key_records: 0,
         uncompressed_bytes: records.bytes().len(),
     };
-    for record in records.iter() {
-        let record = record?;
+    let mut rest = records.bytes();
+    while !rest.is_empty() {
+        // Straight from the fast reader, not through `RecordIter`'s
+        // `Result`: a third less time per small record than the iterator.
+        let record = match read_record_fast(&mut rest) {
+            Some(record) => record,
+            None => {
+                let index = usize::try_from(summary.records_count).unwrap_or(usize::MAX);
+                let mut cursor = Cursor::new(rest, index);
+                let record = read_record(&mut cursor)?;
+                rest = cursor.rest;
+                record
+            }
+        };
         let expected = summary.records_count;
         if expected >= claimed {
             return Err(DecodeError::InvalidRecords {
@@ -333,6 +356,87 @@ fn batch_codec(view: &RecordBatchView<'_>) -> Result<CompressionType> {
         field: "compression",
         value: i64::from(view.attributes() & 0x07),
     })
+}
+
+/// Reads the record at the start of `rest` as [`read_record`] does and
+/// moves `rest` past it, but builds no error: `None` wherever
+/// [`read_record`] would fail (`rest` then left as it was), so the caller
+/// asks [`read_record`] what is wrong. Without an error to carry, each
+/// field is an `Option` and the record is built once: about a third
+/// faster on small records (`protocol/benches/batch_validation.rs`).
+#[inline]
+fn read_record_fast<'a>(rest: &mut &'a [u8]) -> Option<Record<'a>> {
+    let mut input = *rest;
+    let length = usize::try_from(fast_varint(&mut input)?).ok()?;
+    let (body, after) = input.split_at_checked(length)?;
+    let (&attributes, mut body) = body.split_first()?;
+    let timestamp_delta = fast_varlong(&mut body)?;
+    let offset_delta = fast_varint(&mut body)?;
+    let key = fast_nullable_bytes(&mut body)?;
+    let value = fast_nullable_bytes(&mut body)?;
+    let count = usize::try_from(fast_varint(&mut body)?).ok()?;
+    let headers_start = body;
+    for _ in 0..count {
+        let key_length = usize::try_from(fast_varint(&mut body)?).ok()?;
+        body = body.get(key_length..)?;
+        fast_nullable_bytes(&mut body)?;
+    }
+    if !body.is_empty() {
+        return None;
+    }
+    *rest = after;
+    Some(Record {
+        attributes: i8::from_be_bytes([attributes]),
+        timestamp_delta,
+        offset_delta,
+        key,
+        value,
+        headers: RecordHeaders {
+            count,
+            bytes: headers_start,
+        },
+    })
+}
+
+/// A length-prefixed byte field ([`Cursor::nullable_bytes`]).
+#[inline]
+fn fast_nullable_bytes<'a>(input: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+    match fast_varint(input)? {
+        -1 => Some(None),
+        length => {
+            let (field, after) = input.split_at_checked(usize::try_from(length).ok()?)?;
+            *input = after;
+            Some(Some(field))
+        }
+    }
+}
+
+/// Unsigned LEB128 of at most `max_bytes` bytes ([`Cursor::unsigned_varint`]).
+#[inline]
+fn fast_unsigned_varint(input: &mut &[u8], max_bytes: usize) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, byte) in input.iter().enumerate().take(max_bytes) {
+        value |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            *input = input.get(i + 1..)?;
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Kafka's zigzag `varint` ([`Cursor::varint`]).
+#[inline]
+fn fast_varint(input: &mut &[u8]) -> Option<i32> {
+    let raw = u32::try_from(fast_unsigned_varint(input, 5)?).ok()?;
+    Some(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+}
+
+/// Kafka's zigzag `varlong` ([`Cursor::varlong`]).
+#[inline]
+fn fast_varlong(input: &mut &[u8]) -> Option<i64> {
+    let raw = fast_unsigned_varint(input, 10)?;
+    Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
 }
 
 /// A read position over record bytes, with the record index for errors.
@@ -667,5 +771,99 @@ pub(crate) mod tests {
             result[0],
             Err(DecodeError::MalformedRecord { .. })
         ));
+    }
+
+    /// Walks `bytes` with both readers side by side: where the fast one
+    /// reads a record, the full one reads the same record and stops at the
+    /// same place; where the fast one refuses, the full one fails.
+    fn assert_readers_agree(bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let mut cursor = Cursor::new(rest, 0);
+            let full = read_record(&mut cursor);
+            let mut fast_rest = rest;
+            match (read_record_fast(&mut fast_rest), full) {
+                (Some(fast), Ok(full)) => {
+                    assert_eq!(fast, full);
+                    assert_eq!(fast_rest.len(), cursor.rest.len());
+                    rest = fast_rest;
+                }
+                (None, Err(_)) => {
+                    assert_eq!(fast_rest.len(), rest.len(), "a refusal moves nothing");
+                    return;
+                }
+                (fast, full) => panic!("readers disagree: fast {fast:?}, full {full:?}"),
+            }
+        }
+    }
+
+    mod fast_reader {
+        use proptest::prelude::*;
+
+        use super::{assert_readers_agree, record};
+
+        /// Lengths around the one- and two-byte varint boundaries.
+        fn field() -> impl Strategy<Value = Option<Vec<u8>>> {
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..140))
+        }
+
+        type Header = (Vec<u8>, Option<Vec<u8>>);
+
+        fn records() -> impl Strategy<Value = Vec<u8>> {
+            let one = (
+                any::<i64>(),
+                any::<i32>(),
+                field(),
+                field(),
+                proptest::collection::vec(
+                    (proptest::collection::vec(any::<u8>(), 0..70), field()),
+                    0..3,
+                ),
+            );
+            proptest::collection::vec(one, 1..6).prop_map(|records| {
+                let mut out = Vec::new();
+                for (ts, od, key, value, headers) in &records {
+                    let headers: Vec<(&[u8], Option<&[u8]>)> = headers
+                        .iter()
+                        .map(|(k, v): &Header| (&k[..], v.as_deref()))
+                        .collect();
+                    out.extend(record(*ts, *od, key.as_deref(), value.as_deref(), &headers));
+                }
+                out
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            #[test]
+            fn agree_on_well_formed_records(bytes in records()) {
+                assert_readers_agree(&bytes);
+            }
+
+            #[test]
+            fn agree_on_cut_and_altered_records(
+                bytes in records(),
+                at in any::<prop::sample::Index>(),
+                // Small values are the lengths and counts that matter:
+                // -1 (1), -2 (3), 0, 1 as zigzag varints.
+                byte in prop_oneof![0u8..8, any::<u8>()],
+                how in 0..3u8,
+            ) {
+                let mut bytes = bytes;
+                let i = at.index(bytes.len());
+                match how {
+                    0 => bytes.truncate(i),
+                    1 => bytes[i] = byte,
+                    _ => bytes.insert(i, byte),
+                }
+                assert_readers_agree(&bytes);
+            }
+
+            #[test]
+            fn agree_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+                assert_readers_agree(&bytes);
+            }
+        }
     }
 }
