@@ -67,6 +67,25 @@ fn encode(c: &mut Criterion) {
             },
         );
     }
+    // The counters scenario's record: an 8-byte key and a 24-byte value.
+    let keys: Vec<[u8; 8]> = (0..RECORDS as u64).map(u64::to_be_bytes).collect();
+    let value = [b'c'; 24];
+    group.bench_function(BenchmarkId::new("batch_writer", "32B_keyed"), |b| {
+        b.iter(|| {
+            let mut w = BatchWriter::new(RECORDS * 64);
+            for (i, key) in keys.iter().enumerate() {
+                let parts = RecordParts {
+                    timestamp: 1_700_000_000_000 + i as i64,
+                    key: Some(key),
+                    value: Some(&value),
+                    headers: &[],
+                };
+                assert!(w.try_append(&parts));
+            }
+            w.finish(CompressionType::None, PRODUCER, 0)
+                .expect("encodes")
+        })
+    });
     group.finish();
 }
 
