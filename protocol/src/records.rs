@@ -275,8 +275,9 @@ pub fn validate_batch_within(
     };
     let mut rest = records.bytes();
     while !rest.is_empty() {
-        // Straight from the fast reader, not through `RecordIter`'s
-        // `Result`: a third less time per small record than the iterator.
+        // Straight from the fast reader, not through `RecordIter`: no
+        // `Result` per record (16.6–17.4 µs per 1 000 small records,
+        // against 17.4–18.0 through the iterator).
         let record = match read_record_fast(&mut rest) {
             Some(record) => record,
             None => {
@@ -362,8 +363,9 @@ fn batch_codec(view: &RecordBatchView<'_>) -> Result<CompressionType> {
 /// moves `rest` past it, but builds no error: `None` wherever
 /// [`read_record`] would fail (`rest` then left as it was), so the caller
 /// asks [`read_record`] what is wrong. Without an error to carry, each
-/// field is an `Option` and the record is built once: about a third
-/// faster on small records (`protocol/benches/batch_validation.rs`).
+/// field is an `Option` and the record is built once: validating 1 000
+/// records of 32 B took a fifth less time (21–22 → 16.6–17.4 µs,
+/// `protocol/benches/batch_validation.rs`).
 #[inline]
 fn read_record_fast<'a>(rest: &mut &'a [u8]) -> Option<Record<'a>> {
     let mut input = *rest;
@@ -411,7 +413,8 @@ fn fast_nullable_bytes<'a>(input: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
     }
 }
 
-/// Unsigned LEB128 of at most `max_bytes` bytes ([`Cursor::unsigned_varint`]).
+/// Unsigned LEB128 of at most `max_bytes` bytes, `input` moved past it;
+/// `None` (and `input` untouched) when truncated or longer.
 #[inline]
 fn fast_unsigned_varint(input: &mut &[u8], max_bytes: usize) -> Option<u64> {
     let mut value = 0u64;
@@ -428,15 +431,26 @@ fn fast_unsigned_varint(input: &mut &[u8], max_bytes: usize) -> Option<u64> {
 /// Kafka's zigzag `varint` ([`Cursor::varint`]).
 #[inline]
 fn fast_varint(input: &mut &[u8]) -> Option<i32> {
-    let raw = u32::try_from(fast_unsigned_varint(input, 5)?).ok()?;
-    Some(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    let mut rest = *input;
+    let raw = u32::try_from(fast_unsigned_varint(&mut rest, 5)?).ok()?;
+    *input = rest;
+    Some(zigzag_i32(raw))
 }
 
 /// Kafka's zigzag `varlong` ([`Cursor::varlong`]).
 #[inline]
 fn fast_varlong(input: &mut &[u8]) -> Option<i64> {
-    let raw = fast_unsigned_varint(input, 10)?;
-    Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    fast_unsigned_varint(input, 10).map(zigzag_i64)
+}
+
+#[inline]
+fn zigzag_i32(raw: u32) -> i32 {
+    ((raw >> 1) as i32) ^ -((raw & 1) as i32)
+}
+
+#[inline]
+fn zigzag_i64(raw: u64) -> i64 {
+    ((raw >> 1) as i64) ^ -((raw & 1) as i64)
 }
 
 /// A read position over record bytes, with the record index for errors.
@@ -476,28 +490,20 @@ impl<'a> Cursor<'a> {
 
     /// Unsigned LEB128 of at most `max_bytes` bytes.
     fn unsigned_varint(&mut self, max_bytes: usize) -> Result<u64> {
-        let mut value = 0u64;
-        for (i, byte) in self.rest.iter().enumerate().take(max_bytes) {
-            value |= u64::from(byte & 0x7F) << (7 * i);
-            if byte & 0x80 == 0 {
-                self.rest = self.rest.get(i + 1..).unwrap_or_default();
-                return Ok(value);
-            }
-        }
-        Err(self.malformed("varint truncated or longer than its type"))
+        let value = fast_unsigned_varint(&mut self.rest, max_bytes);
+        value.ok_or_else(|| self.malformed("varint truncated or longer than its type"))
     }
 
     /// Kafka's zigzag `varint` (i32, at most 5 bytes).
     fn varint(&mut self) -> Result<i32> {
         let raw = self.unsigned_varint(5)?;
         let raw = u32::try_from(raw).map_err(|_| self.malformed("varint overflows i32"))?;
-        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+        Ok(zigzag_i32(raw))
     }
 
     /// Kafka's zigzag `varlong` (i64, at most 10 bytes).
     fn varlong(&mut self) -> Result<i64> {
-        let raw = self.unsigned_varint(10)?;
-        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+        self.unsigned_varint(10).map(zigzag_i64)
     }
 
     /// A length-prefixed byte field: -1 is null, below -1 is malformed.
