@@ -4,7 +4,7 @@
 //! ```text
 //! reader (this task)                         writer task
 //!   read bytes ─► frame ─► memory permit       await each reply in order
-//!   ─► dispatch (appends happen here, in       ─► write bytes / sendfile
+//!   ─► dispatch (appends happen here, in       ─► writev bytes and mapped
 //!      request order) ─► queue reply ────────►    regions ─► drop permit
 //! ```
 //!
@@ -18,14 +18,10 @@
 //! Produce: the kernel copies the request into our read buffer; the batch
 //! bytes are then copied once, into the mapped segment (zero further
 //! copies: decoding slices the frame). Fetch (consumers and followers alike):
-//! none through a user-space buffer. A region of the active segment above
-//! [`REGION_COPY_BYTES_MAX`] goes by `sendfile` from its descriptor, which
-//! over TCP hands page-cache pages to the socket by reference (no copy by
-//! the broker; the receiver's `recv` makes the one copy on loopback). A
-//! smaller region, or one of a sealed segment (mapped without a
-//! descriptor), is gathered into the reply's `writev` from the mapping: one
-//! kernel copy, page cache → socket. Only the response head is encoded in
-//! memory.
+//! none through a user-space buffer: every region is gathered into the
+//! reply's `writev` from the segment's mapping, one kernel copy, page
+//! cache → socket (why not `sendfile`: `write_parts`). Only the response
+//! head is encoded in memory.
 //!
 //! # Limits
 //! - A frame above `socket.request.max.bytes` (or above the whole
@@ -60,7 +56,6 @@
 //!   announced size up front, which lets a liar hold memory it never fills.
 
 use std::io;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -389,67 +384,45 @@ async fn write_frame(stream: &TcpStream, frame: ResponseFrame) -> io::Result<()>
     match frame {
         // One part: no gathering vector to allocate per response.
         ResponseFrame::Encoded(mut bytes) => {
-            write_gathered(stream, std::slice::from_mut(&mut bytes), false).await
+            write_gathered(stream, std::slice::from_mut(&mut bytes)).await
         }
         ResponseFrame::Parts(parts) => write_parts(stream, parts).await,
     }
 }
 
-/// Writes a response part by part with as few syscalls as the parts
-/// allow: encoded bytes and regions are gathered into one `sendmsg` (a
-/// `writev`), except a region of the active segment above
-/// [`REGION_COPY_BYTES_MAX`], which goes by `sendfile`, the bytes before it
-/// sent first with `MSG_MORE` so the kernel packs them with the region
-/// instead of pushing a small segment of their own.
-///
-/// A fetch reply to a tailing consumer (head, one small batch, tail) is
-/// one syscall, and so is a 1 MiB reply from a sealed segment (read-back);
-/// a 1 MiB reply from the active segment is three (head, `sendfile`,
-/// tail), whatever the number of batches in the region.
+/// Writes a response with as few syscalls as its parts allow: encoded
+/// bytes and regions (views of segment mappings) gathered into `sendmsg`
+/// calls (a `writev`), up to [`IOVECS_MAX`] parts each. A fetch reply is
+/// one syscall whatever the number of batches and segments in it.
 ///
 /// # Copies
-/// A region sent by `sendfile` is not copied by the broker over TCP: the
-/// socket takes references to the page-cache pages. A gathered region is
-/// copied once by the kernel, mapping → socket buffer: for a few KiB
-/// cheaper than another syscall and TCP push (and on loopback, measured,
-/// about as dear per byte as `sendfile` even for 1 MiB, because the
-/// receiver's side of loopback runs in the sender: docs/benchmarks.md,
-/// "Broker cost").
+/// Each region is copied once, by the kernel, page cache → socket buffer.
+/// `sendfile` would hand the socket references to the page-cache pages
+/// instead, and a socket whose reader stops reading keeps them for as long
+/// as its connection lives: a removed segment's file could then never be
+/// written over as the next segment's (`storage/src/spare_segment.rs`),
+/// which saves the produce path a third of its CPU. On loopback the copy
+/// cost no more per byte than `sendfile` did (docs/benchmarks.md, "Broker
+/// cost"; the receiver's side of loopback runs in the sender).
 async fn write_parts(stream: &TcpStream, parts: Vec<FramePart>) -> io::Result<()> {
-    let mut gathered: Vec<Bytes> = Vec::with_capacity(parts.len());
-    for part in parts {
-        match part {
-            FramePart::Bytes(bytes) => gathered.push(bytes),
-            FramePart::Region(region) => match region.file() {
-                Some(file) if region.len() > REGION_COPY_BYTES_MAX => {
-                    write_gathered(stream, &mut gathered, true).await?;
-                    gathered.clear();
-                    send_file(stream, file, region.position(), region.len()).await?;
-                }
-                // Small, or a sealed segment mapped without a descriptor:
-                // written from the mapping with the bytes around it.
-                _ => gathered.push(region.bytes()),
-            },
-        }
-    }
-    write_gathered(stream, &mut gathered, false).await
+    let mut gathered: Vec<Bytes> = parts
+        .into_iter()
+        .map(|part| match part {
+            FramePart::Bytes(bytes) => bytes,
+            FramePart::Region(region) => region.bytes(),
+        })
+        .collect();
+    write_gathered(stream, &mut gathered).await
 }
-
-/// Regions up to this size are written with the bytes around them in one
-/// `writev` (one kernel copy each) rather than by a `sendfile` of their
-/// own: copying 16 KiB costs about what a syscall and a pushed TCP segment
-/// cost, and a fetch reply to a tailing consumer usually carries one
-/// small batch.
-pub const REGION_COPY_BYTES_MAX: u64 = 16 * 1024;
 
 /// Most buffers handed to one `sendmsg` (Linux's `IOV_MAX`).
 const IOVECS_MAX: usize = 1024;
 
 /// Writes `parts` in order with `sendmsg` (gathering up to
-/// [`IOVECS_MAX`] per call), advancing each past what was written. `more`: more of the
-/// same response follows (`MSG_MORE`: the kernel holds a partial segment
-/// back for it).
-async fn write_gathered(stream: &TcpStream, parts: &mut [Bytes], more: bool) -> io::Result<()> {
+/// [`IOVECS_MAX`] per call), advancing each past what was written. A call
+/// that leaves parts for the next says `MSG_MORE`, so the kernel holds a
+/// partial segment back for them.
+async fn write_gathered(stream: &TcpStream, parts: &mut [Bytes]) -> io::Result<()> {
     use rustix::net::{SendAncillaryBuffer, SendFlags};
     let mut first = 0;
     while first < parts.len() {
@@ -462,7 +435,7 @@ async fn write_gathered(stream: &TcpStream, parts: &mut [Bytes], more: bool) -> 
             .map(|b| io::IoSlice::new(b))
             .collect();
         let all = slices.len() == batch.iter().filter(|b| !b.is_empty()).count();
-        let flags = if more || !all {
+        let flags = if !all {
             SendFlags::NOSIGNAL | SendFlags::MORE
         } else {
             SendFlags::NOSIGNAL
@@ -490,42 +463,6 @@ async fn write_gathered(stream: &TcpStream, parts: &mut [Bytes], more: bool) -> 
     Ok(())
 }
 
-/// Sends `len` bytes at `position` of `file` with `sendfile`: page cache
-/// → socket, no copy through user space.
-///
-/// A file shorter than promised (the segment was truncated under us)
-/// cannot be padded without lying to the client: the connection fails
-/// and the client retries.
-async fn send_file(
-    stream: &TcpStream,
-    file: &std::fs::File,
-    position: u64,
-    len: u64,
-) -> io::Result<()> {
-    let mut offset = position;
-    let end = position + len;
-    while offset < end {
-        stream.writable().await?;
-        let remaining = usize::try_from(end - offset).unwrap_or(usize::MAX);
-        let sent = stream.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(stream.as_fd(), file, Some(&mut offset), remaining)
-                .map_err(io::Error::from)
-        });
-        match sent {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "segment file ended inside a fetch region",
-                ));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::io::AsyncReadExt;
@@ -535,7 +472,7 @@ mod tests {
 
     /// Parts are written in order and whole, past `IOVECS_MAX` parts per
     /// call and past partial writes (the reader lags behind a full socket
-    /// buffer), with and without `MSG_MORE`.
+    /// buffer), in one response or two.
     #[tokio::test]
     async fn gathered_parts_arrive_whole_and_in_order() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -561,12 +498,8 @@ mod tests {
             parts.push(Bytes::from(part));
         }
         let (first, rest) = parts.split_at(1500);
-        write_gathered(&server, &mut first.to_vec(), true)
-            .await
-            .unwrap();
-        write_gathered(&server, &mut rest.to_vec(), false)
-            .await
-            .unwrap();
+        write_gathered(&server, &mut first.to_vec()).await.unwrap();
+        write_gathered(&server, &mut rest.to_vec()).await.unwrap();
         drop(server);
         let got = client.await.unwrap();
         assert_eq!(got.len(), expected.len());

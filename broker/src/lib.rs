@@ -5,7 +5,7 @@
 //! server ─► connection (one task each) ─► dispatch ─► handlers/*
 //!              │                                        │
 //!              └ writes replies in order                ├─► replica::ReplicaManager ─► Partition ─► storage::PartitionLog
-//!                (sendfile for fetch regions)           └─► Broker::propose ─► metadata::Controller ─► MetadataLog
+//!                (writev of mapped fetch regions)       └─► Broker::propose ─► metadata::Controller ─► MetadataLog
 //! ```
 //!
 //! See `docs/ARCHITECTURE.md` for the produce and fetch paths and

@@ -4,7 +4,8 @@
 //!
 //! A [`ResponseFrame`] is the whole frame, size prefix included. A fetch
 //! response is a small encoded head followed by parts that are either
-//! encoded bytes or file regions of segments, sent with `sendfile`.
+//! encoded bytes or file regions of segments, gathered into one `writev`
+//! from the segments' mappings.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -6,7 +6,8 @@
 //! only the framing and names the places where record bytes go: its output
 //! is a list of [`FetchPart`]s, encoded bytes interleaved with
 //! `Records { index, len }` placeholders, and the broker writes the encoded
-//! parts and sends each region straight from the segment file (sendfile).
+//! parts and each region straight from the segment's mapping (one
+//! `writev`: the kernel's one copy).
 //!
 //! ```text
 //! FetchResponse                       v4–11                 v12 (flexible)

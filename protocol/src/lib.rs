@@ -24,7 +24,8 @@
 //!   produced batch is copied once, into the segment.
 //! - Fetch response encode: [`fetch_response`] writes only the framing
 //!   around the record bytes and names the regions the broker sends
-//!   itself (sendfile), so record bytes are never copied in user space.
+//!   itself (gathered from the segment mappings into one `writev`), so
+//!   record bytes are never copied in user space.
 //! - [`record_batch::RecordBatchView`] reads batch headers in place;
 //!   [`records`] borrows uncompressed records from the batch and copies
 //!   only what it must decompress (bounded).

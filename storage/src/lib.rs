@@ -48,6 +48,7 @@ mod region;
 mod removed_segments;
 mod retention;
 mod segment;
+mod spare_segment;
 mod sparse_index;
 mod time_index;
 

@@ -63,6 +63,7 @@ use crate::offset::{FilePosition, LeaderEpoch, Offset};
 use crate::reclaim::Reclaimer;
 use crate::recovery;
 use crate::segment::{BatchMeta, Segment};
+use crate::spare_segment::SpareSlot;
 
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +123,9 @@ pub struct PartitionLog {
     /// Where removed segments' files go to be freed (in place for a
     /// standalone log; a [`crate::LogDir`]'s thread for the broker's).
     pub(crate) reclaimer: Reclaimer,
+    /// Removed segments' `.log`s kept to become the next segments'
+    /// (`spare_segment.rs`).
+    pub(crate) spare: SpareSlot,
     /// Bumped by truncations: a `PendingFlush` from before is ignored.
     pub(crate) generation: u64,
     /// Directory entries changed (segments created) / known fsynced.
@@ -206,6 +210,7 @@ impl PartitionLog {
             health,
             files,
             reclaimer: Reclaimer::inline(),
+            spare: SpareSlot::default(),
             generation: 0,
             dir_changes: u64::from(r.dir_unsynced),
             dir_synced: 0,
@@ -589,8 +594,19 @@ impl PartitionLog {
             return Ok(());
         }
         let base = self.log_end_offset();
+        let new = match self.spare.take_for(base) {
+            Some(spare) => Segment::reuse(&self.dir, base, &self.config, now_ms, spare)
+                .inspect_err(|e| {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "could not reuse a removed segment's file; creating a new one");
+                })
+                .ok(),
+            None => None,
+        };
         // A refused preallocation (full disk) changes nothing: no poison.
-        let new = Segment::create(&self.dir, base, &self.config, now_ms)?;
+        let new = match new {
+            Some(reused) => reused,
+            None => Segment::create(&self.dir, base, &self.config, now_ms)?,
+        };
         if let Err(e) = self.active_mut().seal() {
             // Leave no file of the new segment behind, or the next roll
             // would find it in the way; sealing again is harmless.
@@ -961,32 +977,21 @@ mod tests {
         assert_eq!(r.first_offset, Some(Offset(3)));
     }
 
-    /// The active segment's regions carry its descriptor for `sendfile`;
-    /// a sealed segment's are mapped without one (`file_budget.rs`) and
-    /// give the same bytes from the mapping.
+    /// Regions of the active segment and of a sealed one (mapped without
+    /// a descriptor: `file_budget.rs`) give the file's bytes.
     #[test]
-    fn regions_expose_the_file_for_sendfile() {
-        use std::os::unix::fs::FileExt;
+    fn regions_give_the_file_bytes_from_the_mapping() {
         let dir = tempfile::tempdir().unwrap();
         let log = filled(dir.path(), 12);
         let r = log.read(Offset(20), 1000, Offset(24), false).unwrap();
         let region = &r.regions[0];
         assert_eq!((region.position(), region.len()), (0, 800));
-        let mut via_fd = vec![0u8; 800];
-        region
-            .file()
-            .expect("the active segment holds its descriptor")
-            .read_exact_at(&mut via_fd, region.position())
-            .unwrap();
-        assert_eq!(&via_fd[..], &region.bytes()[..]);
+        let active = std::fs::read(dir.path().join("00000000000000000020.log")).unwrap();
+        assert_eq!(&region.bytes()[..], &active[..800]);
         assert!(region.path().ends_with("00000000000000000020.log"));
         let r = log.read(Offset(4), 1000, Offset(24), false).unwrap();
         let sealed = &r.regions[0];
         assert_eq!((sealed.position(), sealed.len()), (800, 800));
-        assert!(
-            sealed.file().is_none(),
-            "a sealed segment holds no descriptor"
-        );
         let on_disk = std::fs::read(dir.path().join("00000000000000000000.log")).unwrap();
         assert_eq!(&sealed.bytes()[..], &on_disk[800..1600]);
     }

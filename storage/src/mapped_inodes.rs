@@ -1,9 +1,10 @@
 //! Which files this process has mapped right now, by inode.
 //!
 //! The reclaimer (`reclaim.rs`) shrinks a removed segment's file in steps
-//! before unlinking it. Shrinking a file that is still mapped would fault
-//! (SIGBUS) a reader touching a cut page, and a `sendfile` from it would
-//! come up short of the length its response promised. So every
+//! before unlinking it, or reuses it as a new segment's
+//! (`spare_segment.rs`). Shrinking a file that is still mapped would fault
+//! (SIGBUS) a reader touching a cut page, and writing over one would change
+//! the bytes under a reader's view. So every
 //! [`crate::mmap::MappedFile`] holds a [`MappingRegistration`] of its
 //! inode for as long as it lives, and the reclaimer shrinks only a file
 //! whose inode has none ([`is_mapped`]).

@@ -35,7 +35,7 @@
 //!
 //! # Descriptors
 //! A `.log` keeps its descriptor ([`Hold::Descriptor`]): appends `pwrite`
-//! through it and fetches `sendfile` from it. An index needs none once it
+//! through it and flushes `fdatasync` it. An index needs none once it
 //! is mapped ([`Hold::MappingOnly`]: Kafka's indexes are mmap-only too):
 //! its descriptor is closed right after `mmap`, and the rare calls that
 //! need one (growing, trimming) open the path for the call. So an idle
@@ -66,7 +66,7 @@ use crate::mapped_inodes::MappingRegistration;
 /// Whether a [`MappedFile`] keeps its descriptor open (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hold {
-    /// Kept open: `pwrite` and `sendfile` need it (`.log` files).
+    /// Kept open: `pwrite` and `fdatasync` need it (`.log` files).
     Descriptor,
     /// Closed after `mmap`; opened by path when a call needs it (indexes).
     MappingOnly,
@@ -96,7 +96,22 @@ pub(crate) struct MapWriter {
     writable_end: u64,
     /// The most the file may hold (`segment.bytes`, `segment.index.bytes`).
     capacity: u64,
+    /// Below this, the unpublished bytes of a reused file
+    /// ([`MappedFile::reuse`]) are an earlier segment's, in written
+    /// blocks: a write ending there pads to its page's end (see
+    /// [`MapWriter::append_parts`]). Zero for any other file.
+    old_bytes_end: u64,
 }
+
+/// Slices one `pwritev` of the append path takes: the parts (a batch, or
+/// its rewritten header and its records) and the padding.
+const APPEND_SLICES_MAX: usize = 3;
+
+/// Zeros a write into a reused file pads with, up to the end of its 4 KiB
+/// page (x86-64's page and ext4's and XFS's default block; on a larger
+/// page the padding stops at a 4 KiB boundary and a write may still read
+/// the rest of its page).
+static PAD_ZEROS: [u8; 4096] = [0; 4096];
 
 /// First reservation of a new file, and the smallest growth step: small,
 /// so thousands of partitions do not reserve gigabytes they never use.
@@ -186,6 +201,20 @@ fn map(file: &File, path: &Path, len: u64) -> Result<Option<MmapRaw>> {
         .map_err(|e| Error::io("mmap", path, e))
 }
 
+/// Opens the existing file at `path` for reading and writing and maps its
+/// whole length; the file, the map and the length.
+fn open_mapped(path: &Path) -> Result<(File, Option<MmapRaw>, u64)> {
+    let file = fault::check(Call::Open)
+        .and_then(|()| OpenOptions::new().read(true).write(true).open(path))
+        .map_err(|e| Error::io("open", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .len();
+    let map = map(&file, path, len)?;
+    Ok((file, map, len))
+}
+
 /// Opens `path` for a call that needs a descriptor of a
 /// [`Hold::MappingOnly`] file; closed when dropped.
 fn reopen(path: &Path) -> Result<Arc<File>> {
@@ -220,18 +249,23 @@ impl MappedFile {
         made
     }
 
+    /// Takes over an existing file, written before by another segment
+    /// (`spare_segment.rs`), as a new one that may grow to `capacity`
+    /// bytes: its whole length is mapped and writable, nothing is
+    /// published, and its old bytes stay until overwritten. Its blocks are
+    /// written, so syncing appends into them writes no metadata.
+    pub(crate) fn reuse(path: &Path, capacity: u64) -> Result<MapWriter> {
+        let (file, map, len) = open_mapped(path)?;
+        let mut writer = Self::writer(path, file, Hold::Descriptor, map, len, 0, capacity)?;
+        writer.old_bytes_end = len;
+        Ok(writer)
+    }
+
     /// Opens an existing file and maps its current length. Everything in it
     /// is published: the caller (recovery) then finds the real end and calls
     /// [`MapWriter::truncate_exclusive`].
     pub(crate) fn open(path: &Path, hold: Hold) -> Result<MapWriter> {
-        let file = fault::check(Call::Open)
-            .and_then(|()| OpenOptions::new().read(true).write(true).open(path))
-            .map_err(|e| Error::io("open", path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat", path, e))?
-            .len();
-        let map = map(&file, path, len)?;
+        let (file, map, len) = open_mapped(path)?;
         Self::writer(path, file, hold, map, len, len, len)
     }
 
@@ -256,6 +290,7 @@ impl MappedFile {
             }),
             writable_end: len,
             capacity: capacity.max(len),
+            old_bytes_end: 0,
         })
     }
 
@@ -263,11 +298,6 @@ impl MappedFile {
     /// renamed or unlinked; used for messages).
     pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The open descriptor; `None` for a [`Hold::MappingOnly`] file.
-    pub(crate) fn file(&self) -> Option<&Arc<File>> {
-        self.file.as_ref()
     }
 
     /// The held descriptor, or one opened for this call.
@@ -450,8 +480,10 @@ impl MapWriter {
     /// the rest of it, and a small batch sent as a rewritten header and its
     /// records paid two calls (a loop of 511-byte batches: 28 % less CPU as
     /// one call). The bytes land in the reserved range
-    /// `[published, writable_end)`, which no reader views.
+    /// `[published, writable_end)`, which no reader views; in a reused
+    /// file, zeros follow them to the end of the page ([`MapWriter::pad_after`]).
     pub(crate) fn append_parts<const N: usize>(&mut self, parts: [&[u8]; N]) -> Result<()> {
+        const { assert!(N < APPEND_SLICES_MAX, "one slice is kept for the padding") };
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let pos = self.published();
         if len > self.remaining() {
@@ -466,8 +498,15 @@ impl MapWriter {
             self.grow(end)?;
         }
         let fd = self.file.descriptor()?;
-        let mut slices = parts.map(IoSlice::new);
-        let mut rest = slices.as_mut_slice();
+        let mut slices = [IoSlice::new(&[]); APPEND_SLICES_MAX];
+        for (slice, part) in slices.iter_mut().zip(parts) {
+            *slice = IoSlice::new(part);
+        }
+        let pad = self.pad_after(end);
+        if let Some(slice) = slices.get_mut(N) {
+            *slice = IoSlice::new(pad);
+        }
+        let mut rest = slices.get_mut(..=N).unwrap_or_default();
         let mut at = pos;
         while !rest.is_empty() {
             let written = fault::check(Call::Write)
@@ -482,6 +521,25 @@ impl MapWriter {
         }
         self.file.published.store(end, Ordering::Release);
         Ok(())
+    }
+
+    /// The zeros a write ending at `end` is followed by: up to the end of
+    /// its page while that page holds an earlier segment's bytes in a
+    /// reused file, nothing otherwise. A write covering only part of a
+    /// page of written blocks that is not cached has the kernel read the
+    /// page from disk first (`ext4_block_write_begin`), inside the append;
+    /// a fallocated (unwritten) block is zero-filled without a read. The
+    /// zeros lie in the reserved, unpublished range, so no reader sees
+    /// them, and the next append overwrites them in the cached page.
+    fn pad_after(&self, end: u64) -> &'static [u8] {
+        if end >= self.old_bytes_end {
+            return &[];
+        }
+        let page_end = end
+            .next_multiple_of(PAD_ZEROS.len() as u64)
+            .min(self.writable_end);
+        let pad = usize::try_from(page_end.saturating_sub(end)).unwrap_or(0);
+        PAD_ZEROS.get(..pad).unwrap_or_default()
     }
 
     /// Copies `src` to the end and publishes it.
@@ -544,6 +602,8 @@ impl MapWriter {
         inner.published.store(len, Ordering::Release);
         self.writable_end = reserved;
         self.capacity = capacity;
+        // Whatever a reused file held past `len` was cut.
+        self.old_bytes_end = 0;
         Ok(())
     }
 
@@ -653,7 +713,7 @@ mod tests {
         let count_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
         let before = count_fds();
         let mut w = MappedFile::create(&path, 4 * RESERVE_BYTES_MIN, Hold::MappingOnly).unwrap();
-        assert!(w.shared().file().is_none());
+        assert!(w.shared().file.is_none());
         // Other tests run in parallel threads and open files too: the count
         // is a bound, and this file must not be one of the open ones.
         let open_now: Vec<_> = std::fs::read_dir("/proc/self/fd")

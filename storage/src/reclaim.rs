@@ -24,8 +24,7 @@
 //!
 //! # Invariants
 //! - A file is shrunk only while no mapping of it exists in this process
-//!   (`mapped_inodes.rs`): no reader faults on a cut page and no
-//!   `sendfile` comes up short. A file still mapped after [`MAX_WAIT`] is
+//!   (`mapped_inodes.rs`): no reader faults on a cut page. A file still mapped after [`MAX_WAIT`] is
 //!   unlinked whole, which is safe with live mappings (the inode lives
 //!   until they go).
 //! - Only files already out of every log are submitted: `*.deleted`
@@ -79,7 +78,25 @@ pub struct ReclaimStats {
     /// Files unlinked in place because the queue was full, or whole
     /// because a mapping outlived [`MAX_WAIT`].
     pub unlinked_whole_total: u64,
+    /// Bytes of removed `.log` files kept to become a partition's next
+    /// segment (`spare_segment.rs`), at most [`SPARE_BYTES_MAX`].
+    pub spare_bytes: u64,
+    /// Removed `.log` files that became a new segment's file.
+    pub reused_total: u64,
 }
+
+/// Most bytes of removed `.log` files kept as spares across the logs that
+/// share one reclaimer (`spare_segment.rs`): disk beyond what retention
+/// keeps, bounded. 1 GiB holds one spare of the default 1 GiB segment, or
+/// sixteen of 64 MiB.
+pub const SPARE_BYTES_MAX: u64 = 1 << 30;
+
+/// Free bytes a file system must have left for the broker's logs to keep
+/// spares on it: when the disk fills, removed segments are freed at once
+/// as before, and a full disk still finds every removed byte returned.
+/// A standalone log's reclaimer ([`Reclaimer::inline`]) keeps spares
+/// whatever is free.
+pub const SPARE_FREE_BYTES_MIN: u64 = 4 << 30;
 
 /// Removes files and directories out of every log. Cheap to clone; see
 /// the module docs.
@@ -98,6 +115,10 @@ struct Shared {
     stepped_bytes_total: AtomicU64,
     steps_total: AtomicU64,
     unlinked_whole_total: AtomicU64,
+    spare_bytes: AtomicU64,
+    reused_total: AtomicU64,
+    /// [`SPARE_FREE_BYTES_MIN`] for the broker's, 0 for a standalone log's.
+    spare_free_bytes_min: u64,
 }
 
 #[derive(Debug)]
@@ -134,7 +155,10 @@ impl Reclaimer {
     /// be started, removal happens in place (logged).
     pub fn spawn(name: &str) -> Self {
         let (tx, rx) = mpsc::sync_channel(QUEUE_JOBS);
-        let shared = Arc::<Shared>::default();
+        let shared = Arc::new(Shared {
+            spare_free_bytes_min: SPARE_FREE_BYTES_MIN,
+            ..Shared::default()
+        });
         let worker = Worker {
             shared: Arc::clone(&shared),
             waiting: Vec::new(),
@@ -192,6 +216,55 @@ impl Reclaimer {
             stepped_bytes_total: load(&self.shared.stepped_bytes_total),
             steps_total: load(&self.shared.steps_total),
             unlinked_whole_total: load(&self.shared.unlinked_whole_total),
+            spare_bytes: load(&self.shared.spare_bytes),
+            reused_total: load(&self.shared.reused_total),
+        }
+    }
+
+    /// [`Reclaimer::inline`] that keeps spares only with `min` bytes free.
+    #[cfg(test)]
+    pub(crate) fn inline_keeping_free(min: u64) -> Self {
+        Self {
+            queue: None,
+            shared: Arc::new(Shared {
+                spare_free_bytes_min: min,
+                ..Shared::default()
+            }),
+        }
+    }
+
+    /// Whether the file system holding `dir` has room for spares: at
+    /// least [`SPARE_FREE_BYTES_MIN`] free (the broker's), or always (a
+    /// standalone log's). A file system that cannot tell has none.
+    pub(crate) fn has_room_for_spares(&self, dir: &Path) -> bool {
+        let min = self.shared.spare_free_bytes_min;
+        min == 0
+            || rustix::fs::statvfs(dir)
+                .is_ok_and(|fs| fs.f_bavail.saturating_mul(fs.f_frsize) >= min)
+    }
+
+    /// Counts `len` bytes against [`SPARE_BYTES_MAX`]; false (nothing
+    /// counted) when they do not fit.
+    pub(crate) fn hold_spare(&self, len: u64) -> bool {
+        self.shared
+            .spare_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(len).filter(|&n| n <= SPARE_BYTES_MAX)
+            })
+            .is_ok()
+    }
+
+    /// Returns `len` bytes held by [`Reclaimer::hold_spare`]; `reused`:
+    /// the file became a segment's (else it is being freed).
+    pub(crate) fn release_spare(&self, len: u64, reused: bool) {
+        let _ =
+            self.shared
+                .spare_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                    Some(held.saturating_sub(len))
+                });
+        if reused {
+            self.shared.reused_total.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -15,7 +15,8 @@
 //!    log: the segment is truncated there (one `warn` with path and
 //!    position) and every later segment is deleted. A zero-filled header
 //!    (the preallocated tail of the active segment) is the end, not
-//!    corruption. A segment whose base offset does not continue the
+//!    corruption; so is an intact batch of offsets below the segment's
+//!    base (what a reused file held before: `spare_segment.rs`). A segment whose base offset does not continue the
 //!    previous one also ends the log, unless it lies wholly inside the
 //!    previous one: the leftover of a compaction's merge that committed
 //!    (`compaction/swap.rs`), deleted.
@@ -444,7 +445,8 @@ fn scan(seg: &mut Segment, mut pos: u64, config: &LogConfig) -> Result<Stop> {
             return Ok(Stop::End { position: pos });
         }
         let meta = match check_batch(rest, seg.base, seg.next_offset) {
-            Ok(meta) => meta,
+            Ok(Found::Batch(meta)) => meta,
+            Ok(Found::Earlier) => return Ok(Stop::End { position: pos }),
             Err(reason) => {
                 return Ok(Stop::Bad {
                     position: pos,
@@ -462,11 +464,24 @@ fn is_zero_header(rest: &[u8]) -> bool {
     rest.iter().take(RECORD_BATCH_HEADER_BYTES).all(|&b| b == 0)
 }
 
-fn check_batch(rest: &[u8], base: Offset, expected: Offset) -> Result<BatchMeta, String> {
+/// What [`check_batch`] found at a position.
+enum Found {
+    /// The dense continuation of the segment.
+    Batch(BatchMeta),
+    /// A whole, intact batch of offsets below the segment's base: the
+    /// bytes a reused file held before (`spare_segment.rs`), which end
+    /// the segment as a zeroed header does.
+    Earlier,
+}
+
+fn check_batch(rest: &[u8], base: Offset, expected: Offset) -> Result<Found, String> {
     let view =
         RecordBatchView::parse(rest, limits::MAX_STORED_BATCH_BYTES).map_err(|e| e.to_string())?;
     view.verify_crc().map_err(|e| e.to_string())?;
     let meta = BatchMeta::of(&view);
+    if meta.last < base && meta.base <= meta.last {
+        return Ok(Found::Earlier);
+    }
     if meta.base != expected {
         return Err(format!(
             "batch base offset {} where {} was expected",
@@ -476,10 +491,9 @@ fn check_batch(rest: &[u8], base: Offset, expected: Offset) -> Result<BatchMeta,
     if meta.last < meta.base || RelativeOffset::between(base, meta.last).is_none() {
         return Err(format!("batch last offset {} out of range", meta.last));
     }
-    Ok(meta)
+    Ok(Found::Batch(meta))
 }
 
-/// Base offsets of the `.log` files in `dir`, sorted.
 fn list_bases(dir: &Path) -> Result<Vec<Offset>> {
     offsets_named(dir, LOG_EXT)
 }
@@ -841,6 +855,27 @@ mod tests {
         let log = open(dir.path());
         assert_eq!(log.log_end_offset(), Offset(10));
         assert_eq!(log.recovery_point(), Offset(10), "checkpointed at close");
+    }
+
+    #[test]
+    fn an_intact_batch_below_the_segment_base_ends_it_and_any_other_misfit_is_bad() {
+        use super::{Found, check_batch};
+        let check = |first: i64, count: i32| {
+            check_batch(&batch(first, count, 0, 10), Offset(100), Offset(120))
+        };
+        assert!(matches!(check(120, 3), Ok(Found::Batch(m)) if m.last == Offset(122)));
+        // A reused file's old bytes: all of the batch below the base.
+        assert!(matches!(check(5, 3), Ok(Found::Earlier)));
+        assert!(matches!(check(97, 3), Ok(Found::Earlier)));
+        // Reaching the base, inside the segment, or past the expected
+        // offset: not the continuation, and not old bytes either.
+        assert!(check(98, 3).is_err());
+        assert!(check(110, 3).is_err());
+        assert!(check(121, 3).is_err());
+        // Old bytes that are not an intact batch are bad as before.
+        let mut torn = batch(5, 3, 0, 10);
+        torn[70] ^= 1;
+        assert!(check_batch(&torn, Offset(100), Offset(120)).is_err());
     }
 
     #[test]

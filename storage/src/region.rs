@@ -1,19 +1,19 @@
 //! What a read hands out: file regions of whole batches.
 //!
 //! A [`FileRegion`] names `len` bytes at `position` of one segment's `.log`
-//! and holds an `Arc` to the mapped file, so the bytes stay readable (by
-//! `sendfile` from [`FileRegion::file`] when the file holds a descriptor,
-//! or as `Bytes` from [`FileRegion::bytes`]) even after the segment is
-//! deleted by retention or replaced by `truncate_to`. The active segment's
-//! `.log` holds a descriptor; a sealed segment reopened on demand is
-//! mapped with none (`file_budget.rs`), so a fetch reading many old
-//! segments holds maps, not descriptors.
+//! and holds an `Arc` to the mapped file, so the bytes stay readable (as
+//! `Bytes` over the mapping, from [`FileRegion::bytes`]) even after the
+//! segment is deleted by retention or replaced by `truncate_to`. A sealed
+//! segment reopened on demand is mapped with no descriptor
+//! (`file_budget.rs`), so a fetch reading many old segments holds maps,
+//! not descriptors. No region hands out a descriptor for `sendfile`: the
+//! pages it lent a socket could not be written over again
+//! (`spare_segment.rs`).
 //!
 //! # Invariants
 //! - A region covers only published bytes of whole batches, and those bytes
 //!   never change while the region exists (see `mmap.rs`).
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,9 +26,6 @@ use crate::offset::Offset;
 #[derive(Debug, Clone)]
 pub struct FileRegion {
     file: Arc<MappedFile>,
-    /// The `.log`'s descriptor (shared, not duplicated); `None` for a
-    /// sealed segment mapped without one.
-    fd: Option<Arc<File>>,
     position: u64,
     len: u64,
     /// Records in the region's batches (their headers' counts, summed by
@@ -38,17 +35,15 @@ pub struct FileRegion {
 
 impl FileRegion {
     pub(crate) fn new(file: Arc<MappedFile>, position: u64, len: u64, records: u64) -> Self {
-        let fd = file.file().cloned();
         Self {
             file,
-            fd,
             position,
             len,
             records,
         }
     }
 
-    /// Byte position of the region in its file (the `sendfile` offset).
+    /// Byte position of the region in its file.
     pub fn position(&self) -> u64 {
         self.position
     }
@@ -65,13 +60,6 @@ impl FileRegion {
     /// Records in the region's batches, as their headers count them.
     pub fn records(&self) -> u64 {
         self.records
-    }
-
-    /// The open segment file, for `sendfile`; `None` when the segment is
-    /// mapped without a descriptor: send [`FileRegion::bytes`] then (one
-    /// copy, page cache → socket, as `sendfile`'s).
-    pub fn file(&self) -> Option<&File> {
-        self.fd.as_deref()
     }
 
     /// The path the file was opened at (it may since be renamed or gone).

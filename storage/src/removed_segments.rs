@@ -12,7 +12,9 @@
 //! it has released the lock. Dropping it unmaps the segments and hands
 //! their files to the log's [`Reclaimer`], which frees a large file in
 //! steps (the broker's, on its own thread) or unlinks it in place (a
-//! standalone log's).
+//! standalone log's) — except the `.log`s this process made, offered to
+//! the partition's [`SpareSlot`] to become its next segments
+//! (`spare_segment.rs`).
 //!
 //! # Invariants
 //! - Nothing reaches a removed segment through its log: it is out of the
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use crate::reclaim::Reclaimer;
 use crate::segment::{self, Segment};
+use crate::spare_segment::SpareSlot;
 
 /// Removed segments; dropping the value unmaps them and hands their
 /// `*.deleted` files to the reclaimer.
@@ -36,22 +39,29 @@ pub struct RemovedSegments {
     dir: PathBuf,
     segments: Vec<Segment>,
     reclaimer: Reclaimer,
+    spare: SpareSlot,
 }
 
 impl RemovedSegments {
-    /// `segments`, whose files the caller renamed to `*.deleted`.
-    /// `segments`, whose files the caller renamed to `*.deleted`, to be
-    /// freed by `reclaimer`.
-    pub(crate) fn new(dir: &Path, segments: Vec<Segment>, reclaimer: &Reclaimer) -> Self {
+    /// `segments`, removed from below the log start, whose files the
+    /// caller renamed to `*.deleted`: freed by `reclaimer`, their `.log`s
+    /// offered to `spare`.
+    pub(crate) fn new(
+        dir: &Path,
+        segments: Vec<Segment>,
+        reclaimer: &Reclaimer,
+        spare: &SpareSlot,
+    ) -> Self {
         Self {
             dir: dir.to_path_buf(),
             segments,
             reclaimer: reclaimer.clone(),
+            spare: spare.clone(),
         }
     }
 
     pub(crate) fn none(dir: &Path, reclaimer: &Reclaimer) -> Self {
-        Self::new(dir, Vec::new(), reclaimer)
+        Self::new(dir, Vec::new(), reclaimer, &SpareSlot::default())
     }
 
     /// How many segments were removed.
@@ -62,12 +72,22 @@ impl RemovedSegments {
 
 impl Drop for RemovedSegments {
     fn drop(&mut self) {
+        let mut logs = Vec::with_capacity(self.segments.len());
         for seg in self.segments.drain(..) {
-            let base = seg.base;
+            let (base, next_offset, made_here) = (seg.base, seg.next_offset, seg.made_here);
             // Unmaps the log's own view first: the reclaimer shrinks a file
-            // only once no mapping of it is left.
+            // (and a spare is reused) only once no mapping of it is left.
             drop(seg);
-            segment::reclaim_deleted(&self.dir, base, &self.reclaimer);
+            let [log, indexes @ ..] = segment::deleted_paths(&self.dir, base);
+            if made_here {
+                logs.push((log, next_offset));
+            } else {
+                self.reclaimer.remove_file(log);
+            }
+            for path in indexes {
+                self.reclaimer.remove_file(path);
+            }
         }
+        self.spare.offer(logs, &self.reclaimer);
     }
 }

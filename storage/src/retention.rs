@@ -108,7 +108,12 @@ impl PartitionLog {
             let r = segment::rename_to_deleted(&self.dir, seg.base);
             self.poison_on_err(r)?;
         }
-        Ok(RemovedSegments::new(&self.dir, removed, &self.reclaimer))
+        Ok(RemovedSegments::new(
+            &self.dir,
+            removed,
+            &self.reclaimer,
+            &self.spare,
+        ))
     }
 
     /// DeleteRecords: records below `offset` are no longer readable. The
@@ -318,7 +323,11 @@ mod tests {
         let renamed = dir.path().join(format!("{:020}.log.deleted", bases[0].0));
         assert!(!first.exists() && renamed.exists());
         drop(removed);
-        assert!(!renamed.exists(), "unlinked on drop");
+        // Its indexes are unlinked on drop; its `.log` waits, under the
+        // removed name, to become the next segment (`spare_segment.rs`).
+        let index = dir.path().join(format!("{:020}.index.deleted", bases[0].0));
+        assert!(!index.exists(), "unlinked on drop");
+        assert!(renamed.exists(), "kept as the spare");
         let hw = log.log_end_offset();
         assert_eq!(
             log.delete_retained_segments_below(TS + 1_000_000, Offset(bases[2].0 - 1))

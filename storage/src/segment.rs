@@ -46,6 +46,7 @@ use crate::offset::{FilePosition, LeaderEpoch, Offset, RelativeOffset};
 use crate::offset_index::OffsetIndex;
 use crate::reclaim::Reclaimer;
 use crate::region::FileRegion;
+use crate::spare_segment::Spare;
 use crate::time_index::TimeIndex;
 
 /// The header facts of one stored batch.
@@ -158,6 +159,10 @@ pub(crate) struct Segment {
     pub(crate) bytes_since_index_entry: u64,
     /// `.log` bytes known to be on disk (fdatasync done).
     pub(crate) flushed_bytes: u64,
+    /// Whether this process made the `.log` (new or reused), rather than
+    /// opened it: only such a file is written over once removed
+    /// (`spare_segment.rs`).
+    pub(crate) made_here: bool,
 }
 
 impl Segment {
@@ -169,8 +174,52 @@ impl Segment {
         now_ms: i64,
     ) -> Result<Self> {
         let log_path = segment_path(dir, base, LOG_EXT);
-        let index_path = segment_path(dir, base, INDEX_EXT);
         let log = MappedFile::create(&log_path, config.segment_bytes, Hold::Descriptor)?;
+        Self::with_new_indexes(dir, base, log, config, now_ms)
+    }
+
+    /// A new, empty segment whose `.log` is `spare`'s file, renamed to
+    /// this segment's name and written over (`spare_segment.rs`); its
+    /// indexes are new. On failure the spare is given up (to the
+    /// reclaimer, under whichever name it has).
+    pub(crate) fn reuse(
+        dir: &Path,
+        base: Offset,
+        config: &LogConfig,
+        now_ms: i64,
+        spare: Spare,
+    ) -> Result<Self> {
+        let log_path = segment_path(dir, base, LOG_EXT);
+        std::fs::rename(spare.path(), &log_path).map_err(|e| Error::io("rename", &log_path, e))?;
+        match MappedFile::reuse(&log_path, config.segment_bytes)
+            .and_then(|log| Self::with_new_indexes(dir, base, log, config, now_ms))
+        {
+            Ok(seg) => {
+                spare.reused();
+                Ok(seg)
+            }
+            Err(e) => {
+                // Back under its removed name for the reclaimer, unless
+                // the failed index creation already unlinked it.
+                if std::fs::rename(&log_path, spare.path()).is_err() {
+                    remove_quietly(&log_path);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `log` (new or reused) with two new index files; removes the
+    /// `.log`'s path if they cannot be made.
+    fn with_new_indexes(
+        dir: &Path,
+        base: Offset,
+        log: MapWriter,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let log_path = log.path().to_path_buf();
+        let index_path = segment_path(dir, base, INDEX_EXT);
         let offset_index = OffsetIndex::create(&index_path, config.segment_index_bytes)
             .inspect_err(|_| remove_quietly(&log_path))?;
         let time_index = TimeIndex::create(
@@ -181,7 +230,9 @@ impl Segment {
             remove_quietly(&log_path);
             remove_quietly(&index_path);
         })?;
-        Ok(Self::assemble(base, log, offset_index, time_index, now_ms))
+        let mut seg = Self::assemble(base, log, offset_index, time_index, now_ms);
+        seg.made_here = true;
+        Ok(seg)
     }
 
     pub(crate) fn assemble(
@@ -205,6 +256,7 @@ impl Segment {
             created_ms: now_ms,
             bytes_since_index_entry: 0,
             flushed_bytes: 0,
+            made_here: false,
         }
     }
 
@@ -560,9 +612,8 @@ impl SegmentView<'_> {
         Ok(None)
     }
 
-    /// `len` bytes at `pos` of the `.log` holding `records` records, for
-    /// `sendfile` (or a write from the mapping, for a sealed segment mapped
-    /// without a descriptor).
+    /// `len` bytes at `pos` of the `.log` holding `records` records, to be
+    /// written to a socket from the mapping.
     pub(crate) fn region(&self, pos: u64, len: u64, records: u64) -> FileRegion {
         FileRegion::new(Arc::clone(self.files.log.shared()), pos, len, records)
     }
@@ -611,8 +662,8 @@ pub(crate) fn unlink_deleted(dir: &Path, base: Offset) -> Result<()> {
     Ok(())
 }
 
-/// The `*.deleted` names of `base`'s three files.
-fn deleted_paths(dir: &Path, base: Offset) -> [PathBuf; 3] {
+/// The `*.deleted` names of `base`'s files: `.log`, `.index`, `.timeindex`.
+pub(crate) fn deleted_paths(dir: &Path, base: Offset) -> [PathBuf; 3] {
     [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT].map(|ext| deleted_path(&segment_path(dir, base, ext)))
 }
 

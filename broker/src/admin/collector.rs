@@ -607,6 +607,18 @@ fn broker_state(e: &mut DescriptorEncoder, broker: &Broker) -> fmt::Result {
         "Files unlinked in one go: the reclaimer's queue was full, or a reader mapped them past the wait.",
         reclaim.unlinked_whole_total,
     )?;
+    gauge(
+        e,
+        "sluice_spare_segment_bytes",
+        "Bytes of removed segment files kept to become their partitions' next segments.",
+        i64::try_from(reclaim.spare_bytes).unwrap_or(i64::MAX),
+    )?;
+    counter(
+        e,
+        "sluice_reused_segments",
+        "Removed segment files that became a new segment's file (written blocks: no metadata per sync).",
+        reclaim.reused_total,
+    )?;
     if let Some(disk) = DiskUsage::of(&broker.config().data_dir) {
         gauge(
             e,

@@ -23,13 +23,12 @@
 //! FETCH_SESSION_ID_NOT_FOUND.
 //!
 //! # Copies
-//! Zero in user space for record bytes. A region of the active segment
-//! above `connection::REGION_COPY_BYTES_MAX` is sent by `sendfile` from its
-//! descriptor (the socket takes page-cache pages by reference); a smaller
-//! one, or one of a sealed segment (mapped without a descriptor,
-//! `storage::file_budget`), is copied once by the kernel, page cache →
-//! socket, in the reply's `writev` with the encoded parts around it. Only
-//! the partition headers are encoded in memory.
+//! Zero in user space for record bytes. Every region is copied once by the
+//! kernel, page cache → socket, from the segment's mapping in the reply's
+//! `writev` with the encoded parts around it (not by `sendfile`, which
+//! would lend the socket page-cache pages that a reused segment file then
+//! writes over: `connection::write_parts`). Only the partition headers
+//! are encoded in memory.
 //!
 //! # Limits
 //! - `max_bytes` (whole response) and `partition_max_bytes` as the client

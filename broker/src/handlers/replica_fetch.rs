@@ -22,8 +22,8 @@
 //!
 //! # Copies
 //! As for consumers (same `respond` path): zero in user space; the kernel
-//! copies record bytes once, page cache → socket (`sendfile` from the
-//! active segment, `write` from a sealed segment's mapping).
+//! copies record bytes once, page cache → socket (`writev` from the
+//! segment's mapping).
 //!
 //! # Limits
 //! The request's `max_bytes` and `partition_max_bytes`, capped as for

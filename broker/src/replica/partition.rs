@@ -571,7 +571,7 @@ impl Partition {
     /// Reads whole batches from `offset`, below the high watermark, for a
     /// consumer (or the group coordinator) of the partition this node
     /// leads at `current_leader_epoch` (-1: not checked). Zero copies: the
-    /// regions are the sendfile descriptor or views into the mapping.
+    /// regions are views into the mapping.
     pub fn read(
         &self,
         offset: i64,
