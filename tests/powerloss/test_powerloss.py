@@ -7,14 +7,18 @@ undone.
 
 The scenario, per durability mode: create topics with tiny segments (many
 rolls), produce with acks=all from confluent-kafka to several partitions,
-commit consumer-group offsets, keep producing and SIGKILL the broker
+commit consumer-group offsets, delete the first half of one topic's
+records (DeleteRecords: the removed segments' files become the spares the
+next rolls write over), keep producing and SIGKILL the broker
 mid-stream (records still in flight), *and* cut the power (the FUSE layer
 drops everything unsynced), restart on what was synced and read
 everything back.
 
 - `durability = "fsync"` (the default): every acknowledged record must be
-  there at its acknowledged offset, every topic with its partitions, every
-  committed offset.
+  there at its acknowledged offset (from the deleted-to offset on, in the
+  trimmed topic, whose log start must be exactly that), every topic with
+  its partitions, every committed offset, and segments must have been
+  reused.
 - `durability = "page_cache"`: the control. Acknowledgements do not wait for
   fsync there, so a power cut must lose acknowledged records; if it does
   not, this file system is not dropping what it should and the fsync run
@@ -31,6 +35,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -52,6 +57,9 @@ RECORDS_PER_TOPIC = 3000
 TAIL_RECORDS = 1500
 VALUE_BYTES = 200
 GROUP = "powerloss-group"
+# Its records below the committed (middle) offsets are deleted before the
+# tail is produced, so the tail's rolls reuse the removed segments' files.
+TRIMMED_TOPIC = "powerloss-b"
 FS_TIMEOUT_S = 30
 
 
@@ -150,11 +158,21 @@ def produce_all(bootstrap: str) -> dict[tuple[str, int], dict[int, bytes]]:
     return acked
 
 
-def produce_until_killed(broker, acked, kill_after: int) -> int:
+def reused_segments(broker) -> int:
+    """`sluice_reused_segments_total` from the broker's admin endpoint."""
+    with urllib.request.urlopen(f"{broker.admin_url}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("sluice_reused_segments_total "):
+                return int(float(line.split()[1]))
+    raise AssertionError("no sluice_reused_segments_total in the metrics")
+
+
+def produce_until_killed(broker, acked, kill_after: int) -> tuple[int, int]:
     """Keeps producing (acks=all) to every topic and SIGKILLs the broker
     once `kill_after` more records are acknowledged, with more still in
     flight; adds what was acknowledged to `acked`. Returns how many records
-    were in flight (sent, never acknowledged) at the kill."""
+    were in flight (sent, never acknowledged) at the kill, and how many
+    segments reused a removed one's file by then."""
     new = [0]
 
     def on_delivery(err, msg):
@@ -181,12 +199,23 @@ def produce_until_killed(broker, acked, kill_after: int) -> int:
         p.poll(0)
         if new[0] >= kill_after and len(p) > 0:
             in_flight = len(p)
+            reused = reused_segments(broker)
             broker.kill()
             break
     else:
         raise AssertionError(f"only {new[0]} of {kill_after} tail records acknowledged in 60 s")
     p.flush(15)
-    return in_flight
+    return in_flight, reused
+
+
+def delete_first_half(bootstrap: str, committed) -> dict[tuple[str, int], int]:
+    """DeleteRecords below the committed offset of each TRIMMED_TOPIC
+    partition; returns (topic, partition) -> the new log start offset."""
+    wanted = [TopicPartition(t, p, o) for (t, p), o in committed.items() if t == TRIMMED_TOPIC]
+    client = admin(bootstrap)  # outlives its futures (readback.create_topic)
+    futures = client.delete_records(wanted, request_timeout=30)
+    return {(tp.topic, tp.partition): fut.result(timeout=30).low_watermark
+            for tp, fut in futures.items()}
 
 
 def commit_offsets(bootstrap: str, acked) -> dict[tuple[str, int], int]:
@@ -234,7 +263,8 @@ def run_power_cut(sluice_bin, fs_bin, tmp_path, durability: str) -> dict:
         acked = produce_all(broker.bootstrap)
         produce_s = time.monotonic() - t0
         committed = commit_offsets(broker.bootstrap, acked)
-        in_flight = produce_until_killed(broker, acked, TAIL_RECORDS)
+        trimmed = delete_first_half(broker.bootstrap, committed)
+        in_flight, reused = produce_until_killed(broker, acked, TAIL_RECORDS)
 
         dropped = fs.crash()
         broker.start()
@@ -249,7 +279,8 @@ def run_power_cut(sluice_bin, fs_bin, tmp_path, durability: str) -> dict:
         broker.terminate()
         return {"acked": acked, "found": found, "topics": topics, "committed": committed,
                 "survived_commits": survived_commits, "dropped": dropped,
-                "produce_s": produce_s, "in_flight": in_flight, "segments": count_segments(data)}
+                "produce_s": produce_s, "in_flight": in_flight, "segments": count_segments(data),
+                "trimmed": trimmed, "reused": reused}
     finally:
         if broker is not None:
             broker.close()
@@ -261,37 +292,46 @@ def count_segments(data: Path) -> int:
 
 
 def summary(r: dict) -> tuple[int, int, list]:
-    acked_n = sum(len(v) for v in r["acked"].values())
-    missing = [(tp, off) for tp, offsets in r["acked"].items() for off, value in offsets.items()
-               if r["found"].get(tp, {}).get(off) != value]
-    kept = acked_n - len(missing)
-    return acked_n, kept, missing
+    """Acknowledged records the power cut must keep (those DeleteRecords
+    removed on purpose left out), how many of them are present, and the
+    missing ones."""
+    kept_from = r["trimmed"]
+    due = [(tp, off, value) for tp, offsets in r["acked"].items() for off, value in offsets.items()
+           if off >= kept_from.get(tp, 0)]
+    missing = [(tp, off) for tp, off, value in due if r["found"].get(tp, {}).get(off) != value]
+    return len(due), len(due) - len(missing), missing
 
 
 def test_fsync_mode_keeps_every_acknowledged_record_topic_and_offset(sluice_bin, fs_bin, tmp_path):
     r = run_power_cut(sluice_bin, fs_bin, tmp_path, "fsync")
     acked_n, kept, missing = summary(r)
-    print(f"\nfsync: acknowledged {acked_n} records ({r['in_flight']} more in flight at the kill); "
+    print(f"\nfsync: acknowledged {acked_n} records past the deleted ones "
+          f"({r['in_flight']} more in flight at the kill); "
           f"after the power cut "
           f"{kept} present, {len(missing)} missing; topics {r['topics']}; "
-          f"segments on disk {r['segments']}; commits {len(r['committed'])} made, "
+          f"segments on disk {r['segments']} ({r['reused']} reused); "
+          f"commits {len(r['committed'])} made, "
           f"{sum(r['survived_commits'].get(tp) == o for tp, o in r['committed'].items())} intact; "
           f"file system dropped {r['dropped']}")
-    assert acked_n >= len(TOPICS) * RECORDS_PER_TOPIC + TAIL_RECORDS
+    assert acked_n >= RECORDS_PER_TOPIC + TAIL_RECORDS
     assert r["topics"] == TOPICS, f"topics after the power cut: {r['topics']}"
     assert not missing, f"{len(missing)} acknowledged records lost, first {missing[:5]}"
     assert r["survived_commits"] == r["committed"], (
         f"committed offsets changed: {r['committed']} -> {r['survived_commits']}")
     assert r["segments"] > 2 * sum(TOPICS.values()), "segments did not roll"
+    assert r["reused"] > 0, "no roll reused a removed segment's file"
+    starts = {tp: min(r["found"].get(tp, {None: None})) for tp in r["trimmed"]}
+    assert starts == r["trimmed"], f"log starts after the power cut {starts}, deleted to {r['trimmed']}"
 
 
 def test_page_cache_mode_loses_acknowledged_records_so_the_fs_really_drops(sluice_bin, fs_bin, tmp_path):
     r = run_power_cut(sluice_bin, fs_bin, tmp_path, "page_cache")
     acked_n, kept, missing = summary(r)
-    print(f"\npage_cache: acknowledged {acked_n} records ({r['in_flight']} more in flight at the kill); "
+    print(f"\npage_cache: acknowledged {acked_n} records past the deleted ones "
+          f"({r['in_flight']} more in flight at the kill); "
           f"after the power cut {kept} present, "
           f"{len(missing)} missing; topics {r['topics']}; file system dropped {r['dropped']}")
-    assert acked_n >= len(TOPICS) * RECORDS_PER_TOPIC + TAIL_RECORDS
+    assert acked_n >= RECORDS_PER_TOPIC + TAIL_RECORDS
     assert missing, ("a power cut in page_cache mode lost no acknowledged record: "
                      "the file system is not dropping unsynced writes")
     assert r["dropped"]["bytes_dropped"] > 0
