@@ -58,6 +58,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
+use sluice_protocol::RECORD_BATCH_HEADER_BYTES;
 
 use crate::error::{Error, Result};
 use crate::fault::{self, Call};
@@ -107,11 +108,23 @@ pub(crate) struct MapWriter {
 /// its rewritten header and its records) and the padding.
 const APPEND_SLICES_MAX: usize = 3;
 
-/// Zeros a write into a reused file pads with, up to the end of its 4 KiB
-/// page (x86-64's page and ext4's and XFS's default block; on a larger
-/// page the padding stops at a 4 KiB boundary and a write may still read
-/// the rest of its page).
-static PAD_ZEROS: [u8; 4096] = [0; 4096];
+/// The page a write into a reused file pads to the end of (x86-64's page
+/// and ext4's and XFS's default block; on a larger page the padding stops
+/// at a 4 KiB boundary and a write may still read the rest of its page).
+const PAD_PAGE_BYTES: u64 = 4096;
+
+/// Zeros a write into a reused file is followed by at least: a whole
+/// batch header, which recovery reads as the end of the segment
+/// (`recovery.rs`). Fewer, and a power cut that keeps a sealed segment's
+/// synced bytes but loses its trim (no fsync follows a trim once every
+/// byte was synced) would leave recovery reading the old segment's bytes
+/// from the middle of one of its batches as a torn batch below the
+/// recovery point: damage, the partition refused.
+const PAD_ZEROS_MIN: u64 = RECORD_BATCH_HEADER_BYTES as u64;
+
+/// The zeros a write into a reused file pads with: up to the end of the
+/// page holding its end plus [`PAD_ZEROS_MIN`] — two pages at most.
+static PAD_ZEROS: [u8; 2 * PAD_PAGE_BYTES as usize] = [0; 2 * PAD_PAGE_BYTES as usize];
 
 /// First reservation of a new file, and the smallest growth step: small,
 /// so thousands of partitions do not reserve gigabytes they never use.
@@ -523,20 +536,24 @@ impl MapWriter {
         Ok(())
     }
 
-    /// The zeros a write ending at `end` is followed by: up to the end of
-    /// its page while that page holds an earlier segment's bytes in a
-    /// reused file, nothing otherwise. A write covering only part of a
-    /// page of written blocks that is not cached has the kernel read the
-    /// page from disk first (`ext4_block_write_begin`), inside the append;
-    /// a fallocated (unwritten) block is zero-filled without a read. The
-    /// zeros lie in the reserved, unpublished range, so no reader sees
-    /// them, and the next append overwrites them in the cached page.
+    /// The zeros a write ending at `end` is followed by: at least
+    /// [`PAD_ZEROS_MIN`] and on to the end of that page, while the file
+    /// there holds an earlier segment's bytes (a reused file); nothing
+    /// otherwise. The end of the file cuts them short (recovery reads a
+    /// short zero tail as the end too). Why to a page's end: a write
+    /// covering only part of a page of written blocks that is not cached
+    /// has the kernel read the page from disk first
+    /// (`ext4_block_write_begin`), inside the append; a fallocated
+    /// (unwritten) block is zero-filled without a read. The zeros lie in
+    /// the reserved, unpublished range, so no reader sees them, and the
+    /// next append overwrites them in the cached page.
     fn pad_after(&self, end: u64) -> &'static [u8] {
         if end >= self.old_bytes_end {
             return &[];
         }
         let page_end = end
-            .next_multiple_of(PAD_ZEROS.len() as u64)
+            .saturating_add(PAD_ZEROS_MIN)
+            .next_multiple_of(PAD_PAGE_BYTES)
             .min(self.writable_end);
         let pad = usize::try_from(page_end.saturating_sub(end)).unwrap_or(0);
         PAD_ZEROS.get(..pad).unwrap_or_default()

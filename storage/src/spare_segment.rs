@@ -58,8 +58,15 @@
 //!   reclaimer.
 //! - The newest spare is reused first: the likeliest still in the page
 //!   cache, whose pages are then written over in place.
-//! - Every write into a reused file pads to the end of its 4 KiB page with
-//!   zeros (`MapWriter::append_parts`): a write covering only part of an
+//! - Every write into a reused file is followed by at least a batch
+//!   header of zeros, and zeros on to the end of that 4 KiB page
+//!   (`MapWriter::append_parts`), written and synced with it. The zero
+//!   header is the segment's end to recovery even where the file was not
+//!   trimmed: a sealed segment's trim is not synced when its bytes
+//!   already were, and a power cut may undo it; without the zeros,
+//!   recovery would read the old bytes from inside one of their batches
+//!   as a torn batch below the recovery point (damage: the partition
+//!   refused). To the page's end: a write covering only part of an
 //!   uncached page of written blocks (evicted since) has the kernel read
 //!   the page from disk first, inside the append.
 
@@ -316,16 +323,19 @@ mod tests {
         let d = dir.path();
         let (mut log, _) = log_with_spare(d);
         let new_base = append_until_roll(&mut log);
-        // Eight batches end on a page: no padding, and an intact batch of
-        // the removed segment follows the last new one.
+        // Eight batches end on a page: the next page is zeroed (a batch
+        // header's worth of zeros follows every write), not left holding
+        // the removed segment's batches.
+        let old = std::fs::read(file(d, new_base, "log")).unwrap();
+        let old_base = i64::from_be_bytes(old[4096..4104].try_into().unwrap());
+        assert!((1..new_base.0).contains(&old_base), "{old_base}");
         for _ in 1..8 {
             append(&mut log);
         }
         log.flush().unwrap();
         let end = log.log_end_offset();
         let bytes = std::fs::read(file(d, new_base, "log")).unwrap();
-        let old_base = i64::from_be_bytes(bytes[4096..4104].try_into().unwrap());
-        assert!((1..new_base.0).contains(&old_base), "{old_base}");
+        assert!(bytes[4096..].iter().all(|&b| b == 0));
         let _ = log.simulate_crash();
 
         let log = open(d);
@@ -334,6 +344,59 @@ mod tests {
         // Cut at the real end and re-reserved: the old bytes are gone.
         let bytes = std::fs::read(file(d, new_base, "log")).unwrap();
         assert!(bytes[4096..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_sealed_reused_segment_whose_trim_was_lost_reopens_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Removed segments of 600-byte batches, three pages long: page
+        // boundaries fall inside their batches.
+        let config = LogConfig {
+            segment_bytes: 24 * BATCH_BYTES,
+            ..config()
+        };
+        let mut log = PartitionLog::open(d, config.clone()).unwrap();
+        for _ in 0..60 {
+            log.append_as_leader(&batch(0, 2, TS, 600 - 61), LeaderEpoch(1), 0)
+                .unwrap();
+        }
+        let bases = log.segment_base_offsets();
+        drop(log.advance_log_start_offset(bases[2]).unwrap());
+        let spare = file(d, bases[1], "log.deleted");
+        let old_bytes = std::fs::read(&spare).unwrap();
+        assert!(old_bytes.len() > 8192);
+
+        // Its file reused by 512-byte batches: eight end on the page.
+        let reused = append_until_roll(&mut log);
+        for _ in 1..8 {
+            append(&mut log);
+        }
+        log.flush().unwrap();
+        let end_of_reused = log.log_end_offset();
+        let path = file(d, reused, "log");
+        let before_seal = std::fs::read(&path).unwrap();
+        log.roll(TS).unwrap();
+        append(&mut log);
+        log.flush().unwrap();
+        log.checkpoint_recovery_point().unwrap();
+        let end = log.log_end_offset();
+        let _ = log.simulate_crash();
+
+        // The seal's trim never reached the disk (no fsync follows it
+        // once the bytes were synced): the file is back as it was synced.
+        assert_eq!(std::fs::read(&path).unwrap(), &before_seal[..4096]);
+        std::fs::write(&path, &before_seal).unwrap();
+
+        let log = PartitionLog::open(d, config).unwrap();
+        assert_eq!(log.log_end_offset(), end);
+        assert!(end > end_of_reused);
+        assert_dense(&log);
+        // What recovery read past the new batches: a page of zeros, then
+        // the old segment's bytes from inside one of its batches.
+        assert_eq!(before_seal.len(), old_bytes.len());
+        assert!(before_seal[4096..8192].iter().all(|&b| b == 0));
+        assert_eq!(before_seal[8192..], old_bytes[8192..]);
     }
 
     #[test]
