@@ -24,9 +24,18 @@
 //!   unlinks at the next open.
 //! - A removal that fails is logged and left to that recovery: the log is
 //!   consistent without the segment whatever happens to its files.
+//! - The directory is fsynced before any removed file is touched, so the
+//!   `*.deleted` names are durable before a file is written over (a
+//!   spare) or shrunk (the reclaimer's steps). Otherwise a power cut could
+//!   bring a file back under its segment's name holding a later
+//!   segment's batches, or fewer of its own, below the recovery point:
+//!   damage, the partition refused. Retention's rename is otherwise made
+//!   durable only by the next checkpoint. When that fsync fails, the
+//!   files are left for the next open.
 
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint;
 use crate::reclaim::Reclaimer;
 use crate::segment::{self, Segment};
 use crate::spare_segment::SpareSlot;
@@ -72,6 +81,16 @@ impl RemovedSegments {
 
 impl Drop for RemovedSegments {
     fn drop(&mut self) {
+        if self.segments.is_empty() {
+            return;
+        }
+        // The `*.deleted` names durable before any file is written over
+        // or shrunk (module docs).
+        if let Err(e) = checkpoint::sync_dir(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not make removed segments' names durable; their files wait for the next open to remove them");
+            self.segments.clear();
+            return;
+        }
         let mut logs = Vec::with_capacity(self.segments.len());
         for seg in self.segments.drain(..) {
             let (base, next_offset, made_here) = (seg.base, seg.next_offset, seg.made_here);

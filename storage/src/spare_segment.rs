@@ -17,9 +17,9 @@
 //!
 //! ```text
 //! retention removes X (under the lock) ─► X.log renamed X.log.deleted
-//! RemovedSegments dropped (off the lock) ─► their X.log.deleted whose
-//!     pages no socket may hold offered: kept as the partition's newest
-//!     spares, or to the reclaimer
+//! RemovedSegments dropped (off the lock) ─► directory fsynced (the
+//!     removed names durable), then the X.log.deleted this process made
+//!     offered: kept as the partition's newest spares, or to the reclaimer
 //! roll to base B (under the lock) ─► newest spare below B and unmapped:
 //!     X.log.deleted renamed B.log, mapped whole, nothing published
 //! ```
@@ -397,6 +397,33 @@ mod tests {
         assert_eq!(before_seal.len(), old_bytes.len());
         assert!(before_seal[4096..8192].iter().all(|&b| b == 0));
         assert_eq!(before_seal[8192..], old_bytes[8192..]);
+    }
+
+    #[test]
+    fn removed_files_wait_for_the_next_open_when_their_names_cannot_be_made_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut log = open(d);
+        for _ in 0..70 {
+            append(&mut log);
+        }
+        let bases = log.segment_base_offsets();
+        let removed = log.advance_log_start_offset(bases[2]).unwrap();
+        crate::flush::fail_next_sync();
+        drop(removed);
+        // Neither kept to be written over nor shrunk: a power cut could
+        // still bring them back under their segments' names.
+        let left = [0, 1].map(|i| file(d, bases[i], "log.deleted"));
+        assert!(left.iter().all(|p| p.exists()));
+        assert!(file(d, bases[0], "index.deleted").exists());
+        append_until_roll(&mut log);
+        let stats = log.reclaimer.stats();
+        assert_eq!((stats.spare_bytes, stats.reused_total), (0, 0));
+        drop(log);
+
+        let log = open(d);
+        assert!(left.iter().all(|p| !p.exists()), "removed at the open");
+        assert_dense(&log);
     }
 
     #[test]
