@@ -99,8 +99,8 @@ pub(crate) struct MapWriter {
     capacity: u64,
     /// Below this, the unpublished bytes of a reused file
     /// ([`MappedFile::reuse`]) are an earlier segment's, in written
-    /// blocks: a write ending there pads to its page's end (see
-    /// [`MapWriter::append_parts`]). Zero for any other file.
+    /// blocks: a write ending there is followed by zeros
+    /// ([`MapWriter::pad_after`]). Zero for any other file.
     old_bytes_end: u64,
 }
 
@@ -494,7 +494,7 @@ impl MapWriter {
     /// records paid two calls (a loop of 511-byte batches: 28 % less CPU as
     /// one call). The bytes land in the reserved range
     /// `[published, writable_end)`, which no reader views; in a reused
-    /// file, zeros follow them to the end of the page ([`MapWriter::pad_after`]).
+    /// file, zeros follow them ([`MapWriter::pad_after`]).
     pub(crate) fn append_parts<const N: usize>(&mut self, parts: [&[u8]; N]) -> Result<()> {
         const { assert!(N < APPEND_SLICES_MAX, "one slice is kept for the padding") };
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
@@ -640,6 +640,41 @@ impl MapWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_into_a_reused_file_is_followed_by_a_batch_header_of_zeros_and_on_to_its_page_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let old_len = 3 * PAD_PAGE_BYTES as usize;
+        let min = PAD_ZEROS_MIN as usize;
+        // (bytes written, where the zeros after them end)
+        let cases = [
+            (100, 4096),             // the rest of the page
+            (4096 - min, 4096),      // exactly a header's worth left
+            (4096 - min + 1, 8192),  // less than a header left: the next page too
+            (4096, 8192),            // on the page boundary: a whole page
+            (old_len - 10, old_len), // cut short at the end of the file
+        ];
+        for (written, zeros_end) in cases {
+            std::fs::write(&path, vec![0xAAu8; old_len]).unwrap();
+            let mut w = MappedFile::reuse(&path, old_len as u64).unwrap();
+            w.append_parts([&vec![7u8; written]]).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes.len(), old_len, "{written}");
+            assert!(bytes[..written].iter().all(|&b| b == 7), "{written}");
+            assert!(
+                bytes[written..zeros_end].iter().all(|&b| b == 0),
+                "{written}"
+            );
+            assert!(bytes[zeros_end..].iter().all(|&b| b == 0xAA), "{written}");
+        }
+        // Past the old bytes nothing is padded: the reservation is zeros.
+        std::fs::write(&path, vec![0xAAu8; 4096]).unwrap();
+        let mut w = MappedFile::reuse(&path, 16 * 1024).unwrap();
+        w.append_parts([&[7u8; 4096][..]]).unwrap();
+        assert!(w.pad_after(4096).is_empty());
+        assert!(w.pad_after(5000).is_empty());
+    }
 
     #[test]
     fn readers_see_only_published_bytes_and_keep_them_after_unlink() {

@@ -208,7 +208,7 @@ mod tests {
     use crate::mmap::{Hold, MappedFile};
     use crate::reclaim::SPARE_BYTES_MAX;
     use crate::test_util::{TS, batch, batch_ranges, small_config};
-    use crate::{LeaderEpoch, LogConfig, PartitionLog};
+    use crate::{LeaderEpoch, LogConfig, PartitionLog, RemovedSegments};
 
     /// Batches of 512 bytes, 16 to a segment: eight end on a page.
     const BATCH_BYTES: u64 = 512;
@@ -234,12 +234,13 @@ mod tests {
     }
 
     fn append(log: &mut PartitionLog) {
-        log.append_as_leader(
-            &batch(0, 2, TS, BATCH_BYTES as usize - 61),
-            LeaderEpoch(1),
-            0,
-        )
-        .unwrap();
+        append_batch_of(log, BATCH_BYTES as usize);
+    }
+
+    /// Appends one two-record batch of `bytes` bytes.
+    fn append_batch_of(log: &mut PartitionLog, bytes: usize) {
+        log.append_as_leader(&batch(0, 2, TS, bytes - 61), LeaderEpoch(1), 0)
+            .unwrap();
     }
 
     /// Appends until the log rolls; the new active segment's base.
@@ -268,6 +269,13 @@ mod tests {
     /// A log whose first two segments DeleteRecords removed, and the bases
     /// it had then.
     fn log_with_spare(dir: &Path) -> (PartitionLog, Vec<Offset>) {
+        let (log, bases, removed) = log_with_removed(dir);
+        drop(removed);
+        (log, bases)
+    }
+
+    /// [`log_with_spare`] before the removed segments are dropped.
+    fn log_with_removed(dir: &Path) -> (PartitionLog, Vec<Offset>, RemovedSegments) {
         let mut log = open(dir);
         for _ in 0..70 {
             append(&mut log);
@@ -276,8 +284,7 @@ mod tests {
         assert!(bases.len() >= 4, "{bases:?}");
         let removed = log.advance_log_start_offset(bases[2]).unwrap();
         assert_eq!(removed.count(), 2);
-        drop(removed);
-        (log, bases)
+        (log, bases, removed)
     }
 
     #[test]
@@ -358,8 +365,7 @@ mod tests {
         };
         let mut log = PartitionLog::open(d, config.clone()).unwrap();
         for _ in 0..60 {
-            log.append_as_leader(&batch(0, 2, TS, 600 - 61), LeaderEpoch(1), 0)
-                .unwrap();
+            append_batch_of(&mut log, 600);
         }
         let bases = log.segment_base_offsets();
         drop(log.advance_log_start_offset(bases[2]).unwrap());
@@ -403,12 +409,7 @@ mod tests {
     fn removed_files_wait_for_the_next_open_when_their_names_cannot_be_made_durable() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let mut log = open(d);
-        for _ in 0..70 {
-            append(&mut log);
-        }
-        let bases = log.segment_base_offsets();
-        let removed = log.advance_log_start_offset(bases[2]).unwrap();
+        let (mut log, bases, removed) = log_with_removed(d);
         crate::flush::fail_next_sync();
         drop(removed);
         // Neither kept to be written over nor shrunk: a power cut could
