@@ -52,6 +52,7 @@ pub async fn run(
         rate: None,
         records_max: Some(keys),
         ledger,
+        records_per_send: scenario.producer.records_per_send,
     };
     eprintln!("preload: {keys} keys, one record each");
     let progress = Progress::start("preload", Arc::clone(&live), Duration::from_secs(60));

@@ -18,6 +18,12 @@
 //! batch it waits for, and once for all the records of a chunk it finds
 //! already acknowledged, not per record.
 //!
+//! With `[producer] records_per_send` above 1 the send loop hands the
+//! producer that many records per call (`Producer::send_batch_ref`), as an
+//! application that gathers its records first does: in the closed loop
+//! every record of a call is measured from the call, in the open loop
+//! from its own due instant (the call goes once its last record is due).
+//!
 //! The send loop hands records to the collector in chunks of
 //! [`CHUNK_RECORDS`] (one channel operation per chunk, not per record),
 //! and hands over a partial chunk before it waits for anything (the
@@ -69,6 +75,9 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Records this worker sends at most.
     pub records_max: Option<u64>,
+    /// Records per send call: 1 sends each with `send_ref`; more hands
+    /// them to `send_batch_ref` that many at a time.
+    pub records_per_send: usize,
     /// Told the key and kind of every record sent (compacted topics).
     pub ledger: Option<Arc<KeyLedger>>,
 }
@@ -106,92 +115,24 @@ pub async fn run(
     live: Arc<Live>,
 ) -> ProducerOutcome {
     let (tx, rx) = mpsc::channel::<Vec<Pending>>(PENDING_RECORDS_MAX / CHUNK_RECORDS);
-    let (spare_tx, mut spare_rx) = mpsc::channel::<Vec<Pending>>(SPARE_CHUNKS);
+    let (spare_tx, spare_rx) = mpsc::channel::<Vec<Pending>>(SPARE_CHUNKS);
     let collector = tokio::spawn(collect(rx, spare_tx, Arc::clone(&timeline), live));
-    let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
-    let mut sent = 0u64;
-    let mut send_error = None;
-    let mut clock = SendClock::new();
-    let mut generated = Generated::default();
-    loop {
-        let now = clock.now();
-        if now >= timeline.end || plan.records_max.is_some_and(|m| sent >= m) {
-            break;
-        }
-        let intended = match plan.rate {
-            Some(rate) => {
-                let due = timeline.start + Duration::from_secs_f64(sent as f64 / rate);
-                if due > now && due > clock.read() {
-                    if !hand_over(&tx, &mut spare_rx, &mut chunk).await {
-                        break;
-                    }
-                    // Timers are coarse (~1 ms): wake at the due time of
-                    // the next record and send every record due by then.
-                    tokio::time::sleep_until(due.min(timeline.end).into()).await;
-                    clock.read();
-                    continue;
-                }
-                due
-            }
-            None => now,
-        };
-        let stamp_ns = timeline.wall_ns(intended);
-        source.next(stamp_ns, &mut generated);
-        let key = generated.key();
-        let value = generated.value();
-        let bytes = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
-        let sent_key = generated.key_id.map(|id| (id, value.is_none()));
-        // Borrowed from `generated`: `send_ref` copies key and value into
-        // the partition's batch (their second and last write on this side:
-        // the generator wrote them into `generated`, the batch goes on the
-        // wire as it is).
-        let record = ProducerRecordRef {
-            topic: &plan.topic,
-            partition: None,
-            key,
-            value,
-            headers: &[],
-            timestamp: Some(i64::try_from(stamp_ns / 1_000_000).unwrap_or(i64::MAX)),
-        };
-        let send = producer.send_ref(record);
-        tokio::pin!(send);
-        let sent_now = match poll_once(send.as_mut()).await {
-            Some(result) => result,
-            None => {
-                // The producer's buffer is full: hand over what waits in
-                // the chunk before waiting for room.
-                if !hand_over(&tx, &mut spare_rx, &mut chunk).await {
-                    break;
-                }
-                let result = send.await;
-                clock.read();
-                result
-            }
-        };
-        match sent_now {
-            Ok(delivery) => {
-                if let Some((ledger, (id, tombstone))) = plan.ledger.as_ref().zip(sent_key) {
-                    ledger.record(id, tombstone);
-                }
-                chunk.push(Pending {
-                    intended,
-                    delivery,
-                    bytes: bytes as u64,
-                });
-                sent += 1;
-                if chunk.len() >= CHUNK_RECORDS && !hand_over(&tx, &mut spare_rx, &mut chunk).await
-                {
-                    break;
-                }
-            }
-            Err(e) => {
-                send_error = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    hand_over(&tx, &mut spare_rx, &mut chunk).await;
-    drop(tx);
+    let mut handoff = Handoff {
+        tx,
+        spare: spare_rx,
+        chunk: Vec::with_capacity(CHUNK_RECORDS),
+    };
+    let sender = Sender {
+        producer: &producer,
+        plan: &plan,
+        timeline: &timeline,
+    };
+    let (sent, send_error) = match plan.records_per_send {
+        ..=1 => sender.send_each(source.as_mut(), &mut handoff).await,
+        n => sender.send_batches(source.as_mut(), &mut handoff, n).await,
+    };
+    handoff.hand_over().await;
+    drop(handoff);
     let flushed = tokio::time::timeout(FLUSH_TIMEOUT, producer.flush()).await;
     let mut outcome = match collector.await {
         Ok(o) => o,
@@ -219,6 +160,241 @@ pub async fn run(
     }
     let _ = producer.close().await;
     outcome
+}
+
+/// What a send loop sends with, and to where.
+struct Sender<'a> {
+    producer: &'a Producer,
+    plan: &'a Plan,
+    timeline: &'a Timeline,
+}
+
+impl Sender<'_> {
+    /// Whether the loop is done before sending record number `sent`.
+    fn finished(&self, now: Instant, sent: u64) -> bool {
+        now >= self.timeline.end || self.plan.records_max.is_some_and(|m| sent >= m)
+    }
+
+    /// When record number `i` is due (open loop).
+    fn due(&self, rate: f64, i: u64) -> Instant {
+        self.timeline.start + Duration::from_secs_f64(i as f64 / rate)
+    }
+
+    /// The record `generated` holds, borrowed for the producer, stamped
+    /// with its (intended) send instant.
+    fn record<'g>(&'g self, generated: &'g Generated, stamp_ns: u64) -> ProducerRecordRef<'g> {
+        ProducerRecordRef {
+            topic: &self.plan.topic,
+            partition: None,
+            key: generated.key(),
+            value: generated.value(),
+            headers: &[],
+            timestamp: Some(i64::try_from(stamp_ns / 1_000_000).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Tells the ledger (if any) of a record that was queued.
+    fn sent(&self, generated: &Generated) {
+        if let Some((ledger, id)) = self.plan.ledger.as_ref().zip(generated.key_id) {
+            ledger.record(id, generated.value().is_none());
+        }
+    }
+
+    /// Sends one record per `send_ref` call; returns the records sent and
+    /// the error that ended the loop early, if one did.
+    async fn send_each(
+        &self,
+        source: &mut dyn RecordSource,
+        handoff: &mut Handoff,
+    ) -> (u64, Option<String>) {
+        let timeline = self.timeline;
+        let mut sent = 0u64;
+        let mut clock = SendClock::new();
+        let mut generated = Generated::default();
+        loop {
+            let now = clock.now();
+            if self.finished(now, sent) {
+                return (sent, None);
+            }
+            let intended = match self.plan.rate {
+                Some(rate) => {
+                    let due = self.due(rate, sent);
+                    if due > now && due > clock.read() {
+                        if !handoff.hand_over().await {
+                            return (sent, None);
+                        }
+                        // Timers are coarse (~1 ms): wake at the due time of
+                        // the next record and send every record due by then.
+                        tokio::time::sleep_until(due.min(timeline.end).into()).await;
+                        clock.read();
+                        continue;
+                    }
+                    due
+                }
+                None => now,
+            };
+            let stamp_ns = timeline.wall_ns(intended);
+            source.next(stamp_ns, &mut generated);
+            // Borrowed from `generated`: `send_ref` copies key and value into
+            // the partition's batch (their second and last write on this
+            // side: the generator wrote them into `generated`, the batch goes
+            // on the wire as it is).
+            let send = self.producer.send_ref(self.record(&generated, stamp_ns));
+            tokio::pin!(send);
+            let sent_now = match poll_once(send.as_mut()).await {
+                Some(result) => result,
+                None => {
+                    // The producer's buffer is full: hand over what waits in
+                    // the chunk before waiting for room.
+                    if !handoff.hand_over().await {
+                        return (sent, None);
+                    }
+                    let result = send.await;
+                    clock.read();
+                    result
+                }
+            };
+            match sent_now {
+                Ok(delivery) => {
+                    self.sent(&generated);
+                    sent += 1;
+                    if handoff.push(intended, delivery, &generated) && !handoff.hand_over().await {
+                        return (sent, None);
+                    }
+                }
+                Err(e) => return (sent, Some(e.to_string())),
+            }
+        }
+    }
+
+    /// Sends `per_send` records per `send_batch_ref` call, as an
+    /// application that hands over its records in batches does (the
+    /// counter servers of `shared/workloads.md` §3: 100–1 000 increments
+    /// at a time). The clock is read once per batch: in the closed loop
+    /// every record of a batch is measured from that instant. In the open
+    /// loop a batch goes once its last record is due, and each record is
+    /// measured from its own due instant (the wait for the batch to fill
+    /// counts as latency, as it does for the application).
+    async fn send_batches(
+        &self,
+        source: &mut dyn RecordSource,
+        handoff: &mut Handoff,
+        per_send: usize,
+    ) -> (u64, Option<String>) {
+        let timeline = self.timeline;
+        let mut sent = 0u64;
+        let mut generated: Vec<Generated> = std::iter::repeat_with(Generated::default)
+            .take(per_send)
+            .collect();
+        // Each record's (intended) send instant, and that instant as wall
+        // time for its stamp.
+        let mut intended: Vec<Instant> = Vec::with_capacity(per_send);
+        let mut stamps: Vec<u64> = Vec::with_capacity(per_send);
+        let mut deliveries = Vec::with_capacity(per_send);
+        loop {
+            let now = Instant::now();
+            if self.finished(now, sent) {
+                return (sent, None);
+            }
+            let left = self
+                .plan
+                .records_max
+                .map_or(u64::MAX, |m| m.saturating_sub(sent));
+            let n = usize::try_from(left).map_or(per_send, |left| left.min(per_send));
+            intended.clear();
+            stamps.clear();
+            match self.plan.rate {
+                Some(rate) => {
+                    let last_due = self.due(rate, sent + n as u64 - 1);
+                    if last_due > now {
+                        tokio::time::sleep_until(last_due.min(timeline.end).into()).await;
+                        continue;
+                    }
+                    intended.extend((sent..).take(n).map(|i| self.due(rate, i)));
+                    stamps.extend(intended.iter().map(|&at| timeline.wall_ns(at)));
+                }
+                None => {
+                    intended.resize(n, now);
+                    stamps.resize(n, timeline.wall_ns(now));
+                }
+            }
+            for (generated, &stamp_ns) in generated.iter_mut().zip(&stamps) {
+                source.next(stamp_ns, generated);
+            }
+            // Borrowed from `generated`, as in `send_each`; one allocation
+            // per batch.
+            let records: Vec<_> = generated
+                .iter()
+                .zip(&stamps)
+                .map(|(generated, &stamp_ns)| self.record(generated, stamp_ns))
+                .collect();
+            let mut queued = 0;
+            while queued < n {
+                deliveries.clear();
+                let result = self
+                    .producer
+                    .send_batch_ref(records.get(queued..).unwrap_or_default(), &mut deliveries)
+                    .await;
+                let batch = generated.iter().zip(&intended).skip(queued);
+                for (delivery, (generated, &at)) in deliveries.drain(..).zip(batch) {
+                    self.sent(generated);
+                    sent += 1;
+                    queued += 1;
+                    if handoff.push(at, delivery, generated) && !handoff.hand_over().await {
+                        return (sent, None);
+                    }
+                }
+                match result {
+                    Err(e) => return (sent, Some(e.to_string())),
+                    Ok(0) => return (sent, Some("the producer queued none of a batch".into())),
+                    Ok(_) => {}
+                }
+                // Handed over before the next call can wait for room (or
+                // the next batch's due instant), so no record sits in a
+                // chunk while the loop waits.
+                if !handoff.hand_over().await {
+                    return (sent, None);
+                }
+            }
+        }
+    }
+}
+
+/// The send loop's end of the channel to the collector: records go in
+/// chunks of [`CHUNK_RECORDS`], one channel operation per chunk.
+struct Handoff {
+    tx: mpsc::Sender<Vec<Pending>>,
+    spare: mpsc::Receiver<Vec<Pending>>,
+    chunk: Vec<Pending>,
+}
+
+impl Handoff {
+    /// Adds a sent record; true when the chunk is full (to be handed
+    /// over before the next).
+    fn push(&mut self, intended: Instant, delivery: DeliveryFuture, g: &Generated) -> bool {
+        let bytes = g.key().map_or(0, <[u8]>::len) + g.value().map_or(0, <[u8]>::len);
+        self.chunk.push(Pending {
+            intended,
+            delivery,
+            bytes: bytes as u64,
+        });
+        self.chunk.len() >= CHUNK_RECORDS
+    }
+
+    /// Sends the records in the chunk to the collector (if any), replacing
+    /// it with an emptied chunk the collector handed back, or a new one;
+    /// false when the collector is gone.
+    async fn hand_over(&mut self) -> bool {
+        if self.chunk.is_empty() {
+            return true;
+        }
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK_RECORDS));
+        let full = std::mem::replace(&mut self.chunk, next);
+        self.tx.send(full).await.is_ok()
+    }
 }
 
 /// Records sent on one reading of the clock, at most.
@@ -260,24 +436,6 @@ impl SendClock {
         self.uses_left = RECORDS_PER_CLOCK_READ;
         self.now
     }
-}
-
-/// Sends the records in `chunk` to the collector (if any), replacing it
-/// with an emptied chunk the collector handed back, or a new one; false
-/// when the collector is gone.
-async fn hand_over(
-    tx: &mpsc::Sender<Vec<Pending>>,
-    spare: &mut mpsc::Receiver<Vec<Pending>>,
-    chunk: &mut Vec<Pending>,
-) -> bool {
-    if chunk.is_empty() {
-        return true;
-    }
-    let next = spare
-        .try_recv()
-        .unwrap_or_else(|_| Vec::with_capacity(CHUNK_RECORDS));
-    let full = std::mem::replace(chunk, next);
-    tx.send(full).await.is_ok()
 }
 
 /// Polls `future` once: its output if it is ready now, `None` if it would

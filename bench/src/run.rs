@@ -177,6 +177,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
             rate,
             records_max: quota,
             ledger: ledger.clone(),
+            records_per_send: scenario.producer.records_per_send,
         };
         let source = workload::source(&scenario.workload, &scenario.records, i)?;
         producer_tasks.push(tokio::spawn(producer::run(

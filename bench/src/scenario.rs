@@ -7,7 +7,8 @@
 //! workload = "messaging"          # which record generator (workload/<name>.rs)
 //! [run]     duration_s, warmup_s, records, rate, drain_s, preload, settle_s, sample_s
 //! [topic]   name, partitions, replication_factor, recreate, [topic.configs]
-//! [producer] connections, acks, compression, linger_ms, batch_bytes, buffer_bytes, max_request_size
+//! [producer] connections, acks, compression, linger_ms, batch_bytes, buffer_bytes, max_request_size,
+//!           idempotent, records_per_send
 //! [consumer] connections, fetch_max_wait_ms, partition_max_bytes, readback
 //! [records] value_bytes, keys, key_distribution, zipf_exponent, tombstone_every
 //! ```
@@ -146,6 +147,21 @@ pub struct ProducerSpec {
     /// Idempotent delivery (needs acks = "all").
     #[serde(default)]
     pub idempotent: bool,
+    /// Records the application hands the producer per call: 1 (the
+    /// default) sends each record on its own, as most Kafka applications
+    /// do; more hands them over that many at a time (`send_batch_ref`,
+    /// librdkafka's `rd_kafka_produce_batch`), as an application that
+    /// gathers its records first does.
+    #[serde(default = "default_records_per_send")]
+    pub records_per_send: usize,
+}
+
+/// Most records per send call: the send loop keeps that many generated
+/// records at once.
+const RECORDS_PER_SEND_MAX: usize = 100_000;
+
+fn default_records_per_send() -> usize {
+    1
 }
 
 fn default_buffer_bytes() -> usize {
@@ -295,6 +311,9 @@ impl Scenario {
         }
         if self.topic.partitions < 1 {
             bail!("topic.partitions must be at least 1");
+        }
+        if !(1..=RECORDS_PER_SEND_MAX).contains(&self.producer.records_per_send) {
+            bail!("producer.records_per_send must be 1..={RECORDS_PER_SEND_MAX}");
         }
         let min = crate::workload::value_bytes_min(&self.workload)?;
         if self.records.value_bytes < min {
