@@ -58,3 +58,9 @@ pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// most 1/32 of the buffer, so a small buffer is not held as credit; the
 /// credit goes back to the semaphore before any `send` waits for room.
 pub const BUFFER_CREDIT_BYTES_MAX: usize = 64 * 1024;
+
+/// Records `Producer::send_batch_ref` queues under one hold of the
+/// accumulator's lock before it lets go and takes it again: the sender
+/// task drains under the same lock (on a runtime worker), so a long slice
+/// must not keep it out for more than tens of microseconds at a time.
+pub const RECORDS_PER_LOCK_MAX: usize = 256;

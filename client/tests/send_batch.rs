@@ -151,3 +151,39 @@ async fn a_batch_send_stops_at_a_full_buffer_and_before_a_refused_record() {
     }
     assert_eq!(got, expected_values);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_batch_is_queued_whole_across_several_holds_of_the_lock() {
+    let broker = TestBroker::start().unwrap();
+    let client =
+        ClientConfig::new(&broker.bootstrap()).with_request_timeout(Duration::from_secs(30));
+    let producer = Producer::connect(ProducerConfig::new(client))
+        .await
+        .unwrap();
+    let topic: Arc<str> = Arc::from("long-batch");
+    // More records than one hold of the lock takes
+    // (`limits::RECORDS_PER_LOCK_MAX`, 256), all fitting the buffer.
+    let values: Vec<Vec<u8>> = (0..1_000).map(|i| format!("v{i}").into_bytes()).collect();
+    let records: Vec<ProducerRecordRef<'_>> = values
+        .iter()
+        .map(|value| ProducerRecordRef {
+            topic: &topic,
+            partition: Some(0),
+            key: None,
+            value: Some(value),
+            headers: &[],
+            timestamp: None,
+        })
+        .collect();
+    let mut deliveries = Vec::new();
+    assert_eq!(
+        producer
+            .send_batch_ref(&records, &mut deliveries)
+            .await
+            .unwrap(),
+        records.len()
+    );
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        assert_eq!(delivery.await.unwrap(), (0, i as i64));
+    }
+}

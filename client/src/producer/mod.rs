@@ -625,7 +625,8 @@ impl Producer {
     /// `records.len()`, or fewer when the buffer filled up or the next
     /// record cannot be queued (a call starting with that record returns
     /// its error). Waits for buffer room (or metadata) only for the first
-    /// record, so the records queued so far can be awaited meanwhile.
+    /// record, so the records queued so far can be awaited meanwhile. The
+    /// lock is let go every [`limits::RECORDS_PER_LOCK_MAX`] records.
     pub async fn send_batch_ref(
         &self,
         records: &[ProducerRecordRef<'_>],
@@ -635,7 +636,7 @@ impl Producer {
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed("producer"));
         }
-        let mut done = 0;
+        let mut done = 0usize;
         let mut progress = Progress::default();
         loop {
             let generation = inner.cluster.metadata_generation();
@@ -643,8 +644,9 @@ impl Producer {
             let stopped = {
                 let mut acc = inner.lock();
                 acc.add_buffer_credit(std::mem::take(&mut progress.credit_bought));
+                let end = done.saturating_add(limits::RECORDS_PER_LOCK_MAX);
                 loop {
-                    let Some(record) = records.get(done) else {
+                    let Some(record) = records.get(done).filter(|_| done < end) else {
                         break None;
                     };
                     match queue_locked(&inner.config, &mut acc, record, generation, &mut progress) {
@@ -661,7 +663,9 @@ impl Producer {
                 inner.wake.notify_one();
             }
             match stopped {
-                None => return Ok(done),
+                None if done == records.len() => return Ok(done),
+                // The lock is let go between runs of records.
+                None => {}
                 // Only a refused record holds anything to give back (the
                 // first record's waits are the only ones that pay first).
                 Some((stop, record)) if done > 0 => {
