@@ -626,7 +626,7 @@ impl Producer {
     /// record cannot be queued (a call starting with that record returns
     /// its error). Waits for buffer room (or metadata) only for the first
     /// record, so the records queued so far can be awaited meanwhile. The
-    /// lock is let go every [`limits::RECORDS_PER_LOCK_MAX`] records.
+    /// lock is let go every 256 records (`limits::RECORDS_PER_LOCK_MAX`).
     pub async fn send_batch_ref(
         &self,
         records: &[ProducerRecordRef<'_>],
