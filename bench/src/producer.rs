@@ -194,7 +194,7 @@ impl Sender<'_> {
     }
 
     /// Tells the ledger (if any) of a record that was queued.
-    fn sent(&self, generated: &Generated) {
+    fn tell_ledger(&self, generated: &Generated) {
         if let Some((ledger, id)) = self.plan.ledger.as_ref().zip(generated.key_id) {
             ledger.record(id, generated.value().is_none());
         }
@@ -256,7 +256,7 @@ impl Sender<'_> {
             };
             match sent_now {
                 Ok(delivery) => {
-                    self.sent(&generated);
+                    self.tell_ledger(&generated);
                     sent += 1;
                     if handoff.push(intended, delivery, &generated) && !handoff.hand_over().await {
                         return (sent, None);
@@ -337,7 +337,7 @@ impl Sender<'_> {
                     .await;
                 let batch = generated.iter().zip(&intended).skip(queued);
                 for (delivery, (generated, &at)) in deliveries.drain(..).zip(batch) {
-                    self.sent(generated);
+                    self.tell_ledger(generated);
                     sent += 1;
                     queued += 1;
                     if handoff.push(at, delivery, generated) && !handoff.hand_over().await {

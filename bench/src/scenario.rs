@@ -455,6 +455,23 @@ value_bytes = 1024
     }
 
     #[test]
+    fn records_per_send_is_bounded() {
+        let with = |n: usize| Scenario::parse(TEXT, &[format!("producer.records_per_send={n}")]);
+        assert!(with(0).is_err());
+        assert!(with(RECORDS_PER_SEND_MAX + 1).is_err());
+        assert_eq!(
+            with(1000).map(|s| s.producer.records_per_send).ok(),
+            Some(1000)
+        );
+        assert_eq!(
+            Scenario::parse(TEXT, &[])
+                .map(|s| s.producer.records_per_send)
+                .ok(),
+            Some(1)
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(Scenario::parse(TEXT, &["run.duraton_s=2".into()]).is_err());
     }

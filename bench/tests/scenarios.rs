@@ -166,6 +166,18 @@ fn counters_runs_and_writes_json() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The open loop with records handed over in batches (`send_batch_ref`):
+/// each call goes once its last record is due.
+#[test]
+fn counters_in_batches_on_an_open_loop_runs_and_writes_json() -> anyhow::Result<()> {
+    let v = run_scenario(
+        "counters",
+        &["run.rate=20000", "producer.records_per_send=100"],
+    )?;
+    check(&v, "counters");
+    Ok(())
+}
+
 #[test]
 fn config_runs_and_writes_json() -> anyhow::Result<()> {
     // A preload of 2 000 keys, not the plan's 100 000.
