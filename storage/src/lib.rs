@@ -47,6 +47,7 @@ mod recovery;
 mod region;
 mod removed_segments;
 mod retention;
+mod sealed_files;
 mod segment;
 mod spare_segment;
 mod sparse_index;
@@ -64,6 +65,7 @@ pub use offset::{FilePosition, LeaderEpoch, Offset, RelativeOffset};
 pub use reclaim::{ReclaimStats, Reclaimer};
 pub use region::{FileRegion, ReadInfo};
 pub use removed_segments::RemovedSegments;
+pub use sealed_files::SealedFiles;
 
 #[cfg(test)]
 mod test_util;

@@ -26,6 +26,13 @@ const _: () = assert!(MIN_SEGMENT_BYTES >= sluice_protocol::RECORD_BATCH_HEADER_
 /// Kafka's default `segment.bytes` (1 GiB).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 1 << 30;
 
+/// Bytes past the checkpointed recovery point at which a roll writes the
+/// checkpoint itself (`PartitionLog::roll`), rather than leaving it to the
+/// periodic `log.flush.offset.checkpoint.interval.ms`: after a crash,
+/// recovery scans at most this much besides the segment holding the
+/// recovery point. One default segment; sixteen of 64 MiB.
+pub const RECOVERY_SCAN_BYTES_MAX: u64 = 1 << 30;
+
 /// Kafka's default `segment.ms` (7 days).
 pub const DEFAULT_SEGMENT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 

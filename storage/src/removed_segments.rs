@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint;
 use crate::reclaim::Reclaimer;
+use crate::sealed_files::SealedFiles;
 use crate::segment::{self, Segment};
 use crate::spare_segment::SpareSlot;
 
@@ -47,30 +48,41 @@ use crate::spare_segment::SpareSlot;
 pub struct RemovedSegments {
     dir: PathBuf,
     segments: Vec<Segment>,
+    /// Their files a roll sealed and the log still kept for its caller to
+    /// close (`sealed_files.rs`): closed with the segments.
+    sealed: SealedFiles,
     reclaimer: Reclaimer,
     spare: SpareSlot,
 }
 
 impl RemovedSegments {
     /// `segments`, removed from below the log start, whose files the
-    /// caller renamed to `*.deleted`: freed by `reclaimer`, their `.log`s
-    /// offered to `spare`.
+    /// caller renamed to `*.deleted`, and the `sealed` files the log kept
+    /// of them: freed by `reclaimer`, their `.log`s offered to `spare`.
     pub(crate) fn new(
         dir: &Path,
         segments: Vec<Segment>,
+        sealed: SealedFiles,
         reclaimer: &Reclaimer,
         spare: &SpareSlot,
     ) -> Self {
         Self {
             dir: dir.to_path_buf(),
             segments,
+            sealed,
             reclaimer: reclaimer.clone(),
             spare: spare.clone(),
         }
     }
 
     pub(crate) fn none(dir: &Path, reclaimer: &Reclaimer) -> Self {
-        Self::new(dir, Vec::new(), reclaimer, &SpareSlot::default())
+        Self::new(
+            dir,
+            Vec::new(),
+            SealedFiles::default(),
+            reclaimer,
+            &SpareSlot::default(),
+        )
     }
 
     /// How many segments were removed.
@@ -81,6 +93,9 @@ impl RemovedSegments {
 
 impl Drop for RemovedSegments {
     fn drop(&mut self) {
+        // Unmapped first: a spare is reused, and a file shrunk, only once
+        // no mapping of it is left.
+        drop(std::mem::take(&mut self.sealed));
         if self.segments.is_empty() {
             return;
         }

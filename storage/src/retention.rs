@@ -34,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::log::PartitionLog;
 use crate::offset::Offset;
 use crate::removed_segments::RemovedSegments;
+use crate::sealed_files::SealedFiles;
 use crate::segment::{self, INDEX_EXT, LOG_EXT, SWAP_SUFFIX, Segment, TIME_INDEX_EXT};
 
 impl PartitionLog {
@@ -98,8 +99,10 @@ impl PartitionLog {
             return Ok(RemovedSegments::none(&self.dir, &self.reclaimer));
         }
         let removed: Vec<Segment> = self.segments.drain(..count).collect();
+        let mut sealed = SealedFiles::default();
         if let Some(first) = self.segments.first() {
             self.log_start = self.log_start.max(first.base);
+            sealed = self.sealed_files.take_below(first.base);
         }
         let start = self.log_start;
         self.epochs.truncate_from_start(start);
@@ -111,6 +114,7 @@ impl PartitionLog {
         Ok(RemovedSegments::new(
             &self.dir,
             removed,
+            sealed,
             &self.reclaimer,
             &self.spare,
         ))

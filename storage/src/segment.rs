@@ -311,12 +311,27 @@ impl Segment {
     /// and maps released once no reader holds them), reopened mapped, with
     /// no descriptor, on the next read. No-op when already lazy.
     pub(crate) fn release(&mut self, dir: &Path, budget: &FileBudget) {
+        drop(self.release_files(dir, budget));
+    }
+
+    /// [`Self::release`], handing back the files it closes instead of
+    /// closing them, for the caller to drop later (`sealed_files.rs`).
+    /// `None` when already lazy.
+    pub(crate) fn release_files(
+        &mut self,
+        dir: &Path,
+        budget: &FileBudget,
+    ) -> Option<SegmentFiles> {
         let Files::Open(files) = &self.files else {
-            return;
+            return None;
         };
         let size = files.log.published();
         let dirty = files.offset_index.is_dirty() || files.time_index.is_dirty();
-        self.files = Files::Lazy(LazyFiles::new(dir, self.base, size, budget, dirty));
+        let lazy = Files::Lazy(LazyFiles::new(dir, self.base, size, budget, dirty));
+        match std::mem::replace(&mut self.files, lazy) {
+            Files::Open(files) => Some(files),
+            Files::Lazy(_) => None,
+        }
     }
 
     /// Whether a batch of `size` bytes ending at `last` can go here.

@@ -531,6 +531,9 @@ impl Partition {
             .log
             .append_as_leader(batch.as_bytes(), epoch, now_ms)
             .map_err(|e| self.storage_error(e))?;
+        // Closed after the lock: unmapping a sealed segment read through
+        // its mapping took milliseconds (storage's `sealed_files.rs`).
+        let sealed = state.log.take_sealed_files();
         // The batch opened a new segment: snapshot the state below it.
         if state.log.segment_count() != segments && info.segment_base_offset == info.base_offset {
             producer_snapshot::take(&state.producers, state.log.dir(), info.base_offset);
@@ -554,6 +557,7 @@ impl Partition {
             .as_ref()
             .is_some_and(LeaderIsr::has_followers);
         drop(state);
+        drop(sealed);
         if self.durability == DurabilityMode::PageCache {
             self.high_watermark.local_end_advanced(log_end);
         }
@@ -863,6 +867,7 @@ impl Partition {
             .log
             .append_as_follower(batches)
             .map_err(|e| self.storage_error(e))?;
+        let sealed = state.log.take_sealed_files();
         // A batch opened a new segment: the state below the last new one
         // is snapshotted as the batches are recorded.
         let rolled_at = (state.log.segment_count() != segments)
@@ -883,6 +888,7 @@ impl Partition {
         }
         let log_end_offset = state.log.log_end_offset().0;
         drop(guard);
+        drop(sealed);
         if self.durability == DurabilityMode::PageCache {
             self.high_watermark.local_end_advanced(log_end_offset);
         }
@@ -1064,8 +1070,8 @@ impl Partition {
     /// producer snapshot), deletes segments retention lets go (never at or
     /// above the high watermark, Kafka's rule) and the producer snapshots
     /// below the new log start, and forgets producers idle for
-    /// `producer_expiration_ms`. A roll or a deletion checkpoints the log
-    /// start itself; the recovery point has its own interval
+    /// `producer_expiration_ms`. A deletion checkpoints the log start
+    /// itself; the recovery point has its own interval
     /// ([`Partition::checkpoint_recovery_point`]).
     pub(crate) fn maintain(
         &self,
@@ -1095,7 +1101,9 @@ impl Partition {
             .then(|| (state.log.dir().to_path_buf(), state.log.log_start_offset()));
         state.producers.expire(now_ms, producer_expiration_ms);
         let log_start_offset = state.log.log_start_offset().0;
+        let sealed = state.log.take_sealed_files();
         drop(guard);
+        drop(sealed);
         self.high_watermark.log_start_moved(log_start_offset);
         // Unlinks out of the lock (the removed segments' files and
         // unmapping, the snapshots below the new log start): under it, while
