@@ -25,33 +25,10 @@ use std::time::{Duration, Instant};
 
 use sluice_storage::{LeaderEpoch, LogConfig, Offset, PartitionLog};
 
+mod common;
+use common::{batch, env_or};
+
 const ROUNDS: usize = 9;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A batch of `records` records of `record` bytes (at least its header).
-fn batch(records: i32, record: usize) -> Vec<u8> {
-    let payload = (record * records as usize).saturating_sub(61);
-    let mut b = vec![0u8; 61 + payload];
-    let len = i32::try_from(b.len() - 12).unwrap();
-    b[8..12].copy_from_slice(&len.to_be_bytes());
-    b[16] = 2;
-    b[23..27].copy_from_slice(&(records - 1).to_be_bytes());
-    b[35..43].copy_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    b[57..61].copy_from_slice(&records.to_be_bytes());
-    for (i, x) in b[61..].iter_mut().enumerate() {
-        *x = (i * 31 % 251) as u8;
-    }
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
-}
 
 /// CPU time of this thread (user + system, page faults included): less
 /// disturbed than wall time by other processes on a shared machine.
@@ -100,8 +77,8 @@ fn plain_write(dir: &Path, batch: &[u8], n: usize) -> Times {
 }
 
 fn log_append(dir: &Path, batch: &[u8], n: usize) -> (Times, PartitionLog) {
-    // 256 MiB segments: a round crosses rolls (preallocation, trim,
-    // checkpoint), which the measurement includes. Opening the log (one
+    // 256 MiB segments: a round crosses rolls (preallocation, trim),
+    // which the measurement includes (the `roll` bench times them alone). Opening the log (one
     // checkpoint fsync) is set-up, as creating the plain file is.
     let config = LogConfig {
         segment_bytes: 256 << 20,
