@@ -48,8 +48,7 @@ impl SealedFiles {
     /// kept.
     pub(crate) fn keep(&mut self, base: Offset, files: SegmentFiles) {
         if self.files.len() >= SEALED_FILES_MAX {
-            let over = self.files.len() + 1 - SEALED_FILES_MAX;
-            drop(self.files.drain(..over));
+            drop(self.files.remove(0));
         }
         self.files.push((base, files));
     }
@@ -80,6 +79,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
 
+    use super::SEALED_FILES_MAX;
     use crate::mapped_inodes;
     use crate::offset::Offset;
     use crate::test_util::{TS, batch, small_config};
@@ -136,6 +136,32 @@ mod tests {
             .unwrap();
         assert!(!mapped(&log_file(d, sealed)));
         assert!(log.take_sealed_files().is_empty());
+    }
+
+    /// One follower append crossing more segments than the bound keeps
+    /// the newest [`SEALED_FILES_MAX`] segments' files, the older closed.
+    #[test]
+    fn one_append_keeps_at_most_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut log = open(d);
+        // Four batches a segment: each group of four rolls once.
+        let rolls = SEALED_FILES_MAX + 3;
+        let batches: Vec<u8> = (0..4 * (rolls + 1))
+            .flat_map(|i| batch(i64::try_from(i).unwrap(), 1, TS, BATCH_BYTES - 61))
+            .collect();
+        log.append_as_follower(&batches).unwrap();
+        let bases = log.segment_base_offsets();
+        assert_eq!(bases.len(), rolls + 1);
+        let sealed = log.take_sealed_files();
+        assert_eq!(sealed.len(), SEALED_FILES_MAX);
+        assert!(
+            !mapped(&log_file(d, bases[0])),
+            "the oldest closed in place"
+        );
+        assert!(mapped(&log_file(d, bases[rolls - 1])), "the newest kept");
+        drop(sealed);
+        assert!(!mapped(&log_file(d, bases[rolls - 1])));
     }
 
     /// DeleteRecords right after a roll removes the segment whose files
