@@ -14,7 +14,7 @@
 //! | `roll` | nothing (the new segment's directory entry with the next flush; the checkpoint with the next `checkpoint_recovery_point`), unless [`crate::limits::RECOVERY_SCAN_BYTES_MAX`] lie past the checkpointed recovery point: then the checkpoint |
 //! | `PendingFlush::sync` | every batch below `PendingFlush::log_end_offset()` |
 //! | `complete_flush` / `flush` / `maybe_flush` (when it flushes) | same as `sync`; the recovery point in memory advances, the checkpoint file does not |
-//! | `checkpoint_recovery_point` | the recovery point and log start offset, in the checkpoint; a leader-epoch truncation from the start |
+//! | `checkpoint_recovery_point` | the recovery point and log start offset, in the checkpoint; a leader-epoch truncation from the start; the reused index files (`spare_segment.rs`) of segments below the recovery point, emptied |
 //! | `advance_log_start_offset` | the new log start offset (checkpoint) |
 //! | `truncate_to` / `truncate_fully_and_start_at` | the truncation: removed batches never come back after a crash |
 //! | `delete_retained_segments` | nothing: the files are renamed, and unlinked when the returned value drops; the log start reaches the checkpoint with the next `checkpoint_recovery_point` (recovery derives it from the first segment; a segment a power cut resurrects is deleted again) |
@@ -687,6 +687,21 @@ impl PartitionLog {
         if self.last_checkpoint == Some(c) {
             return Ok(());
         }
+        // Recovery trusts the indexes of a segment the recovery point has
+        // passed: reused ones must not hold the removed segment's entries
+        // any more, on disk (`spare_segment.rs`). A segment starting at or
+        // above it is synced by a later checkpoint before it is passed.
+        let rp = self.recovery_point;
+        let synced = self
+            .segments
+            .iter_mut()
+            .filter(|seg| seg.reused_indexes_unsynced && seg.base < rp)
+            .try_for_each(|seg| {
+                seg.sync_indexes()?;
+                seg.reused_indexes_unsynced = false;
+                Ok(())
+            });
+        self.poison_on_err(synced)?;
         self.poison_on_err(c.write(&self.dir))?;
         self.last_checkpoint = Some(c);
         Ok(())

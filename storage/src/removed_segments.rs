@@ -12,8 +12,8 @@
 //! it has released the lock. Dropping it unmaps the segments and hands
 //! their files to the log's [`Reclaimer`], which frees a large file in
 //! steps (the broker's, on its own thread) or unlinks it in place (a
-//! standalone log's) — except the `.log`s this process made, offered to
-//! the partition's [`SpareSlot`] to become its next segments
+//! standalone log's) — except the files of segments this process made,
+//! offered to the partition's [`SpareSlot`] to become its next segments
 //! (`spare_segment.rs`).
 //!
 //! # Invariants
@@ -58,7 +58,7 @@ pub struct RemovedSegments {
 impl RemovedSegments {
     /// `segments`, removed from below the log start, whose files the
     /// caller renamed to `*.deleted`, and the `sealed` files the log kept
-    /// of them: freed by `reclaimer`, their `.log`s offered to `spare`.
+    /// of them: freed by `reclaimer`, the files of those made here offered to `spare`.
     pub(crate) fn new(
         dir: &Path,
         segments: Vec<Segment>,
@@ -106,22 +106,21 @@ impl Drop for RemovedSegments {
             self.segments.clear();
             return;
         }
-        let mut logs = Vec::with_capacity(self.segments.len());
+        let mut spares = Vec::with_capacity(self.segments.len());
         for seg in self.segments.drain(..) {
             let (base, next_offset, made_here) = (seg.base, seg.next_offset, seg.made_here);
             // Unmaps the log's own view first: the reclaimer shrinks a file
             // (and a spare is reused) only once no mapping of it is left.
             drop(seg);
-            let [log, indexes @ ..] = segment::deleted_paths(&self.dir, base);
+            let files = segment::deleted_paths(&self.dir, base);
             if made_here {
-                logs.push((log, next_offset));
+                spares.push((files, next_offset));
             } else {
-                self.reclaimer.remove_file(log);
-            }
-            for path in indexes {
-                self.reclaimer.remove_file(path);
+                for path in files {
+                    self.reclaimer.remove_file(path);
+                }
             }
         }
-        self.spare.offer(logs, &self.reclaimer);
+        self.spare.offer(spares, &self.reclaimer);
     }
 }

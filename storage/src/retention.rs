@@ -327,11 +327,10 @@ mod tests {
         let renamed = dir.path().join(format!("{:020}.log.deleted", bases[0].0));
         assert!(!first.exists() && renamed.exists());
         drop(removed);
-        // Its indexes are unlinked on drop; its `.log` waits, under the
-        // removed name, to become the next segment (`spare_segment.rs`).
+        // Its files wait, under the removed names, to become the next
+        // segment's (`spare_segment.rs`).
         let index = dir.path().join(format!("{:020}.index.deleted", bases[0].0));
-        assert!(!index.exists(), "unlinked on drop");
-        assert!(renamed.exists(), "kept as the spare");
+        assert!(index.exists() && renamed.exists(), "kept as the spare");
         let hw = log.log_end_offset();
         assert_eq!(
             log.delete_retained_segments_below(TS + 1_000_000, Offset(bases[2].0 - 1))

@@ -47,6 +47,7 @@ use crate::offset_index::OffsetIndex;
 use crate::reclaim::Reclaimer;
 use crate::region::FileRegion;
 use crate::spare_segment::Spare;
+use crate::sparse_index::{IndexEntry, SparseIndex};
 use crate::time_index::TimeIndex;
 
 /// The header facts of one stored batch.
@@ -163,6 +164,12 @@ pub(crate) struct Segment {
     /// opened it: only such a file is written over once removed
     /// (`spare_segment.rs`).
     pub(crate) made_here: bool,
+    /// Its index files are a removed segment's, cut to empty here, and no
+    /// sync has made the cut durable yet: until one does, a power cut
+    /// could bring back the removed segment's entries. Synced before a
+    /// checkpoint lets recovery trust the segment's indexes
+    /// (`PartitionLog::write_checkpoint`).
+    pub(crate) reused_indexes_unsynced: bool,
 }
 
 impl Segment {
@@ -175,13 +182,14 @@ impl Segment {
     ) -> Result<Self> {
         let log_path = segment_path(dir, base, LOG_EXT);
         let log = MappedFile::create(&log_path, config.segment_bytes, Hold::Descriptor)?;
-        Self::with_new_indexes(dir, base, log, config, now_ms)
+        Self::with_indexes(dir, base, log, config, now_ms, [None, None])
     }
 
-    /// A new, empty segment whose `.log` is `spare`'s file, renamed to
-    /// this segment's name and written over (`spare_segment.rs`); its
-    /// indexes are new. On failure the spare is given up (to the
-    /// reclaimer, under whichever name it has).
+    /// A new, empty segment made of `spare`'s files, renamed to this
+    /// segment's names and written over (`spare_segment.rs`): its `.log`,
+    /// and its indexes cut to empty (new ones where the spare's are
+    /// missing or cannot be renamed). On failure the spare is given up (to
+    /// the reclaimer, under whichever names its files have).
     pub(crate) fn reuse(
         dir: &Path,
         base: Offset,
@@ -191,9 +199,17 @@ impl Segment {
     ) -> Result<Self> {
         let log_path = segment_path(dir, base, LOG_EXT);
         std::fs::rename(spare.path(), &log_path).map_err(|e| Error::io("rename", &log_path, e))?;
-        match MappedFile::reuse(&log_path, config.segment_bytes)
-            .and_then(|log| Self::with_new_indexes(dir, base, log, config, now_ms))
-        {
+        let [old_index, old_time_index] = spare.index_paths();
+        match MappedFile::reuse(&log_path, config.segment_bytes).and_then(|log| {
+            Self::with_indexes(
+                dir,
+                base,
+                log,
+                config,
+                now_ms,
+                [Some(old_index.as_path()), Some(old_time_index.as_path())],
+            )
+        }) {
             Ok(seg) => {
                 spare.reused();
                 Ok(seg)
@@ -209,29 +225,32 @@ impl Segment {
         }
     }
 
-    /// `log` (new or reused) with two new index files; removes the
-    /// `.log`'s path if they cannot be made.
-    fn with_new_indexes(
+    /// `log` (new or reused) with its two index files: the removed ones
+    /// in `reused` (`.index`, `.timeindex`), renamed and cut to empty,
+    /// where given and present, new ones otherwise. Removes the `.log`'s
+    /// path if they cannot be made.
+    fn with_indexes(
         dir: &Path,
         base: Offset,
         log: MapWriter,
         config: &LogConfig,
         now_ms: i64,
+        reused: [Option<&Path>; 2],
     ) -> Result<Self> {
         let log_path = log.path().to_path_buf();
         let index_path = segment_path(dir, base, INDEX_EXT);
-        let offset_index = OffsetIndex::create(&index_path, config.segment_index_bytes)
+        let capacity = config.segment_index_bytes;
+        let (offset_index, index_reused) = index_file(&index_path, reused[0], capacity)
             .inspect_err(|_| remove_quietly(&log_path))?;
-        let time_index = TimeIndex::create(
-            &segment_path(dir, base, TIME_INDEX_EXT),
-            config.segment_index_bytes,
-        )
-        .inspect_err(|_| {
-            remove_quietly(&log_path);
-            remove_quietly(&index_path);
-        })?;
+        let time_index_path = segment_path(dir, base, TIME_INDEX_EXT);
+        let (time_index, time_index_reused) = index_file(&time_index_path, reused[1], capacity)
+            .inspect_err(|_| {
+                remove_quietly(&log_path);
+                remove_quietly(&index_path);
+            })?;
         let mut seg = Self::assemble(base, log, offset_index, time_index, now_ms);
         seg.made_here = true;
+        seg.reused_indexes_unsynced = index_reused || time_index_reused;
         Ok(seg)
     }
 
@@ -257,6 +276,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             flushed_bytes: 0,
             made_here: false,
+            reused_indexes_unsynced: false,
         }
     }
 
@@ -694,6 +714,24 @@ fn deleted_path(path: &Path) -> PathBuf {
     let mut deleted = path.as_os_str().to_os_string();
     deleted.push(DELETED_SUFFIX);
     PathBuf::from(deleted)
+}
+
+/// The index file at `path`: `reused` (a removed segment's index) renamed
+/// there and cut to empty, if it is given and can be renamed; else a new
+/// one. Whether it was reused.
+fn index_file<E: IndexEntry>(
+    path: &Path,
+    reused: Option<&Path>,
+    capacity_bytes: u64,
+) -> Result<(SparseIndex<E>, bool)> {
+    if let Some(old) = reused
+        && std::fs::rename(old, path).is_ok()
+    {
+        return SparseIndex::reuse(path, capacity_bytes)
+            .map(|index| (index, true))
+            .inspect_err(|_| remove_quietly(path));
+    }
+    SparseIndex::create(path, capacity_bytes).map(|index| (index, false))
 }
 
 fn remove_quietly(path: &Path) {

@@ -1,4 +1,4 @@
-//! A removed segment's `.log`, kept to become the partition's next one.
+//! A removed segment's files, kept to become the partition's next segment.
 //!
 //! A new segment's file is reserved with `fallocate`, whose blocks are
 //! *unwritten* extents: the first writeback of each range converts it,
@@ -15,13 +15,24 @@
 //! freed or allocated. RocksDB's `recycle_log_file_num` and Scylla's
 //! commitlog segment reuse do the same for their logs.
 //!
+//! The two index files go along: a roll that made new ones had ext4
+//! choose two inodes, and without a journal it skips those freed in the
+//! last seconds, reading their inode-table blocks to tell; at hundreds of
+//! rolls a second (many partitions, small segments) that walk was ~23 % of
+//! the broker's CPU (`docs/benchmarks.md`). A reused index is renamed and
+//! cut to empty instead.
+//!
 //! ```text
-//! retention removes X (under the lock) ─► X.log renamed X.log.deleted
+//! retention removes X (under the lock) ─► X.{log,index,timeindex} renamed
+//!     X.*.deleted
 //! RemovedSegments dropped (off the lock) ─► directory fsynced (the
-//!     removed names durable), then the X.log.deleted this process made
+//!     removed names durable), then the X.*.deleted this process made
 //!     offered: kept as the partition's newest spares, or to the reclaimer
 //! roll to base B (under the lock) ─► newest spare below B and unmapped:
-//!     X.log.deleted renamed B.log, mapped whole, nothing published
+//!     X.log.deleted renamed B.log, mapped whole, nothing published;
+//!     X.index.deleted, X.timeindex.deleted renamed B.index, B.timeindex,
+//!     cut to empty and reserved again
+//! next checkpoint whose recovery point passes B ─► B's indexes synced first
 //! ```
 //!
 //! # Invariants
@@ -32,9 +43,10 @@
 //!   not the dense continuation of the segment (`recovery.rs`), so old
 //!   bytes are never taken for new ones. Retention and DeleteRecords are
 //!   the only sources, and both remove segments below the log start.
-//! - A spare is reused only while no mapping of it lives
+//! - A spare is reused only while no mapping of any of its files lives
 //!   (`mapped_inodes.rs`): a reader still viewing the old segment keeps
-//!   its bytes. Its pages are written over in place, so no socket may hold
+//!   its bytes, and a lookup in its indexes its entries (cutting a mapped
+//!   file would fault the reader). Its pages are written over in place, so no socket may hold
 //!   references to them: the broker never sends with `sendfile`, which
 //!   leaves socket buffers referencing the page-cache pages it sent for as
 //!   long as a reader that stopped reading keeps its connection, and a
@@ -46,7 +58,15 @@
 //!   pages. It never reaches the reclaimer before it is given up, and
 //!   once given up never comes back, so "not mapped" stays true for what
 //!   the reclaimer shrinks.
-//! - A spare keeps its `*.deleted` name until it is reused: a crash
+//! - A reused index holds no entry of the removed segment on disk before
+//!   a checkpoint's recovery point passes its segment: its cut is synced
+//!   first (`PartitionLog::write_checkpoint`). Recovery trusts the indexes
+//!   of segments below the recovery point (sanity checks only); without
+//!   a journal a power cut can undo an unsynced cut, and the old entries,
+//!   in order, would pass those checks and send lookups to wrong
+//!   positions. A segment above the recovery point is scanned and its
+//!   indexes rebuilt; a clean close syncs every dirty index.
+//! - A spare keeps its `*.deleted` names until it is reused: a crash
 //!   leaves a name the next open removes, and the slot is memory only.
 //! - Bounded: [`SPARES_PER_PARTITION_MAX`] spares per partition,
 //!   [`SPARE_BYTES_MAX`](crate::reclaim::SPARE_BYTES_MAX) bytes over every
@@ -90,52 +110,60 @@ pub(crate) struct SpareSlot {
     spares: Arc<Mutex<Vec<Spare>>>,
 }
 
-/// A removed `.log` (still named `*.deleted`) counted against the
-/// reclaimer's spare bytes. Dropped unused, it goes to the reclaimer.
+/// A removed segment's files (still named `*.deleted`), counted against
+/// the reclaimer's spare bytes. Dropped unused, they go to the reclaimer.
 #[derive(Debug)]
 pub(crate) struct Spare {
+    /// The `.log`.
     path: PathBuf,
-    /// One past the last offset the file's segment held.
+    /// The `.index` and `.timeindex`; either may be missing.
+    indexes: [PathBuf; 2],
+    /// One past the last offset the files' segment held.
     next_offset: Offset,
     len: u64,
     reclaimer: Reclaimer,
 }
+
+/// A removed segment's `*.deleted` files, as
+/// [`crate::segment::deleted_paths`] names them (`.log`, `.index`,
+/// `.timeindex`), and the offset one past its last.
+pub(crate) type RemovedFiles = ([PathBuf; 3], Offset);
 
 impl SpareSlot {
     fn lock(&self) -> MutexGuard<'_, Vec<Spare>> {
         self.spares.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Keeps `removed` (the `.log`s of segments removed together, oldest
-    /// first, renamed `*.deleted`, each with the offset one past its
-    /// last) for later rolls, as the newest spares. The newest are
-    /// counted against the reclaimer's spare bytes first; a file they
-    /// cannot take, and the oldest spares past
+    /// Keeps `removed` (the files of segments removed together, oldest
+    /// first, renamed `*.deleted`) for later rolls, as the newest spares.
+    /// The newest are counted against the reclaimer's spare bytes first;
+    /// files they cannot take, and the oldest spares past
     /// [`SPARES_PER_PARTITION_MAX`], go to `reclaimer`.
-    pub(crate) fn offer(&self, removed: Vec<(PathBuf, Offset)>, reclaimer: &Reclaimer) {
+    pub(crate) fn offer(&self, removed: Vec<RemovedFiles>, reclaimer: &Reclaimer) {
         if removed.is_empty() {
             return;
         }
         let room = removed
             .first()
-            .and_then(|(path, _)| path.parent())
+            .and_then(|([log, ..], _)| log.parent())
             .is_some_and(|dir| reclaimer.has_room_for_spares(dir));
         let mut kept = Vec::with_capacity(removed.len().min(SPARES_PER_PARTITION_MAX));
-        for (path, next_offset) in removed.into_iter().rev() {
-            let len = std::fs::metadata(&path)
-                .ok()
-                .filter(|meta| meta.is_file())
-                .map_or(0, |meta| meta.len());
+        for ([path, indexes @ ..], next_offset) in removed.into_iter().rev() {
+            let log_len = file_len(&path);
+            let len = indexes.iter().map(|p| file_len(p)).sum::<u64>() + log_len;
             if !room
                 || kept.len() >= SPARES_PER_PARTITION_MAX
-                || len == 0
+                || log_len == 0
                 || !reclaimer.hold_spare(len)
             {
-                reclaimer.remove_file(path);
+                for path in [path].into_iter().chain(indexes) {
+                    reclaimer.remove_file(path);
+                }
                 continue;
             }
             kept.push(Spare {
                 path,
+                indexes,
                 next_offset,
                 len,
                 reclaimer: reclaimer.clone(),
@@ -170,23 +198,48 @@ impl SpareSlot {
     }
 }
 
+/// The length of the file at `path`; 0 when it is missing or not a file.
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|meta| meta.is_file())
+        .map_or(0, |meta| meta.len())
+}
+
 impl Spare {
-    /// Whether a mapping of the file lives (a reader of its segment);
-    /// also when the file cannot be looked at.
+    /// Whether a mapping of any of its files lives (a reader of its
+    /// segment); also when the `.log` cannot be looked at. A missing index
+    /// is not mapped.
     fn is_mapped(&self) -> bool {
         std::fs::metadata(&self.path).map_or(true, |meta| mapped_inodes::is_mapped(&meta))
+            || self.indexes.iter().any(|path| {
+                std::fs::metadata(path).is_ok_and(|meta| mapped_inodes::is_mapped(&meta))
+            })
     }
 
-    /// The file's current (`*.deleted`) path.
+    /// The `.log`'s current (`*.deleted`) path.
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The file became a segment's (renamed): no longer a spare.
+    /// The `.index`'s and `.timeindex`'s current (`*.deleted`) paths;
+    /// either may be missing.
+    pub(crate) fn index_paths(&self) -> &[PathBuf; 2] {
+        &self.indexes
+    }
+
+    /// The files became a segment's (renamed): no longer a spare. An index
+    /// the segment did not take (missing, or it could not be renamed) is
+    /// freed.
     pub(crate) fn reused(mut self) {
         self.reclaimer.release_spare(self.len, true);
         self.len = 0;
         self.path = PathBuf::new();
+        for path in std::mem::take(&mut self.indexes) {
+            if path.exists() {
+                self.reclaimer.remove_file(path);
+            }
+        }
     }
 }
 
@@ -197,6 +250,9 @@ impl Drop for Spare {
         }
         self.reclaimer.release_spare(self.len, false);
         self.reclaimer.remove_file(std::mem::take(&mut self.path));
+        for path in std::mem::take(&mut self.indexes) {
+            self.reclaimer.remove_file(path);
+        }
     }
 }
 
@@ -224,6 +280,9 @@ mod tests {
     fn open(dir: &Path) -> PartitionLog {
         PartitionLog::open(dir, config()).unwrap()
     }
+
+    /// A segment's files, in the order `segment::deleted_paths` names them.
+    const EXTS: [&str; 3] = ["log", "index", "timeindex"];
 
     fn file(dir: &Path, base: Offset, ext: &str) -> PathBuf {
         dir.join(format!("{:020}.{ext}", base.0))
@@ -292,20 +351,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let (mut log, bases) = log_with_spare(d);
-        // The removed indexes are freed; the `.log`s wait under their
-        // removed names.
-        let spares = [0, 1].map(|i| file(d, bases[i], "log.deleted"));
-        let inodes = spares.each_ref().map(|p| inode(p));
-        assert!(!file(d, bases[1], "index.deleted").exists());
-        assert!(!file(d, bases[1], "timeindex.deleted").exists());
-        assert_eq!(log.reclaimer.stats().spare_bytes, 2 * 16 * BATCH_BYTES);
+        // All three files of both wait under their removed names.
+        let spares = [0, 1].map(|i| EXTS.map(|ext| file(d, bases[i], &format!("{ext}.deleted"))));
+        let inodes = spares
+            .each_ref()
+            .map(|files| files.each_ref().map(|p| inode(p)));
+        let bytes: u64 = spares
+            .iter()
+            .flatten()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert!(bytes > 2 * 16 * BATCH_BYTES, "indexes too");
+        assert_eq!(log.reclaimer.stats().spare_bytes, bytes);
 
         // The newer first, then the older.
         let older_reused = append_until_roll(&mut log);
-        assert_eq!(inode(&file(d, older_reused, "log")), inodes[1]);
+        assert_eq!(
+            EXTS.map(|ext| inode(&file(d, older_reused, ext))),
+            inodes[1]
+        );
         let new_base = append_until_roll(&mut log);
-        assert_eq!(inode(&file(d, new_base, "log")), inodes[0]);
-        assert!(spares.iter().all(|p| !p.exists()));
+        assert_eq!(EXTS.map(|ext| inode(&file(d, new_base, ext))), inodes[0]);
+        assert!(spares.iter().flatten().all(|p| !p.exists()));
         let stats = log.reclaimer.stats();
         assert_eq!((stats.spare_bytes, stats.reused_total), (0, 2));
         append(&mut log);
@@ -322,6 +389,102 @@ mod tests {
         assert_eq!(bytes.len(), 16 * 512, "the old file, whole");
         assert!(bytes[1024..4096].iter().all(|&b| b == 0));
         assert!(bytes[4096..4104] != [0; 8], "old bytes past the page");
+    }
+
+    /// Appends batches of rising timestamps until the log rolls; the
+    /// timestamps given.
+    fn append_timed_until_roll(log: &mut PartitionLog, ts: &mut i64) {
+        let segments = log.segment_base_offsets().len();
+        while log.segment_base_offsets().len() == segments {
+            *ts += 1;
+            log.append_as_leader(
+                &batch(0, 2, *ts, BATCH_BYTES as usize - 61),
+                LeaderEpoch(1),
+                0,
+            )
+            .unwrap();
+        }
+    }
+
+    /// Every offset of `log` from `from` on is found through the indexes
+    /// in its own batch, and every timestamp `(TS, last]` in the batch
+    /// that carries it.
+    fn assert_lookups(log: &PartitionLog, from: Offset, last_ts: i64) {
+        let end = log.log_end_offset();
+        for o in from.0..end.0 {
+            let info = log.read(Offset(o), 1, end, true).unwrap();
+            let (base, last, _) = batch_ranges(&info)[0];
+            assert!(
+                (base..=last).contains(&o),
+                "offset {o} read from {base}..={last}"
+            );
+        }
+        for ts in TS + 1..=last_ts {
+            let found = log.offset_for_timestamp(ts).unwrap().unwrap();
+            let view = sluice_protocol::RecordBatchView::parse(&found, 1 << 20).unwrap();
+            assert_eq!(view.max_timestamp(), ts);
+        }
+    }
+
+    #[test]
+    fn reused_indexes_are_cut_to_empty_and_index_only_the_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (mut log, bases) = log_with_spare(d);
+        let old_index = std::fs::read(file(d, bases[1], "index.deleted")).unwrap();
+        assert!(old_index.len() >= 8 * 8, "the removed index held entries");
+        let mut ts = TS;
+        append_timed_until_roll(&mut log, &mut ts);
+        let reused = *log.segment_base_offsets().last().unwrap();
+        append_timed_until_roll(&mut log, &mut ts);
+        let reused_base = log.segment_base_offsets()[log.segment_count() - 2];
+        assert_eq!(reused_base, reused);
+        assert_lookups(&log, reused, ts);
+
+        // Trusted at the next open: the indexes are loaded, not rebuilt,
+        // and hold what a rebuild from the `.log` makes.
+        log.close().unwrap();
+        let kept = EXTS.map(|ext| std::fs::read(file(d, reused, ext)).unwrap());
+        assert!(!kept[1].is_empty() && !kept[2].is_empty());
+        let log = open(d);
+        assert_lookups(&log, reused, ts);
+        drop(log);
+        for ext in ["index", "timeindex"] {
+            std::fs::remove_file(file(d, reused, ext)).unwrap();
+        }
+        open(d).close().unwrap();
+        let rebuilt = EXTS.map(|ext| std::fs::read(file(d, reused, ext)).unwrap());
+        assert_eq!(rebuilt, kept);
+    }
+
+    #[test]
+    fn a_checkpoint_past_a_segment_syncs_its_reused_indexes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (mut log, _) = log_with_spare(d);
+        log.flush().unwrap();
+        log.checkpoint_recovery_point().unwrap();
+        log.roll(TS).unwrap();
+        let reused = log.segment_count() - 1;
+        let unsynced = |log: &PartitionLog| {
+            let seg = &log.segments[reused];
+            let files = seg.files().unwrap();
+            let dirty = files.offset_index.is_dirty() && files.time_index.is_dirty();
+            assert_eq!(
+                dirty, seg.reused_indexes_unsynced,
+                "the cut is unsynced until synced"
+            );
+            seg.reused_indexes_unsynced
+        };
+        assert!(unsynced(&log));
+        // The recovery point at the segment's base: recovery scans it and
+        // rebuilds its indexes, so nothing need be synced yet.
+        log.checkpoint_recovery_point().unwrap();
+        assert!(unsynced(&log));
+        append(&mut log);
+        log.flush().unwrap();
+        log.checkpoint_recovery_point().unwrap();
+        assert!(!unsynced(&log));
     }
 
     #[test]
@@ -461,6 +624,16 @@ mod tests {
         assert_dense(&log);
     }
 
+    /// A removed `.log` offered without index files.
+    fn alone(log: &Path) -> [PathBuf; 3] {
+        [
+            log,
+            &log.with_extension("index-gone"),
+            &log.with_extension("timeindex-gone"),
+        ]
+        .map(Path::to_path_buf)
+    }
+
     /// A removed `.log` of `len` bytes.
     fn removed_file(dir: &Path, len: usize) -> PathBuf {
         let path = dir.join("00000000000000000000.log.deleted");
@@ -474,14 +647,14 @@ mod tests {
         let reclaimer = Reclaimer::inline();
         let slot = SpareSlot::default();
         let path = removed_file(dir.path(), 1000);
-        slot.offer(vec![(path.clone(), Offset(100))], &reclaimer);
+        slot.offer(vec![(alone(&path), Offset(100))], &reclaimer);
         assert_eq!(reclaimer.stats().spare_bytes, 1000);
         assert!(slot.take_for(Offset(99)).is_none());
         assert!(!path.exists(), "freed, not kept");
         assert_eq!(reclaimer.stats().spare_bytes, 0);
 
         let path = removed_file(dir.path(), 1000);
-        slot.offer(vec![(path.clone(), Offset(100))], &reclaimer);
+        slot.offer(vec![(alone(&path), Offset(100))], &reclaimer);
         let spare = slot.take_for(Offset(100)).unwrap();
         assert_eq!(spare.path(), path);
         drop(spare);
@@ -495,11 +668,24 @@ mod tests {
         let slot = SpareSlot::default();
         let path = removed_file(dir.path(), 1000);
         let reader = MappedFile::open(&path, Hold::Descriptor).unwrap();
-        slot.offer(vec![(path.clone(), Offset(10))], &reclaimer);
+        slot.offer(vec![(alone(&path), Offset(10))], &reclaimer);
         assert!(slot.take_for(Offset(10)).is_none());
         assert!(path.exists(), "kept for a later roll");
         drop(reader);
         assert!(slot.take_for(Offset(10)).is_some());
+
+        // So does one whose index a lookup still maps.
+        let path = removed_file(dir.path(), 1000);
+        let files = alone(&path);
+        std::fs::write(&files[1], [1u8; 64]).unwrap();
+        let lookup = MappedFile::open(&files[1], Hold::MappingOnly).unwrap();
+        slot.offer(vec![(files.clone(), Offset(10))], &reclaimer);
+        assert!(slot.take_for(Offset(10)).is_none());
+        drop(lookup);
+        let spare = slot.take_for(Offset(10)).unwrap();
+        assert_eq!(spare.index_paths()[0], files[1]);
+        drop(spare);
+        assert!(files.iter().all(|p| !p.exists()), "freed with the spare");
     }
 
     #[test]
@@ -517,13 +703,13 @@ mod tests {
         assert!(reclaimer.hold_spare(SPARE_BYTES_MAX - 1500));
         let (older, newer) = (named("a", 1000), named("b", 1000));
         first.offer(
-            vec![(older.clone(), Offset(10)), (newer.clone(), Offset(20))],
+            vec![(alone(&older), Offset(10)), (alone(&newer), Offset(20))],
             &reclaimer,
         );
         assert!(!older.exists() && newer.exists());
         // Nothing left for another partition's.
         let other = named("c", 1000);
-        second.offer(vec![(other.clone(), Offset(10))], &reclaimer);
+        second.offer(vec![(alone(&other), Offset(10))], &reclaimer);
         assert!(!other.exists(), "over the byte limit: freed");
         reclaimer.release_spare(SPARE_BYTES_MAX - 1500, false);
 
@@ -531,7 +717,10 @@ mod tests {
         let many: Vec<(PathBuf, Offset)> = (0..SPARES_PER_PARTITION_MAX)
             .map(|i| (named(&format!("m{i}"), 100), Offset(30 + i as i64)))
             .collect();
-        first.offer(many.clone(), &reclaimer);
+        first.offer(
+            many.iter().map(|(p, o)| (alone(p), *o)).collect(),
+            &reclaimer,
+        );
         assert!(!newer.exists(), "the oldest spare went");
         assert!(many.iter().all(|(p, _)| p.exists()));
         let newest = &many[SPARES_PER_PARTITION_MAX - 1].0;
@@ -551,7 +740,7 @@ mod tests {
             let reclaimer = Reclaimer::inline_keeping_free(min);
             let slot = SpareSlot::default();
             let path = removed_file(dir.path(), 1000);
-            slot.offer(vec![(path.clone(), Offset(10))], &reclaimer);
+            slot.offer(vec![(alone(&path), Offset(10))], &reclaimer);
             assert_eq!(path.exists(), kept, "{min} bytes free required");
         }
     }

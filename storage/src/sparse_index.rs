@@ -97,6 +97,24 @@ impl<E: IndexEntry> SparseIndex<E> {
         })
     }
 
+    /// Takes over an existing index file (a removed segment's, renamed:
+    /// `spare_segment.rs`) as a new, empty index with room for
+    /// `capacity_bytes`: cut to nothing and reserved again, as
+    /// [`Self::create`] leaves a new file, without a new inode. Dirty: the
+    /// cut is durable only once synced, and until then a power cut could
+    /// bring back the old entries (`Segment::reused_indexes_unsynced`).
+    pub(crate) fn reuse(path: &Path, capacity_bytes: u64) -> Result<Self> {
+        let w = MappedFile::open(path, Hold::MappingOnly)?;
+        let mut index = Self {
+            w,
+            len: 0,
+            dirty: true,
+            entry_type: PhantomData,
+        };
+        index.reset(capacity_bytes)?;
+        Ok(index)
+    }
+
     /// Loads an existing index; the bool is false when the file fails the
     /// sanity check and must be rebuilt (it is kept open, empty, for that).
     pub(crate) fn open(path: &Path) -> Result<(Self, bool)> {
