@@ -126,6 +126,10 @@ const PAD_ZEROS_MIN: u64 = RECORD_BATCH_HEADER_BYTES as u64;
 /// page holding its end plus [`PAD_ZEROS_MIN`] — two pages at most.
 static PAD_ZEROS: [u8; 2 * PAD_PAGE_BYTES as usize] = [0; 2 * PAD_PAGE_BYTES as usize];
 
+/// Slices of [`PAD_ZEROS`] one `pwritev` of [`MappedFile::reuse_zeroed`]
+/// takes: 512 KiB of zeros a call.
+const ZERO_SLICES_MAX: usize = 64;
+
 /// First reservation of a new file, and the smallest growth step: small,
 /// so thousands of partitions do not reserve gigabytes they never use.
 pub(crate) const RESERVE_BYTES_MIN: u64 = 64 * 1024;
@@ -214,9 +218,9 @@ fn map(file: &File, path: &Path, len: u64) -> Result<Option<MmapRaw>> {
         .map_err(|e| Error::io("mmap", path, e))
 }
 
-/// Opens the existing file at `path` for reading and writing and maps its
-/// whole length; the file, the map and the length.
-fn open_mapped(path: &Path) -> Result<(File, Option<MmapRaw>, u64)> {
+/// Opens the existing file at `path` for reading and writing; the file
+/// and its length.
+fn open_existing(path: &Path) -> Result<(File, u64)> {
     let file = fault::check(Call::Open)
         .and_then(|()| OpenOptions::new().read(true).write(true).open(path))
         .map_err(|e| Error::io("open", path, e))?;
@@ -224,8 +228,47 @@ fn open_mapped(path: &Path) -> Result<(File, Option<MmapRaw>, u64)> {
         .metadata()
         .map_err(|e| Error::io("stat", path, e))?
         .len();
+    Ok((file, len))
+}
+
+/// Opens the existing file at `path` for reading and writing and maps its
+/// whole length; the file, the map and the length.
+fn open_mapped(path: &Path) -> Result<(File, Option<MmapRaw>, u64)> {
+    let (file, len) = open_existing(path)?;
     let map = map(&file, path, len)?;
     Ok((file, map, len))
+}
+
+/// Writes zeros over `[0, len)` of `file`: [`PAD_ZEROS`] repeated, up to
+/// [`ZERO_SLICES_MAX`] times per `pwritev`.
+fn write_zeros(file: &File, path: &Path, len: u64) -> Result<()> {
+    let chunk = PAD_ZEROS.len() as u64;
+    let mut at = 0;
+    while at < len {
+        let want = (len - at).min(chunk * ZERO_SLICES_MAX as u64);
+        let whole = usize::try_from(want / chunk).unwrap_or(0);
+        let rest = usize::try_from(want % chunk).unwrap_or(0);
+        let mut slices = [IoSlice::new(&PAD_ZEROS); ZERO_SLICES_MAX];
+        let mut n = whole;
+        if let Some(last) = slices.get_mut(whole)
+            && rest > 0
+        {
+            *last = IoSlice::new(PAD_ZEROS.get(..rest).unwrap_or_default());
+            n += 1;
+        }
+        let written = fault::check(Call::Write)
+            .and_then(|()| {
+                rustix::io::pwritev(file, slices.get(..n).unwrap_or_default(), at)
+                    .map_err(std::io::Error::from)
+            })
+            .and_then(|n| match n {
+                0 => Err(std::io::ErrorKind::WriteZero.into()),
+                n => Ok(n),
+            })
+            .map_err(|e| Error::io("pwritev", path, e))?;
+        at += written as u64;
+    }
+    Ok(())
 }
 
 /// Opens `path` for a call that needs a descriptor of a
@@ -272,6 +315,24 @@ impl MappedFile {
         let mut writer = Self::writer(path, file, Hold::Descriptor, map, len, 0, capacity)?;
         writer.old_bytes_end = len;
         Ok(writer)
+    }
+
+    /// Takes over an existing file (a removed segment's index, renamed:
+    /// `spare_segment.rs`) as a new, empty one that may grow to `capacity`
+    /// bytes, as [`Self::create`] leaves a new file: its old bytes are
+    /// written over with zeros (on to the end of their last page, so no
+    /// page is read back first), its first step is reserved and mapped,
+    /// nothing is published. No block is freed: on a file system mounted
+    /// with `discard` a freed block is a synchronous discard, here inside a
+    /// roll. The zeros are durable only once synced.
+    pub(crate) fn reuse_zeroed(path: &Path, capacity: u64, hold: Hold) -> Result<MapWriter> {
+        let (file, len) = open_existing(path)?;
+        let old = len.next_multiple_of(PAD_PAGE_BYTES);
+        write_zeros(&file, path, old)?;
+        let reserved = grown_reservation(0, 0, capacity).max(old);
+        preallocate(&file, path, reserved)?;
+        let map = map(&file, path, reserved)?;
+        Self::writer(path, file, hold, map, reserved, 0, capacity)
     }
 
     /// Opens an existing file and maps its current length. Everything in it
@@ -784,6 +845,25 @@ mod tests {
         );
         let r = MappedFile::open(&path, Hold::MappingOnly).unwrap();
         assert_eq!(r.shared().slice(RESERVE_BYTES_MIN, 8).unwrap(), &[5u8; 8]);
+    }
+
+    #[test]
+    fn reuse_zeroed_writes_over_every_old_byte_and_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // Empty, under a page, across a slice and a page, across a call.
+        for old_len in [0, 100, 8192 + 4096 + 1, 64 * 8192 + 3 * 4096 + 7] {
+            let path = dir.path().join(format!("{old_len}.index"));
+            std::fs::write(&path, vec![0xAB; old_len]).unwrap();
+            let mut w = MappedFile::reuse_zeroed(&path, 1 << 20, Hold::MappingOnly).unwrap();
+            assert_eq!((w.published(), w.remaining()), (0, 1 << 20));
+            let bytes = std::fs::read(&path).unwrap();
+            let zeroed = (old_len as u64).next_multiple_of(PAD_PAGE_BYTES);
+            assert_eq!(bytes.len() as u64, zeroed.max(RESERVE_BYTES_MIN));
+            assert!(bytes.iter().all(|&b| b == 0), "old bytes left in {old_len}");
+            // Written from the start, seen through the mapping.
+            w.append(b"entry").unwrap();
+            assert_eq!(w.shared().slice(0, 5), Some(&b"entry"[..]));
+        }
     }
 
     #[test]

@@ -164,8 +164,8 @@ pub(crate) struct Segment {
     /// opened it: only such a file is written over once removed
     /// (`spare_segment.rs`).
     pub(crate) made_here: bool,
-    /// Its index files are a removed segment's, cut to empty here, and no
-    /// sync has made the cut durable yet: until one does, a power cut
+    /// Its index files are a removed segment's, emptied here (written over
+    /// with zeros), and no sync has made that durable yet: until one does, a power cut
     /// could bring back the removed segment's entries. Synced before a
     /// checkpoint lets recovery trust the segment's indexes
     /// (`PartitionLog::write_checkpoint`).
@@ -187,7 +187,7 @@ impl Segment {
 
     /// A new, empty segment made of `spare`'s files, renamed to this
     /// segment's names and written over (`spare_segment.rs`): its `.log`,
-    /// and its indexes cut to empty (new ones where the spare's are
+    /// and its indexes emptied (new ones where the spare's are
     /// missing or cannot be renamed). On failure the spare is given up (to
     /// the reclaimer, under whichever names its files have).
     pub(crate) fn reuse(
@@ -226,7 +226,7 @@ impl Segment {
     }
 
     /// `log` (new or reused) with its two index files: the removed ones
-    /// in `reused` (`.index`, `.timeindex`), renamed and cut to empty,
+    /// in `reused` (`.index`, `.timeindex`), renamed and emptied,
     /// where given and present, new ones otherwise. Removes the `.log`'s
     /// path if they cannot be made.
     fn with_indexes(
@@ -717,7 +717,7 @@ fn deleted_path(path: &Path) -> PathBuf {
 }
 
 /// The index file at `path`: `reused` (a removed segment's index) renamed
-/// there and cut to empty, if it is given and can be renamed; else a new
+/// there and emptied, if it is given and can be renamed; else a new
 /// one. Whether it was reused.
 fn index_file<E: IndexEntry>(
     path: &Path,

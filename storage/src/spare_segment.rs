@@ -20,7 +20,7 @@
 //! last seconds, reading their inode-table blocks to tell; at hundreds of
 //! rolls a second (many partitions, small segments) that walk was ~23 % of
 //! the broker's CPU (`docs/benchmarks.md`). A reused index is renamed and
-//! cut to empty instead.
+//! emptied instead: its entries written over with zeros, no block freed.
 //!
 //! ```text
 //! retention removes X (under the lock) ─► X.{log,index,timeindex} renamed
@@ -31,7 +31,7 @@
 //! roll to base B (under the lock) ─► newest spare below B and unmapped:
 //!     X.log.deleted renamed B.log, mapped whole, nothing published;
 //!     X.index.deleted, X.timeindex.deleted renamed B.index, B.timeindex,
-//!     cut to empty and reserved again
+//!     entries written over with zeros, first step reserved
 //! next checkpoint whose recovery point passes B ─► B's indexes synced first
 //! ```
 //!
@@ -45,9 +45,9 @@
 //!   the only sources, and both remove segments below the log start.
 //! - A spare is reused only while no mapping of any of its files lives
 //!   (`mapped_inodes.rs`): a reader still viewing the old segment keeps
-//!   its bytes, and a lookup in its indexes its entries (cutting a mapped
-//!   file would fault the reader). Its pages are written over in place, so no socket may hold
-//!   references to them: the broker never sends with `sendfile`, which
+//!   its bytes, and a lookup in its indexes its entries. Its pages are
+//!   written over in place, so no socket may hold references to them:
+//!   the broker never sends with `sendfile`, which
 //!   leaves socket buffers referencing the page-cache pages it sent for as
 //!   long as a reader that stopped reading keeps its connection, and a
 //!   page written over would hand that reader the new bytes. Replies are
@@ -59,7 +59,7 @@
 //!   once given up never comes back, so "not mapped" stays true for what
 //!   the reclaimer shrinks.
 //! - A reused index holds no entry of the removed segment on disk before
-//!   a checkpoint's recovery point passes its segment: its cut is synced
+//!   a checkpoint's recovery point passes its segment: its zeros are synced
 //!   first (`PartitionLog::write_checkpoint`). Recovery trusts the indexes
 //!   of segments below the recovery point (sanity checks only); without
 //!   a journal a power cut can undo an unsynced cut, and the old entries,
@@ -472,7 +472,7 @@ mod tests {
             let dirty = files.offset_index.is_dirty() && files.time_index.is_dirty();
             assert_eq!(
                 dirty, seg.reused_indexes_unsynced,
-                "the cut is unsynced until synced"
+                "the zeros are unsynced until synced"
             );
             seg.reused_indexes_unsynced
         };

@@ -99,20 +99,20 @@ impl<E: IndexEntry> SparseIndex<E> {
 
     /// Takes over an existing index file (a removed segment's, renamed:
     /// `spare_segment.rs`) as a new, empty index with room for
-    /// `capacity_bytes`: cut to nothing and reserved again, as
-    /// [`Self::create`] leaves a new file, without a new inode. Dirty: the
-    /// cut is durable only once synced, and until then a power cut could
-    /// bring back the old entries (`Segment::reused_indexes_unsynced`).
+    /// `capacity_bytes`: its entries written over with zeros and its first
+    /// step reserved ([`MappedFile::reuse_zeroed`]), without a new inode.
+    /// Dirty: the zeros are durable only once synced, and until then a
+    /// power cut could bring back the old entries
+    /// (`Segment::reused_indexes_unsynced`).
     pub(crate) fn reuse(path: &Path, capacity_bytes: u64) -> Result<Self> {
-        let w = MappedFile::open(path, Hold::MappingOnly)?;
-        let mut index = Self {
+        let w =
+            MappedFile::reuse_zeroed(path, Self::whole_entries(capacity_bytes), Hold::MappingOnly)?;
+        Ok(Self {
             w,
             len: 0,
             dirty: true,
             entry_type: PhantomData,
-        };
-        index.reset(capacity_bytes)?;
-        Ok(index)
+        })
     }
 
     /// Loads an existing index; the bool is false when the file fails the
