@@ -78,14 +78,15 @@ pub struct ReclaimStats {
     /// Files unlinked in place because the queue was full, or whole
     /// because a mapping outlived [`MAX_WAIT`].
     pub unlinked_whole_total: u64,
-    /// Bytes of removed `.log` files kept to become a partition's next
-    /// segment (`spare_segment.rs`), at most [`SPARE_BYTES_MAX`].
+    /// Bytes of removed segments' files (`.log` and indexes) kept to
+    /// become a partition's next segment (`spare_segment.rs`), at most
+    /// [`SPARE_BYTES_MAX`].
     pub spare_bytes: u64,
-    /// Removed `.log` files that became a new segment's file.
+    /// Removed segments whose files became a new segment's.
     pub reused_total: u64,
 }
 
-/// Most bytes of removed `.log` files kept as spares across the logs that
+/// Most bytes of removed segments' files kept as spares across the logs that
 /// share one reclaimer (`spare_segment.rs`): disk beyond what retention
 /// keeps, bounded. 1 GiB holds one spare of the default 1 GiB segment, or
 /// sixteen of 64 MiB.

@@ -58,7 +58,8 @@ pub struct RemovedSegments {
 impl RemovedSegments {
     /// `segments`, removed from below the log start, whose files the
     /// caller renamed to `*.deleted`, and the `sealed` files the log kept
-    /// of them: freed by `reclaimer`, the files of those made here offered to `spare`.
+    /// of them: freed by `reclaimer`, the files of those made here
+    /// offered to `spare`.
     pub(crate) fn new(
         dir: &Path,
         segments: Vec<Segment>,

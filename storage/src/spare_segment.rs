@@ -62,7 +62,7 @@
 //!   a checkpoint's recovery point passes its segment: its zeros are synced
 //!   first (`PartitionLog::write_checkpoint`). Recovery trusts the indexes
 //!   of segments below the recovery point (sanity checks only); without
-//!   a journal a power cut can undo an unsynced cut, and the old entries,
+//!   a journal a power cut can undo unsynced zeros, and the old entries,
 //!   in order, would pass those checks and send lookups to wrong
 //!   positions. A segment above the recovery point is scanned and its
 //!   indexes rebuilt; a clean close syncs every dirty index.
@@ -427,7 +427,7 @@ mod tests {
     }
 
     #[test]
-    fn reused_indexes_are_cut_to_empty_and_index_only_the_new_segment() {
+    fn reused_indexes_are_emptied_and_index_only_the_new_segment() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let (mut log, bases) = log_with_spare(d);
