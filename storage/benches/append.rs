@@ -78,8 +78,9 @@ fn plain_write(dir: &Path, batch: &[u8], n: usize) -> Times {
 
 fn log_append(dir: &Path, batch: &[u8], n: usize) -> (Times, PartitionLog) {
     // 256 MiB segments: a round crosses rolls (preallocation, trim),
-    // which the measurement includes (the `roll` bench times them alone). Opening the log (one
-    // checkpoint fsync) is set-up, as creating the plain file is.
+    // which the measurement includes (the `roll` bench times them
+    // alone). Opening the log (one checkpoint fsync) is set-up, as
+    // creating the plain file is.
     let config = LogConfig {
         segment_bytes: 256 << 20,
         ..LogConfig::default()

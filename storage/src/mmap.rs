@@ -246,27 +246,33 @@ fn write_zeros(file: &File, path: &Path, len: u64) -> Result<()> {
     let mut at = 0;
     while at < len {
         let want = (len - at).min(chunk * ZERO_SLICES_MAX as u64);
-        let whole = usize::try_from(want / chunk).unwrap_or(0);
-        let rest = usize::try_from(want % chunk).unwrap_or(0);
-        let mut slices = [IoSlice::new(&PAD_ZEROS); ZERO_SLICES_MAX];
-        let mut n = whole;
-        if let Some(last) = slices.get_mut(whole)
-            && rest > 0
-        {
-            *last = IoSlice::new(PAD_ZEROS.get(..rest).unwrap_or_default());
-            n += 1;
+        let mut slices = [IoSlice::new(&[]); ZERO_SLICES_MAX];
+        let mut left = want;
+        for slice in &mut slices {
+            let n = usize::try_from(left.min(chunk)).unwrap_or(0);
+            *slice = IoSlice::new(PAD_ZEROS.get(..n).unwrap_or_default());
+            left -= n as u64;
         }
+        pwritev_all(file, path, &mut slices, at)?;
+        at += want;
+    }
+    Ok(())
+}
+
+/// Writes all of `slices`, in order, at `at` of `file`: `pwritev` again
+/// after a short write.
+fn pwritev_all(file: &File, path: &Path, mut slices: &mut [IoSlice<'_>], at: u64) -> Result<()> {
+    let mut at = at;
+    while !slices.is_empty() {
         let written = fault::check(Call::Write)
-            .and_then(|()| {
-                rustix::io::pwritev(file, slices.get(..n).unwrap_or_default(), at)
-                    .map_err(std::io::Error::from)
-            })
+            .and_then(|()| rustix::io::pwritev(file, slices, at).map_err(std::io::Error::from))
             .and_then(|n| match n {
                 0 => Err(std::io::ErrorKind::WriteZero.into()),
                 n => Ok(n),
             })
             .map_err(|e| Error::io("pwritev", path, e))?;
         at += written as u64;
+        IoSlice::advance_slices(&mut slices, written);
     }
     Ok(())
 }
@@ -580,19 +586,12 @@ impl MapWriter {
         if let Some(slice) = slices.get_mut(N) {
             *slice = IoSlice::new(pad);
         }
-        let mut rest = slices.get_mut(..=N).unwrap_or_default();
-        let mut at = pos;
-        while !rest.is_empty() {
-            let written = fault::check(Call::Write)
-                .and_then(|()| rustix::io::pwritev(&*fd, rest, at).map_err(std::io::Error::from))
-                .and_then(|n| match n {
-                    0 => Err(std::io::ErrorKind::WriteZero.into()),
-                    n => Ok(n),
-                })
-                .map_err(|e| Error::io("pwritev", &self.file.path, e))?;
-            at += written as u64;
-            IoSlice::advance_slices(&mut rest, written);
-        }
+        pwritev_all(
+            &fd,
+            &self.file.path,
+            slices.get_mut(..=N).unwrap_or_default(),
+            pos,
+        )?;
         self.file.published.store(end, Ordering::Release);
         Ok(())
     }

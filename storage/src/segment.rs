@@ -164,11 +164,11 @@ pub(crate) struct Segment {
     /// opened it: only such a file is written over once removed
     /// (`spare_segment.rs`).
     pub(crate) made_here: bool,
-    /// Its index files are a removed segment's, emptied here (written over
-    /// with zeros), and no sync has made that durable yet: until one does, a power cut
-    /// could bring back the removed segment's entries. Synced before a
-    /// checkpoint lets recovery trust the segment's indexes
-    /// (`PartitionLog::write_checkpoint`).
+    /// Its index files are a removed segment's, emptied here (written
+    /// over with zeros), and no sync has made that durable yet: until one
+    /// does, a power cut could bring back the removed segment's entries.
+    /// Synced before a checkpoint lets recovery trust the segment's
+    /// indexes (`PartitionLog::write_checkpoint`).
     pub(crate) reused_indexes_unsynced: bool,
 }
 

@@ -298,15 +298,29 @@ mod tests {
 
     /// Appends one two-record batch of `bytes` bytes.
     fn append_batch_of(log: &mut PartitionLog, bytes: usize) {
-        log.append_as_leader(&batch(0, 2, TS, bytes - 61), LeaderEpoch(1), 0)
+        append_stamped(log, bytes, TS);
+    }
+
+    /// Appends one two-record batch of `bytes` bytes stamped `max_ts`.
+    fn append_stamped(log: &mut PartitionLog, bytes: usize, max_ts: i64) {
+        log.append_as_leader(&batch(0, 2, max_ts, bytes - 61), LeaderEpoch(1), 0)
             .unwrap();
     }
 
     /// Appends until the log rolls; the new active segment's base.
     fn append_until_roll(log: &mut PartitionLog) -> Offset {
+        append_until_roll_with(log, append)
+    }
+
+    /// Calls `append_one` until the log rolls; the new active segment's
+    /// base.
+    fn append_until_roll_with(
+        log: &mut PartitionLog,
+        mut append_one: impl FnMut(&mut PartitionLog),
+    ) -> Offset {
         let segments = log.segment_base_offsets().len();
         while log.segment_base_offsets().len() == segments {
-            append(log);
+            append_one(log);
         }
         *log.segment_base_offsets().last().unwrap()
     }
@@ -391,19 +405,13 @@ mod tests {
         assert!(bytes[4096..4104] != [0; 8], "old bytes past the page");
     }
 
-    /// Appends batches of rising timestamps until the log rolls; the
-    /// timestamps given.
-    fn append_timed_until_roll(log: &mut PartitionLog, ts: &mut i64) {
-        let segments = log.segment_base_offsets().len();
-        while log.segment_base_offsets().len() == segments {
+    /// Appends batches of rising timestamps, the last stamped `*ts`, until
+    /// the log rolls; the new active segment's base.
+    fn append_timed_until_roll(log: &mut PartitionLog, ts: &mut i64) -> Offset {
+        append_until_roll_with(log, |log| {
             *ts += 1;
-            log.append_as_leader(
-                &batch(0, 2, *ts, BATCH_BYTES as usize - 61),
-                LeaderEpoch(1),
-                0,
-            )
-            .unwrap();
-        }
+            append_stamped(log, BATCH_BYTES as usize, *ts);
+        })
     }
 
     /// Every offset of `log` from `from` on is found through the indexes
@@ -433,12 +441,11 @@ mod tests {
         let (mut log, bases) = log_with_spare(d);
         let old_index = std::fs::read(file(d, bases[1], "index.deleted")).unwrap();
         assert!(old_index.len() >= 8 * 8, "the removed index held entries");
+        let old_inode = inode(&file(d, bases[1], "index.deleted"));
         let mut ts = TS;
+        let reused = append_timed_until_roll(&mut log, &mut ts);
+        assert_eq!(inode(&file(d, reused, "index")), old_inode, "reused");
         append_timed_until_roll(&mut log, &mut ts);
-        let reused = *log.segment_base_offsets().last().unwrap();
-        append_timed_until_roll(&mut log, &mut ts);
-        let reused_base = log.segment_base_offsets()[log.segment_count() - 2];
-        assert_eq!(reused_base, reused);
         assert_lookups(&log, reused, ts);
 
         // Trusted at the next open: the indexes are loaded, not rebuilt,
