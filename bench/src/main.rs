@@ -17,6 +17,7 @@
 //! - `workload/<name>.rs`: one record generator per workload;
 //! - `run.rs`: one scenario end to end; `producer.rs`, `consumer.rs`: the
 //!   workers; `timeline.rs`: warm-up / window / drain instants;
+//!   `pacer.rs`: open-loop waits finer than tokio's timer (`run.pacing`);
 //! - `latency.rs`, `report.rs`, `progress.rs`, `compare.rs`: results;
 //! - `ceiling.rs`, `machine.rs`, `cpu.rs`: what the machine can do, what
 //!   it is, and the CPU time the bench and the broker used;
@@ -36,6 +37,7 @@ mod keys;
 mod latency;
 mod log_sampler;
 mod machine;
+mod pacer;
 mod preload;
 mod producer;
 mod progress;

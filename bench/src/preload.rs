@@ -53,6 +53,7 @@ pub async fn run(
         records_max: Some(keys),
         ledger,
         records_per_send: scenario.producer.records_per_send,
+        pacer: None,
     };
     eprintln!("preload: {keys} keys, one record each");
     let progress = Progress::start("preload", Arc::clone(&live), Duration::from_secs(60));

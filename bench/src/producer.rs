@@ -49,6 +49,7 @@ use tokio::sync::mpsc;
 
 use crate::key_ledger::KeyLedger;
 use crate::latency::Latency;
+use crate::pacer::Pacer;
 use crate::progress::Live;
 use crate::timeline::Timeline;
 use crate::workload::{Generated, RecordSource};
@@ -80,6 +81,9 @@ pub struct Plan {
     pub records_per_send: usize,
     /// Told the key and kind of every record sent (compacted topics).
     pub ledger: Option<Arc<KeyLedger>>,
+    /// Waits for the open loop's due instants (`run.pacing = "fine"`,
+    /// shared by the run's workers); `None`: tokio's timer.
+    pub pacer: Option<Pacer>,
 }
 
 /// What one worker measured.
@@ -175,6 +179,14 @@ impl Sender<'_> {
         now >= self.timeline.end || self.plan.records_max.is_some_and(|m| sent >= m)
     }
 
+    /// Waits until `at`, on the plan's pacer or on tokio's timer.
+    async fn wait_until(&self, at: Instant) {
+        match &self.plan.pacer {
+            Some(pacer) => pacer.until(at).await,
+            None => tokio::time::sleep_until(at.into()).await,
+        }
+    }
+
     /// When record number `i` is due (open loop).
     fn due(&self, rate: f64, i: u64) -> Instant {
         self.timeline.start + Duration::from_secs_f64(i as f64 / rate)
@@ -223,9 +235,10 @@ impl Sender<'_> {
                         if !handoff.hand_over().await {
                             return (sent, None);
                         }
-                        // Timers are coarse (~1 ms): wake at the due time of
-                        // the next record and send every record due by then.
-                        tokio::time::sleep_until(due.min(timeline.end).into()).await;
+                        // Wake at the due time of the next record (tokio's
+                        // tick or the pacer's gap later) and send every
+                        // record due by then.
+                        self.wait_until(due.min(timeline.end)).await;
                         clock.read();
                         continue;
                     }
@@ -307,7 +320,7 @@ impl Sender<'_> {
                 Some(rate) => {
                     let last_due = self.due(rate, sent + n as u64 - 1);
                     if last_due > now {
-                        tokio::time::sleep_until(last_due.min(timeline.end).into()).await;
+                        self.wait_until(last_due.min(timeline.end)).await;
                         continue;
                     }
                     intended.extend((sent..).take(n).map(|i| self.due(rate, i)));

@@ -24,7 +24,7 @@ pub struct RunResult {
     pub notes: Vec<String>,
     pub bootstrap: String,
     pub started_unix_s: u64,
-    /// "closed-loop" or "open-loop".
+    /// "closed-loop", "open-loop" or "open-loop fine-paced" (`run.pacing`).
     pub mode: String,
     /// Target records/s (open loop), 0 in closed loop.
     pub target_rate: f64,

@@ -31,6 +31,7 @@ use crate::key_ledger::KeyLedger;
 use crate::latency::Latency;
 use crate::log_sampler::{self, SamplerThread};
 use crate::machine::Machine;
+use crate::pacer::Pacer;
 use crate::preload;
 use crate::producer::{self, Plan};
 use crate::progress::{Live, Progress};
@@ -38,7 +39,7 @@ use crate::report::{
     ConsumeResult, CostReport, CpuCost, CpuReport, ProduceResult, Ratios, ReadbackResult,
     RunResult, Transfer,
 };
-use crate::scenario::Scenario;
+use crate::scenario::{Pacing, Scenario};
 use crate::timeline::Timeline;
 use crate::workload;
 
@@ -167,6 +168,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
 
     let n = u64::from(scenario.producer.connections);
     let rate = (scenario.run.rate > 0.0).then(|| scenario.run.rate / n as f64);
+    let pacer = (rate.is_some() && scenario.run.pacing == Pacing::Fine).then(Pacer::new);
     let mut producer_tasks = Vec::new();
     for (i, p) in producers.into_iter().enumerate() {
         let i = u32::try_from(i)?;
@@ -178,6 +180,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
             records_max: quota,
             ledger: ledger.clone(),
             records_per_send: scenario.producer.records_per_send,
+            pacer: pacer.clone(),
         };
         let source = workload::source(&scenario.workload, &scenario.records, i)?;
         producer_tasks.push(tokio::spawn(producer::run(
@@ -315,10 +318,10 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<RunRe
         notes: scenario.notes.clone(),
         bootstrap: opts.bootstrap.clone(),
         started_unix_s: timeline.start_wall_ns / 1_000_000_000,
-        mode: if rate.is_some() {
-            "open-loop"
-        } else {
-            "closed-loop"
+        mode: match (rate.is_some(), scenario.run.pacing) {
+            (false, _) => "closed-loop",
+            (true, Pacing::Tick) => "open-loop",
+            (true, Pacing::Fine) => "open-loop fine-paced",
         }
         .into(),
         target_rate: scenario.run.rate,

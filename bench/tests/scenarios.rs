@@ -159,6 +159,26 @@ fn metrics_runs_and_writes_json() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ten open-loop send loops sharing one pacing thread (`run.pacing`).
+#[test]
+fn metrics_with_fine_pacing_runs_and_says_so() -> anyhow::Result<()> {
+    let v = run_scenario(
+        "metrics",
+        &[
+            "producer.connections=10",
+            "run.rate=5000",
+            "run.pacing=fine",
+        ],
+    )?;
+    check(&v, "metrics");
+    assert_eq!(
+        v.pointer("/mode").and_then(Value::as_str),
+        Some("open-loop fine-paced"),
+        "{v:#}"
+    );
+    Ok(())
+}
+
 #[test]
 fn counters_runs_and_writes_json() -> anyhow::Result<()> {
     let v = run_scenario("counters", &[])?;
