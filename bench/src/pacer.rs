@@ -211,7 +211,7 @@ impl Shared {
 
 /// The part of a wait the pacing thread serves.
 struct FineWait<'a> {
-    shared: &'a Arc<Shared>,
+    shared: &'a Shared,
     at: Instant,
     /// Its entry in `State::waits`, once registered.
     id: Option<u64>,

@@ -199,7 +199,6 @@ impl Segment {
     ) -> Result<Self> {
         let log_path = segment_path(dir, base, LOG_EXT);
         std::fs::rename(spare.path(), &log_path).map_err(|e| Error::io("rename", &log_path, e))?;
-        let [old_index, old_time_index] = spare.index_paths();
         match MappedFile::reuse(&log_path, config.segment_bytes).and_then(|log| {
             Self::with_indexes(
                 dir,
@@ -207,7 +206,7 @@ impl Segment {
                 log,
                 config,
                 now_ms,
-                [Some(old_index.as_path()), Some(old_time_index.as_path())],
+                spare.index_paths().map(Some),
             )
         }) {
             Ok(seg) => {

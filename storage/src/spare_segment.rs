@@ -114,10 +114,9 @@ pub(crate) struct SpareSlot {
 /// the reclaimer's spare bytes. Dropped unused, they go to the reclaimer.
 #[derive(Debug)]
 pub(crate) struct Spare {
-    /// The `.log`.
-    path: PathBuf,
-    /// The `.index` and `.timeindex`; either may be missing.
-    indexes: [PathBuf; 2],
+    /// The `.log`, `.index` and `.timeindex`, as in [`RemovedFiles`];
+    /// either index may be missing. Empty paths once reused.
+    files: [PathBuf; 3],
     /// One past the last offset the files' segment held.
     next_offset: Offset,
     len: u64,
@@ -148,22 +147,21 @@ impl SpareSlot {
             .and_then(|([log, ..], _)| log.parent())
             .is_some_and(|dir| reclaimer.has_room_for_spares(dir));
         let mut kept = Vec::with_capacity(removed.len().min(SPARES_PER_PARTITION_MAX));
-        for ([path, indexes @ ..], next_offset) in removed.into_iter().rev() {
-            let log_len = file_len(&path);
-            let len = indexes.iter().map(|p| file_len(p)).sum::<u64>() + log_len;
+        for (files, next_offset) in removed.into_iter().rev() {
+            let lens = files.each_ref().map(|p| file_len(p));
+            let len = lens.iter().sum();
             if !room
                 || kept.len() >= SPARES_PER_PARTITION_MAX
-                || log_len == 0
+                || lens[0] == 0
                 || !reclaimer.hold_spare(len)
             {
-                for path in [path].into_iter().chain(indexes) {
+                for path in files {
                     reclaimer.remove_file(path);
                 }
                 continue;
             }
             kept.push(Spare {
-                path,
-                indexes,
+                files,
                 next_offset,
                 len,
                 reclaimer: reclaimer.clone(),
@@ -186,7 +184,7 @@ impl SpareSlot {
         // (its directory was deleted): useless now and later.
         let (useless, kept): (Vec<Spare>, Vec<Spare>) = std::mem::take(&mut *spares)
             .into_iter()
-            .partition(|s| s.next_offset > base || !s.path.exists());
+            .partition(|s| s.next_offset > base || !s.path().exists());
         *spares = kept;
         let taken = spares
             .iter()
@@ -211,21 +209,24 @@ impl Spare {
     /// segment); also when the `.log` cannot be looked at. A missing index
     /// is not mapped.
     fn is_mapped(&self) -> bool {
-        std::fs::metadata(&self.path).map_or(true, |meta| mapped_inodes::is_mapped(&meta))
-            || self.indexes.iter().any(|path| {
+        let [log, indexes @ ..] = &self.files;
+        std::fs::metadata(log).map_or(true, |meta| mapped_inodes::is_mapped(&meta))
+            || indexes.iter().any(|path| {
                 std::fs::metadata(path).is_ok_and(|meta| mapped_inodes::is_mapped(&meta))
             })
     }
 
     /// The `.log`'s current (`*.deleted`) path.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        let [log, ..] = &self.files;
+        log
     }
 
     /// The `.index`'s and `.timeindex`'s current (`*.deleted`) paths;
     /// either may be missing.
-    pub(crate) fn index_paths(&self) -> &[PathBuf; 2] {
-        &self.indexes
+    pub(crate) fn index_paths(&self) -> [&Path; 2] {
+        let [_, index, time_index] = &self.files;
+        [index, time_index]
     }
 
     /// The files became a segment's (renamed): no longer a spare. An index
@@ -234,8 +235,8 @@ impl Spare {
     pub(crate) fn reused(mut self) {
         self.reclaimer.release_spare(self.len, true);
         self.len = 0;
-        self.path = PathBuf::new();
-        for path in std::mem::take(&mut self.indexes) {
+        let [_, indexes @ ..] = std::mem::take(&mut self.files);
+        for path in indexes {
             if path.exists() {
                 self.reclaimer.remove_file(path);
             }
@@ -245,12 +246,11 @@ impl Spare {
 
 impl Drop for Spare {
     fn drop(&mut self) {
-        if self.path.as_os_str().is_empty() {
+        if self.path().as_os_str().is_empty() {
             return;
         }
         self.reclaimer.release_spare(self.len, false);
-        self.reclaimer.remove_file(std::mem::take(&mut self.path));
-        for path in std::mem::take(&mut self.indexes) {
+        for path in std::mem::take(&mut self.files) {
             self.reclaimer.remove_file(path);
         }
     }
