@@ -150,17 +150,17 @@ impl Durable {
     /// the new leader's records, and the client commits again there.
     pub async fn wait(self) -> Result<(), GroupError> {
         let w = self.0;
-        let mut progress = w.partition.subscribe();
         let timeout = Duration::from_millis(COMMIT_TIMEOUT_MS);
         let deposed = |p: &crate::replica::Progress| p.leader_epoch != w.leader_epoch;
         match tokio::time::timeout(
             timeout,
-            progress.wait_for(|p| p.high_watermark > w.last_offset || p.failed || deposed(p)),
+            w.partition
+                .wait_for_progress(|p| p.high_watermark > w.last_offset || p.failed || deposed(p)),
         )
         .await
         {
-            Ok(Ok(p)) if deposed(&p) => Err(GroupError::CoordinatorNotAvailable),
-            Ok(Ok(p)) if !p.failed => Ok(()),
+            Ok(p) if deposed(&p) => Err(GroupError::CoordinatorNotAvailable),
+            Ok(p) if !p.failed => Ok(()),
             Ok(_) => Err(OffsetsStorageFault::PartitionFailed.into()),
             Err(_) => Err(GroupError::RequestTimedOut),
         }

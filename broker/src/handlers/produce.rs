@@ -390,15 +390,15 @@ async fn await_durable(
     let deadline = tokio::time::Instant::now() + timeout;
     for w in waiting {
         let Some(until) = w.until else { continue };
-        let mut progress = w.replica.subscribe();
         // The wake condition ignores the ISR size: it only matters once
         // the batch is covered, which is a wake either way.
         let settled = |p: &crate::replica::Progress| {
             acks_outcome(p, until, w.last_offset, w.leader_epoch, || 0) != AcksOutcome::Waiting
         };
-        let done = tokio::time::timeout_at(deadline, progress.wait_for(settled)).await;
+        let done = tokio::time::timeout_at(deadline, w.replica.wait_for_progress(settled)).await;
         let error = match done {
-            Ok(Ok(p)) => {
+            // `p` is a copy: asking for the ISR takes the partition's lock.
+            Ok(p) => {
                 let isr = || w.replica.isr().map_or(0, |isr| isr.len());
                 match acks_outcome(&p, until, w.last_offset, w.leader_epoch, isr) {
                     AcksOutcome::Done | AcksOutcome::Waiting => None,
@@ -421,7 +421,6 @@ async fn await_durable(
                     AcksOutcome::Failed => Some(BrokerError::StorageFailed),
                 }
             }
-            Ok(Err(_)) => Some(BrokerError::StorageFailed),
             Err(_) => Some(BrokerError::RequestTimedOut(
                 i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
             )),

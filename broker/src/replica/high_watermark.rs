@@ -28,6 +28,17 @@
 //!   fetches only when the high watermark advanced.
 //! - `written_end` (this node's own written end, published for acks=1)
 //!   never goes down except by a follower's truncation.
+//!
+//! # Lock order
+//! The partition's state lock is taken before the watch's lock, never
+//! after: appends, flushes and follower reads publish or read progress
+//! while holding the state lock. So no guard on the watch leaves this type
+//! ([`HighWatermark::progress`] and [`HighWatermark::wait_for`] return
+//! copies): a produce waiting for acks=all once held the guard
+//! `watch::Receiver::wait_for` returns while it asked the partition for
+//! its ISR, and with a follower read holding the state lock and queued
+//! behind a flush waiting to publish, the leader stopped for good
+//! (docs/benchmarks.md, "A leader that stopped under acks=all").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -99,8 +110,16 @@ impl HighWatermark {
         *self.progress.borrow()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Progress> {
-        self.progress.subscribe()
+    /// Waits until `settled` holds for the published progress and returns
+    /// a copy of it. No guard on the watch leaves this type (lock order,
+    /// module docs): a caller may take the partition's lock right after.
+    pub async fn wait_for(&self, settled: impl FnMut(&Progress) -> bool) -> Progress {
+        let mut published = self.progress.subscribe();
+        match published.wait_for(settled).await {
+            Ok(progress) => *progress,
+            // Unreachable: the sender lives in `self`, borrowed here.
+            Err(_) => self.progress(),
+        }
     }
 
     /// The partition became leader (`true`) or follower. A new leader

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use sluice_protocol::{RecordBatchView, TimestampType};
 use sluice_storage::{FileRegion, LogConfig, Offset, PartitionLog, PendingFlush, UnflushedFile};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use super::fetcher_follower::{EpochEnd, FollowerEnd};
 use super::high_watermark::HighWatermark;
@@ -281,8 +281,10 @@ impl Partition {
         self.high_watermark.progress()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Progress> {
-        self.high_watermark.subscribe()
+    /// [`HighWatermark::wait_for`]: a copy of the progress once `settled`
+    /// holds, no guard held.
+    pub async fn wait_for_progress(&self, settled: impl FnMut(&Progress) -> bool) -> Progress {
+        self.high_watermark.wait_for(settled).await
     }
 
     /// The high watermark's owner, for issue 15's leader-side ISR tracking
@@ -1229,6 +1231,7 @@ mod tests {
 
     use super::*;
     use crate::replica::role::Role;
+    use std::time::Duration;
 
     fn batch(count: i64) -> Bytes {
         plain_batch(count, 1000, 1).unwrap()
@@ -1261,6 +1264,72 @@ mod tests {
             max_bytes: 1 << 20,
             min_one_batch: true,
             now_ms: 10,
+        }
+    }
+
+    /// A produce waiting for acks=all asks for the ISR once its batch is
+    /// covered. It once did so still holding the guard of the progress
+    /// watch: with a follower read holding the state lock (and reading the
+    /// progress) and an append queued to publish, the three waited on each
+    /// other for good — the leader of a three-node benchmark stopped
+    /// (docs/benchmarks.md, "A leader that stopped under acks=all"). Here
+    /// waiters, follower reads and appends run together and must finish.
+    #[test]
+    fn acks_waiters_follower_reads_and_appends_never_wait_on_each_other() {
+        const BATCHES: i64 = 20_000;
+        const FIRST: i64 = 4; // leader_with_four_records
+        let dir = tempfile::tempdir().unwrap();
+        let p = Arc::new(leader_with_four_records(dir.path(), &[1, 2], &[1, 2]));
+        let (finished, finishes) = std::sync::mpsc::channel();
+        let appender = {
+            let (p, finished) = (Arc::clone(&p), finished.clone());
+            std::thread::spawn(move || {
+                for _ in 0..BATCHES {
+                    let b = batch(1);
+                    let view = RecordBatchView::parse(&b, usize::MAX).unwrap();
+                    p.append_as_leader(&view, 0, None).unwrap();
+                }
+                finished.send("appender").unwrap();
+            })
+        };
+        let follower = {
+            let (p, finished) = (Arc::clone(&p), finished.clone());
+            std::thread::spawn(move || {
+                while p.progress().high_watermark < FIRST + BATCHES {
+                    let caught_up = p.progress().written_end;
+                    p.read_for_follower(&follower_fetch(caught_up, 3), |_| true)
+                        .unwrap();
+                }
+                finished.send("follower").unwrap();
+            })
+        };
+        let waiter = {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    for last_offset in FIRST..FIRST + BATCHES {
+                        let progress = p
+                            .wait_for_progress(|p| p.high_watermark > last_offset)
+                            .await;
+                        assert!(progress.high_watermark > last_offset);
+                        assert_eq!(p.isr().unwrap(), [1, 2]);
+                    }
+                });
+                finished.send("waiter").unwrap();
+            })
+        };
+        for _ in 0..3 {
+            let who = finishes.recv_timeout(Duration::from_secs(60));
+            assert!(
+                who.is_ok(),
+                "appends, follower reads and acks waiters deadlocked"
+            );
+        }
+        for t in [appender, follower, waiter] {
+            t.join().unwrap();
         }
     }
 
