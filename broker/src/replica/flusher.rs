@@ -100,11 +100,23 @@ impl Flusher {
     }
 
     /// Asks for `partition` to be flushed soon; returns at once unless the
-    /// queue is full.
+    /// queue is full. Cancel-safe: a request dropped while it waits for
+    /// room (its connection closed, the broker stopping) leaves the
+    /// partition unmarked, so the next append queues it again — a mark
+    /// left behind would keep it out of the queue for good, and every
+    /// durability wait on it would time out.
     pub async fn request(&self, partition: &Arc<Partition>) {
-        if partition.try_queue_flush() && self.queue.send(Arc::clone(partition)).await.is_err() {
-            tracing::error!("flusher thread is gone; durability waits will time out");
+        if !partition.try_queue_flush() {
+            return;
         }
+        let mark = QueuedMark(Some(partition));
+        match self.queue.reserve().await {
+            Ok(slot) => slot.send(Arc::clone(partition)),
+            // Marked for good: nothing will flush it anyway, and the error
+            // is logged once per partition, not once per append.
+            Err(_) => tracing::error!("flusher thread is gone; durability waits will time out"),
+        }
+        mark.keep();
     }
 
     /// Asks for `partition` to be flushed soon without waiting (the replica
@@ -112,6 +124,24 @@ impl Flusher {
     /// and the flush policy's maintenance pass syncs the partition later.
     pub fn request_now(&self, partition: &Arc<Partition>) {
         if partition.try_queue_flush() && self.queue.try_send(Arc::clone(partition)).is_err() {
+            partition.unqueue_flush();
+        }
+    }
+}
+
+/// A partition's `flush_queued` mark taken by [`Flusher::request`], cleared
+/// again if the request is dropped before the partition is in the queue.
+struct QueuedMark<'a>(Option<&'a Partition>);
+
+impl QueuedMark<'_> {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for QueuedMark<'_> {
+    fn drop(&mut self) {
+        if let Some(partition) = self.0 {
             partition.unqueue_flush();
         }
     }
@@ -209,7 +239,59 @@ fn queue_job(partition: Arc<Partition>, jobs: &mut Vec<FlushJob>) {
 
 #[cfg(test)]
 mod tests {
+    use sluice_storage::{LeaderEpoch, LogConfig, PartitionLog};
+    use tokio::sync::Notify;
+
     use super::*;
+    use crate::config::DurabilityMode;
+    use crate::replica::role::{PartitionRole, Role};
+
+    fn partition(dir: &std::path::Path) -> Arc<Partition> {
+        let log = PartitionLog::open(dir, LogConfig::default()).unwrap();
+        let role = PartitionRole {
+            role: Role::Leader,
+            leader_epoch: LeaderEpoch(1),
+            partition_epoch: 1,
+        };
+        let p = Partition::new(
+            Arc::from("t"),
+            0,
+            log,
+            DurabilityMode::Fsync,
+            Arc::new(Notify::new()),
+            role,
+            None,
+        );
+        Arc::new(p.unwrap())
+    }
+
+    /// A produce asking for a flush while the queue is full waits; when its
+    /// connection goes, the wait is dropped, and the partition must be
+    /// queued again by the next request, not be marked queued for good.
+    #[tokio::test]
+    async fn a_request_dropped_while_the_queue_is_full_leaves_the_partition_unmarked() {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let (full, waiting) = (partition(dirs[0].path()), partition(dirs[1].path()));
+        let (queue, mut rx) = mpsc::channel(1);
+        let flusher = Flusher { queue };
+        flusher.request(&full).await;
+
+        let dropped = tokio::time::timeout(Duration::from_millis(50), flusher.request(&waiting));
+        assert!(
+            dropped.await.is_err(),
+            "the queue is full: the request waits"
+        );
+
+        let queued = rx.recv().await.unwrap();
+        assert!(Arc::ptr_eq(&queued, &full));
+        flusher.request(&waiting).await;
+        let queued = rx
+            .try_recv()
+            .expect("queued again after the dropped request");
+        assert!(Arc::ptr_eq(&queued, &waiting));
+        flusher.request(&waiting).await;
+        assert!(rx.try_recv().is_err(), "queued once while its mark stands");
+    }
 
     #[test]
     fn a_round_of_several_partitions_pauses_as_long_as_it_took_up_to_the_cap() {

@@ -71,6 +71,22 @@ const CONNECTIONS_RESERVE_DEFAULT: u64 = 10_000;
 /// Topics detached from the map whose logs are to be deleted.
 type Stale = Vec<(String, TopicPartitions)>;
 
+/// What a reconcile changes, decided under the map's lock and carried out
+/// after it is released (files, fsyncs and partition locks are never
+/// waited for with the map locked).
+struct Plan {
+    /// Topics gone from the image, or re-created under a new id.
+    stale: Stale,
+    /// Replicas this node no longer hosts.
+    moved: Vec<Arc<Partition>>,
+    /// Hosted replicas whose role or epochs changed.
+    roles: Vec<(Arc<Partition>, PartitionRole)>,
+    /// Hosted replicas whose topic's log settings changed.
+    configs: Vec<(Arc<Partition>, sluice_storage::LogConfig)>,
+    /// Replicas to open.
+    opens: Vec<OpenPlan>,
+}
+
 /// This node's replicas of `topic` to open, with the config and role each
 /// gets.
 struct OpenPlan {
@@ -417,7 +433,13 @@ impl ReplicaManager {
             .lock()
             .map_err(|_| BrokerError::StatePoisoned)?;
         let image = current();
-        let (stale, moved, roles, plans) = self.plan(&image)?;
+        let Plan {
+            stale,
+            moved,
+            roles,
+            configs,
+            opens: plans,
+        } = self.plan(&image)?;
         let gains_leadership = roles.iter().any(|(_, role)| role.is_leader())
             || plans
                 .iter()
@@ -427,6 +449,15 @@ impl ReplicaManager {
         }
         for p in moved {
             self.delete_moved_replica(&p);
+        }
+        // Outside the map's lock: a partition's lock may be held across a
+        // checkpoint's fsyncs, and every produce and fetch reads the map.
+        for (p, log_config) in configs {
+            // One partition refusing a config must not stop the others
+            // from being reconciled.
+            if let Err(e) = p.set_log_config(log_config) {
+                tracing::error!(topic = %p.topic(), partition = p.index(), error = %e, "config change not applied to the log");
+            }
         }
         let now = now_ms();
         for (p, role) in roles {
@@ -512,18 +543,7 @@ impl ReplicaManager {
     /// handled by the caller, outside the lock), applies config changes,
     /// lists role changes and the replicas to open.
     #[allow(clippy::type_complexity)]
-    fn plan(
-        &self,
-        image: &MetadataImage,
-    ) -> Result<
-        (
-            Stale,
-            Vec<Arc<Partition>>,
-            Vec<(Arc<Partition>, PartitionRole)>,
-            Vec<OpenPlan>,
-        ),
-        BrokerError,
-    > {
+    fn plan(&self, image: &MetadataImage) -> Result<Plan, BrokerError> {
         let mut topics = self
             .topics
             .write()
@@ -540,6 +560,7 @@ impl ReplicaManager {
             .collect();
         let mut moved = Vec::new();
         let mut roles = Vec::new();
+        let mut configs = Vec::new();
         let mut plans = Vec::new();
         for topic in image.topics() {
             let config = Arc::new(TopicConfig::resolve(&topic.configs, &self.defaults));
@@ -548,13 +569,13 @@ impl ReplicaManager {
             if let Some(entry) = &entry {
                 let log_config = config.log_config();
                 if entry.config.log_config() != log_config {
-                    for h in entry.partitions.iter().flatten() {
-                        // One partition refusing a config must not
-                        // stop the others from being reconciled.
-                        if let Err(e) = h.partition.set_log_config(log_config.clone()) {
-                            tracing::error!(topic = %topic.name, partition = h.partition.index(), error = %e, "config change not applied to the log");
-                        }
-                    }
+                    configs.extend(
+                        entry
+                            .partitions
+                            .iter()
+                            .flatten()
+                            .map(|h| (Arc::clone(&h.partition), log_config.clone())),
+                    );
                 }
             }
             let mut entry = entry;
@@ -594,7 +615,13 @@ impl ReplicaManager {
                 });
             }
         }
-        Ok((stale, moved, roles, plans))
+        Ok(Plan {
+            stale,
+            moved,
+            roles,
+            configs,
+            opens: plans,
+        })
     }
 
     /// Opens the replicas of `plan`, outside every lock. All or none: on a
