@@ -30,8 +30,11 @@
 //! - Memory is taken as bytes arrive, never for what a size prefix
 //!   announces: every buffered byte holds one permit of the broker-wide
 //!   `queued.max.request.bytes` semaphore, acquired before the read that
-//!   brings it (at most [`READ_RESERVE_BYTES_MAX`] per read) and held until
-//!   the request's reply is written. A peer that announces 100 MiB and
+//!   brings it (at most [`READ_RESERVE_BYTES_MAX`] per read) and held while
+//!   the request's bytes live: until its reply is written, or until it is
+//!   handled when nothing keeps them (a produce waiting for acks=all keeps
+//!   none, so parked produces never hold the budget a follower's fetch
+//!   needs to be read). A peer that announces 100 MiB and
 //!   sends one byte holds about one byte (the buffer grows with what
 //!   arrives: its capacity is at most twice the bytes held, plus one read,
 //!   until [`READ_RESERVE_BYTES_MAX`] of the frame has arrived; then room
@@ -179,7 +182,22 @@ async fn read_requests(
                     return reason;
                 }
             };
+        // A handle on the request's bytes, to learn when nothing else does.
+        let request_bytes = frame.clone();
         let reply = dispatch::dispatch(broker, frame, peer_host).await;
+        // Handled, and nothing keeps the request's bytes (a produce waiting
+        // for acks=all keeps copies of what it answers): their memory is
+        // free, so are their permits. Kafka too frees a request's buffer
+        // once handled. Parked acks=all produces holding the budget would
+        // keep a follower's fetch — which releases them — from being read.
+        let permit = match permit {
+            Some(p) if request_bytes.is_unique() => {
+                drop(p);
+                None
+            }
+            held => held,
+        };
+        drop(request_bytes);
         let close = match &reply {
             Reply::Close(reason) => Some(reason.clone()),
             _ => None,

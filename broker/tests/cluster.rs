@@ -46,9 +46,9 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, CreateTopicsRequest, DescribeClusterRequest, FetchRequest,
-    FindCoordinatorRequest, GroupId, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
-    TopicName,
+    AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, CreateTopicsRequest,
+    DescribeClusterRequest, FetchRequest, FindCoordinatorRequest, GroupId, MetadataRequest,
+    OffsetCommitRequest, OffsetFetchRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
@@ -552,40 +552,55 @@ fn fetch_from(port: u16, topic: &str, partition: i32) -> (i16, Vec<u8>) {
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
-#[test]
-fn partitions_live_on_their_replicas_and_only_leaders_serve_clients() {
-    let root = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(&sluice_bin().unwrap(), root.path(), 3).unwrap();
-    let ids = cluster.ids();
-    // Every node is registered before the topic is placed over them.
+/// Creates `name` through node `via` (CreateTopics v5) once all three
+/// nodes are registered, so its partitions are placed over every node.
+fn create_when_all_registered(cluster: &Cluster, via: u32, name: &str, partitions: i32, rf: i16) {
     eventually("three brokers registered", || {
         let info = cli(&cluster.bootstrap_of(1).unwrap(), &["cluster", "info"]).ok()?;
         (info["brokers"].as_array()?.len() == 3).then_some(())
     });
-    let mut admin = Client::connect(kafka_port(&cluster, 2)).unwrap();
+    let mut admin = Client::connect(kafka_port(cluster, via)).unwrap();
     let created = admin
         .call(
             5,
             &CreateTopicsRequest::default()
                 .with_topics(vec![
                     CreatableTopic::default()
-                        .with_name(topic_name("spread"))
-                        .with_num_partitions(6)
-                        .with_replication_factor(1),
+                        .with_name(topic_name(name))
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(rf),
                 ])
                 .with_timeout_ms(10_000),
         )
         .unwrap();
     assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
-    let placed = eventually("every node sees the topic's leaders", || {
-        let views: Vec<_> = ids
-            .iter()
-            .map(|id| leaders(&cluster, *id, "spread"))
-            .collect();
+}
+
+/// (leader, leader epoch) of each of `topic`'s `partitions`, once every
+/// node in `ids` names the same leaders.
+fn agreed_leaders(
+    cluster: &Cluster,
+    ids: &[u32],
+    topic: &str,
+    partitions: usize,
+) -> Vec<(i32, i32)> {
+    eventually("every node sees the topic's leaders", || {
+        let views: Vec<_> = ids.iter().map(|id| leaders(cluster, *id, topic)).collect();
         let first = views[0].clone();
-        (first.len() == 6 && first.iter().all(|(l, _)| *l > 0) && views.iter().all(|v| *v == first))
-            .then_some(first)
-    });
+        (first.len() == partitions
+            && first.iter().all(|(l, _)| *l > 0)
+            && views.iter().all(|v| *v == first))
+        .then_some(first)
+    })
+}
+
+#[test]
+fn partitions_live_on_their_replicas_and_only_leaders_serve_clients() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&sluice_bin().unwrap(), root.path(), 3).unwrap();
+    let ids = cluster.ids();
+    create_when_all_registered(&cluster, 2, "spread", 6, 1);
+    let placed = agreed_leaders(&cluster, &ids, "spread", 6);
     let on: std::collections::BTreeSet<i32> = placed.iter().map(|(l, _)| *l).collect();
     assert_eq!(
         on.len(),
@@ -1120,4 +1135,81 @@ fn a_reassignment_that_cannot_commit_is_answered_within_its_timeout() {
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
         "answered after {waited:?}"
     );
+}
+
+/// Produce requests parked waiting for acks=all must not hold the memory
+/// budget for request bytes (`queued.max.request.bytes`): the follower
+/// fetches that would release them — and every other client's requests —
+/// need some of it to be read at all. With both followers paused, a client
+/// pipelines acks=all produces worth more than the whole budget to the
+/// leader; another client is still answered at once, and once the
+/// followers resume every produce is acknowledged. (The budget was held
+/// until each reply was written: the other client waited for the
+/// produces' timeout.)
+#[test]
+fn parked_acks_all_produces_do_not_hold_the_request_memory_budget() {
+    const BUDGET: usize = 2 * 1024 * 1024;
+    const PRODUCES: usize = 7;
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("budget.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "\"queued.max.request.bytes\" = {BUDGET}\n\"socket.request.max.bytes\" = 1048576\n"
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let cluster = Cluster::start_with(&sluice_bin().unwrap(), root.path(), 3, move |_| {
+        vec!["--config".into(), config.clone()]
+    })
+    .unwrap();
+    let ids = cluster.ids();
+    create_when_all_registered(&cluster, 1, "parked", 1, 3);
+    let leader = u32::try_from(agreed_leaders(&cluster, &ids, "parked", 1)[0].0).unwrap();
+    let followers = others_than(&ids, leader);
+    for id in &followers {
+        cluster.node(*id).unwrap().signal("STOP").unwrap();
+    }
+
+    // ~490 KiB a request: seven of them are over 1.5 times the budget.
+    let request = produce_request("parked", 0, 26_000, -1).unwrap();
+    let mut body = bytes::BytesMut::new();
+    kafka_protocol::protocol::Encodable::encode(&request, &mut body, 10).unwrap();
+    assert!(
+        body.len() * PRODUCES > BUDGET * 3 / 2,
+        "{} bytes a request",
+        body.len()
+    );
+    let mut producer = Client::connect(kafka_port(&cluster, leader)).unwrap();
+    let sent: Vec<i32> = (0..PRODUCES)
+        .map(|_| producer.send_raw(ApiKey::Produce, 10, &body).unwrap())
+        .collect();
+
+    // Time for the leader to read (and park) all it will of them.
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = Instant::now();
+    let mut other = Client::connect(kafka_port(&cluster, leader)).unwrap();
+    other
+        .call(3, &ApiVersionsRequest::default())
+        .expect("another client is answered while the produces wait");
+    let answered_in = asked.elapsed();
+
+    for id in &followers {
+        cluster.node(*id).unwrap().signal("CONT").unwrap();
+    }
+    assert!(
+        answered_in < Duration::from_secs(5),
+        "ApiVersions answered after {answered_in:?}: the parked produces held the budget"
+    );
+    for correlation_id in sent {
+        let mut response = producer
+            .receive_raw(ApiKey::Produce, 10, correlation_id)
+            .unwrap();
+        let response =
+            <ProduceResponse as kafka_protocol::protocol::Decodable>::decode(&mut response, 10)
+                .unwrap();
+        let p = &response.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 0, "{p:?}");
+    }
 }

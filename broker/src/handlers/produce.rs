@@ -43,7 +43,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::recompress::{Codec, recompress_within};
 use sluice_protocol::records::BatchSummary;
@@ -163,7 +163,10 @@ pub async fn handle_produce(
         }
         topics.push(
             TopicProduceResponse::default()
-                .with_name(topic.name.clone())
+                // A copy, not a slice of the request: a reply that waits
+                // for acks keeps none of the request's bytes, so the
+                // connection gives their memory back at once (connection.rs).
+                .with_name(TopicName(StrBytes::from_string(name.to_string())))
                 .with_partition_responses(partitions),
         );
     }

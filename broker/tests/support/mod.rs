@@ -131,6 +131,13 @@ impl Client {
         version: i16,
         body: &[u8],
     ) -> anyhow::Result<Bytes> {
+        let correlation_id = self.send_raw(api_key, version, body)?;
+        self.receive_raw(api_key, version, correlation_id)
+    }
+
+    /// Sends a request without waiting for its response (pipelining);
+    /// returns its correlation id for [`Client::receive_raw`].
+    pub fn send_raw(&mut self, api_key: ApiKey, version: i16, body: &[u8]) -> anyhow::Result<i32> {
         self.correlation_id += 1;
         let header = RequestHeader::default()
             .with_request_api_key(api_key as i16)
@@ -147,6 +154,17 @@ impl Client {
             .context("frame shorter than its prefix")?
             .copy_from_slice(&size.to_be_bytes());
         self.stream.write_all(&frame)?;
+        Ok(self.correlation_id)
+    }
+
+    /// Reads the next response, which must answer `correlation_id`, and
+    /// returns its body.
+    pub fn receive_raw(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> anyhow::Result<Bytes> {
         let mut response = self.read_frame()?;
         // ApiVersions always answers with header v0 (KIP-511).
         let header_version = if api_key == ApiKey::ApiVersions {
@@ -155,11 +173,10 @@ impl Client {
             api_key.response_header_version(version)
         };
         let header = ResponseHeader::decode(&mut response, header_version)?;
-        if header.correlation_id != self.correlation_id {
+        if header.correlation_id != correlation_id {
             bail!(
-                "correlation id {} in the response, {} expected",
+                "correlation id {} in the response, {correlation_id} expected",
                 header.correlation_id,
-                self.correlation_id
             );
         }
         Ok(response)
