@@ -539,10 +539,9 @@ impl ReplicaManager {
     }
 
     /// Under the map's write lock, map edits only: detaches topics gone
-    /// from `image` and replicas moved off this node (their files are
-    /// handled by the caller, outside the lock), applies config changes,
-    /// lists role changes and the replicas to open.
-    #[allow(clippy::type_complexity)]
+    /// from `image` and replicas moved off this node, and lists the config
+    /// changes, role changes and replicas to open; the caller carries all
+    /// of it out after the lock is released ([`Plan`]).
     fn plan(&self, image: &MetadataImage) -> Result<Plan, BrokerError> {
         let mut topics = self
             .topics
