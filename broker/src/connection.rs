@@ -190,13 +190,7 @@ async fn read_requests(
         // free, so are their permits. Kafka too frees a request's buffer
         // once handled. Parked acks=all produces holding the budget would
         // keep a follower's fetch — which releases them — from being read.
-        let permit = match permit {
-            Some(p) if request_bytes.is_unique() => {
-                drop(p);
-                None
-            }
-            held => held,
-        };
+        let permit = permit.filter(|_| !request_bytes.is_unique());
         drop(request_bytes);
         let close = match &reply {
             Reply::Close(reason) => Some(reason.clone()),

@@ -239,31 +239,9 @@ fn queue_job(partition: Arc<Partition>, jobs: &mut Vec<FlushJob>) {
 
 #[cfg(test)]
 mod tests {
-    use sluice_storage::{LeaderEpoch, LogConfig, PartitionLog};
-    use tokio::sync::Notify;
-
     use super::*;
-    use crate::config::DurabilityMode;
-    use crate::replica::role::{PartitionRole, Role};
-
-    fn partition(dir: &std::path::Path) -> Arc<Partition> {
-        let log = PartitionLog::open(dir, LogConfig::default()).unwrap();
-        let role = PartitionRole {
-            role: Role::Leader,
-            leader_epoch: LeaderEpoch(1),
-            partition_epoch: 1,
-        };
-        let p = Partition::new(
-            Arc::from("t"),
-            0,
-            log,
-            DurabilityMode::Fsync,
-            Arc::new(Notify::new()),
-            role,
-            None,
-        );
-        Arc::new(p.unwrap())
-    }
+    use crate::replica::producer_snapshot::tests::partition;
+    use crate::replica::role::Role;
 
     /// A produce asking for a flush while the queue is full waits; when its
     /// connection goes, the wait is dropped, and the partition must be
@@ -271,7 +249,9 @@ mod tests {
     #[tokio::test]
     async fn a_request_dropped_while_the_queue_is_full_leaves_the_partition_unmarked() {
         let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-        let (full, waiting) = (partition(dirs[0].path()), partition(dirs[1].path()));
+        let [full, waiting] = dirs
+            .each_ref()
+            .map(|d| Arc::new(partition(d.path(), Role::Leader)));
         let (queue, mut rx) = mpsc::channel(1);
         let flusher = Flusher { queue };
         flusher.request(&full).await;
