@@ -8,13 +8,18 @@
 #   bench/scripts/cluster-messaging.sh OUT_DIR [-- extra sluice-bench args]
 #
 # Every node checks retention each second (as run-scenarios.sh's broker
-# does) and each run warms up for WARMUP seconds (default 15) before its
+# does) and each run warms up for WARMUP seconds (default 60) before its
 # DURATION-second window (default 20): the scenario keeps 2 GiB per
 # replica, so by then every node deletes segments and writes over their
 # files, the steady state of a broker that keeps its retention. With the
 # default five-minute check nothing is deleted during a run and the window
 # measures the disk's first write of never-written blocks (120 K against
-# 366 K records/s with three nodes, docs/benchmarks.md).
+# 366 K records/s with three nodes, docs/benchmarks.md). The warm-up is
+# long because the three nodes' page caches grow by ~7.5 GiB before they
+# hold their retention, and on this VM a page first touched costs ~25x
+# one written over (`kernel-floor.py firsttouch`): with 15 s the window
+# still paid for it (313 K against 509 K records/s at 60 s,
+# docs/benchmarks.md, "Three nodes at steady state").
 #
 # Binaries: $SLUICE_BIN and $BENCH_BIN, default target/release/{sluice,sluice-bench}.
 # Every node listens on 127.0.0.1 on ports the OS picks; the cluster
@@ -29,7 +34,7 @@ extra=("$@")
 sluice=${SLUICE_BIN:-$PWD/target/release/sluice}
 bench=${BENCH_BIN:-$PWD/target/release/sluice-bench}
 duration=${DURATION:-20}
-warmup=${WARMUP:-15}
+warmup=${WARMUP:-60}
 # Inherited by the single node and by every node dev-cluster starts.
 export SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS=1000
 mkdir -p "$out"

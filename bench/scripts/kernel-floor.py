@@ -10,9 +10,16 @@ test; results in docs/benchmarks.md, "Broker cost"):
   send    sendfile|write  1 GiB file (in page cache) sent three times over
                       loopback TCP in 1 MiB pieces, by sendfile or by
                       send from a mapping: CPU-s of the sender per GiB.
+  firsttouch [GIB]    GIB (default 2) written in 1 MiB pieces into a new
+                      file, then written over, then the file removed:
+                      CPU-s per GiB of page-cache pages first touched
+                      against pages already cached. On a VM whose host
+                      backs guest memory lazily (and takes freed pages
+                      back), the first figure carries the host's work.
 
   bench/scripts/kernel-floor.py pwrite DIR RATE_MIB_S [GIB]
   bench/scripts/kernel-floor.py send DIR sendfile|write
+  bench/scripts/kernel-floor.py firsttouch DIR [GIB]
 """
 import mmap
 import os
@@ -92,10 +99,28 @@ def send(d, mode):
     print(f"send by {mode}: {spent / (3 * size / (1 << 30)):.3f} CPU-s/GiB (sender)")
 
 
+def first_touch(d, gib):
+    path = os.path.join(d, "floor-first-touch")
+    buf = os.urandom(1 << 20)
+    pieces = int(gib * 1024)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for label in ("first write", "written over"):
+            t0 = cpu()
+            for i in range(pieces):
+                os.pwrite(fd, buf, i << 20)
+            print(f"{label}: {(cpu() - t0) / (pieces / 1024):.3f} CPU-s/GiB")
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "pwrite":
         pwrite(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else 3.0)
     elif len(sys.argv) == 4 and sys.argv[1] == "send":
         send(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) in (3, 4) and sys.argv[1] == "firsttouch":
+        first_touch(sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 2.0)
     else:
         sys.exit(__doc__)
