@@ -35,11 +35,12 @@
 //!   handled when nothing keeps them (a produce waiting for acks=all keeps
 //!   none, so parked produces never hold the budget a follower's fetch
 //!   needs to be read). A peer that announces 100 MiB and
-//!   sends one byte holds about one byte (the buffer grows with what
-//!   arrives: its capacity is at most twice the bytes held, plus one read,
-//!   until [`READ_RESERVE_BYTES_MAX`] of the frame has arrived; then room
-//!   for the whole frame is made at once — capacity, not memory in use,
-//!   as pages are touched only as bytes arrive).
+//!   sends one byte holds about one byte (its buffer's capacity is at
+//!   most [`READ_RESERVE_BYTES_MAX`] until that much of the frame has
+//!   arrived; then room for the whole frame is made at once — capacity,
+//!   not memory in use, as pages are touched only as bytes arrive — so
+//!   the buffer grows at most twice per frame:
+//!   `sluice_protocol::frame::read_reserve_bytes`).
 //! - A request must arrive whole within `socket.request.read.timeout.ms`
 //!   of its first byte, waiting for memory included; a slower sender is
 //!   closed. Between requests, a connection with no request arriving for
@@ -65,7 +66,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sluice_protocol::frame::{
     FRAME_SIZE_PREFIX_BYTES, READ_RESERVE_BYTES_MAX, READ_RESERVE_BYTES_MIN, decode_frame,
-    frame_size_at,
+    frame_size_at, read_reserve_bytes,
 };
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -248,29 +249,6 @@ impl ReadBuffer {
         }
     }
 
-    /// How much room to make before a read of `want` bytes: `want`, or,
-    /// once [`READ_RESERVE_BYTES_MAX`] of a larger frame has arrived, all
-    /// that the frame still lacks, so the rest of it is read without the
-    /// buffer growing again. Growing by doubling copies what is held at
-    /// each step (about once more per byte for a frame of many MiB, and
-    /// fresh pages faulted in each time: 22 % of the broker's CPU with
-    /// 1 000 partitions, where a produce request carries many batches —
-    /// docs/benchmarks.md, "Latency and many partitions").
-    ///
-    /// The room is capacity, not memory in use: pages are touched only
-    /// as bytes arrive (and every byte held still holds a permit), and it
-    /// is made only after the peer has sent a full read's worth of the
-    /// frame, whose size is already bounded by `socket.request.max.bytes`.
-    fn reserve_bytes(&self, frame_size: Option<usize>, want: usize) -> usize {
-        match frame_size {
-            Some(size) if self.buf.len() >= READ_RESERVE_BYTES_MAX => {
-                (FRAME_SIZE_PREFIX_BYTES + size).saturating_sub(self.buf.len())
-            }
-            _ => want,
-        }
-        .max(want)
-    }
-
     /// How many bytes the next read may bring: what the frame in progress
     /// still lacks, within `READ_RESERVE_BYTES_MIN..=READ_RESERVE_BYTES_MAX`.
     fn next_read_bytes(&self, frame_size: Option<usize>) -> usize {
@@ -342,7 +320,17 @@ async fn next_frame(
             Ok(Err(_)) => return Err(Closed::Quietly("memory semaphore closed".to_string())),
             Ok(Ok(p)) => p,
         };
-        input.buf.reserve(input.reserve_bytes(size, want));
+        // Room for the whole frame once a full read's worth of it is in:
+        // a client must send that much before its announced size is
+        // believed. A buffer grown in steps copies what it holds each
+        // time (22 % of the broker's CPU with 1 000 partitions, whose
+        // produce requests carry many batches: docs/benchmarks.md,
+        // "Latency and many partitions").
+        input.buf.reserve(read_reserve_bytes(
+            input.buf.len(),
+            size,
+            READ_RESERVE_BYTES_MAX,
+        ));
         let read = stream.try_read_buf(&mut (&mut input.buf).limit(want));
         match read {
             Ok(0) if input.buf.is_empty() => return Ok(None),

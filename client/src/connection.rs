@@ -33,7 +33,9 @@
 //!   until its response arrives. Frames queued for the writer:
 //!   `WRITE_QUEUE_FRAMES` (`client/src/limits.rs`).
 //! - Response frames above `RESPONSE_FRAME_BYTES_MAX` close the
-//!   connection before any allocation.
+//!   connection before any allocation. A response's whole announced size
+//!   is reserved once its size prefix is in (as Kafka's `NetworkReceive`
+//!   and librdkafka do): address space until its bytes arrive.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -582,7 +584,11 @@ async fn read_responses(read: &mut OwnedReadHalf, shared: &Shared) -> String {
                 return reason;
             }
         }
-        if let Err(e) = reserve_for_next_read(&mut buf, RESPONSE_FRAME_BYTES_MAX) {
+        // A response's whole size is reserved once its prefix is in, so
+        // its bytes are read into one allocation and never moved: record
+        // bytes are copied once, by the read (a follower's fetch then
+        // copies them into its segment, and nothing in between).
+        if let Err(e) = reserve_for_next_read(&mut buf, RESPONSE_FRAME_BYTES_MAX, 0) {
             return format!("bad response frame: {e}");
         }
         match read.read_buf(&mut buf).await {

@@ -22,10 +22,16 @@
 //! # Limits
 //! - [`SOCKET_REQUEST_MAX_BYTES_DEFAULT`] (100 MiB) mirrors Kafka's
 //!   `socket.request.max.bytes`; the broker passes its configured value.
-//! - [`reserve_for_next_read`] grows the read buffer by at most
-//!   [`READ_RESERVE_BYTES_MAX`] per call, so a peer that announces a large
-//!   frame and then stalls holds at most that much extra memory per read,
-//!   not the whole announced size.
+//! - [`read_reserve_bytes`] makes room for at most the caller's
+//!   `believe_after` bytes of a frame until that many have arrived, and
+//!   then for all the frame still lacks (at most `max_frame_bytes`), so
+//!   the rest is read without the buffer growing again. The broker passes
+//!   [`READ_RESERVE_BYTES_MAX`]: a client that announces a large frame and
+//!   stalls makes it reserve at most that much. The client passes 0 and
+//!   reserves a response's
+//!   whole size once its prefix is in, as Kafka's `NetworkReceive` and
+//!   librdkafka allocate theirs: its peer is a broker it chose, and room
+//!   not yet written is address space, not memory.
 //!
 //! # References
 //! "Protocol Primitive Types" and "Common Request and Response Structure" in
@@ -41,11 +47,13 @@ pub const FRAME_SIZE_PREFIX_BYTES: usize = 4;
 /// Kafka's default `socket.request.max.bytes`: 100 MiB.
 pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: usize = 100 * 1024 * 1024;
 
-/// Smallest growth [`reserve_for_next_read`] asks for: enough for several
+/// Smallest growth [`read_reserve_bytes`] asks for: enough for several
 /// small pipelined requests per read syscall.
 pub const READ_RESERVE_BYTES_MIN: usize = 8 * 1024;
 
-/// Largest growth [`reserve_for_next_read`] asks for in one call.
+/// How much of a frame the broker reads before it believes the frame's
+/// size and makes room for all of it ([`read_reserve_bytes`]); also the
+/// most one read brings.
 pub const READ_RESERVE_BYTES_MAX: usize = 1024 * 1024;
 
 const _: () = assert!(READ_RESERVE_BYTES_MIN <= READ_RESERVE_BYTES_MAX);
@@ -87,18 +95,51 @@ pub fn decode_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option
     Ok(Some(frame.freeze()))
 }
 
-/// Makes room in `buf` for the next socket read.
+/// How much room to make before the next read into a buffer that holds
+/// `buffered` bytes of the frame in progress (`frame_size`, once its
+/// prefix is in).
 ///
-/// Reserves what the frame in progress still lacks, clamped to
-/// [`READ_RESERVE_BYTES_MIN`]`..=`[`READ_RESERVE_BYTES_MAX`]; with no frame
-/// in progress, the minimum. Fails, reserving nothing, when the frame in
-/// progress announces a bad size, so the caller closes instead of reading.
-pub fn reserve_for_next_read(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<()> {
-    let missing = match frame_size_at(buf, max_frame_bytes)? {
-        Some(size) => (FRAME_SIZE_PREFIX_BYTES + size).saturating_sub(buf.len()),
-        None => FRAME_SIZE_PREFIX_BYTES.saturating_sub(buf.len()),
+/// - Size unknown, or a frame of at most [`READ_RESERVE_BYTES_MIN`]:
+///   that minimum, so one read can also take the small frames pipelined
+///   behind it.
+/// - A larger frame: what it still lacks, and no more, once
+///   `believe_after` bytes of it have arrived (its size is believed);
+///   before that, room for at most `believe_after` bytes in all.
+///
+/// A buffer that grows copies every byte it holds; grown by a read's
+/// worth at a time, or asked for more than the frame lacks near its end,
+/// a frame of several MiB is copied about once more (a doubling, into
+/// fresh pages each time). Here its buffer grows at most twice: to
+/// `believe_after`, then to the whole frame.
+pub fn read_reserve_bytes(
+    buffered: usize,
+    frame_size: Option<usize>,
+    believe_after: usize,
+) -> usize {
+    let whole = match frame_size {
+        Some(size) if FRAME_SIZE_PREFIX_BYTES + size > READ_RESERVE_BYTES_MIN => {
+            FRAME_SIZE_PREFIX_BYTES + size
+        }
+        _ => return READ_RESERVE_BYTES_MIN,
     };
-    buf.reserve(missing.clamp(READ_RESERVE_BYTES_MIN, READ_RESERVE_BYTES_MAX));
+    let missing = whole.saturating_sub(buffered);
+    if buffered >= believe_after {
+        missing
+    } else {
+        missing.min(believe_after - buffered)
+    }
+}
+
+/// Makes room in `buf` for the next socket read ([`read_reserve_bytes`]).
+/// Fails, reserving nothing, when the frame in progress announces a bad
+/// size, so the caller closes instead of reading.
+pub fn reserve_for_next_read(
+    buf: &mut BytesMut,
+    max_frame_bytes: usize,
+    believe_after: usize,
+) -> Result<()> {
+    let size = frame_size_at(buf, max_frame_bytes)?;
+    buf.reserve(read_reserve_bytes(buf.len(), size, believe_after));
     Ok(())
 }
 
@@ -163,7 +204,7 @@ mod tests {
             max: 1024,
         };
         assert_eq!(decode_frame(&mut b, 1024), Err(err.clone()));
-        assert_eq!(reserve_for_next_read(&mut b, 1024), Err(err));
+        assert_eq!(reserve_for_next_read(&mut b, 1024, 0), Err(err));
         assert_eq!(b.capacity(), capacity, "nothing reserved");
 
         let mut b = BytesMut::from(&(-1i32).to_be_bytes()[..]);
@@ -179,16 +220,66 @@ mod tests {
     #[test]
     fn reserve_is_bounded_by_what_the_frame_lacks_and_the_cap() {
         let mut b = BytesMut::new();
-        reserve_for_next_read(&mut b, 1 << 30).unwrap();
+        reserve_for_next_read(&mut b, 1 << 30, 0).unwrap();
         assert!(b.capacity() >= READ_RESERVE_BYTES_MIN);
 
+        // The broker's way: a size is not believed before a full read's
+        // worth of the frame has arrived.
         let mut b = BytesMut::from(&(1i32 << 29).to_be_bytes()[..]);
-        reserve_for_next_read(&mut b, 1 << 30).unwrap();
+        reserve_for_next_read(&mut b, 1 << 30, READ_RESERVE_BYTES_MAX).unwrap();
         assert!(b.capacity() >= READ_RESERVE_BYTES_MAX);
         assert!(
             b.capacity() < 4 * READ_RESERVE_BYTES_MAX,
             "{}",
             b.capacity()
+        );
+    }
+
+    /// Feeds `frame` to a buffer as a socket would, at most `read_max`
+    /// bytes per read into the room `reserve_for_next_read` made, and
+    /// decodes it; returns the frame and the bytes the buffer's growth
+    /// copied (what was held each time its allocation moved).
+    fn read_in_steps(frame: &[u8], believe_after: usize, read_max: usize) -> (Bytes, usize) {
+        let mut buf = BytesMut::new();
+        let (mut fed, mut copied) = (0, 0);
+        loop {
+            if let Some(decoded) = decode_frame(&mut buf, 1 << 30).unwrap() {
+                return (decoded, copied);
+            }
+            let (at, held) = (buf.as_ptr(), buf.len());
+            reserve_for_next_read(&mut buf, 1 << 30, believe_after).unwrap();
+            if held > 0 && buf.as_ptr() != at {
+                copied += held;
+            }
+            let n = (buf.capacity() - buf.len())
+                .min(read_max)
+                .min(frame.len() - fed);
+            assert!(n > 0, "no room made at {fed} of {}", frame.len());
+            buf.extend_from_slice(&frame[fed..fed + n]);
+            fed += n;
+        }
+    }
+
+    #[test]
+    fn a_large_frame_is_read_into_one_allocation_once_its_size_is_believed() {
+        let body: Vec<u8> = (0..5 * READ_RESERVE_BYTES_MAX + 3)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let frame = framed(&body);
+        let read_max = 64 * 1024;
+
+        // The client's way: the whole size is reserved once the prefix is
+        // in; only the first read's bytes move, once.
+        let (decoded, copied) = read_in_steps(&frame, 0, read_max);
+        assert_eq!(decoded, body);
+        assert!(copied <= READ_RESERVE_BYTES_MIN, "client copied {copied}");
+
+        // The broker's way: room for a full read's worth, then the whole.
+        let (decoded, copied) = read_in_steps(&frame, READ_RESERVE_BYTES_MAX, read_max);
+        assert_eq!(decoded, body);
+        assert!(
+            copied <= READ_RESERVE_BYTES_MIN + READ_RESERVE_BYTES_MAX,
+            "broker copied {copied}"
         );
     }
 }
