@@ -28,10 +28,9 @@
 //!   the rest is read without the buffer growing again. The broker passes
 //!   [`READ_RESERVE_BYTES_MAX`]: a client that announces a large frame and
 //!   stalls makes it reserve at most that much. The client passes 0 and
-//!   reserves a response's
-//!   whole size once its prefix is in, as Kafka's `NetworkReceive` and
-//!   librdkafka allocate theirs: its peer is a broker it chose, and room
-//!   not yet written is address space, not memory.
+//!   reserves a response's whole size once its prefix is in, as Kafka's
+//!   `NetworkReceive` and librdkafka allocate theirs: its peer is a broker
+//!   it chose, and room not yet written is address space, not memory.
 //!
 //! # References
 //! "Protocol Primitive Types" and "Common Request and Response Structure" in
@@ -53,7 +52,7 @@ pub const READ_RESERVE_BYTES_MIN: usize = 8 * 1024;
 
 /// How much of a frame the broker reads before it believes the frame's
 /// size and makes room for all of it ([`read_reserve_bytes`]); also the
-/// most one read brings.
+/// most one of the broker's reads brings.
 pub const READ_RESERVE_BYTES_MAX: usize = 1024 * 1024;
 
 const _: () = assert!(READ_RESERVE_BYTES_MIN <= READ_RESERVE_BYTES_MAX);
