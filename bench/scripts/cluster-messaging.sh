@@ -18,8 +18,8 @@
 # long because the three nodes' page caches grow by ~7.5 GiB before they
 # hold their retention, and on this VM a page first touched costs ~25x
 # one written over (`kernel-floor.py firsttouch`): with 15 s the window
-# still paid for it (313 K against 509 K records/s at 60 s,
-# docs/benchmarks.md, "Three nodes at steady state").
+# still paid for it (171-206 K records/s against 458-463 K at 60 s,
+# alternated: docs/benchmarks.md, "Three nodes at steady state").
 #
 # Binaries: $SLUICE_BIN and $BENCH_BIN, default target/release/{sluice,sluice-bench}.
 # Every node listens on 127.0.0.1 on ports the OS picks; the cluster
