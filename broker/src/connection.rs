@@ -40,7 +40,7 @@
 //!   arrived; then room for the whole frame is made at once — capacity,
 //!   not memory in use, as pages are touched only as bytes arrive — so
 //!   the buffer grows at most twice per frame:
-//!   `sluice_protocol::frame::read_reserve_bytes`).
+//!   `sluice_protocol::frame::reserve_for_next_read`).
 //! - A request must arrive whole within `socket.request.read.timeout.ms`
 //!   of its first byte, waiting for memory included; a slower sender is
 //!   closed. Between requests, a connection with no request arriving for
@@ -66,7 +66,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sluice_protocol::frame::{
     FRAME_SIZE_PREFIX_BYTES, READ_RESERVE_BYTES_MAX, READ_RESERVE_BYTES_MIN, decode_frame,
-    frame_size_at, read_reserve_bytes,
+    frame_size_at, reserve_for_next_read,
 };
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -326,11 +326,7 @@ async fn next_frame(
         // time (22 % of the broker's CPU with 1 000 partitions, whose
         // produce requests carry many batches: docs/benchmarks.md,
         // "Latency and many partitions").
-        input.buf.reserve(read_reserve_bytes(
-            input.buf.len(),
-            size,
-            READ_RESERVE_BYTES_MAX,
-        ));
+        reserve_for_next_read(&mut input.buf, max_frame, READ_RESERVE_BYTES_MAX).map_err(fault)?;
         let read = stream.try_read_buf(&mut (&mut input.buf).limit(want));
         match read {
             Ok(0) if input.buf.is_empty() => return Ok(None),

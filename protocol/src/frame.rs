@@ -22,7 +22,7 @@
 //! # Limits
 //! - [`SOCKET_REQUEST_MAX_BYTES_DEFAULT`] (100 MiB) mirrors Kafka's
 //!   `socket.request.max.bytes`; the broker passes its configured value.
-//! - [`read_reserve_bytes`] makes room for at most the caller's
+//! - [`reserve_for_next_read`] makes room for at most the caller's
 //!   `believe_after` bytes of a frame until that many have arrived, and
 //!   then for all the frame still lacks (at most `max_frame_bytes`), so
 //!   the rest is read without the buffer growing again. The broker passes
@@ -46,12 +46,13 @@ pub const FRAME_SIZE_PREFIX_BYTES: usize = 4;
 /// Kafka's default `socket.request.max.bytes`: 100 MiB.
 pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: usize = 100 * 1024 * 1024;
 
-/// Smallest growth [`read_reserve_bytes`] asks for: enough for several
-/// small pipelined requests per read syscall.
+/// The room [`reserve_for_next_read`] makes while a frame's size is
+/// unknown or the frame is this small: enough for several small pipelined
+/// requests per read syscall.
 pub const READ_RESERVE_BYTES_MIN: usize = 8 * 1024;
 
 /// How much of a frame the broker reads before it believes the frame's
-/// size and makes room for all of it ([`read_reserve_bytes`]); also the
+/// size and makes room for all of it ([`reserve_for_next_read`]); also the
 /// most one of the broker's reads brings.
 pub const READ_RESERVE_BYTES_MAX: usize = 1024 * 1024;
 
@@ -94,15 +95,13 @@ pub fn decode_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option
     Ok(Some(frame.freeze()))
 }
 
-/// How much room to make before the next read into a buffer that holds
-/// `buffered` bytes of the frame in progress (`frame_size`, once its
-/// prefix is in).
+/// Makes room in `buf` for the next socket read.
 ///
 /// - Size unknown, or a frame of at most [`READ_RESERVE_BYTES_MIN`]:
 ///   that minimum, so one read can also take the small frames pipelined
 ///   behind it.
 /// - A larger frame: what it still lacks, and no more, once
-///   `believe_after` bytes of it have arrived (its size is believed);
+///   `believe_after` bytes of it are buffered (its size is believed);
 ///   before that, room for at most `believe_after` bytes in all.
 ///
 /// A buffer that grows copies every byte it holds; grown by a read's
@@ -110,26 +109,7 @@ pub fn decode_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option
 /// a frame of several MiB is copied about once more (a doubling, into
 /// fresh pages each time). Here its buffer grows at most twice: to
 /// `believe_after`, then to the whole frame.
-pub fn read_reserve_bytes(
-    buffered: usize,
-    frame_size: Option<usize>,
-    believe_after: usize,
-) -> usize {
-    let whole = match frame_size {
-        Some(size) if FRAME_SIZE_PREFIX_BYTES + size > READ_RESERVE_BYTES_MIN => {
-            FRAME_SIZE_PREFIX_BYTES + size
-        }
-        _ => return READ_RESERVE_BYTES_MIN,
-    };
-    let missing = whole.saturating_sub(buffered);
-    if buffered >= believe_after {
-        missing
-    } else {
-        missing.min(believe_after - buffered)
-    }
-}
-
-/// Makes room in `buf` for the next socket read ([`read_reserve_bytes`]).
+///
 /// Fails, reserving nothing, when the frame in progress announces a bad
 /// size, so the caller closes instead of reading.
 pub fn reserve_for_next_read(
@@ -137,8 +117,19 @@ pub fn reserve_for_next_read(
     max_frame_bytes: usize,
     believe_after: usize,
 ) -> Result<()> {
-    let size = frame_size_at(buf, max_frame_bytes)?;
-    buf.reserve(read_reserve_bytes(buf.len(), size, believe_after));
+    let room = match frame_size_at(buf, max_frame_bytes)? {
+        Some(size) if FRAME_SIZE_PREFIX_BYTES + size > READ_RESERVE_BYTES_MIN => {
+            let buffered = buf.len();
+            let missing = (FRAME_SIZE_PREFIX_BYTES + size).saturating_sub(buffered);
+            if buffered >= believe_after {
+                missing
+            } else {
+                missing.min(believe_after - buffered)
+            }
+        }
+        _ => READ_RESERVE_BYTES_MIN,
+    };
+    buf.reserve(room);
     Ok(())
 }
 
