@@ -1,85 +1,108 @@
 //! `sluice-bench compare A.json B.json`: the two results side by side, with
-//! B / A for every figure. Reads the JSON loosely (missing figures print
-//! as "-") so results from older versions of the tool still compare.
+//! B / A for every figure and whether B is better or worse by it (higher
+//! throughput and per-CPU figures are better, lower latency and cost).
+//! Reads the JSON loosely (missing figures print as "-") so results from
+//! older versions of the tool still compare. The verdict is the direction
+//! only: on a shared machine a few percent either way is noise, which is
+//! why runs to compare are alternated in one invocation.
 
 use std::path::Path;
 
 use anyhow::Context;
 use serde_json::Value;
 
-/// (label, JSON pointer, higher is better)
-const ROWS: &[(&str, &str, bool)] = &[
-    ("produce records/s", "/produce/records_per_s", true),
-    ("produce MiB/s", "/produce/mib_per_s", true),
-    ("produce latency p50 ms", "/produce/latency/p50_ms", false),
-    ("produce latency p90 ms", "/produce/latency/p90_ms", false),
-    ("produce latency p99 ms", "/produce/latency/p99_ms", false),
+/// Which way a figure is better, if either: the machine's ceilings and
+/// load say what the run had, not how well Sluice did.
+#[derive(Clone, Copy)]
+enum Better {
+    Higher,
+    Lower,
+    Neither,
+}
+
+use Better::{Higher, Lower, Neither};
+
+/// (label, JSON pointer, which way is better)
+const ROWS: &[(&str, &str, Better)] = &[
+    ("produce records/s", "/produce/records_per_s", Higher),
+    ("produce MiB/s", "/produce/mib_per_s", Higher),
+    ("produce latency p50 ms", "/produce/latency/p50_ms", Lower),
+    ("produce latency p90 ms", "/produce/latency/p90_ms", Lower),
+    ("produce latency p99 ms", "/produce/latency/p99_ms", Lower),
     (
         "produce latency p99.9 ms",
         "/produce/latency/p999_ms",
-        false,
+        Lower,
     ),
-    ("produce latency max ms", "/produce/latency/max_ms", false),
-    ("produce errors", "/produce/errors", false),
-    ("tail consume records/s", "/consume/records_per_s", true),
-    ("end-to-end p50 ms", "/consume/e2e_latency/p50_ms", false),
-    ("end-to-end p90 ms", "/consume/e2e_latency/p90_ms", false),
-    ("end-to-end p99 ms", "/consume/e2e_latency/p99_ms", false),
-    ("end-to-end p99.9 ms", "/consume/e2e_latency/p999_ms", false),
-    ("end-to-end max ms", "/consume/e2e_latency/max_ms", false),
-    ("readback records/s", "/readback/records_per_s", true),
-    ("readback MiB/s", "/readback/mib_per_s", true),
+    ("produce latency max ms", "/produce/latency/max_ms", Lower),
+    ("produce errors", "/produce/errors", Lower),
+    ("tail consume records/s", "/consume/records_per_s", Higher),
+    ("end-to-end p50 ms", "/consume/e2e_latency/p50_ms", Lower),
+    ("end-to-end p90 ms", "/consume/e2e_latency/p90_ms", Lower),
+    ("end-to-end p99 ms", "/consume/e2e_latency/p99_ms", Lower),
+    ("end-to-end p99.9 ms", "/consume/e2e_latency/p999_ms", Lower),
+    ("end-to-end max ms", "/consume/e2e_latency/max_ms", Lower),
+    ("readback records/s", "/readback/records_per_s", Higher),
+    ("readback MiB/s", "/readback/mib_per_s", Higher),
     (
         "ceiling loopback MiB/s",
         "/ceiling/loopback_mib_per_s",
-        true,
+        Neither,
     ),
-    ("ceiling disk MiB/s", "/ceiling/disk_write_mib_per_s", true),
-    ("produce / loopback", "/ratios/produce_of_loopback", true),
-    ("readback / loopback", "/ratios/readback_of_loopback", true),
+    (
+        "ceiling disk MiB/s",
+        "/ceiling/disk_write_mib_per_s",
+        Neither,
+    ),
+    ("produce / loopback", "/ratios/produce_of_loopback", Higher),
+    (
+        "readback / loopback",
+        "/ratios/readback_of_loopback",
+        Higher,
+    ),
     (
         "produce MiB / broker CPU-s",
         "/ratios/produce_mib_per_broker_cpu_s",
-        true,
+        Higher,
     ),
     (
         "readback MiB / broker CPU-s",
         "/ratios/readback_mib_per_broker_cpu_s",
-        true,
+        Higher,
     ),
     (
         "bench CPU-s / GiB",
         "/cost/produce/bench_cpu_s_per_gib",
-        false,
+        Lower,
     ),
     (
         "bench CPU-s / M records",
         "/cost/produce/bench_cpu_s_per_million_records",
-        false,
+        Lower,
     ),
     (
         "broker CPU-s / GiB",
         "/cost/produce/broker_cpu_s_per_gib",
-        false,
+        Lower,
     ),
     (
         "broker CPU-s / M records",
         "/cost/produce/broker_cpu_s_per_million_records",
-        false,
+        Lower,
     ),
     (
         "readback bench CPU-s / GiB",
         "/cost/readback/bench_cpu_s_per_gib",
-        false,
+        Lower,
     ),
     (
         "readback broker CPU-s/GiB",
         "/cost/readback/broker_cpu_s_per_gib",
-        false,
+        Lower,
     ),
-    ("broker CPU-s (run)", "/cpu/run/broker_cpu_s", false),
-    ("bench CPU-s (run)", "/cpu/run/bench_cpu_s", false),
-    ("load average (run)", "/cpu/run/load_average_1m", false),
+    ("broker CPU-s (run)", "/cpu/run/broker_cpu_s", Lower),
+    ("bench CPU-s (run)", "/cpu/run/bench_cpu_s", Lower),
+    ("load average (run)", "/cpu/run/load_average_1m", Neither),
 ];
 
 fn load(path: &Path) -> anyhow::Result<Value> {
@@ -106,27 +129,42 @@ pub fn table(a_path: &Path, b_path: &Path) -> anyhow::Result<String> {
     out.push_str(&format!("A: {} ({})\n", a_path.display(), name(&a)));
     out.push_str(&format!("B: {} ({})\n", b_path.display(), name(&b)));
     out.push_str(&format!(
-        "{:<26} {:>14} {:>14} {:>8}\n",
-        "figure", "A", "B", "B / A"
+        "{:<26} {:>14} {:>14} {:>8}  {}\n",
+        "figure", "A", "B", "B / A", "B is"
     ));
-    for (label, pointer, _higher_better) in ROWS {
+    for &(label, pointer, better) in ROWS {
         let x = a.pointer(pointer).and_then(Value::as_f64);
         let y = b.pointer(pointer).and_then(Value::as_f64);
         if x.is_none() && y.is_none() {
             continue;
         }
         let cell = |v: Option<f64>| v.map_or("-".to_owned(), format_number);
-        let ratio = match (x, y) {
-            (Some(x), Some(y)) if x != 0.0 => format!("{:.2}", y / x),
-            _ => "-".to_owned(),
+        let (ratio, verdict) = match (x, y) {
+            (Some(x), Some(y)) if x != 0.0 => (format!("{:.2}", y / x), verdict(x, y, better)),
+            _ => ("-".to_owned(), ""),
         };
-        out.push_str(&format!(
-            "{label:<26} {:>14} {:>14} {ratio:>8}\n",
-            cell(x),
-            cell(y)
-        ));
+        out.push_str(
+            format!(
+                "{label:<26} {:>14} {:>14} {ratio:>8}  {verdict}",
+                cell(x),
+                cell(y)
+            )
+            .trim_end(),
+        );
+        out.push('\n');
     }
     Ok(out)
+}
+
+/// "better" or "worse" for B against A; "" when B / A prints as 1.00.
+fn verdict(a: f64, b: f64, better: Better) -> &'static str {
+    let higher = match better {
+        _ if (b / a - 1.0).abs() < 0.005 => return "",
+        Neither => return "",
+        Higher => true,
+        Lower => false,
+    };
+    if (b > a) == higher { "better" } else { "worse" }
 }
 
 fn format_number(v: f64) -> String {
@@ -136,5 +174,83 @@ fn format_number(v: f64) -> String {
         format!("{v:.2}")
     } else {
         format!("{v:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, json: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, json).unwrap();
+        path
+    }
+
+    fn row<'a>(table: &'a str, label: &str) -> Option<&'a str> {
+        table.lines().find(|l| l.starts_with(label))
+    }
+
+    #[test]
+    fn each_figure_gets_its_ratio_and_which_way_is_better() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a.json",
+            r#"{"scenario": "messaging", "bootstrap": "127.0.0.1:1",
+                "produce": {"records_per_s": 400000,
+                            "latency": {"p50_ms": 4.00, "p99_ms": 8.0}},
+                "cost": {"produce": {"broker_cpu_s_per_gib": 1.0}},
+                "readback": {"records_per_s": 1000},
+                "ceiling": {"loopback_mib_per_s": 3000}}"#,
+        );
+        let b = write(
+            dir.path(),
+            "b.json",
+            r#"{"scenario": "messaging", "bootstrap": "127.0.0.1:2",
+                "produce": {"records_per_s": 500000,
+                            "latency": {"p50_ms": 4.01, "p99_ms": 10.0}},
+                "cost": {"produce": {"broker_cpu_s_per_gib": 0.5}},
+                "readback": {"records_per_s": 1000},
+                "ceiling": {"loopback_mib_per_s": 1500}}"#,
+        );
+        let t = table(&a, &b).unwrap();
+        assert_eq!(
+            row(&t, "produce records/s"),
+            Some("produce records/s                  400000         500000     1.25  better")
+        );
+        assert!(
+            row(&t, "produce latency p99 ms")
+                .unwrap()
+                .ends_with("1.25  worse")
+        );
+        assert!(
+            row(&t, "broker CPU-s / GiB")
+                .unwrap()
+                .ends_with("0.50  better")
+        );
+        assert!(row(&t, "readback records/s").unwrap().ends_with("1.00"));
+        assert!(row(&t, "produce latency p50 ms").unwrap().ends_with("1.00"));
+        // The machine's figures get a ratio and no verdict.
+        assert!(row(&t, "ceiling loopback MiB/s").unwrap().ends_with("0.50"));
+        // A figure one side lacks prints "-"; one both lack is left out.
+        assert!(row(&t, "produce MiB/s").is_none());
+        let c = write(dir.path(), "c.json", r#"{"produce": {"records_per_s": 1}}"#);
+        let t = table(&a, &c).unwrap();
+        assert!(
+            row(&t, "produce latency p99 ms")
+                .unwrap()
+                .ends_with(" -        -")
+        );
+        assert!(t.contains("(? @ ?)"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_json_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.json", "{}");
+        let b = write(dir.path(), "b.json", "not json");
+        let e = table(&a, &b).unwrap_err();
+        assert!(format!("{e:#}").contains("b.json is not JSON"));
     }
 }

@@ -109,8 +109,14 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// Prints two JSON results side by side.
-    Compare { a: PathBuf, b: PathBuf },
+    /// Prints two JSON results side by side: B / A for every figure, and
+    /// whether B is better or worse by it.
+    Compare {
+        /// The earlier (baseline) result.
+        a: PathBuf,
+        /// The result to judge against it.
+        b: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
