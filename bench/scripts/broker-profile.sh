@@ -10,7 +10,11 @@
 #
 # Env: SLUICE_BIN, BENCH_BIN (default target/release/{sluice,sluice-bench}),
 # SCENARIO (default messaging), PERF_SECS (default 8), PERF_DELAY (seconds
-# after the bench starts, default 8). Needs `perf` (Debian: apt-get
+# after the bench starts, default 8), or PERF_AT=readback: start when the
+# bench begins its read-back from the start (it says so on stderr), so
+# the profile is the fetch path alone. A read-back of 2 GiB lasts ~1.5 s:
+# give the topic more (`--set topic.configs.retention.bytes=...`) and a
+# PERF_SECS shorter than the read-back. Needs `perf` (Debian: apt-get
 # install linux-perf).
 # Everything listens on 127.0.0.1 and is killed by PID on exit.
 set -euo pipefail
@@ -46,7 +50,11 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $SLUICE_BI
 "$bench" run "${SCENARIO:-messaging}" --bootstrap "127.0.0.1:$BROKER_PORT" --broker-pid "$BROKER_PID" --no-ceiling \
   --set run.duration_s="$duration" --json "$out/bench.json" "${extra[@]}" 2> "$out/bench.log" &
 bench_pid=$!
-sleep "${PERF_DELAY:-8}"
+if [ "${PERF_AT:-}" = readback ]; then
+  while kill -0 "$bench_pid" 2>/dev/null && ! grep -q '^reading back' "$out/bench.log"; do sleep 0.02; done
+else
+  sleep "${PERF_DELAY:-8}"
+fi
 perf record -q -F 499 --call-graph dwarf,16384 -p "$BROKER_PID" -o "$out/perf.data" -- sleep "${PERF_SECS:-8}" 2>/dev/null &
 perf_pid=$!
 wait "$perf_pid" || true
@@ -54,6 +62,6 @@ perf_pid=
 wait "$bench_pid" || echo "bench failed" >&2
 grep -E '^(produce|readback|cpu|per broker|cost) ' -A1 "$out/bench.log" | tee -a "$out/summary.txt"
 perf report -i "$out/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null |
-  grep -v '^#' | grep -v '^$' | head -n 40 | tee -a "$out/summary.txt"
+  grep -v '^#' | grep -v '^$' | sed -n 1,40p | tee -a "$out/summary.txt"
 perf report -i "$out/perf.data" --children --sort symbol --stdio -g none 2>/dev/null |
-  grep -v '^#' | grep -v '^$' | head -n 60 > "$out/children.txt"
+  grep -v '^#' | grep -v '^$' | sed -n 1,60p > "$out/children.txt"

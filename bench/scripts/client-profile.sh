@@ -38,6 +38,6 @@ perf record -q -F 999 -g -o "$out/perf.data" -- \
   --json "$out/bench.json" 2> "$out/bench.log"
 grep -E '^(produce|cost|cpu) ' "$out/bench.log" | tee -a "$out/summary.txt"
 perf report -i "$out/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null |
-  grep -v '^#' | grep -v '^$' | head -n 8 | tee -a "$out/summary.txt"
+  grep -v '^#' | grep -v '^$' | sed -n 1,8p | tee -a "$out/summary.txt"
 perf report -i "$out/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null |
-  grep -v '^#' | grep -v '^$' | head -n 30 | tee -a "$out/summary.txt"
+  grep -v '^#' | grep -v '^$' | sed -n 1,30p | tee -a "$out/summary.txt"

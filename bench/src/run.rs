@@ -436,6 +436,12 @@ async fn readback(scenario: &Scenario, client: &ClientConfig) -> anyhow::Result<
     let mut c = Consumer::connect(config).await?;
     c.assign_all(topic).await?;
     c.seek_all(Offset::Beginning).await?;
+    // Said before the first fetch, so a profiler can start on this line
+    // (bench/scripts/broker-profile.sh with PERF_AT=readback).
+    eprintln!(
+        "reading back from the start: {} partition(s)",
+        targets.len()
+    );
     let budget = Duration::from_secs_f64(scenario.run.duration_s * f64::from(READBACK_FACTOR))
         .max(READBACK_MIN);
     let progress = Progress::start(
