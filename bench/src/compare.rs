@@ -194,26 +194,20 @@ mod tests {
     #[test]
     fn each_figure_gets_its_ratio_and_which_way_is_better() {
         let dir = tempfile::tempdir().unwrap();
-        let a = write(
-            dir.path(),
-            "a.json",
-            r#"{"scenario": "messaging", "bootstrap": "127.0.0.1:1",
-                "produce": {"records_per_s": 400000,
-                            "latency": {"p50_ms": 4.00, "p99_ms": 8.0}},
-                "cost": {"produce": {"broker_cpu_s_per_gib": 1.0}},
-                "readback": {"records_per_s": 1000},
-                "ceiling": {"loopback_mib_per_s": 3000}}"#,
-        );
-        let b = write(
-            dir.path(),
-            "b.json",
-            r#"{"scenario": "messaging", "bootstrap": "127.0.0.1:2",
-                "produce": {"records_per_s": 500000,
-                            "latency": {"p50_ms": 4.01, "p99_ms": 10.0}},
-                "cost": {"produce": {"broker_cpu_s_per_gib": 0.5}},
-                "readback": {"records_per_s": 1000},
-                "ceiling": {"loopback_mib_per_s": 1500}}"#,
-        );
+        // (records/s, p50 ms, p99 ms, broker CPU-s per GiB, loopback MiB/s)
+        let result = |name: &str, (records, p50, p99, cpu, loopback): (u32, f64, f64, f64, u32)| {
+            let json = format!(
+                r#"{{"scenario": "messaging", "bootstrap": "127.0.0.1:1",
+                    "produce": {{"records_per_s": {records},
+                                "latency": {{"p50_ms": {p50}, "p99_ms": {p99}}}}},
+                    "cost": {{"produce": {{"broker_cpu_s_per_gib": {cpu}}}}},
+                    "readback": {{"records_per_s": 1000}},
+                    "ceiling": {{"loopback_mib_per_s": {loopback}}}}}"#
+            );
+            write(dir.path(), name, &json)
+        };
+        let a = result("a.json", (400_000, 4.00, 8.0, 1.0, 3000));
+        let b = result("b.json", (500_000, 4.01, 10.0, 0.5, 1500));
         let t = table(&a, &b).unwrap();
         assert_eq!(
             row(&t, "produce records/s"),
