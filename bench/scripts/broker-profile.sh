@@ -27,6 +27,10 @@ duration=${1:-20}
 [ $# -gt 0 ] && shift
 [ "${1:-}" = "--" ] && shift
 extra=("$@")
+case "${PERF_AT:-}" in
+  "" | readback) ;;
+  *) echo "PERF_AT=$PERF_AT: only 'readback' is known" >&2; exit 2 ;;
+esac
 bench=${BENCH_BIN:-$PWD/target/release/sluice-bench}
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -50,11 +54,14 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $SLUICE_BI
 "$bench" run "${SCENARIO:-messaging}" --bootstrap "127.0.0.1:$BROKER_PORT" --broker-pid "$BROKER_PID" --no-ceiling \
   --set run.duration_s="$duration" --json "$out/bench.json" "${extra[@]}" 2> "$out/bench.log" &
 bench_pid=$!
-if [ "${PERF_AT:-}" = readback ]; then
-  while kill -0 "$bench_pid" 2>/dev/null && ! grep -q '^reading back' "$out/bench.log"; do sleep 0.02; done
-else
-  sleep "${PERF_DELAY:-8}"
-fi
+case "${PERF_AT:-}" in
+  readback)
+    until grep -q '^reading back' "$out/bench.log"; do
+      kill -0 "$bench_pid" 2>/dev/null || { echo "the bench ended without a read-back (consumer.readback=false?)" >&2; exit 1; }
+      sleep 0.02
+    done ;;
+  *) sleep "${PERF_DELAY:-8}" ;;
+esac
 perf record -q -F 499 --call-graph dwarf,16384 -p "$BROKER_PID" -o "$out/perf.data" -- sleep "${PERF_SECS:-8}" 2>/dev/null &
 perf_pid=$!
 wait "$perf_pid" || true

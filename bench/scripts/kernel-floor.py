@@ -102,7 +102,7 @@ def send(d, mode):
 def first_touch(d, gib):
     path = os.path.join(d, "floor-first-touch")
     buf = os.urandom(1 << 20)
-    pieces = int(gib * 1024)
+    pieces = max(1, int(gib * 1024))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         for label in ("first write", "written over"):

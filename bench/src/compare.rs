@@ -140,7 +140,10 @@ pub fn table(a_path: &Path, b_path: &Path) -> anyhow::Result<String> {
         }
         let cell = |v: Option<f64>| v.map_or("-".to_owned(), format_number);
         let (ratio, verdict) = match (x, y) {
-            (Some(x), Some(y)) if x != 0.0 => (format!("{:.2}", y / x), verdict(x, y, better)),
+            (Some(x), Some(y)) if x != 0.0 => {
+                let ratio = y / x;
+                (format!("{ratio:.2}"), verdict(ratio, better))
+            }
             _ => ("-".to_owned(), ""),
         };
         out.push_str(
@@ -156,15 +159,21 @@ pub fn table(a_path: &Path, b_path: &Path) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// "better" or "worse" for B against A; "" when B / A prints as 1.00.
-fn verdict(a: f64, b: f64, better: Better) -> &'static str {
-    let higher = match better {
-        _ if (b / a - 1.0).abs() < 0.005 => return "",
-        Neither => return "",
+/// "better" or "worse" for B against A by their `ratio` (B / A); "" when
+/// it prints as 1.00 or the figure is the machine's.
+fn verdict(ratio: f64, better: Better) -> &'static str {
+    let higher_is_better = match better {
         Higher => true,
         Lower => false,
+        Neither => return "",
     };
-    if (b > a) == higher { "better" } else { "worse" }
+    if (ratio - 1.0).abs() < 0.005 {
+        ""
+    } else if (ratio > 1.0) == higher_is_better {
+        "better"
+    } else {
+        "worse"
+    }
 }
 
 fn format_number(v: f64) -> String {
